@@ -1,0 +1,16 @@
+//! Sans-IO protocol state machines for Switchboard.
+//!
+//! Nothing in this crate performs IO, reads a clock, sleeps, spawns or locks:
+//! callers feed bytes and the current time in, and poll bytes, events and
+//! deadlines out. The runtime crates (`switchboard-tokio`, `switchboard-smol`,
+//! `switchboard-threads`) drive these machines over real sockets.
+//!
+//! - [`ws`]: RFC 6455 WebSocket (opening handshake, frames, messages, close
+//!   handshake, keep-alive) and RFC 7692 permessage-deflate.
+//! - [`http`]: HTTP/1.1 request and response heads with size limits, used by
+//!   the opening handshake.
+#![forbid(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod http;
+pub mod ws;

@@ -1,0 +1,635 @@
+//! The WebSocket connection state machine: frames in, events out; messages
+//! in, frames out. One rule lives here once: reassembly, fail-fast UTF-8,
+//! limits, automatic pongs, keep-alive and the close handshake.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::deflate::{Deflate, InflateError};
+use super::frame::{FrameHeader, OpCode, encode_frame};
+use super::mask::apply_mask;
+use super::utf8::Utf8Validator;
+use super::{
+    CloseCode, CloseFrame, Config, DeflateParams, Message, ProtocolError, Role, SendError, Text,
+};
+
+/// Buffers larger than this are released when they empty, so idle
+/// connections hold no buffer memory.
+const RETAINED_BUFFER: usize = 512;
+
+/// Where the connection stands in its lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Messages flow both ways.
+    Open,
+    /// We sent a close frame and wait for the peer's.
+    CloseSent,
+    /// The close handshake finished, or the connection failed. Nothing more
+    /// is sent or accepted.
+    Closed,
+}
+
+/// What the connection reports to the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A message, or an observed ping, pong or close frame.
+    Message(Message),
+    /// The peer broke the protocol or a limit (or vanished); the matching
+    /// close frame, if one may be sent, is queued and the connection is
+    /// closed.
+    Failed(ProtocolError),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FrameInProgress {
+    header: FrameHeader,
+    /// Payload bytes already unmasked (and validated, for text).
+    processed: usize,
+    validate_utf8: bool,
+}
+
+#[derive(Debug)]
+struct MessageInProgress {
+    text: bool,
+    compressed: bool,
+    data: BytesMut,
+    fragments: usize,
+}
+
+/// A timer that is off, waiting to be armed at the next `handle_timeout`,
+/// or armed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    Off,
+    Arm(std::time::Duration),
+    At(Instant),
+}
+
+impl Timer {
+    fn arm(&mut self, now: Instant) {
+        if let Timer::Arm(after) = *self {
+            *self = Timer::At(now + after);
+        }
+    }
+
+    fn expired(&self, now: Instant) -> bool {
+        matches!(*self, Timer::At(at) if now >= at)
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match *self {
+            Timer::At(at) => Some(at),
+            _ => None,
+        }
+    }
+}
+
+/// Client masking keys, drawn from the OS CSPRNG a block at a time.
+struct MaskKeys {
+    pool: [u8; 64],
+    used: usize,
+}
+
+impl MaskKeys {
+    fn new() -> Box<Self> {
+        Box::new(Self {
+            pool: [0; 64],
+            used: 64,
+        })
+    }
+
+    fn next(&mut self) -> [u8; 4] {
+        if self.used == self.pool.len() {
+            getrandom::fill(&mut self.pool).expect("the OS random source failed");
+            self.used = 0;
+        }
+        let key = self.pool[self.used..self.used + 4]
+            .try_into()
+            .expect("4 bytes");
+        self.used += 4;
+        key
+    }
+}
+
+/// One WebSocket connection, either role, without IO.
+///
+/// Feed received bytes with [`receive`](Self::receive) (and
+/// [`handle_eof`](Self::handle_eof) at end of stream), take events with
+/// [`poll_event`](Self::poll_event), queue messages with
+/// [`send`](Self::send), and write out [`transmit`](Self::transmit),
+/// acknowledging with [`advance_transmit`](Self::advance_transmit). Call
+/// [`handle_timeout`](Self::handle_timeout) with the current time after
+/// feeding input or sending, and again at [`poll_timeout`](Self::poll_timeout).
+/// Once [`should_close_transport`](Self::should_close_transport) holds and
+/// the transmit buffer is empty, close the transport.
+pub struct Connection {
+    role: Role,
+    config: Arc<Config>,
+    state: State,
+    failed: bool,
+    eof: bool,
+    read_buf: BytesMut,
+    frame: Option<FrameInProgress>,
+    message: Option<MessageInProgress>,
+    utf8: Utf8Validator,
+    out: BytesMut,
+    events: VecDeque<Event>,
+    deflate: Option<Box<Deflate>>,
+    mask_keys: Option<Box<MaskKeys>>,
+    next_ping: Timer,
+    pong_deadline: Timer,
+    close_deadline: Timer,
+    close_timed_out: bool,
+}
+
+impl Connection {
+    /// A connection in `role` after a successful opening handshake, with the
+    /// permessage-deflate parameters it negotiated (if any).
+    pub fn new(role: Role, config: Arc<Config>, deflate: Option<DeflateParams>) -> Self {
+        let deflate = deflate.map(|params| {
+            let deflate_config = config.deflate.clone().unwrap_or_default();
+            Box::new(Deflate::new(&params, role == Role::Server, &deflate_config))
+        });
+        let next_ping = match config.keepalive {
+            Some(k) => Timer::Arm(k.interval),
+            None => Timer::Off,
+        };
+        Self {
+            role,
+            state: State::Open,
+            failed: false,
+            eof: false,
+            read_buf: BytesMut::new(),
+            frame: None,
+            message: None,
+            utf8: Utf8Validator::default(),
+            out: BytesMut::new(),
+            events: VecDeque::new(),
+            deflate,
+            mask_keys: (role == Role::Client).then(MaskKeys::new),
+            next_ping,
+            pong_deadline: Timer::Off,
+            close_deadline: Timer::Off,
+            close_timed_out: false,
+            config,
+        }
+    }
+
+    /// This connection's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Where the connection stands.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The connection's settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether permessage-deflate is in use.
+    pub fn is_compressed(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    /// Feeds bytes received from the transport.
+    pub fn receive(&mut self, data: &[u8]) {
+        if self.state == State::Closed || data.is_empty() {
+            return;
+        }
+        self.read_buf.extend_from_slice(data);
+        loop {
+            match self.process_frame() {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(error) => {
+                    self.fail(error);
+                    break;
+                }
+            }
+        }
+        if self.read_buf.is_empty() && self.read_buf.capacity() > RETAINED_BUFFER {
+            self.read_buf = BytesMut::new();
+        }
+    }
+
+    /// The transport reached end of stream.
+    pub fn handle_eof(&mut self) {
+        self.eof = true;
+        if self.state != State::Closed {
+            self.fail(ProtocolError::AbnormalClosure);
+        }
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Queues a message (or a ping, pong or close) for sending.
+    pub fn send(&mut self, message: Message) -> Result<(), SendError> {
+        match message {
+            Message::Text(text) => self.send_data(OpCode::Text, text.as_bytes()),
+            Message::Binary(data) => self.send_data(OpCode::Binary, &data),
+            Message::Ping(data) => self.send_control(OpCode::Ping, &data),
+            Message::Pong(data) => self.send_control(OpCode::Pong, &data),
+            Message::Close(frame) => self.close(frame),
+        }
+    }
+
+    /// Starts the close handshake. Closing twice is harmless.
+    pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), SendError> {
+        if self.state != State::Open {
+            return Ok(());
+        }
+        if let Some(frame) = &frame {
+            if !frame.code.is_sendable() {
+                return Err(SendError::InvalidCloseCode(frame.code.0));
+            }
+            if frame.reason.len() > 123 {
+                return Err(SendError::ControlFrameTooLong(frame.reason.len() + 2));
+            }
+        }
+        self.queue_close(frame.as_ref());
+        self.state = State::CloseSent;
+        self.close_deadline = Timer::Arm(self.config.close_timeout);
+        Ok(())
+    }
+
+    /// Bytes waiting to be written to the transport.
+    pub fn transmit(&self) -> &[u8] {
+        &self.out
+    }
+
+    /// Marks `n` bytes of [`transmit`](Self::transmit) as written.
+    pub fn advance_transmit(&mut self, n: usize) {
+        self.out.advance(n);
+        if self.out.is_empty() && self.out.capacity() > RETAINED_BUFFER {
+            self.out = BytesMut::new();
+        }
+    }
+
+    /// Whether the transmit buffer is below the
+    /// [`write_buffer_limit`](Config::write_buffer_limit), so more may be
+    /// queued without growing past the bound.
+    pub fn can_send(&self) -> bool {
+        self.out.len() < self.config.write_buffer_limit
+    }
+
+    /// Whether the transport should be closed once the transmit buffer is
+    /// written: the server closes first after the close handshake; the client
+    /// waits for that (or gives up after the close timeout); a failed
+    /// connection closes at once.
+    pub fn should_close_transport(&self) -> bool {
+        if self.eof || self.close_timed_out {
+            return true;
+        }
+        self.state == State::Closed && (self.role == Role::Server || self.failed)
+    }
+
+    /// The earliest time [`handle_timeout`](Self::handle_timeout) has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.next_ping, self.pong_deadline, self.close_deadline]
+            .iter()
+            .filter_map(Timer::deadline)
+            .min()
+    }
+
+    /// Arms timers started since the last call and acts on those that
+    /// expired: keep-alive pings, missing pongs, and close timeouts.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.next_ping.arm(now);
+        self.pong_deadline.arm(now);
+        self.close_deadline.arm(now);
+        if self.close_deadline.expired(now) {
+            self.close_deadline = Timer::Off;
+            self.close_timed_out = true;
+            self.state = State::Closed;
+        }
+        if self.state != State::Open {
+            self.next_ping = Timer::Off;
+            self.pong_deadline = Timer::Off;
+            return;
+        }
+        if self.pong_deadline.expired(now) {
+            self.fail(ProtocolError::KeepAliveTimeout);
+            return;
+        }
+        if self.next_ping.expired(now)
+            && let Some(keepalive) = self.config.keepalive
+        {
+            self.queue_frame(OpCode::Ping, false, b"");
+            if self.pong_deadline == Timer::Off {
+                self.pong_deadline = Timer::At(now + keepalive.timeout);
+            }
+            self.next_ping = Timer::At(now + keepalive.interval);
+        }
+    }
+
+    fn send_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+        if self.state != State::Open {
+            return Err(SendError::Closed);
+        }
+        match self.deflate.as_mut() {
+            Some(deflate) if deflate.should_compress(payload.len()) => {
+                let mut compressed = BytesMut::new();
+                deflate.compress(payload, &mut compressed);
+                self.queue_frame(opcode, true, &compressed);
+            }
+            _ => self.queue_frame(opcode, false, payload),
+        }
+        Ok(())
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+        if self.state != State::Open {
+            return Err(SendError::Closed);
+        }
+        if payload.len() > 125 {
+            return Err(SendError::ControlFrameTooLong(payload.len()));
+        }
+        self.queue_frame(opcode, false, payload);
+        Ok(())
+    }
+
+    fn queue_frame(&mut self, opcode: OpCode, rsv1: bool, payload: &[u8]) {
+        let mask = self.mask_keys.as_mut().map(|keys| keys.next());
+        encode_frame(&mut self.out, opcode, true, rsv1, mask, payload);
+    }
+
+    fn queue_close(&mut self, frame: Option<&CloseFrame>) {
+        let mut payload = [0u8; 125];
+        let len = match frame {
+            Some(frame) => {
+                payload[..2].copy_from_slice(&frame.code.0.to_be_bytes());
+                let reason = frame.reason.as_bytes();
+                payload[2..2 + reason.len()].copy_from_slice(reason);
+                2 + reason.len()
+            }
+            None => 0,
+        };
+        self.queue_frame(OpCode::Close, false, &payload[..len]);
+    }
+
+    /// Fails the connection: queues the close frame for `error` (when its code
+    /// may be sent and we have not sent one yet) and closes.
+    fn fail(&mut self, error: ProtocolError) {
+        tracing::debug!(%error, role = ?self.role, "failing WebSocket connection");
+        let code = error.close_code();
+        if self.state == State::Open && code.is_sendable() {
+            self.queue_close(Some(&CloseFrame::new(code, "")));
+        }
+        self.state = State::Closed;
+        self.failed = true;
+        self.read_buf = BytesMut::new();
+        self.frame = None;
+        self.message = None;
+        self.events.push_back(Event::Failed(error));
+    }
+
+    /// Parses (the rest of) one frame from the read buffer. Returns whether
+    /// a whole frame was consumed.
+    fn process_frame(&mut self) -> Result<bool, ProtocolError> {
+        if self.state == State::Closed {
+            self.read_buf.clear();
+            return Ok(false);
+        }
+        let mut frame = match self.frame {
+            Some(frame) => frame,
+            None => {
+                let Some((header, header_len)) = FrameHeader::parse(&self.read_buf)? else {
+                    return Ok(false);
+                };
+                let validate_utf8 = self.check_header(&header)?;
+                self.read_buf.advance(header_len);
+                let payload_len = header.payload_len as usize;
+                if payload_len > self.read_buf.len() {
+                    self.read_buf.reserve(payload_len - self.read_buf.len());
+                }
+                FrameInProgress {
+                    header,
+                    processed: 0,
+                    validate_utf8,
+                }
+            }
+        };
+        let payload_len = frame.header.payload_len as usize;
+        let available = self.read_buf.len().min(payload_len);
+        if available > frame.processed {
+            let fresh = &mut self.read_buf[frame.processed..available];
+            if let Some(key) = frame.header.mask {
+                apply_mask(fresh, key, frame.processed);
+            }
+            if frame.validate_utf8 {
+                self.utf8
+                    .feed(fresh)
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+            frame.processed = available;
+        }
+        if available < payload_len {
+            self.frame = Some(frame);
+            return Ok(false);
+        }
+        self.frame = None;
+        let payload = self.read_buf.split_to(payload_len);
+        self.handle_frame(frame.header, payload)?;
+        Ok(true)
+    }
+
+    /// Checks a header against the role, the negotiated extensions, the
+    /// message in progress and the limits, before its payload is read.
+    /// Returns whether the payload is uncompressed text to validate.
+    fn check_header(&mut self, header: &FrameHeader) -> Result<bool, ProtocolError> {
+        let data_start = matches!(header.opcode, OpCode::Text | OpCode::Binary);
+        if header.rsv2 || header.rsv3 || (header.rsv1 && !(data_start && self.deflate.is_some())) {
+            return Err(ProtocolError::ReservedBits);
+        }
+        if header.opcode.is_control() {
+            if !header.fin {
+                return Err(ProtocolError::FragmentedControlFrame);
+            }
+            if header.payload_len > 125 {
+                return Err(ProtocolError::ControlFrameTooLong(header.payload_len));
+            }
+        }
+        match (self.role, header.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        if header.payload_len > self.config.max_frame_size as u64 {
+            return Err(ProtocolError::FrameTooLarge {
+                size: header.payload_len,
+                limit: self.config.max_frame_size,
+            });
+        }
+        let too_large = ProtocolError::MessageTooLarge {
+            limit: self.config.max_message_size,
+        };
+        match header.opcode {
+            OpCode::Text | OpCode::Binary => {
+                if self.message.is_some() {
+                    return Err(ProtocolError::ExpectedContinuation);
+                }
+                if !header.rsv1 && header.payload_len > self.config.max_message_size as u64 {
+                    return Err(too_large);
+                }
+                let validate = header.opcode == OpCode::Text && !header.rsv1;
+                if validate {
+                    self.utf8 = Utf8Validator::default();
+                }
+                Ok(validate)
+            }
+            OpCode::Continuation => {
+                let Some(message) = &self.message else {
+                    return Err(ProtocolError::UnexpectedContinuation);
+                };
+                if message.fragments >= self.config.max_fragments {
+                    return Err(ProtocolError::TooManyFragments {
+                        limit: self.config.max_fragments,
+                    });
+                }
+                if !message.compressed
+                    && message.data.len() as u64 + header.payload_len
+                        > self.config.max_message_size as u64
+                {
+                    return Err(too_large);
+                }
+                Ok(message.text && !message.compressed)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn handle_frame(
+        &mut self,
+        header: FrameHeader,
+        payload: BytesMut,
+    ) -> Result<(), ProtocolError> {
+        match header.opcode {
+            OpCode::Ping => {
+                if self.state == State::Open {
+                    self.queue_frame(OpCode::Pong, false, &payload);
+                }
+                self.emit(Message::Ping(payload.freeze()));
+            }
+            OpCode::Pong => {
+                self.pong_deadline = Timer::Off;
+                self.emit(Message::Pong(payload.freeze()));
+            }
+            OpCode::Close => self.handle_close(&payload)?,
+            OpCode::Text if header.fin && !header.rsv1 => {
+                self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                self.emit(Message::Text(Text::from_validated(payload.freeze())));
+            }
+            OpCode::Binary if header.fin && !header.rsv1 => {
+                self.emit(Message::Binary(payload.freeze()));
+            }
+            OpCode::Text | OpCode::Binary => {
+                self.message = Some(MessageInProgress {
+                    text: header.opcode == OpCode::Text,
+                    compressed: header.rsv1,
+                    data: BytesMut::new(),
+                    fragments: 1,
+                });
+                self.append_fragment(payload, header.fin)?;
+            }
+            OpCode::Continuation => {
+                if let Some(message) = self.message.as_mut() {
+                    message.fragments += 1;
+                }
+                self.append_fragment(payload, header.fin)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn append_fragment(&mut self, payload: BytesMut, fin: bool) -> Result<(), ProtocolError> {
+        let limit = self.config.max_message_size;
+        let message = self.message.as_mut().expect("checked by check_header");
+        if message.compressed {
+            let deflate = self.deflate.as_mut().expect("rsv1 checked by check_header");
+            let before = message.data.len();
+            deflate
+                .decompress(&payload, fin, &mut message.data, limit)
+                .map_err(|e| match e {
+                    InflateError::Corrupt => ProtocolError::CorruptCompression,
+                    InflateError::TooLarge => ProtocolError::MessageTooLarge { limit },
+                })?;
+            if message.text {
+                if before == 0 {
+                    self.utf8 = Utf8Validator::default();
+                }
+                self.utf8
+                    .feed(&message.data[before..])
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+        } else if message.data.is_empty() {
+            message.data = payload;
+        } else {
+            message.data.extend_from_slice(&payload);
+        }
+        if fin {
+            let message = self.message.take().expect("present");
+            let data = message.data.freeze();
+            if message.text {
+                self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                self.emit(Message::Text(Text::from_validated(data)));
+            } else {
+                self.emit(Message::Binary(data));
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_close(&mut self, payload: &[u8]) -> Result<(), ProtocolError> {
+        let frame = match payload.len() {
+            0 => None,
+            1 => return Err(ProtocolError::TruncatedCloseFrame),
+            _ => {
+                let code = CloseCode(u16::from_be_bytes([payload[0], payload[1]]));
+                if !code.is_sendable() {
+                    return Err(ProtocolError::InvalidCloseCode(code.0));
+                }
+                let reason = Text::try_from_bytes(Bytes::copy_from_slice(&payload[2..]))
+                    .map_err(|_| ProtocolError::InvalidCloseReason)?;
+                Some(CloseFrame { code, reason })
+            }
+        };
+        if self.state == State::Open {
+            // Echo the status code, as RFC 6455 section 5.5.1 suggests.
+            let echo = frame.as_ref().map(|f| CloseFrame::new(f.code, ""));
+            self.queue_close(echo.as_ref());
+            if self.role == Role::Client {
+                self.close_deadline = Timer::Arm(self.config.close_timeout);
+            }
+        } else if self.role == Role::Client {
+            self.close_deadline = Timer::Arm(self.config.close_timeout);
+        }
+        self.state = State::Closed;
+        self.read_buf.clear();
+        self.emit(Message::Close(frame));
+        Ok(())
+    }
+
+    fn emit(&mut self, message: Message) {
+        self.events.push_back(Event::Message(message));
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .field("compressed", &self.deflate.is_some())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,380 @@
+//! The opening handshake (RFC 6455 section 4), both roles, without IO.
+//!
+//! Server: [`accept`] checks an Upgrade request and builds the 101 response,
+//! or a [`Rejection`] with the HTTP status to answer (400 malformed, 403
+//! origin refused, 405 not GET, 426 wrong version, 431 head too large).
+//! Client: [`ClientHandshake`] builds the request with a random key and checks
+//! the server's response.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use sha1::{Digest, Sha1};
+
+use super::Config;
+use super::deflate::{self, DeflateParams, NegotiationError};
+use crate::http::{HttpError, Request, Response, encode_response};
+
+const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// The `Sec-WebSocket-Accept` value for a `Sec-WebSocket-Key`.
+///
+/// ```
+/// use switchboard_core::ws::handshake::accept_key;
+/// // The example of RFC 6455 section 1.3.
+/// assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+/// ```
+pub fn accept_key(key: &str) -> String {
+    let mut sha = Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(ACCEPT_GUID.as_bytes());
+    BASE64.encode(sha.finalize())
+}
+
+/// A refused opening handshake: the HTTP status and reason to answer with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status} {reason}")]
+pub struct Rejection {
+    /// The HTTP status.
+    pub status: u16,
+    /// Why, sent as the plain-text body.
+    pub reason: String,
+    /// Extra response headers (e.g. `Sec-WebSocket-Version` with 426).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Rejection {
+    fn new(status: u16, reason: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason: reason.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// The full HTTP response to send before closing the connection.
+    pub fn to_response(&self) -> Vec<u8> {
+        let mut headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        headers.push(("Content-Type", "text/plain; charset=utf-8"));
+        headers.push(("Connection", "close"));
+        encode_response(self.status, &headers, self.reason.as_bytes())
+    }
+}
+
+impl From<HttpError> for Rejection {
+    fn from(error: HttpError) -> Self {
+        Rejection::new(error.status(), error.to_string())
+    }
+}
+
+/// An accepted opening handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The sub-protocol chosen, if any.
+    pub protocol: Option<String>,
+    /// The permessage-deflate parameters agreed, if any.
+    pub deflate: Option<DeflateParams>,
+    /// The `101 Switching Protocols` response to send.
+    pub response: Vec<u8>,
+}
+
+/// Whether a request asks for a WebSocket upgrade at all (so a server can
+/// route it to [`accept`] rather than answer it as plain HTTP).
+pub fn is_upgrade_request(request: &Request) -> bool {
+    request.headers.has_token("upgrade", "websocket")
+}
+
+/// Checks a server-side Upgrade request against RFC 6455 and `config`, and
+/// builds the response.
+///
+/// ```
+/// use switchboard_core::http::{Limits, Request};
+/// use switchboard_core::ws::{handshake, Config};
+/// let raw = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+///     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+///     Sec-WebSocket-Version: 13\r\n\r\n";
+/// let (request, _) = Request::parse(raw, &Limits::default()).unwrap().unwrap();
+/// let accepted = handshake::accept(&request, &Config::default()).unwrap();
+/// let response = String::from_utf8(accepted.response).unwrap();
+/// assert!(response.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+/// assert!(response.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+/// ```
+pub fn accept(request: &Request, config: &Config) -> Result<Accepted, Rejection> {
+    let headers = &request.headers;
+    if request.method != "GET" {
+        let mut rejection = Rejection::new(405, "the WebSocket handshake must be a GET request");
+        rejection.headers.push(("Allow".into(), "GET".into()));
+        return Err(rejection);
+    }
+    if request.version < 1 {
+        return Err(Rejection::new(
+            400,
+            "the WebSocket handshake requires HTTP/1.1",
+        ));
+    }
+    if !headers.has_token("upgrade", "websocket") {
+        return Err(Rejection::new(400, "missing or invalid Upgrade header"));
+    }
+    if !headers.has_token("connection", "upgrade") {
+        return Err(Rejection::new(400, "missing or invalid Connection header"));
+    }
+    let key = headers.get("sec-websocket-key").unwrap_or_default();
+    if BASE64.decode(key).map(|k| k.len()) != Ok(16) {
+        return Err(Rejection::new(
+            400,
+            "missing or invalid Sec-WebSocket-Key header",
+        ));
+    }
+    if headers.get("sec-websocket-version") != Some("13") {
+        let mut rejection = Rejection::new(426, "unsupported Sec-WebSocket-Version; use 13");
+        rejection
+            .headers
+            .push(("Sec-WebSocket-Version".into(), "13".into()));
+        return Err(rejection);
+    }
+    if !config.origin.allows(headers.get("origin")) {
+        return Err(Rejection::new(403, "origin not allowed"));
+    }
+    let protocol = headers
+        .get_all("sec-websocket-protocol")
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find(|offered| config.protocols.iter().any(|p| p == offered))
+        .map(str::to_string);
+    let (deflate, extension) = match &config.deflate {
+        Some(deflate_config) => {
+            let offers: Vec<&str> = headers.get_all("sec-websocket-extensions").collect();
+            match deflate::server_accept(&offers, deflate_config) {
+                Ok(Some((params, value))) => (Some(params), Some(value)),
+                Ok(None) => (None, None),
+                Err(error) => return Err(Rejection::new(400, error.to_string())),
+            }
+        }
+        None => (None, None),
+    };
+    let accept = accept_key(key);
+    let mut response_headers = vec![
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Accept", accept.as_str()),
+    ];
+    if let Some(protocol) = &protocol {
+        response_headers.push(("Sec-WebSocket-Protocol", protocol));
+    }
+    if let Some(extension) = &extension {
+        response_headers.push(("Sec-WebSocket-Extensions", extension));
+    }
+    let response = encode_response(101, &response_headers, b"");
+    Ok(Accepted {
+        protocol,
+        deflate,
+        response,
+    })
+}
+
+/// Why a client handshake failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The URL is not a usable `ws://` (or `wss://`) URL.
+    #[error("invalid WebSocket URL: {0}")]
+    InvalidUrl(String),
+    /// The response head could not be read.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// The server answered something other than 101.
+    #[error("server answered {status} instead of 101")]
+    Status {
+        /// The status received.
+        status: u16,
+    },
+    /// The response lacks `Upgrade: websocket` or `Connection: Upgrade`.
+    #[error("response is not a WebSocket upgrade")]
+    NotUpgrade,
+    /// `Sec-WebSocket-Accept` does not match the key sent.
+    #[error("Sec-WebSocket-Accept does not match the key")]
+    AcceptMismatch,
+    /// The server chose a sub-protocol the client did not offer.
+    #[error("server chose sub-protocol {0:?}, which was not offered")]
+    UnexpectedProtocol(String),
+    /// The server answered an extension the client did not offer or cannot
+    /// accept.
+    #[error(transparent)]
+    Extension(#[from] NegotiationError),
+    /// The server did not answer within the handshake timeout.
+    #[error("handshake timed out")]
+    Timeout,
+}
+
+/// A `ws://host:port/path?query` URL split into what the handshake needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsUrl {
+    /// `wss` (TLS) rather than `ws`.
+    pub secure: bool,
+    /// The host (without brackets for IPv6).
+    pub host: String,
+    /// The port (80 or 443 by default).
+    pub port: u16,
+    /// The `Host` header value.
+    pub authority: String,
+    /// The request target, at least `/`.
+    pub target: String,
+}
+
+impl WsUrl {
+    /// Parses a `ws://` or `wss://` URL (`http`/`https` are accepted as
+    /// aliases).
+    ///
+    /// ```
+    /// use switchboard_core::ws::handshake::WsUrl;
+    /// let url = WsUrl::parse("ws://[::1]:9001/runCase?case=1").unwrap();
+    /// assert_eq!((url.host.as_str(), url.port, url.target.as_str()), ("::1", 9001, "/runCase?case=1"));
+    /// ```
+    pub fn parse(url: &str) -> Result<WsUrl, HandshakeError> {
+        let invalid = || HandshakeError::InvalidUrl(url.to_string());
+        let (scheme, rest) = url.split_once("://").ok_or_else(invalid)?;
+        let secure = match scheme.to_ascii_lowercase().as_str() {
+            "ws" | "http" => false,
+            "wss" | "https" => true,
+            _ => return Err(invalid()),
+        };
+        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, target) = rest.split_at(split);
+        let target = match target {
+            "" => "/".to_string(),
+            t if t.starts_with('?') => format!("/{t}"),
+            t => t.split('#').next().unwrap_or("/").to_string(),
+        };
+        if authority.is_empty() || authority.contains('@') {
+            return Err(invalid());
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').ok_or_else(invalid)?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            }
+        };
+        let port = match port {
+            Some(p) => p.parse().map_err(|_| invalid())?,
+            None if secure => 443,
+            None => 80,
+        };
+        if host.is_empty() {
+            return Err(invalid());
+        }
+        Ok(WsUrl {
+            secure,
+            host: host.to_string(),
+            port,
+            authority: authority.to_string(),
+            target,
+        })
+    }
+}
+
+/// What a successful client handshake agreed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiated {
+    /// The sub-protocol the server chose, if any.
+    pub protocol: Option<String>,
+    /// The permessage-deflate parameters, if the server accepted the offer.
+    pub deflate: Option<DeflateParams>,
+}
+
+/// The client side of the opening handshake.
+#[derive(Debug, Clone)]
+pub struct ClientHandshake {
+    key: String,
+    request: Vec<u8>,
+}
+
+impl ClientHandshake {
+    /// Builds the request for `url` with a fresh random key from the OS
+    /// CSPRNG, offering `config`'s sub-protocols and permessage-deflate.
+    /// `extra_headers` are added as they are (e.g. `Origin`, cookies).
+    pub fn new(url: &WsUrl, config: &Config, extra_headers: &[(&str, &str)]) -> Self {
+        let mut nonce = [0u8; 16];
+        getrandom::fill(&mut nonce).expect("the OS random source failed");
+        let key = BASE64.encode(nonce);
+        let mut request = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n",
+            url.target, url.authority, key
+        );
+        if !config.protocols.is_empty() {
+            request.push_str(&format!(
+                "Sec-WebSocket-Protocol: {}\r\n",
+                config.protocols.join(", ")
+            ));
+        }
+        if let Some(deflate_config) = &config.deflate {
+            request.push_str(&format!(
+                "Sec-WebSocket-Extensions: {}\r\n",
+                deflate::client_offer(deflate_config)
+            ));
+        }
+        for (name, value) in extra_headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        Self {
+            key,
+            request: request.into_bytes(),
+        }
+    }
+
+    /// The request bytes to send.
+    pub fn request(&self) -> &[u8] {
+        &self.request
+    }
+
+    /// The `Sec-WebSocket-Key` sent.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Checks the server's response.
+    pub fn finish(
+        &self,
+        response: &Response,
+        config: &Config,
+    ) -> Result<Negotiated, HandshakeError> {
+        if response.status != 101 {
+            return Err(HandshakeError::Status {
+                status: response.status,
+            });
+        }
+        let headers = &response.headers;
+        if !headers.has_token("upgrade", "websocket") || !headers.has_token("connection", "upgrade")
+        {
+            return Err(HandshakeError::NotUpgrade);
+        }
+        if headers.get("sec-websocket-accept") != Some(accept_key(&self.key).as_str()) {
+            return Err(HandshakeError::AcceptMismatch);
+        }
+        let protocol = headers.get("sec-websocket-protocol").map(str::to_string);
+        if let Some(p) = &protocol
+            && !config.protocols.iter().any(|offered| offered == p)
+        {
+            return Err(HandshakeError::UnexpectedProtocol(p.clone()));
+        }
+        let extensions: Vec<&str> = headers.get_all("sec-websocket-extensions").collect();
+        let deflate = match (extensions.is_empty(), &config.deflate) {
+            (true, _) => None,
+            (false, Some(deflate_config)) => Some(deflate::client_accept(
+                &extensions.join(", "),
+                deflate_config,
+            )?),
+            (false, None) => {
+                return Err(HandshakeError::Extension(NegotiationError::NotOffered));
+            }
+        };
+        Ok(Negotiated { protocol, deflate })
+    }
+}

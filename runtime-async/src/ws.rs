@@ -1,0 +1,478 @@
+//! WebSocket over any async stream: the [`WebSocket`] driver (a `Stream` of
+//! messages and a `Sink` for them), the server's [`accept`] and [`serve`],
+//! and the client's [`connect`].
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_core::Stream;
+use futures_io::{AsyncRead, AsyncWrite};
+use futures_util::future::{Either, select};
+use futures_util::{AsyncReadExt, AsyncWriteExt, Sink, SinkExt, StreamExt};
+use switchboard_core::http::{HeadReader, Limits, Request};
+use switchboard_core::ws::handshake::{self, ClientHandshake, HandshakeError, WsUrl};
+use switchboard_core::ws::{CloseFrame, Config, Connection, Event, Message, Role};
+
+use crate::io::poll_read_with;
+use crate::{Error, Runtime};
+
+/// A WebSocket connection over the stream `S`, on runtime `R`.
+///
+/// Receive with [`recv`](Self::recv) or as a [`Stream`]; send with
+/// [`send`](Self::send) or as a [`Sink`]. Received pings are answered
+/// automatically and also yielded, so they can be observed. The stream ends
+/// (`None`) once the connection is closed. Sending waits while the outgoing
+/// buffer is at its bound ([`Config::write_buffer_limit`]) and every send is
+/// flushed to the transport at once.
+///
+/// To read and write from two tasks, [`split`](StreamExt::split) it.
+pub struct WebSocket<S, R: Runtime> {
+    io: S,
+    conn: Connection,
+    runtime: R,
+    timer: Option<(Instant, Pin<Box<R::Sleep>>)>,
+    protocol: Option<String>,
+    finished: bool,
+}
+
+impl<S, R> WebSocket<S, R>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    R: Runtime,
+{
+    /// Wraps a stream on which the opening handshake is done. `buffered`
+    /// holds bytes that arrived after the handshake.
+    pub fn from_parts(
+        io: S,
+        runtime: R,
+        conn: Connection,
+        protocol: Option<String>,
+        buffered: &[u8],
+    ) -> Self {
+        let mut ws = Self {
+            io,
+            conn,
+            runtime,
+            timer: None,
+            protocol,
+            finished: false,
+        };
+        ws.conn.handle_timeout(Instant::now());
+        ws.conn.receive(buffered);
+        ws
+    }
+
+    /// The sub-protocol agreed in the handshake.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// Whether permessage-deflate is in use.
+    pub fn is_compressed(&self) -> bool {
+        self.conn.is_compressed()
+    }
+
+    /// The sans-IO connection underneath.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Receives the next message; `None` once the connection is closed.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        self.next().await
+    }
+
+    /// Sends a message and flushes it to the transport.
+    pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
+        SinkExt::send(self, message.into()).await
+    }
+
+    /// Starts the close handshake and waits (up to the close timeout) until
+    /// the peer answers and the transport is closed. Messages that arrive
+    /// meanwhile are dropped.
+    pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        self.conn.close(frame)?;
+        self.flush().await?;
+        while let Some(item) = self.next().await {
+            if let Err(error) = item {
+                tracing::debug!(%error, "error while closing");
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes out as much of the transmit buffer as the transport takes.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.conn.transmit().is_empty() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, self.conn.transmit()))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.conn.advance_transmit(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Keeps one runtime timer at the core's next deadline; returns Ready
+    /// when it fired (after telling the core).
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(deadline) = self.conn.poll_timeout() else {
+            self.timer = None;
+            return Poll::Pending;
+        };
+        if self.timer.as_ref().is_none_or(|(at, _)| *at != deadline) {
+            self.timer = Some((deadline, Box::pin(self.runtime.sleep_until(deadline))));
+        }
+        let (_, sleep) = self.timer.as_mut().expect("just set");
+        ready!(sleep.as_mut().poll(cx));
+        self.timer = None;
+        self.conn.handle_timeout(Instant::now());
+        Poll::Ready(())
+    }
+
+    fn poll_next_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        loop {
+            if let Some(event) = self.conn.poll_event() {
+                // Get automatic pongs and close echoes on their way first.
+                if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
+                    self.finished = true;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                return Poll::Ready(Some(match event {
+                    Event::Message(message) => Ok(message),
+                    Event::Failed(error) => Err(error.into()),
+                }));
+            }
+            if self.finished {
+                return Poll::Ready(None);
+            }
+            if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
+                self.finished = true;
+                return Poll::Ready(Some(Err(e.into())));
+            }
+            if self.conn.should_close_transport() {
+                if self.conn.transmit().is_empty() {
+                    let _ = ready!(Pin::new(&mut self.io).poll_close(cx));
+                    self.finished = true;
+                    return Poll::Ready(None);
+                }
+                // Still writing the last frames; the timer bounds the wait.
+                ready!(self.poll_timer(cx));
+                continue;
+            }
+            if self.poll_timer(cx).is_ready() {
+                continue;
+            }
+            if !self.conn.can_send() {
+                // The peer is not reading what we owe it (pongs, echoes):
+                // stop reading until it does.
+                return Poll::Pending;
+            }
+            let conn = &mut self.conn;
+            match ready!(poll_read_with(&mut self.io, cx, |data| {
+                if data.is_empty() {
+                    conn.handle_eof();
+                } else {
+                    conn.receive(data);
+                }
+                conn.handle_timeout(Instant::now());
+            })) {
+                Ok(()) => {}
+                Err(e) => {
+                    self.finished = true;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
+        }
+    }
+}
+
+impl<S, R> Stream for WebSocket<S, R>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    R: Runtime,
+{
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_next_message(cx)
+    }
+}
+
+impl<S, R> Sink<Message> for WebSocket<S, R>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    R: Runtime,
+{
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        if this.conn.can_send() {
+            return Poll::Ready(Ok(()));
+        }
+        ready!(this.poll_write_out(cx))?;
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
+        let this = self.get_mut();
+        this.conn.send(message)?;
+        this.conn.handle_timeout(Instant::now());
+        Ok(())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        ready!(this.poll_write_out(cx))?;
+        ready!(Pin::new(&mut this.io).poll_flush(cx))?;
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        this.conn.close(None)?;
+        this.conn.handle_timeout(Instant::now());
+        ready!(this.poll_write_out(cx))?;
+        ready!(Pin::new(&mut this.io).poll_flush(cx))?;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S, R: Runtime> std::fmt::Debug for WebSocket<S, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("conn", &self.conn)
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+fn limits(config: &Config) -> Limits {
+    Limits {
+        max_head_size: config.max_head_size,
+        max_headers: config.max_headers,
+    }
+}
+
+/// Runs `future` with the configured handshake timeout.
+async fn with_deadline<R, T>(
+    runtime: &R,
+    config: &Config,
+    future: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error>
+where
+    R: Runtime,
+{
+    let sleep = runtime.sleep_until(Instant::now() + config.handshake_timeout);
+    let future = std::pin::pin!(future);
+    let sleep = std::pin::pin!(sleep);
+    match select(future, sleep).await {
+        Either::Left((result, _)) => result,
+        Either::Right(((), _)) => Err(Error::HandshakeTimeout),
+    }
+}
+
+/// Reads an HTTP request head from `io`. Returns it with the bytes that came
+/// after it. A head over the limits is answered (431 or 400) and refused.
+pub async fn read_request<S>(io: &mut S, config: &Config) -> Result<(Request, Bytes), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut reader = HeadReader::new(limits(config));
+    let mut buf = [0u8; 2048];
+    loop {
+        let n = io.read(&mut buf).await?;
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+        }
+        match reader.push_request(&buf[..n]) {
+            Ok(Some(done)) => return Ok(done),
+            Ok(None) => {}
+            Err(error) => {
+                let rejection = handshake::Rejection::from(error);
+                let _ = io.write_all(&rejection.to_response()).await;
+                let _ = io.close().await;
+                return Err(rejection.into());
+            }
+        }
+    }
+}
+
+/// Completes the server handshake for a request the caller already read
+/// (embedding in an HTTP server, or routing by path). `buffered` holds bytes
+/// read after the request head. A refused handshake is answered with its
+/// HTTP status before the error is returned.
+pub async fn accept_request<S, R>(
+    runtime: R,
+    mut io: S,
+    request: &Request,
+    buffered: &[u8],
+    config: Arc<Config>,
+) -> Result<WebSocket<S, R>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    R: Runtime,
+{
+    match handshake::accept(request, &config) {
+        Ok(accepted) => {
+            io.write_all(&accepted.response).await?;
+            io.flush().await?;
+            let conn = Connection::new(Role::Server, config, accepted.deflate);
+            Ok(WebSocket::from_parts(
+                io,
+                runtime,
+                conn,
+                accepted.protocol,
+                buffered,
+            ))
+        }
+        Err(rejection) => {
+            tracing::debug!(%rejection, "refusing WebSocket handshake");
+            let _ = io.write_all(&rejection.to_response()).await;
+            let _ = io.close().await;
+            Err(rejection.into())
+        }
+    }
+}
+
+/// Performs the server side of the opening handshake on a stream the caller
+/// accepted, within [`Config::handshake_timeout`].
+pub async fn accept<S, R>(
+    runtime: R,
+    mut io: S,
+    config: Arc<Config>,
+) -> Result<WebSocket<S, R>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    R: Runtime,
+{
+    let rt = runtime.clone();
+    with_deadline(&rt, &config.clone(), async move {
+        let (request, buffered) = read_request(&mut io, &config).await?;
+        accept_request(runtime, io, &request, &buffered, config).await
+    })
+    .await
+}
+
+/// Performs the client side of the opening handshake on a connected stream.
+pub async fn client_handshake<S, R>(
+    runtime: R,
+    mut io: S,
+    url: &WsUrl,
+    config: Arc<Config>,
+    extra_headers: &[(&str, &str)],
+) -> Result<WebSocket<S, R>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    R: Runtime,
+{
+    let handshake = ClientHandshake::new(url, &config, extra_headers);
+    let rt = runtime.clone();
+    with_deadline(&rt, &config.clone(), async move {
+        io.write_all(handshake.request()).await?;
+        io.flush().await?;
+        let mut reader = HeadReader::new(limits(&config));
+        let mut buf = [0u8; 2048];
+        let (response, buffered) = loop {
+            let n = io.read(&mut buf).await?;
+            if n == 0 {
+                return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+            }
+            if let Some(done) = reader
+                .push_response(&buf[..n])
+                .map_err(HandshakeError::from)?
+            {
+                break done;
+            }
+        };
+        let negotiated = handshake.finish(&response, &config)?;
+        let conn = Connection::new(Role::Client, config, negotiated.deflate);
+        Ok(WebSocket::from_parts(
+            io,
+            runtime,
+            conn,
+            negotiated.protocol,
+            &buffered,
+        ))
+    })
+    .await
+}
+
+/// Connects to a `ws://` URL over TCP and performs the client handshake.
+pub async fn connect<R: Runtime>(
+    runtime: R,
+    url: &str,
+    config: Arc<Config>,
+) -> Result<WebSocket<R::TcpStream, R>, Error> {
+    let url = WsUrl::parse(url)?;
+    if url.secure {
+        return Err(HandshakeError::InvalidUrl(
+            "wss:// needs a TLS stream: connect one and use client_handshake".into(),
+        )
+        .into());
+    }
+    let io = runtime.connect(&url.host, url.port).await?;
+    client_handshake(runtime, io, &url, config, &[]).await
+}
+
+/// Accepts connections on `listener` forever, performing each handshake in
+/// its own task and handing each WebSocket to `handler` there. Failed
+/// handshakes are answered and logged; accept errors (such as running out of
+/// file descriptors) are logged and retried after a short pause.
+pub async fn serve<R, F, Fut>(runtime: R, listener: R::TcpListener, config: Arc<Config>, handler: F)
+where
+    R: Runtime,
+    F: Fn(WebSocket<R::TcpStream, R>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let handler = Arc::new(handler);
+    loop {
+        match runtime.accept(&listener).await {
+            Ok((io, peer)) => {
+                let handler = handler.clone();
+                let config = config.clone();
+                let rt = runtime.clone();
+                runtime.spawn(async move {
+                    match accept(rt, io, config).await {
+                        Ok(ws) => handler(ws).await,
+                        Err(error) => tracing::debug!(%peer, %error, "WebSocket handshake failed"),
+                    }
+                });
+            }
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                runtime
+                    .sleep_until(Instant::now() + std::time::Duration::from_millis(50))
+                    .await;
+            }
+        }
+    }
+}
+
+/// Echoes every text and binary message back until the peer closes: the
+/// WebSocket echo of `conformance-server` and of the demos.
+pub async fn echo<S, R>(mut ws: WebSocket<S, R>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    R: Runtime,
+{
+    while let Some(item) = ws.next().await {
+        match item {
+            Ok(message) if message.is_data() => {
+                if ws.send(message).await.is_err() {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::debug!(%error, "echo connection ended");
+            }
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Switchboard on smol, and on async-std (whose reactor is the same
+//! `async-io`).
+//!
+//! [`Smol`] is the [`Runtime`](switchboard_async::Runtime) the shared async
+//! driver runs on: `async-net` sockets, `async-io` timers, and a spawner that
+//! is smol's global executor by default or the application's own (for
+//! example async-std's) through [`Smol::with_spawner`].
+//!
+//! ```no_run
+//! use switchboard_smol::ws;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! smol::block_on(async {
+//!     let listener = async_net::TcpListener::bind("127.0.0.1:9001").await?;
+//!     smol::spawn(ws::serve(listener, ws::Config::default(), ws::echo)).detach();
+//!     let mut client = ws::connect("ws://127.0.0.1:9001/").await?;
+//!     client.send(ws::Message::text("hello")).await?;
+//!     assert_eq!(client.recv().await.unwrap()?, ws::Message::text("hello"));
+//!     Ok(())
+//! })
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+type BoxedTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+type Spawner = Arc<dyn Fn(BoxedTask) + Send + Sync>;
+
+/// The smol (or async-std) runtime, for the shared async driver.
+#[derive(Clone, Default)]
+pub struct Smol {
+    spawner: Option<Spawner>,
+}
+
+impl Smol {
+    /// Spawns tasks on smol's global executor.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Spawns tasks with `spawn`, e.g. on async-std:
+    ///
+    /// ```
+    /// let runtime = switchboard_smol::Smol::with_spawner(|task| {
+    ///     // async_std::task::spawn(task);
+    ///     # drop(task);
+    /// });
+    /// ```
+    pub fn with_spawner(spawn: impl Fn(BoxedTask) + Send + Sync + 'static) -> Self {
+        Self {
+            spawner: Some(Arc::new(spawn)),
+        }
+    }
+}
+
+impl fmt::Debug for Smol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Smol")
+            .field("custom_spawner", &self.spawner.is_some())
+            .finish()
+    }
+}
+
+/// A timer that completes at its deadline.
+pub struct Sleep(async_io::Timer);
+
+impl Future for Sleep {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
+impl switchboard_async::Runtime for Smol {
+    type Sleep = Sleep;
+    type TcpStream = async_net::TcpStream;
+    type TcpListener = async_net::TcpListener;
+
+    fn sleep_until(&self, deadline: Instant) -> Self::Sleep {
+        Sleep(async_io::Timer::at(deadline))
+    }
+
+    fn spawn<F>(&self, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        match &self.spawner {
+            Some(spawn) => spawn(Box::pin(future)),
+            None => smol::spawn(future).detach(),
+        }
+    }
+
+    async fn connect(&self, host: &str, port: u16) -> io::Result<Self::TcpStream> {
+        let stream = async_net::TcpStream::connect((host, port)).await?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    async fn accept(
+        &self,
+        listener: &Self::TcpListener,
+    ) -> io::Result<(Self::TcpStream, SocketAddr)> {
+        let (stream, peer) = listener.accept().await?;
+        stream.set_nodelay(true)?;
+        Ok((stream, peer))
+    }
+}
+
+pub mod ws {
+    //! WebSocket server and client on smol and async-std.
+
+    use std::future::Future;
+    use std::sync::Arc;
+
+    use futures_io::{AsyncRead, AsyncWrite};
+
+    pub use switchboard_async::Error;
+    pub use switchboard_async::ws::{accept_request, echo, read_request};
+    pub use switchboard_core::ws::{
+        CloseCode, CloseFrame, Config, DeflateConfig, KeepAlive, Message, OriginPolicy, Text,
+    };
+
+    use super::Smol;
+
+    /// A WebSocket on smol, over a TCP stream by default.
+    pub type WebSocket<S = async_net::TcpStream> = switchboard_async::ws::WebSocket<S, Smol>;
+
+    /// Connects to a `ws://` URL with the default [`Config`].
+    pub async fn connect(url: &str) -> Result<WebSocket, Error> {
+        connect_with_config(url, Config::default()).await
+    }
+
+    /// Connects to a `ws://` URL.
+    pub async fn connect_with_config(url: &str, config: Config) -> Result<WebSocket, Error> {
+        switchboard_async::ws::connect(Smol::new(), url, Arc::new(config)).await
+    }
+
+    /// Performs the server handshake on any stream the application accepted
+    /// (smol's, async-std's, or any `futures` IO stream).
+    pub async fn accept<S>(stream: S, config: Config) -> Result<WebSocket<S>, Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        switchboard_async::ws::accept(Smol::new(), stream, Arc::new(config)).await
+    }
+
+    /// Serves WebSocket connections on `listener`, spawning one task each on
+    /// `runtime`'s executor, handing each to `handler`.
+    pub async fn serve_on<F, Fut>(
+        runtime: Smol,
+        listener: async_net::TcpListener,
+        config: Config,
+        handler: F,
+    ) where
+        F: Fn(WebSocket) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        switchboard_async::ws::serve(runtime, listener, Arc::new(config), handler).await
+    }
+
+    /// Serves WebSocket connections on `listener` with smol's global
+    /// executor.
+    pub async fn serve<F, Fut>(listener: async_net::TcpListener, config: Config, handler: F)
+    where
+        F: Fn(WebSocket) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        serve_on(Smol::new(), listener, config, handler).await
+    }
+}

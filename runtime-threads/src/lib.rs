@@ -1,0 +1,19 @@
+//! Switchboard on plain OS threads: blocking `std::net` sockets, a thread per
+//! connection, sync handlers (python-socketio's "threading" mode).
+//!
+//! The adapter moves bytes and time between the socket and the sans-IO core:
+//! reads block with a timeout set to the core's next deadline; writes go out
+//! under a lock shared with every [`ws::Sender`] clone.
+//!
+//! ```no_run
+//! use switchboard_threads::ws;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = std::net::TcpListener::bind("127.0.0.1:9001")?;
+//! std::thread::spawn(move || ws::serve(listener, ws::Config::default(), ws::echo));
+//! let mut client = ws::connect("ws://127.0.0.1:9001/")?;
+//! client.send(ws::Message::text("hello"))?;
+//! assert_eq!(client.recv().unwrap()?, ws::Message::text("hello"));
+//! # Ok(()) }
+//! ```
+
+pub mod ws;

@@ -1,0 +1,445 @@
+//! Blocking WebSocket server and client.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use switchboard_core::http::{HeadReader, Limits, Request};
+use switchboard_core::ws::handshake::{self, ClientHandshake, HandshakeError, Rejection, WsUrl};
+pub use switchboard_core::ws::{
+    CloseCode, CloseFrame, Config, DeflateConfig, KeepAlive, Message, OriginPolicy, ProtocolError,
+    SendError, Text,
+};
+use switchboard_core::ws::{Connection, Event, Role};
+
+/// Anything that can go wrong on a blocking WebSocket.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The transport failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// The peer broke the protocol or a limit; the connection was failed with
+    /// the matching close code.
+    #[error("protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// A message could not be sent.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// The client's opening handshake failed.
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The opening handshake was refused (and answered with this status).
+    #[error("handshake refused: {0}")]
+    Rejected(#[from] Rejection),
+    /// The opening handshake did not finish within the configured timeout.
+    #[error("handshake timed out")]
+    HandshakeTimeout,
+    /// The connection is closed.
+    #[error("connection closed")]
+    Closed,
+}
+
+struct Writer {
+    conn: Connection,
+    stream: TcpStream,
+    transport_closed: bool,
+}
+
+impl Writer {
+    /// Writes the core's transmit buffer out, blocking while the socket is
+    /// full: this is the backpressure senders feel.
+    fn flush(&mut self) -> io::Result<()> {
+        while !self.conn.transmit().is_empty() {
+            let n = self.stream.write(self.conn.transmit())?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            self.conn.advance_transmit(n);
+        }
+        Ok(())
+    }
+
+    fn close_transport_if_due(&mut self) {
+        if !self.transport_closed
+            && self.conn.should_close_transport()
+            && self.conn.transmit().is_empty()
+        {
+            let _ = self.stream.shutdown(Shutdown::Both);
+            self.transport_closed = true;
+        }
+    }
+}
+
+type Shared = Arc<Mutex<Writer>>;
+
+fn lock(shared: &Shared) -> MutexGuard<'_, Writer> {
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn send_on(shared: &Shared, message: Message) -> Result<(), Error> {
+    let mut writer = lock(shared);
+    if writer.transport_closed {
+        return Err(Error::Closed);
+    }
+    writer.conn.send(message)?;
+    writer.conn.handle_timeout(Instant::now());
+    writer.flush()?;
+    writer.close_transport_if_due();
+    Ok(())
+}
+
+/// A cloneable handle that sends on a [`WebSocket`] from any thread.
+#[derive(Clone)]
+pub struct Sender {
+    shared: Shared,
+}
+
+impl Sender {
+    /// Sends a message, blocking while the socket's send buffer is full.
+    pub fn send(&self, message: impl Into<Message>) -> Result<(), Error> {
+        send_on(&self.shared, message.into())
+    }
+
+    /// Starts the close handshake; the [`WebSocket`]'s `recv` sees it end.
+    pub fn close(&self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        send_on(&self.shared, Message::Close(frame))
+    }
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender").finish_non_exhaustive()
+    }
+}
+
+/// A blocking WebSocket connection.
+///
+/// [`recv`](Self::recv) blocks for the next message (answering pings and
+/// keeping timers meanwhile); [`send`](Self::send) and every [`Sender`]
+/// write at once, blocking while the socket is full.
+pub struct WebSocket {
+    reader: TcpStream,
+    shared: Shared,
+    protocol: Option<String>,
+    finished: bool,
+}
+
+impl WebSocket {
+    fn new(
+        stream: TcpStream,
+        conn: Connection,
+        protocol: Option<String>,
+        buffered: &[u8],
+    ) -> io::Result<Self> {
+        let reader = stream.try_clone()?;
+        let mut writer = Writer {
+            conn,
+            stream,
+            transport_closed: false,
+        };
+        writer.conn.handle_timeout(Instant::now());
+        writer.conn.receive(buffered);
+        writer.flush()?;
+        Ok(Self {
+            reader,
+            shared: Arc::new(Mutex::new(writer)),
+            protocol,
+            finished: false,
+        })
+    }
+
+    /// The sub-protocol agreed in the handshake.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// Whether permessage-deflate is in use.
+    pub fn is_compressed(&self) -> bool {
+        lock(&self.shared).conn.is_compressed()
+    }
+
+    /// A cloneable sender for other threads.
+    pub fn sender(&self) -> Sender {
+        Sender {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Sends a message, blocking while the socket's send buffer is full.
+    pub fn send(&self, message: impl Into<Message>) -> Result<(), Error> {
+        send_on(&self.shared, message.into())
+    }
+
+    /// Starts the close handshake and waits (up to the close timeout) for it
+    /// to finish. Messages that arrive meanwhile are dropped.
+    pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        send_on(&self.shared, Message::Close(frame))?;
+        while let Some(item) = self.recv() {
+            if let Err(error) = item {
+                tracing::debug!(%error, "error while closing");
+            }
+        }
+        Ok(())
+    }
+
+    /// Blocks for the next message; `None` once the connection is closed.
+    pub fn recv(&mut self) -> Option<Result<Message, Error>> {
+        let mut buf = [0u8; 16 << 10];
+        loop {
+            let timeout = {
+                let mut writer = lock(&self.shared);
+                if let Some(event) = writer.conn.poll_event() {
+                    let flushed = writer.flush();
+                    writer.close_transport_if_due();
+                    if let Err(e) = flushed {
+                        self.finished = true;
+                        return Some(Err(e.into()));
+                    }
+                    return Some(match event {
+                        Event::Message(message) => Ok(message),
+                        Event::Failed(error) => Err(error.into()),
+                    });
+                }
+                if self.finished {
+                    return None;
+                }
+                let now = Instant::now();
+                writer.conn.handle_timeout(now);
+                if let Err(e) = writer.flush() {
+                    self.finished = true;
+                    return Some(Err(e.into()));
+                }
+                writer.close_transport_if_due();
+                if writer.transport_closed {
+                    self.finished = true;
+                    continue;
+                }
+                writer.conn.poll_timeout().map(|at| {
+                    at.saturating_duration_since(now)
+                        .max(Duration::from_millis(1))
+                })
+            };
+            if let Err(e) = self.reader.set_read_timeout(timeout) {
+                return Some(Err(e.into()));
+            }
+            let read = self.reader.read(&mut buf);
+            let mut writer = lock(&self.shared);
+            match read {
+                Ok(0) => writer.conn.handle_eof(),
+                Ok(n) => writer.conn.receive(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => {
+                    if writer.transport_closed {
+                        self.finished = true;
+                        continue;
+                    }
+                    self.finished = true;
+                    writer.transport_closed = true;
+                    return Some(Err(e.into()));
+                }
+            }
+        }
+    }
+}
+
+impl Iterator for WebSocket {
+    type Item = Result<Message, Error>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.recv()
+    }
+}
+
+impl std::fmt::Debug for WebSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+fn limits(config: &Config) -> Limits {
+    Limits {
+        max_head_size: config.max_head_size,
+        max_headers: config.max_headers,
+    }
+}
+
+/// Reads until `deadline` bounded blocking reads, mapping a timeout to
+/// [`Error::HandshakeTimeout`].
+fn read_before(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> Result<usize, Error> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(Error::HandshakeTimeout);
+    }
+    stream.set_read_timeout(Some(left))?;
+    match stream.read(buf) {
+        Ok(0) => Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
+        Ok(n) => Ok(n),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(Error::HandshakeTimeout)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn refuse(stream: &mut TcpStream, rejection: Rejection) -> Error {
+    tracing::debug!(%rejection, "refusing WebSocket handshake");
+    let _ = stream.write_all(&rejection.to_response());
+    let _ = stream.shutdown(Shutdown::Both);
+    rejection.into()
+}
+
+/// Reads an HTTP request head from `stream` within the handshake timeout.
+/// Returns it with the bytes that came after it.
+pub fn read_request(stream: &mut TcpStream, config: &Config) -> Result<(Request, Vec<u8>), Error> {
+    let deadline = Instant::now() + config.handshake_timeout;
+    let mut reader = HeadReader::new(limits(config));
+    let mut buf = [0u8; 2048];
+    loop {
+        let n = read_before(stream, &mut buf, deadline)?;
+        match reader.push_request(&buf[..n]) {
+            Ok(Some((request, rest))) => return Ok((request, rest.to_vec())),
+            Ok(None) => {}
+            Err(error) => return Err(refuse(stream, error.into())),
+        }
+    }
+}
+
+/// Completes the server handshake for a request the caller already read.
+pub fn accept_request(
+    mut stream: TcpStream,
+    request: &Request,
+    buffered: &[u8],
+    config: Arc<Config>,
+) -> Result<WebSocket, Error> {
+    match handshake::accept(request, &config) {
+        Ok(accepted) => {
+            stream.write_all(&accepted.response)?;
+            stream.set_read_timeout(None)?;
+            let conn = Connection::new(Role::Server, config, accepted.deflate);
+            Ok(WebSocket::new(stream, conn, accepted.protocol, buffered)?)
+        }
+        Err(rejection) => Err(refuse(&mut stream, rejection)),
+    }
+}
+
+/// Performs the server handshake on a stream the application accepted.
+pub fn accept(mut stream: TcpStream, config: Config) -> Result<WebSocket, Error> {
+    stream.set_nodelay(true)?;
+    let (request, buffered) = read_request(&mut stream, &config)?;
+    accept_request(stream, &request, &buffered, Arc::new(config))
+}
+
+/// Connects to a `ws://` URL with the default [`Config`].
+pub fn connect(url: &str) -> Result<WebSocket, Error> {
+    connect_with_config(url, Config::default())
+}
+
+/// Connects to a `ws://` URL.
+pub fn connect_with_config(url: &str, config: Config) -> Result<WebSocket, Error> {
+    let url = WsUrl::parse(url)?;
+    if url.secure {
+        return Err(HandshakeError::InvalidUrl("wss:// needs a TLS stream".into()).into());
+    }
+    let stream = TcpStream::connect((url.host.as_str(), url.port))?;
+    stream.set_nodelay(true)?;
+    client_handshake(stream, &url, Arc::new(config), &[])
+}
+
+/// Performs the client handshake on a connected stream.
+pub fn client_handshake(
+    mut stream: TcpStream,
+    url: &WsUrl,
+    config: Arc<Config>,
+    extra_headers: &[(&str, &str)],
+) -> Result<WebSocket, Error> {
+    let deadline = Instant::now() + config.handshake_timeout;
+    let handshake = ClientHandshake::new(url, &config, extra_headers);
+    stream.write_all(handshake.request())?;
+    let mut reader = HeadReader::new(limits(&config));
+    let mut buf = [0u8; 2048];
+    let (response, buffered) = loop {
+        let n = read_before(&mut stream, &mut buf, deadline)?;
+        if let Some(done) = reader
+            .push_response(&buf[..n])
+            .map_err(HandshakeError::from)?
+        {
+            break done;
+        }
+    };
+    let negotiated = handshake.finish(&response, &config)?;
+    stream.set_read_timeout(None)?;
+    let conn = Connection::new(Role::Client, config, negotiated.deflate);
+    Ok(WebSocket::new(
+        stream,
+        conn,
+        negotiated.protocol,
+        &buffered,
+    )?)
+}
+
+/// Accepts connections on `listener` forever, one thread each, handing each
+/// WebSocket to `handler` on its thread.
+pub fn serve<F>(listener: TcpListener, config: Config, handler: F) -> io::Result<()>
+where
+    F: Fn(WebSocket) + Send + Sync + 'static,
+{
+    let handler = Arc::new(handler);
+    let config = Arc::new(config);
+    for stream in listener.incoming() {
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let handler = handler.clone();
+        let config = config.clone();
+        std::thread::Builder::new()
+            .name("switchboard-ws".into())
+            .spawn(move || {
+                let _ = stream.set_nodelay(true);
+                let mut stream = stream;
+                let result = read_request(&mut stream, &config).and_then(|(request, buffered)| {
+                    accept_request(stream, &request, &buffered, config)
+                });
+                match result {
+                    Ok(ws) => handler(ws),
+                    Err(error) => tracing::debug!(%error, "WebSocket handshake failed"),
+                }
+            })?;
+    }
+    Ok(())
+}
+
+/// Echoes text and binary messages until the peer closes.
+pub fn echo(mut ws: WebSocket) {
+    while let Some(item) = ws.recv() {
+        match item {
+            Ok(message) if message.is_data() => {
+                if ws.send(message).is_err() {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::debug!(%error, "echo connection ended"),
+        }
+    }
+}

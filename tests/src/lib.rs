@@ -1,0 +1,20 @@
+//! Switchboard's conformance suite: cases written once and run on every
+//! runtime (tokio, smol, async-std, threads), the byte-level peers they use,
+//! and the servers `conformance-server` runs.
+//!
+//! - [`runtime`]: the runtimes under test, and starting a server on one.
+//! - [`client`]: a blocking handle on a Switchboard client running on any
+//!   runtime, so a case can drive it without caring which.
+//! - [`raw`]: hand-rolled RFC 6455 peers (client and server) over blocking
+//!   sockets, to send exactly the bytes a case needs and read exactly what
+//!   comes back.
+//! - [`ws_cases`]: the WebSocket cases.
+//! - [`peers`]: locating the external peers (Node, Python) for interop tests.
+
+pub mod client;
+pub mod peers;
+pub mod raw;
+pub mod runtime;
+pub mod ws_cases;
+
+pub use runtime::RuntimeKind;

@@ -1,0 +1,145 @@
+//! The runtimes under test and the servers run on them.
+
+use std::fmt;
+use std::net::{SocketAddr, TcpListener};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use switchboard_core::ws::Config;
+
+/// A runtime Switchboard runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuntimeKind {
+    /// `switchboard-tokio` on a multi-threaded tokio runtime.
+    Tokio,
+    /// `switchboard-smol` on smol's executor.
+    Smol,
+    /// `switchboard-smol` driven by async-std's executor.
+    AsyncStd,
+    /// `switchboard-threads`.
+    Threads,
+}
+
+impl RuntimeKind {
+    /// Every runtime.
+    pub const ALL: [RuntimeKind; 4] = [
+        RuntimeKind::Tokio,
+        RuntimeKind::Smol,
+        RuntimeKind::AsyncStd,
+        RuntimeKind::Threads,
+    ];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::Tokio => "tokio",
+            RuntimeKind::Smol => "smol",
+            RuntimeKind::AsyncStd => "async-std",
+            RuntimeKind::Threads => "threads",
+        }
+    }
+}
+
+impl fmt::Display for RuntimeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for RuntimeKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        RuntimeKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown runtime {s:?}: use tokio, smol, async-std or threads"))
+    }
+}
+
+/// The limits `conformance-server` raises for RFC 6455 suites: messages up
+/// to 16 MiB in up to 1 Mi fragments.
+pub fn conformance_config() -> Config {
+    Config {
+        max_frame_size: 16 << 20,
+        max_message_size: 16 << 20,
+        max_fragments: 1 << 20,
+        ..Config::default()
+    }
+}
+
+/// Runs the WebSocket echo server on `listener` with `runtime`, blocking the
+/// calling thread forever.
+pub fn run_ws_echo(runtime: RuntimeKind, listener: TcpListener, config: Config) {
+    let config = Arc::new(config);
+    match runtime {
+        RuntimeKind::Tokio => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(async move {
+                listener.set_nonblocking(true).expect("nonblocking");
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                switchboard_async::ws::serve(
+                    switchboard_tokio::Tokio,
+                    listener,
+                    config,
+                    switchboard_async::ws::echo,
+                )
+                .await
+            })
+        }
+        RuntimeKind::Smol => {
+            let executor = smol_executor();
+            smol::block_on(async move {
+                let listener = async_net::TcpListener::try_from(listener).expect("listener");
+                let runtime = switchboard_smol::Smol::with_spawner(move |task| {
+                    executor.spawn(task).detach();
+                });
+                switchboard_async::ws::serve(runtime, listener, config, switchboard_async::ws::echo)
+                    .await
+            })
+        }
+        RuntimeKind::AsyncStd => async_std::task::block_on(async move {
+            let listener = async_net::TcpListener::try_from(listener).expect("listener");
+            let runtime = switchboard_smol::Smol::with_spawner(|task| {
+                async_std::task::spawn(task);
+            });
+            switchboard_async::ws::serve(runtime, listener, config, switchboard_async::ws::echo)
+                .await
+        }),
+        RuntimeKind::Threads => {
+            let config = Arc::unwrap_or_clone(config);
+            switchboard_threads::ws::serve(listener, config, switchboard_threads::ws::echo)
+                .expect("threads server")
+        }
+    }
+}
+
+/// A smol executor with one thread per core, as a smol application would
+/// set up for a server.
+pub fn smol_executor() -> Arc<smol::Executor<'static>> {
+    let executor = Arc::new(smol::Executor::new());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for i in 0..threads {
+        let executor = executor.clone();
+        std::thread::Builder::new()
+            .name(format!("smol-{i}"))
+            .spawn(move || smol::block_on(executor.run(std::future::pending::<()>())))
+            .expect("spawn executor thread");
+    }
+    executor
+}
+
+/// Starts a WebSocket echo server on an ephemeral loopback port in a
+/// background thread and returns its address. The server lives until the
+/// process exits.
+pub fn spawn_ws_echo(runtime: RuntimeKind, config: Config) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    std::thread::Builder::new()
+        .name(format!("echo-{runtime}"))
+        .spawn(move || run_ws_echo(runtime, listener, config))
+        .expect("spawn server thread");
+    addr
+}
