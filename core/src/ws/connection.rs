@@ -198,13 +198,21 @@ impl Connection {
         self.deflate.is_some()
     }
 
-    /// Feeds bytes received from the transport.
+    /// Feeds bytes received from the transport. Frames are decoded lazily:
+    /// up to the next event here, the rest as events are polled, so a
+    /// protocol error further on never overtakes the answers the application
+    /// gives to the messages before it.
     pub fn receive(&mut self, data: &[u8]) {
         if self.state == State::Closed || data.is_empty() {
             return;
         }
         self.read_buf.extend_from_slice(data);
-        loop {
+        self.process();
+    }
+
+    /// Decodes frames until one produces an event (or the buffer runs dry).
+    fn process(&mut self) {
+        while self.events.is_empty() {
             match self.process_frame() {
                 Ok(true) => {}
                 Ok(false) => break,
@@ -229,6 +237,9 @@ impl Connection {
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
+        if self.events.is_empty() && self.state != State::Closed {
+            self.process();
+        }
         self.events.pop_front()
     }
 

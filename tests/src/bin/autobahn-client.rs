@@ -5,33 +5,66 @@
 //! case's messages, then asks the server to write its reports.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use switchboard_conformance::RuntimeKind;
-use switchboard_conformance::client::{Received, TestClient};
 use switchboard_conformance::runtime::conformance_config;
-use switchboard_core::ws::Message;
 
-const IDLE: Duration = Duration::from_secs(60);
-
+/// Connects to `url` on `runtime` and echoes every message until the
+/// connection closes, the way an application would: receive, answer,
+/// receive. Returns the first text message seen.
 fn run_case(runtime: RuntimeKind, url: &str) -> Result<Option<String>, String> {
-    let mut client = TestClient::connect(runtime, url, conformance_config())?;
-    let mut first_text = None;
-    loop {
-        match client.recv(IDLE) {
-            Received::Message(message @ (Message::Text(_) | Message::Binary(_))) => {
-                if first_text.is_none() {
-                    first_text = message.as_text().map(str::to_string);
-                }
-                if client.send(message).is_err() {
-                    // The connection is closing; keep reading to the end.
+    let config = conformance_config();
+    match runtime {
+        RuntimeKind::Tokio => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?
+            .block_on(async {
+                let ws = switchboard_tokio::ws::connect_with_config(url, config).await;
+                echo_async(ws.map_err(|e| e.to_string())?).await
+            }),
+        RuntimeKind::Smol => smol::block_on(async {
+            let ws = switchboard_smol::ws::connect_with_config(url, config).await;
+            echo_async(ws.map_err(|e| e.to_string())?).await
+        }),
+        RuntimeKind::AsyncStd => async_std::task::block_on(async {
+            let ws = switchboard_smol::ws::connect_with_config(url, config).await;
+            echo_async(ws.map_err(|e| e.to_string())?).await
+        }),
+        RuntimeKind::Threads => {
+            let mut ws = switchboard_threads::ws::connect_with_config(url, config)
+                .map_err(|e| e.to_string())?;
+            let mut first_text = None;
+            while let Some(item) = ws.recv() {
+                if let Ok(message) = item
+                    && message.is_data()
+                {
+                    first_text = first_text.or_else(|| message.as_text().map(str::to_string));
+                    let _ = ws.send(message);
                 }
             }
-            Received::Message(_) | Received::Error(_) => {}
-            Received::End => return Ok(first_text),
-            Received::Timeout => return Err(format!("{url}: no activity for {IDLE:?}")),
+            Ok(first_text)
         }
     }
+}
+
+async fn echo_async<S, R>(
+    mut ws: switchboard_async::ws::WebSocket<S, R>,
+) -> Result<Option<String>, String>
+where
+    S: futures_util::AsyncRead + futures_util::AsyncWrite + Unpin,
+    R: switchboard_async::Runtime,
+{
+    let mut first_text = None;
+    while let Some(item) = ws.recv().await {
+        if let Ok(message) = item
+            && message.is_data()
+        {
+            first_text = first_text.or_else(|| message.as_text().map(str::to_string));
+            let _ = ws.send(message).await;
+        }
+    }
+    Ok(first_text)
 }
 
 fn main() -> ExitCode {
