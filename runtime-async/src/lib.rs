@@ -1,7 +1,7 @@
 //! The async driver shared by Switchboard's tokio and smol adapters.
 //!
 //! It moves bytes between any `futures` [`AsyncRead`](futures_io::AsyncRead)
-//! + [`AsyncWrite`](futures_io::AsyncWrite) stream and the sans-IO state
+//! and [`AsyncWrite`](futures_io::AsyncWrite) stream and the sans-IO state
 //! machines of `switchboard-core`, and time between a [`Runtime`]'s timers and
 //! the core's deadlines. It holds no protocol rule: every decision about bytes
 //! is the core's. A runtime crate supplies only a [`Runtime`]: spawning,

@@ -17,7 +17,7 @@ If --cases names a JSON list of the case ids the run was meant to cover, a case
 missing from the report counts as failed.
 
 Prints the mismatches and then one line
-    autobahn <mode> <runtime>: <N> passed, <M> failed
+    autobahn-<mode>-<runtime>: <N> passed, <M> failed
 and exits 1 on any mismatch, 2 on unusable input.
 """
 
@@ -91,7 +91,7 @@ def main():
     ap.add_argument("--expected", help="expectations file (default: expected-<mode>.json here)")
     args = ap.parse_args()
 
-    label = "autobahn %s %s" % (args.mode, args.runtime)
+    label = "autobahn-%s-%s" % (args.mode, args.runtime)
     expected_path = args.expected or os.path.join(here, "expected-%s.json" % args.mode)
     expected = load_expected(expected_path)
     expected_name = os.path.basename(expected_path)

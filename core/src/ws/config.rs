@@ -69,6 +69,9 @@ pub struct Config {
     pub origin: OriginPolicy,
 }
 
+/// A callback deciding on an `Origin` header value (`None` when absent).
+pub type OriginCheck = Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>;
+
 /// Which browser origins a server accepts in the opening handshake.
 #[derive(Clone, Default)]
 pub enum OriginPolicy {
@@ -80,7 +83,7 @@ pub enum OriginPolicy {
     /// clients) are accepted.
     AllowList(Vec<String>),
     /// A callback deciding on the `Origin` header value (`None` when absent).
-    Custom(Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>),
+    Custom(OriginCheck),
 }
 
 impl OriginPolicy {

@@ -1,0 +1,69 @@
+//! Readings from `/proc` (CPU time, resident memory) and the fd limit.
+
+use std::io;
+
+/// Clock ticks per second of `/proc/<pid>/stat` times.
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as u64 } else { 100 }
+}
+
+/// User plus system CPU time of process `pid` so far, in seconds (all its
+/// threads; resolution one clock tick, usually 10 ms).
+pub fn cpu_seconds(pid: u32) -> io::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold
+    // spaces: state is field 3, utime 14, stime 15.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| io::Error::other("malformed stat"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let parse = |i: usize| -> io::Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| io::Error::other("malformed stat"))
+    };
+    // `rest` starts at field 3, so field n is at index n - 3.
+    let ticks = parse(14 - 3)? + parse(15 - 3)?;
+    Ok(ticks as f64 / clock_ticks_per_second() as f64)
+}
+
+/// Resident set size of process `pid`, in bytes (`VmRSS`).
+pub fn rss_bytes(pid: u32) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .ok_or_else(|| io::Error::other("no VmRSS"))?;
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| io::Error::other("malformed VmRSS"))?;
+    Ok(kib * 1024)
+}
+
+/// Raises the soft limit on open files to the hard limit; returns the new
+/// soft limit.
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit to fill in / read.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(limit.rlim_cur as u64)
+}
