@@ -18,19 +18,37 @@ const PAGE: &str = include_str!("ws-echo-demo.html");
 
 fn page_response(request: &Request) -> Vec<u8> {
     if request.path() == "/" {
-        encode_response(200, &[("Content-Type", "text/html; charset=utf-8"), ("Connection", "close")], PAGE.as_bytes())
+        encode_response(
+            200,
+            &[
+                ("Content-Type", "text/html; charset=utf-8"),
+                ("Connection", "close"),
+            ],
+            PAGE.as_bytes(),
+        )
     } else {
-        encode_response(404, &[("Content-Type", "text/plain"), ("Connection", "close")], b"not found")
+        encode_response(
+            404,
+            &[("Content-Type", "text/plain"), ("Connection", "close")],
+            b"not found",
+        )
     }
 }
 
-async fn handle_async<R: switchboard_async::Runtime>(runtime: R, mut io: R::TcpStream, config: Arc<Config>) {
+async fn handle_async<R: switchboard_async::Runtime>(
+    runtime: R,
+    mut io: R::TcpStream,
+    config: Arc<Config>,
+) {
     use futures_util::AsyncWriteExt;
-    let Ok((request, buffered)) = switchboard_async::ws::read_request(&mut io, &config).await else {
+    let Ok((request, buffered)) = switchboard_async::ws::read_request(&mut io, &config).await
+    else {
         return;
     };
     if is_upgrade_request(&request) {
-        if let Ok(ws) = switchboard_async::ws::accept_request(runtime, io, &request, &buffered, config).await {
+        if let Ok(ws) =
+            switchboard_async::ws::accept_request(runtime, io, &request, &buffered, config).await
+        {
             switchboard_async::ws::echo(ws).await;
         }
     } else {
@@ -39,7 +57,11 @@ async fn handle_async<R: switchboard_async::Runtime>(runtime: R, mut io: R::TcpS
     }
 }
 
-async fn serve_async<R: switchboard_async::Runtime>(runtime: R, listener: R::TcpListener, config: Arc<Config>) {
+async fn serve_async<R: switchboard_async::Runtime>(
+    runtime: R,
+    listener: R::TcpListener,
+    config: Arc<Config>,
+) {
     loop {
         match runtime.accept(&listener).await {
             Ok((io, _)) => runtime.spawn(handle_async(runtime.clone(), io, config.clone())),
@@ -57,14 +79,20 @@ fn main() {
             ("--listen", Some(v)) => listen = v,
             ("--runtime", Some(v)) => runtime = v,
             _ => {
-                eprintln!("usage: ws-echo-demo [--listen ADDR] [--runtime tokio|smol|async-std|threads]");
+                eprintln!(
+                    "usage: ws-echo-demo [--listen ADDR] [--runtime tokio|smol|async-std|threads]"
+                );
                 std::process::exit(2);
             }
         }
     }
-    let listener = TcpListener::bind(&listen).unwrap_or_else(|e| panic!("cannot listen on {listen}: {e}"));
+    let listener =
+        TcpListener::bind(&listen).unwrap_or_else(|e| panic!("cannot listen on {listen}: {e}"));
     let config = Arc::new(Config::default());
-    println!("Switchboard WebSocket echo demo ({runtime}): http://{}/", listener.local_addr().unwrap());
+    println!(
+        "Switchboard WebSocket echo demo ({runtime}): http://{}/",
+        listener.local_addr().unwrap()
+    );
     match runtime.as_str() {
         "tokio" => tokio::runtime::Runtime::new().unwrap().block_on(async {
             listener.set_nonblocking(true).unwrap();
@@ -74,7 +102,11 @@ fn main() {
         "smol" | "async-std" => {
             let listener = async_net::TcpListener::try_from(listener).unwrap();
             if runtime == "smol" {
-                smol::block_on(serve_async(switchboard::smol::Smol::new(), listener, config))
+                smol::block_on(serve_async(
+                    switchboard::smol::Smol::new(),
+                    listener,
+                    config,
+                ))
             } else {
                 let rt = switchboard::smol::Smol::with_spawner(|task| {
                     async_std::task::spawn(task);
@@ -92,7 +124,8 @@ fn main() {
                         return;
                     };
                     if is_upgrade_request(&request) {
-                        if let Ok(socket) = ws::accept_request(stream, &request, &buffered, config) {
+                        if let Ok(socket) = ws::accept_request(stream, &request, &buffered, config)
+                        {
                             ws::echo(socket);
                         }
                     } else {
@@ -108,5 +141,3 @@ fn main() {
         }
     }
 }
-
-

@@ -164,7 +164,11 @@ fn check_contenders(case: &Case, batch: &Arc<[u8]>) {
     );
     let mut fw = FastWebSockets::new(batch);
     let frame = now_or_never(fw.ws.read_frame()).unwrap();
-    assert_eq!(&frame.payload[..], &case.payload[..], "fastwebsockets payload");
+    assert_eq!(
+        &frame.payload[..],
+        &case.payload[..],
+        "fastwebsockets payload"
+    );
 
     if case.opcode == TEXT {
         let mut bad = case.payload.clone();
@@ -172,8 +176,14 @@ fn check_contenders(case: &Case, batch: &Arc<[u8]>) {
         let invalid: Arc<[u8]> = frames::masked_frames(TEXT, &bad, 1, 3).into();
         let mut conn = Connection::new(Role::Server, Arc::new(Config::default()), None);
         conn.receive(&invalid);
-        assert!(matches!(conn.poll_event(), Some(Event::Failed(_))), "switchboard accepted bad UTF-8");
-        assert!(Tungstenite::new(&invalid).ws.read().is_err(), "tungstenite accepted bad UTF-8");
+        assert!(
+            matches!(conn.poll_event(), Some(Event::Failed(_))),
+            "switchboard accepted bad UTF-8"
+        );
+        assert!(
+            Tungstenite::new(&invalid).ws.read().is_err(),
+            "tungstenite accepted bad UTF-8"
+        );
         assert!(
             now_or_never(FastWebSockets::new(&invalid).ws.read_frame()).is_err(),
             "fastwebsockets accepted bad UTF-8"

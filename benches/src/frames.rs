@@ -137,7 +137,9 @@ mod tests {
         conn.receive(&frames);
         for _ in 0..3 {
             match conn.poll_event() {
-                Some(switchboard_core::ws::Event::Message(m)) => assert_eq!(m.payload(), &payload[..]),
+                Some(switchboard_core::ws::Event::Message(m)) => {
+                    assert_eq!(m.payload(), &payload[..])
+                }
                 other => panic!("{other:?}"),
             }
         }

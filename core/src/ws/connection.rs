@@ -222,7 +222,9 @@ impl Connection {
                 }
             }
         }
-        if self.read_buf.is_empty() && self.read_buf.capacity() > RETAINED_BUFFER {
+        if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
+            // Always let go: the remaining capacity may share the allocation
+            // of a message already handed out, which would keep it alive.
             self.read_buf = BytesMut::new();
         }
     }
@@ -280,8 +282,11 @@ impl Connection {
 
     /// Marks `n` bytes of [`transmit`](Self::transmit) as written.
     pub fn advance_transmit(&mut self, n: usize) {
+        // `capacity` counts from the read position, so measure the
+        // allocation before advancing past it.
+        let allocated = self.out.capacity();
         self.out.advance(n);
-        if self.out.is_empty() && self.out.capacity() > RETAINED_BUFFER {
+        if self.out.is_empty() && allocated > RETAINED_BUFFER {
             self.out = BytesMut::new();
         }
     }
@@ -642,5 +647,176 @@ impl std::fmt::Debug for Connection {
             .field("state", &self.state)
             .field("compressed", &self.deflate.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ws::KeepAlive;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    fn masked(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        let op = match opcode {
+            0 => OpCode::Continuation,
+            1 => OpCode::Text,
+            2 => OpCode::Binary,
+            8 => OpCode::Close,
+            9 => OpCode::Ping,
+            _ => OpCode::Pong,
+        };
+        encode_frame(&mut out, op, fin, false, Some([1, 2, 3, 4]), payload);
+        out.to_vec()
+    }
+
+    fn server(config: Config) -> Connection {
+        Connection::new(Role::Server, Arc::new(config), None)
+    }
+
+    #[test]
+    fn keepalive_pings_and_fails_without_pong() {
+        let config = Config {
+            keepalive: Some(KeepAlive {
+                interval: Duration::from_secs(10),
+                timeout: Duration::from_secs(5),
+            }),
+            ..Config::default()
+        };
+        let mut conn = server(config);
+        let t0 = Instant::now();
+        conn.handle_timeout(t0);
+        assert_eq!(conn.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+        conn.handle_timeout(t0 + Duration::from_secs(10));
+        assert_eq!(conn.transmit(), b"\x89\x00", "a ping goes out");
+        let n = conn.transmit().len();
+        conn.advance_transmit(n);
+        // A pong clears the deadline.
+        conn.receive(&masked(10, true, b""));
+        assert!(matches!(
+            conn.poll_event(),
+            Some(Event::Message(Message::Pong(_)))
+        ));
+        conn.handle_timeout(t0 + Duration::from_secs(16));
+        assert_eq!(conn.state(), State::Open);
+        // The next ping goes unanswered.
+        conn.handle_timeout(t0 + Duration::from_secs(20));
+        assert_eq!(conn.transmit(), b"\x89\x00");
+        conn.handle_timeout(t0 + Duration::from_secs(25));
+        assert_eq!(
+            conn.poll_event(),
+            Some(Event::Failed(ProtocolError::KeepAliveTimeout))
+        );
+        assert!(conn.should_close_transport());
+    }
+
+    #[test]
+    fn close_waits_for_the_peer_then_times_out() {
+        let mut conn = server(Config::default());
+        let t0 = Instant::now();
+        conn.close(Some(CloseFrame::new(1000u16, "bye"))).unwrap();
+        conn.handle_timeout(t0);
+        assert_eq!(conn.state(), State::CloseSent);
+        assert!(!conn.should_close_transport());
+        assert_eq!(conn.send(Message::text("late")), Err(SendError::Closed));
+        conn.handle_timeout(t0 + Duration::from_secs(5));
+        assert!(conn.should_close_transport());
+    }
+
+    #[test]
+    fn client_waits_for_the_server_to_close_tcp() {
+        let mut conn = Connection::new(Role::Client, Arc::new(Config::default()), None);
+        let t0 = Instant::now();
+        conn.handle_timeout(t0);
+        conn.receive(b"\x88\x02\x03\xe8");
+        assert!(matches!(
+            conn.poll_event(),
+            Some(Event::Message(Message::Close(Some(_))))
+        ));
+        assert_eq!(conn.state(), State::Closed);
+        assert!(!conn.should_close_transport(), "the server closes first");
+        conn.handle_timeout(t0 + Duration::from_secs(1));
+        conn.handle_eof();
+        assert!(conn.should_close_transport());
+        assert_eq!(
+            conn.poll_event(),
+            None,
+            "EOF after the close handshake is not an error"
+        );
+    }
+
+    #[test]
+    fn events_are_decoded_one_at_a_time() {
+        let mut conn = server(Config::default());
+        let mut bytes = masked(1, true, b"first");
+        bytes.extend(masked(1, true, b"\xff"));
+        conn.receive(&bytes);
+        assert_eq!(
+            conn.poll_event(),
+            Some(Event::Message(Message::text("first")))
+        );
+        // The answer to the first message is queued before the failure.
+        conn.send(Message::text("answer")).unwrap();
+        assert_eq!(
+            conn.poll_event(),
+            Some(Event::Failed(ProtocolError::InvalidUtf8))
+        );
+        assert_eq!(conn.transmit(), b"\x81\x06answer\x88\x02\x03\xef");
+    }
+
+    #[test]
+    fn idle_connections_release_their_buffers() {
+        let mut conn = server(Config::default());
+        conn.receive(&masked(2, true, &[0u8; 4096]));
+        assert!(matches!(
+            conn.poll_event(),
+            Some(Event::Message(Message::Binary(_)))
+        ));
+        conn.send(Message::binary(vec![0u8; 4096])).unwrap();
+        let n = conn.transmit().len();
+        conn.advance_transmit(n);
+        assert_eq!(conn.read_buf.capacity(), 0);
+        assert_eq!(conn.out.capacity(), 0);
+    }
+
+    proptest! {
+        #[test]
+        fn random_input_never_panics(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..8)) {
+            for role in [Role::Server, Role::Client] {
+                let config = Config { max_frame_size: 1 << 10, max_message_size: 1 << 12, ..Config::default() };
+                let mut conn = Connection::new(role, Arc::new(config), Some(DeflateParams::default()));
+                for chunk in &chunks {
+                    conn.receive(chunk);
+                    while conn.poll_event().is_some() {}
+                }
+                conn.handle_eof();
+                while conn.poll_event().is_some() {}
+                prop_assert_eq!(conn.state(), State::Closed);
+            }
+        }
+
+        #[test]
+        fn any_fragmentation_of_valid_frames_gives_the_same_messages(split in proptest::collection::vec(1usize..40, 1..10)) {
+            let mut bytes = masked(1, false, "κόσ".as_bytes());
+            bytes.extend(masked(9, true, b"p"));
+            bytes.extend(masked(0, true, "με".as_bytes()));
+            bytes.extend(masked(2, true, &[7u8; 300]));
+            let mut conn = server(Config::default());
+            let mut events = Vec::new();
+            let mut rest = &bytes[..];
+            for n in split.iter().cycle() {
+                if rest.is_empty() { break; }
+                let (a, b) = rest.split_at((*n).min(rest.len()));
+                conn.receive(a);
+                while let Some(e) = conn.poll_event() { events.push(e); }
+                rest = b;
+            }
+            prop_assert_eq!(events, vec![
+                Event::Message(Message::Ping(Bytes::from_static(b"p"))),
+                Event::Message(Message::text("κόσμε")),
+                Event::Message(Message::binary(vec![7u8; 300])),
+            ]);
+        }
     }
 }
