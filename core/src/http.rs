@@ -141,7 +141,7 @@ impl Request {
     /// let (req, len) = Request::parse(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\nrest", &Limits::default())
     ///     .unwrap()
     ///     .unwrap();
-    /// assert_eq!((req.path(), req.query(), len), ("/a", Some("b=1"), 33));
+    /// assert_eq!((req.path(), req.query(), len), ("/a", Some("b=1"), 32));
     /// ```
     pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, HttpError> {
         let mut raw = vec![httparse::EMPTY_HEADER; limits.max_headers];
