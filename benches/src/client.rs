@@ -84,7 +84,12 @@ pub async fn connect(addr: SocketAddr, payload: &Payload, seed: u64) -> io::Resu
         return Err(io::Error::other("unexpected data after the handshake"));
     }
     let mut frame = Vec::new();
-    frames::push_frame(&mut frame, payload.opcode, &payload.data, Some(Rng::new(seed).key()));
+    frames::push_frame(
+        &mut frame,
+        payload.opcode,
+        &payload.data,
+        Some(Rng::new(seed).key()),
+    );
     stream.write_all(&frame).await?;
     let mut expected = Vec::new();
     frames::push_frame(&mut expected, payload.opcode, &payload.data, None);
@@ -126,7 +131,13 @@ pub fn start_load(
     }
     let frame_len = batch.len() / window;
     tokio::spawn(writer(wr, permits.clone(), batch, frame_len, window));
-    tokio::spawn(reader(rd, permits, payload.opcode, payload.data.len(), counters));
+    tokio::spawn(reader(
+        rd,
+        permits,
+        payload.opcode,
+        payload.data.len(),
+        counters,
+    ));
 }
 
 async fn writer(

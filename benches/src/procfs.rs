@@ -67,3 +67,29 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
     }
     Ok(limit.rlim_cur as u64)
 }
+
+/// Busy CPU time of the whole machine so far (all cores, everything but
+/// idle and iowait), in seconds: what other processes used during a run is
+/// this minus the server's and the client's.
+pub fn machine_busy_seconds() -> io::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .ok_or_else(|| io::Error::other("no cpu line"))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already
+    // counted in user).
+    let busy: u64 = fields
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    Ok(busy as f64 / clock_ticks_per_second() as f64)
+}

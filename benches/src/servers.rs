@@ -71,7 +71,10 @@ impl FromStr for Impl {
             .or_else(|| Impl::ALL.into_iter().find(|i| i.name() == s))
             .ok_or_else(|| {
                 let names: Vec<_> = Impl::ALL.iter().map(|i| i.name()).collect();
-                format!("unknown implementation {s:?}: use one of {}", names.join(", "))
+                format!(
+                    "unknown implementation {s:?}: use one of {}",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -112,8 +115,13 @@ pub fn run(imp: Impl, listener: TcpListener) -> io::Result<()> {
                 let runtime = switchboard_smol::Smol::with_spawner(move |task| {
                     executor.spawn(task).detach();
                 });
-                switchboard_smol::ws::serve_on(runtime, listener, config, switchboard_smol::ws::echo)
-                    .await;
+                switchboard_smol::ws::serve_on(
+                    runtime,
+                    listener,
+                    config,
+                    switchboard_smol::ws::echo,
+                )
+                .await;
                 Ok(())
             })
         }
@@ -136,7 +144,11 @@ pub fn run(imp: Impl, listener: TcpListener) -> io::Result<()> {
                 let (stream, _) = listener.accept().await?;
                 stream.set_nodelay(true)?;
                 tokio::spawn(async move {
-                    if let Err(error) = fastwebsockets_echo(stream).await {
+                    // Transport errors are how load runs end; only protocol
+                    // errors are news.
+                    if let Err(error) = fastwebsockets_echo(stream).await
+                        && !matches!(error, fastwebsockets::WebSocketError::IoError(_))
+                    {
                         eprintln!("fastwebsockets connection: {error}");
                     }
                 });
@@ -158,7 +170,7 @@ async fn tungstenite_echo(stream: tokio::net::TcpStream) {
 
 async fn fastwebsockets_echo(
     mut stream: tokio::net::TcpStream,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<(), fastwebsockets::WebSocketError> {
     server_handshake(&mut stream).await?;
     let ws = fastwebsockets::WebSocket::after_handshake(stream, fastwebsockets::Role::Server);
     let mut ws = fastwebsockets::FragmentCollector::new(ws);
@@ -167,12 +179,12 @@ async fn fastwebsockets_echo(
             Ok(frame) => frame,
             Err(fastwebsockets::WebSocketError::ConnectionClosed) => return Ok(()),
             Err(fastwebsockets::WebSocketError::UnexpectedEOF) => return Ok(()),
-            Err(error) => return Err(error.into()),
+            Err(error) => return Err(error),
         };
         match frame.opcode {
             fastwebsockets::OpCode::Close => return Ok(()),
             fastwebsockets::OpCode::Text | fastwebsockets::OpCode::Binary => {
-                ws.write_frame(frame).await?
+                ws.write_frame(frame).await?;
             }
             _ => {}
         }

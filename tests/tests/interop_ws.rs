@@ -154,33 +154,47 @@ where
     while let Some(Ok(_)) = ws.next().await {}
 }
 
-/// Our client against an async-tungstenite echo server.
+/// Our client against an async-tungstenite echo server: on tokio for the
+/// tokio and threads clients, on async-std for the smol and async-std ones.
 fn our_client_against_tungstenite_server(rt: RuntimeKind) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        ::tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move {
-                listener.set_nonblocking(true).unwrap();
-                let listener = ::tokio::net::TcpListener::from_std(listener).unwrap();
+    if matches!(rt, RuntimeKind::Smol | RuntimeKind::AsyncStd) {
+        std::thread::spawn(move || {
+            ::async_std::task::block_on(async move {
+                let listener = ::async_std::net::TcpListener::from(listener);
                 loop {
                     let (stream, _) = listener.accept().await.unwrap();
-                    ::tokio::spawn(async move {
-                        let mut ws = async_tungstenite::tokio::accept_async(stream)
+                    ::async_std::task::spawn(async move {
+                        let ws = async_tungstenite::accept_async(stream)
                             .await
                             .expect("accept");
-                        while let Some(Ok(message)) = ws.next().await {
-                            if message.is_text() || message.is_binary() {
-                                ws.send(message).await.expect("echo");
-                            }
-                        }
+                        tungstenite_echo(ws).await
                     });
                 }
             })
-    });
+        });
+    } else {
+        std::thread::spawn(move || {
+            ::tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    listener.set_nonblocking(true).unwrap();
+                    let listener = ::tokio::net::TcpListener::from_std(listener).unwrap();
+                    loop {
+                        let (stream, _) = listener.accept().await.unwrap();
+                        ::tokio::spawn(async move {
+                            let ws = async_tungstenite::tokio::accept_async(stream)
+                                .await
+                                .expect("accept");
+                            tungstenite_echo(ws).await
+                        });
+                    }
+                })
+        });
+    }
     let mut client =
         TestClient::connect(rt, &format!("ws://{addr}/"), Config::default()).expect("connect");
     for message in [
@@ -197,4 +211,17 @@ fn our_client_against_tungstenite_server(rt: RuntimeKind) {
         Received::Message(Message::Close(_))
     ));
     assert_eq!(client.recv(T), Received::End);
+}
+
+async fn tungstenite_echo<W>(mut ws: W)
+where
+    W: futures_util::Stream<Item = Result<TMessage, async_tungstenite::tungstenite::Error>>
+        + futures_util::Sink<TMessage, Error = async_tungstenite::tungstenite::Error>
+        + Unpin,
+{
+    while let Some(Ok(message)) = ws.next().await {
+        if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err() {
+            break;
+        }
+    }
 }

@@ -64,7 +64,11 @@ fn run() -> Result<(), Error> {
             };
             let options = Options::parse(rest)?;
             if (options.connections as u64) * 2 + 64 > nofile {
-                return Err(format!("open-file limit {nofile} too low for {} connections", options.connections).into());
+                return Err(format!(
+                    "open-file limit {nofile} too low for {} connections",
+                    options.connections
+                )
+                .into());
             }
             idle(&imps, options)
         }
@@ -142,7 +146,8 @@ impl Options {
         let mut it = args.iter();
         while let Some(flag) = it.next() {
             let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-            let secs = |v: &str| -> Result<Duration, Error> { Ok(Duration::from_secs_f64(v.parse()?)) };
+            let secs =
+                |v: &str| -> Result<Duration, Error> { Ok(Duration::from_secs_f64(v.parse()?)) };
             match flag.as_str() {
                 "--impls" => o.impls = parse_impls(value()?)?,
                 "--cases" => {
@@ -172,7 +177,11 @@ impl Options {
     }
 
     fn window(&self, size: usize) -> usize {
-        if size <= 125 { self.window_small } else { self.window_large }
+        if size <= 125 {
+            self.window_small
+        } else {
+            self.window_large
+        }
     }
 }
 
@@ -269,6 +278,9 @@ struct LoadResult {
     messages: u64,
     server_cpu: f64,
     client_cpu: f64,
+    /// CPU time the rest of the machine used meanwhile (other processes,
+    /// interrupts): a noisy neighbour shows here.
+    other_cpu: f64,
     failures: u64,
 }
 
@@ -296,6 +308,7 @@ impl LoadResult {
             "server_cpu_us_per_message": self.cpu_us_per_message(),
             "server_cores": self.server_cpu / self.seconds,
             "client_cores": self.client_cpu / self.seconds,
+            "other_cores": self.other_cpu / self.seconds,
             "failed_connections": self.failures,
         })
     }
@@ -319,11 +332,12 @@ fn run_load(imp: Impl, case: Case, round: usize, o: &Options) -> Result<LoadResu
                 counters.messages.load(Ordering::Relaxed),
                 server.cpu_seconds(),
                 procfs::cpu_seconds(std::process::id()).expect("own stat"),
+                procfs::machine_busy_seconds().expect("/proc/stat"),
             )
         };
-        let (t0, m0, s0, c0) = snapshot();
+        let (t0, m0, s0, c0, b0) = snapshot();
         tokio::time::sleep(o.duration).await;
-        let (t1, m1, s1, c1) = snapshot();
+        let (t1, m1, s1, c1, b1) = snapshot();
         Ok::<_, Error>(LoadResult {
             imp,
             case,
@@ -333,6 +347,7 @@ fn run_load(imp: Impl, case: Case, round: usize, o: &Options) -> Result<LoadResu
             messages: m1 - m0,
             server_cpu: s1 - s0,
             client_cpu: c1 - c0,
+            other_cpu: ((b1 - b0) - (s1 - s0) - (c1 - c0)).max(0.0),
             failures: counters.failures.load(Ordering::Relaxed),
         })
     });
@@ -401,14 +416,19 @@ fn load(o: Options) -> Result<(), Error> {
             for &imp in &o.impls {
                 let r = run_load(imp, case, round, &o)?;
                 eprintln!(
-                    "  round {round} {:<10} {:<20} {:>10.0} msg/s  {:>6.2} us CPU/msg  server {:.2} cores  client {:.2} cores{}",
+                    "  round {round} {:<10} {:<20} {:>10.0} msg/s  {:>6.2} us CPU/msg  server {:.2} cores  client {:.2} cores  others {:.2} cores{}",
                     case.label(),
                     imp.name(),
                     r.rate(),
                     r.cpu_us_per_message(),
                     r.server_cpu / r.seconds,
                     r.client_cpu / r.seconds,
-                    if r.failures > 0 { format!("  FAILED CONNECTIONS: {}", r.failures) } else { String::new() }
+                    r.other_cpu / r.seconds,
+                    if r.failures > 0 {
+                        format!("  FAILED CONNECTIONS: {}", r.failures)
+                    } else {
+                        String::new()
+                    }
                 );
                 results.push(r);
             }
@@ -419,11 +439,20 @@ fn load(o: Options) -> Result<(), Error> {
     let mut summary = Vec::new();
     println!();
     println!(
-        "{:<10} {:<20} {:>11} {:>9} {:>10} {:>7} {:>7} {:>9} {:>9}",
-        "case", "server", "msg/s", "MiB/s", "CPU us/msg", "srv cpu", "cli cpu", "vs tungst", "vs fastws"
+        "{:<10} {:<20} {:>11} {:>9} {:>10} {:>7} {:>7} {:>7} {:>9} {:>9}",
+        "case",
+        "server",
+        "msg/s",
+        "MiB/s",
+        "CPU us/msg",
+        "srv cpu",
+        "cli cpu",
+        "others",
+        "vs tungst",
+        "vs fastws"
     );
     for &case in &o.cases {
-        let mut medians: HashMap<Impl, (f64, f64, f64, f64)> = HashMap::new();
+        let mut medians: HashMap<Impl, (f64, f64, f64, f64, f64)> = HashMap::new();
         for &imp in &o.impls {
             let rs: Vec<&LoadResult> = results
                 .iter()
@@ -436,17 +465,18 @@ fn load(o: Options) -> Result<(), Error> {
                     median(rs.iter().map(|r| r.cpu_us_per_message()).collect()),
                     median(rs.iter().map(|r| r.server_cpu / r.seconds).collect()),
                     median(rs.iter().map(|r| r.client_cpu / r.seconds).collect()),
+                    median(rs.iter().map(|r| r.other_cpu / r.seconds).collect()),
                 ),
             );
         }
         let tung = medians.get(&Impl::TokioTungstenite).map(|m| m.0);
         let fast = medians.get(&Impl::FastWebSockets).map(|m| m.0);
         for &imp in &o.impls {
-            let (rate, cpu, srv, cli) = medians[&imp];
+            let (rate, cpu, srv, cli, other) = medians[&imp];
             let ratio = |peer: Option<f64>| peer.map(|p| rate / p);
             let fmt_ratio = |r: Option<f64>| r.map_or("-".into(), |r| format!("{r:.2}x"));
             println!(
-                "{:<10} {:<20} {:>11.0} {:>9.1} {:>10.2} {:>7.2} {:>7.2} {:>9} {:>9}",
+                "{:<10} {:<20} {:>11.0} {:>9.1} {:>10.2} {:>7.2} {:>7.2} {:>7.2} {:>9} {:>9}",
                 case.label(),
                 imp.name(),
                 rate,
@@ -454,6 +484,7 @@ fn load(o: Options) -> Result<(), Error> {
                 cpu,
                 srv,
                 cli,
+                other,
                 fmt_ratio(ratio(tung)),
                 fmt_ratio(ratio(fast)),
             );
@@ -469,13 +500,17 @@ fn load(o: Options) -> Result<(), Error> {
                 "server_cpu_us_per_message_median": cpu,
                 "server_cores_median": srv,
                 "client_cores_median": cli,
+                "other_cores_median": other,
                 "ratio_vs_tokio_tungstenite": ratio(tung),
                 "ratio_vs_fastwebsockets": ratio(fast),
                 "failed_connections": failures,
             }));
         }
     }
-    let path = o.json.clone().unwrap_or_else(|| "target/loadgen-load.json".into());
+    let path = o
+        .json
+        .clone()
+        .unwrap_or_else(|| "target/loadgen-load.json".into());
     write_json(
         &path,
         &json!({
@@ -504,7 +539,12 @@ fn idle(imps: &[Impl], o: Options) -> Result<(), Error> {
     let mut rows = Vec::new();
     println!(
         "{:<20} {:>11} {:>11} {:>11} {:>12} {:>14}",
-        "server", "RSS before", "RSS @".to_string() + &checkpoint.to_string(), format!("RSS @{n}"), "growth/conn", "marginal/conn"
+        "server",
+        "RSS before",
+        "RSS @".to_string() + &checkpoint.to_string(),
+        format!("RSS @{n}"),
+        "growth/conn",
+        "marginal/conn"
     );
     for &imp in imps {
         let server = Server::start(imp)?;
@@ -515,7 +555,9 @@ fn idle(imps: &[Impl], o: Options) -> Result<(), Error> {
             let mut streams = connect_many(server.addr, &payload, checkpoint, 1).await?;
             tokio::time::sleep(Duration::from_millis(500)).await;
             let at_checkpoint = server.rss();
-            streams.extend(connect_many(server.addr, &payload, n - checkpoint, 1 + checkpoint as u64).await?);
+            streams.extend(
+                connect_many(server.addr, &payload, n - checkpoint, 1 + checkpoint as u64).await?,
+            );
             tokio::time::sleep(Duration::from_secs(1)).await;
             let after = server.rss();
             // Every connection still open and idle?
@@ -543,7 +585,11 @@ fn idle(imps: &[Impl], o: Options) -> Result<(), Error> {
             after / 1024,
             growth / 1024.0,
             marginal / 1024.0,
-            if closed > 0 { format!("  ({closed} connections not idle!)") } else { String::new() }
+            if closed > 0 {
+                format!("  ({closed} connections not idle!)")
+            } else {
+                String::new()
+            }
         );
         rows.push(json!({
             "impl": imp.name(),
@@ -557,7 +603,10 @@ fn idle(imps: &[Impl], o: Options) -> Result<(), Error> {
             "connections_not_idle": closed,
         }));
     }
-    let path = o.json.clone().unwrap_or_else(|| "target/loadgen-idle.json".into());
+    let path = o
+        .json
+        .clone()
+        .unwrap_or_else(|| "target/loadgen-idle.json".into());
     write_json(
         &path,
         &json!({
