@@ -12,5 +12,6 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod engineio;
 pub mod http;
 pub mod ws;

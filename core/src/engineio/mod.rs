@@ -126,7 +126,11 @@ mod tests {
         assert_eq!("3".parse(), Ok(ProtocolVersion::V3));
         assert_eq!("4".parse(), Ok(ProtocolVersion::V4));
         for bad in ["", "2", "5", " 4", "4 ", "04", "v4", "44", "٤"] {
-            assert_eq!(ProtocolVersion::from_query(bad), Err(UnsupportedVersion), "{bad:?}");
+            assert_eq!(
+                ProtocolVersion::from_query(bad),
+                Err(UnsupportedVersion),
+                "{bad:?}"
+            );
         }
         assert_eq!(ProtocolVersion::V3.to_string(), "3");
         assert_eq!(ProtocolVersion::V4.as_str(), "4");
