@@ -72,8 +72,62 @@ fn run() -> Result<(), Error> {
             }
             idle(&imps, options)
         }
+        "sizes" => {
+            sizes();
+            Ok(())
+        }
         _ => Err(usage()),
     }
+}
+
+/// Sizes of the per-connection state of Switchboard's servers (what an idle
+/// connection holds besides heap buffers), for the memory findings.
+fn sizes() {
+    use std::mem::size_of;
+    use switchboard_core::ws::{Config, Connection, Event, Message};
+    fn size_of_future<F: std::future::Future>(_: &F) -> usize {
+        size_of::<F>()
+    }
+    println!("Connection                      {:>6} bytes", size_of::<Connection>());
+    println!("Event                           {:>6} bytes", size_of::<Event>());
+    println!("Message                         {:>6} bytes", size_of::<Message>());
+    println!(
+        "tokio WebSocket                 {:>6} bytes",
+        size_of::<switchboard_tokio::ws::WebSocket>()
+    );
+    println!(
+        "smol WebSocket                  {:>6} bytes",
+        size_of::<switchboard_smol::ws::WebSocket>()
+    );
+    let runtime = client_runtime(1);
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (io, _) = listener.accept().await.expect("accept");
+        let config = Arc::new(Config::default());
+        // The task `switchboard_async::ws::serve` spawns per connection:
+        // handshake, then the handler.
+        let io = tokio_util_compat(io);
+        let handshake = switchboard_async::ws::accept(switchboard_tokio::Tokio, io, config);
+        let handshake_size = size_of_future(&handshake);
+        let task = async move {
+            if let Ok(ws) = handshake.await {
+                switchboard_async::ws::echo(ws).await
+            }
+        };
+        println!("tokio accept future             {handshake_size:>6} bytes");
+        println!("tokio accept+echo task future   {:>6} bytes", size_of_future(&task));
+        drop(task);
+    });
+    let _ = Message::text("");
+}
+
+fn tokio_util_compat(
+    io: tokio::net::TcpStream,
+) -> <switchboard_tokio::Tokio as switchboard_async::Runtime>::TcpStream {
+    use tokio_util::compat::TokioAsyncReadCompatExt;
+    io.compat()
 }
 
 fn servers_run(imp: Impl, listener: TcpListener) -> Result<(), Error> {
