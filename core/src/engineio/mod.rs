@@ -43,6 +43,7 @@ use std::str::FromStr;
 
 mod packet;
 mod payload;
+pub mod server;
 mod sid;
 
 pub use crate::ws::Text;
@@ -50,6 +51,10 @@ pub use packet::{DecodeError, MessageData, OpenPacket, PROBE, Packet, PacketType
 pub use payload::{
     EncodedPayload, PayloadDecoder, PayloadKind, PayloadLimits, RECORD_SEPARATOR, decode_payload,
     encode_payload,
+};
+pub use server::{
+    AllowRequest, AllowedOrigins, CloseReason, ConnId, Cors, HttpResponse, PollId, RequestOutcome,
+    SendError, Server, ServerConfig, ServerEvent, Transmit, TransportKind,
 };
 pub use sid::new_sid;
 

@@ -1,0 +1,1921 @@
+//! The Engine.IO server, sans IO: sessions over HTTP long-polling and
+//! WebSocket, the upgrade between them, and the heartbeat.
+//!
+//! A [`Server`] is a state machine in the style of quinn-proto. The adapter
+//! feeds it HTTP requests ([`Server::handle_request`]), WebSocket messages
+//! ([`Server::ws_message`], [`Server::ws_closed`]), aborted polls
+//! ([`Server::poll_aborted`]), commands ([`Server::send`],
+//! [`Server::close`]) and time ([`Server::handle_timeout`]); it polls out
+//! application events ([`Server::poll_event`]), things to write
+//! ([`Server::poll_transmit`]) and the next deadline
+//! ([`Server::poll_timeout`]). Nothing here reads a clock or touches a
+//! socket.
+//!
+//! # Polls
+//!
+//! A `GET` poll with nothing queued is parked: [`RequestOutcome::Hold`]
+//! hands out a [`PollId`], and the adapter keeps the HTTP connection open
+//! until a [`Transmit::PollResponse`] for that id comes out of
+//! [`Server::poll_transmit`]. It is released as soon as something is queued
+//! for the session (a message from [`Server::send`], a heartbeat ping), when
+//! an upgrade probe succeeds (with a `noop`), or when the session closes
+//! (with a `close` packet). Everything queued before the adapter next calls
+//! `poll_transmit` goes out in that one response.
+//!
+//! # WebSockets
+//!
+//! For a request with `transport=websocket` the server answers
+//! [`RequestOutcome::AcceptWebSocket`]; the adapter performs the RFC 6455
+//! handshake, then writes the [`Transmit::WsSend`] messages for that
+//! connection in order. A WebSocket-first session is created at once: its
+//! `open` packet is the first `WsSend` for the connection (queued before
+//! `handle_request` returns), so the adapter writes its 101 response and
+//! then that message. If the handshake fails, the adapter calls
+//! [`Server::ws_closed`] and the session closes (`transport close`).
+
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::{
+    MessageData, OpenPacket, PROBE, Packet, PayloadKind, PayloadLimits, ProtocolVersion,
+    decode_payload, encode_payload, new_sid,
+};
+use crate::http::{self, Request};
+use crate::ws::Message;
+
+/// Which origins get CORS headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// Any origin (`Access-Control-Allow-Origin: *`, or the request's origin
+    /// echoed when credentials are allowed).
+    Any,
+    /// Only these origins (exact match), echoed back.
+    List(Vec<String>),
+}
+
+/// CORS policy, applied to every response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cors {
+    /// The origins allowed.
+    pub origins: AllowedOrigins,
+    /// Whether to send `Access-Control-Allow-Credentials: true`.
+    pub credentials: bool,
+}
+
+impl Default for Cors {
+    fn default() -> Self {
+        Cors {
+            origins: AllowedOrigins::Any,
+            credentials: false,
+        }
+    }
+}
+
+/// A hook deciding whether a handshake request may open a session; an
+/// `Err` is answered with 403 (`{"code":4,"message":"Forbidden"}`).
+pub type AllowRequest = Arc<dyn Fn(&Request) -> Result<(), String> + Send + Sync>;
+
+/// The server's settings. Defaults are Node's engine.io defaults.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Time between server pings (v4), announced as `pingInterval` (25 s).
+    pub ping_interval: Duration,
+    /// Time to wait for the pong (v4), announced as `pingTimeout` (20 s).
+    /// v3: a session closes after `ping_interval + ping_timeout` without a
+    /// client ping.
+    pub ping_timeout: Duration,
+    /// The largest polling body and WebSocket message accepted, announced
+    /// as `maxPayload` (1 000 000, Node's `maxHttpBufferSize`). Also bounds
+    /// the size of one poll response (at least one packet is always sent).
+    pub max_payload: usize,
+    /// Accept the polling transport.
+    pub polling: bool,
+    /// Accept the WebSocket transport.
+    pub websocket: bool,
+    /// Allow upgrades from polling to WebSocket.
+    pub allow_upgrades: bool,
+    /// Accept Engine.IO v3 clients (`EIO=3`).
+    pub allow_eio3: bool,
+    /// How long an upgrade may take, from the WebSocket being accepted to
+    /// the client's `upgrade` packet (10 s).
+    pub upgrade_timeout: Duration,
+    /// The most packets queued for a polling session (1024). Queuing more
+    /// closes the session with [`CloseReason::BufferFull`].
+    pub max_buffered_packets: usize,
+    /// CORS policy.
+    pub cors: Cors,
+    /// Name of a cookie set to the session id on polling handshakes (Node:
+    /// `cookie` option, usually `io`); `None` sets no cookie (the default).
+    pub cookie: Option<String>,
+    /// Handshake admission hook.
+    pub allow_request: Option<AllowRequest>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
+            max_payload: 1_000_000,
+            polling: true,
+            websocket: true,
+            allow_upgrades: true,
+            allow_eio3: false,
+            upgrade_timeout: Duration::from_secs(10),
+            max_buffered_packets: 1024,
+            cors: Cors::default(),
+            cookie: None,
+            allow_request: None,
+        }
+    }
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("ping_interval", &self.ping_interval)
+            .field("ping_timeout", &self.ping_timeout)
+            .field("max_payload", &self.max_payload)
+            .field("polling", &self.polling)
+            .field("websocket", &self.websocket)
+            .field("allow_upgrades", &self.allow_upgrades)
+            .field("allow_eio3", &self.allow_eio3)
+            .field("upgrade_timeout", &self.upgrade_timeout)
+            .field("max_buffered_packets", &self.max_buffered_packets)
+            .field("cors", &self.cors)
+            .field("cookie", &self.cookie)
+            .field("allow_request", &self.allow_request.is_some())
+            .finish()
+    }
+}
+
+/// A parked `GET` poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PollId(u64);
+
+impl PollId {
+    /// The id as a number, unique within one [`Server`].
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+/// A WebSocket connection the adapter accepted for the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(u64);
+
+impl ConnId {
+    /// The id as a number, unique within one [`Server`].
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+/// An Engine.IO transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    /// HTTP long-polling.
+    Polling,
+    /// WebSocket.
+    WebSocket,
+}
+
+impl TransportKind {
+    /// The value of the `transport` query parameter.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::Polling => "polling",
+            TransportKind::WebSocket => "websocket",
+        }
+    }
+}
+
+/// An HTTP response to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// Header lines (no `Content-Length`: [`HttpResponse::encode`] adds it).
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl HttpResponse {
+    /// The response head and body as bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        http::encode_response(self.status, &headers, &self.body)
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What to do with an HTTP request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// Write this response.
+    Respond(HttpResponse),
+    /// Keep the request open until a [`Transmit::PollResponse`] for this id.
+    /// If the client goes away first, call [`Server::poll_aborted`].
+    Hold(PollId),
+    /// Perform the RFC 6455 handshake, then feed [`Server::ws_message`] and
+    /// [`Server::ws_closed`] for `conn`, and write its
+    /// [`Transmit::WsSend`]s. If the handshake fails, call
+    /// [`Server::ws_closed`].
+    AcceptWebSocket {
+        /// The connection's id.
+        conn: ConnId,
+    },
+}
+
+/// Why a session closed; [`CloseReason::as_str`] gives Node's wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The client closed: a `close` packet, or its WebSocket closed.
+    TransportClose,
+    /// A transport failure: a duplicate poll, an aborted poll, an oversize
+    /// body or message, a heartbeat in the wrong direction.
+    TransportError,
+    /// No heartbeat in time.
+    PingTimeout,
+    /// [`Server::close`].
+    ForcedClose,
+    /// An invalid packet or payload.
+    ParseError,
+    /// More than [`ServerConfig::max_buffered_packets`] packets queued
+    /// (not in Node).
+    BufferFull,
+}
+
+impl CloseReason {
+    /// The reason as Node's engine.io words it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::TransportClose => "transport close",
+            CloseReason::TransportError => "transport error",
+            CloseReason::PingTimeout => "ping timeout",
+            CloseReason::ForcedClose => "forced close",
+            CloseReason::ParseError => "parse error",
+            CloseReason::BufferFull => "transport buffer full",
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something for the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// A session opened.
+    Open {
+        /// Its id.
+        sid: String,
+        /// The client's protocol revision.
+        version: ProtocolVersion,
+        /// The transport of the handshake.
+        transport: TransportKind,
+        /// The handshake request (head only: query, headers).
+        request: Request,
+    },
+    /// A message from the client.
+    Message {
+        /// The session.
+        sid: String,
+        /// The data.
+        data: MessageData,
+    },
+    /// A session closed (exactly once per session).
+    Close {
+        /// The session.
+        sid: String,
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+/// Something for the adapter to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transmit {
+    /// Answer a held poll.
+    PollResponse {
+        /// The poll.
+        poll: PollId,
+        /// The response.
+        response: HttpResponse,
+    },
+    /// Send a WebSocket message.
+    WsSend {
+        /// The connection.
+        conn: ConnId,
+        /// The message.
+        message: Message,
+    },
+    /// Close a WebSocket (normal closure). The adapter then forgets `conn`;
+    /// calling [`Server::ws_closed`] for it is harmless.
+    WsClose {
+        /// The connection.
+        conn: ConnId,
+    },
+}
+
+/// [`Server::send`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// No open session has this id.
+    #[error("unknown or closed session")]
+    UnknownSession,
+    /// The session's queue was full; the session is now closed.
+    #[error("session buffer full")]
+    BufferFull,
+}
+
+/// Engine.IO error codes, as in Node's `Server.errors`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ErrorCode {
+    UnknownTransport = 0,
+    UnknownSid = 1,
+    BadHandshakeMethod = 2,
+    BadRequest = 3,
+    Forbidden = 4,
+    UnsupportedProtocolVersion = 5,
+}
+
+impl ErrorCode {
+    fn message(self) -> &'static str {
+        match self {
+            ErrorCode::UnknownTransport => "Transport unknown",
+            ErrorCode::UnknownSid => "Session ID unknown",
+            ErrorCode::BadHandshakeMethod => "Bad handshake method",
+            ErrorCode::BadRequest => "Bad request",
+            ErrorCode::Forbidden => "Forbidden",
+            ErrorCode::UnsupportedProtocolVersion => "Unsupported protocol version",
+        }
+    }
+
+    fn status(self) -> u16 {
+        match self {
+            ErrorCode::Forbidden => 403,
+            _ => 400,
+        }
+    }
+}
+
+type HeaderList = Vec<(String, String)>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Polling,
+    WebSocket(ConnId),
+}
+
+#[derive(Debug)]
+struct HeldPoll {
+    id: PollId,
+    /// CORS headers computed from the poll's request.
+    headers: HeaderList,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Upgrade {
+    conn: ConnId,
+    probed: bool,
+    deadline: Instant,
+}
+
+#[derive(Debug)]
+struct Session {
+    version: ProtocolVersion,
+    /// v3 polling: whether binary payloads may be sent (no `b64`).
+    supports_binary: bool,
+    transport: Transport,
+    /// Packets waiting for a poll (polling only; WebSocket sends at once).
+    queue: VecDeque<Packet>,
+    poll: Option<HeldPoll>,
+    upgrade: Option<Upgrade>,
+    /// v4: when to send the next ping (`None` while a pong is awaited).
+    ping_at: Option<Instant>,
+    /// v4: the pong deadline; v3: the client ping deadline.
+    timeout_at: Option<Instant>,
+    /// Whether the session's id is in `Server::flush_queue`.
+    flush_scheduled: bool,
+}
+
+impl Session {
+    fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.ping_at,
+            self.timeout_at,
+            self.upgrade.map(|u| u.deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+/// The Engine.IO server state machine (see the [module docs](self)).
+#[derive(Debug)]
+pub struct Server {
+    config: ServerConfig,
+    sessions: HashMap<String, Session>,
+    polls: HashMap<PollId, String>,
+    conns: HashMap<ConnId, String>,
+    next_id: u64,
+    events: VecDeque<ServerEvent>,
+    transmits: VecDeque<Transmit>,
+    /// Sessions with a held poll and newly queued packets.
+    flush_queue: VecDeque<String>,
+}
+
+impl Server {
+    /// A server with no sessions.
+    pub fn new(config: ServerConfig) -> Self {
+        Server {
+            config,
+            sessions: HashMap::new(),
+            polls: HashMap::new(),
+            conns: HashMap::new(),
+            next_id: 0,
+            events: VecDeque::new(),
+            transmits: VecDeque::new(),
+            flush_queue: VecDeque::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// How many sessions are open.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Handles an HTTP request on the Engine.IO path. The adapter has
+    /// parsed the head and read the body up to `max_payload + 1` bytes.
+    pub fn handle_request(&mut self, req: &Request, body: Bytes, now: Instant) -> RequestOutcome {
+        let cors = self.cors_headers(req);
+        if req.method == "OPTIONS" {
+            return RequestOutcome::Respond(self.preflight(req, cors));
+        }
+        let query = req.query().unwrap_or("");
+        let transport = match query_param(query, "transport").as_deref() {
+            Some("polling") if self.config.polling => TransportKind::Polling,
+            Some("websocket") if self.config.websocket => TransportKind::WebSocket,
+            _ => return error(ErrorCode::UnknownTransport, cors),
+        };
+        let version = match query_param(query, "EIO")
+            .as_deref()
+            .map(ProtocolVersion::from_query)
+        {
+            Some(Ok(ProtocolVersion::V4)) => ProtocolVersion::V4,
+            Some(Ok(ProtocolVersion::V3)) if self.config.allow_eio3 => ProtocolVersion::V3,
+            _ => return error(ErrorCode::UnsupportedProtocolVersion, cors),
+        };
+        let is_upgrade = req.headers.has_token("upgrade", "websocket");
+        let Some(sid) = query_param(query, "sid") else {
+            return self.handshake(req, transport, version, is_upgrade, cors, now);
+        };
+        let Some(session) = self.sessions.get_mut(sid.as_ref()) else {
+            return error(ErrorCode::UnknownSid, cors);
+        };
+        if session.version != version {
+            return error(ErrorCode::BadRequest, cors);
+        }
+        let sid = sid.into_owned();
+        match transport {
+            TransportKind::WebSocket => {
+                if !is_upgrade
+                    || req.method != "GET"
+                    || !self.config.allow_upgrades
+                    || session.transport != Transport::Polling
+                    || session.upgrade.is_some()
+                {
+                    return error(ErrorCode::BadRequest, cors);
+                }
+                self.next_id += 1;
+                let conn = ConnId(self.next_id);
+                session.upgrade = Some(Upgrade {
+                    conn,
+                    probed: false,
+                    deadline: now + self.config.upgrade_timeout,
+                });
+                self.conns.insert(conn, sid);
+                RequestOutcome::AcceptWebSocket { conn }
+            }
+            TransportKind::Polling => {
+                if session.transport != Transport::Polling {
+                    return error(ErrorCode::BadRequest, cors);
+                }
+                match req.method.as_str() {
+                    "GET" => self.poll_request(sid, cors),
+                    "POST" => self.data_request(sid, req, body, cors, now),
+                    _ => error(ErrorCode::BadRequest, cors),
+                }
+            }
+        }
+    }
+
+    /// A message arrived on a WebSocket accepted for `conn`.
+    pub fn ws_message(&mut self, conn: ConnId, message: Message, now: Instant) {
+        let Some(sid) = self.conns.get(&conn).cloned() else {
+            return;
+        };
+        let Some(session) = self.sessions.get(&sid) else {
+            self.conns.remove(&conn);
+            return;
+        };
+        let version = session.version;
+        let is_probe = session.upgrade.is_some_and(|u| u.conn == conn);
+        let max = self.config.max_payload;
+        let decoded = match message {
+            Message::Text(text) if text.len() <= max => Packet::decode_ws_text(text, version),
+            Message::Binary(data) if data.len() <= max => Packet::decode_ws_binary(data, version),
+            Message::Text(_) | Message::Binary(_) => {
+                // The WebSocket is still open: the adapter closes it.
+                self.close_session(&sid, CloseReason::TransportError, None);
+                return;
+            }
+            Message::Close(_) => return self.ws_closed(conn, now),
+            Message::Ping(_) | Message::Pong(_) => return,
+        };
+        if is_probe {
+            match decoded {
+                Ok(packet) => self.probe_packet(&sid, conn, packet),
+                Err(_) => self.drop_probe(&sid),
+            }
+            return;
+        }
+        let result = match decoded {
+            Ok(packet) => self.on_packet(&sid, packet, now),
+            Err(_) => Err(CloseReason::ParseError),
+        };
+        if let Err(reason) = result {
+            self.close_session(&sid, reason, None);
+        }
+    }
+
+    /// The WebSocket `conn` closed (or its handshake failed).
+    pub fn ws_closed(&mut self, conn: ConnId, _now: Instant) {
+        let Some(sid) = self.conns.remove(&conn) else {
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if session.upgrade.is_some_and(|u| u.conn == conn) {
+            session.upgrade = None;
+        } else if session.transport == Transport::WebSocket(conn) {
+            self.close_session(&sid, CloseReason::TransportClose, Some(conn));
+        }
+    }
+
+    /// The HTTP connection carrying held poll `poll` went away. As in Node,
+    /// the session closes (`transport error`).
+    pub fn poll_aborted(&mut self, poll: PollId, _now: Instant) {
+        let Some(sid) = self.polls.remove(&poll) else {
+            return;
+        };
+        if let Some(session) = self.sessions.get_mut(&sid) {
+            session.poll = None;
+            self.close_session(&sid, CloseReason::TransportError, None);
+        }
+    }
+
+    /// Sends a message to session `sid`. Over polling it is queued (and a
+    /// held poll released); over WebSocket it is sent at once.
+    pub fn send(&mut self, sid: &str, data: MessageData) -> Result<(), SendError> {
+        if !self.sessions.contains_key(sid) {
+            return Err(SendError::UnknownSession);
+        }
+        self.enqueue(sid, Packet::Message(data)).map_err(|reason| {
+            self.close_session(sid, reason, None);
+            SendError::BufferFull
+        })
+    }
+
+    /// Closes session `sid` (`forced close`). Packets already queued go out
+    /// with the `close` packet if a poll is held.
+    pub fn close(&mut self, sid: &str) {
+        self.close_session(sid, CloseReason::ForcedClose, None);
+    }
+
+    /// Runs the timers due at `now`: heartbeats and upgrade timeouts.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut pings = Vec::new();
+        let mut timeouts = Vec::new();
+        let mut dropped = Vec::new();
+        for (sid, session) in &mut self.sessions {
+            if let Some(upgrade) = session.upgrade
+                && upgrade.deadline <= now
+            {
+                session.upgrade = None;
+                dropped.push(upgrade.conn);
+            }
+            if session.timeout_at.is_some_and(|t| t <= now) {
+                timeouts.push(sid.clone());
+            } else if session.ping_at.is_some_and(|t| t <= now) {
+                session.ping_at = None;
+                session.timeout_at = Some(now + self.config.ping_timeout);
+                pings.push(sid.clone());
+            }
+        }
+        for conn in dropped {
+            self.conns.remove(&conn);
+            self.transmits.push_back(Transmit::WsClose { conn });
+        }
+        for sid in pings {
+            if let Err(reason) = self.enqueue(&sid, Packet::Ping(None)) {
+                self.close_session(&sid, reason, None);
+            }
+        }
+        for sid in timeouts {
+            self.close_session(&sid, CloseReason::PingTimeout, None);
+        }
+    }
+
+    /// The next time [`Server::handle_timeout`] should run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.sessions
+            .values()
+            .filter_map(Session::next_deadline)
+            .min()
+    }
+
+    /// The next application event.
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next thing to write.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        loop {
+            if let Some(transmit) = self.transmits.pop_front() {
+                return Some(transmit);
+            }
+            let sid = self.flush_queue.pop_front()?;
+            let Some(session) = self.sessions.get_mut(&sid) else {
+                continue;
+            };
+            session.flush_scheduled = false;
+            if session.queue.is_empty() {
+                continue;
+            }
+            let Some(poll) = session.poll.take() else {
+                continue;
+            };
+            self.polls.remove(&poll.id);
+            let packets = take_batch(&mut session.queue, self.config.max_payload);
+            let response = payload_response(session, &packets, poll.headers);
+            return Some(Transmit::PollResponse {
+                poll: poll.id,
+                response,
+            });
+        }
+    }
+
+    fn handshake(
+        &mut self,
+        req: &Request,
+        transport: TransportKind,
+        version: ProtocolVersion,
+        is_upgrade: bool,
+        mut cors: HeaderList,
+        now: Instant,
+    ) -> RequestOutcome {
+        if req.method != "GET" {
+            return error(ErrorCode::BadHandshakeMethod, cors);
+        }
+        if transport == TransportKind::WebSocket && !is_upgrade {
+            return error(ErrorCode::BadRequest, cors);
+        }
+        if let Some(allow) = &self.config.allow_request
+            && allow(req).is_err()
+        {
+            return error(ErrorCode::Forbidden, cors);
+        }
+        let sid = new_sid();
+        let upgrades = if transport == TransportKind::Polling
+            && self.config.allow_upgrades
+            && self.config.websocket
+        {
+            vec![TransportKind::WebSocket.as_str().to_owned()]
+        } else {
+            Vec::new()
+        };
+        let open = Packet::Open(OpenPacket {
+            sid: sid.clone(),
+            upgrades,
+            ping_interval: millis(self.config.ping_interval),
+            ping_timeout: millis(self.config.ping_timeout),
+            max_payload: Some(self.config.max_payload as u64),
+        });
+        let (ping_at, timeout_at) = match version {
+            ProtocolVersion::V4 => (Some(now + self.config.ping_interval), None),
+            ProtocolVersion::V3 => (
+                None,
+                Some(now + self.config.ping_interval + self.config.ping_timeout),
+            ),
+        };
+        let query = req.query().unwrap_or("");
+        let mut session = Session {
+            version,
+            supports_binary: query_param(query, "b64").is_none(),
+            transport: Transport::Polling,
+            queue: VecDeque::new(),
+            poll: None,
+            upgrade: None,
+            ping_at,
+            timeout_at,
+            flush_scheduled: false,
+        };
+        let outcome = match transport {
+            TransportKind::Polling => {
+                if let Some(name) = &self.config.cookie {
+                    cors.push((
+                        "Set-Cookie".into(),
+                        format!("{name}={sid}; Path=/; HttpOnly; SameSite=Lax"),
+                    ));
+                }
+                RequestOutcome::Respond(payload_response(&session, &[open], cors))
+            }
+            TransportKind::WebSocket => {
+                self.next_id += 1;
+                let conn = ConnId(self.next_id);
+                session.transport = Transport::WebSocket(conn);
+                self.conns.insert(conn, sid.clone());
+                self.transmits.push_back(Transmit::WsSend {
+                    conn,
+                    message: open.encode_ws(version),
+                });
+                RequestOutcome::AcceptWebSocket { conn }
+            }
+        };
+        self.sessions.insert(sid.clone(), session);
+        self.events.push_back(ServerEvent::Open {
+            sid,
+            version,
+            transport,
+            request: req.clone(),
+        });
+        outcome
+    }
+
+    fn poll_request(&mut self, sid: String, cors: HeaderList) -> RequestOutcome {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return error(ErrorCode::UnknownSid, cors);
+        };
+        if session.poll.is_some() {
+            // A duplicate concurrent poll: Node's "overlap from client".
+            self.close_session(&sid, CloseReason::TransportError, None);
+            return error(ErrorCode::BadRequest, cors);
+        }
+        if !session.queue.is_empty() {
+            let packets = take_batch(&mut session.queue, self.config.max_payload);
+            return RequestOutcome::Respond(payload_response(session, &packets, cors));
+        }
+        if session.upgrade.is_some_and(|u| u.probed) {
+            return RequestOutcome::Respond(payload_response(session, &[Packet::Noop], cors));
+        }
+        self.next_id += 1;
+        let id = PollId(self.next_id);
+        session.poll = Some(HeldPoll { id, headers: cors });
+        self.polls.insert(id, sid);
+        RequestOutcome::Hold(id)
+    }
+
+    fn data_request(
+        &mut self,
+        sid: String,
+        req: &Request,
+        body: Bytes,
+        cors: HeaderList,
+        now: Instant,
+    ) -> RequestOutcome {
+        let Some(session) = self.sessions.get(&sid) else {
+            return error(ErrorCode::UnknownSid, cors);
+        };
+        if body.len() > self.config.max_payload {
+            self.close_session(&sid, CloseReason::TransportError, None);
+            return RequestOutcome::Respond(HttpResponse {
+                status: 413,
+                headers: cors,
+                body: Bytes::new(),
+            });
+        }
+        let kind = PayloadKind::from_content_type(req.headers.get("content-type"));
+        let limits = PayloadLimits {
+            max_bytes: self.config.max_payload,
+            ..PayloadLimits::default()
+        };
+        let decoder = match decode_payload(body, kind, session.version, &limits) {
+            Ok(decoder) => decoder,
+            Err(e) => {
+                self.close_session(&sid, CloseReason::ParseError, None);
+                return error_with_status(ErrorCode::BadRequest, e.status(), cors);
+            }
+        };
+        for item in decoder {
+            let result = match item {
+                Ok(packet) => self.on_packet(&sid, packet, now),
+                Err(_) => Err(CloseReason::ParseError),
+            };
+            match result {
+                Ok(()) => {}
+                Err(CloseReason::TransportClose) => {
+                    self.close_session(&sid, CloseReason::TransportClose, None);
+                    break;
+                }
+                Err(reason) => {
+                    self.close_session(&sid, reason, None);
+                    return error(ErrorCode::BadRequest, cors);
+                }
+            }
+        }
+        let mut headers = cors;
+        headers.push(("Content-Type".into(), "text/html".into()));
+        RequestOutcome::Respond(HttpResponse {
+            status: 200,
+            headers,
+            body: Bytes::from_static(b"ok"),
+        })
+    }
+
+    /// A packet from the client on the session's current transport.
+    fn on_packet(&mut self, sid: &str, packet: Packet, now: Instant) -> Result<(), CloseReason> {
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return Ok(());
+        };
+        match packet {
+            Packet::Message(data) => {
+                self.events.push_back(ServerEvent::Message {
+                    sid: sid.to_owned(),
+                    data,
+                });
+            }
+            Packet::Pong(_) => {
+                if session.version != ProtocolVersion::V4 {
+                    return Err(CloseReason::TransportError);
+                }
+                if session.timeout_at.take().is_some() {
+                    session.ping_at = Some(now + self.config.ping_interval);
+                }
+            }
+            Packet::Ping(data) => {
+                if session.version != ProtocolVersion::V3 {
+                    return Err(CloseReason::TransportError);
+                }
+                session.timeout_at =
+                    Some(now + self.config.ping_interval + self.config.ping_timeout);
+                self.enqueue(sid, Packet::Pong(data))?;
+            }
+            Packet::Close => return Err(CloseReason::TransportClose),
+            Packet::Open(_) | Packet::Upgrade | Packet::Noop => {}
+        }
+        Ok(())
+    }
+
+    /// A packet on an upgrade's probe WebSocket.
+    fn probe_packet(&mut self, sid: &str, conn: ConnId, packet: Packet) {
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        match packet {
+            Packet::Ping(Some(data)) if data == PROBE => {
+                self.transmits.push_back(Transmit::WsSend {
+                    conn,
+                    message: Packet::Pong(Some(PROBE.into())).encode_ws(session.version),
+                });
+                if let Some(upgrade) = &mut session.upgrade {
+                    upgrade.probed = true;
+                }
+                release_with_noop(session, &mut self.polls, &mut self.transmits);
+            }
+            Packet::Upgrade => {
+                session.upgrade = None;
+                release_with_noop(session, &mut self.polls, &mut self.transmits);
+                session.transport = Transport::WebSocket(conn);
+                let version = session.version;
+                for packet in session.queue.drain(..) {
+                    self.transmits.push_back(Transmit::WsSend {
+                        conn,
+                        message: packet.encode_ws(version),
+                    });
+                }
+            }
+            _ => self.drop_probe(sid),
+        }
+    }
+
+    fn drop_probe(&mut self, sid: &str) {
+        if let Some(upgrade) = self.sessions.get_mut(sid).and_then(|s| s.upgrade.take()) {
+            self.conns.remove(&upgrade.conn);
+            self.transmits
+                .push_back(Transmit::WsClose { conn: upgrade.conn });
+        }
+    }
+
+    /// Queues a packet for the client (polling) or sends it (WebSocket).
+    fn enqueue(&mut self, sid: &str, packet: Packet) -> Result<(), CloseReason> {
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return Ok(());
+        };
+        match session.transport {
+            Transport::WebSocket(conn) => {
+                self.transmits.push_back(Transmit::WsSend {
+                    conn,
+                    message: packet.encode_ws(session.version),
+                });
+            }
+            Transport::Polling => {
+                if session.queue.len() >= self.config.max_buffered_packets {
+                    return Err(CloseReason::BufferFull);
+                }
+                session.queue.push_back(packet);
+                if session.poll.is_some() && !session.flush_scheduled {
+                    session.flush_scheduled = true;
+                    self.flush_queue.push_back(sid.to_owned());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes a session: answers its held poll with a `close` packet
+    /// (preceded by what is queued on a forced close), closes its
+    /// WebSockets (except `closed_conn`, already gone), reports the close.
+    fn close_session(&mut self, sid: &str, reason: CloseReason, closed_conn: Option<ConnId>) {
+        let Some(mut session) = self.sessions.remove(sid) else {
+            return;
+        };
+        if let Some(poll) = session.poll.take() {
+            self.polls.remove(&poll.id);
+            let mut packets: Vec<Packet> = if reason == CloseReason::ForcedClose {
+                session.queue.drain(..).collect()
+            } else {
+                Vec::new()
+            };
+            packets.push(Packet::Close);
+            let response = payload_response(&session, &packets, poll.headers);
+            self.transmits.push_back(Transmit::PollResponse {
+                poll: poll.id,
+                response,
+            });
+        }
+        let conns = [
+            match session.transport {
+                Transport::WebSocket(conn) => Some(conn),
+                Transport::Polling => None,
+            },
+            session.upgrade.map(|u| u.conn),
+        ];
+        for conn in conns.into_iter().flatten() {
+            self.conns.remove(&conn);
+            if Some(conn) != closed_conn {
+                self.transmits.push_back(Transmit::WsClose { conn });
+            }
+        }
+        self.events.push_back(ServerEvent::Close {
+            sid: sid.to_owned(),
+            reason,
+        });
+    }
+
+    fn cors_headers(&self, req: &Request) -> HeaderList {
+        let cors = &self.config.cors;
+        let origin = req.headers.get("origin");
+        let allowed = match (&cors.origins, origin) {
+            (AllowedOrigins::Any, None) if !cors.credentials => Some("*"),
+            (AllowedOrigins::Any, Some(_)) if !cors.credentials => Some("*"),
+            (AllowedOrigins::Any, Some(o)) => Some(o),
+            (AllowedOrigins::List(list), Some(o)) if list.iter().any(|a| a == o) => Some(o),
+            _ => None,
+        };
+        let mut headers = Vec::new();
+        if let Some(allowed) = allowed {
+            headers.push(("Access-Control-Allow-Origin".into(), allowed.to_owned()));
+            if cors.credentials {
+                headers.push(("Access-Control-Allow-Credentials".into(), "true".into()));
+            }
+            if allowed != "*" {
+                headers.push(("Vary".into(), "Origin".into()));
+            }
+        }
+        headers
+    }
+
+    fn preflight(&self, req: &Request, mut headers: HeaderList) -> HttpResponse {
+        headers.push((
+            "Access-Control-Allow-Methods".into(),
+            "GET,HEAD,PUT,PATCH,POST,DELETE".into(),
+        ));
+        if let Some(asked) = req.headers.get("access-control-request-headers") {
+            headers.push(("Access-Control-Allow-Headers".into(), asked.to_owned()));
+            headers.push(("Vary".into(), "Access-Control-Request-Headers".into()));
+        }
+        HttpResponse {
+            status: 204,
+            headers,
+            body: Bytes::new(),
+        }
+    }
+}
+
+/// Answers a held poll with a `noop`, as Node does once an upgrade probe
+/// succeeds (or what is queued, if anything is).
+fn release_with_noop(
+    session: &mut Session,
+    polls: &mut HashMap<PollId, String>,
+    transmits: &mut VecDeque<Transmit>,
+) {
+    if let Some(poll) = session.poll.take() {
+        polls.remove(&poll.id);
+        let packets = if session.queue.is_empty() {
+            vec![Packet::Noop]
+        } else {
+            session.queue.drain(..).collect()
+        };
+        let response = payload_response(session, &packets, poll.headers);
+        transmits.push_back(Transmit::PollResponse {
+            poll: poll.id,
+            response,
+        });
+    }
+}
+
+/// Takes queued packets for one poll response: at least one, then more
+/// while their estimated encoded size stays within `max_bytes`.
+fn take_batch(queue: &mut VecDeque<Packet>, max_bytes: usize) -> Vec<Packet> {
+    let mut batch = Vec::new();
+    let mut size = 0;
+    while let Some(packet) = queue.front() {
+        let len = packet.text_len_hint() + usize::from(!batch.is_empty());
+        if !batch.is_empty() && size + len > max_bytes {
+            break;
+        }
+        size += len;
+        batch.extend(queue.pop_front());
+    }
+    batch
+}
+
+fn payload_response(
+    session: &Session,
+    packets: &[Packet],
+    mut headers: HeaderList,
+) -> HttpResponse {
+    let payload = encode_payload(packets, session.version, session.supports_binary);
+    let content_type = match payload.kind() {
+        PayloadKind::Text => "text/plain; charset=UTF-8",
+        PayloadKind::Binary => "application/octet-stream",
+    };
+    headers.push(("Content-Type".into(), content_type.into()));
+    HttpResponse {
+        status: 200,
+        headers,
+        body: payload.into_bytes(),
+    }
+}
+
+fn error(code: ErrorCode, headers: HeaderList) -> RequestOutcome {
+    error_with_status(code, code.status(), headers)
+}
+
+fn error_with_status(code: ErrorCode, status: u16, mut headers: HeaderList) -> RequestOutcome {
+    headers.push(("Content-Type".into(), "application/json".into()));
+    let body = format!(
+        r#"{{"code":{},"message":"{}"}}"#,
+        code as u8,
+        code.message()
+    );
+    RequestOutcome::Respond(HttpResponse {
+        status,
+        headers,
+        body: body.into(),
+    })
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The first value of query parameter `name`, percent-decoded (left as is
+/// when the decoding is not UTF-8).
+fn query_param<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
+    let raw = query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then_some(value)
+    })?;
+    if !raw.contains(['%', '+']) {
+        return Some(Cow::Borrowed(raw));
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Some(String::from_utf8(out).map_or(Cow::Borrowed(raw), Cow::Owned))
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{Header, Headers};
+    use proptest::prelude::*;
+
+    const OPEN_TAIL: &str =
+        r#"","upgrades":["websocket"],"pingInterval":300,"pingTimeout":200,"maxPayload":1000000}"#;
+
+    fn config() -> ServerConfig {
+        ServerConfig {
+            ping_interval: Duration::from_millis(300),
+            ping_timeout: Duration::from_millis(200),
+            ..ServerConfig::default()
+        }
+    }
+
+    fn request(method: &str, target: &str, headers: &[(&str, &str)]) -> Request {
+        Request {
+            method: method.into(),
+            target: target.into(),
+            version: 1,
+            headers: Headers(
+                headers
+                    .iter()
+                    .map(|(n, v)| Header {
+                        name: (*n).into(),
+                        value: (*v).into(),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    const WS: &[(&str, &str)] = &[("Upgrade", "websocket"), ("Connection", "Upgrade")];
+
+    fn get(server: &mut Server, target: &str, now: Instant) -> RequestOutcome {
+        server.handle_request(&request("GET", target, &[]), Bytes::new(), now)
+    }
+
+    fn post(server: &mut Server, sid: &str, body: &str, now: Instant) -> RequestOutcome {
+        let target = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+        server.handle_request(
+            &request("POST", &target, &[]),
+            Bytes::copy_from_slice(body.as_bytes()),
+            now,
+        )
+    }
+
+    fn poll(server: &mut Server, sid: &str, now: Instant) -> RequestOutcome {
+        get(
+            server,
+            &format!("/engine.io/?EIO=4&transport=polling&sid={sid}"),
+            now,
+        )
+    }
+
+    fn respond(outcome: RequestOutcome) -> (u16, String) {
+        match outcome {
+            RequestOutcome::Respond(r) => (r.status, String::from_utf8(r.body.to_vec()).unwrap()),
+            other => panic!("expected a response, got {other:?}"),
+        }
+    }
+
+    fn held(outcome: RequestOutcome) -> PollId {
+        match outcome {
+            RequestOutcome::Hold(id) => id,
+            other => panic!("expected a held poll, got {other:?}"),
+        }
+    }
+
+    fn accepted(outcome: RequestOutcome) -> ConnId {
+        match outcome {
+            RequestOutcome::AcceptWebSocket { conn } => conn,
+            other => panic!("expected a websocket, got {other:?}"),
+        }
+    }
+
+    fn assert_error(outcome: RequestOutcome, status: u16, code: u8) {
+        match outcome {
+            RequestOutcome::Respond(r) => {
+                assert_eq!(r.status, status);
+                let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+                assert_eq!(json["code"], code, "{json}");
+                assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    /// A polling handshake; returns the sid and drains the Open event.
+    fn handshake(server: &mut Server, now: Instant) -> String {
+        let (status, body) = respond(get(server, "/engine.io/?EIO=4&transport=polling", now));
+        assert_eq!(status, 200);
+        let open = OpenPacket::from_json(&body[1..]).unwrap();
+        assert!(matches!(
+            server.poll_event(),
+            Some(ServerEvent::Open { .. })
+        ));
+        open.sid
+    }
+
+    fn poll_response(server: &mut Server) -> (PollId, String) {
+        match server.poll_transmit() {
+            Some(Transmit::PollResponse { poll, response }) => {
+                (poll, String::from_utf8(response.body.to_vec()).unwrap())
+            }
+            other => panic!("expected a poll response, got {other:?}"),
+        }
+    }
+
+    fn ws_send(server: &mut Server) -> (ConnId, Message) {
+        match server.poll_transmit() {
+            Some(Transmit::WsSend { conn, message }) => (conn, message),
+            other => panic!("expected a ws send, got {other:?}"),
+        }
+    }
+
+    fn closed(server: &mut Server) -> CloseReason {
+        loop {
+            match server.poll_event() {
+                Some(ServerEvent::Close { reason, .. }) => return reason,
+                Some(_) => {}
+                None => panic!("no close event"),
+            }
+        }
+    }
+
+    fn ms(t0: Instant, n: u64) -> Instant {
+        t0 + Duration::from_millis(n)
+    }
+
+    #[test]
+    fn polling_handshake() {
+        let mut server = Server::new(config());
+        let t0 = Instant::now();
+        let outcome = get(&mut server, "/engine.io/?EIO=4&transport=polling", t0);
+        let RequestOutcome::Respond(r) = outcome else {
+            panic!()
+        };
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));
+        assert_eq!(r.header("Content-Type"), Some("text/plain; charset=UTF-8"));
+        let body = std::str::from_utf8(&r.body).unwrap();
+        let Some(ServerEvent::Open {
+            sid,
+            version,
+            transport,
+            ..
+        }) = server.poll_event()
+        else {
+            panic!()
+        };
+        assert_eq!(body, format!(r#"0{{"sid":"{sid}{OPEN_TAIL}"#));
+        assert_eq!(version, ProtocolVersion::V4);
+        assert_eq!(transport, TransportKind::Polling);
+        assert!(r.encode().starts_with(b"HTTP/1.1 200 OK\r\n"));
+    }
+
+    #[test]
+    fn websocket_handshake() {
+        let mut server = Server::new(config());
+        let t0 = Instant::now();
+        let req = request("GET", "/engine.io/?EIO=4&transport=websocket", WS);
+        let conn = accepted(server.handle_request(&req, Bytes::new(), t0));
+        let (c, message) = ws_send(&mut server);
+        assert_eq!(c, conn);
+        let text = message.as_text().unwrap().to_owned();
+        let open = OpenPacket::from_json(&text[1..]).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                r#"0{{"sid":"{}","upgrades":[],"pingInterval":300,"pingTimeout":200,"maxPayload":1000000}}"#,
+                open.sid
+            )
+        );
+        assert!(matches!(
+            server.poll_event(),
+            Some(ServerEvent::Open {
+                transport: TransportKind::WebSocket,
+                ..
+            })
+        ));
+        // Echo-style round trip and the heartbeat over the websocket.
+        server.ws_message(conn, Message::text("4hi"), t0);
+        assert_eq!(
+            server.poll_event(),
+            Some(ServerEvent::Message {
+                sid: open.sid.clone(),
+                data: MessageData::Text("hi".into())
+            })
+        );
+        server
+            .send(&open.sid, MessageData::Binary(vec![1, 2].into()))
+            .unwrap();
+        assert_eq!(ws_send(&mut server), (conn, Message::binary(vec![1, 2])));
+        server.handle_timeout(ms(t0, 300));
+        assert_eq!(ws_send(&mut server), (conn, Message::text("2")));
+        server.ws_message(conn, Message::text("3"), ms(t0, 350));
+        server.ws_closed(conn, ms(t0, 400));
+        assert_eq!(closed(&mut server), CloseReason::TransportClose);
+        assert_eq!(
+            server.poll_transmit(),
+            None,
+            "no close for a gone websocket"
+        );
+        assert_eq!(server.session_count(), 0);
+    }
+
+    #[test]
+    fn bad_requests() {
+        let mut server = Server::new(config());
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        for (target, code) in [
+            ("/engine.io/?transport=polling", 5),
+            ("/engine.io/?EIO=abc&transport=polling", 5),
+            ("/engine.io/?EIO=3&transport=polling", 5),
+            ("/engine.io/?EIO=4", 0),
+            ("/engine.io/?EIO=4&transport=tobi", 0),
+            ("/engine.io/?EIO=4&transport=polling&sid=nope", 1),
+            ("/engine.io/?EIO=4&transport=websocket", 3),
+        ] {
+            assert_error(get(&mut server, target, t0), 400, code);
+        }
+        for method in ["POST", "PUT"] {
+            let req = request(method, "/engine.io/?EIO=4&transport=polling", &[]);
+            assert_error(
+                server.handle_request(&req, Bytes::from_static(b"4x"), t0),
+                400,
+                2,
+            );
+        }
+        server.close(&sid);
+        assert_eq!(closed(&mut server), CloseReason::ForcedClose);
+        assert_error(poll(&mut server, &sid, t0), 400, 1);
+        assert_error(post(&mut server, &sid, "4x", t0), 400, 1);
+    }
+
+    #[test]
+    fn forbidden_and_preflight() {
+        let mut server = Server::new(ServerConfig {
+            allow_request: Some(Arc::new(|req: &Request| {
+                if req.headers.get("x-token") == Some("ok") {
+                    Ok(())
+                } else {
+                    Err("no".into())
+                }
+            })),
+            ..config()
+        });
+        let t0 = Instant::now();
+        assert_error(
+            get(&mut server, "/engine.io/?EIO=4&transport=polling", t0),
+            403,
+            4,
+        );
+        let req = request(
+            "GET",
+            "/engine.io/?EIO=4&transport=polling",
+            &[("X-Token", "ok")],
+        );
+        assert_eq!(
+            respond(server.handle_request(&req, Bytes::new(), t0)).0,
+            200
+        );
+        let req = request(
+            "OPTIONS",
+            "/engine.io/?EIO=4&transport=polling",
+            &[("Access-Control-Request-Headers", "content-type")],
+        );
+        let RequestOutcome::Respond(r) = server.handle_request(&req, Bytes::new(), t0) else {
+            panic!()
+        };
+        assert_eq!(r.status, 204);
+        assert_eq!(
+            r.header("Access-Control-Allow-Headers"),
+            Some("content-type")
+        );
+        assert!(
+            r.header("Access-Control-Allow-Methods")
+                .unwrap()
+                .contains("POST")
+        );
+    }
+
+    #[test]
+    fn cors_with_credentials_echoes_the_origin_and_sets_cookie() {
+        let mut server = Server::new(ServerConfig {
+            cors: Cors {
+                origins: AllowedOrigins::List(vec!["https://a.example".into()]),
+                credentials: true,
+            },
+            cookie: Some("io".into()),
+            ..config()
+        });
+        let t0 = Instant::now();
+        let req = request(
+            "GET",
+            "/engine.io/?EIO=4&transport=polling",
+            &[("Origin", "https://a.example")],
+        );
+        let RequestOutcome::Respond(r) = server.handle_request(&req, Bytes::new(), t0) else {
+            panic!()
+        };
+        assert_eq!(
+            r.header("Access-Control-Allow-Origin"),
+            Some("https://a.example")
+        );
+        assert_eq!(r.header("Access-Control-Allow-Credentials"), Some("true"));
+        assert!(r.header("Set-Cookie").unwrap().starts_with("io="));
+        let req = request(
+            "GET",
+            "/engine.io/?EIO=4&transport=polling",
+            &[("Origin", "https://evil.example")],
+        );
+        let RequestOutcome::Respond(r) = server.handle_request(&req, Bytes::new(), t0) else {
+            panic!()
+        };
+        assert_eq!(r.header("Access-Control-Allow-Origin"), None);
+    }
+
+    #[test]
+    fn first_poll_gets_the_first_ping_and_pongs_keep_the_session() {
+        let mut server = Server::new(config());
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        assert_eq!(server.poll_timeout(), Some(ms(t0, 300)));
+        let mut now = ms(t0, 10);
+        for round in 0..5u64 {
+            let id = held(poll(&mut server, &sid, now));
+            server.handle_timeout(now);
+            assert_eq!(server.poll_transmit(), None, "nothing before the ping");
+            let due = server.poll_timeout().unwrap();
+            assert!(due > now);
+            now = due;
+            server.handle_timeout(now);
+            assert_eq!(
+                poll_response(&mut server),
+                (id, "2".to_owned()),
+                "round {round}"
+            );
+            now += Duration::from_millis(50);
+            assert_eq!(
+                respond(post(&mut server, &sid, "3", now)),
+                (200, "ok".into())
+            );
+        }
+        assert_eq!(server.poll_event(), None);
+        assert_eq!(server.session_count(), 1);
+    }
+
+    #[test]
+    fn missing_pong_times_out() {
+        let mut server = Server::new(config());
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        let id = held(poll(&mut server, &sid, t0));
+        server.handle_timeout(ms(t0, 300));
+        assert_eq!(poll_response(&mut server), (id, "2".into()));
+        let id = held(poll(&mut server, &sid, ms(t0, 310)));
+        assert_eq!(server.poll_timeout(), Some(ms(t0, 500)));
+        server.handle_timeout(ms(t0, 499));
+        assert_eq!(server.poll_event(), None);
+        server.handle_timeout(ms(t0, 500));
+        assert_eq!(closed(&mut server), CloseReason::PingTimeout);
+        assert_eq!(poll_response(&mut server), (id, "1".into()));
+        assert_error(poll(&mut server, &sid, ms(t0, 600)), 400, 1);
+        assert_eq!(server.poll_timeout(), None);
+    }
+
+    #[test]
+    fn duplicate_poll_closes() {
+        let mut server = Server::new(config());
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        let id = held(poll(&mut server, &sid, t0));
+        assert_error(poll(&mut server, &sid, t0), 400, 3);
+        assert_eq!(closed(&mut server), CloseReason::TransportError);
+        assert_eq!(poll_response(&mut server), (id, "1".into()));
+        assert_error(poll(&mut server, &sid, t0), 400, 1);
+    }
+
+    #[test]
+    fn aborted_poll_closes() {
+        let mut server = Server::new(config());
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        let id = held(poll(&mut server, &sid, t0));
+        server.poll_aborted(id, t0);
+        assert_eq!(closed(&mut server), CloseReason::TransportError);
+        assert_eq!(server.poll_transmit(), None);
+        server.poll_aborted(id, t0);
+        assert_eq!(server.poll_event(), None);
+    }
+
+    #[test]
+    fn oversize_post_is_413_and_closes() {
+        let mut server = Server::new(ServerConfig {
+            max_payload: 100,
+            ..config()
+        });
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        let body = format!("4{}", "a".repeat(100));
+        let (status, _) = respond(post(&mut server, &sid, &body, t0));
+        assert_eq!(status, 413);
+        assert_eq!(closed(&mut server), CloseReason::TransportError);
+    }
+
+    #[test]
+    fn client_close_and_parse_error() {
+        let mut server = Server::new(config());
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        let id = held(poll(&mut server, &sid, t0));
+        assert_eq!(
+            respond(post(&mut server, &sid, "1", t0)),
+            (200, "ok".into())
+        );
+        assert_eq!(closed(&mut server), CloseReason::TransportClose);
+        assert_eq!(poll_response(&mut server), (id, "1".into()));
+
+        let sid = handshake(&mut server, t0);
+        assert_error(post(&mut server, &sid, "4a\u{1e}9", t0), 400, 3);
+        assert!(matches!(
+            server.poll_event(),
+            Some(ServerEvent::Message { .. })
+        ));
+        assert_eq!(closed(&mut server), CloseReason::ParseError);
+
+        // A ping from a v4 client: heartbeat in the wrong direction.
+        let sid = handshake(&mut server, t0);
+        assert_error(post(&mut server, &sid, "2", t0), 400, 3);
+        assert_eq!(closed(&mut server), CloseReason::TransportError);
+    }
+
+    #[test]
+    fn echo_round_trip_text_and_binary() {
+        let mut server = Server::new(config());
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        assert_eq!(
+            respond(post(&mut server, &sid, "4hello\u{1e}bAQIDBA==", t0)).0,
+            200
+        );
+        let mut got = Vec::new();
+        while let Some(ServerEvent::Message { sid: s, data }) = server.poll_event() {
+            assert_eq!(s, sid);
+            got.push(data.clone());
+            server.send(&sid, data).unwrap();
+        }
+        assert_eq!(
+            got,
+            [
+                MessageData::Text("hello".into()),
+                MessageData::Binary(vec![1, 2, 3, 4].into())
+            ]
+        );
+        assert_eq!(
+            respond(poll(&mut server, &sid, t0)),
+            (200, "4hello\u{1e}bAQIDBA==".into())
+        );
+    }
+
+    #[test]
+    fn send_releases_a_held_poll_at_once() {
+        let mut server = Server::new(config());
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        let id = held(poll(&mut server, &sid, t0));
+        assert_eq!(server.poll_transmit(), None);
+        server.send(&sid, MessageData::Text("a".into())).unwrap();
+        server.send(&sid, MessageData::Text("b".into())).unwrap();
+        assert_eq!(poll_response(&mut server), (id, "4a\u{1e}4b".into()));
+        assert_eq!(server.poll_transmit(), None);
+        server.send(&sid, MessageData::Text("c".into())).unwrap();
+        assert_eq!(server.poll_transmit(), None, "no poll held");
+        assert_eq!(respond(poll(&mut server, &sid, t0)), (200, "4c".into()));
+        assert_eq!(
+            server.send("nope", MessageData::Text("x".into())),
+            Err(SendError::UnknownSession)
+        );
+    }
+
+    #[test]
+    fn forced_close_flushes_queue_to_held_poll() {
+        let mut server = Server::new(config());
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        let id = held(poll(&mut server, &sid, t0));
+        server.send(&sid, MessageData::Text("bye".into())).unwrap();
+        server.close(&sid);
+        assert_eq!(poll_response(&mut server), (id, "4bye\u{1e}1".into()));
+        assert_eq!(closed(&mut server), CloseReason::ForcedClose);
+        assert_eq!(server.poll_event(), None);
+        server.close(&sid);
+        assert_eq!(server.poll_event(), None, "close is reported once");
+    }
+
+    #[test]
+    fn poll_responses_are_bounded_by_max_payload() {
+        let mut server = Server::new(ServerConfig {
+            max_payload: 11,
+            ..config()
+        });
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        for m in ["aaaa", "bbbb", "cccc"] {
+            server.send(&sid, MessageData::Text(m.into())).unwrap();
+        }
+        assert_eq!(respond(poll(&mut server, &sid, t0)).1, "4aaaa\u{1e}4bbbb");
+        assert_eq!(respond(poll(&mut server, &sid, t0)).1, "4cccc");
+    }
+
+    #[test]
+    fn buffer_bound_closes_the_session() {
+        let mut server = Server::new(ServerConfig {
+            max_buffered_packets: 3,
+            ..config()
+        });
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        let other = handshake(&mut server, t0);
+        for _ in 0..3 {
+            server.send(&sid, MessageData::Text("x".into())).unwrap();
+        }
+        assert_eq!(
+            server.send(&sid, MessageData::Text("x".into())),
+            Err(SendError::BufferFull)
+        );
+        assert_eq!(closed(&mut server), CloseReason::BufferFull);
+        assert_error(poll(&mut server, &sid, t0), 400, 1);
+        server.send(&other, MessageData::Text("y".into())).unwrap();
+        assert_eq!(respond(poll(&mut server, &other, t0)).1, "4y");
+    }
+
+    #[test]
+    fn upgrade() {
+        let mut server = Server::new(config());
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        let ws_target = format!("/engine.io/?EIO=4&transport=websocket&sid={sid}");
+        let ws_req = request("GET", &ws_target, WS);
+        let conn = accepted(server.handle_request(&ws_req, Bytes::new(), t0));
+        // A second websocket while upgrading is refused.
+        assert_error(server.handle_request(&ws_req, Bytes::new(), t0), 400, 3);
+        let id = held(poll(&mut server, &sid, t0));
+        server.ws_message(conn, Message::text("2probe"), ms(t0, 10));
+        assert_eq!(ws_send(&mut server), (conn, Message::text("3probe")));
+        assert_eq!(poll_response(&mut server), (id, "6".into()));
+        // Packets sent during the upgrade wait, and go over the websocket.
+        server.send(&sid, MessageData::Text("one".into())).unwrap();
+        server
+            .send(&sid, MessageData::Binary(vec![2].into()))
+            .unwrap();
+        server.ws_message(conn, Message::text("5"), ms(t0, 20));
+        assert_eq!(ws_send(&mut server), (conn, Message::text("4one")));
+        assert_eq!(ws_send(&mut server), (conn, Message::binary(vec![2])));
+        server
+            .send(&sid, MessageData::Text("three".into()))
+            .unwrap();
+        assert_eq!(ws_send(&mut server), (conn, Message::text("4three")));
+        assert_eq!(server.poll_transmit(), None);
+        // HTTP after the upgrade is refused, and so is another websocket.
+        assert_error(poll(&mut server, &sid, ms(t0, 30)), 400, 3);
+        assert_error(post(&mut server, &sid, "4x", ms(t0, 30)), 400, 3);
+        assert_error(server.handle_request(&ws_req, Bytes::new(), t0), 400, 3);
+        assert_eq!(server.poll_event(), None);
+        // Messages and heartbeat on the websocket.
+        server.ws_message(conn, Message::text("4up"), ms(t0, 40));
+        assert!(matches!(
+            server.poll_event(),
+            Some(ServerEvent::Message { .. })
+        ));
+        server.handle_timeout(ms(t0, 300));
+        assert_eq!(ws_send(&mut server), (conn, Message::text("2")));
+        server.handle_timeout(ms(t0, 500));
+        assert_eq!(closed(&mut server), CloseReason::PingTimeout);
+        assert_eq!(server.poll_transmit(), Some(Transmit::WsClose { conn }));
+    }
+
+    #[test]
+    fn upgrade_timeout_drops_the_probe() {
+        let mut server = Server::new(ServerConfig {
+            upgrade_timeout: Duration::from_millis(100),
+            ..config()
+        });
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        let ws_target = format!("/engine.io/?EIO=4&transport=websocket&sid={sid}");
+        let ws_req = request("GET", &ws_target, WS);
+        let conn = accepted(server.handle_request(&ws_req, Bytes::new(), t0));
+        assert_eq!(server.poll_timeout(), Some(ms(t0, 100)));
+        server.handle_timeout(ms(t0, 100));
+        assert_eq!(server.poll_transmit(), Some(Transmit::WsClose { conn }));
+        server.ws_message(conn, Message::text("5"), ms(t0, 110));
+        server
+            .send(&sid, MessageData::Text("still polling".into()))
+            .unwrap();
+        assert_eq!(
+            respond(poll(&mut server, &sid, ms(t0, 120))).1,
+            "4still polling"
+        );
+        // A new upgrade may start.
+        let conn2 = accepted(server.handle_request(&ws_req, Bytes::new(), ms(t0, 130)));
+        assert_ne!(conn, conn2);
+        // A bad probe packet drops the probe, not the session.
+        server.ws_message(conn2, Message::text("4nope"), ms(t0, 140));
+        assert_eq!(
+            server.poll_transmit(),
+            Some(Transmit::WsClose { conn: conn2 })
+        );
+        assert_eq!(server.session_count(), 1);
+    }
+
+    #[test]
+    fn oversize_ws_message_closes() {
+        let mut server = Server::new(ServerConfig {
+            max_payload: 10,
+            ..config()
+        });
+        let t0 = Instant::now();
+        let req = request("GET", "/engine.io/?EIO=4&transport=websocket", WS);
+        let conn = accepted(server.handle_request(&req, Bytes::new(), t0));
+        server.ws_message(conn, Message::binary(vec![0; 11]), t0);
+        assert!(matches!(
+            server.poll_event(),
+            Some(ServerEvent::Open { .. })
+        ));
+        assert_eq!(closed(&mut server), CloseReason::TransportError);
+        let _open = ws_send(&mut server);
+        assert_eq!(server.poll_transmit(), Some(Transmit::WsClose { conn }));
+        server.ws_closed(conn, t0);
+        assert_eq!(server.poll_event(), None);
+    }
+
+    #[test]
+    fn v3_handshake_and_client_heartbeat() {
+        let mut server = Server::new(ServerConfig {
+            allow_eio3: true,
+            ..config()
+        });
+        let t0 = Instant::now();
+        let (status, body) = respond(get(&mut server, "/engine.io/?EIO=3&transport=polling", t0));
+        assert_eq!(status, 200);
+        let (len, packet) = body.split_once(':').unwrap();
+        assert_eq!(len.parse::<usize>().unwrap(), packet.len());
+        let open = OpenPacket::from_json(&packet[1..]).unwrap();
+        assert_eq!((open.ping_interval, open.ping_timeout), (300, 200));
+        let sid = open.sid;
+        let v3 = |sid: &str| format!("/engine.io/?EIO=3&transport=polling&sid={sid}");
+        // No server ping; the client pings and gets pongs.
+        assert_eq!(server.poll_timeout(), Some(ms(t0, 500)));
+        let id = held(get(&mut server, &v3(&sid), t0));
+        server.handle_timeout(ms(t0, 400));
+        assert_eq!(server.poll_transmit(), None);
+        let req = request("POST", &v3(&sid), &[]);
+        let (status, _) =
+            respond(server.handle_request(&req, Bytes::from_static(b"1:2"), ms(t0, 400)));
+        assert_eq!(status, 200);
+        assert_eq!(poll_response(&mut server), (id, "1:3".into()));
+        // A v4 request for a v3 session is refused.
+        assert_error(poll(&mut server, &sid, ms(t0, 450)), 400, 3);
+        server.handle_timeout(ms(t0, 899));
+        assert_eq!(
+            server.poll_event(),
+            Some(ServerEvent::Open {
+                sid: sid.clone(),
+                version: ProtocolVersion::V3,
+                transport: TransportKind::Polling,
+                request: request("GET", "/engine.io/?EIO=3&transport=polling", &[]),
+            })
+        );
+        assert_eq!(server.poll_event(), None);
+        server.handle_timeout(ms(t0, 900));
+        assert_eq!(closed(&mut server), CloseReason::PingTimeout);
+    }
+
+    #[test]
+    fn v3_websocket_probe() {
+        let mut server = Server::new(ServerConfig {
+            allow_eio3: true,
+            ..config()
+        });
+        let t0 = Instant::now();
+        let (_, body) = respond(get(&mut server, "/engine.io/?EIO=3&transport=polling", t0));
+        let packet = body.split_once(':').unwrap().1;
+        let sid = OpenPacket::from_json(&packet[1..]).unwrap().sid;
+        let target = format!("/engine.io/?EIO=3&transport=websocket&sid={sid}");
+        let conn = accepted(server.handle_request(&request("GET", &target, WS), Bytes::new(), t0));
+        server.ws_message(conn, Message::text("2probe"), t0);
+        assert_eq!(ws_send(&mut server), (conn, Message::text("3probe")));
+        server.ws_message(conn, Message::text("5"), t0);
+        server.ws_message(conn, Message::text("2"), t0);
+        assert_eq!(ws_send(&mut server), (conn, Message::text("3")));
+        server
+            .send(&sid, MessageData::Binary(vec![9].into()))
+            .unwrap();
+        assert_eq!(ws_send(&mut server), (conn, Message::binary(vec![4, 9])));
+    }
+
+    #[test]
+    fn query_params() {
+        assert_eq!(query_param("a=1&b=2", "b").as_deref(), Some("2"));
+        assert_eq!(query_param("a=%41%2", "a").as_deref(), Some("A%2"));
+        assert_eq!(query_param("a=x+y", "a").as_deref(), Some("x y"));
+        assert_eq!(query_param("a", "a").as_deref(), Some(""));
+        assert_eq!(query_param("ab=1", "a"), None);
+        assert_eq!(query_param("a=%ff", "a").as_deref(), Some("%ff"));
+    }
+
+    proptest! {
+        #[test]
+        fn random_bodies_never_panic(
+            body in proptest::collection::vec(any::<u8>(), 0..64),
+            binary in any::<bool>(),
+            v3 in any::<bool>(),
+        ) {
+            let mut server = Server::new(ServerConfig { allow_eio3: true, max_payload: 48, ..config() });
+            let t0 = Instant::now();
+            let eio = if v3 { 3 } else { 4 };
+            let (_, open) = respond(get(&mut server, &format!("/engine.io/?EIO={eio}&transport=polling"), t0));
+            let json = &open[open.find('{').unwrap()..];
+            let sid = OpenPacket::from_json(json).unwrap().sid;
+            let target = format!("/engine.io/?EIO={eio}&transport=polling&sid={sid}");
+            let _ = held(server.handle_request(&request("GET", &target, &[]), Bytes::new(), t0));
+            let content_type = if binary { "application/octet-stream" } else { "text/plain" };
+            let req = request("POST", &target, &[("Content-Type", content_type)]);
+            let RequestOutcome::Respond(r) = server.handle_request(&req, body.into(), t0) else {
+                panic!("a POST is always answered");
+            };
+            prop_assert!([200, 400, 413].contains(&r.status));
+            while server.poll_transmit().is_some() {}
+            let mut closes = 0;
+            while let Some(event) = server.poll_event() {
+                if matches!(event, ServerEvent::Close { .. }) { closes += 1; }
+            }
+            prop_assert!(closes <= 1);
+            prop_assert_eq!(closes == 1, server.session_count() == 0);
+            server.handle_timeout(t0 + Duration::from_secs(5));
+        }
+
+        #[test]
+        fn random_ws_messages_never_panic(
+            messages in proptest::collection::vec((any::<bool>(), proptest::collection::vec(any::<u8>(), 0..16)), 0..8),
+        ) {
+            let mut server = Server::new(config());
+            let t0 = Instant::now();
+            let req = request("GET", "/engine.io/?EIO=4&transport=websocket", WS);
+            let conn = accepted(server.handle_request(&req, Bytes::new(), t0));
+            for (text, data) in messages {
+                let message = if text {
+                    Message::text(String::from_utf8_lossy(&data).into_owned())
+                } else {
+                    Message::binary(data)
+                };
+                server.ws_message(conn, message, t0);
+            }
+            while server.poll_transmit().is_some() {}
+            while server.poll_event().is_some() {}
+        }
+    }
+}
