@@ -65,7 +65,7 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
             }
         }
     }
-    Ok(limit.rlim_cur as u64)
+    Ok(limit.rlim_cur)
 }
 
 /// Busy CPU time of the whole machine so far (all cores, everything but

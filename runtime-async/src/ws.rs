@@ -439,7 +439,9 @@ where
                 let config = config.clone();
                 let rt = runtime.clone();
                 runtime.spawn(async move {
-                    match accept(rt, io, config).await {
+                    // Boxed so the handshake's buffers are freed once it is
+                    // done, rather than kept in every connection's task.
+                    match Box::pin(accept(rt, io, config)).await {
                         Ok(ws) => handler(ws).await,
                         Err(error) => tracing::debug!(%peer, %error, "WebSocket handshake failed"),
                     }

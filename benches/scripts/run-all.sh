@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every Switchboard benchmark against its peers and keeps the results
+# under benches/results/ (see BENCHMARKS.md). About 15 minutes on 2 cores.
+# Loopback only; each load case is bounded in time.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=benches/results
+mkdir -p "$out"
+
+echo "== decode (criterion)"
+cargo bench -p switchboard-bench --bench decode
+python3 benches/scripts/decode-summary.py target/criterion | tee "$out/decode.txt"
+
+cargo build --release -p switchboard-bench
+echo "== echo load"
+target/release/loadgen load --rounds 5 --json "$out/load.json" | tee "$out/load.txt"
+echo "== idle memory"
+target/release/loadgen idle all --connections 5000 --json "$out/idle.json" | tee "$out/idle.txt"
