@@ -93,3 +93,18 @@ pub fn machine_busy_seconds() -> io::Result<f64> {
         .sum();
     Ok(busy as f64 / clock_ticks_per_second() as f64)
 }
+
+/// Pins the calling thread (and the threads it starts afterwards) to CPU
+/// `cpu`.
+pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and
+    // sched_setaffinity only read and write it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

@@ -11,7 +11,7 @@
 //! loadgen load [--impls a,b,..] [--cases 1x32,1x16384,64x32,64x16384]
 //!              [--duration 3] [--warmup 0.5] [--rounds 3]
 //!              [--window-small 16] [--window-large 4] [--client-threads 1]
-//!              [--max-others 0.1] [--retries 3]
+//!              [--max-others 0.1] [--retries 3] [--pin]
 //!              [--json target/loadgen-load.json]
 //! loadgen idle [<impl>|all] [--connections 5000] [--json target/loadgen-idle.json]
 //! loadgen serve <impl>      (the child: prints "LISTENING <addr>", serves)
@@ -53,6 +53,9 @@ fn run() -> Result<(), Error> {
     match mode.as_str() {
         "serve" => {
             let imp: Impl = args.first().ok_or_else(usage)?.parse()?;
+            if let Ok(cpu) = std::env::var("LOADGEN_SERVER_CPU") {
+                procfs::pin_to_cpu(cpu.parse()?)?;
+            }
             let listener = TcpListener::bind("127.0.0.1:0")?;
             println!("LISTENING {}", listener.local_addr()?);
             servers_run(imp, listener)
@@ -194,6 +197,8 @@ struct Options {
     /// discarded and repeated (at most `retries` times).
     max_others: f64,
     retries: usize,
+    /// Server on CPU 0 (all its threads), client on CPU 1.
+    pin: bool,
     json: Option<String>,
 }
 
@@ -213,6 +218,7 @@ impl Options {
             connections: 5000,
             max_others: 0.1,
             retries: 3,
+            pin: false,
             json: None,
         };
         let mut it = args.iter();
@@ -243,6 +249,7 @@ impl Options {
                 "--connections" => o.connections = value()?.parse()?,
                 "--max-others" => o.max_others = value()?.parse()?,
                 "--retries" => o.retries = value()?.parse()?,
+                "--pin" => o.pin = true,
                 "--json" => o.json = Some(value()?.clone()),
                 other => return Err(format!("unknown option {other}").into()),
             }
@@ -266,8 +273,12 @@ struct Server {
 }
 
 impl Server {
-    fn start(imp: Impl) -> Result<Self, Error> {
-        let mut child = Command::new(std::env::current_exe()?)
+    fn start(imp: Impl, pin: bool) -> Result<Self, Error> {
+        let mut command = Command::new(std::env::current_exe()?);
+        if pin {
+            command.env("LOADGEN_SERVER_CPU", "0");
+        }
+        let mut child = command
             .args(["serve", imp.name()])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -389,7 +400,10 @@ impl LoadResult {
 }
 
 fn run_load(imp: Impl, case: Case, round: usize, o: &Options) -> Result<LoadResult, Error> {
-    let server = Server::start(imp)?;
+    let server = Server::start(imp, o.pin)?;
+    if o.pin {
+        procfs::pin_to_cpu(1)?;
+    }
     let runtime = client_runtime(o.client_threads);
     let window = o.window(case.size);
     let payload = Payload::new(case.size);
@@ -623,6 +637,7 @@ fn load(o: Options) -> Result<(), Error> {
                 "window_large_messages": o.window_large,
                 "client_threads": o.client_threads,
                 "max_other_cores": o.max_others,
+                "pinned": if o.pin { "server on CPU 0, client on CPU 1" } else { "no" },
                 "small_messages": "text (JSON-like ASCII)",
                 "large_messages": "binary (random)",
             },
@@ -648,7 +663,7 @@ fn idle(imps: &[Impl], o: Options) -> Result<(), Error> {
         "marginal/conn"
     );
     for &imp in imps {
-        let server = Server::start(imp)?;
+        let server = Server::start(imp, false)?;
         let runtime = client_runtime(1);
         let row = runtime.block_on(async {
             tokio::time::sleep(Duration::from_millis(300)).await;
