@@ -195,13 +195,9 @@ pub fn server_negotiates_deflate(rt: RuntimeKind) {
         .decompress(&f.payload, true, &mut inflated, 1 << 20)
         .expect("inflate");
     assert_eq!(&inflated[..], text.as_bytes());
-    // The same message split over three frames.
-    let (a, rest) = compressed.split_at(compressed.len() / 3);
-    let (b, c) = rest.split_at(rest.len() / 2);
-    let mut codec2 = client_deflate();
+    // The same message, compressed by a fresh context, split over three frames.
     let mut again = BytesMut::new();
-    codec2.compress(text.as_bytes(), &mut again);
-    let _ = (a, b, c);
+    client_deflate().compress(text.as_bytes(), &mut again);
     let (a, rest) = again.split_at(again.len() / 3);
     let (b, c) = rest.split_at(rest.len() / 2);
     let (mut conn, _) = raw::open(
@@ -330,7 +326,6 @@ pub fn server_fails_invalid_utf8_fast(rt: RuntimeKind) {
     bytes.extend(frame(0, false, 0, b"\xed\xa0\x80", true));
     expect_failure(rt, conformance_config(), &bytes, 1007);
     // Fail fast inside one frame whose tail never arrives.
-    let mut partial = frame(1, true, 0, &[b'a'; 64], true);
     let whole = frame(
         1,
         true,
@@ -338,9 +333,7 @@ pub fn server_fails_invalid_utf8_fast(rt: RuntimeKind) {
         b"\xf4\x90\x80\x80 and more text that never arrives",
         true,
     );
-    partial.clear();
-    partial.extend_from_slice(&whole[..whole.len() - 20]);
-    expect_failure(rt, conformance_config(), &partial, 1007);
+    expect_failure(rt, conformance_config(), &whole[..whole.len() - 20], 1007);
     // A message that ends inside a code point.
     expect_failure(
         rt,
