@@ -1,8 +1,13 @@
-//! HTTP/1.1 request and response heads: parsing with limits on head size and
-//! header count, header lookups, and encoding responses.
+//! HTTP/1.1 messages: request and response heads parsed with limits on head
+//! size and header count, bodies framed by `Content-Length` or chunked
+//! transfer coding with a size limit, keep-alive rules, and encoding
+//! responses.
 //!
-//! Used by the WebSocket opening handshake and (later) the long-polling
-//! transport. Bodies are not handled here.
+//! Used by the WebSocket opening handshake and the Engine.IO long-polling
+//! transport: [`RequestReader`] turns a keep-alive connection's bytes into
+//! whole requests, [`ResponseReader`] does the same for a client.
+
+use std::borrow::Cow;
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,6 +41,10 @@ pub enum HttpError {
     /// Not valid HTTP/1.x.
     #[error("malformed HTTP head: {0}")]
     Malformed(String),
+    /// A body whose framing cannot be read: a bad `Content-Length`, a
+    /// malformed chunk, or an unsupported `Transfer-Encoding`.
+    #[error("malformed HTTP body: {0}")]
+    MalformedBody(String),
 }
 
 impl HttpError {
@@ -48,7 +57,7 @@ impl HttpError {
     pub fn status(&self) -> u16 {
         match self {
             HttpError::HeadTooLarge(_) | HttpError::TooManyHeaders(_) => 431,
-            HttpError::Malformed(_) => 400,
+            HttpError::Malformed(_) | HttpError::MalformedBody(_) => 400,
         }
     }
 }
@@ -179,6 +188,70 @@ impl Request {
     pub fn query(&self) -> Option<&str> {
         self.target.split_once('?').map(|(_, q)| q)
     }
+
+    /// Whether the connection stays open after this request's response:
+    /// HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with
+    /// `Connection: keep-alive`.
+    ///
+    /// ```
+    /// use switchboard_core::http::{Limits, Request};
+    /// let parse = |head: &str| Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0;
+    /// assert!(parse("GET / HTTP/1.1\r\n\r\n").keep_alive());
+    /// assert!(!parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive());
+    /// assert!(!parse("GET / HTTP/1.0\r\n\r\n").keep_alive());
+    /// ```
+    pub fn keep_alive(&self) -> bool {
+        if self.version == 0 {
+            self.headers.has_token("connection", "keep-alive")
+        } else {
+            !self.headers.has_token("connection", "close")
+        }
+    }
+
+    /// The first value of query parameter `name`, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<Cow<'_, str>> {
+        query_param(self.query()?, name)
+    }
+}
+
+/// The first value of query parameter `name`, percent-decoded (left as is
+/// when the decoding is not UTF-8).
+///
+/// ```
+/// use switchboard_core::http::query_param;
+/// assert_eq!(query_param("EIO=4&sid=a%2Db", "sid").as_deref(), Some("a-b"));
+/// assert_eq!(query_param("EIO=4", "sid"), None);
+/// ```
+pub fn query_param<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
+    let raw = query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then_some(value)
+    })?;
+    if !raw.contains(['%', '+']) {
+        return Some(Cow::Borrowed(raw));
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Some(String::from_utf8(out).map_or(Cow::Borrowed(raw), Cow::Owned))
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
 }
 
 /// A parsed response head.
@@ -262,6 +335,408 @@ impl HeadReader {
     }
 }
 
+/// How a body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// `Content-Length` bytes remain.
+    Length(usize),
+    /// Chunked transfer coding, in the given step.
+    Chunked(ChunkStep),
+    /// Everything until the peer closes (responses only).
+    UntilClose,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkStep {
+    /// A chunk-size line.
+    Size,
+    /// Chunk data with this many bytes left.
+    Data(usize),
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    /// Trailer lines, up to the empty line.
+    Trailers,
+}
+
+/// Reads one body out of a connection's buffer, keeping at most
+/// `max + 1` bytes of it.
+#[derive(Debug)]
+struct BodyReader {
+    framing: Framing,
+    max: usize,
+    body: BytesMut,
+    truncated: bool,
+}
+
+impl BodyReader {
+    fn new(headers: &Headers, max: usize, until_close_allowed: bool) -> Result<Self, HttpError> {
+        let chunked = match headers.get("transfer-encoding") {
+            None => false,
+            Some(value) if value.eq_ignore_ascii_case("chunked") => true,
+            Some(other) => {
+                return Err(HttpError::MalformedBody(format!(
+                    "unsupported transfer-encoding {other:?}"
+                )));
+            }
+        };
+        let framing = if chunked {
+            Framing::Chunked(ChunkStep::Size)
+        } else {
+            let mut lengths = headers.get_all("content-length");
+            match (lengths.next(), lengths.next()) {
+                (None, _) if until_close_allowed => Framing::UntilClose,
+                (None, _) => Framing::Length(0),
+                (Some(value), None) => Framing::Length(parse_length(value)?),
+                (Some(_), Some(_)) => {
+                    return Err(HttpError::MalformedBody(
+                        "several content-length headers".into(),
+                    ));
+                }
+            }
+        };
+        Ok(BodyReader {
+            framing,
+            max,
+            body: BytesMut::new(),
+            truncated: false,
+        })
+    }
+
+    /// Keeps body bytes, cutting at `max + 1`.
+    fn keep(&mut self, data: &[u8]) {
+        let room = (self.max + 1).saturating_sub(self.body.len());
+        if data.len() > room {
+            self.truncated = true;
+        }
+        self.body.extend_from_slice(&data[..data.len().min(room)]);
+    }
+
+    fn over_limit(&self) -> bool {
+        self.body.len() > self.max
+    }
+
+    /// Consumes body bytes from `buf`; `Ok(true)` once the body is complete
+    /// (or over the limit, which ends it early).
+    fn advance(&mut self, buf: &mut BytesMut) -> Result<bool, HttpError> {
+        loop {
+            if self.over_limit() {
+                self.truncated = true;
+                return Ok(true);
+            }
+            match self.framing {
+                Framing::Length(0) => return Ok(true),
+                Framing::Length(remaining) => {
+                    if buf.is_empty() {
+                        return Ok(false);
+                    }
+                    let take = remaining.min(buf.len());
+                    let data = buf.split_to(take);
+                    self.keep(&data);
+                    self.framing = Framing::Length(remaining - take);
+                }
+                Framing::UntilClose => {
+                    let data = buf.split();
+                    self.keep(&data);
+                    return Ok(false);
+                }
+                Framing::Chunked(ChunkStep::Size) => match httparse::parse_chunk_size(buf) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        let _ = buf.split_to(used);
+                        let size = usize::try_from(size).map_err(|_| chunk_error())?;
+                        self.framing = Framing::Chunked(if size == 0 {
+                            ChunkStep::Trailers
+                        } else {
+                            ChunkStep::Data(size)
+                        });
+                    }
+                    Ok(httparse::Status::Partial) if buf.len() <= MAX_CHUNK_LINE => {
+                        return Ok(false);
+                    }
+                    _ => return Err(chunk_error()),
+                },
+                Framing::Chunked(ChunkStep::Data(remaining)) => {
+                    if buf.is_empty() {
+                        return Ok(false);
+                    }
+                    let take = remaining.min(buf.len());
+                    let data = buf.split_to(take);
+                    self.keep(&data);
+                    self.framing = Framing::Chunked(if take == remaining {
+                        ChunkStep::DataEnd
+                    } else {
+                        ChunkStep::Data(remaining - take)
+                    });
+                }
+                Framing::Chunked(ChunkStep::DataEnd) => {
+                    if buf.len() < 2 {
+                        return Ok(false);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(chunk_error());
+                    }
+                    let _ = buf.split_to(2);
+                    self.framing = Framing::Chunked(ChunkStep::Size);
+                }
+                Framing::Chunked(ChunkStep::Trailers) => {
+                    let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
+                        if buf.len() > MAX_CHUNK_LINE {
+                            return Err(chunk_error());
+                        }
+                        return Ok(false);
+                    };
+                    let _ = buf.split_to(end + 2);
+                    if end == 0 {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> (Bytes, bool) {
+        (self.body.freeze(), self.truncated)
+    }
+}
+
+/// Longest chunk-size or trailer line accepted.
+const MAX_CHUNK_LINE: usize = 4096;
+
+fn chunk_error() -> HttpError {
+    HttpError::MalformedBody("invalid chunked encoding".into())
+}
+
+fn parse_length(value: &str) -> Result<usize, HttpError> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(HttpError::MalformedBody(format!(
+            "invalid content-length {value:?}"
+        )));
+    }
+    // A length too large for memory is simply over any body limit.
+    Ok(value.parse().unwrap_or(usize::MAX))
+}
+
+/// A whole request: head and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingRequest {
+    /// The head.
+    pub request: Request,
+    /// The body, cut at the reader's body limit plus one byte.
+    pub body: Bytes,
+    /// Whether the body was longer than the limit. The rest of it was not
+    /// read, so the connection cannot carry another request.
+    pub truncated: bool,
+}
+
+/// Splits a server connection's bytes into requests (keep-alive,
+/// pipelining), sans IO: feed bytes with [`RequestReader::receive`], take
+/// requests with [`RequestReader::next_request`].
+///
+/// Bodies are framed by `Content-Length` or chunked transfer coding. A body
+/// longer than `max_body` is cut at `max_body + 1` bytes and the request is
+/// handed out as soon as that much has arrived, marked
+/// [`truncated`](IncomingRequest::truncated), so the handler can refuse it
+/// (413) without the reader ever holding more than the limit.
+///
+/// ```
+/// use switchboard_core::http::{Limits, RequestReader};
+/// let mut reader = RequestReader::new(Limits::default(), 1024);
+/// reader.receive(b"POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel");
+/// assert!(reader.next_request().unwrap().is_none());
+/// reader.receive(b"loGET /b HTTP/1.1\r\n\r\n");
+/// let first = reader.next_request().unwrap().unwrap();
+/// assert_eq!((first.request.path(), &first.body[..]), ("/a", &b"hello"[..]));
+/// let second = reader.next_request().unwrap().unwrap();
+/// assert_eq!((second.request.path(), second.body.len()), ("/b", 0));
+/// ```
+#[derive(Debug)]
+pub struct RequestReader {
+    buf: BytesMut,
+    limits: Limits,
+    max_body: usize,
+    pending: Option<(Request, BodyReader)>,
+}
+
+impl RequestReader {
+    /// A reader with head `limits` and a body limit.
+    pub fn new(limits: Limits, max_body: usize) -> Self {
+        RequestReader {
+            buf: BytesMut::new(),
+            limits,
+            max_body,
+            pending: None,
+        }
+    }
+
+    /// Buffers bytes read from the connection.
+    pub fn receive(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next whole request, if its bytes have all arrived.
+    ///
+    /// An error means the connection's framing is lost: answer with
+    /// [`HttpError::status`] and close.
+    pub fn next_request(&mut self) -> Result<Option<IncomingRequest>, HttpError> {
+        if self.pending.is_none() {
+            let Some((request, len)) = Request::parse(&self.buf, &self.limits)? else {
+                return Ok(None);
+            };
+            let _ = self.buf.split_to(len);
+            let body = BodyReader::new(&request.headers, self.max_body, false)?;
+            self.pending = Some((request, body));
+        }
+        let (_, body) = self.pending.as_mut().expect("set above");
+        let done = body.advance(&mut self.buf)?;
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
+            self.buf = BytesMut::new();
+        }
+        if !done {
+            return Ok(None);
+        }
+        let (request, body) = self.pending.take().expect("set above");
+        let (body, truncated) = body.finish();
+        Ok(Some(IncomingRequest {
+            request,
+            body,
+            truncated,
+        }))
+    }
+
+    /// How many bytes are buffered and not yet handed out.
+    pub fn buffered_len(&self) -> usize {
+        self.buf.len() + self.pending.as_ref().map_or(0, |(_, body)| body.body.len())
+    }
+
+    /// Whether bytes of an unfinished request are buffered.
+    pub fn has_partial_request(&self) -> bool {
+        !self.buf.is_empty() || self.pending.is_some()
+    }
+
+    /// Takes the bytes buffered after the last request (the first frames of
+    /// a WebSocket after an upgrade request).
+    pub fn take_buffered(&mut self) -> Bytes {
+        std::mem::take(&mut self.buf).freeze()
+    }
+}
+
+/// A whole response: head and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingResponse {
+    /// The head.
+    pub response: Response,
+    /// The body, cut at the reader's body limit plus one byte.
+    pub body: Bytes,
+    /// Whether the body was longer than the limit (the connection cannot be
+    /// reused).
+    pub truncated: bool,
+}
+
+/// Splits a client connection's bytes into responses, like
+/// [`RequestReader`]. A response without `Content-Length` or chunked coding
+/// ends when the server closes: call [`ResponseReader::handle_eof`].
+///
+/// ```
+/// use switchboard_core::http::{Limits, ResponseReader};
+/// let mut reader = ResponseReader::new(Limits::default(), 1024);
+/// reader.receive(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n");
+/// let response = reader.next_response().unwrap().unwrap();
+/// assert_eq!((response.response.status, &response.body[..]), (200, &b"ok"[..]));
+/// ```
+#[derive(Debug)]
+pub struct ResponseReader {
+    buf: BytesMut,
+    limits: Limits,
+    max_body: usize,
+    pending: Option<(Response, BodyReader)>,
+}
+
+impl ResponseReader {
+    /// A reader with head `limits` and a body limit.
+    pub fn new(limits: Limits, max_body: usize) -> Self {
+        ResponseReader {
+            buf: BytesMut::new(),
+            limits,
+            max_body,
+            pending: None,
+        }
+    }
+
+    /// Buffers bytes read from the connection.
+    pub fn receive(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next whole response, if its bytes have all arrived.
+    pub fn next_response(&mut self) -> Result<Option<IncomingResponse>, HttpError> {
+        if self.pending.is_none() {
+            let Some((response, len)) = Response::parse(&self.buf, &self.limits)? else {
+                return Ok(None);
+            };
+            let _ = self.buf.split_to(len);
+            let bodyless = matches!(response.status, 100..=199 | 204 | 304);
+            let mut body = BodyReader::new(&response.headers, self.max_body, !bodyless)?;
+            if bodyless {
+                body.framing = Framing::Length(0);
+            }
+            self.pending = Some((response, body));
+        }
+        let (_, body) = self.pending.as_mut().expect("set above");
+        if !body.advance(&mut self.buf)? {
+            return Ok(None);
+        }
+        Ok(self.pending.take().map(|(response, body)| {
+            let (body, truncated) = body.finish();
+            IncomingResponse {
+                response,
+                body,
+                truncated,
+            }
+        }))
+    }
+
+    /// The connection ended: completes a body delimited by the close, or
+    /// fails if a response was cut short.
+    pub fn handle_eof(&mut self) -> Result<Option<IncomingResponse>, HttpError> {
+        match self.pending.take() {
+            Some((response, body)) if body.framing == Framing::UntilClose => {
+                let (body, truncated) = body.finish();
+                Ok(Some(IncomingResponse {
+                    response,
+                    body,
+                    truncated,
+                }))
+            }
+            Some(_) => Err(HttpError::MalformedBody("response cut short".into())),
+            None if self.buf.is_empty() => Ok(None),
+            None => Err(HttpError::Malformed("response head cut short".into())),
+        }
+    }
+}
+
+/// Limits and timeouts of an HTTP/1.1 server connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Request head limits.
+    pub head: Limits,
+    /// How long an idle keep-alive connection waits for its next request
+    /// (default 60 s).
+    pub keep_alive_timeout: std::time::Duration,
+    /// How long a request may take to arrive once it has begun, head and
+    /// body (default 30 s). The first request of a connection must also
+    /// begin within this time.
+    pub request_timeout: std::time::Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            head: Limits::default(),
+            keep_alive_timeout: std::time::Duration::from_secs(60),
+            request_timeout: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
 /// The standard reason phrase of `status`.
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
@@ -273,6 +748,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        411 => "Length Required",
         413 => "Payload Too Large",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
@@ -338,5 +814,111 @@ mod tests {
     fn garbage_is_400() {
         let err = Request::parse(b"\x00\x01 nonsense\r\n\r\n", &Limits::default()).unwrap_err();
         assert_eq!(err.status(), 400);
+    }
+
+    fn read_all(reader: &mut RequestReader) -> Vec<IncomingRequest> {
+        std::iter::from_fn(|| reader.next_request().unwrap()).collect()
+    }
+
+    #[test]
+    fn requests_arrive_whole_whatever_the_split() {
+        let wire: &[u8] = b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc\
+            POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2;x=y\r\nde\r\n1\r\nf\r\n0\r\nT: 1\r\n\r\n\
+            GET /c HTTP/1.1\r\n\r\n";
+        for chunk in 1..wire.len() {
+            let mut reader = RequestReader::new(Limits::default(), 100);
+            let mut got = Vec::new();
+            for piece in wire.chunks(chunk) {
+                reader.receive(piece);
+                got.extend(read_all(&mut reader));
+            }
+            let summary: Vec<_> = got
+                .iter()
+                .map(|r| (r.request.path().to_string(), r.body.clone(), r.truncated))
+                .collect();
+            assert_eq!(
+                summary,
+                [
+                    ("/a".to_string(), Bytes::from_static(b"abc"), false),
+                    ("/b".to_string(), Bytes::from_static(b"def"), false),
+                    ("/c".to_string(), Bytes::new(), false),
+                ],
+                "split every {chunk} bytes"
+            );
+            assert!(!reader.has_partial_request());
+        }
+    }
+
+    #[test]
+    fn oversize_bodies_are_cut_at_the_limit_plus_one() {
+        let mut reader = RequestReader::new(Limits::default(), 4);
+        reader.receive(b"POST / HTTP/1.1\r\nContent-Length: 1000000000\r\n\r\n123456");
+        let request = reader.next_request().unwrap().unwrap();
+        assert_eq!(
+            (&request.body[..], request.truncated),
+            (&b"12345"[..], true)
+        );
+
+        let mut reader = RequestReader::new(Limits::default(), 4);
+        reader.receive(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\nd");
+        assert!(reader.next_request().unwrap().is_none());
+        reader.receive(b"e");
+        let request = reader.next_request().unwrap().unwrap();
+        assert_eq!(
+            (&request.body[..], request.truncated),
+            (&b"abcde"[..], true)
+        );
+        // The limit itself is fine; one byte more is over.
+        let mut reader = RequestReader::new(Limits::default(), 4);
+        reader.receive(b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd");
+        assert!(!reader.next_request().unwrap().unwrap().truncated);
+    }
+
+    #[test]
+    fn bad_framing_is_400() {
+        for head in [
+            "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n",
+        ] {
+            let mut reader = RequestReader::new(Limits::default(), 100);
+            reader.receive(head.as_bytes());
+            assert_eq!(reader.next_request().unwrap_err().status(), 400, "{head:?}");
+        }
+    }
+
+    #[test]
+    fn upgrade_leftovers_are_handed_over() {
+        let mut reader = RequestReader::new(Limits::default(), 100);
+        reader.receive(b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n\x81\x80");
+        assert_eq!(
+            reader.next_request().unwrap().unwrap().request.path(),
+            "/ws"
+        );
+        assert_eq!(&reader.take_buffered()[..], b"\x81\x80");
+    }
+
+    #[test]
+    fn responses_by_length_chunks_and_close() {
+        let mut reader = ResponseReader::new(Limits::default(), 100);
+        reader.receive(b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\nuntil close");
+        assert_eq!(
+            reader.next_response().unwrap().unwrap().response.status,
+            204
+        );
+        assert_eq!(&reader.next_response().unwrap().unwrap().body[..], b"ok");
+        assert!(reader.next_response().unwrap().is_none());
+        assert_eq!(
+            &reader.handle_eof().unwrap().unwrap().body[..],
+            b"until close"
+        );
+        assert_eq!(reader.handle_eof().unwrap(), None);
+
+        let mut reader = ResponseReader::new(Limits::default(), 100);
+        reader.receive(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok");
+        assert!(reader.next_response().unwrap().is_none());
+        assert!(reader.handle_eof().is_err());
     }
 }

@@ -8,9 +8,11 @@
 //! sleeping, TCP connect and accept (in the spirit of quinn's `Runtime`
 //! trait and python-engineio's async drivers).
 
+pub mod engineio;
 mod error;
 mod io;
 mod runtime;
+pub mod server;
 pub mod ws;
 
 pub use error::Error;

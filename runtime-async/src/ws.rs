@@ -109,7 +109,9 @@ where
     /// Writes out as much of the transmit buffer as the transport takes.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.conn.transmit().is_empty() {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, self.conn.transmit()))?;
+            let mut slices = [io::IoSlice::new(&[]); 8];
+            let count = self.conn.transmit_vectored(&mut slices);
+            let n = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
@@ -138,11 +140,10 @@ where
     fn poll_next_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
         loop {
             if let Some(event) = self.conn.poll_event() {
-                // Get automatic pongs and close echoes on their way first.
-                if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
-                    self.finished = true;
-                    return Poll::Ready(Some(Err(e.into())));
-                }
+                // Automatic pongs, close echoes and whatever the application
+                // queued go out below, before the next read (or with the
+                // next send), so the answers to a burst of messages leave
+                // in one write.
                 return Poll::Ready(Some(match event {
                     Event::Message(message) => Ok(message),
                     Event::Failed(error) => Err(error.into()),
@@ -467,7 +468,9 @@ where
     while let Some(item) = ws.next().await {
         match item {
             Ok(message) if message.is_data() => {
-                if ws.send(message).await.is_err() {
+                // Queued only: written out with the echoes of the messages
+                // that came in the same read, before the next read.
+                if ws.feed(message).await.is_err() {
                     break;
                 }
             }

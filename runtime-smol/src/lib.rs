@@ -173,3 +173,66 @@ pub mod ws {
         serve_on(Smol::new(), listener, config, handler).await
     }
 }
+
+pub mod engineio {
+    //! Engine.IO servers on smol and async-std: long-polling and WebSocket
+    //! sessions served beside plain WebSocket routes on one listener.
+    //!
+    //! ```no_run
+    //! use switchboard_smol::engineio::{EngineIo, Routes, ServerConfig, serve};
+    //! # fn main() -> std::io::Result<()> {
+    //! smol::block_on(async {
+    //!     let (engine, mut sockets) = EngineIo::with_sockets(ServerConfig::default());
+    //!     let listener = async_net::TcpListener::bind("127.0.0.1:3000").await?;
+    //!     smol::spawn(serve(listener, Routes::new().engineio("/engine.io/", engine))).detach();
+    //!     while let Some(mut socket) = sockets.accept().await {
+    //!         smol::spawn(async move {
+    //!             while let Some(message) = socket.recv().await {
+    //!                 let _ = socket.send(message); // echo
+    //!             }
+    //!         })
+    //!         .detach();
+    //!     }
+    //!     Ok(())
+    //! })
+    //! # }
+    //! ```
+
+    pub use switchboard_async::engineio::{
+        EngineIo, EventHandler, Socket, SocketSender, Sockets, WeakEngineIo,
+    };
+    pub use switchboard_core::engineio::{
+        CloseReason, MessageData, SendError, ServerConfig, ServerEvent,
+    };
+    pub use switchboard_core::http::ServerLimits;
+
+    use super::Smol;
+
+    /// Routes of a smol server, over TCP by default.
+    pub type Routes<S = async_net::TcpStream> = switchboard_async::server::Routes<S, Smol>;
+
+    /// Serves `routes` on `listener` with smol's global executor.
+    pub async fn serve(listener: async_net::TcpListener, routes: Routes) {
+        serve_on(Smol::new(), listener, routes).await
+    }
+
+    /// Serves `routes` on `listener`, spawning on `runtime`'s executor
+    /// (for example async-std's, see [`Smol::with_spawner`]).
+    pub async fn serve_on(runtime: Smol, listener: async_net::TcpListener, routes: Routes) {
+        switchboard_async::server::serve(runtime, listener, routes).await
+    }
+
+    /// Serves `routes` on one connection the application accepted (any
+    /// `futures` IO stream), spawning timers on `runtime`.
+    pub async fn serve_connection<S>(
+        runtime: Smol,
+        stream: S,
+        routes: Routes<S>,
+    ) -> std::io::Result<()>
+    where
+        S: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin + Send + 'static,
+    {
+        routes.start_timers(&runtime);
+        switchboard_async::server::serve_connection(runtime, stream, routes).await
+    }
+}

@@ -52,7 +52,9 @@ impl Writer {
     /// full: this is the backpressure senders feel.
     fn flush(&mut self) -> io::Result<()> {
         while !self.conn.transmit().is_empty() {
-            let n = self.stream.write(self.conn.transmit())?;
+            let mut slices = [io::IoSlice::new(&[]); 8];
+            let count = self.conn.transmit_vectored(&mut slices);
+            let n = self.stream.write_vectored(&slices[..count])?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
@@ -126,6 +128,15 @@ pub struct WebSocket {
     shared: Shared,
     protocol: Option<String>,
     finished: bool,
+    /// The read timeout last set on `reader`, to set it only when it changes.
+    read_timeout: Option<Duration>,
+}
+
+thread_local! {
+    /// What `recv` reads into: one per thread (so per connection), zeroed
+    /// once rather than on every call.
+    static READ_BUF: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; 64 << 10].into_boxed_slice());
 }
 
 impl WebSocket {
@@ -149,6 +160,7 @@ impl WebSocket {
             shared: Arc::new(Mutex::new(writer)),
             protocol,
             finished: false,
+            read_timeout: None,
         })
     }
 
@@ -188,7 +200,6 @@ impl WebSocket {
 
     /// Blocks for the next message; `None` once the connection is closed.
     pub fn recv(&mut self) -> Option<Result<Message, Error>> {
-        let mut buf = [0u8; 16 << 10];
         loop {
             let timeout = {
                 let mut writer = lock(&self.shared);
@@ -223,14 +234,23 @@ impl WebSocket {
                         .max(Duration::from_millis(1))
                 })
             };
-            if let Err(e) = self.reader.set_read_timeout(timeout) {
-                return Some(Err(e.into()));
+            if timeout != self.read_timeout {
+                if let Err(e) = self.reader.set_read_timeout(timeout) {
+                    return Some(Err(e.into()));
+                }
+                self.read_timeout = timeout;
             }
-            let read = self.reader.read(&mut buf);
-            let mut writer = lock(&self.shared);
+            let (read, mut writer) = READ_BUF.with_borrow_mut(|buf| {
+                let read = self.reader.read(buf);
+                let mut writer = lock(&self.shared);
+                if let Ok(n @ 1..) = read {
+                    writer.conn.receive(&buf[..n]);
+                }
+                (read, writer)
+            });
             match read {
                 Ok(0) => writer.conn.handle_eof(),
-                Ok(n) => writer.conn.receive(&buf[..n]),
+                Ok(_) => {}
                 Err(e)
                     if matches!(
                         e.kind(),

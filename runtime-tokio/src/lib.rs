@@ -20,7 +20,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
+mod compat;
+
+pub use compat::TokioIo;
 
 /// The tokio runtime, for the shared async driver.
 #[derive(Debug, Clone, Copy, Default)]
@@ -28,7 +30,7 @@ pub struct Tokio;
 
 impl switchboard_async::Runtime for Tokio {
     type Sleep = tokio::time::Sleep;
-    type TcpStream = Compat<tokio::net::TcpStream>;
+    type TcpStream = TokioIo<tokio::net::TcpStream>;
     type TcpListener = tokio::net::TcpListener;
 
     fn sleep_until(&self, deadline: Instant) -> Self::Sleep {
@@ -45,7 +47,7 @@ impl switchboard_async::Runtime for Tokio {
     async fn connect(&self, host: &str, port: u16) -> io::Result<Self::TcpStream> {
         let stream = tokio::net::TcpStream::connect((host, port)).await?;
         stream.set_nodelay(true)?;
-        Ok(stream.compat())
+        Ok(TokioIo(stream))
     }
 
     async fn accept(
@@ -54,7 +56,7 @@ impl switchboard_async::Runtime for Tokio {
     ) -> io::Result<(Self::TcpStream, SocketAddr)> {
         let (stream, peer) = listener.accept().await?;
         stream.set_nodelay(true)?;
-        Ok((stream.compat(), peer))
+        Ok((TokioIo(stream), peer))
     }
 }
 
@@ -65,7 +67,6 @@ pub mod ws {
     use std::sync::Arc;
 
     use tokio::io::{AsyncRead, AsyncWrite};
-    use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 
     pub use switchboard_async::Error;
     pub use switchboard_async::ws::{accept_request, read_request};
@@ -73,10 +74,10 @@ pub mod ws {
         CloseCode, CloseFrame, Config, DeflateConfig, KeepAlive, Message, OriginPolicy, Text,
     };
 
-    use super::Tokio;
+    use super::{Tokio, TokioIo};
 
     /// A WebSocket on tokio, over a TCP stream by default.
-    pub type WebSocket<S = Compat<tokio::net::TcpStream>> =
+    pub type WebSocket<S = TokioIo<tokio::net::TcpStream>> =
         switchboard_async::ws::WebSocket<S, Tokio>;
 
     /// Connects to a `ws://` URL with the default [`Config`].
@@ -90,11 +91,11 @@ pub mod ws {
     }
 
     /// Performs the server handshake on a stream the application accepted.
-    pub async fn accept<S>(stream: S, config: Config) -> Result<WebSocket<Compat<S>>, Error>
+    pub async fn accept<S>(stream: S, config: Config) -> Result<WebSocket<TokioIo<S>>, Error>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        switchboard_async::ws::accept(Tokio, stream.compat(), Arc::new(config)).await
+        switchboard_async::ws::accept(Tokio, TokioIo(stream), Arc::new(config)).await
     }
 
     /// Serves WebSocket connections on `listener`, one task each, handing
@@ -109,4 +110,53 @@ pub mod ws {
 
     /// Echoes text and binary messages until the peer closes.
     pub use switchboard_async::ws::echo;
+}
+
+pub mod engineio {
+    //! Engine.IO servers on tokio: long-polling and WebSocket sessions
+    //! served beside plain WebSocket routes on one listener.
+    //!
+    //! ```no_run
+    //! use switchboard_tokio::engineio::{EngineIo, Routes, ServerConfig, serve};
+    //! # async fn run() -> std::io::Result<()> {
+    //! let (engine, mut sockets) = EngineIo::with_sockets(ServerConfig::default());
+    //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    //! tokio::spawn(serve(listener, Routes::new().engineio("/engine.io/", engine)));
+    //! while let Some(mut socket) = sockets.accept().await {
+    //!     tokio::spawn(async move {
+    //!         while let Some(message) = socket.recv().await {
+    //!             let _ = socket.send(message); // echo
+    //!         }
+    //!     });
+    //! }
+    //! # Ok(()) }
+    //! ```
+
+    pub use switchboard_async::engineio::{
+        EngineIo, EventHandler, Socket, SocketSender, Sockets, WeakEngineIo,
+    };
+    pub use switchboard_core::engineio::{
+        CloseReason, MessageData, SendError, ServerConfig, ServerEvent,
+    };
+    pub use switchboard_core::http::ServerLimits;
+
+    use super::{Tokio, TokioIo};
+
+    /// Routes of a tokio server, over TCP by default.
+    pub type Routes<S = TokioIo<tokio::net::TcpStream>> =
+        switchboard_async::server::Routes<S, Tokio>;
+
+    /// Serves `routes` on `listener`, one task per connection, forever.
+    pub async fn serve(listener: tokio::net::TcpListener, routes: Routes) {
+        switchboard_async::server::serve(Tokio, listener, routes).await
+    }
+
+    /// Serves `routes` on one connection the application accepted.
+    pub async fn serve_connection<S>(stream: S, routes: Routes<TokioIo<S>>) -> std::io::Result<()>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        routes.start_timers(&Tokio);
+        switchboard_async::server::serve_connection(Tokio, TokioIo(stream), routes).await
+    }
 }

@@ -5,6 +5,10 @@ use std::net::{SocketAddr, TcpListener};
 use std::str::FromStr;
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use switchboard_async::engineio::EngineIo;
+use switchboard_core::engineio::{ServerConfig, ServerEvent};
 use switchboard_core::ws::Config;
 
 /// A runtime Switchboard runs on.
@@ -111,6 +115,79 @@ pub fn run_ws_echo(runtime: RuntimeKind, listener: TcpListener, config: Config) 
         RuntimeKind::Threads => {
             let config = Arc::unwrap_or_clone(config);
             switchboard_threads::ws::serve(listener, config, switchboard_threads::ws::echo)
+                .expect("threads server")
+        }
+    }
+}
+
+/// The Engine.IO endpoint of `conformance-server` (contract section 1):
+/// pingInterval 300 ms, pingTimeout 200 ms, maxPayload 1,000,000, CORS for
+/// any origin.
+pub fn conformance_engineio_config() -> ServerConfig {
+    ServerConfig {
+        ping_interval: Duration::from_millis(300),
+        ping_timeout: Duration::from_millis(200),
+        max_payload: 1_000_000,
+        ..ServerConfig::default()
+    }
+}
+
+/// An Engine.IO endpoint that echoes every message, text or binary, as
+/// sent, and sends nothing else of its own.
+pub fn engineio_echo(config: ServerConfig) -> EngineIo {
+    EngineIo::new(config, |engine: &EngineIo, event| {
+        if let ServerEvent::Message { sid, data } = event {
+            if let Err(error) = engine.send(&sid, data) {
+                tracing::debug!(%sid, %error, "echo failed");
+            }
+        }
+    })
+}
+
+/// Runs `conformance-server` on `listener` with `runtime`, blocking the
+/// calling thread forever: Engine.IO at `/engine.io/`, a WebSocket echo on
+/// every other path.
+pub fn run_conformance_server(runtime: RuntimeKind, listener: TcpListener) {
+    let engine = engineio_echo(conformance_engineio_config());
+    let ws_config = conformance_config();
+    match runtime {
+        RuntimeKind::Tokio => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(async move {
+                listener.set_nonblocking(true).expect("nonblocking");
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let routes = switchboard_tokio::engineio::Routes::new()
+                    .engineio("/engine.io/", engine)
+                    .ws_config(ws_config)
+                    .websocket(switchboard_async::ws::echo);
+                switchboard_tokio::engineio::serve(listener, routes).await
+            })
+        }
+        RuntimeKind::Smol | RuntimeKind::AsyncStd => {
+            let serve = move |runtime: switchboard_smol::Smol| async move {
+                let listener = async_net::TcpListener::try_from(listener).expect("listener");
+                let routes = switchboard_smol::engineio::Routes::new()
+                    .engineio("/engine.io/", engine)
+                    .ws_config(ws_config)
+                    .websocket(switchboard_async::ws::echo);
+                switchboard_smol::engineio::serve_on(runtime, listener, routes).await
+            };
+            if runtime == RuntimeKind::Smol {
+                let executor = smol_executor();
+                smol::block_on(serve(switchboard_smol::Smol::with_spawner(move |task| {
+                    executor.spawn(task).detach();
+                })))
+            } else {
+                async_std::task::block_on(serve(switchboard_smol::Smol::with_spawner(|task| {
+                    async_std::task::spawn(task);
+                })))
+            }
+        }
+        RuntimeKind::Threads => {
+            switchboard_threads::ws::serve(listener, ws_config, switchboard_threads::ws::echo)
                 .expect("threads server")
         }
     }

@@ -33,7 +33,6 @@
 //! then that message. If the handshake fails, the adapter calls
 //! [`Server::ws_closed`] and the session closes (`transport close`).
 
-use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
@@ -45,7 +44,7 @@ use super::{
     MessageData, OpenPacket, PROBE, Packet, PayloadKind, PayloadLimits, ProtocolVersion,
     decode_payload, encode_payload, new_sid,
 };
-use crate::http::{self, Request};
+use crate::http::{self, Request, query_param};
 use crate::ws::Message;
 
 /// Which origins get CORS headers.
@@ -592,6 +591,16 @@ impl Server {
         }
     }
 
+    /// The adapter cannot take more [`Transmit::WsSend`]s for `conn`: its
+    /// queue of [`ServerConfig::max_buffered_packets`] messages is full
+    /// because the peer stopped reading. Sessions on that WebSocket close
+    /// (`transport buffer full`) rather than buffer without bound.
+    pub fn ws_backlogged(&mut self, conn: ConnId, _now: Instant) {
+        if let Some(sid) = self.conns.get(&conn).cloned() {
+            self.close_session(&sid, CloseReason::BufferFull, None);
+        }
+    }
+
     /// The HTTP connection carrying held poll `poll` went away. As in Node,
     /// the session closes (`transport error`).
     pub fn poll_aborted(&mut self, poll: PollId, _now: Instant) {
@@ -620,6 +629,12 @@ impl Server {
     /// with the `close` packet if a poll is held.
     pub fn close(&mut self, sid: &str) {
         self.close_session(sid, CloseReason::ForcedClose, None);
+    }
+
+    /// Whether [`Server::poll_transmit`] or [`Server::poll_event`] has
+    /// something to hand out.
+    pub fn has_pending_output(&self) -> bool {
+        !self.transmits.is_empty() || !self.flush_queue.is_empty() || !self.events.is_empty()
     }
 
     /// Runs the timers due at `now`: heartbeats and upgrade timeouts.
@@ -1119,40 +1134,6 @@ fn error_with_status(code: ErrorCode, status: u16, mut headers: HeaderList) -> R
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// The first value of query parameter `name`, percent-decoded (left as is
-/// when the decoding is not UTF-8).
-fn query_param<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
-    let raw = query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (key == name).then_some(value)
-    })?;
-    if !raw.contains(['%', '+']) {
-        return Some(Cow::Borrowed(raw));
-    }
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(hi), Some(lo)) => {
-                    out.push(hi << 4 | lo);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    Some(String::from_utf8(out).map_or(Cow::Borrowed(raw), Cow::Owned))
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
 }
 
 #[cfg(test)]

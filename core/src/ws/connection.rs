@@ -9,8 +9,8 @@ use std::time::Instant;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::deflate::{Deflate, InflateError};
-use super::frame::{FrameHeader, OpCode, encode_frame};
-use super::mask::apply_mask;
+use super::frame::{FrameHeader, MAX_HEADER_LEN, OpCode, encode_frame};
+use super::mask::extend_masked;
 use super::utf8::Utf8Validator;
 use super::{
     CloseCode, CloseFrame, Config, DeflateParams, Message, ProtocolError, Role, SendError, Text,
@@ -19,6 +19,38 @@ use super::{
 /// Buffers larger than this are released when they empty, so idle
 /// connections hold no buffer memory.
 const RETAINED_BUFFER: usize = 512;
+
+/// Unmasked payloads (server role) at least this long are queued by
+/// reference rather than copied behind their header: the transport writes
+/// them with a vectored write.
+const ZERO_COPY_MIN: usize = 1024;
+
+/// Where the end of the read buffer stands in the frame layout, so received
+/// payload bytes are unmasked as they are copied in.
+#[derive(Debug, Clone, Copy)]
+enum Scan {
+    /// At (or inside) a header: its first `len` bytes.
+    Header {
+        partial: [u8; MAX_HEADER_LEN],
+        len: u8,
+    },
+    /// Inside a payload with `remaining` bytes to come, `offset` bytes in.
+    Payload {
+        remaining: u64,
+        key: Option<[u8; 4]>,
+        offset: usize,
+    },
+    /// Past a header that does not parse (the connection fails when it gets
+    /// there), or a client's unmasked input: bytes are copied as they are.
+    Off,
+}
+
+impl Scan {
+    const HEADER: Scan = Scan::Header {
+        partial: [0; MAX_HEADER_LEN],
+        len: 0,
+    };
+}
 
 /// Where the connection stands in its lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,10 +164,14 @@ pub struct Connection {
     failed: bool,
     eof: bool,
     read_buf: BytesMut,
+    scan: Scan,
     frame: Option<FrameInProgress>,
     message: Option<MessageInProgress>,
     utf8: Utf8Validator,
     out: BytesMut,
+    /// Written before `out`: sealed pieces of it and payloads queued by
+    /// reference.
+    out_chunks: VecDeque<Bytes>,
     events: VecDeque<Event>,
     deflate: Option<Box<Deflate>>,
     mask_keys: Option<Box<MaskKeys>>,
@@ -163,10 +199,16 @@ impl Connection {
             failed: false,
             eof: false,
             read_buf: BytesMut::new(),
+            scan: if role == Role::Server {
+                Scan::HEADER
+            } else {
+                Scan::Off
+            },
             frame: None,
             message: None,
             utf8: Utf8Validator::default(),
             out: BytesMut::new(),
+            out_chunks: VecDeque::new(),
             events: VecDeque::new(),
             deflate,
             mask_keys: (role == Role::Client).then(MaskKeys::new),
@@ -206,8 +248,86 @@ impl Connection {
         if self.state == State::Closed || data.is_empty() {
             return;
         }
-        self.read_buf.extend_from_slice(data);
+        self.append(data);
         self.process();
+    }
+
+    /// Appends received bytes to the read buffer, unmasking payload bytes on
+    /// the way in (one pass instead of a copy and then an unmasking pass).
+    /// Only the frame layout is read here; every rule is applied by
+    /// `process_frame` when it gets to the frame.
+    fn append(&mut self, mut data: &[u8]) {
+        // Once for the whole read: growing piece by piece could move the
+        // buffer (and copy what it holds) several times.
+        self.read_buf.reserve(data.len());
+        while !data.is_empty() {
+            match &mut self.scan {
+                Scan::Payload {
+                    remaining,
+                    key,
+                    offset,
+                } => {
+                    let n = (*remaining).min(data.len() as u64) as usize;
+                    match key {
+                        Some(key) => extend_masked(&mut self.read_buf, &data[..n], *key, *offset),
+                        None => self.read_buf.extend_from_slice(&data[..n]),
+                    }
+                    data = &data[n..];
+                    *remaining -= n as u64;
+                    *offset += n;
+                    if *remaining == 0 {
+                        self.scan = Scan::HEADER;
+                    }
+                }
+                Scan::Header { partial, len } => {
+                    let have = *len as usize;
+                    let take = (MAX_HEADER_LEN - have).min(data.len());
+                    let mut head = *partial;
+                    let parsed = if have == 0 {
+                        FrameHeader::parse(data)
+                    } else {
+                        head[have..have + take].copy_from_slice(&data[..take]);
+                        FrameHeader::parse(&head[..have + take])
+                    };
+                    match parsed {
+                        Ok(Some((header, header_len))) => {
+                            let used = header_len - have;
+                            self.read_buf.extend_from_slice(&data[..used]);
+                            data = &data[used..];
+                            self.scan = if header.payload_len == 0 {
+                                Scan::HEADER
+                            } else {
+                                Scan::Payload {
+                                    remaining: header.payload_len,
+                                    key: header.mask,
+                                    offset: 0,
+                                }
+                            };
+                        }
+                        Ok(None) => {
+                            // 14 bytes always hold a header, so all of `data`
+                            // was taken.
+                            if have == 0 {
+                                head[..take].copy_from_slice(&data[..take]);
+                            }
+                            self.read_buf.extend_from_slice(data);
+                            *partial = head;
+                            *len = (have + take) as u8;
+                            return;
+                        }
+                        Err(_) => {
+                            self.read_buf.extend_from_slice(data);
+                            self.scan = Scan::Off;
+                            return;
+                        }
+                    }
+                }
+                Scan::Off => {
+                    self.read_buf.extend_from_slice(data);
+                    return;
+                }
+            }
+        }
     }
 
     /// Decodes frames until one produces an event (or the buffer runs dry).
@@ -248,8 +368,8 @@ impl Connection {
     /// Queues a message (or a ping, pong or close) for sending.
     pub fn send(&mut self, message: Message) -> Result<(), SendError> {
         match message {
-            Message::Text(text) => self.send_data(OpCode::Text, text.as_bytes()),
-            Message::Binary(data) => self.send_data(OpCode::Binary, &data),
+            Message::Text(text) => self.send_data(OpCode::Text, text.into_bytes()),
+            Message::Binary(data) => self.send_data(OpCode::Binary, data),
             Message::Ping(data) => self.send_control(OpCode::Ping, &data),
             Message::Pong(data) => self.send_control(OpCode::Pong, &data),
             Message::Close(frame) => self.close(frame),
@@ -275,13 +395,52 @@ impl Connection {
         Ok(())
     }
 
-    /// Bytes waiting to be written to the transport.
+    /// Bytes waiting to be written to the transport: the first contiguous
+    /// piece of them (empty when there are none). See also
+    /// [`transmit_vectored`](Self::transmit_vectored).
     pub fn transmit(&self) -> &[u8] {
-        &self.out
+        match self.out_chunks.front() {
+            Some(chunk) => chunk,
+            None => &self.out,
+        }
     }
 
-    /// Marks `n` bytes of [`transmit`](Self::transmit) as written.
-    pub fn advance_transmit(&mut self, n: usize) {
+    /// Fills `bufs` with the pieces of what waits to be written, in order,
+    /// for a vectored write; returns how many it filled.
+    pub fn transmit_vectored<'a>(&'a self, bufs: &mut [std::io::IoSlice<'a>]) -> usize {
+        let pieces = self
+            .out_chunks
+            .iter()
+            .map(|c| &c[..])
+            .chain(std::iter::once(&self.out[..]))
+            .filter(|p| !p.is_empty());
+        let mut filled = 0;
+        for (slot, piece) in bufs.iter_mut().zip(pieces) {
+            *slot = std::io::IoSlice::new(piece);
+            filled += 1;
+        }
+        filled
+    }
+
+    /// Marks `n` bytes of what waits as written.
+    pub fn advance_transmit(&mut self, mut n: usize) {
+        while n > 0
+            && let Some(chunk) = self.out_chunks.front_mut()
+        {
+            let k = n.min(chunk.len());
+            chunk.advance(k);
+            n -= k;
+            if chunk.is_empty() {
+                self.out_chunks.pop_front();
+                if self.out_chunks.is_empty() {
+                    // Idle connections hold no queue either.
+                    self.out_chunks = VecDeque::new();
+                }
+            }
+        }
+        if n == 0 {
+            return;
+        }
         // `capacity` counts from the read position, so measure the
         // allocation before advancing past it.
         let allocated = self.out.capacity();
@@ -291,11 +450,16 @@ impl Connection {
         }
     }
 
+    /// Bytes waiting to be written.
+    fn pending_out(&self) -> usize {
+        self.out_chunks.iter().map(Bytes::len).sum::<usize>() + self.out.len()
+    }
+
     /// Whether the transmit buffer is below the
     /// [`write_buffer_limit`](Config::write_buffer_limit), so more may be
     /// queued without growing past the bound.
     pub fn can_send(&self) -> bool {
-        self.out.len() < self.config.write_buffer_limit
+        self.pending_out() < self.config.write_buffer_limit
     }
 
     /// Whether the transport should be closed once the transmit buffer is
@@ -348,17 +512,38 @@ impl Connection {
         }
     }
 
-    fn send_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+    fn send_data(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), SendError> {
         if self.state != State::Open {
             return Err(SendError::Closed);
         }
         match self.deflate.as_mut() {
             Some(deflate) if deflate.should_compress(payload.len()) => {
                 let mut compressed = BytesMut::new();
-                deflate.compress(payload, &mut compressed);
+                deflate.compress(&payload, &mut compressed);
                 self.queue_frame(opcode, true, &compressed);
             }
-            _ => self.queue_frame(opcode, false, payload),
+            _ if self.mask_keys.is_none() && payload.len() >= ZERO_COPY_MIN => {
+                // Header behind what is staged, then the payload by
+                // reference: no copy of it.
+                let header = FrameHeader {
+                    fin: true,
+                    rsv1: false,
+                    rsv2: false,
+                    rsv3: false,
+                    opcode,
+                    mask: None,
+                    payload_len: payload.len() as u64,
+                };
+                if !self.out.is_empty() {
+                    let staged = std::mem::take(&mut self.out).freeze();
+                    self.out_chunks.push_back(staged);
+                }
+                let mut head = BytesMut::with_capacity(MAX_HEADER_LEN);
+                header.encode(&mut head);
+                self.out_chunks.push_back(head.freeze());
+                self.out_chunks.push_back(payload);
+            }
+            _ => self.queue_frame(opcode, false, &payload),
         }
         Ok(())
     }
@@ -438,10 +623,8 @@ impl Connection {
         let payload_len = frame.header.payload_len as usize;
         let available = self.read_buf.len().min(payload_len);
         if available > frame.processed {
-            let fresh = &mut self.read_buf[frame.processed..available];
-            if let Some(key) = frame.header.mask {
-                apply_mask(fresh, key, frame.processed);
-            }
+            // Unmasked already, as it was appended.
+            let fresh = &self.read_buf[frame.processed..available];
             if frame.validate_utf8 {
                 self.utf8
                     .feed(fresh)
@@ -774,8 +957,10 @@ mod tests {
             Some(Event::Message(Message::Binary(_)))
         ));
         conn.send(Message::binary(vec![0u8; 4096])).unwrap();
-        let n = conn.transmit().len();
-        conn.advance_transmit(n);
+        while !conn.transmit().is_empty() {
+            let n = conn.transmit().len();
+            conn.advance_transmit(n);
+        }
         assert_eq!(conn.read_buf.capacity(), 0);
         assert_eq!(conn.out.capacity(), 0);
     }

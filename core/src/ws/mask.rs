@@ -35,6 +35,38 @@ pub fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
     }
 }
 
+/// Appends `src` to `buf` unmasked with `key` (as if `src` started at
+/// payload offset `offset`): the copy out of the read and the unmasking in
+/// one pass over the bytes instead of two.
+pub(crate) fn extend_masked(buf: &mut bytes::BytesMut, src: &[u8], key: [u8; 4], offset: usize) {
+    let n = src.len();
+    buf.reserve(n);
+    let key = rotate_key(key, offset);
+    let key64 = u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ]);
+    let start = buf.len();
+    let spare = &mut buf.spare_capacity_mut()[..n];
+    let mut dst = spare.chunks_exact_mut(8);
+    let mut from = src.chunks_exact(8);
+    for (d, s) in (&mut dst).zip(&mut from) {
+        let word = u64::from_ne_bytes(s.try_into().expect("chunk of 8")) ^ key64;
+        for (d, b) in d.iter_mut().zip(word.to_ne_bytes()) {
+            d.write(b);
+        }
+    }
+    for (i, (d, s)) in dst
+        .into_remainder()
+        .iter_mut()
+        .zip(from.remainder())
+        .enumerate()
+    {
+        d.write(s ^ key[i & 3]);
+    }
+    // SAFETY: the loops above initialised all `n` bytes after `start`.
+    unsafe { buf.set_len(start + n) };
+}
+
 fn rotate_key(key: [u8; 4], offset: usize) -> [u8; 4] {
     let mut rotated = key;
     rotated.rotate_left(offset & 3);

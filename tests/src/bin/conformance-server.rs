@@ -1,14 +1,15 @@
 //! `conformance-server --runtime tokio|smol|async-std|threads --listen 127.0.0.1:PORT`
 //!
 //! The one server every conformance check, interop test and benchmark points
-//! at (see `shared/conformance-contract.md`). Every path serves a WebSocket
-//! echo with the limits raised for RFC 6455 suites.
+//! at (see `shared/conformance-contract.md`): Engine.IO at `/engine.io/`
+//! (section 1), and a WebSocket echo with the limits raised for RFC 6455
+//! suites on every other path.
 
 use std::net::TcpListener;
 use std::process::ExitCode;
 
 use switchboard_conformance::RuntimeKind;
-use switchboard_conformance::runtime::{conformance_config, run_ws_echo};
+use switchboard_conformance::runtime::run_conformance_server;
 
 fn usage() -> ExitCode {
     eprintln!(
@@ -59,7 +60,7 @@ fn main() -> ExitCode {
     let addr = listener.local_addr().expect("local addr");
     std::thread::Builder::new()
         .name("server".into())
-        .spawn(move || run_ws_echo(runtime, listener, conformance_config()))
+        .spawn(move || run_conformance_server(runtime, listener))
         .expect("spawn server");
     tracing::info!(%addr, %runtime, "conformance-server listening");
     println!("listening on {addr} ({runtime})");

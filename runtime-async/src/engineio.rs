@@ -1,0 +1,541 @@
+//! The Engine.IO server hub: one sans-IO [`Server`] shared by every
+//! connection of an endpoint, and the routing of what it produces.
+//!
+//! Connections (async tasks here, OS threads in `switchboard-threads`) feed
+//! the hub requests and WebSocket messages; the hub runs them through the
+//! core [`Server`] under one lock and routes each [`Transmit`] to the task
+//! that owns its poll or WebSocket (a oneshot per held poll, a bounded queue
+//! per WebSocket). Application events are handed to an [`EventHandler`] in
+//! the order the core produced them, outside the lock, so a handler may call
+//! [`EngineIo::send`] directly. A timer (driven by the runtime, see
+//! [`EngineIo::run_timers`]) is woken whenever the next deadline moves
+//! earlier.
+//!
+//! Nothing in this module is tied to an async runtime: it uses only locks
+//! and `futures` channels, which block or await equally well.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_channel::{mpsc, oneshot};
+use futures_core::Stream;
+use futures_util::task::AtomicWaker;
+use switchboard_core::engineio::{
+    CloseReason, ConnId, HttpResponse, MessageData, PollId, RequestOutcome, SendError, Server,
+    ServerConfig, ServerEvent, Transmit,
+};
+use switchboard_core::http::Request;
+use switchboard_core::ws::Message;
+
+/// Receives the events of an [`EngineIo`] endpoint, in order.
+///
+/// Called outside the hub's lock, from whichever connection or timer
+/// produced the event: keep it short and non-blocking (hand work to a task
+/// or channel). It may call [`EngineIo::send`] and [`EngineIo::close`].
+pub trait EventHandler: Send + Sync + 'static {
+    /// Handles one event.
+    fn handle(&self, engine: &EngineIo, event: ServerEvent);
+}
+
+impl<F> EventHandler for F
+where
+    F: Fn(&EngineIo, ServerEvent) + Send + Sync + 'static,
+{
+    fn handle(&self, engine: &EngineIo, event: ServerEvent) {
+        self(engine, event)
+    }
+}
+
+/// What the hub asks a WebSocket task to do.
+#[derive(Debug)]
+pub enum WsCommand {
+    /// Send this message.
+    Send(Message),
+    /// Close the WebSocket (normal closure) and stop.
+    Close,
+}
+
+/// What to do with an HTTP request on the Engine.IO path.
+#[derive(Debug)]
+pub enum Routed {
+    /// Write this response.
+    Respond(HttpResponse),
+    /// Wait for the response of this held poll. If the client goes away
+    /// first, call [`EngineIo::poll_aborted`].
+    Hold(PollId, oneshot::Receiver<HttpResponse>),
+    /// Perform the WebSocket handshake, then pump messages: feed
+    /// [`EngineIo::ws_message`] and [`EngineIo::ws_closed`], and carry out
+    /// the commands from the receiver (which already holds the first ones,
+    /// such as a WebSocket-only session's `open` packet).
+    WebSocket(ConnId, mpsc::Receiver<WsCommand>),
+}
+
+struct State {
+    server: Server,
+    polls: HashMap<PollId, oneshot::Sender<HttpResponse>>,
+    conns: HashMap<ConnId, mpsc::Sender<WsCommand>>,
+    /// The deadline the timer is sleeping towards, if any.
+    timer_deadline: Option<Instant>,
+}
+
+struct Hub {
+    state: Mutex<State>,
+    /// Events taken out of the server, waiting for the handler.
+    events: Mutex<VecDeque<ServerEvent>>,
+    /// Held by whoever is running the handler, so events stay in order.
+    delivering: Mutex<()>,
+    handler: Box<dyn EventHandler>,
+    timer: AtomicWaker,
+    timer_woken: AtomicBool,
+    timer_claimed: AtomicBool,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        // Lets the timer notice the endpoint is gone.
+        self.timer.wake();
+    }
+}
+
+/// An Engine.IO endpoint: the shared session table and the handle the
+/// application sends and closes with. Cloning is cheap (one `Arc`).
+#[derive(Clone)]
+pub struct EngineIo {
+    hub: Arc<Hub>,
+}
+
+impl fmt::Debug for EngineIo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineIo")
+            .field("sessions", &self.session_count())
+            .finish()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl EngineIo {
+    /// An endpoint whose events go to `handler`.
+    ///
+    /// Its timers (heartbeats, upgrade timeouts) run only while a runtime
+    /// drives [`EngineIo::run_timers`]: the adapters' `serve` functions do.
+    pub fn new(config: ServerConfig, handler: impl EventHandler) -> Self {
+        EngineIo {
+            hub: Arc::new(Hub {
+                state: Mutex::new(State {
+                    server: Server::new(config),
+                    polls: HashMap::new(),
+                    conns: HashMap::new(),
+                    timer_deadline: None,
+                }),
+                events: Mutex::new(VecDeque::new()),
+                delivering: Mutex::new(()),
+                handler: Box::new(handler),
+                timer: AtomicWaker::new(),
+                timer_woken: AtomicBool::new(false),
+                timer_claimed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// An endpoint that hands each new session to the returned stream as
+    /// a [`Socket`] (see [`Sockets`]).
+    pub fn with_sockets(config: ServerConfig) -> (Self, Sockets) {
+        let buffer = config.max_buffered_packets.max(1);
+        let (tx, rx) = mpsc::channel(buffer);
+        let router = SocketRouter {
+            new_sockets: Mutex::new(tx),
+            inboxes: Mutex::new(HashMap::new()),
+            buffer,
+        };
+        (EngineIo::new(config, router), Sockets { rx })
+    }
+
+    /// How many sessions are open.
+    pub fn session_count(&self) -> usize {
+        lock(&self.hub.state).server.session_count()
+    }
+
+    /// The endpoint's configuration.
+    pub fn max_payload(&self) -> usize {
+        lock(&self.hub.state).server.config().max_payload
+    }
+
+    /// Sends a message to session `sid`: at once over WebSocket, or with
+    /// the next poll response (a held poll is released now).
+    pub fn send(&self, sid: &str, data: impl Into<MessageData>) -> Result<(), SendError> {
+        let data = data.into();
+        self.with_server(|server| server.send(sid, data))
+    }
+
+    /// Closes session `sid` (`forced close`).
+    pub fn close(&self, sid: &str) {
+        self.with_server(|server| server.close(sid));
+    }
+
+    /// Handles an HTTP request on the Engine.IO path, with its body (cut at
+    /// [`ServerConfig::max_payload`] + 1 bytes).
+    pub fn handle_request(&self, request: &Request, body: Bytes) -> Routed {
+        self.with_state(
+            |state| match state.server.handle_request(request, body, Instant::now()) {
+                RequestOutcome::Respond(response) => Routed::Respond(response),
+                RequestOutcome::Hold(poll) => {
+                    let (tx, rx) = oneshot::channel();
+                    state.polls.insert(poll, tx);
+                    Routed::Hold(poll, rx)
+                }
+                RequestOutcome::AcceptWebSocket { conn } => {
+                    let buffer = state.server.config().max_buffered_packets.max(1);
+                    let (tx, rx) = mpsc::channel(buffer);
+                    state.conns.insert(conn, tx);
+                    Routed::WebSocket(conn, rx)
+                }
+            },
+        )
+    }
+
+    /// The client of held poll `poll` went away before its response.
+    pub fn poll_aborted(&self, poll: PollId) {
+        self.with_state(|state| {
+            state.polls.remove(&poll);
+            state.server.poll_aborted(poll, Instant::now());
+        });
+    }
+
+    /// A message arrived on WebSocket `conn`.
+    pub fn ws_message(&self, conn: ConnId, message: Message) {
+        self.with_server(|server| server.ws_message(conn, message, Instant::now()));
+    }
+
+    /// WebSocket `conn` closed, failed, or its handshake failed.
+    pub fn ws_closed(&self, conn: ConnId) {
+        self.with_state(|state| {
+            state.conns.remove(&conn);
+            state.server.ws_closed(conn, Instant::now());
+        });
+    }
+
+    /// Runs the timers due at `now` and returns the next deadline. The
+    /// runtime's timer calls it when that deadline passes, or when
+    /// [`EngineIo::poll_timer_woken`] says the deadline moved.
+    pub fn run_timers(&self, now: Instant) -> Option<Instant> {
+        self.hub.timer_woken.store(false, Ordering::SeqCst);
+        self.with_state(|state| {
+            state.server.handle_timeout(now);
+            let next = state.server.poll_timeout();
+            state.timer_deadline = next;
+            next
+        })
+    }
+
+    /// Ready when the next deadline moved earlier than the one last
+    /// returned by [`EngineIo::run_timers`], or when the endpoint is gone.
+    pub fn poll_timer_woken(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.hub.timer.register(cx.waker());
+        if self.hub.timer_woken.swap(false, Ordering::SeqCst) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// `true` for the first caller only: the one that runs the timer.
+    pub fn claim_timer(&self) -> bool {
+        !self.hub.timer_claimed.swap(true, Ordering::SeqCst)
+    }
+
+    /// A weak handle, for timers that must not keep the endpoint alive.
+    pub fn downgrade(&self) -> WeakEngineIo {
+        WeakEngineIo {
+            hub: Arc::downgrade(&self.hub),
+        }
+    }
+
+    fn with_server<T>(&self, f: impl FnOnce(&mut Server) -> T) -> T {
+        self.with_state(|state| f(&mut state.server))
+    }
+
+    /// Runs `f` on the state, routes what the server produced, then hands
+    /// the events to the handler.
+    fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        let result = {
+            let mut state = lock(&self.hub.state);
+            let result = f(&mut state);
+            self.route(&mut state);
+            result
+        };
+        self.deliver();
+        result
+    }
+
+    fn route(&self, state: &mut State) {
+        let now = Instant::now();
+        loop {
+            while let Some(transmit) = state.server.poll_transmit() {
+                match transmit {
+                    Transmit::PollResponse { poll, response } => {
+                        if let Some(tx) = state.polls.remove(&poll) {
+                            // A dropped receiver means the poll's connection
+                            // is going away; it reports that itself.
+                            let _ = tx.send(response);
+                        }
+                    }
+                    Transmit::WsSend { conn, message } => {
+                        let Some(tx) = state.conns.get_mut(&conn) else {
+                            continue;
+                        };
+                        if let Err(error) = tx.try_send(WsCommand::Send(message)) {
+                            if error.is_full() {
+                                tracing::warn!(conn = conn.as_u64(), "WebSocket backlogged");
+                                state.server.ws_backlogged(conn, now);
+                            } else {
+                                state.conns.remove(&conn);
+                                state.server.ws_closed(conn, now);
+                            }
+                        }
+                    }
+                    Transmit::WsClose { conn } => {
+                        if let Some(mut tx) = state.conns.remove(&conn) {
+                            // A full queue ends when the sender is dropped,
+                            // which the task also takes as a close.
+                            let _ = tx.try_send(WsCommand::Close);
+                        }
+                    }
+                }
+            }
+            let mut events = lock(&self.hub.events);
+            events.extend(std::iter::from_fn(|| state.server.poll_event()));
+            drop(events);
+            // Routing may have closed sessions, which queues more.
+            if !state.server.has_pending_output() {
+                break;
+            }
+        }
+        let next = state.server.poll_timeout();
+        let earlier = match (next, state.timer_deadline) {
+            (Some(next), Some(current)) => next < current,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if earlier {
+            state.timer_deadline = next;
+            self.hub.timer_woken.store(true, Ordering::SeqCst);
+            self.hub.timer.wake();
+        }
+    }
+
+    /// Hands queued events to the handler, one caller at a time; a caller
+    /// that finds another delivering leaves its events to that one.
+    fn deliver(&self) {
+        loop {
+            let Ok(guard) = self.hub.delivering.try_lock() else {
+                return;
+            };
+            loop {
+                let event = lock(&self.hub.events).pop_front();
+                match event {
+                    Some(event) => self.hub.handler.handle(self, event),
+                    None => break,
+                }
+            }
+            drop(guard);
+            // An event queued after the last check but before the unlock
+            // found the lock taken: take it now.
+            if lock(&self.hub.events).is_empty() {
+                return;
+            }
+        }
+    }
+}
+
+/// A handle on an [`EngineIo`] that does not keep it alive.
+#[derive(Debug, Clone)]
+pub struct WeakEngineIo {
+    hub: std::sync::Weak<Hub>,
+}
+
+impl WeakEngineIo {
+    /// The endpoint, if it still exists.
+    pub fn upgrade(&self) -> Option<EngineIo> {
+        self.hub.upgrade().map(|hub| EngineIo { hub })
+    }
+}
+
+impl fmt::Debug for Hub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Hub")
+    }
+}
+
+/// The sessions of an endpoint made by [`EngineIo::with_sockets`], as they
+/// open: a [`Stream`] of [`Socket`]s.
+#[derive(Debug)]
+pub struct Sockets {
+    rx: mpsc::Receiver<Socket>,
+}
+
+impl Sockets {
+    /// The next new session; `None` once the endpoint is gone.
+    pub async fn accept(&mut self) -> Option<Socket> {
+        futures_util::StreamExt::next(&mut self.rx).await
+    }
+}
+
+impl Stream for Sockets {
+    type Item = Socket;
+
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Socket>> {
+        std::pin::Pin::new(&mut self.rx).poll_next(cx)
+    }
+}
+
+/// One Engine.IO session: its messages as a [`Stream`] (ending when the
+/// session closes), and sending.
+pub struct Socket {
+    sid: Arc<str>,
+    engine: WeakEngineIo,
+    inbox: mpsc::Receiver<MessageData>,
+    close_reason: Arc<Mutex<Option<CloseReason>>>,
+    request: Request,
+}
+
+impl fmt::Debug for Socket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Socket").field("sid", &self.sid).finish()
+    }
+}
+
+impl Socket {
+    /// The session id.
+    pub fn sid(&self) -> &str {
+        &self.sid
+    }
+
+    /// The handshake request (query and headers).
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// The next message; `None` once the session closed.
+    pub async fn recv(&mut self) -> Option<MessageData> {
+        futures_util::StreamExt::next(&mut self.inbox).await
+    }
+
+    /// Sends a message (see [`EngineIo::send`]).
+    pub fn send(&self, data: impl Into<MessageData>) -> Result<(), SendError> {
+        match self.engine.upgrade() {
+            Some(engine) => engine.send(&self.sid, data),
+            None => Err(SendError::UnknownSession),
+        }
+    }
+
+    /// A handle that sends to this session from elsewhere.
+    pub fn sender(&self) -> SocketSender {
+        SocketSender {
+            sid: self.sid.clone(),
+            engine: self.engine.clone(),
+        }
+    }
+
+    /// Closes the session (`forced close`).
+    pub fn close(&self) {
+        if let Some(engine) = self.engine.upgrade() {
+            engine.close(&self.sid);
+        }
+    }
+
+    /// Why the session closed, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        *lock(&self.close_reason)
+    }
+}
+
+impl Stream for Socket {
+    type Item = MessageData;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<MessageData>> {
+        std::pin::Pin::new(&mut self.inbox).poll_next(cx)
+    }
+}
+
+/// Sends to one session; cloneable, usable from any task or thread.
+#[derive(Debug, Clone)]
+pub struct SocketSender {
+    sid: Arc<str>,
+    engine: WeakEngineIo,
+}
+
+impl SocketSender {
+    /// Sends a message (see [`EngineIo::send`]).
+    pub fn send(&self, data: impl Into<MessageData>) -> Result<(), SendError> {
+        match self.engine.upgrade() {
+            Some(engine) => engine.send(&self.sid, data),
+            None => Err(SendError::UnknownSession),
+        }
+    }
+}
+
+struct Inbox {
+    tx: mpsc::Sender<MessageData>,
+    close_reason: Arc<Mutex<Option<CloseReason>>>,
+}
+
+/// The [`EventHandler`] behind [`EngineIo::with_sockets`]: one bounded
+/// inbox per session. A session whose application stops reading until its
+/// inbox holds [`ServerConfig::max_buffered_packets`] messages is closed
+/// rather than buffered without bound.
+struct SocketRouter {
+    new_sockets: Mutex<mpsc::Sender<Socket>>,
+    inboxes: Mutex<HashMap<String, Inbox>>,
+    buffer: usize,
+}
+
+impl EventHandler for SocketRouter {
+    fn handle(&self, engine: &EngineIo, event: ServerEvent) {
+        match event {
+            ServerEvent::Open { sid, request, .. } => {
+                let (tx, inbox) = mpsc::channel(self.buffer);
+                let close_reason = Arc::new(Mutex::new(None));
+                let socket = Socket {
+                    sid: sid.as_str().into(),
+                    engine: engine.downgrade(),
+                    inbox,
+                    close_reason: close_reason.clone(),
+                    request,
+                };
+                if lock(&self.new_sockets).try_send(socket).is_err() {
+                    tracing::warn!(%sid, "application is not accepting sessions; closing");
+                    engine.close(&sid);
+                    return;
+                }
+                lock(&self.inboxes).insert(sid, Inbox { tx, close_reason });
+            }
+            ServerEvent::Message { sid, data } => {
+                let mut inboxes = lock(&self.inboxes);
+                let Some(inbox) = inboxes.get_mut(&sid) else {
+                    return;
+                };
+                if inbox.tx.try_send(data).is_err() {
+                    drop(inboxes);
+                    tracing::warn!(%sid, "application is not reading the session; closing");
+                    engine.close(&sid);
+                }
+            }
+            ServerEvent::Close { sid, reason } => {
+                if let Some(inbox) = lock(&self.inboxes).remove(&sid) {
+                    *lock(&inbox.close_reason) = Some(reason);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,458 @@
+//! The standalone server: HTTP/1.1 keep-alive connections routed to
+//! Engine.IO endpoints (long-polling and WebSocket) and to a plain
+//! WebSocket handler beside them.
+//!
+//! A connection reads requests with the core's
+//! [`RequestReader`](switchboard_core::http::RequestReader); a request on an
+//! Engine.IO path goes to its [`EngineIo`], whose answer is written back
+//! (at once, when a held poll is released, or as a WebSocket pump); a
+//! WebSocket upgrade on any other path goes to the WebSocket handler;
+//! anything else gets 404.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_io::{AsyncRead, AsyncWrite};
+use futures_util::future::{Either, select};
+use futures_util::{AsyncWriteExt, SinkExt, StreamExt};
+use switchboard_core::http::{HttpError, IncomingRequest, RequestReader, ServerLimits};
+use switchboard_core::ws::Config;
+use switchboard_core::ws::handshake::{self, Rejection};
+
+use futures_channel::mpsc::TryRecvError;
+
+use crate::Runtime;
+use crate::engineio::{EngineIo, Routed, WsCommand};
+use crate::io::poll_read_with;
+use crate::ws::{WebSocket, accept_request};
+
+type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+type WsHandler<S, R> = Arc<dyn Fn(WebSocket<S, R>) -> BoxFuture + Send + Sync>;
+
+/// What a server serves: Engine.IO endpoints by path, and a WebSocket
+/// handler for upgrades on every other path.
+pub struct Routes<S, R: Runtime> {
+    engines: Vec<(String, EngineIo)>,
+    websocket: Option<WsHandler<S, R>>,
+    ws_config: Arc<Config>,
+    limits: ServerLimits,
+}
+
+impl<S, R: Runtime> Clone for Routes<S, R> {
+    fn clone(&self) -> Self {
+        Routes {
+            engines: self.engines.clone(),
+            websocket: self.websocket.clone(),
+            ws_config: self.ws_config.clone(),
+            limits: self.limits,
+        }
+    }
+}
+
+impl<S, R: Runtime> std::fmt::Debug for Routes<S, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routes")
+            .field("engines", &self.engines)
+            .field("websocket", &self.websocket.is_some())
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl<S, R> Default for Routes<S, R>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: Runtime,
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S, R> Routes<S, R>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: Runtime,
+{
+    /// No routes: every request gets 404.
+    pub fn new() -> Self {
+        Routes {
+            engines: Vec::new(),
+            websocket: None,
+            ws_config: Arc::new(Config::default()),
+            limits: ServerLimits::default(),
+        }
+    }
+
+    /// Serves `engine` under `path` (such as `/engine.io/`): every request
+    /// whose path starts with it.
+    pub fn engineio(mut self, path: &str, engine: EngineIo) -> Self {
+        let path = format!("{}/", path.trim_end_matches('/'));
+        self.engines.push((path, engine));
+        self
+    }
+
+    /// Hands WebSocket upgrades on any other path to `handler`.
+    pub fn websocket<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(WebSocket<S, R>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.websocket = Some(Arc::new(move |ws| Box::pin(handler(ws))));
+        self
+    }
+
+    /// The WebSocket configuration, for Engine.IO's WebSocket transport and
+    /// the WebSocket handler.
+    pub fn ws_config(mut self, config: Config) -> Self {
+        self.ws_config = Arc::new(config);
+        self
+    }
+
+    /// HTTP limits and timeouts.
+    pub fn limits(mut self, limits: ServerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    fn engine_for(&self, path: &str) -> Option<&EngineIo> {
+        self.engines
+            .iter()
+            .find(|(prefix, _)| {
+                path.starts_with(prefix.as_str()) || path == &prefix[..prefix.len() - 1]
+            })
+            .map(|(_, engine)| engine)
+    }
+
+    fn max_body(&self) -> usize {
+        self.engines
+            .iter()
+            .map(|(_, engine)| engine.max_payload())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Starts the timers of every Engine.IO endpoint on `runtime` (once per
+    /// endpoint, however often it is called).
+    pub fn start_timers(&self, runtime: &R) {
+        for (_, engine) in &self.engines {
+            spawn_timer(runtime, engine);
+        }
+    }
+}
+
+/// Runs `engine`'s heartbeat and upgrade timers on `runtime`, until the
+/// endpoint is dropped. Only the first call per endpoint starts a timer.
+pub fn spawn_timer<R: Runtime>(runtime: &R, engine: &EngineIo) {
+    if !engine.claim_timer() {
+        return;
+    }
+    let weak = engine.downgrade();
+    let rt = runtime.clone();
+    runtime.spawn(async move {
+        loop {
+            let Some(engine) = weak.upgrade() else {
+                return;
+            };
+            let next = engine.run_timers(Instant::now());
+            drop(engine);
+            let woken = std::future::poll_fn(|cx| match weak.upgrade() {
+                Some(engine) => engine.poll_timer_woken(cx),
+                None => std::task::Poll::Ready(()),
+            });
+            match next {
+                Some(deadline) => {
+                    let sleep = std::pin::pin!(rt.sleep_until(deadline));
+                    let woken = std::pin::pin!(woken);
+                    select(sleep, woken).await;
+                }
+                None => woken.await,
+            }
+        }
+    });
+}
+
+/// Accepts connections on `listener` forever and serves `routes` on each,
+/// one task per connection. Accept errors are logged and retried.
+pub async fn serve<R>(runtime: R, listener: R::TcpListener, routes: Routes<R::TcpStream, R>)
+where
+    R: Runtime,
+{
+    routes.start_timers(&runtime);
+    loop {
+        match runtime.accept(&listener).await {
+            Ok((io, peer)) => {
+                let routes = routes.clone();
+                let rt = runtime.clone();
+                runtime.spawn(async move {
+                    if let Err(error) = serve_connection(rt, io, routes).await {
+                        tracing::debug!(%peer, %error, "connection ended");
+                    }
+                });
+            }
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                runtime
+                    .sleep_until(Instant::now() + std::time::Duration::from_millis(50))
+                    .await;
+            }
+        }
+    }
+}
+
+/// Serves `routes` on one connection the application accepted, until the
+/// client closes it, a timeout passes, or it is upgraded to a WebSocket (in
+/// which case this returns when the WebSocket ends).
+pub async fn serve_connection<S, R>(runtime: R, mut io: S, routes: Routes<S, R>) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: Runtime,
+{
+    let mut reader = RequestReader::new(routes.limits.head, routes.max_body());
+    let mut idle = true;
+    loop {
+        let incoming =
+            match next_request(&runtime, &mut io, &mut reader, &routes.limits, idle).await {
+                Ok(Some(incoming)) => incoming,
+                Ok(None) => return Ok(()),
+                Err(RequestError::Io(error)) => return Err(error),
+                Err(RequestError::Http(error)) => {
+                    let rejection = Rejection::from(error);
+                    let _ = io.write_all(&rejection.to_response()).await;
+                    let _ = io.close().await;
+                    return Ok(());
+                }
+            };
+        idle = false;
+        let IncomingRequest {
+            request,
+            body,
+            truncated,
+        } = incoming;
+        let keep_alive = request.keep_alive() && !truncated;
+        let response = match routes.engine_for(request.path()) {
+            Some(engine) => match engine.handle_request(&request, body) {
+                Routed::Respond(response) => response,
+                Routed::Hold(poll, rx) => {
+                    match wait_for_poll(&mut io, &mut reader, rx, &routes.limits).await {
+                        Some(response) => response,
+                        None => {
+                            engine.poll_aborted(poll);
+                            return Ok(());
+                        }
+                    }
+                }
+                Routed::WebSocket(conn, commands) => {
+                    let buffered = reader.take_buffered();
+                    let config = routes.ws_config.clone();
+                    match accept_request(runtime, io, &request, &buffered, config).await {
+                        Ok(ws) => pump_engine_ws(engine, conn, ws, commands).await,
+                        Err(error) => {
+                            tracing::debug!(%error, "Engine.IO WebSocket handshake failed");
+                            engine.ws_closed(conn);
+                        }
+                    }
+                    return Ok(());
+                }
+            },
+            None if handshake::is_upgrade_request(&request) => {
+                let Some(handler) = routes.websocket.clone() else {
+                    write_status(&mut io, 404, false).await?;
+                    return Ok(());
+                };
+                let buffered = reader.take_buffered();
+                let config = routes.ws_config.clone();
+                match accept_request(runtime, io, &request, &buffered, config).await {
+                    Ok(ws) => handler(ws).await,
+                    Err(error) => tracing::debug!(%error, "WebSocket handshake failed"),
+                }
+                return Ok(());
+            }
+            None => {
+                write_status(&mut io, 404, keep_alive).await?;
+                if !keep_alive {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        let mut response = response;
+        if !keep_alive {
+            response.headers.push(("Connection".into(), "close".into()));
+        }
+        io.write_all(&response.encode()).await?;
+        io.flush().await?;
+        if !keep_alive {
+            let _ = io.close().await;
+            return Ok(());
+        }
+    }
+}
+
+enum RequestError {
+    Io(io::Error),
+    Http(HttpError),
+}
+
+/// Reads until a whole request is buffered. `Ok(None)`: the client closed
+/// between requests, or stayed idle past the keep-alive timeout.
+async fn next_request<S, R>(
+    runtime: &R,
+    io: &mut S,
+    reader: &mut RequestReader,
+    limits: &ServerLimits,
+    first: bool,
+) -> Result<Option<IncomingRequest>, RequestError>
+where
+    S: AsyncRead + Unpin,
+    R: Runtime,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(incoming) = reader.next_request().map_err(RequestError::Http)? {
+            return Ok(Some(incoming));
+        }
+        let waiting_for_more = first || reader.has_partial_request();
+        let timeout = if waiting_for_more {
+            limits.request_timeout
+        } else {
+            limits.keep_alive_timeout
+        };
+        let read = std::future::poll_fn(|cx| {
+            poll_read_with(io, cx, |data| {
+                reader.receive(data);
+                data.len()
+            })
+        });
+        let sleep = runtime.sleep_until(started + timeout);
+        match select(std::pin::pin!(read), std::pin::pin!(sleep)).await {
+            Either::Left((Ok(0), _)) => {
+                return if reader.has_partial_request() {
+                    Err(RequestError::Io(io::ErrorKind::UnexpectedEof.into()))
+                } else {
+                    Ok(None)
+                };
+            }
+            Either::Left((Ok(_), _)) => {}
+            Either::Left((Err(error), _)) => return Err(RequestError::Io(error)),
+            Either::Right(_) if waiting_for_more => {
+                return Err(RequestError::Http(HttpError::Malformed(
+                    "request timed out".into(),
+                )));
+            }
+            Either::Right(_) => return Ok(None),
+        }
+    }
+}
+
+/// Waits for a held poll's response while watching the connection: `None`
+/// if the client went away (or sent more than a request's worth of bytes
+/// while waiting).
+async fn wait_for_poll<S>(
+    io: &mut S,
+    reader: &mut RequestReader,
+    mut rx: futures_channel::oneshot::Receiver<switchboard_core::engineio::HttpResponse>,
+    limits: &ServerLimits,
+) -> Option<switchboard_core::engineio::HttpResponse>
+where
+    S: AsyncRead + Unpin,
+{
+    let max_buffered = limits.head.max_head_size;
+    loop {
+        let read = std::future::poll_fn(|cx| {
+            poll_read_with(io, cx, |data| {
+                reader.receive(data);
+                data.len()
+            })
+        });
+        let read = match select(&mut rx, std::pin::pin!(read)).await {
+            Either::Left((response, _)) => return response.ok(),
+            Either::Right((read, _)) => read,
+        };
+        match read {
+            Ok(n) if n > 0 && reader.buffered_len() <= max_buffered => {}
+            _ => return None,
+        }
+    }
+}
+
+/// Carries an Engine.IO WebSocket: messages in go to the endpoint,
+/// commands from it go out, until either side ends.
+async fn pump_engine_ws<S, R>(
+    engine: &EngineIo,
+    conn: switchboard_core::engineio::ConnId,
+    mut ws: WebSocket<S, R>,
+    mut commands: futures_channel::mpsc::Receiver<WsCommand>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    R: Runtime,
+{
+    loop {
+        match select(ws.next(), commands.next()).await {
+            Either::Left((Some(Ok(message)), _)) => engine.ws_message(conn, message),
+            Either::Left((Some(Err(error)), _)) => {
+                tracing::debug!(%error, "Engine.IO WebSocket failed");
+                break;
+            }
+            Either::Left((None, _)) => break,
+            Either::Right((Some(WsCommand::Send(message)), _)) => {
+                let mut result = ws.feed(message).await;
+                // Everything already queued goes out in the same write.
+                while result.is_ok() {
+                    match commands.try_recv() {
+                        Ok(WsCommand::Send(message)) => result = ws.feed(message).await,
+                        Ok(WsCommand::Close) | Err(TryRecvError::Closed) => {
+                            close_ws(ws).await;
+                            engine.ws_closed(conn);
+                            return;
+                        }
+                        Err(TryRecvError::Empty) => break,
+                    }
+                }
+                if result.is_err() || ws.flush().await.is_err() {
+                    break;
+                }
+            }
+            Either::Right((Some(WsCommand::Close), _)) | Either::Right((None, _)) => {
+                engine.ws_closed(conn);
+                close_ws(ws).await;
+                return;
+            }
+        }
+    }
+    engine.ws_closed(conn);
+}
+
+/// Starts the close handshake and waits (within the WebSocket's close
+/// timeout) for the peer's answer, so the server closes TCP first.
+async fn close_ws<S, R>(mut ws: WebSocket<S, R>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    R: Runtime,
+{
+    if ws.close(None).await.is_ok() {
+        while let Some(Ok(_)) = ws.next().await {}
+    }
+}
+
+async fn write_status<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    status: u16,
+    keep_alive: bool,
+) -> io::Result<()> {
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    let bytes = switchboard_core::http::encode_response(
+        status,
+        &[("Content-Type", "text/plain"), ("Connection", connection)],
+        switchboard_core::http::reason_phrase(status).as_bytes(),
+    );
+    io.write_all(&bytes).await?;
+    io.flush().await?;
+    if !keep_alive {
+        let _ = io.close().await;
+    }
+    Ok(())
+}
