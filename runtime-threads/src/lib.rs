@@ -16,4 +16,5 @@
 //! # Ok(()) }
 //! ```
 
+pub mod engineio;
 pub mod ws;

@@ -187,8 +187,11 @@ pub fn run_conformance_server(runtime: RuntimeKind, listener: TcpListener) {
             }
         }
         RuntimeKind::Threads => {
-            switchboard_threads::ws::serve(listener, ws_config, switchboard_threads::ws::echo)
-                .expect("threads server")
+            let routes = switchboard_threads::engineio::Routes::new()
+                .engineio("/engine.io/", engine)
+                .ws_config(ws_config)
+                .websocket(switchboard_threads::ws::echo);
+            switchboard_threads::engineio::serve(listener, routes).expect("threads server")
         }
     }
 }

@@ -1,0 +1,490 @@
+//! Blocking Engine.IO servers: long-polling and WebSocket sessions served
+//! beside plain WebSocket routes on one listener, a thread per connection.
+//!
+//! The session table is the same [`EngineIo`] hub the async adapters use;
+//! this module only moves its requests, responses and messages over
+//! blocking sockets and runs its timer on a thread.
+//!
+//! ```no_run
+//! use switchboard_threads::engineio::{EngineIo, Routes, ServerConfig, serve};
+//! # fn main() -> std::io::Result<()> {
+//! let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+//! let listener = std::net::TcpListener::bind("127.0.0.1:3000")?;
+//! std::thread::spawn(move || serve(listener, Routes::new().engineio("/engine.io/", engine)));
+//! for mut socket in switchboard_threads::engineio::blocking(sockets) {
+//!     std::thread::spawn(move || {
+//!         while let Some(message) = socket.recv() {
+//!             let _ = socket.send(message); // echo
+//!         }
+//!     });
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! One deviation from the async adapters: a blocking thread cannot wait for
+//! a poll's response and for its socket at once, so while a poll is held a
+//! short-lived watcher thread waits on the socket to notice a client that
+//! goes away.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::task::{Context, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use futures_util::future::{Either, select};
+pub use switchboard_async::engineio::{
+    EngineIo, EventHandler, SocketSender, Sockets, WeakEngineIo, WsCommand,
+};
+use switchboard_async::engineio::{Routed, Socket as AsyncSocket};
+pub use switchboard_core::engineio::{
+    CloseReason, MessageData, SendError, ServerConfig, ServerEvent,
+};
+pub use switchboard_core::http::ServerLimits;
+use switchboard_core::http::{HttpError, IncomingRequest, RequestReader};
+use switchboard_core::ws::handshake::{self, Rejection};
+
+use crate::ws::{self, Config, WebSocket};
+
+/// One Engine.IO session, read with blocking calls.
+#[derive(Debug)]
+pub struct Socket(AsyncSocket);
+
+impl Socket {
+    /// The session id.
+    pub fn sid(&self) -> &str {
+        self.0.sid()
+    }
+
+    /// The handshake request (query and headers).
+    pub fn request(&self) -> &switchboard_core::http::Request {
+        self.0.request()
+    }
+
+    /// Blocks for the next message; `None` once the session closed.
+    pub fn recv(&mut self) -> Option<MessageData> {
+        futures_executor::block_on(self.0.recv())
+    }
+
+    /// Sends a message: at once over WebSocket, with the next poll response
+    /// over long-polling.
+    pub fn send(&self, data: impl Into<MessageData>) -> Result<(), SendError> {
+        self.0.send(data)
+    }
+
+    /// A cloneable handle that sends to this session from other threads.
+    pub fn sender(&self) -> SocketSender {
+        self.0.sender()
+    }
+
+    /// Closes the session (`forced close`).
+    pub fn close(&self) {
+        self.0.close()
+    }
+
+    /// Why the session closed, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.0.close_reason()
+    }
+}
+
+impl Iterator for Socket {
+    type Item = MessageData;
+    fn next(&mut self) -> Option<MessageData> {
+        self.recv()
+    }
+}
+
+/// The new sessions of an [`EngineIo::with_sockets`] endpoint, as a
+/// blocking iterator.
+pub fn blocking(sockets: Sockets) -> impl Iterator<Item = Socket> {
+    futures_executor::block_on_stream(sockets).map(Socket)
+}
+
+type WsHandler = Arc<dyn Fn(WebSocket) + Send + Sync>;
+
+/// What a server serves: Engine.IO endpoints by path, and a WebSocket
+/// handler for upgrades on every other path.
+#[derive(Clone)]
+pub struct Routes {
+    engines: Vec<(String, EngineIo)>,
+    websocket: Option<WsHandler>,
+    ws_config: Arc<Config>,
+    limits: ServerLimits,
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routes")
+            .field("engines", &self.engines)
+            .field("websocket", &self.websocket.is_some())
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Routes {
+    /// No routes: every request gets 404.
+    pub fn new() -> Self {
+        Routes {
+            engines: Vec::new(),
+            websocket: None,
+            ws_config: Arc::new(Config::default()),
+            limits: ServerLimits::default(),
+        }
+    }
+
+    /// Serves `engine` under `path` (such as `/engine.io/`).
+    pub fn engineio(mut self, path: &str, engine: EngineIo) -> Self {
+        let path = format!("{}/", path.trim_end_matches('/'));
+        self.engines.push((path, engine));
+        self
+    }
+
+    /// Hands WebSocket upgrades on any other path to `handler`, on the
+    /// connection's thread.
+    pub fn websocket(mut self, handler: impl Fn(WebSocket) + Send + Sync + 'static) -> Self {
+        self.websocket = Some(Arc::new(handler));
+        self
+    }
+
+    /// The WebSocket configuration.
+    pub fn ws_config(mut self, config: Config) -> Self {
+        self.ws_config = Arc::new(config);
+        self
+    }
+
+    /// HTTP limits and timeouts.
+    pub fn limits(mut self, limits: ServerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    fn engine_for(&self, path: &str) -> Option<&EngineIo> {
+        self.engines
+            .iter()
+            .find(|(prefix, _)| {
+                path.starts_with(prefix.as_str()) || path == &prefix[..prefix.len() - 1]
+            })
+            .map(|(_, engine)| engine)
+    }
+
+    fn max_body(&self) -> usize {
+        self.engines
+            .iter()
+            .map(|(_, engine)| engine.max_payload())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Starts the timer thread of every Engine.IO endpoint (once per
+    /// endpoint, however often it is called).
+    pub fn start_timers(&self) -> io::Result<()> {
+        for (_, engine) in &self.engines {
+            spawn_timer(engine)?;
+        }
+        Ok(())
+    }
+}
+
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs `engine`'s heartbeat and upgrade timers on a thread, until the
+/// endpoint is dropped. Only the first call per endpoint starts one.
+pub fn spawn_timer(engine: &EngineIo) -> io::Result<()> {
+    if !engine.claim_timer() {
+        return Ok(());
+    }
+    let weak = engine.downgrade();
+    std::thread::Builder::new()
+        .name("switchboard-eio-timer".into())
+        .spawn(move || {
+            let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+            let mut cx = Context::from_waker(&waker);
+            loop {
+                let Some(engine) = weak.upgrade() else {
+                    return;
+                };
+                let next = engine.run_timers(Instant::now());
+                if engine.poll_timer_woken(&mut cx).is_ready() {
+                    continue;
+                }
+                drop(engine);
+                match next {
+                    Some(deadline) => std::thread::park_timeout(
+                        deadline.saturating_duration_since(Instant::now()),
+                    ),
+                    None => std::thread::park(),
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Accepts connections on `listener` forever, one thread each, serving
+/// `routes` on each.
+pub fn serve(listener: TcpListener, routes: Routes) -> io::Result<()> {
+    routes.start_timers()?;
+    for stream in listener.incoming() {
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let routes = routes.clone();
+        std::thread::Builder::new()
+            .name("switchboard-http".into())
+            .spawn(move || {
+                if let Err(error) = serve_connection(stream, routes) {
+                    tracing::debug!(%error, "connection ended");
+                }
+            })?;
+    }
+    Ok(())
+}
+
+/// Serves `routes` on one connection the application accepted, on the
+/// calling thread, until the client closes it, a timeout passes, or it is
+/// upgraded to a WebSocket (then this returns when the WebSocket ends).
+/// Call [`Routes::start_timers`] once beforehand when not using [`serve`].
+pub fn serve_connection(mut stream: TcpStream, routes: Routes) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut reader = RequestReader::new(routes.limits.head, routes.max_body());
+    let mut first = true;
+    loop {
+        let incoming = match next_request(&mut stream, &mut reader, &routes.limits, first) {
+            Ok(Some(incoming)) => incoming,
+            Ok(None) => return Ok(()),
+            Err(RequestError::Io(error)) => return Err(error),
+            Err(RequestError::Http(error)) => {
+                let _ = stream.write_all(&Rejection::from(error).to_response());
+                let _ = stream.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+        };
+        first = false;
+        let IncomingRequest {
+            request,
+            body,
+            truncated,
+        } = incoming;
+        let keep_alive = request.keep_alive() && !truncated;
+        let mut response = match routes.engine_for(request.path()) {
+            Some(engine) => match engine.handle_request(&request, body) {
+                Routed::Respond(response) => response,
+                Routed::Hold(poll, rx) => match wait_for_poll(&stream, rx)? {
+                    Some(response) => response,
+                    None => {
+                        engine.poll_aborted(poll);
+                        return Ok(());
+                    }
+                },
+                Routed::WebSocket(conn, commands) => {
+                    let buffered = reader.take_buffered();
+                    match ws::accept_request(stream, &request, &buffered, routes.ws_config.clone())
+                    {
+                        Ok(ws) => pump_engine_ws(engine, conn, ws, commands),
+                        Err(error) => {
+                            tracing::debug!(%error, "Engine.IO WebSocket handshake failed");
+                            engine.ws_closed(conn);
+                        }
+                    }
+                    return Ok(());
+                }
+            },
+            None if handshake::is_upgrade_request(&request) => {
+                let Some(handler) = routes.websocket.clone() else {
+                    write_status(&mut stream, 404, false)?;
+                    return Ok(());
+                };
+                let buffered = reader.take_buffered();
+                match ws::accept_request(stream, &request, &buffered, routes.ws_config.clone()) {
+                    Ok(ws) => handler(ws),
+                    Err(error) => tracing::debug!(%error, "WebSocket handshake failed"),
+                }
+                return Ok(());
+            }
+            None => {
+                write_status(&mut stream, 404, keep_alive)?;
+                if !keep_alive {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        if !keep_alive {
+            response.headers.push(("Connection".into(), "close".into()));
+        }
+        stream.write_all(&response.encode())?;
+        if !keep_alive {
+            let _ = stream.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+    }
+}
+
+enum RequestError {
+    Io(io::Error),
+    Http(HttpError),
+}
+
+thread_local! {
+    static READ_BUF: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; 16 << 10].into_boxed_slice());
+}
+
+/// Reads until a whole request is buffered. `Ok(None)`: the client closed
+/// between requests, or stayed idle past the keep-alive timeout.
+fn next_request(
+    stream: &mut TcpStream,
+    reader: &mut RequestReader,
+    limits: &ServerLimits,
+    first: bool,
+) -> Result<Option<IncomingRequest>, RequestError> {
+    let started = Instant::now();
+    loop {
+        if let Some(incoming) = reader.next_request().map_err(RequestError::Http)? {
+            return Ok(Some(incoming));
+        }
+        let waiting_for_more = first || reader.has_partial_request();
+        let timeout = if waiting_for_more {
+            limits.request_timeout
+        } else {
+            limits.keep_alive_timeout
+        };
+        let left = (started + timeout).saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return if waiting_for_more {
+                Err(RequestError::Http(HttpError::Malformed(
+                    "request timed out".into(),
+                )))
+            } else {
+                Ok(None)
+            };
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(RequestError::Io)?;
+        let read = READ_BUF.with_borrow_mut(|buf| {
+            let read = stream.read(buf);
+            if let Ok(n) = read {
+                reader.receive(&buf[..n]);
+            }
+            read
+        });
+        match read {
+            Ok(0) if reader.has_partial_request() => {
+                return Err(RequestError::Io(io::ErrorKind::UnexpectedEof.into()));
+            }
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(RequestError::Io(e)),
+        }
+    }
+}
+
+/// Waits for a held poll's response while a watcher thread waits on the
+/// socket: `None` if the client went away first.
+fn wait_for_poll(
+    stream: &TcpStream,
+    rx: futures_channel::oneshot::Receiver<switchboard_core::engineio::HttpResponse>,
+) -> io::Result<Option<switchboard_core::engineio::HttpResponse>> {
+    let watched = stream.try_clone()?;
+    watched.set_read_timeout(None)?;
+    let (gone_tx, gone_rx) = futures_channel::oneshot::channel();
+    std::thread::Builder::new()
+        .name("switchboard-poll-watch".into())
+        .stack_size(32 << 10)
+        .spawn(move || {
+            // Returns when the client sends its next request (the usual
+            // case, after the response) or goes away.
+            let mut byte = [0u8; 1];
+            let gone = !matches!(watched.peek(&mut byte), Ok(1..));
+            let _ = gone_tx.send(gone);
+        })?;
+    Ok(futures_executor::block_on(async move {
+        match select(rx, gone_rx).await {
+            Either::Left((response, _)) => response.ok(),
+            Either::Right((Ok(true), _)) => None,
+            // Bytes arrived early (a pipelined request): the client is
+            // still there, so only the response matters now.
+            Either::Right((_, rx)) => rx.await.ok(),
+        }
+    }))
+}
+
+/// Carries an Engine.IO WebSocket: this thread reads and feeds the
+/// endpoint; a writer thread carries out the endpoint's commands.
+fn pump_engine_ws(
+    engine: &EngineIo,
+    conn: switchboard_core::engineio::ConnId,
+    mut ws: WebSocket,
+    commands: futures_channel::mpsc::Receiver<WsCommand>,
+) {
+    let sender = ws.sender();
+    let writer = std::thread::Builder::new()
+        .name("switchboard-eio-ws-writer".into())
+        .spawn(move || {
+            for command in futures_executor::block_on_stream(commands) {
+                match command {
+                    WsCommand::Send(message) => {
+                        if sender.send(message).is_err() {
+                            return;
+                        }
+                    }
+                    WsCommand::Close => break,
+                }
+            }
+            let _ = sender.close(None);
+        });
+    if let Err(error) = writer {
+        tracing::warn!(%error, "cannot start a WebSocket writer thread");
+        engine.ws_closed(conn);
+        return;
+    }
+    while let Some(item) = ws.recv() {
+        match item {
+            Ok(message) => engine.ws_message(conn, message),
+            Err(error) => {
+                tracing::debug!(%error, "Engine.IO WebSocket failed");
+                break;
+            }
+        }
+    }
+    engine.ws_closed(conn);
+}
+
+fn write_status(stream: &mut TcpStream, status: u16, keep_alive: bool) -> io::Result<()> {
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    let bytes = switchboard_core::http::encode_response(
+        status,
+        &[("Content-Type", "text/plain"), ("Connection", connection)],
+        switchboard_core::http::reason_phrase(status).as_bytes(),
+    );
+    stream.write_all(&bytes)?;
+    if !keep_alive {
+        let _ = stream.shutdown(Shutdown::Both);
+    }
+    Ok(())
+}
