@@ -148,7 +148,27 @@ pub fn engineio_echo(config: ServerConfig) -> EngineIo {
 /// calling thread forever: Engine.IO at `/engine.io/`, a WebSocket echo on
 /// every other path.
 pub fn run_conformance_server(runtime: RuntimeKind, listener: TcpListener) {
-    let engine = engineio_echo(conformance_engineio_config());
+    run_engineio_echo(runtime, listener, conformance_engineio_config())
+}
+
+/// Starts, on an ephemeral loopback port in a background thread, the
+/// `conformance-server` routes with the Engine.IO echo at `/engine.io/`
+/// configured by `config` (to test settings the contract's server does not
+/// use, such as `allow_eio3`). Returns its address.
+pub fn spawn_engineio_echo(runtime: RuntimeKind, config: ServerConfig) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    std::thread::Builder::new()
+        .name(format!("eio-echo-{runtime}"))
+        .spawn(move || run_engineio_echo(runtime, listener, config))
+        .expect("spawn server thread");
+    addr
+}
+
+/// Serves the Engine.IO echo configured by `config` at `/engine.io/` and
+/// the WebSocket echo on every other path, blocking forever.
+pub fn run_engineio_echo(runtime: RuntimeKind, listener: TcpListener, config: ServerConfig) {
+    let engine = engineio_echo(config);
     let ws_config = conformance_config();
     match runtime {
         RuntimeKind::Tokio => {
