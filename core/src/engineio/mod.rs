@@ -12,6 +12,8 @@
 //!   that carry several packets (v4: record-separated, binary as base64; v3:
 //!   length-prefixed strings, or the binary payload format).
 //! - [`new_sid`]: unguessable session ids.
+//! - [`client`]: the client state machine ([`Client`]): the handshake, the
+//!   polling cycle, the upgrade to WebSocket, heartbeats and the close.
 //!
 //! Nothing here performs IO or reads a clock. Decoders never panic, whatever
 //! the input, and never allocate more than a constant factor of it; a
@@ -41,12 +43,17 @@
 use std::fmt;
 use std::str::FromStr;
 
+pub mod client;
 mod packet;
 mod payload;
 pub mod server;
 mod sid;
 
 pub use crate::ws::Text;
+pub use client::{
+    Client, ClientCloseReason, ClientConfig, ClientError, ClientEvent, ClientSendError,
+    ClientTransmit, ConfigError, HttpMethod, HttpRequest, RequestId, WsConnect,
+};
 pub use packet::{DecodeError, MessageData, OpenPacket, PROBE, Packet, PacketType};
 pub use payload::{
     EncodedPayload, PayloadDecoder, PayloadKind, PayloadLimits, RECORD_SEPARATOR, decode_payload,
