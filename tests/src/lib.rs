@@ -9,12 +9,16 @@
 //!   sockets, to send exactly the bytes a case needs and read exactly what
 //!   comes back.
 //! - [`ws_cases`]: the WebSocket cases.
+//! - [`eio_cases`]: the Engine.IO server cases, over raw HTTP and WebSocket.
 //! - [`peers`]: locating the external peers (Node, Python) for interop tests.
+//! - [`server_process`]: running `conformance-server` as a child process.
 
 pub mod client;
+pub mod eio_cases;
 pub mod peers;
 pub mod raw;
 pub mod runtime;
+pub mod server_process;
 pub mod ws_cases;
 
 pub use runtime::RuntimeKind;
