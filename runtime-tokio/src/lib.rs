@@ -132,8 +132,12 @@ pub mod engineio {
     //! # Ok(()) }
     //! ```
 
+    pub use switchboard_async::engineio::client::{ClientSender, ConnectError, EngineIoClient};
     pub use switchboard_async::engineio::{
         EngineIo, EventHandler, Socket, SocketSender, Sockets, WeakEngineIo,
+    };
+    pub use switchboard_core::engineio::client::{
+        ClientCloseReason, ClientConfig, ClientEvent, ClientSendError,
     };
     pub use switchboard_core::engineio::{
         CloseReason, MessageData, SendError, ServerConfig, ServerEvent,
@@ -158,5 +162,18 @@ pub mod engineio {
     {
         routes.start_timers(&Tokio);
         switchboard_async::server::serve_connection(Tokio, TokioIo(stream), routes).await
+    }
+
+    /// Connects to the Engine.IO server at `url` (`http://host:port`, with
+    /// an optional path replacing `/engine.io/`): polling first, then the
+    /// upgrade to WebSocket.
+    pub async fn connect(url: &str) -> Result<EngineIoClient, ConnectError> {
+        connect_with_config(ClientConfig::from_url(url)?).await
+    }
+
+    /// Connects with explicit settings (transports, protocol version,
+    /// limits, headers).
+    pub async fn connect_with_config(config: ClientConfig) -> Result<EngineIoClient, ConnectError> {
+        EngineIoClient::connect(Tokio, config).await
     }
 }

@@ -14,6 +14,7 @@
 //! - [`server_process`]: running `conformance-server` as a child process.
 
 pub mod client;
+pub mod eio_client;
 pub mod eio_cases;
 pub mod peers;
 pub mod raw;

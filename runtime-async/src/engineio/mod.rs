@@ -14,6 +14,8 @@
 //! Nothing in this module is tied to an async runtime: it uses only locks
 //! and `futures` channels, which block or await equally well.
 
+pub mod client;
+
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};

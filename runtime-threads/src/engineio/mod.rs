@@ -26,6 +26,8 @@
 //! short-lived watcher thread waits on the socket to notice a client that
 //! goes away.
 
+pub mod client;
+
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;

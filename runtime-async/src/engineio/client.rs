@@ -1,0 +1,488 @@
+//! The Engine.IO client on an async runtime: the core's
+//! [`Client`](switchboard_core::engineio::client::Client) driven over TCP.
+//!
+//! One driver task owns the session's IO. It makes the HTTP requests the
+//! core asks for (on a small pool of keep-alive connections, since a held
+//! `GET` poll and a `POST` run at once), opens the WebSocket it asks for
+//! (one reader task per WebSocket feeds the messages back), writes
+//! WebSocket messages, and sleeps until the core's next deadline. The
+//! application's sends go straight into the core under a lock, so
+//! [`EngineIoClient::send`] answers at once; the driver is woken to carry
+//! them out.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_channel::mpsc;
+use futures_util::future::{Either, select};
+use futures_util::stream::SplitSink;
+use futures_util::{AsyncReadExt, AsyncWriteExt, SinkExt, StreamExt};
+use switchboard_core::engineio::client::{
+    Client, ClientCloseReason, ClientConfig, ClientError, ClientEvent, ClientSendError,
+    ClientTransmit, ConfigError, HttpRequest, RequestId, WsConnect,
+};
+use switchboard_core::engineio::{MessageData, OpenPacket, TransportKind};
+use switchboard_core::http::{Limits, ResponseReader};
+use switchboard_core::ws::{Config, Message};
+
+use crate::Runtime;
+use crate::ws::{WebSocket, client_handshake};
+
+/// Connecting failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The configuration cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// `https`/`wss`: bring a TLS stream (not supported by this driver yet).
+    #[error("TLS is not supported by this driver")]
+    TlsUnsupported,
+    /// The session closed before its handshake completed.
+    #[error("session closed during the handshake: {reason}{}", .error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default())]
+    Closed {
+        /// Why.
+        reason: ClientCloseReason,
+        /// What went wrong.
+        error: Option<ClientError>,
+    },
+}
+
+/// What reaches the driver from its helpers and the application.
+enum Input<S, R: Runtime> {
+    Http(RequestId, Result<(u16, Bytes), std::io::Error>),
+    WsOpened(u64, SplitSink<WebSocket<S, R>, Message>),
+    WsMessage(u64, Message),
+    WsClosed(u64),
+}
+
+struct Shared {
+    client: Mutex<Client>,
+}
+
+fn lock(shared: &Shared) -> MutexGuard<'_, Client> {
+    shared.client.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A connected Engine.IO client session.
+///
+/// [`recv`](Self::recv) yields what the server sends and what happens to
+/// the session ([`ClientEvent::Message`], [`ClientEvent::Upgraded`], ...,
+/// ending with [`ClientEvent::Closed`]); [`send`](Self::send) queues a
+/// message and returns at once.
+pub struct EngineIoClient {
+    sender: ClientSender,
+    events: mpsc::Receiver<ClientEvent>,
+    sid: String,
+    handshake: OpenPacket,
+}
+
+impl std::fmt::Debug for EngineIoClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineIoClient")
+            .field("sid", &self.sid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sends on an [`EngineIoClient`] from anywhere; cloneable.
+#[derive(Clone)]
+pub struct ClientSender {
+    shared: Arc<Shared>,
+    wake: mpsc::Sender<()>,
+}
+
+impl std::fmt::Debug for ClientSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSender").finish_non_exhaustive()
+    }
+}
+
+impl ClientSender {
+    /// Queues a message: over WebSocket it goes out at once, over polling
+    /// with the next `POST`.
+    pub fn send(&self, data: impl Into<MessageData>) -> Result<(), ClientSendError> {
+        lock(&self.shared).send(data.into())?;
+        self.wake();
+        Ok(())
+    }
+
+    /// Closes the session (`forced close`).
+    pub fn close(&self) {
+        lock(&self.shared).close();
+        self.wake();
+    }
+
+    fn wake(&self) {
+        // A full wake channel already holds a wake-up.
+        let _ = self.wake.clone().try_send(());
+    }
+}
+
+impl EngineIoClient {
+    /// Connects to an Engine.IO server and completes the handshake.
+    pub async fn connect<R: Runtime>(
+        runtime: R,
+        config: ClientConfig,
+    ) -> Result<Self, ConnectError> {
+        if config.secure {
+            return Err(ConnectError::TlsUnsupported);
+        }
+        let client = Client::new(config, Instant::now())?;
+        let shared = Arc::new(Shared {
+            client: Mutex::new(client),
+        });
+        let (wake_tx, wake_rx) = mpsc::channel(1);
+        let (events_tx, mut events) = mpsc::channel(64);
+        runtime.spawn(drive(runtime.clone(), shared.clone(), wake_rx, events_tx));
+        match events.next().await {
+            Some(ClientEvent::Open { sid, handshake, .. }) => Ok(EngineIoClient {
+                sender: ClientSender {
+                    shared,
+                    wake: wake_tx,
+                },
+                events,
+                sid,
+                handshake,
+            }),
+            Some(ClientEvent::Closed { reason, error }) => {
+                Err(ConnectError::Closed { reason, error })
+            }
+            _ => Err(ConnectError::Closed {
+                reason: ClientCloseReason::TransportError,
+                error: None,
+            }),
+        }
+    }
+
+    /// The session id.
+    pub fn sid(&self) -> &str {
+        &self.sid
+    }
+
+    /// The server's handshake (ping interval and timeout, `maxPayload`,
+    /// upgrades).
+    pub fn handshake(&self) -> &OpenPacket {
+        &self.handshake
+    }
+
+    /// The session's transport at the moment.
+    pub fn transport(&self) -> TransportKind {
+        lock(&self.sender.shared).transport()
+    }
+
+    /// The next event; `None` after [`ClientEvent::Closed`].
+    pub async fn recv(&mut self) -> Option<ClientEvent> {
+        self.events.next().await
+    }
+
+    /// The next message from the server, skipping other events; `None` once
+    /// the session closed.
+    pub async fn recv_message(&mut self) -> Option<MessageData> {
+        loop {
+            match self.events.next().await? {
+                ClientEvent::Message(data) => return Some(data),
+                ClientEvent::Closed { .. } => return None,
+                _ => {}
+            }
+        }
+    }
+
+    /// Queues a message (see [`ClientSender::send`]).
+    pub fn send(&self, data: impl Into<MessageData>) -> Result<(), ClientSendError> {
+        self.sender.send(data)
+    }
+
+    /// A cloneable sender for other tasks and threads.
+    pub fn sender(&self) -> ClientSender {
+        self.sender.clone()
+    }
+
+    /// Closes the session (`forced close`) and waits for it to end.
+    pub async fn close(&mut self) {
+        self.sender.close();
+        while let Some(event) = self.events.next().await {
+            if matches!(event, ClientEvent::Closed { .. }) {
+                break;
+            }
+        }
+    }
+}
+
+/// Idle keep-alive HTTP connections of one session.
+type Pool<S> = Arc<Mutex<Vec<S>>>;
+
+async fn drive<R: Runtime>(
+    runtime: R,
+    shared: Arc<Shared>,
+    wake: mpsc::Receiver<()>,
+    mut events: mpsc::Sender<ClientEvent>,
+) {
+    let (host, port, max_payload) = {
+        let client = lock(&shared);
+        let config = client.config();
+        (config.host.clone(), config.port, config.max_payload)
+    };
+    let mut wake = Some(wake);
+    let (inputs_tx, mut inputs) = mpsc::channel::<Input<R::TcpStream, R>>(64);
+    let pool: Pool<R::TcpStream> = Arc::new(Mutex::new(Vec::new()));
+    let mut ws: Option<SplitSink<WebSocket<R::TcpStream, R>, Message>> = None;
+    let mut ws_generation = 0u64;
+    loop {
+        // Carry out what the core asks for.
+        let mut transmits = Vec::new();
+        let mut new_events = Vec::new();
+        let deadline = {
+            let mut client = lock(&shared);
+            while let Some(transmit) = client.poll_transmit() {
+                transmits.push(transmit);
+            }
+            while let Some(event) = client.poll_event() {
+                new_events.push(event);
+            }
+            client.poll_timeout()
+        };
+        for transmit in transmits {
+            match transmit {
+                ClientTransmit::Http(request) => {
+                    let runtime2 = runtime.clone();
+                    let pool = pool.clone();
+                    let host = host.clone();
+                    let mut inputs = inputs_tx.clone();
+                    runtime.spawn(async move {
+                        let id = request.id;
+                        let result =
+                            http_exchange(&runtime2, &pool, &host, port, &request, max_payload)
+                                .await;
+                        let _ = inputs.send(Input::Http(id, result)).await;
+                    });
+                }
+                ClientTransmit::WsConnect(connect) => {
+                    ws_generation += 1;
+                    ws = None;
+                    runtime.spawn(run_ws(
+                        runtime.clone(),
+                        connect,
+                        max_payload,
+                        ws_generation,
+                        inputs_tx.clone(),
+                    ));
+                }
+                ClientTransmit::WsSend(message) => {
+                    let failed = match ws.as_mut() {
+                        Some(sink) => sink.send(message).await.is_err(),
+                        None => false,
+                    };
+                    if failed {
+                        ws = None;
+                        lock(&shared).ws_closed(Instant::now());
+                    }
+                }
+                ClientTransmit::WsClose => {
+                    if let Some(mut sink) = ws.take() {
+                        let _ = sink.close().await;
+                    }
+                }
+            }
+        }
+        let mut closed = false;
+        for event in new_events {
+            closed |= matches!(event, ClientEvent::Closed { .. });
+            if events.send(event).await.is_err() {
+                // The application dropped the client: end the session.
+                lock(&shared).close();
+            }
+        }
+        if closed {
+            if let Some(mut sink) = ws.take() {
+                let _ = sink.close().await;
+            }
+            return;
+        }
+        // Wait for something to happen.
+        let sleep = match deadline {
+            Some(deadline) => Either::Left(runtime.sleep_until(deadline)),
+            None => Either::Right(std::future::pending::<()>()),
+        };
+        let sleep = std::pin::pin!(sleep);
+        let app = async {
+            match wake.as_mut() {
+                Some(wake) => wake.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        let woke = match select(select(inputs.next(), std::pin::pin!(app)), sleep).await {
+            Either::Left((Either::Left((input, _)), _)) => Woke::Input(input),
+            Either::Left((Either::Right((wake, _)), _)) => Woke::App(wake),
+            Either::Right(_) => Woke::Timer,
+        };
+        let now = Instant::now();
+        let mut client = lock(&shared);
+        match woke {
+            Woke::Input(Some(input)) => match input {
+                Input::Http(id, Ok((status, body))) => {
+                    client.handle_http_response(id, status, body, now)
+                }
+                Input::Http(id, Err(error)) => {
+                    tracing::debug!(%error, "Engine.IO HTTP request failed");
+                    client.handle_http_error(id, now)
+                }
+                Input::WsOpened(generation, sink) if generation == ws_generation => {
+                    ws = Some(sink);
+                    client.ws_opened(now);
+                }
+                Input::WsMessage(generation, message) if generation == ws_generation => {
+                    client.ws_message(message, now)
+                }
+                Input::WsClosed(generation) if generation == ws_generation => {
+                    ws = None;
+                    client.ws_closed(now);
+                }
+                Input::WsOpened(..) | Input::WsMessage(..) | Input::WsClosed(_) => {}
+            },
+            // The driver holds a sender of its own inputs: never the end.
+            Woke::Input(None) => {}
+            Woke::App(Some(())) => {}
+            // The application's handles are gone: end the session.
+            Woke::App(None) => {
+                wake = None;
+                client.close();
+            }
+            Woke::Timer => client.handle_timeout(now),
+        }
+    }
+}
+
+/// Why the driver woke up.
+enum Woke<I> {
+    Input(Option<I>),
+    App(Option<()>),
+    Timer,
+}
+
+/// Opens the WebSocket, hands its sending half to the driver, and feeds
+/// its messages back until it ends.
+async fn run_ws<R: Runtime>(
+    runtime: R,
+    connect: WsConnect,
+    max_payload: usize,
+    generation: u64,
+    mut inputs: mpsc::Sender<Input<R::TcpStream, R>>,
+) {
+    let config = Arc::new(Config {
+        max_message_size: max_payload,
+        max_frame_size: max_payload,
+        ..Config::default()
+    });
+    let headers: Vec<(&str, &str)> = connect
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let opened = match runtime.connect(&connect.url.host, connect.url.port).await {
+        Ok(io) => client_handshake(runtime, io, &connect.url, config, &headers).await,
+        Err(error) => Err(error.into()),
+    };
+    let ws = match opened {
+        Ok(ws) => ws,
+        Err(error) => {
+            tracing::debug!(%error, "Engine.IO WebSocket failed to open");
+            let _ = inputs.send(Input::WsClosed(generation)).await;
+            return;
+        }
+    };
+    let (sink, mut stream) = ws.split();
+    if inputs
+        .send(Input::WsOpened(generation, sink))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(message) if message.is_data() => {
+                if inputs
+                    .send(Input::WsMessage(generation, message))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::debug!(%error, "Engine.IO WebSocket failed");
+                break;
+            }
+        }
+    }
+    let _ = inputs.send(Input::WsClosed(generation)).await;
+}
+
+/// Makes one HTTP request on a pooled keep-alive connection (or a new
+/// one), returning the status and body.
+async fn http_exchange<R: Runtime>(
+    runtime: &R,
+    pool: &Pool<R::TcpStream>,
+    host: &str,
+    port: u16,
+    request: &HttpRequest,
+    max_body: usize,
+) -> std::io::Result<(u16, Bytes)> {
+    let bytes = request.encode();
+    loop {
+        let pooled = pool.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let reused = pooled.is_some();
+        let mut io = match pooled {
+            Some(io) => io,
+            None => runtime.connect(host, port).await?,
+        };
+        match exchange_on(&mut io, &bytes, max_body).await {
+            Ok((status, body, keep_alive)) => {
+                if keep_alive {
+                    pool.lock().unwrap_or_else(PoisonError::into_inner).push(io);
+                }
+                return Ok((status, body));
+            }
+            // A pooled connection the server closed meanwhile: try a new one.
+            Err(error) if reused && error.kind() == std::io::ErrorKind::UnexpectedEof => {}
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+async fn exchange_on<S>(
+    io: &mut S,
+    request: &[u8],
+    max_body: usize,
+) -> std::io::Result<(u16, Bytes, bool)>
+where
+    S: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin,
+{
+    io.write_all(request).await?;
+    io.flush().await?;
+    let mut reader = ResponseReader::new(Limits::default(), max_body);
+    let mut buf = vec![0u8; 16 << 10];
+    let invalid = |e| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    loop {
+        let n = io.read(&mut buf).await?;
+        let response = if n == 0 {
+            match reader.handle_eof().map_err(invalid)? {
+                Some(response) => response,
+                None => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            }
+        } else {
+            reader.receive(&buf[..n]);
+            match reader.next_response().map_err(invalid)? {
+                Some(response) => response,
+                None => continue,
+            }
+        };
+        let keep_alive = n != 0
+            && !response.truncated
+            && !response.response.headers.has_token("connection", "close");
+        return Ok((response.response.status, response.body, keep_alive));
+    }
+}

@@ -1,0 +1,490 @@
+//! The blocking Engine.IO client: the core's
+//! [`Client`](switchboard_core::engineio::client::Client) driven by threads.
+//!
+//! A driver thread owns the session: it waits on one channel for what its
+//! helpers report (an HTTP answer from a request thread, a message from the
+//! WebSocket reader thread) or for the core's next deadline, feeds the
+//! core, and carries out what the core asks for. The application's sends go
+//! straight into the core under a lock, so [`EngineIoClient::send`] answers
+//! at once.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use bytes::Bytes;
+use switchboard_core::engineio::client::{
+    Client, ClientTransmit, HttpRequest, RequestId, WsConnect,
+};
+pub use switchboard_core::engineio::client::{
+    ClientCloseReason, ClientConfig, ClientError, ClientEvent, ClientSendError, ConfigError,
+};
+use switchboard_core::engineio::{MessageData, OpenPacket, TransportKind};
+use switchboard_core::http::{Limits, ResponseReader};
+
+use crate::ws::{self, Config, Message, Sender as WsSender};
+
+/// Connecting failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The configuration cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// `https`/`wss` are not supported by this driver yet.
+    #[error("TLS is not supported by this driver")]
+    TlsUnsupported,
+    /// A thread could not be started.
+    #[error("cannot start a thread: {0}")]
+    Io(#[from] io::Error),
+    /// The session closed before its handshake completed.
+    #[error("session closed during the handshake: {reason}")]
+    Closed {
+        /// Why.
+        reason: ClientCloseReason,
+        /// What went wrong.
+        error: Option<ClientError>,
+    },
+}
+
+enum Input {
+    Wake,
+    Http(RequestId, io::Result<(u16, Bytes)>),
+    WsOpened(u64, WsSender),
+    WsMessage(u64, Message),
+    WsClosed(u64),
+}
+
+type Shared = Arc<Mutex<Client>>;
+
+fn lock(shared: &Shared) -> MutexGuard<'_, Client> {
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Sends on an [`EngineIoClient`] from any thread; cloneable.
+#[derive(Clone)]
+pub struct ClientSender {
+    client: Shared,
+    inputs: SyncSender<Input>,
+}
+
+impl std::fmt::Debug for ClientSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSender").finish_non_exhaustive()
+    }
+}
+
+impl ClientSender {
+    /// Queues a message: over WebSocket it goes out at once, over polling
+    /// with the next `POST`.
+    pub fn send(&self, data: impl Into<MessageData>) -> Result<(), ClientSendError> {
+        lock(&self.client).send(data.into())?;
+        self.wake();
+        Ok(())
+    }
+
+    /// Closes the session (`forced close`).
+    pub fn close(&self) {
+        lock(&self.client).close();
+        self.wake();
+    }
+
+    fn wake(&self) {
+        // A full channel means the driver has work queued and will look.
+        if let Err(TrySendError::Full(_)) = self.inputs.try_send(Input::Wake) {}
+    }
+}
+
+/// A connected blocking Engine.IO client session.
+pub struct EngineIoClient {
+    sender: ClientSender,
+    events: Receiver<ClientEvent>,
+    sid: String,
+    handshake: OpenPacket,
+    closed: bool,
+}
+
+impl std::fmt::Debug for EngineIoClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineIoClient")
+            .field("sid", &self.sid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineIoClient {
+    /// Connects to the Engine.IO server at `url` (`http://host:port`, with
+    /// an optional path replacing `/engine.io/`): polling first, then the
+    /// upgrade to WebSocket.
+    pub fn connect(url: &str) -> Result<Self, ConnectError> {
+        Self::connect_with_config(ClientConfig::from_url(url)?)
+    }
+
+    /// Connects with explicit settings.
+    pub fn connect_with_config(config: ClientConfig) -> Result<Self, ConnectError> {
+        if config.secure {
+            return Err(ConnectError::TlsUnsupported);
+        }
+        let client: Shared = Arc::new(Mutex::new(Client::new(config, Instant::now())?));
+        let (inputs_tx, inputs) = sync_channel(64);
+        let (events_tx, events) = sync_channel(64);
+        let driver = Driver {
+            client: client.clone(),
+            inputs_tx: inputs_tx.clone(),
+            pool: Arc::new(Mutex::new(Vec::new())),
+            ws: None,
+            ws_generation: 0,
+        };
+        std::thread::Builder::new()
+            .name("switchboard-eio-client".into())
+            .spawn(move || driver.run(inputs, events_tx))?;
+        let sender = ClientSender {
+            client,
+            inputs: inputs_tx,
+        };
+        match events.recv() {
+            Ok(ClientEvent::Open { sid, handshake, .. }) => Ok(EngineIoClient {
+                sender,
+                events,
+                sid,
+                handshake,
+                closed: false,
+            }),
+            Ok(ClientEvent::Closed { reason, error }) => {
+                Err(ConnectError::Closed { reason, error })
+            }
+            _ => Err(ConnectError::Closed {
+                reason: ClientCloseReason::TransportError,
+                error: None,
+            }),
+        }
+    }
+
+    /// The session id.
+    pub fn sid(&self) -> &str {
+        &self.sid
+    }
+
+    /// The server's handshake.
+    pub fn handshake(&self) -> &OpenPacket {
+        &self.handshake
+    }
+
+    /// The session's transport at the moment.
+    pub fn transport(&self) -> TransportKind {
+        lock(&self.sender.client).transport()
+    }
+
+    /// Blocks for the next event; `None` after [`ClientEvent::Closed`].
+    pub fn recv(&mut self) -> Option<ClientEvent> {
+        if self.closed {
+            return None;
+        }
+        let event = self.events.recv().ok();
+        self.closed = matches!(event, None | Some(ClientEvent::Closed { .. }));
+        event
+    }
+
+    /// Like [`recv`](Self::recv), giving up after `timeout`.
+    pub fn recv_timeout(&mut self, timeout: std::time::Duration) -> Option<ClientEvent> {
+        if self.closed {
+            return None;
+        }
+        match self.events.recv_timeout(timeout) {
+            Ok(event) => {
+                self.closed = matches!(event, ClientEvent::Closed { .. });
+                Some(event)
+            }
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                self.closed = true;
+                None
+            }
+        }
+    }
+
+    /// Blocks for the next message, skipping other events; `None` once the
+    /// session closed.
+    pub fn recv_message(&mut self) -> Option<MessageData> {
+        loop {
+            if let ClientEvent::Message(data) = self.recv()? {
+                return Some(data);
+            }
+        }
+    }
+
+    /// Queues a message (see [`ClientSender::send`]).
+    pub fn send(&self, data: impl Into<MessageData>) -> Result<(), ClientSendError> {
+        self.sender.send(data)
+    }
+
+    /// A cloneable sender for other threads.
+    pub fn sender(&self) -> ClientSender {
+        self.sender.clone()
+    }
+
+    /// Closes the session (`forced close`) and waits for it to end.
+    pub fn close(&mut self) {
+        self.sender.close();
+        while self.recv().is_some() {}
+    }
+}
+
+impl Drop for EngineIoClient {
+    fn drop(&mut self) {
+        if !self.closed {
+            self.sender.close();
+        }
+    }
+}
+
+/// Idle keep-alive HTTP connections of one session.
+type Pool = Arc<Mutex<Vec<TcpStream>>>;
+
+struct Driver {
+    client: Shared,
+    inputs_tx: SyncSender<Input>,
+    pool: Pool,
+    ws: Option<WsSender>,
+    ws_generation: u64,
+}
+
+impl Driver {
+    fn run(mut self, inputs: Receiver<Input>, events: SyncSender<ClientEvent>) {
+        let (host, port, max_payload) = {
+            let client = lock(&self.client);
+            let config = client.config();
+            (config.host.clone(), config.port, config.max_payload)
+        };
+        loop {
+            let (transmits, new_events, deadline) = {
+                let mut client = lock(&self.client);
+                let transmits: Vec<_> = std::iter::from_fn(|| client.poll_transmit()).collect();
+                let new_events: Vec<_> = std::iter::from_fn(|| client.poll_event()).collect();
+                (transmits, new_events, client.poll_timeout())
+            };
+            for transmit in transmits {
+                self.carry_out(transmit, &host, port, max_payload);
+            }
+            let mut closed = false;
+            for event in new_events {
+                closed |= matches!(event, ClientEvent::Closed { .. });
+                if events.send(event).is_err() {
+                    lock(&self.client).close();
+                }
+            }
+            if closed {
+                if let Some(ws) = self.ws.take() {
+                    let _ = ws.close(None);
+                }
+                return;
+            }
+            let input = match deadline {
+                Some(deadline) => {
+                    match inputs.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                        Ok(input) => Some(input),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+                None => match inputs.recv() {
+                    Ok(input) => Some(input),
+                    Err(_) => return,
+                },
+            };
+            let now = Instant::now();
+            let mut client = lock(&self.client);
+            let Some(input) = input else {
+                client.handle_timeout(now);
+                continue;
+            };
+            match input {
+                Input::Wake => {}
+                Input::Http(id, Ok((status, body))) => {
+                    client.handle_http_response(id, status, body, now)
+                }
+                Input::Http(id, Err(error)) => {
+                    tracing::debug!(%error, "Engine.IO HTTP request failed");
+                    client.handle_http_error(id, now)
+                }
+                Input::WsOpened(generation, sender) if generation == self.ws_generation => {
+                    self.ws = Some(sender);
+                    client.ws_opened(now);
+                }
+                Input::WsMessage(generation, message) if generation == self.ws_generation => {
+                    client.ws_message(message, now)
+                }
+                Input::WsClosed(generation) if generation == self.ws_generation => {
+                    self.ws = None;
+                    client.ws_closed(now);
+                }
+                Input::WsOpened(..) | Input::WsMessage(..) | Input::WsClosed(_) => {}
+            }
+        }
+    }
+
+    fn carry_out(&mut self, transmit: ClientTransmit, host: &str, port: u16, max_payload: usize) {
+        match transmit {
+            ClientTransmit::Http(request) => {
+                let id = request.id;
+                let pool = self.pool.clone();
+                let inputs = self.inputs_tx.clone();
+                let host = host.to_owned();
+                let spawned = std::thread::Builder::new()
+                    .name("switchboard-eio-http".into())
+                    .spawn(move || {
+                        let result = http_exchange(&pool, &host, port, &request, max_payload);
+                        let _ = inputs.send(Input::Http(request.id, result));
+                    });
+                if let Err(error) = spawned {
+                    tracing::warn!(%error, "cannot start an HTTP request thread");
+                    lock(&self.client).handle_http_error(id, Instant::now());
+                }
+            }
+            ClientTransmit::WsConnect(connect) => {
+                self.ws_generation += 1;
+                self.ws = None;
+                let generation = self.ws_generation;
+                let inputs = self.inputs_tx.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("switchboard-eio-ws".into())
+                    .spawn(move || run_ws(connect, max_payload, generation, inputs));
+                if let Err(error) = spawned {
+                    tracing::warn!(%error, "cannot start a WebSocket thread");
+                    lock(&self.client).ws_closed(Instant::now());
+                }
+            }
+            ClientTransmit::WsSend(message) => {
+                if let Some(ws) = &self.ws {
+                    if ws.send(message).is_err() {
+                        self.ws = None;
+                        lock(&self.client).ws_closed(Instant::now());
+                    }
+                }
+            }
+            ClientTransmit::WsClose => {
+                if let Some(ws) = self.ws.take() {
+                    let _ = ws.close(None);
+                }
+            }
+        }
+    }
+}
+
+/// Opens the WebSocket, hands its sender to the driver, and feeds its
+/// messages back until it ends.
+fn run_ws(connect: WsConnect, max_payload: usize, generation: u64, inputs: SyncSender<Input>) {
+    let config = Arc::new(Config {
+        max_message_size: max_payload,
+        max_frame_size: max_payload,
+        ..Config::default()
+    });
+    let headers: Vec<(&str, &str)> = connect
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let opened = TcpStream::connect((connect.url.host.as_str(), connect.url.port))
+        .map_err(ws::Error::from)
+        .and_then(|stream| {
+            stream.set_nodelay(true)?;
+            ws::client_handshake(stream, &connect.url, config, &headers)
+        });
+    let mut socket = match opened {
+        Ok(socket) => socket,
+        Err(error) => {
+            tracing::debug!(%error, "Engine.IO WebSocket failed to open");
+            let _ = inputs.send(Input::WsClosed(generation));
+            return;
+        }
+    };
+    if inputs
+        .send(Input::WsOpened(generation, socket.sender()))
+        .is_err()
+    {
+        return;
+    }
+    while let Some(item) = socket.recv() {
+        match item {
+            Ok(message) if message.is_data() => {
+                if inputs.send(Input::WsMessage(generation, message)).is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::debug!(%error, "Engine.IO WebSocket failed");
+                break;
+            }
+        }
+    }
+    let _ = inputs.send(Input::WsClosed(generation));
+}
+
+/// Makes one HTTP request on a pooled keep-alive connection (or a new
+/// one), returning the status and body.
+fn http_exchange(
+    pool: &Pool,
+    host: &str,
+    port: u16,
+    request: &HttpRequest,
+    max_body: usize,
+) -> io::Result<(u16, Bytes)> {
+    let bytes = request.encode();
+    loop {
+        let pooled = pool.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let reused = pooled.is_some();
+        let mut stream = match pooled {
+            Some(stream) => stream,
+            None => {
+                let stream = TcpStream::connect((host, port))?;
+                stream.set_nodelay(true)?;
+                stream
+            }
+        };
+        match exchange_on(&mut stream, &bytes, max_body) {
+            Ok((status, body, keep_alive)) => {
+                if keep_alive {
+                    pool.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(stream);
+                }
+                return Ok((status, body));
+            }
+            Err(error) if reused && error.kind() == io::ErrorKind::UnexpectedEof => {}
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+fn exchange_on(
+    stream: &mut TcpStream,
+    request: &[u8],
+    max_body: usize,
+) -> io::Result<(u16, Bytes, bool)> {
+    stream.write_all(request)?;
+    let mut reader = ResponseReader::new(Limits::default(), max_body);
+    let mut buf = vec![0u8; 16 << 10];
+    let invalid = |e| io::Error::new(io::ErrorKind::InvalidData, e);
+    loop {
+        let n = stream.read(&mut buf)?;
+        let response = if n == 0 {
+            match reader.handle_eof().map_err(invalid)? {
+                Some(response) => response,
+                None => return Err(io::ErrorKind::UnexpectedEof.into()),
+            }
+        } else {
+            reader.receive(&buf[..n]);
+            match reader.next_response().map_err(invalid)? {
+                Some(response) => response,
+                None => continue,
+            }
+        };
+        let keep_alive = n != 0
+            && !response.truncated
+            && !response.response.headers.has_token("connection", "close");
+        return Ok((response.response.status, response.body, keep_alive));
+    }
+}

@@ -1,0 +1,226 @@
+//! Our Engine.IO client, on every runtime, against the official Node
+//! `engine.io` v6 server (npm) and against our own server: polling only,
+//! WebSocket only, polling then the upgrade, text and binary, order across
+//! the upgrade, the heartbeat over several intervals, closing from either
+//! side, and protocol v3 against Node with `allowEIO3`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use switchboard_conformance::RuntimeKind;
+use switchboard_conformance::eio_client::EioTestClient;
+use switchboard_conformance::peers::{PeerProcess, interop_dir, node_ready, require};
+use switchboard_conformance::runtime::{conformance_engineio_config, spawn_engineio_echo};
+use switchboard_core::engineio::client::{ClientCloseReason, ClientConfig, ClientEvent};
+use switchboard_core::engineio::{MessageData, ProtocolVersion};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Where the client connects: the Node server (kept alive by the handle) or
+/// ours.
+struct Target {
+    addr: SocketAddr,
+    node: Option<PeerProcess>,
+}
+
+fn node(eio3: bool) -> Option<Target> {
+    let ready = node_ready() && interop_dir().join("node_modules/engine.io").exists();
+    if !require(ready, "node and the engine.io package") {
+        return None;
+    }
+    let args: &[&str] = if eio3 { &["--eio3"] } else { &[] };
+    let process = PeerProcess::spawn_node("eio-server.mjs", args);
+    Some(Target {
+        addr: SocketAddr::from(([127, 0, 0, 1], process.port)),
+        node: Some(process),
+    })
+}
+
+fn ours() -> Option<Target> {
+    Some(Target {
+        addr: spawn_engineio_echo(RuntimeKind::Tokio, conformance_engineio_config()),
+        node: None,
+    })
+}
+
+fn config(target: &Target, polling: bool, websocket: bool) -> ClientConfig {
+    let mut config =
+        ClientConfig::from_url(&format!("http://{}/engine.io/", target.addr)).expect("valid url");
+    config.polling = polling;
+    config.websocket = websocket;
+    config
+}
+
+/// Text and binary come back as sent, in order; `expect_upgrade` says
+/// whether the session must have moved to WebSocket by the end.
+fn echo_in_order(client: &EioTestClient, expect_upgrade: bool) {
+    let mut upgraded = false;
+    let count = 40;
+    for i in 0..count {
+        if i % 2 == 0 {
+            client.send(MessageData::Text(format!("message {i}").into()));
+        } else {
+            client.send(MessageData::Binary(vec![i as u8, 0, 255, 7].into()));
+        }
+        // Spread the sends so some go before and some after the upgrade.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for i in 0..count {
+        let expected = if i % 2 == 0 {
+            MessageData::Text(format!("message {i}").into())
+        } else {
+            MessageData::Binary(vec![i as u8, 0, 255, 7].into())
+        };
+        assert_eq!(client.message(WAIT, &mut upgraded), expected, "message {i}");
+    }
+    if expect_upgrade && !upgraded {
+        // The upgrade may land after the last echo: wait for it.
+        match client.event(WAIT) {
+            Some(ClientEvent::Upgraded) => upgraded = true,
+            other => panic!("expected the upgrade, got {other:?}"),
+        }
+    }
+    assert_eq!(upgraded, expect_upgrade, "upgrade");
+}
+
+fn close_from_client(client: &EioTestClient) {
+    client.close();
+    loop {
+        match client.event(WAIT) {
+            Some(ClientEvent::Closed { reason, .. }) => {
+                assert_eq!(reason, ClientCloseReason::ForcedClose);
+                return;
+            }
+            Some(_) => {}
+            None => panic!("no close event"),
+        }
+    }
+}
+
+fn polling_only(runtime: RuntimeKind, target: Target) {
+    let client = EioTestClient::connect(runtime, config(&target, true, false)).expect("connect");
+    echo_in_order(&client, false);
+    close_from_client(&client);
+}
+
+fn websocket_only(runtime: RuntimeKind, target: Target) {
+    let client = EioTestClient::connect(runtime, config(&target, false, true)).expect("connect");
+    echo_in_order(&client, false);
+    close_from_client(&client);
+}
+
+fn polling_then_upgrade(runtime: RuntimeKind, target: Target) {
+    let client = EioTestClient::connect(runtime, config(&target, true, true)).expect("connect");
+    echo_in_order(&client, true);
+    close_from_client(&client);
+}
+
+/// pingInterval is 300 ms on both servers: two seconds is several
+/// heartbeats, answered on whatever transport the session is on.
+fn heartbeat_keeps_the_session(runtime: RuntimeKind, target: Target) {
+    for (polling, websocket) in [(true, false), (false, true)] {
+        let client =
+            EioTestClient::connect(runtime, config(&target, polling, websocket)).expect("connect");
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while let Some(event) =
+            client.event(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            match event {
+                ClientEvent::Closed { reason, error } => panic!("closed: {reason} {error:?}"),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let mut upgraded = false;
+        client.send(MessageData::Text("still here".into()));
+        assert_eq!(
+            client.message(WAIT, &mut upgraded),
+            MessageData::Text("still here".into())
+        );
+        close_from_client(&client);
+    }
+}
+
+/// The server goes away: the client reports the session closed (the
+/// transport closing or failing, or the heartbeat stopping).
+fn server_goes_away(runtime: RuntimeKind, first: Target) {
+    let mut server = Some(first);
+    for (polling, websocket) in [(true, false), (false, true)] {
+        let Some(target) = server.take().or_else(|| node(false)) else {
+            return;
+        };
+        let client =
+            EioTestClient::connect(runtime, config(&target, polling, websocket)).expect("connect");
+        let mut upgraded = false;
+        client.send(MessageData::Text("x".into()));
+        client.message(WAIT, &mut upgraded);
+        drop(target);
+        match client.event(WAIT) {
+            Some(ClientEvent::Closed { reason, .. }) => assert!(
+                matches!(
+                    reason,
+                    ClientCloseReason::TransportClose
+                        | ClientCloseReason::TransportError
+                        | ClientCloseReason::PingTimeout
+                ),
+                "{reason}"
+            ),
+            other => panic!("expected a close, got {other:?}"),
+        }
+    }
+}
+
+fn v3_polling_then_upgrade(runtime: RuntimeKind, target: Target) {
+    let mut config = config(&target, true, true);
+    config.version = ProtocolVersion::V3;
+    let client = EioTestClient::connect(runtime, config).expect("connect");
+    echo_in_order(&client, true);
+    close_from_client(&client);
+}
+
+fn v3_polling_only(runtime: RuntimeKind, target: Target) {
+    let mut config = config(&target, true, false);
+    config.version = ProtocolVersion::V3;
+    let client = EioTestClient::connect(runtime, config).expect("connect");
+    echo_in_order(&client, false);
+    close_from_client(&client);
+}
+
+macro_rules! client_cases {
+    ($runtime:ident, $kind:expr) => {
+        mod $runtime {
+            use super::*;
+
+            macro_rules! case {
+                ($name:ident, $scenario:ident, $target:expr) => {
+                    #[test]
+                    fn $name() {
+                        if let Some(target) = $target {
+                            $scenario($kind, target);
+                        }
+                    }
+                };
+            }
+
+            case!(node_polling_only, polling_only, node(false));
+            case!(node_websocket_only, websocket_only, node(false));
+            case!(node_polling_then_upgrade, polling_then_upgrade, node(false));
+            case!(node_heartbeat, heartbeat_keeps_the_session, node(false));
+            case!(node_server_goes_away, server_goes_away, node(false));
+            case!(node_v3_polling_only, v3_polling_only, node(true));
+            case!(
+                node_v3_polling_then_upgrade,
+                v3_polling_then_upgrade,
+                node(true)
+            );
+            case!(ours_polling_only, polling_only, ours());
+            case!(ours_websocket_only, websocket_only, ours());
+            case!(ours_polling_then_upgrade, polling_then_upgrade, ours());
+            case!(ours_heartbeat, heartbeat_keeps_the_session, ours());
+        }
+    };
+}
+
+client_cases!(tokio, RuntimeKind::Tokio);
+client_cases!(smol, RuntimeKind::Smol);
+client_cases!(async_std, RuntimeKind::AsyncStd);
+client_cases!(threads, RuntimeKind::Threads);
