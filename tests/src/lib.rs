@@ -11,11 +11,12 @@
 //! - [`ws_cases`]: the WebSocket cases.
 //! - [`eio_cases`]: the Engine.IO server cases, over raw HTTP and WebSocket.
 //! - [`peers`]: locating the external peers (Node, Python) for interop tests.
+//! - [`eio_client`]: a blocking handle on our Engine.IO client on any runtime.
 //! - [`server_process`]: running `conformance-server` as a child process.
 
 pub mod client;
-pub mod eio_client;
 pub mod eio_cases;
+pub mod eio_client;
 pub mod peers;
 pub mod raw;
 pub mod runtime;
