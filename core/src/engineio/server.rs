@@ -992,7 +992,13 @@ impl Server {
             } else {
                 Vec::new()
             };
-            packets.push(Packet::Close);
+            // As Node's polling transport: when the client itself closed
+            // (a `close` packet), its pending poll just ends with a noop.
+            packets.push(if reason == CloseReason::TransportClose {
+                Packet::Noop
+            } else {
+                Packet::Close
+            });
             let response = payload_response(&session, &packets, poll.headers);
             self.transmits.push_back(Transmit::PollResponse {
                 poll: poll.id,
@@ -1557,7 +1563,7 @@ mod tests {
             (200, "ok".into())
         );
         assert_eq!(closed(&mut server), CloseReason::TransportClose);
-        assert_eq!(poll_response(&mut server), (id, "1".into()));
+        assert_eq!(poll_response(&mut server), (id, "6".into()));
 
         let sid = handshake(&mut server, t0);
         assert_error(post(&mut server, &sid, "4a\u{1e}9", t0), 400, 3);
