@@ -104,6 +104,42 @@ pub enum MessageData {
     Binary(Bytes),
 }
 
+impl From<&'static str> for MessageData {
+    fn from(text: &'static str) -> Self {
+        MessageData::Text(text.into())
+    }
+}
+
+impl From<String> for MessageData {
+    fn from(text: String) -> Self {
+        MessageData::Text(text.into())
+    }
+}
+
+impl From<Text> for MessageData {
+    fn from(text: Text) -> Self {
+        MessageData::Text(text)
+    }
+}
+
+impl From<Bytes> for MessageData {
+    fn from(bytes: Bytes) -> Self {
+        MessageData::Binary(bytes)
+    }
+}
+
+impl From<Vec<u8>> for MessageData {
+    fn from(bytes: Vec<u8>) -> Self {
+        MessageData::Binary(bytes.into())
+    }
+}
+
+impl From<&[u8]> for MessageData {
+    fn from(bytes: &[u8]) -> Self {
+        MessageData::Binary(Bytes::copy_from_slice(bytes))
+    }
+}
+
 /// The handshake data of an `open` packet, a JSON object on the wire.
 ///
 /// ```
