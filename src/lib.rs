@@ -25,3 +25,8 @@ pub use switchboard_smol as smol;
 /// Switchboard on OS threads.
 #[cfg(feature = "threads")]
 pub use switchboard_threads as threads;
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
