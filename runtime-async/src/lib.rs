@@ -13,6 +13,7 @@ mod error;
 mod io;
 mod runtime;
 pub mod server;
+pub mod timer;
 pub mod ws;
 
 pub use error::Error;

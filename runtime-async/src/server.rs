@@ -25,6 +25,7 @@ use switchboard_core::ws::handshake::{self, Rejection};
 use futures_channel::mpsc::TryRecvError;
 
 use crate::Runtime;
+use crate::timer::{self, Timed, WeakTimed};
 use crate::engineio::{EngineIo, Routed, WsCommand};
 use crate::io::poll_read_with;
 use crate::ws::{WebSocket, accept_request};
@@ -139,35 +140,28 @@ where
     /// endpoint, however often it is called).
     pub fn start_timers(&self, runtime: &R) {
         for (_, engine) in &self.engines {
-            spawn_timer(runtime, engine);
+            spawn_timer(runtime, engine.timed());
         }
     }
 }
 
-/// Runs `engine`'s heartbeat and upgrade timers on `runtime`, until the
-/// endpoint is dropped. Only the first call per endpoint starts a timer.
-pub fn spawn_timer<R: Runtime>(runtime: &R, engine: &EngineIo) {
-    if !engine.claim_timer() {
+/// Runs the timers of `timed` (an Engine.IO endpoint's heartbeats, a
+/// Socket.IO server's ack deadlines) on `runtime`, until it is dropped.
+/// Only the first call per owner starts a timer.
+pub fn spawn_timer<R: Runtime>(runtime: &R, timed: Arc<dyn Timed>) {
+    if !timed.timer_signal().claim() {
         return;
     }
-    let weak = engine.downgrade();
+    let weak: WeakTimed = Arc::downgrade(&timed);
+    drop(timed);
     let rt = runtime.clone();
     runtime.spawn(async move {
-        loop {
-            let Some(engine) = weak.upgrade() else {
-                return;
-            };
-            let next = engine.run_timers(Instant::now());
-            drop(engine);
-            let woken = std::future::poll_fn(|cx| match weak.upgrade() {
-                Some(engine) => engine.poll_timer_woken(cx),
-                None => std::task::Poll::Ready(()),
-            });
+        while let Some(next) = timer::run_once(&weak) {
+            let woken = std::future::poll_fn(|cx| timer::poll_woken_or_gone(&weak, cx));
             match next {
                 Some(deadline) => {
                     let sleep = std::pin::pin!(rt.sleep_until(deadline));
-                    let woken = std::pin::pin!(woken);
-                    select(sleep, woken).await;
+                    select(sleep, std::pin::pin!(woken)).await;
                 }
                 None => woken.await,
             }

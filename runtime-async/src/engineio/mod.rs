@@ -18,7 +18,6 @@ pub mod client;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -26,7 +25,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_channel::{mpsc, oneshot};
 use futures_core::Stream;
-use futures_util::task::AtomicWaker;
+use crate::timer::{TimerSignal, Timed};
 use switchboard_core::engineio::{
     CloseReason, ConnId, HttpResponse, MessageData, PollId, RequestOutcome, SendError, Server,
     ServerConfig, ServerEvent, Transmit,
@@ -92,15 +91,30 @@ struct Hub {
     /// Held by whoever is running the handler, so events stay in order.
     delivering: Mutex<()>,
     handler: Box<dyn EventHandler>,
-    timer: AtomicWaker,
-    timer_woken: AtomicBool,
-    timer_claimed: AtomicBool,
+    timer: TimerSignal,
+    /// The hub itself, to hand the handler an [`EngineIo`].
+    this: std::sync::Weak<Hub>,
 }
 
 impl Drop for Hub {
     fn drop(&mut self) {
         // Lets the timer notice the endpoint is gone.
         self.timer.wake();
+    }
+}
+
+impl Timed for Hub {
+    fn run_timers(&self, now: Instant) -> Option<Instant> {
+        EngineIo::with_hub(self, |state| {
+            state.server.handle_timeout(now);
+            let next = state.server.poll_timeout();
+            state.timer_deadline = next;
+            next
+        })
+    }
+
+    fn timer_signal(&self) -> &TimerSignal {
+        &self.timer
     }
 }
 
@@ -130,7 +144,7 @@ impl EngineIo {
     /// drives [`EngineIo::run_timers`]: the adapters' `serve` functions do.
     pub fn new(config: ServerConfig, handler: impl EventHandler) -> Self {
         EngineIo {
-            hub: Arc::new(Hub {
+            hub: Arc::new_cyclic(|this| Hub {
                 state: Mutex::new(State {
                     server: Server::new(config),
                     polls: HashMap::new(),
@@ -140,9 +154,8 @@ impl EngineIo {
                 events: Mutex::new(VecDeque::new()),
                 delivering: Mutex::new(()),
                 handler: Box::new(handler),
-                timer: AtomicWaker::new(),
-                timer_woken: AtomicBool::new(false),
-                timer_claimed: AtomicBool::new(false),
+                timer: TimerSignal::default(),
+                this: this.clone(),
             }),
         }
     }
@@ -224,36 +237,13 @@ impl EngineIo {
         });
     }
 
-    /// Runs the timers due at `now` and returns the next deadline. The
-    /// runtime's timer calls it when that deadline passes, or when
-    /// [`EngineIo::poll_timer_woken`] says the deadline moved.
-    pub fn run_timers(&self, now: Instant) -> Option<Instant> {
-        self.hub.timer_woken.store(false, Ordering::SeqCst);
-        self.with_state(|state| {
-            state.server.handle_timeout(now);
-            let next = state.server.poll_timeout();
-            state.timer_deadline = next;
-            next
-        })
+    /// The endpoint's timer (heartbeats, upgrade timeouts), for a runtime
+    /// to drive: see `server::spawn_timer`.
+    pub fn timed(&self) -> Arc<dyn Timed> {
+        self.hub.clone()
     }
 
-    /// Ready when the next deadline moved earlier than the one last
-    /// returned by [`EngineIo::run_timers`], or when the endpoint is gone.
-    pub fn poll_timer_woken(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.hub.timer.register(cx.waker());
-        if self.hub.timer_woken.swap(false, Ordering::SeqCst) {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    }
-
-    /// `true` for the first caller only: the one that runs the timer.
-    pub fn claim_timer(&self) -> bool {
-        !self.hub.timer_claimed.swap(true, Ordering::SeqCst)
-    }
-
-    /// A weak handle, for timers that must not keep the endpoint alive.
+    /// A weak handle, for holders that must not keep the endpoint alive.
     pub fn downgrade(&self) -> WeakEngineIo {
         WeakEngineIo {
             hub: Arc::downgrade(&self.hub),
@@ -267,17 +257,21 @@ impl EngineIo {
     /// Runs `f` on the state, routes what the server produced, then hands
     /// the events to the handler.
     fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        Self::with_hub(&self.hub, f)
+    }
+
+    fn with_hub<T>(hub: &Hub, f: impl FnOnce(&mut State) -> T) -> T {
         let result = {
-            let mut state = lock(&self.hub.state);
+            let mut state = lock(&hub.state);
             let result = f(&mut state);
-            self.route(&mut state);
+            Self::route(hub, &mut state);
             result
         };
-        self.deliver();
+        Self::deliver(hub);
         result
     }
 
-    fn route(&self, state: &mut State) {
+    fn route(hub: &Hub, state: &mut State) {
         let now = Instant::now();
         loop {
             while let Some(transmit) = state.server.poll_transmit() {
@@ -312,7 +306,7 @@ impl EngineIo {
                     }
                 }
             }
-            let mut events = lock(&self.hub.events);
+            let mut events = lock(&hub.events);
             events.extend(std::iter::from_fn(|| state.server.poll_event()));
             drop(events);
             // Routing may have closed sessions, which queues more.
@@ -328,29 +322,31 @@ impl EngineIo {
         };
         if earlier {
             state.timer_deadline = next;
-            self.hub.timer_woken.store(true, Ordering::SeqCst);
-            self.hub.timer.wake();
+            hub.timer.wake();
         }
     }
 
     /// Hands queued events to the handler, one caller at a time; a caller
     /// that finds another delivering leaves its events to that one.
-    fn deliver(&self) {
+    fn deliver(hub: &Hub) {
+        let Some(engine) = hub.this.upgrade().map(|hub| EngineIo { hub }) else {
+            return;
+        };
         loop {
-            let Ok(guard) = self.hub.delivering.try_lock() else {
+            let Ok(guard) = hub.delivering.try_lock() else {
                 return;
             };
             loop {
-                let event = lock(&self.hub.events).pop_front();
+                let event = lock(&hub.events).pop_front();
                 match event {
-                    Some(event) => self.hub.handler.handle(self, event),
+                    Some(event) => hub.handler.handle(&engine, event),
                     None => break,
                 }
             }
             drop(guard);
             // An event queued after the last check but before the unlock
             // found the lock taken: take it now.
-            if lock(&self.hub.events).is_empty() {
+            if lock(&hub.events).is_empty() {
                 return;
             }
         }

@@ -39,6 +39,7 @@ pub use switchboard_async::engineio::{
     EngineIo, EventHandler, SocketSender, Sockets, WeakEngineIo, WsCommand,
 };
 use switchboard_async::engineio::{Routed, Socket as AsyncSocket};
+use switchboard_async::timer::{self, Timed, WeakTimed};
 pub use switchboard_core::engineio::{
     CloseReason, MessageData, SendError, ServerConfig, ServerEvent,
 };
@@ -189,7 +190,7 @@ impl Routes {
     /// endpoint, however often it is called).
     pub fn start_timers(&self) -> io::Result<()> {
         for (_, engine) in &self.engines {
-            spawn_timer(engine)?;
+            spawn_timer(engine.timed())?;
         }
         Ok(())
     }
@@ -203,27 +204,24 @@ impl Wake for Unpark {
     }
 }
 
-/// Runs `engine`'s heartbeat and upgrade timers on a thread, until the
-/// endpoint is dropped. Only the first call per endpoint starts one.
-pub fn spawn_timer(engine: &EngineIo) -> io::Result<()> {
-    if !engine.claim_timer() {
+/// Runs the timers of `timed` (an Engine.IO endpoint's heartbeats, a
+/// Socket.IO server's ack deadlines) on a thread, until it is dropped. Only
+/// the first call per owner starts one.
+pub fn spawn_timer(timed: Arc<dyn Timed>) -> io::Result<()> {
+    if !timed.timer_signal().claim() {
         return Ok(());
     }
-    let weak = engine.downgrade();
+    let weak: WeakTimed = Arc::downgrade(&timed);
+    drop(timed);
     std::thread::Builder::new()
-        .name("switchboard-eio-timer".into())
+        .name("switchboard-timer".into())
         .spawn(move || {
             let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
             let mut cx = Context::from_waker(&waker);
-            loop {
-                let Some(engine) = weak.upgrade() else {
-                    return;
-                };
-                let next = engine.run_timers(Instant::now());
-                if engine.poll_timer_woken(&mut cx).is_ready() {
+            while let Some(next) = timer::run_once(&weak) {
+                if timer::poll_woken_or_gone(&weak, &mut cx).is_ready() {
                     continue;
                 }
-                drop(engine);
                 match next {
                     Some(deadline) => std::thread::park_timeout(
                         deadline.saturating_duration_since(Instant::now()),
