@@ -19,7 +19,7 @@
 //! - [`Binary`]: binary data inside serde values.
 //!
 //! Namespaces, sockets, rooms, ack bookkeeping and the connection handshake
-//! are not here: they build on these packets.
+//! build on these packets in [`server`].
 //!
 //! # Payloads and binary data
 //!
@@ -129,6 +129,7 @@
 
 mod binary;
 mod packet;
+pub mod server;
 
 pub use binary::Binary;
 pub use packet::{

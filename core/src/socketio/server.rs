@@ -1,0 +1,1368 @@
+//! The Socket.IO server, sans IO: namespaces and the sockets in them, the
+//! connect handshake and its verdict, rooms, acks with deadlines, and
+//! disconnects, over the sessions of an Engine.IO server.
+//!
+//! A [`Server`] sits on top of an Engine.IO endpoint. The adapter feeds it
+//! the endpoint's events ([`Server::handle_open`],
+//! [`Server::handle_message`], [`Server::handle_close`]), the
+//! application's commands (accept or reject a connection, emit, ack,
+//! broadcast, join, leave, disconnect) and time
+//! ([`Server::handle_timeout`]); it polls out application events
+//! ([`Server::poll_event`]), Engine.IO messages to send and sessions to
+//! close ([`Server::poll_transmit`]), and the next deadline
+//! ([`Server::poll_timeout`]).
+//!
+//! # Connecting
+//!
+//! A client's CONNECT to a known namespace becomes
+//! [`ServerEvent::Connect`] with a fresh [`SocketId`] and the auth payload;
+//! the application runs its middlewares and answers with
+//! [`Server::accept`] (the client gets CONNECT with the socket id, the
+//! socket joins the room named by its id) or [`Server::reject`] (the client
+//! gets CONNECT_ERROR). An unknown namespace is refused with
+//! `Invalid namespace` without asking. A session that connects to no
+//! namespace within [`ServerConfig::connect_timeout`] is closed. Engine.IO
+//! v3 clients (Socket.IO protocol v4) are connected to `/` implicitly.
+//!
+//! # Bad input
+//!
+//! A packet that does not decode closes the whole Engine.IO session (its
+//! sockets disconnect with `parse error`), as the protocol asks. Packets
+//! for a namespace the session has not joined, and acks with unknown ids,
+//! are dropped with a log line. Every table is bounded by what the
+//! application accepts: a session may ask for at most
+//! [`ServerConfig::max_namespaces_per_session`] namespaces.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::ProtocolVersion;
+use super::packet::{
+    DEFAULT_NAMESPACE, Decoder, DecoderConfig, EncodeError, Encoded, Packet, PacketKind, RawJson,
+    encode_ack, encode_event,
+};
+use crate::engineio::{self, MessageData};
+use crate::ws::Text;
+
+/// A socket's id: unique, unguessable, URL-safe (as Engine.IO session
+/// ids). Cheap to clone.
+pub type SocketId = Arc<str>;
+
+/// A predicate deciding whether a namespace name belongs to a dynamic
+/// namespace (e.g. every `/room-*`).
+pub type NamespaceMatcher = Box<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Settings of a [`Server`].
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// How long a new session may take to connect to a namespace before it
+    /// is closed (default 45 s, as Node's `connectTimeout`).
+    pub connect_timeout: Duration,
+    /// Limits of the packet decoder (attachments per packet).
+    pub decoder: DecoderConfig,
+    /// The most namespaces one session may connect to or ask for at once
+    /// (default 64); a CONNECT beyond it closes the session.
+    pub max_namespaces_per_session: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            connect_timeout: Duration::from_secs(45),
+            decoder: DecoderConfig::default(),
+            max_namespaces_per_session: 64,
+        }
+    }
+}
+
+/// Why a socket left its namespace; [`DisconnectReason::as_str`] gives
+/// Node's wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// The client's connection closed.
+    TransportClose,
+    /// The connection failed.
+    TransportError,
+    /// The client stopped answering the heartbeat.
+    PingTimeout,
+    /// The client sent something unreadable.
+    ParseError,
+    /// The server closed the connection ([`Server::close_session`]).
+    ForcedClose,
+    /// The client left the namespace (DISCONNECT).
+    ClientNamespaceDisconnect,
+    /// The server removed the socket ([`Server::disconnect`]).
+    ServerNamespaceDisconnect,
+}
+
+impl DisconnectReason {
+    /// The reason as Node's socket.io words it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::TransportClose => "transport close",
+            DisconnectReason::TransportError => "transport error",
+            DisconnectReason::PingTimeout => "ping timeout",
+            DisconnectReason::ParseError => "parse error",
+            DisconnectReason::ForcedClose => "forced close",
+            DisconnectReason::ClientNamespaceDisconnect => "client namespace disconnect",
+            DisconnectReason::ServerNamespaceDisconnect => "server namespace disconnect",
+        }
+    }
+
+    fn from_engine(reason: engineio::CloseReason) -> Self {
+        match reason {
+            engineio::CloseReason::TransportClose => DisconnectReason::TransportClose,
+            engineio::CloseReason::PingTimeout => DisconnectReason::PingTimeout,
+            engineio::CloseReason::ForcedClose => DisconnectReason::ForcedClose,
+            engineio::CloseReason::ParseError => DisconnectReason::ParseError,
+            _ => DisconnectReason::TransportError,
+        }
+    }
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an ack the server asked for will not come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    /// No answer within the timeout.
+    #[error("ack timed out")]
+    Timeout,
+    /// The socket disconnected first.
+    #[error("socket disconnected")]
+    Disconnected,
+}
+
+/// A command named a socket that is not connected.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmitError {
+    /// No connected socket has this id.
+    #[error("unknown or disconnected socket")]
+    UnknownSocket,
+    /// The data could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+/// Which namespace a CONNECT matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NamespaceMatch {
+    /// A namespace added with [`Server::add_namespace`].
+    Static,
+    /// The dynamic namespace with this index (in the order of
+    /// [`Server::add_dynamic_namespace`]).
+    Dynamic(usize),
+}
+
+/// Something for the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// A client asks to join a namespace: answer with [`Server::accept`]
+    /// or [`Server::reject`].
+    Connect {
+        /// The socket it would be.
+        socket: SocketId,
+        /// Its Engine.IO session.
+        sid: String,
+        /// The namespace.
+        namespace: Text,
+        /// Which registration matched.
+        matched: NamespaceMatch,
+        /// The auth payload (`{}` when the client sent none).
+        auth: RawJson,
+    },
+    /// An event from a connected socket. Its name, arguments, ack id and
+    /// attachments are in `packet` ([`Packet::event_name`],
+    /// [`Packet::args`], `packet.id`).
+    Event {
+        /// The socket.
+        socket: SocketId,
+        /// The EVENT or BINARY_EVENT.
+        packet: Packet,
+    },
+    /// The client answered an ack the server asked for.
+    Ack {
+        /// The socket.
+        socket: SocketId,
+        /// The ack id [`Server::emit_with_ack`] returned.
+        id: u64,
+        /// The ACK or BINARY_ACK ([`Packet::args`]).
+        packet: Packet,
+    },
+    /// An ack the server asked for will not come.
+    AckFailed {
+        /// The socket.
+        socket: SocketId,
+        /// The ack id.
+        id: u64,
+        /// Why.
+        error: AckError,
+    },
+    /// A connected socket left its namespace (once per accepted socket).
+    Disconnect {
+        /// The socket.
+        socket: SocketId,
+        /// Its namespace.
+        namespace: Text,
+        /// Why.
+        reason: DisconnectReason,
+    },
+}
+
+/// Something for the adapter to do on the Engine.IO endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transmit {
+    /// Send this message on session `sid`.
+    Send {
+        /// The Engine.IO session.
+        sid: String,
+        /// The message.
+        message: MessageData,
+    },
+    /// Close Engine.IO session `sid`.
+    Close {
+        /// The session.
+        sid: String,
+    },
+}
+
+/// Who a broadcast reaches: the sockets of a namespace in any of `rooms`
+/// (all of the namespace's sockets when `rooms` is empty), minus those in
+/// any of `except` and minus `except_socket`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BroadcastTarget {
+    /// The namespace.
+    pub namespace: String,
+    /// Rooms to reach; empty: everyone.
+    pub rooms: Vec<String>,
+    /// Rooms to leave out.
+    pub except: Vec<String>,
+    /// A socket to leave out (the sender, for a broadcast from a socket).
+    pub except_socket: Option<SocketId>,
+}
+
+impl BroadcastTarget {
+    /// Everyone in `namespace`.
+    pub fn namespace(namespace: impl Into<String>) -> Self {
+        BroadcastTarget {
+            namespace: namespace.into(),
+            ..BroadcastTarget::default()
+        }
+    }
+}
+
+/// Room membership: the place a multi-node adapter (one that forwards
+/// broadcasts to other servers) plugs in. [`LocalRooms`] keeps it in
+/// memory.
+pub trait Rooms: Send + fmt::Debug {
+    /// Adds `socket` of `namespace` to `room`.
+    fn join(&mut self, namespace: &str, room: &str, socket: &SocketId);
+    /// Removes `socket` from `room`.
+    fn leave(&mut self, namespace: &str, room: &str, socket: &SocketId);
+    /// Removes `socket` from every room of `namespace`.
+    fn leave_all(&mut self, namespace: &str, socket: &SocketId);
+    /// The rooms `socket` is in.
+    fn rooms_of(&self, namespace: &str, socket: &SocketId) -> Vec<String>;
+    /// How many sockets are in `room`.
+    fn room_size(&self, namespace: &str, room: &str) -> usize;
+    /// The sockets a broadcast to `target` reaches (each once). `all` is
+    /// every socket of the namespace, for a target without rooms.
+    fn members(
+        &self,
+        target: &BroadcastTarget,
+        all: &mut dyn Iterator<Item = SocketId>,
+    ) -> Vec<SocketId>;
+    /// Called for every broadcast, after it was sent to local members (a
+    /// multi-node adapter forwards it here).
+    fn on_broadcast(&mut self, _target: &BroadcastTarget, _packet: &Encoded) {}
+}
+
+/// In-memory rooms: the default [`Rooms`].
+#[derive(Debug, Default)]
+pub struct LocalRooms {
+    /// namespace → room → sockets.
+    rooms: HashMap<String, HashMap<String, HashSet<SocketId>>>,
+    /// namespace → socket → rooms.
+    by_socket: HashMap<String, HashMap<SocketId, HashSet<String>>>,
+}
+
+impl Rooms for LocalRooms {
+    fn join(&mut self, namespace: &str, room: &str, socket: &SocketId) {
+        self.rooms
+            .entry(namespace.to_owned())
+            .or_default()
+            .entry(room.to_owned())
+            .or_default()
+            .insert(socket.clone());
+        self.by_socket
+            .entry(namespace.to_owned())
+            .or_default()
+            .entry(socket.clone())
+            .or_default()
+            .insert(room.to_owned());
+    }
+
+    fn leave(&mut self, namespace: &str, room: &str, socket: &SocketId) {
+        if let Some(rooms) = self.rooms.get_mut(namespace) {
+            if let Some(members) = rooms.get_mut(room) {
+                members.remove(socket);
+                if members.is_empty() {
+                    rooms.remove(room);
+                }
+            }
+        }
+        if let Some(sockets) = self.by_socket.get_mut(namespace) {
+            if let Some(joined) = sockets.get_mut(socket) {
+                joined.remove(room);
+                if joined.is_empty() {
+                    sockets.remove(socket);
+                }
+            }
+        }
+    }
+
+    fn leave_all(&mut self, namespace: &str, socket: &SocketId) {
+        let Some(joined) = self
+            .by_socket
+            .get_mut(namespace)
+            .and_then(|sockets| sockets.remove(socket))
+        else {
+            return;
+        };
+        if let Some(rooms) = self.rooms.get_mut(namespace) {
+            for room in joined {
+                if let Some(members) = rooms.get_mut(&room) {
+                    members.remove(socket);
+                    if members.is_empty() {
+                        rooms.remove(&room);
+                    }
+                }
+            }
+        }
+    }
+
+    fn rooms_of(&self, namespace: &str, socket: &SocketId) -> Vec<String> {
+        self.by_socket
+            .get(namespace)
+            .and_then(|sockets| sockets.get(socket))
+            .map(|rooms| rooms.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn room_size(&self, namespace: &str, room: &str) -> usize {
+        self.rooms
+            .get(namespace)
+            .and_then(|rooms| rooms.get(room))
+            .map_or(0, HashSet::len)
+    }
+
+    fn members(
+        &self,
+        target: &BroadcastTarget,
+        all: &mut dyn Iterator<Item = SocketId>,
+    ) -> Vec<SocketId> {
+        let rooms = self.rooms.get(&target.namespace);
+        let excluded = |socket: &SocketId| {
+            target.except_socket.as_ref() == Some(socket)
+                || target.except.iter().any(|room| {
+                    rooms
+                        .and_then(|rooms| rooms.get(room))
+                        .is_some_and(|members| members.contains(socket))
+                })
+        };
+        if target.rooms.is_empty() {
+            return all.filter(|socket| !excluded(socket)).collect();
+        }
+        let Some(rooms) = rooms else {
+            return Vec::new();
+        };
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for room in &target.rooms {
+            for socket in rooms.get(room).into_iter().flatten() {
+                if !excluded(socket) && seen.insert(socket.clone()) {
+                    out.push(socket.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug)]
+struct Session {
+    version: ProtocolVersion,
+    decoder: Decoder,
+    /// namespace → socket (connected, or waiting for the verdict).
+    sockets: HashMap<Text, SocketId>,
+    /// Until a namespace is connected.
+    connect_deadline: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct SocketState {
+    sid: String,
+    namespace: Text,
+    version: ProtocolVersion,
+    connected: bool,
+    next_ack: u64,
+    /// ack id → deadline
+    acks: HashMap<u64, Instant>,
+}
+
+/// The Socket.IO server state machine (see the [module docs](self)).
+pub struct Server {
+    config: ServerConfig,
+    namespaces: HashSet<String>,
+    dynamic: Vec<NamespaceMatcher>,
+    sessions: HashMap<String, Session>,
+    sockets: HashMap<SocketId, SocketState>,
+    /// namespace → connected sockets, in connection order.
+    by_namespace: HashMap<String, HashSet<SocketId>>,
+    rooms: Box<dyn Rooms>,
+    /// (deadline, sequence) → what expires.
+    deadlines: BTreeMap<(Instant, u64), Deadline>,
+    sequence: u64,
+    events: VecDeque<ServerEvent>,
+    transmits: VecDeque<Transmit>,
+}
+
+#[derive(Debug, Clone)]
+enum Deadline {
+    Connect(String),
+    Ack(SocketId, u64),
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("namespaces", &self.namespaces)
+            .field("dynamic", &self.dynamic.len())
+            .field("sessions", &self.sessions.len())
+            .field("sockets", &self.sockets.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A server with no namespaces, keeping rooms in memory.
+    pub fn new(config: ServerConfig) -> Self {
+        Self::with_rooms(config, Box::new(LocalRooms::default()))
+    }
+
+    /// A server keeping rooms in `rooms`.
+    pub fn with_rooms(config: ServerConfig, rooms: Box<dyn Rooms>) -> Self {
+        Server {
+            config,
+            namespaces: HashSet::new(),
+            dynamic: Vec::new(),
+            sessions: HashMap::new(),
+            sockets: HashMap::new(),
+            by_namespace: HashMap::new(),
+            rooms,
+            deadlines: BTreeMap::new(),
+            sequence: 0,
+            events: VecDeque::new(),
+            transmits: VecDeque::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Accepts connections to namespace `path` (such as `/` or `/chat`).
+    pub fn add_namespace(&mut self, path: &str) {
+        self.namespaces.insert(path.to_owned());
+    }
+
+    /// Accepts connections to every namespace `matcher` says yes to (tried
+    /// after the static ones, in order); returns its index for
+    /// [`NamespaceMatch::Dynamic`].
+    pub fn add_dynamic_namespace(&mut self, matcher: NamespaceMatcher) -> usize {
+        self.dynamic.push(matcher);
+        self.dynamic.len() - 1
+    }
+
+    /// A new Engine.IO session opened.
+    pub fn handle_open(&mut self, sid: &str, version: engineio::ProtocolVersion, now: Instant) {
+        let version = ProtocolVersion::from_engineio(version);
+        let connect_deadline = now + self.config.connect_timeout;
+        self.sessions.insert(
+            sid.to_owned(),
+            Session {
+                version,
+                decoder: Decoder::new(version, self.config.decoder),
+                sockets: HashMap::new(),
+                connect_deadline: Some(connect_deadline),
+            },
+        );
+        self.add_deadline(connect_deadline, Deadline::Connect(sid.to_owned()));
+        if version.connects_implicitly() {
+            // Socket.IO v2 clients are in `/` from the start.
+            let empty = RawJson::new("{}").expect("valid JSON");
+            self.connect_request(sid, Text::from(DEFAULT_NAMESPACE), empty);
+        }
+    }
+
+    /// A message arrived on session `sid`.
+    pub fn handle_message(&mut self, sid: &str, message: MessageData, now: Instant) {
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        let packet = match session.decoder.receive(message) {
+            Ok(Some(packet)) => packet,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::debug!(%sid, %error, "invalid Socket.IO packet; closing the session");
+                return self.fail_session(sid, DisconnectReason::ParseError);
+            }
+        };
+        self.handle_packet(sid, packet, now);
+    }
+
+    /// Session `sid` closed: its sockets disconnect.
+    pub fn handle_close(&mut self, sid: &str, reason: engineio::CloseReason) {
+        self.end_session(sid, DisconnectReason::from_engine(reason));
+    }
+
+    /// Accepts the connection [`ServerEvent::Connect`] asked for: the
+    /// client gets CONNECT, and the socket joins the room of its own id.
+    pub fn accept(&mut self, socket: &SocketId) -> Result<(), EmitError> {
+        let state = self
+            .sockets
+            .get_mut(socket)
+            .ok_or(EmitError::UnknownSocket)?;
+        if state.connected {
+            return Ok(());
+        }
+        state.connected = true;
+        let (sid, namespace, version) = (state.sid.clone(), state.namespace.clone(), state.version);
+        if let Some(session) = self.sessions.get_mut(&sid) {
+            session.connect_deadline = None;
+        }
+        self.by_namespace
+            .entry(namespace.to_string())
+            .or_default()
+            .insert(socket.clone());
+        self.rooms.join(&namespace, socket, socket);
+        let reply = Packet::connect_reply(namespace, socket, version).encode(version);
+        self.send_encoded(&sid, reply);
+        Ok(())
+    }
+
+    /// Refuses the connection [`ServerEvent::Connect`] asked for: the
+    /// client gets CONNECT_ERROR with `message` and `data`.
+    pub fn reject(&mut self, socket: &SocketId, message: &str, data: Option<&RawJson>) {
+        let Some(state) = self.sockets.get(socket) else {
+            return;
+        };
+        if state.connected {
+            return;
+        }
+        let (sid, namespace, version) = (state.sid.clone(), state.namespace.clone(), state.version);
+        self.sockets.remove(socket);
+        if let Some(session) = self.sessions.get_mut(&sid) {
+            session.sockets.remove(&namespace);
+        }
+        let refusal = Packet::connect_error(namespace, message, data, version).encode(version);
+        self.send_encoded(&sid, refusal);
+    }
+
+    /// Sends an encoded packet (from [`encode_event`]) to a connected
+    /// socket. The packet's namespace must be the socket's.
+    pub fn emit_encoded(&mut self, socket: &SocketId, packet: &Encoded) -> Result<(), EmitError> {
+        let state = self.connected(socket)?;
+        let sid = state.sid.clone();
+        self.send_encoded(&sid, packet.clone());
+        Ok(())
+    }
+
+    /// Emits event `event` with `args` to a connected socket.
+    pub fn emit<T: Serialize + ?Sized>(
+        &mut self,
+        socket: &SocketId,
+        event: &str,
+        args: &T,
+    ) -> Result<(), EmitError> {
+        let state = self.connected(socket)?;
+        let encoded = encode_event(&state.namespace, event, args, None)?;
+        let sid = state.sid.clone();
+        self.send_encoded(&sid, encoded);
+        Ok(())
+    }
+
+    /// Emits event `event` with `args` asking for an ack within `timeout`;
+    /// returns the ack id. The answer comes as [`ServerEvent::Ack`], or
+    /// [`ServerEvent::AckFailed`].
+    pub fn emit_with_ack<T: Serialize + ?Sized>(
+        &mut self,
+        socket: &SocketId,
+        event: &str,
+        args: &T,
+        timeout: Duration,
+        now: Instant,
+    ) -> Result<u64, EmitError> {
+        let state = self
+            .sockets
+            .get_mut(socket)
+            .filter(|s| s.connected)
+            .ok_or(EmitError::UnknownSocket)?;
+        let id = state.next_ack;
+        let encoded = encode_event(&state.namespace, event, args, Some(id))?;
+        state.next_ack += 1;
+        let deadline = now + timeout;
+        state.acks.insert(id, deadline);
+        let sid = state.sid.clone();
+        self.add_deadline(deadline, Deadline::Ack(socket.clone(), id));
+        self.send_encoded(&sid, encoded);
+        Ok(id)
+    }
+
+    /// Answers the client's event with ack id `id` with `args`.
+    pub fn ack<T: Serialize + ?Sized>(
+        &mut self,
+        socket: &SocketId,
+        id: u64,
+        args: &T,
+    ) -> Result<(), EmitError> {
+        let state = self.connected(socket)?;
+        let encoded = encode_ack(&state.namespace, id, args)?;
+        let sid = state.sid.clone();
+        self.send_encoded(&sid, encoded);
+        Ok(())
+    }
+
+    /// Sends `packet` (encoded once, for `target.namespace`) to every
+    /// socket `target` reaches; returns how many.
+    pub fn broadcast(&mut self, target: &BroadcastTarget, packet: &Encoded) -> usize {
+        let mut all = self
+            .by_namespace
+            .get(&target.namespace)
+            .into_iter()
+            .flatten()
+            .cloned();
+        let members = self.rooms.members(target, &mut all);
+        let mut count = 0;
+        for socket in &members {
+            if let Some(state) = self.sockets.get(socket).filter(|s| s.connected) {
+                let sid = state.sid.clone();
+                self.send_encoded(&sid, packet.clone());
+                count += 1;
+            }
+        }
+        self.rooms.on_broadcast(target, packet);
+        count
+    }
+
+    /// Adds a connected socket to `room`.
+    pub fn join(&mut self, socket: &SocketId, room: &str) -> Result<(), EmitError> {
+        let namespace = self.connected(socket)?.namespace.clone();
+        self.rooms.join(&namespace, room, socket);
+        Ok(())
+    }
+
+    /// Removes a socket from `room`.
+    pub fn leave(&mut self, socket: &SocketId, room: &str) -> Result<(), EmitError> {
+        let namespace = self.connected(socket)?.namespace.clone();
+        self.rooms.leave(&namespace, room, socket);
+        Ok(())
+    }
+
+    /// The rooms a socket is in (including the one named by its id).
+    pub fn rooms_of(&self, socket: &SocketId) -> Vec<String> {
+        match self.sockets.get(socket) {
+            Some(state) => self.rooms.rooms_of(&state.namespace, socket),
+            None => Vec::new(),
+        }
+    }
+
+    /// How many sockets of `namespace` are in `room`.
+    pub fn room_size(&self, namespace: &str, room: &str) -> usize {
+        self.rooms.room_size(namespace, room)
+    }
+
+    /// The connected sockets of `namespace`.
+    pub fn sockets_of(&self, namespace: &str) -> Vec<SocketId> {
+        self.by_namespace
+            .get(namespace)
+            .map(|sockets| sockets.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// How many sockets are connected, in every namespace.
+    pub fn socket_count(&self) -> usize {
+        self.by_namespace.values().map(HashSet::len).sum()
+    }
+
+    /// The namespace and Engine.IO session of a connected socket.
+    pub fn socket_info(&self, socket: &SocketId) -> Option<(&str, &str)> {
+        self.sockets
+            .get(socket)
+            .filter(|s| s.connected)
+            .map(|s| (&*s.namespace, s.sid.as_str()))
+    }
+
+    /// Removes a socket from its namespace: the client gets DISCONNECT
+    /// (`io server disconnect` on its side).
+    pub fn disconnect(&mut self, socket: &SocketId) {
+        let Some(state) = self.sockets.get(socket).filter(|s| s.connected) else {
+            return;
+        };
+        let (sid, namespace, version) = (state.sid.clone(), state.namespace.clone(), state.version);
+        self.send_encoded(&sid, Packet::disconnect(namespace).encode(version));
+        self.remove_socket(socket, DisconnectReason::ServerNamespaceDisconnect);
+    }
+
+    /// Closes Engine.IO session `sid` without DISCONNECT packets, as a lost
+    /// connection looks to the client; its sockets disconnect with `forced
+    /// close`.
+    pub fn close_session(&mut self, sid: &str) {
+        if self.sessions.contains_key(sid) {
+            self.transmits.push_back(Transmit::Close {
+                sid: sid.to_owned(),
+            });
+            self.end_session(sid, DisconnectReason::ForcedClose);
+        }
+    }
+
+    /// Runs the deadlines due at `now`: connect timeouts and ack timeouts.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(entry) = self.deadlines.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            match entry.remove() {
+                Deadline::Connect(sid) => {
+                    let due = self
+                        .sessions
+                        .get(&sid)
+                        .and_then(|s| s.connect_deadline)
+                        .is_some_and(|deadline| deadline <= now);
+                    if due {
+                        tracing::debug!(%sid, "no namespace connected in time; closing");
+                        self.close_session(&sid);
+                    }
+                }
+                Deadline::Ack(socket, id) => {
+                    let due = self
+                        .sockets
+                        .get_mut(&socket)
+                        .and_then(|s| s.acks.remove(&id).map(|deadline| (s, deadline)))
+                        .is_some_and(|(_, deadline)| deadline <= now);
+                    if due {
+                        self.events.push_back(ServerEvent::AckFailed {
+                            socket,
+                            id,
+                            error: AckError::Timeout,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// When [`Server::handle_timeout`] should next run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadlines.keys().next().map(|(deadline, _)| *deadline)
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next thing to do on the Engine.IO endpoint.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    fn handle_packet(&mut self, sid: &str, packet: Packet, now: Instant) {
+        let _ = now;
+        match packet.kind {
+            PacketKind::Connect => {
+                let auth = match packet.data {
+                    Some(auth) => auth,
+                    None => RawJson::new("{}").expect("valid JSON"),
+                };
+                self.connect_request(sid, packet.namespace, auth);
+            }
+            PacketKind::Disconnect => {
+                if let Some(socket) = self.socket_in(sid, &packet.namespace) {
+                    self.remove_socket(&socket, DisconnectReason::ClientNamespaceDisconnect);
+                }
+            }
+            PacketKind::Event | PacketKind::BinaryEvent => {
+                match self.socket_in(sid, &packet.namespace) {
+                    Some(socket) => self.events.push_back(ServerEvent::Event { socket, packet }),
+                    None => tracing::debug!(
+                        %sid,
+                        namespace = %packet.namespace,
+                        "event for a namespace the session has not joined; dropped"
+                    ),
+                }
+            }
+            PacketKind::Ack | PacketKind::BinaryAck => {
+                let Some(socket) = self.socket_in(sid, &packet.namespace) else {
+                    return;
+                };
+                let id = packet.id.unwrap_or_default();
+                let known = self
+                    .sockets
+                    .get_mut(&socket)
+                    .is_some_and(|state| state.acks.remove(&id).is_some());
+                if known {
+                    self.events
+                        .push_back(ServerEvent::Ack { socket, id, packet });
+                } else {
+                    tracing::debug!(%sid, id, "ack with an unknown id; dropped");
+                }
+            }
+            PacketKind::ConnectError => {
+                tracing::debug!(%sid, "CONNECT_ERROR from a client; closing the session");
+                self.fail_session(sid, DisconnectReason::ParseError);
+            }
+        }
+    }
+
+    fn connect_request(&mut self, sid: &str, namespace: Text, auth: RawJson) {
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        let version = session.version;
+        if session.sockets.contains_key(&namespace) {
+            // Already connected (or asking): Node ignores the repeat.
+            return;
+        }
+        if session.sockets.len() >= self.config.max_namespaces_per_session {
+            tracing::debug!(%sid, "too many namespaces on one session; closing");
+            return self.fail_session(sid, DisconnectReason::ParseError);
+        }
+        let matched = if self.namespaces.contains(&*namespace) {
+            Some(NamespaceMatch::Static)
+        } else {
+            self.dynamic
+                .iter()
+                .position(|matcher| matcher(&namespace))
+                .map(NamespaceMatch::Dynamic)
+        };
+        let Some(matched) = matched else {
+            let refusal = Packet::connect_error(namespace, "Invalid namespace", None, version)
+                .encode(version);
+            return self.send_encoded(sid, refusal);
+        };
+        let socket: SocketId = engineio::new_sid().into();
+        session.sockets.insert(namespace.clone(), socket.clone());
+        self.sockets.insert(
+            socket.clone(),
+            SocketState {
+                sid: sid.to_owned(),
+                namespace: namespace.clone(),
+                version,
+                connected: false,
+                next_ack: 0,
+                acks: HashMap::new(),
+            },
+        );
+        self.events.push_back(ServerEvent::Connect {
+            socket,
+            sid: sid.to_owned(),
+            namespace,
+            matched,
+            auth,
+        });
+    }
+
+    fn socket_in(&self, sid: &str, namespace: &Text) -> Option<SocketId> {
+        let socket = self.sessions.get(sid)?.sockets.get(namespace)?;
+        self.sockets
+            .get(socket)
+            .is_some_and(|s| s.connected)
+            .then(|| socket.clone())
+    }
+
+    fn connected(&self, socket: &SocketId) -> Result<&SocketState, EmitError> {
+        self.sockets
+            .get(socket)
+            .filter(|s| s.connected)
+            .ok_or(EmitError::UnknownSocket)
+    }
+
+    fn send_encoded(&mut self, sid: &str, encoded: Encoded) {
+        for message in encoded.into_messages() {
+            self.transmits.push_back(Transmit::Send {
+                sid: sid.to_owned(),
+                message,
+            });
+        }
+    }
+
+    fn remove_socket(&mut self, socket: &SocketId, reason: DisconnectReason) {
+        let Some(state) = self.sockets.remove(socket) else {
+            return;
+        };
+        if let Some(session) = self.sessions.get_mut(&state.sid) {
+            session.sockets.remove(&state.namespace);
+        }
+        if !state.connected {
+            return;
+        }
+        if let Some(sockets) = self.by_namespace.get_mut(&*state.namespace) {
+            sockets.remove(socket);
+        }
+        self.rooms.leave_all(&state.namespace, socket);
+        let mut pending: Vec<u64> = state.acks.keys().copied().collect();
+        pending.sort_unstable();
+        for id in pending {
+            self.events.push_back(ServerEvent::AckFailed {
+                socket: socket.clone(),
+                id,
+                error: AckError::Disconnected,
+            });
+        }
+        self.events.push_back(ServerEvent::Disconnect {
+            socket: socket.clone(),
+            namespace: state.namespace,
+            reason,
+        });
+    }
+
+    /// Closes a session because of what its client did.
+    fn fail_session(&mut self, sid: &str, reason: DisconnectReason) {
+        self.transmits.push_back(Transmit::Close {
+            sid: sid.to_owned(),
+        });
+        self.end_session(sid, reason);
+    }
+
+    fn end_session(&mut self, sid: &str, reason: DisconnectReason) {
+        let Some(session) = self.sessions.remove(sid) else {
+            return;
+        };
+        let mut sockets: Vec<SocketId> = session.sockets.into_values().collect();
+        sockets.sort();
+        for socket in sockets {
+            // The session is gone already: no packets for it.
+            self.remove_socket(&socket, reason);
+        }
+    }
+
+    fn add_deadline(&mut self, at: Instant, what: Deadline) {
+        self.sequence += 1;
+        self.deadlines.insert((at, self.sequence), what);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engineio::ProtocolVersion as Eio;
+    use bytes::Bytes;
+
+    fn server() -> Server {
+        let mut server = Server::new(ServerConfig {
+            connect_timeout: Duration::from_secs(1),
+            ..ServerConfig::default()
+        });
+        server.add_namespace("/");
+        server.add_namespace("/admin");
+        server
+    }
+
+    fn text(s: &str) -> MessageData {
+        MessageData::Text(Text::from(s.to_owned()))
+    }
+
+    /// Everything sent on `sid`, as strings (binary as `<hex>`).
+    fn sent(server: &mut Server) -> Vec<(String, String)> {
+        std::iter::from_fn(|| server.poll_transmit())
+            .map(|t| match t {
+                Transmit::Send {
+                    sid,
+                    message: MessageData::Text(t),
+                } => (sid, t.to_string()),
+                Transmit::Send {
+                    sid,
+                    message: MessageData::Binary(b),
+                } => (sid, format!("<{b:02x?}>")),
+                Transmit::Close { sid } => (sid, "CLOSE".into()),
+            })
+            .collect()
+    }
+
+    fn connect(server: &mut Server, sid: &str, namespace: &str, now: Instant) -> SocketId {
+        let packet = if namespace == "/" {
+            "0".to_string()
+        } else {
+            format!("0{namespace},")
+        };
+        server.handle_message(sid, text(&packet), now);
+        let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else {
+            panic!("no connect event");
+        };
+        server.accept(&socket).unwrap();
+        socket
+    }
+
+    #[test]
+    fn connect_accept_and_reject() {
+        let mut server = server();
+        let t0 = Instant::now();
+        server.handle_open("s1", Eio::V4, t0);
+        server.handle_message("s1", text(r#"0{"token":"abc"}"#), t0);
+        let Some(ServerEvent::Connect {
+            socket,
+            sid,
+            namespace,
+            matched,
+            auth,
+        }) = server.poll_event()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (sid.as_str(), &*namespace, matched),
+            ("s1", "/", NamespaceMatch::Static)
+        );
+        assert_eq!(auth.as_str(), r#"{"token":"abc"}"#);
+        // Events before the verdict are dropped.
+        server.handle_message("s1", text(r#"2["early"]"#), t0);
+        assert_eq!(server.poll_event(), None);
+        server.accept(&socket).unwrap();
+        assert_eq!(
+            sent(&mut server),
+            [("s1".into(), format!(r#"0{{"sid":"{socket}"}}"#))]
+        );
+        assert_eq!(server.rooms_of(&socket), [socket.to_string()]);
+
+        server.handle_message("s1", text("0/admin,"), t0);
+        let Some(ServerEvent::Connect {
+            socket: admin,
+            auth,
+            ..
+        }) = server.poll_event()
+        else {
+            panic!()
+        };
+        assert_eq!(auth.as_str(), "{}");
+        server.reject(&admin, "not authorized", None);
+        assert_eq!(
+            sent(&mut server),
+            [(
+                "s1".into(),
+                r#"4/admin,{"message":"not authorized"}"#.into()
+            )]
+        );
+        assert!(server.emit(&admin, "x", &()).is_err());
+
+        server.handle_message("s1", text("0/nope,"), t0);
+        assert_eq!(server.poll_event(), None);
+        assert_eq!(
+            sent(&mut server),
+            [(
+                "s1".into(),
+                r#"4/nope,{"message":"Invalid namespace"}"#.into()
+            )]
+        );
+    }
+
+    #[test]
+    fn dynamic_namespaces_match_by_predicate() {
+        let mut server = server();
+        let index = server.add_dynamic_namespace(Box::new(|ns: &str| ns.starts_with("/room-")));
+        let t0 = Instant::now();
+        server.handle_open("s1", Eio::V4, t0);
+        server.handle_message("s1", text("0/room-42,"), t0);
+        let Some(ServerEvent::Connect {
+            matched, namespace, ..
+        }) = server.poll_event()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (matched, &*namespace),
+            (NamespaceMatch::Dynamic(index), "/room-42")
+        );
+    }
+
+    #[test]
+    fn events_acks_and_binary() {
+        let mut server = server();
+        let t0 = Instant::now();
+        server.handle_open("s1", Eio::V4, t0);
+        let socket = connect(&mut server, "s1", "/", t0);
+        sent(&mut server);
+
+        server.handle_message("s1", text(r#"27["echo","hi",1]"#), t0);
+        let Some(ServerEvent::Event {
+            socket: from,
+            packet,
+        }) = server.poll_event()
+        else {
+            panic!()
+        };
+        assert_eq!(from, socket);
+        assert_eq!(packet.event_name().as_deref(), Some("echo"));
+        assert_eq!(packet.id, Some(7));
+        server.ack(&socket, 7, &("hi", 1)).unwrap();
+        assert_eq!(sent(&mut server), [("s1".into(), r#"37["hi",1]"#.into())]);
+
+        // A binary event arrives in two messages.
+        server.handle_message(
+            "s1",
+            text(r#"51-["bin",{"_placeholder":true,"num":0}]"#),
+            t0,
+        );
+        assert_eq!(server.poll_event(), None);
+        server.handle_message("s1", MessageData::Binary(Bytes::from_static(&[1, 2])), t0);
+        let Some(ServerEvent::Event { packet, .. }) = server.poll_event() else {
+            panic!()
+        };
+        assert_eq!(packet.attachments, [Bytes::from_static(&[1, 2])]);
+    }
+
+    #[test]
+    fn server_acks_answer_or_fail() {
+        let mut server = server();
+        let t0 = Instant::now();
+        server.handle_open("s1", Eio::V4, t0);
+        let socket = connect(&mut server, "s1", "/", t0);
+        sent(&mut server);
+        let id = server
+            .emit_with_ack(&socket, "question", &"why", Duration::from_millis(100), t0)
+            .unwrap();
+        assert_eq!(
+            sent(&mut server),
+            [("s1".into(), format!(r#"2{id}["question","why"]"#))]
+        );
+        server.handle_message("s1", text(&format!(r#"3{id}["because"]"#)), t0);
+        let Some(ServerEvent::Ack {
+            id: answered,
+            packet,
+            ..
+        }) = server.poll_event()
+        else {
+            panic!()
+        };
+        assert_eq!(answered, id);
+        assert_eq!(packet.args::<(String,)>().unwrap().0, "because");
+        // A second answer, or one to an unknown id, is dropped.
+        server.handle_message("s1", text(&format!(r#"3{id}["again"]"#)), t0);
+        server.handle_message("s1", text(r#"399["what"]"#), t0);
+        assert_eq!(server.poll_event(), None);
+
+        let late = server
+            .emit_with_ack(&socket, "question", &(), Duration::from_millis(100), t0)
+            .unwrap();
+        assert_eq!(server.poll_timeout(), Some(t0 + Duration::from_millis(100)));
+        server.handle_timeout(t0 + Duration::from_millis(100));
+        assert_eq!(
+            server.poll_event(),
+            Some(ServerEvent::AckFailed {
+                socket: socket.clone(),
+                id: late,
+                error: AckError::Timeout
+            })
+        );
+        let pending = server
+            .emit_with_ack(&socket, "question", &(), Duration::from_secs(5), t0)
+            .unwrap();
+        server.handle_close("s1", engineio::CloseReason::TransportClose);
+        assert_eq!(
+            server.poll_event(),
+            Some(ServerEvent::AckFailed {
+                socket: socket.clone(),
+                id: pending,
+                error: AckError::Disconnected
+            })
+        );
+        assert!(matches!(
+            server.poll_event(),
+            Some(ServerEvent::Disconnect {
+                reason: DisconnectReason::TransportClose,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn rooms_and_broadcasts() {
+        let mut server = server();
+        let t0 = Instant::now();
+        let sockets: Vec<SocketId> = (0..3)
+            .map(|i| {
+                let sid = format!("s{i}");
+                server.handle_open(&sid, Eio::V4, t0);
+                connect(&mut server, &sid, "/", t0)
+            })
+            .collect();
+        sent(&mut server);
+        for socket in &sockets[..2] {
+            server.join(socket, "room").unwrap();
+        }
+        assert_eq!(server.room_size("/", "room"), 2);
+        let packet = encode_event("/", "news", "hi", None).unwrap();
+        let target = BroadcastTarget {
+            rooms: vec!["room".into()],
+            except_socket: Some(sockets[0].clone()),
+            ..BroadcastTarget::namespace("/")
+        };
+        assert_eq!(server.broadcast(&target, &packet), 1);
+        assert_eq!(
+            sent(&mut server),
+            [("s1".into(), r#"2["news","hi"]"#.into())]
+        );
+        // Everyone but those in `room`.
+        let target = BroadcastTarget {
+            except: vec!["room".into()],
+            ..BroadcastTarget::namespace("/")
+        };
+        assert_eq!(server.broadcast(&target, &packet), 1);
+        assert_eq!(sent(&mut server)[0].0, "s2");
+        // Leaving, and disconnecting, leave rooms.
+        server.leave(&sockets[1], "room").unwrap();
+        assert_eq!(server.room_size("/", "room"), 1);
+        server.handle_message("s0", text("1"), t0);
+        assert!(matches!(
+            server.poll_event(),
+            Some(ServerEvent::Disconnect {
+                reason: DisconnectReason::ClientNamespaceDisconnect,
+                ..
+            })
+        ));
+        assert_eq!(server.room_size("/", "room"), 0);
+        assert_eq!(server.socket_count(), 2);
+    }
+
+    #[test]
+    fn server_disconnect_and_session_close() {
+        let mut server = server();
+        let t0 = Instant::now();
+        server.handle_open("s1", Eio::V4, t0);
+        let root = connect(&mut server, "s1", "/", t0);
+        let admin = connect(&mut server, "s1", "/admin", t0);
+        sent(&mut server);
+        server.disconnect(&admin);
+        assert_eq!(sent(&mut server), [("s1".into(), "1/admin,".into())]);
+        assert!(matches!(
+            server.poll_event(),
+            Some(ServerEvent::Disconnect {
+                reason: DisconnectReason::ServerNamespaceDisconnect,
+                ..
+            })
+        ));
+        server.close_session("s1");
+        assert_eq!(sent(&mut server), [("s1".into(), "CLOSE".into())]);
+        assert_eq!(
+            server.poll_event(),
+            Some(ServerEvent::Disconnect {
+                socket: root,
+                namespace: "/".into(),
+                reason: DisconnectReason::ForcedClose
+            })
+        );
+    }
+
+    #[test]
+    fn bad_packets_close_the_session() {
+        for bad in [
+            "9",
+            r#"2"not an array""#,
+            r#"2abc["x"]"#,
+            "2[",
+            r#"51-["x",{"_placeholder":true,"num":3}]"#,
+        ] {
+            let mut server = server();
+            let t0 = Instant::now();
+            server.handle_open("s1", Eio::V4, t0);
+            connect(&mut server, "s1", "/", t0);
+            sent(&mut server);
+            server.handle_message("s1", text(bad), t0);
+            if bad.starts_with('5') {
+                server.handle_message("s1", MessageData::Binary(Bytes::from_static(b"x")), t0);
+            }
+            assert_eq!(sent(&mut server), [("s1".into(), "CLOSE".into())], "{bad}");
+            assert!(
+                matches!(
+                    server.poll_event(),
+                    Some(ServerEvent::Disconnect {
+                        reason: DisconnectReason::ParseError,
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn connect_timeout_closes_idle_sessions() {
+        let mut server = server();
+        let t0 = Instant::now();
+        server.handle_open("idle", Eio::V4, t0);
+        server.handle_open("busy", Eio::V4, t0);
+        connect(&mut server, "busy", "/", t0);
+        sent(&mut server);
+        server.handle_timeout(t0 + Duration::from_millis(999));
+        assert!(sent(&mut server).is_empty());
+        server.handle_timeout(t0 + Duration::from_secs(1));
+        assert_eq!(sent(&mut server), [("idle".into(), "CLOSE".into())]);
+    }
+
+    #[test]
+    fn socket_io_v2_clients_join_the_main_namespace_at_once() {
+        let mut server = server();
+        let t0 = Instant::now();
+        server.handle_open("old", Eio::V3, t0);
+        let Some(ServerEvent::Connect {
+            socket, namespace, ..
+        }) = server.poll_event()
+        else {
+            panic!()
+        };
+        assert_eq!(&*namespace, "/");
+        server.accept(&socket).unwrap();
+        assert_eq!(sent(&mut server), [("old".into(), "0".into())]);
+        server.handle_message("old", text("0/admin?token=secret,"), t0);
+        let Some(ServerEvent::Connect {
+            socket: admin,
+            auth,
+            ..
+        }) = server.poll_event()
+        else {
+            panic!()
+        };
+        assert_eq!(auth.to_value(), serde_json::json!({"token": "secret"}));
+        server.reject(&admin, "not authorized", None);
+        assert_eq!(
+            sent(&mut server),
+            [("old".into(), r#"4/admin,"not authorized""#.into())]
+        );
+    }
+
+    #[test]
+    fn namespaces_per_session_are_bounded() {
+        let mut server = Server::new(ServerConfig {
+            max_namespaces_per_session: 2,
+            ..ServerConfig::default()
+        });
+        server.add_dynamic_namespace(Box::new(|_: &str| true));
+        let t0 = Instant::now();
+        server.handle_open("s1", Eio::V4, t0);
+        for ns in ["/a", "/b", "/c"] {
+            server.handle_message("s1", text(&format!("0{ns},")), t0);
+        }
+        assert_eq!(sent(&mut server), [("s1".into(), "CLOSE".into())]);
+    }
+}
