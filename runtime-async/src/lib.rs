@@ -13,6 +13,7 @@ mod error;
 mod io;
 mod runtime;
 pub mod server;
+pub mod socketio;
 pub mod timer;
 pub mod ws;
 

@@ -25,9 +25,10 @@ use switchboard_core::ws::handshake::{self, Rejection};
 use futures_channel::mpsc::TryRecvError;
 
 use crate::Runtime;
-use crate::timer::{self, Timed, WeakTimed};
 use crate::engineio::{EngineIo, Routed, WsCommand};
 use crate::io::poll_read_with;
+use crate::socketio::SocketIo;
+use crate::timer::{self, Timed, WeakTimed};
 use crate::ws::{WebSocket, accept_request};
 
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -37,6 +38,8 @@ type WsHandler<S, R> = Arc<dyn Fn(WebSocket<S, R>) -> BoxFuture + Send + Sync>;
 /// handler for upgrades on every other path.
 pub struct Routes<S, R: Runtime> {
     engines: Vec<(String, EngineIo)>,
+    timers: Vec<Arc<dyn Timed>>,
+    socketios: Vec<SocketIo>,
     websocket: Option<WsHandler<S, R>>,
     ws_config: Arc<Config>,
     limits: ServerLimits,
@@ -46,6 +49,8 @@ impl<S, R: Runtime> Clone for Routes<S, R> {
     fn clone(&self) -> Self {
         Routes {
             engines: self.engines.clone(),
+            timers: self.timers.clone(),
+            socketios: self.socketios.clone(),
             websocket: self.websocket.clone(),
             ws_config: self.ws_config.clone(),
             limits: self.limits,
@@ -82,6 +87,8 @@ where
     pub fn new() -> Self {
         Routes {
             engines: Vec::new(),
+            timers: Vec::new(),
+            socketios: Vec::new(),
             websocket: None,
             ws_config: Arc::new(Config::default()),
             limits: ServerLimits::default(),
@@ -92,8 +99,17 @@ where
     /// whose path starts with it.
     pub fn engineio(mut self, path: &str, engine: EngineIo) -> Self {
         let path = format!("{}/", path.trim_end_matches('/'));
+        self.timers.push(engine.timed());
         self.engines.push((path, engine));
         self
+    }
+
+    /// Serves the Socket.IO server `io` under `path` (such as
+    /// `/socket.io/`).
+    pub fn socketio(mut self, path: &str, io: &SocketIo) -> Self {
+        self.timers.push(io.timed());
+        self.socketios.push(io.clone());
+        self.engineio(path, io.engine().clone())
     }
 
     /// Hands WebSocket upgrades on any other path to `handler`.
@@ -136,11 +152,16 @@ where
             .unwrap_or(0)
     }
 
-    /// Starts the timers of every Engine.IO endpoint on `runtime` (once per
-    /// endpoint, however often it is called).
+    /// Starts the timers of every Engine.IO endpoint and Socket.IO server
+    /// on `runtime` (once each, however often it is called), and has the
+    /// Socket.IO servers spawn their async handlers on it.
     pub fn start_timers(&self, runtime: &R) {
-        for (_, engine) in &self.engines {
-            spawn_timer(runtime, engine.timed());
+        for timed in &self.timers {
+            spawn_timer(runtime, timed.clone());
+        }
+        for io in &self.socketios {
+            let runtime = runtime.clone();
+            io.set_spawner(Arc::new(move |future| runtime.spawn(future)));
         }
     }
 }

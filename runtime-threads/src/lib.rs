@@ -18,3 +18,13 @@
 
 pub mod engineio;
 pub mod ws;
+
+pub mod socketio {
+    //! Socket.IO servers: namespaces, events, acks, binary, rooms and
+    //! broadcasts (the same names on every runtime). Mount a [`SocketIo`]
+    //! with `Routes::socketio` and serve the routes.
+    //!
+    //! See [`switchboard_async::socketio`] for the whole API.
+
+    pub use switchboard_async::socketio::*;
+}

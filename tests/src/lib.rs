@@ -13,6 +13,7 @@
 //! - [`peers`]: locating the external peers (Node, Python) for interop tests.
 //! - [`eio_client`]: a blocking handle on our Engine.IO client on any runtime.
 //! - [`server_process`]: running `conformance-server` as a child process.
+//! - [`sio_server`]: the contract's Socket.IO handlers, on every runtime.
 
 pub mod client;
 pub mod eio_cases;
@@ -21,6 +22,7 @@ pub mod peers;
 pub mod raw;
 pub mod runtime;
 pub mod server_process;
+pub mod sio_server;
 pub mod ws_cases;
 
 pub use runtime::RuntimeKind;

@@ -11,6 +11,8 @@ use switchboard_async::engineio::EngineIo;
 use switchboard_core::engineio::{ServerConfig, ServerEvent};
 use switchboard_core::ws::Config;
 
+use crate::sio_server::{conformance_socketio, conformance_socketio_config};
+
 /// A runtime Switchboard runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RuntimeKind {
@@ -145,8 +147,8 @@ pub fn engineio_echo(config: ServerConfig) -> EngineIo {
 }
 
 /// Runs `conformance-server` on `listener` with `runtime`, blocking the
-/// calling thread forever: Engine.IO at `/engine.io/`, a WebSocket echo on
-/// every other path.
+/// calling thread forever: Engine.IO at `/engine.io/`, Socket.IO at
+/// `/socket.io/`, a WebSocket echo on every other path.
 pub fn run_conformance_server(runtime: RuntimeKind, listener: TcpListener) {
     run_engineio_echo(runtime, listener, conformance_engineio_config())
 }
@@ -165,10 +167,12 @@ pub fn spawn_engineio_echo(runtime: RuntimeKind, config: ServerConfig) -> Socket
     addr
 }
 
-/// Serves the Engine.IO echo configured by `config` at `/engine.io/` and
-/// the WebSocket echo on every other path, blocking forever.
+/// Serves the Engine.IO echo configured by `config` at `/engine.io/`, the
+/// contract's Socket.IO server at `/socket.io/`, and the WebSocket echo on
+/// every other path, blocking forever.
 pub fn run_engineio_echo(runtime: RuntimeKind, listener: TcpListener, config: ServerConfig) {
     let engine = engineio_echo(config);
+    let io = conformance_socketio(conformance_socketio_config());
     let ws_config = conformance_config();
     match runtime {
         RuntimeKind::Tokio => {
@@ -181,6 +185,7 @@ pub fn run_engineio_echo(runtime: RuntimeKind, listener: TcpListener, config: Se
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                 let routes = switchboard_tokio::engineio::Routes::new()
                     .engineio("/engine.io/", engine)
+                    .socketio("/socket.io/", &io)
                     .ws_config(ws_config)
                     .websocket(switchboard_async::ws::echo);
                 switchboard_tokio::engineio::serve(listener, routes).await
@@ -191,6 +196,7 @@ pub fn run_engineio_echo(runtime: RuntimeKind, listener: TcpListener, config: Se
                 let listener = async_net::TcpListener::try_from(listener).expect("listener");
                 let routes = switchboard_smol::engineio::Routes::new()
                     .engineio("/engine.io/", engine)
+                    .socketio("/socket.io/", &io)
                     .ws_config(ws_config)
                     .websocket(switchboard_async::ws::echo);
                 switchboard_smol::engineio::serve_on(runtime, listener, routes).await
@@ -209,6 +215,7 @@ pub fn run_engineio_echo(runtime: RuntimeKind, listener: TcpListener, config: Se
         RuntimeKind::Threads => {
             let routes = switchboard_threads::engineio::Routes::new()
                 .engineio("/engine.io/", engine)
+                .socketio("/socket.io/", &io)
                 .ws_config(ws_config)
                 .websocket(switchboard_threads::ws::echo);
             switchboard_threads::engineio::serve(listener, routes).expect("threads server")

@@ -22,10 +22,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use crate::timer::{Timed, TimerSignal};
 use bytes::Bytes;
 use futures_channel::{mpsc, oneshot};
 use futures_core::Stream;
-use crate::timer::{TimerSignal, Timed};
 use switchboard_core::engineio::{
     CloseReason, ConnId, HttpResponse, MessageData, PollId, RequestOutcome, SendError, Server,
     ServerConfig, ServerEvent, Transmit,

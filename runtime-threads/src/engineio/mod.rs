@@ -39,6 +39,7 @@ pub use switchboard_async::engineio::{
     EngineIo, EventHandler, SocketSender, Sockets, WeakEngineIo, WsCommand,
 };
 use switchboard_async::engineio::{Routed, Socket as AsyncSocket};
+use switchboard_async::socketio::SocketIo;
 use switchboard_async::timer::{self, Timed, WeakTimed};
 pub use switchboard_core::engineio::{
     CloseReason, MessageData, SendError, ServerConfig, ServerEvent,
@@ -111,6 +112,7 @@ type WsHandler = Arc<dyn Fn(WebSocket) + Send + Sync>;
 #[derive(Clone)]
 pub struct Routes {
     engines: Vec<(String, EngineIo)>,
+    timers: Vec<Arc<dyn Timed>>,
     websocket: Option<WsHandler>,
     ws_config: Arc<Config>,
     limits: ServerLimits,
@@ -137,6 +139,7 @@ impl Routes {
     pub fn new() -> Self {
         Routes {
             engines: Vec::new(),
+            timers: Vec::new(),
             websocket: None,
             ws_config: Arc::new(Config::default()),
             limits: ServerLimits::default(),
@@ -146,8 +149,16 @@ impl Routes {
     /// Serves `engine` under `path` (such as `/engine.io/`).
     pub fn engineio(mut self, path: &str, engine: EngineIo) -> Self {
         let path = format!("{}/", path.trim_end_matches('/'));
+        self.timers.push(engine.timed());
         self.engines.push((path, engine));
         self
+    }
+
+    /// Serves the Socket.IO server `io` under `path` (such as
+    /// `/socket.io/`).
+    pub fn socketio(mut self, path: &str, io: &SocketIo) -> Self {
+        self.timers.push(io.timed());
+        self.engineio(path, io.engine().clone())
     }
 
     /// Hands WebSocket upgrades on any other path to `handler`, on the
@@ -189,8 +200,8 @@ impl Routes {
     /// Starts the timer thread of every Engine.IO endpoint (once per
     /// endpoint, however often it is called).
     pub fn start_timers(&self) -> io::Result<()> {
-        for (_, engine) in &self.engines {
-            spawn_timer(engine.timed())?;
+        for timed in &self.timers {
+            spawn_timer(timed.clone())?;
         }
         Ok(())
     }

@@ -1,0 +1,994 @@
+//! The Socket.IO server on any runtime: the core's
+//! [`socketio::server::Server`](switchboard_core::socketio::server::Server)
+//! over an [`EngineIo`] endpoint, with the application's handlers.
+//!
+//! [`SocketIo`] is the server handle (`io`): register namespaces with
+//! [`SocketIo::ns`], emit and broadcast from anywhere (a handler, another
+//! task or thread, an HTTP route). Each connection is a [`Socket`]:
+//! [`Socket::on`] registers event handlers, [`Socket::emit`] sends, rooms
+//! with [`Socket::join`] and [`Socket::to`].
+//!
+//! Like the Engine.IO hub, nothing here is tied to a runtime: the core's
+//! state is kept under one lock; what it asks to send goes to the
+//! Engine.IO endpoint in the order it was produced, outside the lock; its
+//! events reach the handlers in order, outside the lock, so a handler may
+//! emit, join or disconnect directly. Sync handlers run where the event is
+//! delivered (keep them short); async handlers are spawned on the runtime's
+//! executor. An emit is handed to the transport at once, so a handler that
+//! emits progress while it works delivers each step at its time.
+
+mod payload;
+
+use std::any::{Any, TypeId};
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_channel::oneshot;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use switchboard_core::engineio::{self as eio, ServerEvent as EngineEvent};
+pub use switchboard_core::socketio::server::{
+    AckError, BroadcastTarget, DisconnectReason, EmitError, NamespaceMatch,
+    ServerConfig as CoreConfig, SocketId,
+};
+use switchboard_core::socketio::server::{Server as Core, ServerEvent, Transmit};
+use switchboard_core::socketio::{Packet, RawJson, encode_event};
+
+pub use payload::Payload;
+
+use crate::engineio::EngineIo;
+use crate::timer::{Timed, TimerSignal};
+
+type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// Runs a future in the background (a runtime's `spawn`).
+pub type Spawner = Arc<dyn Fn(BoxFuture) + Send + Sync>;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Settings of a [`SocketIo`] server.
+#[derive(Debug, Clone, Default)]
+pub struct SocketIoConfig {
+    /// The Engine.IO endpoint under it (heartbeat, limits, CORS, v3
+    /// clients with `allow_eio3`).
+    pub engine: eio::ServerConfig,
+    /// The Socket.IO layer (connect timeout, decoder limits).
+    pub socketio: CoreConfig,
+}
+
+/// Why a connection to a namespace was refused: the client gets
+/// CONNECT_ERROR with this message and data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectError {
+    /// The message (`err.message` on the client).
+    pub message: String,
+    /// Extra data (`err.data` on the client).
+    pub data: Option<serde_json::Value>,
+}
+
+impl ConnectError {
+    /// A refusal with `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        ConnectError {
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    /// Adds data to the refusal.
+    pub fn with_data(mut self, data: serde_json::Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+}
+
+/// What a client sent when it joined a namespace.
+#[derive(Debug, Clone)]
+pub struct Handshake {
+    /// The namespace.
+    pub namespace: String,
+    /// The auth payload (`{}` when none was sent).
+    pub auth: serde_json::Value,
+    /// The Engine.IO session id.
+    pub sid: String,
+}
+
+type Middleware = Arc<dyn Fn(&Handshake) -> Result<(), ConnectError> + Send + Sync>;
+
+enum Callback<A> {
+    Sync(Arc<dyn Fn(A) + Send + Sync>),
+    Async(Arc<dyn Fn(A) -> BoxFuture + Send + Sync>),
+}
+
+impl<A> Clone for Callback<A> {
+    fn clone(&self) -> Self {
+        match self {
+            Callback::Sync(f) => Callback::Sync(f.clone()),
+            Callback::Async(f) => Callback::Async(f.clone()),
+        }
+    }
+}
+
+/// A namespace's middlewares and connection handler.
+struct NamespaceHandlers {
+    middlewares: Vec<Middleware>,
+    on_connect: Callback<Socket>,
+}
+
+/// A namespace being set up: middlewares run in order before the
+/// connection handler; the first refusal answers the client.
+pub struct Namespace {
+    middlewares: Vec<Middleware>,
+}
+
+impl Namespace {
+    /// Adds a middleware.
+    pub fn middleware(
+        mut self,
+        check: impl Fn(&Handshake) -> Result<(), ConnectError> + Send + Sync + 'static,
+    ) -> Self {
+        self.middlewares.push(Arc::new(check));
+        self
+    }
+}
+
+#[derive(Default)]
+struct SocketHandlers {
+    events: HashMap<String, Callback<(Socket, Event)>>,
+    any: Option<Callback<(Socket, Event)>>,
+    disconnect: Vec<Callback<(Socket, DisconnectReason)>>,
+}
+
+struct SocketEntry {
+    namespace: String,
+    handshake: Handshake,
+    handlers: RwLock<SocketHandlers>,
+    extensions: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
+}
+
+enum AckSlot {
+    Callback(Box<dyn FnOnce(Result<Payload, AckError>) + Send>),
+    Channel(oneshot::Sender<Result<Payload, AckError>>),
+}
+
+struct Hub {
+    core: Mutex<Core>,
+    engine: std::sync::OnceLock<EngineIo>,
+    outbox: Mutex<VecDeque<Transmit>>,
+    flushing: Mutex<()>,
+    events: Mutex<VecDeque<ServerEvent>>,
+    delivering: Mutex<()>,
+    namespaces: RwLock<HashMap<String, Arc<NamespaceHandlers>>>,
+    dynamic: RwLock<Vec<Arc<NamespaceHandlers>>>,
+    sockets: RwLock<HashMap<SocketId, Arc<SocketEntry>>>,
+    acks: Mutex<HashMap<(SocketId, u64), AckSlot>>,
+    spawner: std::sync::OnceLock<Spawner>,
+    timer: TimerSignal,
+    timer_deadline: Mutex<Option<Instant>>,
+    this: Weak<Hub>,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.timer.wake();
+    }
+}
+
+/// The Socket.IO server handle (`io`). Cloning is cheap.
+#[derive(Clone)]
+pub struct SocketIo {
+    hub: Arc<Hub>,
+}
+
+impl fmt::Debug for SocketIo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SocketIo").finish_non_exhaustive()
+    }
+}
+
+impl SocketIo {
+    /// A server with no namespaces yet. Its async handlers run on the
+    /// runtime of the server it is mounted on (see
+    /// [`SocketIo::set_spawner`]).
+    pub fn new(config: SocketIoConfig) -> Self {
+        let hub = Arc::new_cyclic(|this: &Weak<Hub>| Hub {
+            core: Mutex::new(Core::new(config.socketio)),
+            engine: std::sync::OnceLock::new(),
+            outbox: Mutex::new(VecDeque::new()),
+            flushing: Mutex::new(()),
+            events: Mutex::new(VecDeque::new()),
+            delivering: Mutex::new(()),
+            namespaces: RwLock::new(HashMap::new()),
+            dynamic: RwLock::new(Vec::new()),
+            sockets: RwLock::new(HashMap::new()),
+            acks: Mutex::new(HashMap::new()),
+            spawner: std::sync::OnceLock::new(),
+            timer: TimerSignal::default(),
+            timer_deadline: Mutex::new(None),
+            this: this.clone(),
+        });
+        let weak = Arc::downgrade(&hub);
+        let engine = EngineIo::new(config.engine, move |_: &EngineIo, event: EngineEvent| {
+            let Some(hub) = weak.upgrade() else {
+                return;
+            };
+            let now = Instant::now();
+            hub.with_core(|core| match event {
+                EngineEvent::Open { sid, version, .. } => core.handle_open(&sid, version, now),
+                EngineEvent::Message { sid, data } => core.handle_message(&sid, data, now),
+                EngineEvent::Close { sid, reason } => core.handle_close(&sid, reason),
+            });
+        });
+        let _ = hub.engine.set(engine);
+        SocketIo { hub }
+    }
+
+    /// Runs async handlers through `spawner` (a runtime's spawn). Mounting
+    /// the server with `Routes::socketio` sets the runtime's; only the
+    /// first call counts. Until one is set, an async handler runs on a
+    /// thread of its own.
+    pub fn set_spawner(&self, spawner: Spawner) {
+        let _ = self.hub.spawner.set(spawner);
+    }
+
+    /// The Engine.IO endpoint to mount (at `/socket.io/` by convention).
+    pub fn engine(&self) -> &EngineIo {
+        self.hub.engine.get().expect("set at construction")
+    }
+
+    /// The server's timer (connect and ack timeouts), for a runtime to
+    /// drive.
+    pub fn timed(&self) -> Arc<dyn Timed> {
+        self.hub.clone()
+    }
+
+    /// Accepts connections to namespace `path`, handing each new socket to
+    /// `on_connect` (a sync handler).
+    pub fn ns(&self, path: &str, on_connect: impl Fn(Socket) + Send + Sync + 'static) {
+        self.ns_with(path, |ns| ns, on_connect)
+    }
+
+    /// Like [`SocketIo::ns`], with middlewares set up by `setup`.
+    pub fn ns_with(
+        &self,
+        path: &str,
+        setup: impl FnOnce(Namespace) -> Namespace,
+        on_connect: impl Fn(Socket) + Send + Sync + 'static,
+    ) {
+        self.add_namespace(path, setup, Callback::Sync(Arc::new(on_connect)));
+    }
+
+    /// Like [`SocketIo::ns`] with an async connection handler.
+    pub fn ns_async<F, Fut>(&self, path: &str, on_connect: F)
+    where
+        F: Fn(Socket) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let f: Arc<dyn Fn(Socket) -> BoxFuture + Send + Sync> =
+            Arc::new(move |socket| Box::pin(on_connect(socket)));
+        self.add_namespace(path, |ns| ns, Callback::Async(f));
+    }
+
+    /// Accepts connections to every namespace `matches` says yes to (e.g.
+    /// `/room-*`), all sharing these handlers.
+    pub fn dynamic_ns(
+        &self,
+        matches: impl Fn(&str) -> bool + Send + Sync + 'static,
+        setup: impl FnOnce(Namespace) -> Namespace,
+        on_connect: impl Fn(Socket) + Send + Sync + 'static,
+    ) {
+        let handlers = Arc::new(NamespaceHandlers {
+            middlewares: setup(Namespace {
+                middlewares: Vec::new(),
+            })
+            .middlewares,
+            on_connect: Callback::Sync(Arc::new(on_connect)),
+        });
+        let mut dynamic = self
+            .hub
+            .dynamic
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        lock(&self.hub.core).add_dynamic_namespace(Box::new(matches));
+        dynamic.push(handlers);
+    }
+
+    fn add_namespace(
+        &self,
+        path: &str,
+        setup: impl FnOnce(Namespace) -> Namespace,
+        on_connect: Callback<Socket>,
+    ) {
+        let handlers = Arc::new(NamespaceHandlers {
+            middlewares: setup(Namespace {
+                middlewares: Vec::new(),
+            })
+            .middlewares,
+            on_connect,
+        });
+        self.hub
+            .namespaces
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(path.to_owned(), handlers);
+        lock(&self.hub.core).add_namespace(path);
+    }
+
+    /// Broadcasts in namespace `path`.
+    pub fn of(&self, path: &str) -> Broadcast {
+        Broadcast {
+            hub: self.hub.clone(),
+            target: BroadcastTarget::namespace(path),
+        }
+    }
+
+    /// Broadcasts to `room` of namespace `/`.
+    pub fn to(&self, room: impl Into<String>) -> Broadcast {
+        self.of("/").to(room)
+    }
+
+    /// Emits to every socket of namespace `/`.
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, args: &T) -> Result<usize, EmitError> {
+        self.of("/").emit(event, args)
+    }
+
+    /// The connected sockets of namespace `path`.
+    pub fn sockets(&self, path: &str) -> Vec<Socket> {
+        let ids = lock(&self.hub.core).sockets_of(path);
+        ids.into_iter()
+            .filter_map(|id| self.hub.socket(&id))
+            .collect()
+    }
+
+    /// How many sockets are connected, in every namespace.
+    pub fn socket_count(&self) -> usize {
+        lock(&self.hub.core).socket_count()
+    }
+}
+
+impl Timed for Hub {
+    fn run_timers(&self, now: Instant) -> Option<Instant> {
+        self.with_core(|core| core.handle_timeout(now));
+        let next = lock(&self.core).poll_timeout();
+        *lock(&self.timer_deadline) = next;
+        next
+    }
+
+    fn timer_signal(&self) -> &TimerSignal {
+        &self.timer
+    }
+}
+
+impl Hub {
+    fn socket(self: &Arc<Self>, id: &SocketId) -> Option<Socket> {
+        let entry = self
+            .sockets
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()?;
+        Some(Socket {
+            id: id.clone(),
+            entry,
+            hub: self.clone(),
+        })
+    }
+
+    /// Runs `f` on the core, then sends what it produced and hands out its
+    /// events, both outside the lock and in order.
+    fn with_core<T>(&self, f: impl FnOnce(&mut Core) -> T) -> T {
+        let result = {
+            let mut core = lock(&self.core);
+            let result = f(&mut core);
+            lock(&self.outbox).extend(std::iter::from_fn(|| core.poll_transmit()));
+            lock(&self.events).extend(std::iter::from_fn(|| core.poll_event()));
+            let next = core.poll_timeout();
+            let mut deadline = lock(&self.timer_deadline);
+            if next.is_some_and(|next| deadline.is_none_or(|current| next < current)) {
+                *deadline = next;
+                self.timer.wake();
+            }
+            result
+        };
+        self.flush();
+        self.deliver();
+        result
+    }
+
+    fn flush(&self) {
+        let Some(engine) = self.engine.get() else {
+            return;
+        };
+        loop {
+            let Ok(guard) = self.flushing.try_lock() else {
+                return;
+            };
+            loop {
+                let transmit = lock(&self.outbox).pop_front();
+                match transmit {
+                    Some(Transmit::Send { sid, message }) => {
+                        if let Err(error) = engine.send(&sid, message) {
+                            tracing::debug!(%sid, %error, "Socket.IO packet not sent");
+                        }
+                    }
+                    Some(Transmit::Close { sid }) => engine.close(&sid),
+                    None => break,
+                }
+            }
+            drop(guard);
+            if lock(&self.outbox).is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn deliver(&self) {
+        let Some(hub) = self.this.upgrade() else {
+            return;
+        };
+        loop {
+            let Ok(guard) = self.delivering.try_lock() else {
+                return;
+            };
+            loop {
+                let event = lock(&self.events).pop_front();
+                match event {
+                    Some(event) => hub.dispatch(event),
+                    None => break,
+                }
+            }
+            drop(guard);
+            if lock(&self.events).is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn run<A: Send + 'static>(&self, callback: &Callback<A>, arg: A) {
+        match callback {
+            Callback::Sync(f) => f(arg),
+            Callback::Async(f) => match self.spawner.get() {
+                Some(spawn) => spawn(f(arg)),
+                None => {
+                    let future = f(arg);
+                    let _ = std::thread::Builder::new()
+                        .name("switchboard-handler".into())
+                        .spawn(move || block_on(future));
+                }
+            },
+        }
+    }
+
+    fn dispatch(self: &Arc<Self>, event: ServerEvent) {
+        match event {
+            ServerEvent::Connect {
+                socket,
+                sid,
+                namespace,
+                matched,
+                auth,
+            } => {
+                let handlers = match matched {
+                    NamespaceMatch::Static => self
+                        .namespaces
+                        .read()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get(&*namespace)
+                        .cloned(),
+                    NamespaceMatch::Dynamic(index) => self
+                        .dynamic
+                        .read()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get(index)
+                        .cloned(),
+                };
+                let Some(handlers) = handlers else {
+                    self.with_core(|core| core.reject(&socket, "Invalid namespace", None));
+                    return;
+                };
+                let handshake = Handshake {
+                    namespace: namespace.to_string(),
+                    auth: auth.to_value(),
+                    sid,
+                };
+                if let Some(refusal) = handlers
+                    .middlewares
+                    .iter()
+                    .find_map(|check| check(&handshake).err())
+                {
+                    let data = refusal
+                        .data
+                        .as_ref()
+                        .and_then(|data| RawJson::from_serialize(data).ok());
+                    self.with_core(|core| core.reject(&socket, &refusal.message, data.as_ref()));
+                    return;
+                }
+                let entry = Arc::new(SocketEntry {
+                    namespace: namespace.to_string(),
+                    handshake,
+                    handlers: RwLock::new(SocketHandlers::default()),
+                    extensions: Mutex::new(HashMap::new()),
+                });
+                self.sockets
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(socket.clone(), entry.clone());
+                if self.with_core(|core| core.accept(&socket)).is_err() {
+                    // The session went away meanwhile.
+                    self.sockets
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&socket);
+                    return;
+                }
+                let socket = Socket {
+                    id: socket,
+                    entry,
+                    hub: self.clone(),
+                };
+                self.run(&handlers.on_connect, socket);
+            }
+            ServerEvent::Event { socket, packet } => {
+                let Some(socket) = self.socket(&socket) else {
+                    return;
+                };
+                let Some(name) = packet.event_name().map(|n| n.into_owned()) else {
+                    return;
+                };
+                let handler = {
+                    let handlers = socket
+                        .entry
+                        .handlers
+                        .read()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    handlers
+                        .events
+                        .get(&name)
+                        .or(handlers.any.as_ref())
+                        .cloned()
+                };
+                let Some(handler) = handler else {
+                    tracing::trace!(event = %name, "no handler; ignored");
+                    return;
+                };
+                let ack = packet.id.map(|id| Ack {
+                    socket: socket.clone(),
+                    id,
+                });
+                let event = Event { name, packet, ack };
+                self.run(&handler, (socket, event));
+            }
+            ServerEvent::Ack { socket, id, packet } => {
+                let slot = lock(&self.acks).remove(&(socket, id));
+                let answer = Payload::from_packet(&packet).map_err(|error| {
+                    tracing::debug!(%error, "unreadable ack");
+                    AckError::Disconnected
+                });
+                complete(slot, answer);
+            }
+            ServerEvent::AckFailed { socket, id, error } => {
+                let slot = lock(&self.acks).remove(&(socket, id));
+                complete(slot, Err(error));
+            }
+            ServerEvent::Disconnect { socket, reason, .. } => {
+                let Some(entry) = self
+                    .sockets
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&socket)
+                else {
+                    return;
+                };
+                let callbacks = std::mem::take(
+                    &mut entry
+                        .handlers
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .disconnect,
+                );
+                let socket = Socket {
+                    id: socket,
+                    entry,
+                    hub: self.clone(),
+                };
+                for callback in &callbacks {
+                    self.run(callback, (socket.clone(), reason));
+                }
+            }
+        }
+    }
+}
+
+fn complete(slot: Option<AckSlot>, answer: Result<Payload, AckError>) {
+    match slot {
+        Some(AckSlot::Callback(callback)) => callback(answer),
+        Some(AckSlot::Channel(tx)) => {
+            let _ = tx.send(answer);
+        }
+        None => {}
+    }
+}
+
+/// One client's connection to one namespace. Cloning is cheap; a clone
+/// kept after the disconnect just fails to emit.
+#[derive(Clone)]
+pub struct Socket {
+    id: SocketId,
+    entry: Arc<SocketEntry>,
+    hub: Arc<Hub>,
+}
+
+impl fmt::Debug for Socket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Socket")
+            .field("id", &self.id)
+            .field("namespace", &self.entry.namespace)
+            .finish()
+    }
+}
+
+impl Socket {
+    /// The socket's id (also the name of a room it is always in).
+    pub fn id(&self) -> &SocketId {
+        &self.id
+    }
+
+    /// Its namespace.
+    pub fn namespace(&self) -> &str {
+        &self.entry.namespace
+    }
+
+    /// What the client sent when it connected.
+    pub fn handshake(&self) -> &Handshake {
+        &self.entry.handshake
+    }
+
+    /// The server handle.
+    pub fn io(&self) -> SocketIo {
+        SocketIo {
+            hub: self.hub.clone(),
+        }
+    }
+
+    /// Handles event `event` with a sync handler (replacing an earlier
+    /// one).
+    pub fn on(&self, event: &str, handler: impl Fn(Socket, Event) + Send + Sync + 'static) {
+        self.set_handler(event, Callback::Sync(Arc::new(move |(s, e)| handler(s, e))));
+    }
+
+    /// Handles event `event` with an async handler, spawned per event.
+    pub fn on_async<F, Fut>(&self, event: &str, handler: F)
+    where
+        F: Fn(Socket, Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let f: Arc<dyn Fn((Socket, Event)) -> BoxFuture + Send + Sync> =
+            Arc::new(move |(s, e)| Box::pin(handler(s, e)));
+        self.set_handler(event, Callback::Async(f));
+    }
+
+    /// Handles every event that has no handler of its own.
+    pub fn on_any(&self, handler: impl Fn(Socket, Event) + Send + Sync + 'static) {
+        self.entry
+            .handlers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .any = Some(Callback::Sync(Arc::new(move |(s, e)| handler(s, e))));
+    }
+
+    /// Runs `handler` when the socket leaves its namespace, with the
+    /// reason.
+    pub fn on_disconnect(
+        &self,
+        handler: impl Fn(Socket, DisconnectReason) + Send + Sync + 'static,
+    ) {
+        self.entry
+            .handlers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .disconnect
+            .push(Callback::Sync(Arc::new(move |(s, r)| handler(s, r))));
+    }
+
+    fn set_handler(&self, event: &str, callback: Callback<(Socket, Event)>) {
+        self.entry
+            .handlers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .events
+            .insert(event.to_owned(), callback);
+    }
+
+    /// Emits `event` with `args` to this client (see
+    /// [`encode_event`](switchboard_core::socketio::encode_event) for how
+    /// `args` become arguments: a tuple or array spreads, anything else is
+    /// one argument).
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, args: &T) -> Result<(), EmitError> {
+        self.hub.with_core(|core| core.emit(&self.id, event, args))
+    }
+
+    /// Emits `event` asking for an ack within `timeout`; `callback` gets
+    /// the answer's arguments, or why none came.
+    pub fn emit_with_ack_callback<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        args: &T,
+        timeout: Duration,
+        callback: impl FnOnce(Result<Payload, AckError>) + Send + 'static,
+    ) -> Result<(), EmitError> {
+        self.emit_with_ack_slot(event, args, timeout, AckSlot::Callback(Box::new(callback)))
+    }
+
+    /// Emits `event` asking for an ack within `timeout`; the returned
+    /// [`AckFuture`] resolves with the answer (or blocks for it with
+    /// [`AckFuture::wait`] on threads).
+    pub fn emit_with_ack<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        args: &T,
+        timeout: Duration,
+    ) -> Result<AckFuture, EmitError> {
+        let (tx, rx) = oneshot::channel();
+        self.emit_with_ack_slot(event, args, timeout, AckSlot::Channel(tx))?;
+        Ok(AckFuture { rx })
+    }
+
+    fn emit_with_ack_slot<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        args: &T,
+        timeout: Duration,
+        slot: AckSlot,
+    ) -> Result<(), EmitError> {
+        let mut slot = Some(slot);
+        self.hub.with_core(|core| {
+            let id = core.emit_with_ack(&self.id, event, args, timeout, Instant::now())?;
+            // Registered before the packet leaves (the flush comes after).
+            if let Some(slot) = slot.take() {
+                lock(&self.hub.acks).insert((self.id.clone(), id), slot);
+            }
+            Ok(())
+        })
+    }
+
+    /// Joins `room`.
+    pub fn join(&self, room: &str) -> Result<(), EmitError> {
+        self.hub.with_core(|core| core.join(&self.id, room))
+    }
+
+    /// Leaves `room`.
+    pub fn leave(&self, room: &str) -> Result<(), EmitError> {
+        self.hub.with_core(|core| core.leave(&self.id, room))
+    }
+
+    /// The rooms this socket is in.
+    pub fn rooms(&self) -> Vec<String> {
+        lock(&self.hub.core).rooms_of(&self.id)
+    }
+
+    /// How many sockets of this namespace are in `room`.
+    pub fn room_size(&self, room: &str) -> usize {
+        lock(&self.hub.core).room_size(&self.entry.namespace, room)
+    }
+
+    /// Broadcasts to `room` of this namespace, leaving this socket out.
+    pub fn to(&self, room: impl Into<String>) -> Broadcast {
+        self.broadcast().to(room)
+    }
+
+    /// Broadcasts to every other socket of this namespace.
+    pub fn broadcast(&self) -> Broadcast {
+        Broadcast {
+            hub: self.hub.clone(),
+            target: BroadcastTarget {
+                except_socket: Some(self.id.clone()),
+                ..BroadcastTarget::namespace(self.entry.namespace.clone())
+            },
+        }
+    }
+
+    /// Removes the socket from its namespace: the client gets a
+    /// DISCONNECT (`io server disconnect`).
+    pub fn disconnect(&self) {
+        self.hub.with_core(|core| core.disconnect(&self.id));
+    }
+
+    /// Closes the client's whole connection without DISCONNECT packets, as
+    /// a lost connection looks to it (it will reconnect on its own).
+    pub fn close_connection(&self) {
+        let sid = self.entry.handshake.sid.clone();
+        self.hub.with_core(|core| core.close_session(&sid));
+    }
+
+    /// Whether the socket is still connected.
+    pub fn connected(&self) -> bool {
+        lock(&self.hub.core).socket_info(&self.id).is_some()
+    }
+
+    /// Stores a value of type `T` on the socket (replacing one).
+    pub fn insert_extension<T: Any + Send + Sync>(&self, value: T) {
+        lock(&self.entry.extensions).insert(TypeId::of::<T>(), Box::new(value));
+    }
+
+    /// A copy of the stored value of type `T`.
+    pub fn extension<T: Any + Send + Sync + Clone>(&self) -> Option<T> {
+        lock(&self.entry.extensions)
+            .get(&TypeId::of::<T>())
+            .and_then(|value| value.downcast_ref::<T>())
+            .cloned()
+    }
+}
+
+/// An event from a client.
+#[derive(Debug)]
+pub struct Event {
+    name: String,
+    packet: Packet,
+    ack: Option<Ack>,
+}
+
+impl Event {
+    /// The event's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The arguments read as `T`: a tuple (`(T,)` for one), a `Vec`, a
+    /// struct read positionally; binary values come from the attachments.
+    pub fn args<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        self.packet.args()
+    }
+
+    /// Argument `index` read as `T`.
+    pub fn arg<T: DeserializeOwned>(&self, index: usize) -> Result<T, serde_json::Error> {
+        self.packet.arg(index)
+    }
+
+    /// The arguments as received, binary included, to send on unchanged.
+    pub fn payload(&self) -> Payload {
+        Payload::from_packet(&self.packet).unwrap_or_default()
+    }
+
+    /// The packet as decoded.
+    pub fn packet(&self) -> &Packet {
+        &self.packet
+    }
+
+    /// Takes the ack the client asked for, if it did.
+    pub fn take_ack(&mut self) -> Option<Ack> {
+        self.ack.take()
+    }
+}
+
+/// The answer a client asked for with its event; send it once.
+#[derive(Debug)]
+pub struct Ack {
+    socket: Socket,
+    id: u64,
+}
+
+impl Ack {
+    /// Answers with `args` (arguments as for [`Socket::emit`]).
+    pub fn send<T: Serialize + ?Sized>(self, args: &T) -> Result<(), EmitError> {
+        let Ack { socket, id } = self;
+        socket.hub.with_core(|core| core.ack(&socket.id, id, args))
+    }
+}
+
+/// The answer to [`Socket::emit_with_ack`].
+#[derive(Debug)]
+pub struct AckFuture {
+    rx: oneshot::Receiver<Result<Payload, AckError>>,
+}
+
+impl AckFuture {
+    /// Blocks the thread until the answer comes (for threads; in async code
+    /// `.await` it instead).
+    pub fn wait(self) -> Result<Payload, AckError> {
+        block_on(self)
+    }
+}
+
+impl Future for AckFuture {
+    type Output = Result<Payload, AckError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|answer| answer.unwrap_or(Err(AckError::Disconnected)))
+    }
+}
+
+/// A tiny `block_on` for [`AckFuture::wait`]: parks the thread until woken.
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
+/// A broadcast being aimed: rooms to reach, rooms to leave out.
+#[derive(Clone)]
+pub struct Broadcast {
+    hub: Arc<Hub>,
+    target: BroadcastTarget,
+}
+
+impl fmt::Debug for Broadcast {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Broadcast")
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+impl Broadcast {
+    /// Also reaches `room` (with no room given, the whole namespace).
+    pub fn to(mut self, room: impl Into<String>) -> Self {
+        self.target.rooms.push(room.into());
+        self
+    }
+
+    /// Leaves out the sockets in `room`.
+    pub fn except(mut self, room: impl Into<String>) -> Self {
+        self.target.except.push(room.into());
+        self
+    }
+
+    /// Emits `event` with `args` (encoded once) to every socket reached;
+    /// returns how many.
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, args: &T) -> Result<usize, EmitError> {
+        let packet = encode_event(&self.target.namespace, event, args, None)?;
+        Ok(self
+            .hub
+            .with_core(|core| core.broadcast(&self.target, &packet)))
+    }
+
+    /// The sockets this broadcast would reach.
+    pub fn sockets(&self) -> Vec<Socket> {
+        let core = lock(&self.hub.core);
+        let ids: Vec<SocketId> = core
+            .sockets_of(&self.target.namespace)
+            .into_iter()
+            .filter(|id| {
+                let rooms = core.rooms_of(id);
+                (self.target.rooms.is_empty()
+                    || self.target.rooms.iter().any(|r| rooms.contains(r)))
+                    && !self.target.except.iter().any(|r| rooms.contains(r))
+                    && self.target.except_socket.as_ref() != Some(id)
+            })
+            .collect();
+        drop(core);
+        ids.iter().filter_map(|id| self.hub.socket(id)).collect()
+    }
+
+    /// How many sockets of the namespace are in `room`.
+    pub fn room_size(&self, room: &str) -> usize {
+        lock(&self.hub.core).room_size(&self.target.namespace, room)
+    }
+
+    /// Disconnects every socket reached.
+    pub fn disconnect(&self) {
+        for socket in self.sockets() {
+            socket.disconnect();
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! [`Payload`]: an event's arguments as received, binary included, ready to
+//! be sent on unchanged.
+
+use bytes::Bytes;
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+use switchboard_core::socketio::Binary;
+
+/// Arguments as they arrived: JSON values, with each binary attachment
+/// still in its place. Serializing a `Payload` (for an emit or an ack)
+/// writes the values as arguments and the attachments back as binary, so
+/// `socket.emit("echo", &payload)` returns exactly what came in.
+///
+/// ```
+/// use switchboard_async::socketio::Payload;
+/// use switchboard_core::socketio::{Binary, Packet, encode_event};
+/// let packet = Packet::event("/", "file", &("a.png", Binary::from(vec![1, 2])), None).unwrap();
+/// let payload = Payload::from_packet(&packet).unwrap();
+/// assert_eq!(payload.values()[0], "a.png");
+/// let again = encode_event("/", "file", &payload, None).unwrap();
+/// assert_eq!(again.text, r#"51-["file","a.png",{"_placeholder":true,"num":0}]"#);
+/// assert_eq!(again.attachments, [vec![1u8, 2]]);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Payload {
+    values: Vec<Value>,
+    attachments: Vec<Bytes>,
+}
+
+impl Payload {
+    /// The arguments of an event or ack packet.
+    pub fn from_packet(
+        packet: &switchboard_core::socketio::Packet,
+    ) -> Result<Self, serde_json::Error> {
+        Ok(Payload {
+            values: packet.args()?,
+            attachments: packet.attachments.clone(),
+        })
+    }
+
+    /// Arguments without binary data.
+    pub fn from_values(values: Vec<Value>) -> Self {
+        Payload {
+            values,
+            attachments: Vec::new(),
+        }
+    }
+
+    /// The arguments, binary values as their placeholder objects
+    /// (`{"_placeholder":true,"num":N}`, see [`Payload::attachments`]).
+    pub fn values(&self) -> &[Value] {
+        &self.values
+    }
+
+    /// The binary attachments, by placeholder number.
+    pub fn attachments(&self) -> &[Bytes] {
+        &self.attachments
+    }
+
+    /// How many arguments.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether there are no arguments.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The arguments after the first `n`.
+    pub fn skip(&self, n: usize) -> Payload {
+        Payload {
+            values: self.values.iter().skip(n).cloned().collect(),
+            attachments: self.attachments.clone(),
+        }
+    }
+
+    /// The arguments with `value` put first.
+    pub fn prepend(&self, value: Value) -> Payload {
+        let mut values = Vec::with_capacity(self.values.len() + 1);
+        values.push(value);
+        values.extend(self.values.iter().cloned());
+        Payload {
+            values,
+            attachments: self.attachments.clone(),
+        }
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.values.len()))?;
+        for value in &self.values {
+            seq.serialize_element(&WithBinary(value, &self.attachments))?;
+        }
+        seq.end()
+    }
+}
+
+/// A value whose placeholder objects serialize as their attachments.
+struct WithBinary<'a>(&'a Value, &'a [Bytes]);
+
+fn placeholder(value: &Value, attachments: &[Bytes]) -> Option<Bytes> {
+    let object = value.as_object()?;
+    if object.len() != 2 || object.get("_placeholder") != Some(&Value::Bool(true)) {
+        return None;
+    }
+    let num = usize::try_from(object.get("num")?.as_u64()?).ok()?;
+    attachments.get(num).cloned()
+}
+
+impl Serialize for WithBinary<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let WithBinary(value, attachments) = *self;
+        if let Some(bytes) = placeholder(value, attachments) {
+            return Binary(bytes).serialize(serializer);
+        }
+        match value {
+            Value::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&WithBinary(item, attachments))?;
+                }
+                seq.end()
+            }
+            Value::Object(entries) => {
+                let mut map = serializer.serialize_map(Some(entries.len()))?;
+                for (key, item) in entries {
+                    map.serialize_entry(key, &WithBinary(item, attachments))?;
+                }
+                map.end()
+            }
+            other => other.serialize(serializer),
+        }
+    }
+}
