@@ -15,10 +15,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_util::future::{Either, select};
 use futures_util::{AsyncWriteExt, SinkExt, StreamExt};
-use switchboard_core::http::{HttpError, IncomingRequest, RequestReader, ServerLimits};
+use switchboard_core::engineio::HttpResponse;
+use switchboard_core::http::{HttpError, IncomingRequest, Request, RequestReader, ServerLimits};
 use switchboard_core::ws::Config;
 use switchboard_core::ws::handshake::{self, Rejection};
 
@@ -32,6 +34,8 @@ use crate::timer::{self, Timed, WeakTimed};
 use crate::ws::{WebSocket, accept_request};
 
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// Answers plain HTTP requests (see [`Routes::http`]).
+pub type HttpHandler = Arc<dyn Fn(&Request, Bytes) -> HttpResponse + Send + Sync>;
 type WsHandler<S, R> = Arc<dyn Fn(WebSocket<S, R>) -> BoxFuture + Send + Sync>;
 
 /// What a server serves: Engine.IO endpoints by path, and a WebSocket
@@ -40,6 +44,7 @@ pub struct Routes<S, R: Runtime> {
     engines: Vec<(String, EngineIo)>,
     timers: Vec<Arc<dyn Timed>>,
     socketios: Vec<SocketIo>,
+    http: Option<HttpHandler>,
     websocket: Option<WsHandler<S, R>>,
     ws_config: Arc<Config>,
     limits: ServerLimits,
@@ -51,6 +56,7 @@ impl<S, R: Runtime> Clone for Routes<S, R> {
             engines: self.engines.clone(),
             timers: self.timers.clone(),
             socketios: self.socketios.clone(),
+            http: self.http.clone(),
             websocket: self.websocket.clone(),
             ws_config: self.ws_config.clone(),
             limits: self.limits,
@@ -89,6 +95,7 @@ where
             engines: Vec::new(),
             timers: Vec::new(),
             socketios: Vec::new(),
+            http: None,
             websocket: None,
             ws_config: Arc::new(Config::default()),
             limits: ServerLimits::default(),
@@ -126,6 +133,17 @@ where
     /// the WebSocket handler.
     pub fn ws_config(mut self, config: Config) -> Self {
         self.ws_config = Arc::new(config);
+        self
+    }
+
+    /// Answers every other HTTP request (no Engine.IO path, no WebSocket
+    /// upgrade) with `handler`, e.g. to serve the application's pages;
+    /// without one they get 404.
+    pub fn http(
+        mut self,
+        handler: impl Fn(&Request, Bytes) -> HttpResponse + Send + Sync + 'static,
+    ) -> Self {
+        self.http = Some(Arc::new(handler));
         self
     }
 
@@ -286,13 +304,16 @@ where
                 }
                 return Ok(());
             }
-            None => {
-                write_status(&mut io, 404, keep_alive).await?;
-                if !keep_alive {
-                    return Ok(());
+            None => match &routes.http {
+                Some(handler) => handler(&request, body),
+                None => {
+                    write_status(&mut io, 404, keep_alive).await?;
+                    if !keep_alive {
+                        return Ok(());
+                    }
+                    continue;
                 }
-                continue;
-            }
+            },
         };
         let mut response = response;
         if !keep_alive {

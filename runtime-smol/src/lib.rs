@@ -202,13 +202,14 @@ pub mod engineio {
     pub use switchboard_async::engineio::{
         EngineIo, EventHandler, Socket, SocketSender, Sockets, WeakEngineIo,
     };
+    pub use switchboard_core::engineio::HttpResponse;
     pub use switchboard_core::engineio::client::{
         ClientCloseReason, ClientConfig, ClientEvent, ClientSendError,
     };
     pub use switchboard_core::engineio::{
         CloseReason, MessageData, SendError, ServerConfig, ServerEvent,
     };
-    pub use switchboard_core::http::ServerLimits;
+    pub use switchboard_core::http::{Request, ServerLimits};
 
     use super::Smol;
 

@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::task::{Context, Wake, Waker};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_util::future::{Either, select};
 pub use switchboard_async::engineio::{
     EngineIo, EventHandler, SocketSender, Sockets, WeakEngineIo, WsCommand,
@@ -41,11 +42,12 @@ pub use switchboard_async::engineio::{
 use switchboard_async::engineio::{Routed, Socket as AsyncSocket};
 use switchboard_async::socketio::SocketIo;
 use switchboard_async::timer::{self, Timed, WeakTimed};
+pub use switchboard_core::engineio::HttpResponse;
 pub use switchboard_core::engineio::{
     CloseReason, MessageData, SendError, ServerConfig, ServerEvent,
 };
-pub use switchboard_core::http::ServerLimits;
 use switchboard_core::http::{HttpError, IncomingRequest, RequestReader};
+pub use switchboard_core::http::{Request, ServerLimits};
 use switchboard_core::ws::handshake::{self, Rejection};
 
 use crate::ws::{self, Config, WebSocket};
@@ -106,6 +108,8 @@ pub fn blocking(sockets: Sockets) -> impl Iterator<Item = Socket> {
 }
 
 type WsHandler = Arc<dyn Fn(WebSocket) + Send + Sync>;
+/// Answers plain HTTP requests (see [`Routes::http`]).
+pub type HttpHandler = Arc<dyn Fn(&Request, Bytes) -> HttpResponse + Send + Sync>;
 
 /// What a server serves: Engine.IO endpoints by path, and a WebSocket
 /// handler for upgrades on every other path.
@@ -113,6 +117,7 @@ type WsHandler = Arc<dyn Fn(WebSocket) + Send + Sync>;
 pub struct Routes {
     engines: Vec<(String, EngineIo)>,
     timers: Vec<Arc<dyn Timed>>,
+    http: Option<HttpHandler>,
     websocket: Option<WsHandler>,
     ws_config: Arc<Config>,
     limits: ServerLimits,
@@ -140,6 +145,7 @@ impl Routes {
         Routes {
             engines: Vec::new(),
             timers: Vec::new(),
+            http: None,
             websocket: None,
             ws_config: Arc::new(Config::default()),
             limits: ServerLimits::default(),
@@ -171,6 +177,17 @@ impl Routes {
     /// The WebSocket configuration.
     pub fn ws_config(mut self, config: Config) -> Self {
         self.ws_config = Arc::new(config);
+        self
+    }
+
+    /// Answers every other HTTP request (no Engine.IO path, no WebSocket
+    /// upgrade) with `handler`, e.g. to serve the application's pages;
+    /// without one they get 404.
+    pub fn http(
+        mut self,
+        handler: impl Fn(&Request, Bytes) -> HttpResponse + Send + Sync + 'static,
+    ) -> Self {
+        self.http = Some(Arc::new(handler));
         self
     }
 
@@ -330,13 +347,16 @@ pub fn serve_connection(mut stream: TcpStream, routes: Routes) -> io::Result<()>
                 }
                 return Ok(());
             }
-            None => {
-                write_status(&mut stream, 404, keep_alive)?;
-                if !keep_alive {
-                    return Ok(());
+            None => match &routes.http {
+                Some(handler) => handler(&request, body),
+                None => {
+                    write_status(&mut stream, 404, keep_alive)?;
+                    if !keep_alive {
+                        return Ok(());
+                    }
+                    continue;
                 }
-                continue;
-            }
+            },
         };
         if !keep_alive {
             response.headers.push(("Connection".into(), "close".into()));
