@@ -625,6 +625,31 @@ impl Server {
         })
     }
 
+    /// Sends `messages` to session `sid` only if its transport can take
+    /// them at once (Socket.IO's volatile emits): over WebSocket always,
+    /// over polling only while a poll is held with nothing queued before
+    /// them. Returns whether they were sent; all or none are.
+    pub fn send_volatile(
+        &mut self,
+        sid: &str,
+        messages: impl IntoIterator<Item = MessageData>,
+    ) -> Result<bool, SendError> {
+        let Some(session) = self.sessions.get(sid) else {
+            return Err(SendError::UnknownSession);
+        };
+        let writable = match session.transport {
+            Transport::WebSocket(_) => true,
+            Transport::Polling => session.poll.is_some() && session.queue.is_empty(),
+        };
+        if !writable {
+            return Ok(false);
+        }
+        for data in messages {
+            self.send(sid, data)?;
+        }
+        Ok(true)
+    }
+
     /// Closes session `sid` (`forced close`). Packets already queued go out
     /// with the `close` packet if a poll is held.
     pub fn close(&mut self, sid: &str) {
@@ -1550,6 +1575,28 @@ mod tests {
         let (status, _) = respond(post(&mut server, &sid, &body, t0));
         assert_eq!(status, 413);
         assert_eq!(closed(&mut server), CloseReason::TransportError);
+    }
+
+    #[test]
+    fn volatile_sends_need_a_writable_transport() {
+        let mut server = Server::new(config());
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        // No poll held: dropped.
+        assert_eq!(
+            server.send_volatile(&sid, [MessageData::from("a")]),
+            Ok(false)
+        );
+        let id = held(poll(&mut server, &sid, t0));
+        assert_eq!(
+            server.send_volatile(&sid, [MessageData::from("b"), MessageData::from("c")]),
+            Ok(true)
+        );
+        assert_eq!(poll_response(&mut server), (id, "4b\u{1e}4c".into()));
+        assert_eq!(
+            server.send_volatile("nope", [MessageData::from("x")]),
+            Err(SendError::UnknownSession)
+        );
     }
 
     #[test]

@@ -229,6 +229,14 @@ pub enum Transmit {
         /// The message.
         message: MessageData,
     },
+    /// Send these messages (one packet) on session `sid` only if its
+    /// transport can take them now; drop them otherwise (a volatile emit).
+    SendVolatile {
+        /// The Engine.IO session.
+        sid: String,
+        /// The messages, all or none.
+        messages: Vec<MessageData>,
+    },
     /// Close Engine.IO session `sid`.
     Close {
         /// The session.
@@ -603,6 +611,25 @@ impl Server {
         Ok(())
     }
 
+    /// Emits event `event` with `args` only if the client's transport can
+    /// take it at once; otherwise it is dropped (Node's `volatile`), for
+    /// data that is stale by the time it could be sent.
+    pub fn emit_volatile<T: Serialize + ?Sized>(
+        &mut self,
+        socket: &SocketId,
+        event: &str,
+        args: &T,
+    ) -> Result<(), EmitError> {
+        let state = self.connected(socket)?;
+        let encoded = encode_event(&state.namespace, event, args, None)?;
+        let sid = state.sid.clone();
+        self.transmits.push_back(Transmit::SendVolatile {
+            sid,
+            messages: encoded.into_messages().collect(),
+        });
+        Ok(())
+    }
+
     /// Emits event `event` with `args` asking for an ack within `timeout`;
     /// returns the ack id. The answer comes as [`ServerEvent::Ack`], or
     /// [`ServerEvent::AckFailed`].
@@ -647,6 +674,21 @@ impl Server {
     /// Sends `packet` (encoded once, for `target.namespace`) to every
     /// socket `target` reaches; returns how many.
     pub fn broadcast(&mut self, target: &BroadcastTarget, packet: &Encoded) -> usize {
+        self.broadcast_with(target, packet, false)
+    }
+
+    /// Like [`Server::broadcast`], dropping the packet for each client whose
+    /// transport cannot take it at once.
+    pub fn broadcast_volatile(&mut self, target: &BroadcastTarget, packet: &Encoded) -> usize {
+        self.broadcast_with(target, packet, true)
+    }
+
+    fn broadcast_with(
+        &mut self,
+        target: &BroadcastTarget,
+        packet: &Encoded,
+        volatile: bool,
+    ) -> usize {
         let mut all = self
             .by_namespace
             .get(&target.namespace)
@@ -658,7 +700,14 @@ impl Server {
         for socket in &members {
             if let Some(state) = self.sockets.get(socket).filter(|s| s.connected) {
                 let sid = state.sid.clone();
-                self.send_encoded(&sid, packet.clone());
+                if volatile {
+                    self.transmits.push_back(Transmit::SendVolatile {
+                        sid,
+                        messages: packet.clone().into_messages().collect(),
+                    });
+                } else {
+                    self.send_encoded(&sid, packet.clone());
+                }
                 count += 1;
             }
         }
@@ -997,6 +1046,9 @@ mod tests {
                     message: MessageData::Binary(b),
                 } => (sid, format!("<{b:02x?}>")),
                 Transmit::Close { sid } => (sid, "CLOSE".into()),
+                Transmit::SendVolatile { sid, messages } => {
+                    (sid, format!("VOLATILE {}", messages.len()))
+                }
             })
             .collect()
     }
@@ -1230,6 +1282,10 @@ mod tests {
         };
         assert_eq!(server.broadcast(&target, &packet), 1);
         assert_eq!(sent(&mut server)[0].0, "s2");
+        assert_eq!(server.broadcast_volatile(&target, &packet), 1);
+        assert_eq!(sent(&mut server), [("s2".into(), "VOLATILE 1".into())]);
+        server.emit_volatile(&sockets[0], "tick", &1).unwrap();
+        assert_eq!(sent(&mut server), [("s0".into(), "VOLATILE 1".into())]);
         // Leaving, and disconnecting, leave rooms.
         server.leave(&sockets[1], "room").unwrap();
         assert_eq!(server.room_size("/", "room"), 1);

@@ -190,6 +190,16 @@ impl EngineIo {
         self.with_server(|server| server.send(sid, data))
     }
 
+    /// Sends `messages` only if the session's transport can take them now
+    /// (see the core's `Server::send_volatile`); returns whether it did.
+    pub fn send_volatile(
+        &self,
+        sid: &str,
+        messages: impl IntoIterator<Item = MessageData>,
+    ) -> Result<bool, SendError> {
+        self.with_server(|server| server.send_volatile(sid, messages))
+    }
+
     /// Closes session `sid` (`forced close`).
     pub fn close(&self, sid: &str) {
         self.with_server(|server| server.close(sid));

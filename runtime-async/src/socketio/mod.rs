@@ -418,6 +418,11 @@ impl Hub {
                             tracing::debug!(%sid, %error, "Socket.IO packet not sent");
                         }
                     }
+                    Some(Transmit::SendVolatile { sid, messages }) => {
+                        if let Ok(false) = engine.send_volatile(&sid, messages) {
+                            tracing::trace!(%sid, "volatile packet dropped");
+                        }
+                    }
                     Some(Transmit::Close { sid }) => engine.close(&sid),
                     None => break,
                 }
@@ -714,6 +719,17 @@ impl Socket {
         self.hub.with_core(|core| core.emit(&self.id, event, args))
     }
 
+    /// Emits `event` only if the client's transport can take it now,
+    /// dropping it otherwise (Node's `socket.volatile.emit`).
+    pub fn emit_volatile<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        args: &T,
+    ) -> Result<(), EmitError> {
+        self.hub
+            .with_core(|core| core.emit_volatile(&self.id, event, args))
+    }
+
     /// Emits `event` asking for an ack within `timeout`; `callback` gets
     /// the answer's arguments, or why none came.
     pub fn emit_with_ack_callback<T: Serialize + ?Sized>(
@@ -960,6 +976,19 @@ impl Broadcast {
         Ok(self
             .hub
             .with_core(|core| core.broadcast(&self.target, &packet)))
+    }
+
+    /// Like [`Broadcast::emit`], dropping the packet for each client whose
+    /// transport cannot take it at once.
+    pub fn emit_volatile<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        args: &T,
+    ) -> Result<usize, EmitError> {
+        let packet = encode_event(&self.target.namespace, event, args, None)?;
+        Ok(self
+            .hub
+            .with_core(|core| core.broadcast_volatile(&self.target, &packet)))
     }
 
     /// The sockets this broadcast would reach.
