@@ -5,17 +5,22 @@
 #           playwright-core) -> tests/interop/node_modules
 #   python: a venv at .cache/venv with tests/interop/requirements.txt
 #           (websockets, python-socketio, python-engineio, aiohttp, ...)
+#   chromium: Debian's `chromium` at /usr/bin/chromium, for the browser tests
+#           (tests/browser, driven by playwright-core), installed with apt-get
+#           when missing (sudo when not root); without apt it is skipped with
+#           a warning, except under CI=true where that is an error
 #
 # Idempotent and fast when nothing changed: each part keeps a stamp (a sha256 of
 # its lock/requirement files, plus the interpreter version for python) and is
 # skipped when the stamp matches.
 #
-# Usage: scripts/install-peers.sh [node] [python]     (default: both)
+# Usage: scripts/install-peers.sh [node] [python] [chromium]   (default: all)
 #
 # Environment:
 #   PEERS_FORCE=1   reinstall even if the stamps are current
 #   PYTHON3         interpreter used to create the venv (default: python3)
 #   NPM             npm executable (default: npm)
+#   CHROMIUM        the browser the tests drive (default: /usr/bin/chromium)
 #
 # Needs node >= 20 with npm, and python3 (3.11) with the venv module; on Debian,
 # when python3-venv is missing and we run as root, it is installed with apt-get.
@@ -27,6 +32,7 @@ CACHE=$ROOT/.cache
 VENV=$CACHE/venv
 PYTHON3=${PYTHON3:-python3}
 NPM=${NPM:-npm}
+CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 FORCE=${PEERS_FORCE:-0}
 
 log() { printf 'install-peers: %s\n' "$*"; }
@@ -38,19 +44,22 @@ hash_files() { cat "$@" | sha256sum | cut -d' ' -f1; }
 
 do_node=0
 do_python=0
+do_chromium=0
 if [[ $# -eq 0 ]]; then
   do_node=1
   do_python=1
+  do_chromium=1
 fi
 for arg in "$@"; do
   case $arg in
   node) do_node=1 ;;
   python) do_python=1 ;;
+  chromium) do_chromium=1 ;;
   -h | --help)
-    sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
-  *) die "unknown argument '$arg' (expected: node, python)" ;;
+  *) die "unknown argument '$arg' (expected: node, python, chromium)" ;;
   esac
 done
 
@@ -159,6 +168,50 @@ from importlib.metadata import version as v
 print(", ".join(f"{n}=={v(n)}" for n in ("websockets", "python-socketio", "python-engineio", "aiohttp", "requests", "websocket-client")))') in $((SECONDS - start))s"
 }
 
+# --- chromium ------------------------------------------------------------------
+in_ci() { [[ ${CI:-} == true || ${CI:-} == 1 ]]; }
+
+chromium_version() { "$CHROMIUM" --version 2>/dev/null | head -n1; }
+
+install_chromium() {
+  if [[ -x $CHROMIUM ]]; then
+    log "chromium: $(chromium_version || echo "$CHROMIUM") is installed"
+    return
+  fi
+  if [[ $CHROMIUM != /usr/bin/chromium ]]; then
+    die "CHROMIUM=$CHROMIUM does not exist"
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    if in_ci; then
+      die "chromium: /usr/bin/chromium is missing and apt-get is unavailable (CI needs Debian's chromium for the browser tests)"
+    fi
+    log "warning: chromium: /usr/bin/chromium is missing and apt-get is unavailable; the browser tests will be skipped"
+    return
+  fi
+  local sudo=()
+  if [[ $(id -u) != 0 ]]; then
+    if command -v sudo >/dev/null 2>&1; then
+      sudo=(sudo)
+    elif in_ci; then
+      die "chromium: not root and no sudo to apt-get install chromium"
+    else
+      log "warning: chromium: not root and no sudo; the browser tests will be skipped (apt-get install chromium)"
+      return
+    fi
+  fi
+  local start=$SECONDS
+  local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get)
+  log "chromium: apt-get install chromium"
+  # The package lists of a fresh machine may be stale or missing: update and
+  # retry once when the first attempt fails.
+  "${apt[@]}" install -y -q --no-install-recommends chromium ||
+    { "${apt[@]}" update -q && "${apt[@]}" install -y -q --no-install-recommends chromium; } ||
+    die "could not apt-get install chromium"
+  [[ -x $CHROMIUM ]] || die "chromium: installed, but $CHROMIUM does not exist"
+  log "chromium: installed $(chromium_version || echo chromium) in $((SECONDS - start))s"
+}
+
 ((do_node)) && install_node
 ((do_python)) && install_python
-log "ready: node_modules=tests/interop/node_modules python=.cache/venv/bin/python"
+((do_chromium)) && install_chromium
+log "ready: node_modules=tests/interop/node_modules python=.cache/venv/bin/python chromium=$CHROMIUM"

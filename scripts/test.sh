@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test Switchboard has, installing what they need first (pinned
-# Node and Python peers, Autobahn|Testsuite in a private Python 2.7).
+# Node and Python peers, Debian's chromium, Autobahn|Testsuite in a private
+# Python 2.7).
 #
 #   scripts/test.sh           everything (CI runs this)
 #   AUTOBAHN=quick scripts/test.sh    Autobahn without the 12.*/13.* compression cases
@@ -16,7 +17,7 @@ if [ "${CI:-}" = "true" ] && [ "$AUTOBAHN" = "off" ]; then
   exit 1
 fi
 
-step "installing interop peers (npm ws/engine.io/socket.io, python websockets/socketio)"
+step "installing interop peers (npm ws/engine.io/socket.io/playwright-core, python websockets/socketio, chromium)"
 scripts/install-peers.sh
 if [ "$AUTOBAHN" != "off" ]; then
   step "installing Autobahn|Testsuite"
@@ -29,7 +30,43 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "unit, conformance and interop tests on every runtime"
+step "the demo: building it for the browser tests, and its first start (npm ci)"
+# tests/tests/browser.rs drives this binary in Chromium on every runtime.
+cargo build --release --example demo --all-features
+demo_bin=${CARGO_TARGET_DIR:-target}/release/examples/demo
+mkdir -p .cache
+demo_log=.cache/demo-first-start.log
+"$demo_bin" --listen 127.0.0.1:0 >"$demo_log" 2>&1 &
+demo_pid=$!
+trap 'kill "$demo_pid" 2>/dev/null || true' EXIT
+# Up to three minutes: the first start installs the page's Socket.IO client.
+demo_url=""
+for _ in $(seq 1800); do
+  demo_url=$(sed -n 's|^Switchboard demo on \(http://[^ ]*\) .*|\1|p' "$demo_log")
+  [ -n "$demo_url" ] && break
+  kill -0 "$demo_pid" 2>/dev/null || break
+  sleep 0.1
+done
+# shellcheck disable=SC2016 # JavaScript, not shell
+if [ -z "$demo_url" ] || ! node -e '
+  const base = process.argv[1];
+  (async () => {
+    for (const [path, want] of [["", "<title>Switchboard demo"], ["vendor/socket.io.min.js", "Socket.IO"]]) {
+      const res = await fetch(base + path);
+      const body = await res.text();
+      if (!res.ok || !body.includes(want)) throw new Error(`GET ${base}${path}: ${res.status}`);
+    }
+  })().catch((e) => { console.error(e.message); process.exit(1); });' "$demo_url"; then
+  cat "$demo_log" >&2
+  echo "the demo did not start and serve its page" >&2
+  exit 1
+fi
+kill "$demo_pid"
+wait "$demo_pid" 2>/dev/null || true
+trap - EXIT
+echo "the demo served its page on $demo_url"
+
+step "unit, conformance, interop and browser tests on every runtime"
 cargo nextest run --workspace --no-fail-fast
 
 step "doctests"
@@ -60,4 +97,5 @@ if [ "$AUTOBAHN" != "off" ]; then
   done
   [ "$status" = 0 ] || { echo "Autobahn|Testsuite: some runs failed" >&2; exit 1; }
 fi
+echo "browser screenshots: artifacts/browser/"
 echo "all tests passed"
