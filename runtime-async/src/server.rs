@@ -8,6 +8,10 @@
 //! (at once, when a held poll is released, or as a WebSocket pump); a
 //! WebSocket upgrade on any other path goes to the WebSocket handler;
 //! anything else gets 404.
+//!
+//! An application with an accept loop of its own hands a connection over
+//! with [`serve_connection`], or, after reading its first request head
+//! itself (to answer its own paths), with [`serve_request`].
 
 use std::future::Future;
 use std::io;
@@ -239,12 +243,62 @@ where
 /// Serves `routes` on one connection the application accepted, until the
 /// client closes it, a timeout passes, or it is upgraded to a WebSocket (in
 /// which case this returns when the WebSocket ends).
-pub async fn serve_connection<S, R>(runtime: R, mut io: S, routes: Routes<S, R>) -> io::Result<()>
+pub async fn serve_connection<S, R>(runtime: R, io: S, routes: Routes<S, R>) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: Runtime,
+{
+    let reader = RequestReader::new(routes.limits.head, routes.max_body());
+    serve_with_reader(runtime, io, routes, reader).await
+}
+
+/// Serves `routes` on a connection whose first request head the
+/// application already read and parsed itself (to route its own paths
+/// first): `request` is that head, `buffered` the bytes it read after the
+/// head (the start of the body, or of the next requests); the rest is read
+/// from `io`. Then goes on like [`serve_connection`] (keep-alive, upgrades).
+///
+/// Call [`Routes::start_timers`] once beforehand when not using [`serve`].
+pub async fn serve_request<S, R>(
+    runtime: R,
+    io: S,
+    request: &Request,
+    buffered: &[u8],
+    routes: Routes<S, R>,
+) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     R: Runtime,
 {
     let mut reader = RequestReader::new(routes.limits.head, routes.max_body());
+    // The head goes back in as bytes, so the one reader frames its body
+    // (Content-Length or chunked, cut at the limit) as for any request.
+    let mut head = format!(
+        "{} {} HTTP/1.{}\r\n",
+        request.method, request.target, request.version
+    );
+    for header in &request.headers.0 {
+        head.push_str(&header.name);
+        head.push_str(": ");
+        head.push_str(&header.value);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    reader.receive(head.as_bytes());
+    reader.receive(buffered);
+    serve_with_reader(runtime, io, routes, reader).await
+}
+
+async fn serve_with_reader<S, R>(
+    runtime: R,
+    mut io: S,
+    routes: Routes<S, R>,
+    mut reader: RequestReader,
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: Runtime,
+{
     let mut idle = true;
     loop {
         let incoming =
@@ -416,8 +470,12 @@ where
 }
 
 /// Carries an Engine.IO WebSocket: messages in go to the endpoint,
-/// commands from it go out, until either side ends.
-async fn pump_engine_ws<S, R>(
+/// commands from it go out, until either side ends (then the endpoint is
+/// told with [`EngineIo::ws_closed`]).
+///
+/// For servers that do the WebSocket handshake themselves (such as an
+/// upgrade through hyper): call it with what [`Routed::WebSocket`] gave.
+pub async fn pump_engine_ws<S, R>(
     engine: &EngineIo,
     conn: switchboard_core::engineio::ConnId,
     mut ws: WebSocket<S, R>,

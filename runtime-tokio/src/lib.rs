@@ -21,6 +21,8 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 mod compat;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 pub use compat::TokioIo;
 

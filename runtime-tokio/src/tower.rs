@@ -1,0 +1,681 @@
+//! Socket.IO, Engine.IO and WebSocket routes inside an existing axum or
+//! hyper 1.x server (feature `tower`).
+//!
+//! [`SwitchboardLayer`] is a tower [`Layer`]: requests under its mounted
+//! paths are served by Switchboard, every other request goes on to the
+//! application's own service (an axum `Router`, say). The endpoints share
+//! the application's listener, and so its TLS and its HTTP/2; WebSockets
+//! (Engine.IO's transport and plain WebSocket routes) are upgraded through
+//! hyper (`hyper::upgrade::on`), so the server must serve HTTP/1.1
+//! connections with upgrades enabled (`axum::serve` does; with hyper, use
+//! `serve_connection_with_upgrades` or `.with_upgrades()`).
+//!
+//! ```ignore
+//! use axum::{Router, routing::get};
+//! use switchboard_tokio::socketio::{SocketIo, SocketIoConfig};
+//! use switchboard_tokio::tower::SwitchboardLayer;
+//!
+//! let io = SocketIo::new(SocketIoConfig::default());
+//! io.ns("/", |socket| { /* handlers */ });
+//! let app = Router::new()
+//!     .route("/api/health", get(|| async { "ok" }))
+//!     .layer(SwitchboardLayer::new().socketio("/socket.io/", &io));
+//! axum::serve(listener, app).await?;
+//! ```
+//!
+//! [`SwitchboardLayer::into_service`] gives a service of its own that
+//! answers 404 to anything else (for `Router::fallback_service`, or a plain
+//! hyper server through `hyper_util::service::TowerToHyperService`).
+//!
+//! Building the layer (or its first request) inside a tokio runtime starts
+//! the endpoints' timers (heartbeats, ack deadlines) and has the Socket.IO
+//! servers spawn their async handlers with `tokio::spawn`.
+//!
+//! The request's body is read up to the endpoint's `max_payload` + 1
+//! bytes, so an oversized polling body gets Engine.IO's 413. A held poll
+//! whose response future is dropped (the client went away and the server
+//! noticed) is reported to the endpoint, which closes that session.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Full};
+use hyper::upgrade::OnUpgrade;
+use switchboard_async::engineio::{EngineIo, Routed};
+use switchboard_async::server::{pump_engine_ws, spawn_timer};
+use switchboard_async::socketio::SocketIo;
+use switchboard_async::timer::Timed;
+use switchboard_core::engineio::{HttpResponse, PollId};
+use switchboard_core::http::{Header, Headers, Limits, Request};
+use switchboard_core::ws::handshake::{self, Accepted, Rejection};
+use switchboard_core::ws::{Config, Connection, Role};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{Tokio, TokioIo};
+
+/// A boxed error, as bodies report them.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// An upgraded hyper connection, seen through the `futures` IO traits.
+pub type UpgradedIo = TokioIo<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
+
+/// A WebSocket upgraded through hyper, as WebSocket routes receive it.
+pub type WebSocket = switchboard_async::ws::WebSocket<UpgradedIo, Tokio>;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type WsHandler = Arc<dyn Fn(WebSocket) -> BoxFuture<()> + Send + Sync>;
+
+/// What is mounted, shared by every clone of the layer and its services.
+#[derive(Clone)]
+struct Mounts {
+    engines: Vec<(String, EngineIo)>,
+    websockets: Vec<(String, WsHandler)>,
+    timers: Vec<Arc<dyn Timed>>,
+    socketios: Vec<SocketIo>,
+    ws_config: Arc<Config>,
+    started: Arc<AtomicBool>,
+}
+
+impl Mounts {
+    fn engine_for(&self, path: &str) -> Option<&EngineIo> {
+        self.engines
+            .iter()
+            .find(|(prefix, _)| {
+                path.starts_with(prefix.as_str()) || path == &prefix[..prefix.len() - 1]
+            })
+            .map(|(_, engine)| engine)
+    }
+
+    fn websocket_for(&self, path: &str) -> Option<&WsHandler> {
+        self.websockets
+            .iter()
+            .find(|(route, _)| route == path)
+            .map(|(_, handler)| handler)
+    }
+
+    /// Starts the timers and sets the Socket.IO spawners, once, from
+    /// inside a tokio runtime.
+    fn start(&self) {
+        if self.started.load(Ordering::Acquire) || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for timed in &self.timers {
+            spawn_timer(&Tokio, timed.clone());
+        }
+        for io in &self.socketios {
+            io.set_spawner(Arc::new(|future| {
+                tokio::spawn(future);
+            }));
+        }
+    }
+}
+
+/// A tower [`Layer`] that serves Socket.IO, Engine.IO and WebSocket routes
+/// in front of the application's service; see the [module](self) docs.
+#[derive(Clone)]
+pub struct SwitchboardLayer {
+    mounts: Arc<Mounts>,
+}
+
+impl std::fmt::Debug for SwitchboardLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let engines: Vec<&str> = self
+            .mounts
+            .engines
+            .iter()
+            .map(|(p, _)| p.as_str())
+            .collect();
+        let websockets: Vec<&str> = (self.mounts.websockets.iter())
+            .map(|(p, _)| p.as_str())
+            .collect();
+        f.debug_struct("SwitchboardLayer")
+            .field("engines", &engines)
+            .field("websockets", &websockets)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SwitchboardLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SwitchboardLayer {
+    /// Nothing mounted: every request goes to the inner service.
+    pub fn new() -> Self {
+        SwitchboardLayer {
+            mounts: Arc::new(Mounts {
+                engines: Vec::new(),
+                websockets: Vec::new(),
+                timers: Vec::new(),
+                socketios: Vec::new(),
+                ws_config: Arc::new(Config::default()),
+                started: Arc::new(AtomicBool::new(false)),
+            }),
+        }
+    }
+
+    fn mounts(&mut self) -> &mut Mounts {
+        Arc::make_mut(&mut self.mounts)
+    }
+
+    /// Serves `engine` under `path` (such as `/engine.io/`): every request
+    /// whose path starts with it.
+    pub fn engineio(mut self, path: &str, engine: EngineIo) -> Self {
+        let path = format!("{}/", path.trim_end_matches('/'));
+        let mounts = self.mounts();
+        mounts.timers.push(engine.timed());
+        mounts.engines.push((path, engine));
+        self.restart();
+        self
+    }
+
+    /// Serves the Socket.IO server `io` under `path` (such as
+    /// `/socket.io/`).
+    pub fn socketio(mut self, path: &str, io: &SocketIo) -> Self {
+        let mounts = self.mounts();
+        mounts.timers.push(io.timed());
+        mounts.socketios.push(io.clone());
+        self.engineio(path, io.engine().clone())
+    }
+
+    /// Hands WebSocket upgrades on exactly `path` to `handler`; other
+    /// requests on that path go to the inner service.
+    pub fn websocket<F, Fut>(mut self, path: &str, handler: F) -> Self
+    where
+        F: Fn(WebSocket) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let handler: WsHandler = Arc::new(move |ws| Box::pin(handler(ws)));
+        self.mounts().websockets.push((path.to_owned(), handler));
+        self
+    }
+
+    /// The WebSocket configuration, for Engine.IO's WebSocket transport and
+    /// the WebSocket routes.
+    pub fn ws_config(mut self, config: Config) -> Self {
+        self.mounts().ws_config = Arc::new(config);
+        self
+    }
+
+    /// A service of its own: the mounted routes, and 404 for anything else.
+    pub fn into_service(self) -> SwitchboardService<NotFound> {
+        self.layer(NotFound)
+    }
+
+    /// Starts what a newly mounted endpoint needs (at once inside a tokio
+    /// runtime, else with the first request).
+    fn restart(&mut self) {
+        let mounts = self.mounts();
+        if mounts.started.load(Ordering::Acquire) {
+            mounts.started = Arc::new(AtomicBool::new(false));
+        }
+        mounts.start();
+    }
+}
+
+impl<S> Layer<S> for SwitchboardLayer {
+    type Service = SwitchboardService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        self.mounts.start();
+        SwitchboardService {
+            mounts: self.mounts.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service [`SwitchboardLayer`] makes: Switchboard's routes, then the
+/// inner service `S`.
+#[derive(Clone)]
+pub struct SwitchboardService<S = NotFound> {
+    mounts: Arc<Mounts>,
+    inner: S,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for SwitchboardService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwitchboardService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B, ResBody> Service<http::Request<B>> for SwitchboardService<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<ResBody>> + Clone,
+    B: Body + Send + 'static,
+    B::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = http::Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        self.mounts.start();
+        let path = request.uri().path();
+        if let Some(engine) = self.mounts.engine_for(path) {
+            let future = serve_engine(engine.clone(), self.mounts.ws_config.clone(), request);
+            return ResponseFuture::ours(Box::pin(future));
+        }
+        if let Some(handler) = self.mounts.websocket_for(path) {
+            let (mut parts, body) = request.into_parts();
+            let head = core_request(&parts);
+            if handshake::is_upgrade_request(&head) {
+                let config = self.mounts.ws_config.clone();
+                let handler = handler.clone();
+                let response = upgrade(&head, &mut parts, config, move |ws| async move {
+                    if let Some(ws) = ws {
+                        handler(ws).await;
+                    }
+                });
+                return ResponseFuture::ours(Box::pin(std::future::ready(response)));
+            }
+            let request = http::Request::from_parts(parts, body);
+            return ResponseFuture::inner(self.call_inner(request));
+        }
+        ResponseFuture::inner(self.call_inner(request))
+    }
+}
+
+impl<S> SwitchboardService<S> {
+    /// Calls the inner service that `poll_ready` made ready, leaving a
+    /// fresh clone in its place.
+    fn call_inner<R>(&mut self, request: R) -> S::Future
+    where
+        S: Service<R> + Clone,
+    {
+        let clone = self.inner.clone();
+        let mut ready = std::mem::replace(&mut self.inner, clone);
+        ready.call(request)
+    }
+}
+
+/// Serves one request on an Engine.IO path.
+async fn serve_engine<B>(
+    engine: EngineIo,
+    config: Arc<Config>,
+    request: http::Request<B>,
+) -> http::Response<Full<Bytes>>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let (mut parts, body) = request.into_parts();
+    let head = core_request(&parts);
+    let body = match read_body(body, engine.max_payload()).await {
+        Ok(body) => body,
+        Err(error) => {
+            tracing::debug!(error = %error.into(), "cannot read the request body");
+            return text_response(400, "cannot read the request body");
+        }
+    };
+    match engine.handle_request(&head, body) {
+        Routed::Respond(response) => to_http(response),
+        Routed::Hold(poll, rx) => {
+            let mut guard = AbortedPoll {
+                engine: &engine,
+                poll: Some(poll),
+            };
+            let response = rx.await;
+            guard.poll = None;
+            match response {
+                Ok(response) => to_http(response),
+                // The endpoint is gone.
+                Err(_) => text_response(503, "the Engine.IO endpoint is gone"),
+            }
+        }
+        Routed::WebSocket(conn, commands) => {
+            let owner = engine.clone();
+            let response = upgrade(&head, &mut parts, config, move |ws| async move {
+                match ws {
+                    Some(ws) => pump_engine_ws(&owner, conn, ws, commands).await,
+                    None => owner.ws_closed(conn),
+                }
+            });
+            if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+                engine.ws_closed(conn);
+            }
+            response
+        }
+    }
+}
+
+/// Reports a held poll whose response future was dropped.
+struct AbortedPoll<'a> {
+    engine: &'a EngineIo,
+    poll: Option<PollId>,
+}
+
+impl Drop for AbortedPoll<'_> {
+    fn drop(&mut self) {
+        if let Some(poll) = self.poll.take() {
+            self.engine.poll_aborted(poll);
+        }
+    }
+}
+
+/// Answers a WebSocket upgrade request: checks the handshake, returns the
+/// 101 for hyper to send, and once hyper hands over the connection, runs
+/// `then` on the WebSocket in a task of its own (with `None` if the
+/// upgrade failed). A refused handshake gets its status; `then` is dropped
+/// unrun.
+fn upgrade<F, Fut>(
+    head: &Request,
+    parts: &mut http::request::Parts,
+    config: Arc<Config>,
+    then: F,
+) -> http::Response<Full<Bytes>>
+where
+    F: FnOnce(Option<WebSocket>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Accepted {
+        protocol,
+        deflate,
+        response,
+    } = match handshake::accept(head, &config) {
+        Ok(accepted) => accepted,
+        Err(rejection) => {
+            tracing::debug!(%rejection, "refusing WebSocket handshake");
+            return rejection_response(rejection);
+        }
+    };
+    let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
+        // HTTP/2, or a server that does not offer upgrades.
+        return text_response(
+            501,
+            "WebSocket upgrades need HTTP/1.1 with upgrades enabled on the server",
+        );
+    };
+    let Ok(Some((switching, _))) =
+        switchboard_core::http::Response::parse(&response, &Limits::default())
+    else {
+        return text_response(500, "cannot build the handshake response");
+    };
+    let mut answer = http::Response::new(Full::new(Bytes::new()));
+    *answer.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    copy_headers(
+        answer.headers_mut(),
+        switching.headers.0.iter().map(|h| (&h.name, &h.value)),
+    );
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let io = TokioIo(hyper_util::rt::TokioIo::new(upgraded));
+                let conn = Connection::new(Role::Server, config, deflate);
+                then(Some(WebSocket::from_parts(io, Tokio, conn, protocol, &[]))).await;
+            }
+            Err(error) => {
+                tracing::debug!(%error, "WebSocket upgrade failed");
+                then(None).await;
+            }
+        }
+    });
+    answer
+}
+
+/// The request head as the core sees it.
+fn core_request(parts: &http::request::Parts) -> Request {
+    let mut headers: Vec<Header> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| Header {
+            name: name.as_str().to_owned(),
+            value: String::from_utf8_lossy(value.as_bytes()).trim().to_owned(),
+        })
+        .collect();
+    if !parts.headers.contains_key(http::header::HOST) {
+        // HTTP/2 carries it in the URI.
+        if let Some(authority) = parts.uri.authority() {
+            headers.push(Header {
+                name: "host".into(),
+                value: authority.as_str().to_owned(),
+            });
+        }
+    }
+    Request {
+        method: parts.method.as_str().to_owned(),
+        target: parts
+            .uri
+            .path_and_query()
+            .map_or("/", |target| target.as_str())
+            .to_owned(),
+        version: match parts.version {
+            http::Version::HTTP_09 | http::Version::HTTP_10 => 0,
+            _ => 1,
+        },
+        headers: Headers(headers),
+    }
+}
+
+/// Reads a body, keeping at most `max + 1` bytes (more is the core's 413).
+async fn read_body<B: Body>(body: B, max: usize) -> Result<Bytes, B::Error> {
+    let limit = max.saturating_add(1);
+    let mut body = std::pin::pin!(body);
+    let mut kept = BytesMut::new();
+    while kept.len() < limit {
+        let Some(frame) = body.as_mut().frame().await else {
+            break;
+        };
+        let Ok(mut data) = frame?.into_data() else {
+            continue;
+        };
+        while data.has_remaining() && kept.len() < limit {
+            let chunk = data.chunk();
+            let take = chunk.len().min(limit - kept.len());
+            kept.extend_from_slice(&chunk[..take]);
+            data.advance(take);
+        }
+    }
+    Ok(kept.freeze())
+}
+
+fn copy_headers<'a>(
+    map: &mut http::HeaderMap,
+    headers: impl IntoIterator<Item = (&'a String, &'a String)>,
+) {
+    for (name, value) in headers {
+        match (
+            http::HeaderName::try_from(name.as_str()),
+            http::HeaderValue::try_from(value.as_str()),
+        ) {
+            (Ok(name), Ok(value)) => {
+                map.append(name, value);
+            }
+            _ => tracing::warn!(%name, "dropping a header hyper cannot send"),
+        }
+    }
+}
+
+fn to_http(response: HttpResponse) -> http::Response<Full<Bytes>> {
+    let mut answer = http::Response::new(Full::new(response.body));
+    *answer.status_mut() = http::StatusCode::from_u16(response.status)
+        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    copy_headers(
+        answer.headers_mut(),
+        response.headers.iter().map(|(n, v)| (n, v)),
+    );
+    answer
+}
+
+fn rejection_response(rejection: Rejection) -> http::Response<Full<Bytes>> {
+    let mut headers = rejection.headers;
+    headers.push(("Content-Type".into(), "text/plain; charset=utf-8".into()));
+    to_http(HttpResponse {
+        status: rejection.status,
+        headers,
+        body: Bytes::from(rejection.reason),
+    })
+}
+
+fn text_response(status: u16, text: &'static str) -> http::Response<Full<Bytes>> {
+    to_http(HttpResponse {
+        status,
+        headers: vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
+        body: Bytes::from_static(text.as_bytes()),
+    })
+}
+
+/// The inner service of [`SwitchboardLayer::into_service`]: 404 for
+/// everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NotFound;
+
+impl<B> Service<http::Request<B>> for NotFound {
+    type Response = http::Response<Full<Bytes>>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _request: http::Request<B>) -> Self::Future {
+        std::future::ready(Ok(text_response(404, "Not Found")))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`SwitchboardService`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: FutureKind<F>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = FutureKindProj]
+    enum FutureKind<F> {
+        Inner { #[pin] future: F },
+        Ours { future: BoxFuture<http::Response<Full<Bytes>>> },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    fn inner(future: F) -> Self {
+        ResponseFuture {
+            kind: FutureKind::Inner { future },
+        }
+    }
+
+    fn ours(future: BoxFuture<http::Response<Full<Bytes>>>) -> Self {
+        ResponseFuture {
+            kind: FutureKind::Ours { future },
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+{
+    type Output = Result<http::Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            FutureKindProj::Inner { future } => future
+                .poll(cx)
+                .map(|result| result.map(|response| response.map(ResponseBody::inner))),
+            FutureKindProj::Ours { future } => future
+                .as_mut()
+                .poll(cx)
+                .map(|response| Ok(response.map(ResponseBody::ours))),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response body of [`SwitchboardService`]: Switchboard's own, or
+    /// the inner service's.
+    pub struct ResponseBody<B> {
+        #[pin]
+        kind: BodyKind<B>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = BodyKindProj]
+    enum BodyKind<B> {
+        Inner { #[pin] body: B },
+        Ours { body: Full<Bytes> },
+    }
+}
+
+impl<B> ResponseBody<B> {
+    fn inner(body: B) -> Self {
+        ResponseBody {
+            kind: BodyKind::Inner { body },
+        }
+    }
+
+    fn ours(body: Full<Bytes>) -> Self {
+        ResponseBody {
+            kind: BodyKind::Ours { body },
+        }
+    }
+}
+
+impl<B> std::fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResponseBody")
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResponseFuture")
+    }
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().kind.project() {
+            BodyKindProj::Inner { body } => body.poll_frame(cx).map_err(Into::into),
+            BodyKindProj::Ours { body } => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            BodyKind::Inner { body } => body.is_end_stream(),
+            BodyKind::Ours { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            BodyKind::Inner { body } => body.size_hint(),
+            BodyKind::Ours { body } => body.size_hint(),
+        }
+    }
+}
