@@ -27,4 +27,6 @@ pub mod socketio {
     //! See [`switchboard_async::socketio`] for the whole API.
 
     pub use switchboard_async::socketio::*;
+    pub mod client;
+    pub use client::{ClientBuilder, ClientSocket, SocketIoClient, Threads};
 }

@@ -188,5 +188,6 @@ pub mod socketio {
     //!
     //! See [`switchboard_async::socketio`] for the whole API.
 
+    pub use switchboard_async::socketio::client::{ClientBuilder, ClientSocket, SocketIoClient};
     pub use switchboard_async::socketio::*;
 }

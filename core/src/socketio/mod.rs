@@ -128,6 +128,7 @@
 //! ```
 
 mod binary;
+pub mod client;
 mod packet;
 pub mod server;
 

@@ -17,6 +17,7 @@
 //! executor. An emit is handed to the transport at once, so a handler that
 //! emits progress while it works delivers each step at its time.
 
+pub mod client;
 mod payload;
 
 use std::any::{Any, TypeId};

@@ -1,0 +1,1101 @@
+//! The Socket.IO client, sans IO: namespace connections multiplexed over
+//! one Engine.IO session, events and acks both ways, disconnects, and the
+//! reconnection of the session with exponential backoff.
+//!
+//! A [`Client`] plays the part of Node's `Manager` and of its `Socket`s at
+//! once: it owns one Engine.IO session at a time (opened, re-opened and
+//! closed by the adapter on its request) and the namespaces connected over
+//! it. The adapter feeds it what happens to the session
+//! ([`Client::handle_engine_open`], [`Client::handle_engine_message`],
+//! [`Client::handle_engine_close`], [`Client::handle_engine_error`]), the
+//! application's commands ([`Client::connect`], [`Client::emit`],
+//! [`Client::emit_with_ack`], [`Client::ack`], [`Client::disconnect`],
+//! [`Client::close`]) and time ([`Client::handle_timeout`]); it polls out
+//! what to do with the session ([`Client::poll_transmit`]:
+//! [`ClientTransmit`]), application events ([`Client::poll_event`]:
+//! [`ClientEvent`]) and the next deadline ([`Client::poll_timeout`]).
+//!
+//! # Behaviour
+//!
+//! It follows Node's `socket.io-client` (v4) where the protocol leaves
+//! room:
+//!
+//! - Each namespace is joined with a CONNECT carrying its auth payload; the
+//!   server's CONNECT gives the socket id, its CONNECT_ERROR a message and
+//!   data ([`ConnectError::Refused`]).
+//! - Emits made while a namespace is not connected are buffered (at most
+//!   [`ClientConfig::max_buffered_packets`] per namespace; more is refused
+//!   with [`EmitError::BufferFull`]) and sent, in order, once it connects.
+//! - An ack asked for with a timeout fails with [`AckError::Timeout`] when
+//!   no answer came in time (a buffered packet whose ack timed out is not
+//!   sent any more). Acks of packets already sent fail with
+//!   [`AckError::Disconnected`] when the namespace disconnects; those of
+//!   buffered packets wait for the reconnection.
+//! - When the session closes ([`DisconnectReason::TransportClose`],
+//!   [`DisconnectReason::TransportError`], [`DisconnectReason::PingTimeout`],
+//!   or [`DisconnectReason::ParseError`] for unreadable input, after which
+//!   the client closes the session itself), every connected namespace
+//!   disconnects with that reason and the client reconnects: after
+//!   `reconnection_delay * 2^attempt` (capped at `reconnection_delay_max`),
+//!   moved by up to `randomization_factor` of itself at random, it asks for
+//!   a new session ([`ClientTransmit::Open`]) and joins every namespace again
+//!   with a new CONNECT. A session that fails to open counts as an attempt;
+//!   after [`ClientConfig::reconnection_attempts`] of them it gives up
+//!   ([`ClientEvent::ReconnectFailed`]).
+//! - A namespace the server disconnects ([`DisconnectReason::IoServerDisconnect`])
+//!   or refuses, or one the application leaves
+//!   ([`DisconnectReason::IoClientDisconnect`]), is not joined again. When no
+//!   namespace wants to be connected any more, the session is closed and no
+//!   reconnection happens until the application connects a namespace again.
+//!
+//! # The adapter's side of the session
+//!
+//! - [`ClientTransmit::Open`]: open a new Engine.IO session (there is no
+//!   other at that time); report [`Client::handle_engine_open`] once its
+//!   handshake completed, or [`Client::handle_engine_error`] if it failed.
+//! - [`ClientTransmit::Send`]: send the message on the session, in order.
+//! - [`ClientTransmit::Close`]: close the session (after sending what was
+//!   asked before), and report nothing more about it.
+//! - [`Client::handle_engine_close`]: the open session closed on its own.
+//!
+//! # Protocol v4
+//!
+//! With [`ClientConfig::version`] [`ProtocolVersion::V4`] (socket.io 2.x
+//! servers, over Engine.IO v3), `/` is joined without a CONNECT (the
+//! server sends its CONNECT at once), other namespaces put their auth
+//! object in the CONNECT's query, the server's CONNECT carries no socket id
+//! (the id is the Engine.IO session id, prefixed with `namespace#` outside
+//! `/`), and a refusal carries any JSON value.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use switchboard_core::engineio::MessageData;
+//! use switchboard_core::socketio::client::{Client, ClientConfig, ClientEvent, ClientTransmit};
+//! use switchboard_core::socketio::RawJson;
+//!
+//! let now = Instant::now();
+//! let mut client = Client::with_seed(ClientConfig::default(), 1);
+//! let auth = RawJson::new(r#"{"token":"abc"}"#).unwrap();
+//! client.connect("/", Some(auth), now);
+//! assert_eq!(client.poll_transmit(), Some(ClientTransmit::Open));
+//!
+//! client.handle_engine_open("eio-sid", now);
+//! let text = |t: &str| ClientTransmit::Send(MessageData::Text(t.to_owned().into()));
+//! assert_eq!(client.poll_transmit(), Some(text(r#"0{"token":"abc"}"#)));
+//! client.handle_engine_message(MessageData::Text(r#"0{"sid":"s1"}"#.into()), now);
+//! assert!(matches!(client.poll_event(), Some(ClientEvent::Connect { sid, .. }) if sid == "s1"));
+//!
+//! let id = client.emit_with_ack("/", "hello", &("world",), Some(Duration::from_secs(5)), now).unwrap();
+//! assert_eq!(client.poll_transmit(), Some(text(r#"20["hello","world"]"#)));
+//! client.handle_engine_message(MessageData::Text(r#"30["hi"]"#.into()), now);
+//! let Some(ClientEvent::Ack { id: answered, packet, .. }) = client.poll_event() else { panic!() };
+//! assert_eq!(answered, id);
+//! assert_eq!(packet.args::<(String,)>().unwrap().0, "hi");
+//! ```
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::ProtocolVersion;
+use super::packet::{
+    DEFAULT_NAMESPACE, Decoder, DecoderConfig, EncodeError, Encoded, Packet, PacketKind, RawJson,
+    encode_ack, encode_event,
+};
+pub use super::server::AckError;
+use crate::engineio::MessageData;
+use crate::engineio::client::ClientCloseReason;
+use crate::ws::Text;
+
+/// Settings of a [`Client`]; the defaults are Node's.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard_core::socketio::client::ClientConfig;
+/// let config = ClientConfig::default();
+/// assert_eq!(config.reconnection_delay, Duration::from_millis(1000));
+/// assert_eq!(config.reconnection_delay_max, Duration::from_millis(5000));
+/// assert_eq!(config.randomization_factor, 0.5);
+/// assert_eq!(config.reconnection_attempts, None);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientConfig {
+    /// The protocol revision (default v5; v4 runs over Engine.IO v3).
+    pub version: ProtocolVersion,
+    /// Reconnect after the session is lost (default true).
+    pub reconnection: bool,
+    /// How many attempts in a row before giving up; `None` (the default)
+    /// tries forever.
+    pub reconnection_attempts: Option<u32>,
+    /// The delay before the first attempt, doubled for each further one
+    /// (default 1 s).
+    pub reconnection_delay: Duration,
+    /// The longest delay between attempts (default 5 s).
+    pub reconnection_delay_max: Duration,
+    /// How far, as a fraction of itself, a delay is moved at random,
+    /// between 0 and 1 (default 0.5: a 1 s delay becomes 0.5 s to 1.5 s).
+    pub randomization_factor: f64,
+    /// The most packets one namespace buffers while it is not connected
+    /// (default 1024); an emit beyond it fails with
+    /// [`EmitError::BufferFull`].
+    pub max_buffered_packets: usize,
+    /// Limits of the packet decoder.
+    pub decoder: DecoderConfig,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            version: ProtocolVersion::V5,
+            reconnection: true,
+            reconnection_attempts: None,
+            reconnection_delay: Duration::from_millis(1000),
+            reconnection_delay_max: Duration::from_millis(5000),
+            randomization_factor: 0.5,
+            max_buffered_packets: 1024,
+            decoder: DecoderConfig::default(),
+        }
+    }
+}
+
+/// Why a namespace disconnected, as Node's client words it
+/// ([`DisconnectReason::as_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// The server sent DISCONNECT (`socket.disconnect()` there): no
+    /// reconnection.
+    IoServerDisconnect,
+    /// The application left the namespace ([`Client::disconnect`],
+    /// [`Client::close`]).
+    IoClientDisconnect,
+    /// The session closed (the server closed it, or the connection was
+    /// lost): the client reconnects.
+    TransportClose,
+    /// The session failed: the client reconnects.
+    TransportError,
+    /// The server stopped answering the heartbeat: the client reconnects.
+    PingTimeout,
+    /// The server sent something unreadable: the client closes the session
+    /// and reconnects.
+    ParseError,
+}
+
+impl DisconnectReason {
+    /// The reason as Node's `socket.io-client` words it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::IoServerDisconnect => "io server disconnect",
+            DisconnectReason::IoClientDisconnect => "io client disconnect",
+            DisconnectReason::TransportClose => "transport close",
+            DisconnectReason::TransportError => "transport error",
+            DisconnectReason::PingTimeout => "ping timeout",
+            DisconnectReason::ParseError => "parse error",
+        }
+    }
+
+    /// The reason for an Engine.IO session that closed with `reason`.
+    pub const fn from_engine(reason: ClientCloseReason) -> Self {
+        match reason {
+            ClientCloseReason::TransportClose => DisconnectReason::TransportClose,
+            ClientCloseReason::PingTimeout => DisconnectReason::PingTimeout,
+            ClientCloseReason::ForcedClose => DisconnectReason::IoClientDisconnect,
+            _ => DisconnectReason::TransportError,
+        }
+    }
+
+    /// Whether the client reconnects after it (when reconnection is on).
+    pub const fn reconnects(self) -> bool {
+        !matches!(
+            self,
+            DisconnectReason::IoServerDisconnect | DisconnectReason::IoClientDisconnect
+        )
+    }
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why joining a namespace failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The server refused (CONNECT_ERROR), e.g. a middleware's
+    /// `not authorized`, or `Invalid namespace`.
+    #[error("{message}")]
+    Refused {
+        /// The message (`err.message` on the server).
+        message: String,
+        /// Extra data (`err.data` on the server).
+        data: Option<serde_json::Value>,
+    },
+    /// The Engine.IO session could not be opened (the client keeps
+    /// trying when reconnection is on).
+    #[error("transport error: {0}")]
+    Transport(String),
+    /// The attempt ended without an answer: the application left the
+    /// namespace or closed the client first. (The state machine does not
+    /// report it; adapters answer waiting callers with it.)
+    #[error("disconnected before the namespace was joined")]
+    Closed,
+}
+
+/// An emit or ack that was not made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmitError {
+    /// The arguments could not be encoded (or the event name is reserved).
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The namespace is not connected and already buffers
+    /// [`ClientConfig::max_buffered_packets`] packets.
+    #[error("the send buffer of the namespace is full")]
+    BufferFull,
+    /// An ack for a namespace that is not connected (it answers an event of
+    /// a connection that is gone).
+    #[error("the namespace is not connected")]
+    NotConnected,
+}
+
+/// Something for the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// A namespace is connected (again, after a reconnection).
+    Connect {
+        /// The namespace.
+        namespace: Text,
+        /// The socket id the server gave.
+        sid: String,
+    },
+    /// Joining a namespace failed. After a refusal the namespace is not
+    /// joined again; after a transport error it is when the client
+    /// reconnects.
+    ConnectError {
+        /// The namespace.
+        namespace: Text,
+        /// Why.
+        error: ConnectError,
+    },
+    /// An event from the server. Its name, arguments and ack id (when the
+    /// server asks for an answer: reply with [`Client::ack`]) are in
+    /// `packet`.
+    Event {
+        /// The namespace.
+        namespace: Text,
+        /// The EVENT or BINARY_EVENT.
+        packet: Packet,
+    },
+    /// The server answered an ack asked for with [`Client::emit_with_ack`].
+    Ack {
+        /// The namespace.
+        namespace: Text,
+        /// The ack id.
+        id: u64,
+        /// The ACK or BINARY_ACK ([`Packet::args`]).
+        packet: Packet,
+    },
+    /// An ack asked for will not come.
+    AckFailed {
+        /// The namespace.
+        namespace: Text,
+        /// The ack id.
+        id: u64,
+        /// Why.
+        error: AckError,
+    },
+    /// A connected namespace disconnected (once per [`ClientEvent::Connect`]).
+    Disconnect {
+        /// The namespace.
+        namespace: Text,
+        /// Why.
+        reason: DisconnectReason,
+    },
+    /// A reconnection attempt starts: a new session is asked for.
+    ReconnectAttempt {
+        /// The attempt's number, from 1.
+        attempt: u32,
+    },
+    /// A reconnection attempt opened a session.
+    Reconnected {
+        /// How many attempts it took.
+        attempt: u32,
+    },
+    /// Every allowed attempt failed: the client stops trying (until the
+    /// application connects a namespace again).
+    ReconnectFailed,
+}
+
+/// Something for the adapter to do with the Engine.IO session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientTransmit {
+    /// Open a new Engine.IO session, and report how that went.
+    Open,
+    /// Send this message on the session.
+    Send(MessageData),
+    /// Close the session; nothing more about it is to be reported.
+    Close,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Engine {
+    Idle,
+    Opening,
+    Open { sid: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NsState {
+    /// Not wanted (never connected, left, refused, or disconnected by the
+    /// server).
+    Inactive,
+    /// Wanted: waiting for the session or the server's CONNECT.
+    Connecting,
+    Connected {
+        sid: String,
+    },
+}
+
+#[derive(Debug)]
+struct Namespace {
+    auth: Option<RawJson>,
+    state: NsState,
+    /// Packets waiting for the connection, with their ack ids.
+    buffer: VecDeque<(Encoded, Option<u64>)>,
+}
+
+impl Namespace {
+    fn active(&self) -> bool {
+        self.state != NsState::Inactive
+    }
+}
+
+#[derive(Debug)]
+struct PendingAck {
+    namespace: String,
+    deadline: Option<Instant>,
+    /// Still in the namespace's buffer.
+    buffered: bool,
+}
+
+/// The Socket.IO client state machine (see the [module docs](self)).
+#[derive(Debug)]
+pub struct Client {
+    config: ClientConfig,
+    engine: Engine,
+    decoder: Decoder,
+    namespaces: BTreeMap<String, Namespace>,
+    next_ack_id: u64,
+    acks: HashMap<u64, PendingAck>,
+    /// (deadline, ack id)
+    ack_deadlines: BTreeSet<(Instant, u64)>,
+    /// Reconnection attempts made in a row.
+    attempts: u32,
+    /// A reconnection is scheduled (`reconnect_at`) or its session is
+    /// opening.
+    reconnecting: bool,
+    reconnect_at: Option<Instant>,
+    /// No reconnection: the client was closed on purpose.
+    skip_reconnect: bool,
+    rng: u64,
+    transmits: VecDeque<ClientTransmit>,
+    events: VecDeque<ClientEvent>,
+}
+
+impl Client {
+    /// A client with no namespace yet, its jitter seeded at random.
+    pub fn new(config: ClientConfig) -> Self {
+        let mut seed = [0u8; 8];
+        // Only jitter: a failure leaves a fixed seed.
+        let _ = getrandom::fill(&mut seed);
+        Self::with_seed(config, u64::from_le_bytes(seed))
+    }
+
+    /// A client whose reconnection jitter comes from `seed` (for
+    /// reproducible tests).
+    pub fn with_seed(config: ClientConfig, seed: u64) -> Self {
+        Client {
+            decoder: Decoder::new(config.version, config.decoder),
+            config,
+            engine: Engine::Idle,
+            namespaces: BTreeMap::new(),
+            next_ack_id: 0,
+            acks: HashMap::new(),
+            ack_deadlines: BTreeSet::new(),
+            attempts: 0,
+            reconnecting: false,
+            reconnect_at: None,
+            skip_reconnect: false,
+            rng: seed,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Whether an Engine.IO session is open.
+    pub fn is_engine_open(&self) -> bool {
+        matches!(self.engine, Engine::Open { .. })
+    }
+
+    /// Whether `namespace` is connected.
+    pub fn is_connected(&self, namespace: &str) -> bool {
+        self.sid(namespace).is_some()
+    }
+
+    /// Whether `namespace` wants to be connected (connected, or waiting for
+    /// the session or the server's answer).
+    pub fn is_active(&self, namespace: &str) -> bool {
+        self.namespaces
+            .get(&*normalize(namespace))
+            .is_some_and(Namespace::active)
+    }
+
+    /// The socket id of `namespace`, while it is connected.
+    pub fn sid(&self, namespace: &str) -> Option<&str> {
+        match &self.namespaces.get(&*normalize(namespace))?.state {
+            NsState::Connected { sid } => Some(sid),
+            _ => None,
+        }
+    }
+
+    /// How many packets `namespace` buffers.
+    pub fn buffered(&self, namespace: &str) -> usize {
+        self.namespaces
+            .get(&*normalize(namespace))
+            .map_or(0, |ns| ns.buffer.len())
+    }
+
+    /// How many acks are awaited.
+    pub fn pending_acks(&self) -> usize {
+        self.acks.len()
+    }
+
+    /// Whether a reconnection attempt is scheduled or under way.
+    pub fn is_reconnecting(&self) -> bool {
+        self.reconnecting
+    }
+
+    /// Joins `namespace` (`/` or a path starting with `/`), with `auth` as
+    /// the CONNECT's payload (`None` keeps the one given before, if any).
+    /// Opens a session when none is open or opening (unless a reconnection
+    /// is scheduled: it will carry the CONNECT). For a namespace connected
+    /// or connecting already, only a new `auth` is kept, for the next
+    /// CONNECT.
+    pub fn connect(&mut self, namespace: &str, auth: Option<RawJson>, _now: Instant) {
+        let namespace = &*normalize(namespace);
+        let version = self.config.version;
+        let ns = self.namespace_mut(namespace);
+        if auth.is_some() {
+            ns.auth = auth;
+        }
+        if ns.active() {
+            self.ensure_engine();
+            return;
+        }
+        ns.state = NsState::Connecting;
+        let connect = Packet::connect(text(namespace), ns.auth.clone());
+        match self.engine {
+            Engine::Open { .. } => self.send_encoded(connect.encode(version)),
+            Engine::Opening => {}
+            Engine::Idle => self.ensure_engine(),
+        }
+    }
+
+    /// Leaves `namespace`: a connected one sends DISCONNECT and reports
+    /// [`DisconnectReason::IoClientDisconnect`]; acks of packets sent on it
+    /// fail. When no namespace is left, the session is closed and
+    /// reconnection stops.
+    pub fn disconnect(&mut self, namespace: &str) {
+        let namespace = &*normalize(namespace);
+        let version = self.config.version;
+        let Some(ns) = self.namespaces.get_mut(namespace) else {
+            return;
+        };
+        let was = std::mem::replace(&mut ns.state, NsState::Inactive);
+        if let NsState::Connected { .. } = was {
+            self.send_encoded(Packet::disconnect(text(namespace)).encode(version));
+            self.events.push_back(ClientEvent::Disconnect {
+                namespace: text(namespace),
+                reason: DisconnectReason::IoClientDisconnect,
+            });
+            self.fail_sent_acks(namespace);
+        }
+        self.close_if_unused();
+    }
+
+    /// Leaves every namespace (as [`Client::disconnect`]) and closes the
+    /// session; no reconnection follows.
+    pub fn close(&mut self) {
+        let names: Vec<String> = self.namespaces.keys().cloned().collect();
+        for namespace in names {
+            self.disconnect(&namespace);
+        }
+        self.close_engine();
+    }
+
+    /// Emits `event` with `args` on `namespace` (see
+    /// [`encode_event`](super::encode_event) for how `args` become
+    /// arguments): sent at once when the namespace is connected, buffered
+    /// otherwise.
+    pub fn emit<T: Serialize + ?Sized>(
+        &mut self,
+        namespace: &str,
+        event: &str,
+        args: &T,
+    ) -> Result<(), EmitError> {
+        let namespace = &*normalize(namespace);
+        let encoded = encode_event(namespace, event, args, None)?;
+        self.send_or_buffer(namespace, encoded, None)
+    }
+
+    /// Emits `event` asking for an ack, which must come within `timeout`
+    /// (`None`: no deadline); returns the ack id that
+    /// [`ClientEvent::Ack`] or [`ClientEvent::AckFailed`] will carry.
+    pub fn emit_with_ack<T: Serialize + ?Sized>(
+        &mut self,
+        namespace: &str,
+        event: &str,
+        args: &T,
+        timeout: Option<Duration>,
+        now: Instant,
+    ) -> Result<u64, EmitError> {
+        let namespace = &*normalize(namespace);
+        let id = self.next_ack_id;
+        let encoded = encode_event(namespace, event, args, Some(id))?;
+        let deadline = timeout.and_then(|timeout| now.checked_add(timeout));
+        // Registered first: sending it marks it as sent.
+        self.acks.insert(
+            id,
+            PendingAck {
+                namespace: namespace.to_owned(),
+                deadline,
+                buffered: true,
+            },
+        );
+        if let Err(error) = self.send_or_buffer(namespace, encoded, Some(id)) {
+            self.acks.remove(&id);
+            return Err(error);
+        }
+        self.next_ack_id = self.next_ack_id.wrapping_add(1);
+        if let Some(deadline) = deadline {
+            self.ack_deadlines.insert((deadline, id));
+        }
+        Ok(id)
+    }
+
+    /// Answers the server's event that carried ack id `id` on `namespace`.
+    pub fn ack<T: Serialize + ?Sized>(
+        &mut self,
+        namespace: &str,
+        id: u64,
+        args: &T,
+    ) -> Result<(), EmitError> {
+        let namespace = &*normalize(namespace);
+        if !self.is_connected(namespace) {
+            return Err(EmitError::NotConnected);
+        }
+        let encoded = encode_ack(namespace, id, args)?;
+        self.send_encoded(encoded);
+        Ok(())
+    }
+
+    /// The session asked for by [`ClientTransmit::Open`] completed its
+    /// handshake, with Engine.IO session id `sid`: every namespace that
+    /// wants to be connected sends its CONNECT.
+    pub fn handle_engine_open(&mut self, sid: &str, _now: Instant) {
+        if self.engine != Engine::Opening {
+            return;
+        }
+        self.engine = Engine::Open {
+            sid: sid.to_owned(),
+        };
+        self.decoder.reset();
+        if self.reconnecting {
+            self.reconnecting = false;
+            self.events.push_back(ClientEvent::Reconnected {
+                attempt: self.attempts,
+            });
+            self.attempts = 0;
+        }
+        let version = self.config.version;
+        let connects: Vec<Encoded> = self
+            .namespaces
+            .iter()
+            .filter(|(name, ns)| {
+                ns.state == NsState::Connecting
+                    && !(version.connects_implicitly() && name.as_str() == DEFAULT_NAMESPACE)
+            })
+            .map(|(name, ns)| Packet::connect(text(name), ns.auth.clone()).encode(version))
+            .collect();
+        for connect in connects {
+            self.send_encoded(connect);
+        }
+        self.close_if_unused();
+    }
+
+    /// The session asked for by [`ClientTransmit::Open`] could not be opened
+    /// (`error` says why): namespaces waiting for it report
+    /// [`ClientEvent::ConnectError`], and the client tries again later when
+    /// reconnection is on.
+    pub fn handle_engine_error(&mut self, error: impl Into<String>, now: Instant) {
+        if self.engine != Engine::Opening {
+            return;
+        }
+        self.engine = Engine::Idle;
+        let error = error.into();
+        for (name, ns) in &self.namespaces {
+            if ns.state == NsState::Connecting {
+                self.events.push_back(ClientEvent::ConnectError {
+                    namespace: text(name),
+                    error: ConnectError::Transport(error.clone()),
+                });
+            }
+        }
+        self.reconnecting = false;
+        self.reconnect(now);
+        self.settle_without_engine();
+    }
+
+    /// A message arrived on the session.
+    pub fn handle_engine_message(&mut self, message: MessageData, now: Instant) {
+        if !self.is_engine_open() {
+            return;
+        }
+        match self.decoder.receive(message) {
+            Ok(Some(packet)) => self.handle_packet(packet),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::debug!(%error, "unreadable Socket.IO packet; closing the session");
+                self.transmits.push_back(ClientTransmit::Close);
+                self.engine_gone(DisconnectReason::ParseError, now);
+            }
+        }
+    }
+
+    /// The open session closed with `reason` (not after
+    /// [`ClientTransmit::Close`]): connected namespaces disconnect, and the
+    /// client reconnects when reconnection is on.
+    pub fn handle_engine_close(&mut self, reason: ClientCloseReason, now: Instant) {
+        if !self.is_engine_open() {
+            return;
+        }
+        self.engine_gone(DisconnectReason::from_engine(reason), now);
+    }
+
+    /// Runs what is due at `now`: ack timeouts and the reconnection timer.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(deadline, id)) = self.ack_deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.ack_deadlines.pop_first();
+            let Some(ack) = self.acks.remove(&id) else {
+                continue;
+            };
+            if ack.buffered {
+                if let Some(ns) = self.namespaces.get_mut(&ack.namespace) {
+                    ns.buffer.retain(|(_, ack_id)| *ack_id != Some(id));
+                }
+            }
+            self.events.push_back(ClientEvent::AckFailed {
+                namespace: text(&ack.namespace),
+                id,
+                error: AckError::Timeout,
+            });
+        }
+        if self.reconnect_at.is_some_and(|at| at <= now) {
+            self.reconnect_at = None;
+            if self.skip_reconnect || self.engine != Engine::Idle {
+                self.reconnecting = false;
+                return;
+            }
+            self.events.push_back(ClientEvent::ReconnectAttempt {
+                attempt: self.attempts,
+            });
+            self.engine = Engine::Opening;
+            self.transmits.push_back(ClientTransmit::Open);
+        }
+    }
+
+    /// The next time [`Client::handle_timeout`] should run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let ack = self.ack_deadlines.first().map(|&(deadline, _)| deadline);
+        [ack, self.reconnect_at].into_iter().flatten().min()
+    }
+
+    /// The next application event.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next thing to do with the session.
+    pub fn poll_transmit(&mut self) -> Option<ClientTransmit> {
+        self.transmits.pop_front()
+    }
+
+    fn namespace_mut(&mut self, namespace: &str) -> &mut Namespace {
+        self.namespaces
+            .entry(namespace.to_owned())
+            .or_insert_with(|| Namespace {
+                auth: None,
+                state: NsState::Inactive,
+                buffer: VecDeque::new(),
+            })
+    }
+
+    /// Opens a session if a namespace wants one and none is open, opening
+    /// or scheduled.
+    fn ensure_engine(&mut self) {
+        if self.engine != Engine::Idle || self.reconnecting {
+            return;
+        }
+        if !self.namespaces.values().any(Namespace::active) {
+            return;
+        }
+        self.skip_reconnect = false;
+        self.engine = Engine::Opening;
+        self.transmits.push_back(ClientTransmit::Open);
+    }
+
+    fn send_encoded(&mut self, encoded: Encoded) {
+        if !self.is_engine_open() {
+            return;
+        }
+        self.transmits
+            .extend(encoded.into_messages().map(ClientTransmit::Send));
+    }
+
+    fn send_or_buffer(
+        &mut self,
+        namespace: &str,
+        encoded: Encoded,
+        ack: Option<u64>,
+    ) -> Result<(), EmitError> {
+        if self.is_connected(namespace) {
+            if let Some(ack) = ack.and_then(|id| self.acks.get_mut(&id)) {
+                ack.buffered = false;
+            }
+            self.send_encoded(encoded);
+            return Ok(());
+        }
+        let limit = self.config.max_buffered_packets;
+        let ns = self.namespace_mut(namespace);
+        if ns.buffer.len() >= limit {
+            return Err(EmitError::BufferFull);
+        }
+        ns.buffer.push_back((encoded, ack));
+        Ok(())
+    }
+
+    fn set_state(&mut self, namespace: &str, state: NsState) {
+        if let Some(ns) = self.namespaces.get_mut(namespace) {
+            ns.state = state;
+        }
+    }
+
+    fn handle_packet(&mut self, packet: Packet) {
+        let namespace = packet.namespace.clone();
+        let name = namespace.as_str();
+        let version = self.config.version;
+        let state = self.namespaces.get(name).map(|ns| ns.state.clone());
+        match packet.kind {
+            PacketKind::Connect => match state {
+                Some(NsState::Connecting) => match self.connect_sid(&packet) {
+                    Some(sid) => self.connected(name, sid),
+                    None => self.refuse(
+                        name,
+                        "the server's CONNECT carries no socket id (a Socket.IO v2 server?)"
+                            .to_owned(),
+                        None,
+                    ),
+                },
+                Some(NsState::Connected { .. }) => {}
+                _ if version.connects_implicitly() && name == DEFAULT_NAMESPACE => {}
+                _ => {
+                    // Left while the CONNECT was on its way: leave again.
+                    self.send_encoded(Packet::disconnect(namespace.clone()).encode(version));
+                }
+            },
+            PacketKind::ConnectError => {
+                if state == Some(NsState::Connecting) {
+                    let data = packet
+                        .connect_error_data(version)
+                        .expect("a CONNECT_ERROR packet");
+                    self.refuse(name, data.message, data.data);
+                } else {
+                    tracing::debug!(
+                        namespace = name,
+                        "CONNECT_ERROR while not connecting; ignored"
+                    );
+                }
+            }
+            PacketKind::Disconnect => match state {
+                Some(NsState::Connected { .. }) => {
+                    self.set_state(name, NsState::Inactive);
+                    self.events.push_back(ClientEvent::Disconnect {
+                        namespace: namespace.clone(),
+                        reason: DisconnectReason::IoServerDisconnect,
+                    });
+                    self.fail_sent_acks(name);
+                    self.close_if_unused();
+                }
+                Some(NsState::Connecting) => {
+                    self.set_state(name, NsState::Inactive);
+                    self.close_if_unused();
+                }
+                _ => {}
+            },
+            PacketKind::Event | PacketKind::BinaryEvent => {
+                if matches!(state, Some(NsState::Connected { .. })) {
+                    self.events.push_back(ClientEvent::Event {
+                        namespace: namespace.clone(),
+                        packet,
+                    });
+                } else {
+                    tracing::debug!(
+                        namespace = name,
+                        "event on a namespace not connected; dropped"
+                    );
+                }
+            }
+            PacketKind::Ack | PacketKind::BinaryAck => {
+                let Some(id) = packet.id else {
+                    return;
+                };
+                let known = self
+                    .acks
+                    .get(&id)
+                    .is_some_and(|ack| ack.namespace == name && !ack.buffered);
+                if !known {
+                    tracing::debug!(namespace = name, id, "ack with an unknown id; dropped");
+                    return;
+                }
+                if let Some(deadline) = self.acks.remove(&id).and_then(|ack| ack.deadline) {
+                    self.ack_deadlines.remove(&(deadline, id));
+                }
+                self.events.push_back(ClientEvent::Ack {
+                    namespace: namespace.clone(),
+                    id,
+                    packet,
+                });
+            }
+        }
+    }
+
+    /// The socket id of a CONNECT answering ours.
+    fn connect_sid(&self, packet: &Packet) -> Option<String> {
+        match self.config.version {
+            ProtocolVersion::V5 => {
+                #[derive(serde::Deserialize)]
+                struct Reply {
+                    sid: String,
+                }
+                packet
+                    .data::<Option<Reply>>()
+                    .ok()
+                    .flatten()
+                    .map(|reply| reply.sid)
+            }
+            ProtocolVersion::V4 => {
+                let Engine::Open { sid } = &self.engine else {
+                    return None;
+                };
+                Some(if packet.namespace.as_str() == DEFAULT_NAMESPACE {
+                    sid.clone()
+                } else {
+                    format!("{}#{sid}", packet.namespace.as_str())
+                })
+            }
+        }
+    }
+
+    fn connected(&mut self, namespace: &str, sid: String) {
+        let Some(ns) = self.namespaces.get_mut(namespace) else {
+            return;
+        };
+        ns.state = NsState::Connected { sid: sid.clone() };
+        let buffered = std::mem::take(&mut ns.buffer);
+        self.events.push_back(ClientEvent::Connect {
+            namespace: text(namespace),
+            sid,
+        });
+        for (encoded, ack) in buffered {
+            if let Some(ack) = ack.and_then(|id| self.acks.get_mut(&id)) {
+                ack.buffered = false;
+            }
+            self.send_encoded(encoded);
+        }
+    }
+
+    fn refuse(&mut self, namespace: &str, message: String, data: Option<serde_json::Value>) {
+        self.set_state(namespace, NsState::Inactive);
+        self.events.push_back(ClientEvent::ConnectError {
+            namespace: text(namespace),
+            error: ConnectError::Refused { message, data },
+        });
+        self.close_if_unused();
+    }
+
+    /// Fails the acks of packets already sent on `namespace`.
+    fn fail_sent_acks(&mut self, namespace: &str) {
+        let mut failed: Vec<u64> = self
+            .acks
+            .iter()
+            .filter(|(_, ack)| ack.namespace == namespace && !ack.buffered)
+            .map(|(&id, _)| id)
+            .collect();
+        failed.sort_unstable();
+        for id in failed {
+            if let Some(deadline) = self.acks.remove(&id).and_then(|ack| ack.deadline) {
+                self.ack_deadlines.remove(&(deadline, id));
+            }
+            self.events.push_back(ClientEvent::AckFailed {
+                namespace: text(namespace),
+                id,
+                error: AckError::Disconnected,
+            });
+        }
+    }
+
+    /// The session is gone (closed, or closed by us over a parse error).
+    fn engine_gone(&mut self, reason: DisconnectReason, now: Instant) {
+        self.engine = Engine::Idle;
+        self.decoder.reset();
+        let mut disconnected = Vec::new();
+        for (name, ns) in &mut self.namespaces {
+            if let NsState::Connected { .. } = ns.state {
+                ns.state = NsState::Connecting;
+                disconnected.push(name.clone());
+            }
+        }
+        for namespace in disconnected {
+            self.events.push_back(ClientEvent::Disconnect {
+                namespace: text(&namespace),
+                reason,
+            });
+            self.fail_sent_acks(&namespace);
+        }
+        self.attempts = 0;
+        self.reconnecting = false;
+        self.reconnect(now);
+        self.settle_without_engine();
+    }
+
+    /// Without a session and without a reconnection to come, namespaces
+    /// stop waiting: a later [`Client::connect`] starts afresh.
+    fn settle_without_engine(&mut self) {
+        if self.engine == Engine::Idle && !self.reconnecting {
+            for ns in self.namespaces.values_mut() {
+                if ns.state == NsState::Connecting {
+                    ns.state = NsState::Inactive;
+                }
+            }
+        }
+    }
+
+    /// Schedules the next reconnection attempt, if allowed.
+    fn reconnect(&mut self, now: Instant) {
+        if self.reconnecting
+            || self.skip_reconnect
+            || !self.config.reconnection
+            || !self.namespaces.values().any(Namespace::active)
+        {
+            return;
+        }
+        if self
+            .config
+            .reconnection_attempts
+            .is_some_and(|max| self.attempts >= max)
+        {
+            self.attempts = 0;
+            self.events.push_back(ClientEvent::ReconnectFailed);
+            return;
+        }
+        let delay = self.backoff_delay();
+        self.reconnecting = true;
+        self.reconnect_at = Some(now.checked_add(delay).unwrap_or(now));
+    }
+
+    /// `delay * 2^attempts`, moved at random by up to
+    /// `randomization_factor` of itself, capped at the maximum; counts the
+    /// attempt.
+    fn backoff_delay(&mut self) -> Duration {
+        let exponent = i32::try_from(self.attempts.min(64)).unwrap_or(64);
+        let base = self.config.reconnection_delay.as_secs_f64() * 2f64.powi(exponent);
+        self.attempts = self.attempts.saturating_add(1);
+        let factor = self.config.randomization_factor.clamp(0.0, 1.0);
+        let mut delay = base;
+        if factor > 0.0 {
+            let r = self.random();
+            let deviation = r * factor * base;
+            // Down or up, decided from the same draw, as Node does.
+            if ((r * 10.0) as u64) & 1 == 0 {
+                delay -= deviation;
+            } else {
+                delay += deviation;
+            }
+        }
+        let max = self.config.reconnection_delay_max.as_secs_f64();
+        Duration::try_from_secs_f64(delay.min(max).max(0.0)).unwrap_or(Duration::ZERO)
+    }
+
+    /// A number in `[0, 1)` (splitmix64).
+    fn random(&mut self) -> f64 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Closes the session when no namespace wants it any more.
+    fn close_if_unused(&mut self) {
+        if !self.namespaces.values().any(Namespace::active) {
+            self.close_engine();
+        }
+    }
+
+    /// Closes the session (if any) and cancels reconnection.
+    fn close_engine(&mut self) {
+        self.skip_reconnect = true;
+        self.reconnecting = false;
+        self.reconnect_at = None;
+        self.attempts = 0;
+        if self.engine != Engine::Idle {
+            self.engine = Engine::Idle;
+            self.decoder.reset();
+            self.transmits.push_back(ClientTransmit::Close);
+        }
+    }
+}
+
+/// `""` is `/`, and a name without its leading `/` gets one.
+fn normalize(namespace: &str) -> Cow<'_, str> {
+    if namespace.is_empty() {
+        Cow::Borrowed(DEFAULT_NAMESPACE)
+    } else if namespace.starts_with('/') {
+        Cow::Borrowed(namespace)
+    } else {
+        Cow::Owned(format!("/{namespace}"))
+    }
+}
+
+fn text(namespace: &str) -> Text {
+    Text::from(namespace.to_owned())
+}
+
+#[cfg(test)]
+mod tests;

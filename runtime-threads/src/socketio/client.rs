@@ -1,0 +1,172 @@
+//! The Socket.IO client on threads: the same API as on async runtimes
+//! ([`ClientBuilder`], [`ClientSocket`], [`SocketIoClient`]), run by
+//! [`Threads`], a driver thread over the blocking Engine.IO client.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use switchboard_threads::socketio::client::{ClientBuilder, Threads};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let socket = ClientBuilder::new("http://localhost:3000")
+//!     .auth(&std::collections::HashMap::from([("token", "abc")]))
+//!     .on("chat", |_socket, event| println!("chat: {:?}", event.payload().values()))
+//!     .connect(Threads)
+//!     .wait()?;
+//! socket.emit("chat", "hello")?;
+//! let answer = socket.emit_with_ack("sum", &(1, 2), Duration::from_secs(5))?.wait()?;
+//! println!("1 + 2 = {}", answer.values()[0]);
+//! # Ok(()) }
+//! ```
+//!
+//! One driver thread per client waits for what its session threads report
+//! (the handshake, each message, the close) or for the core's next
+//! deadline; each Engine.IO session runs on the threads of the blocking
+//! Engine.IO client, with one more thread forwarding its events. Handlers
+//! run on the driver thread: keep them short, and never block in one on
+//! [`AckFuture::wait`] (use
+//! [`ClientSocket::emit_with_ack_callback`] there).
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Instant;
+
+pub use switchboard_async::socketio::client::*;
+use switchboard_core::engineio::MessageData;
+use switchboard_core::engineio::client::ClientConfig as EngineConfig;
+
+use crate::engineio::client::{ClientEvent, ClientSendError, ClientSender, EngineIoClient};
+
+/// The driver of a client on threads: pass it where async runtimes pass
+/// theirs (`ClientBuilder::connect(Threads)`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Threads;
+
+impl EngineLink for ClientSender {
+    fn send(&self, message: MessageData) -> Result<(), ClientSendError> {
+        ClientSender::send(self, message)
+    }
+
+    fn close(&self) {
+        ClientSender::close(self)
+    }
+}
+
+enum Input {
+    Wake,
+    Opened(u64, ClientSender, String),
+    Failed(u64, String),
+    Event(u64, ClientEvent),
+}
+
+/// Wakes the driver; dropped with the hub, it wakes the driver one last
+/// time so that it sees the hub gone.
+struct Waker(Mutex<SyncSender<Input>>);
+
+impl Waker {
+    fn wake(&self) {
+        // A full channel means the driver has inputs and will look.
+        let _ = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .try_send(Input::Wake);
+    }
+}
+
+impl Drop for Waker {
+    fn drop(&mut self) {
+        self.wake();
+    }
+}
+
+impl ClientDriver for Threads {
+    fn start(self, hub: Arc<ClientHub>) {
+        let (inputs_tx, inputs) = sync_channel(64);
+        let waker = Waker(Mutex::new(inputs_tx.clone()));
+        hub.set_wake(move || waker.wake());
+        let hub = Arc::downgrade(&hub);
+        let spawned = std::thread::Builder::new()
+            .name("switchboard-sio-client".into())
+            .spawn(move || drive(hub, inputs, inputs_tx));
+        if let Err(error) = spawned {
+            tracing::error!(%error, "cannot start the Socket.IO client thread");
+        }
+    }
+}
+
+fn drive(hub: Weak<ClientHub>, inputs: Receiver<Input>, inputs_tx: SyncSender<Input>) {
+    loop {
+        let deadline = {
+            let Some(hub) = hub.upgrade() else {
+                return;
+            };
+            if let Some(generation) = hub.take_open_request() {
+                let config = hub.engine_config().clone();
+                let inputs = inputs_tx.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("switchboard-sio-session".into())
+                    .spawn(move || run_session(config, generation, inputs));
+                if let Err(error) = spawned {
+                    hub.session_failed(generation, format!("cannot start a thread: {error}"));
+                    continue;
+                }
+            }
+            hub.poll_timeout()
+        };
+        let input = match deadline {
+            Some(deadline) => {
+                match inputs.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(input) => Some(input),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            }
+            None => match inputs.recv() {
+                Ok(input) => Some(input),
+                Err(_) => return,
+            },
+        };
+        let Some(hub) = hub.upgrade() else {
+            return;
+        };
+        match input {
+            None => hub.run_timers(),
+            Some(Input::Wake) => {}
+            Some(Input::Opened(generation, sender, sid)) => {
+                hub.session_opened(generation, Box::new(sender), &sid)
+            }
+            Some(Input::Failed(generation, error)) => hub.session_failed(generation, error),
+            Some(Input::Event(generation, ClientEvent::Message(message))) => {
+                hub.session_message(generation, message)
+            }
+            Some(Input::Event(generation, ClientEvent::Closed { reason, .. })) => {
+                hub.session_closed(generation, reason)
+            }
+            Some(Input::Event(..)) => {}
+        }
+        // Timers may be due after a long run of inputs.
+        if hub.poll_timeout().is_some_and(|t| t <= Instant::now()) {
+            hub.run_timers();
+        }
+    }
+}
+
+/// Opens one Engine.IO session and forwards what happens to it.
+fn run_session(config: EngineConfig, generation: u64, inputs: SyncSender<Input>) {
+    let mut client = match EngineIoClient::connect_with_config(config) {
+        Ok(client) => client,
+        Err(error) => {
+            let _ = inputs.send(Input::Failed(generation, error.to_string()));
+            return;
+        }
+    };
+    let opened = Input::Opened(generation, client.sender(), client.sid().to_owned());
+    if inputs.send(opened).is_err() {
+        return;
+    }
+    while let Some(event) = client.recv() {
+        let closed = matches!(event, ClientEvent::Closed { .. });
+        if inputs.send(Input::Event(generation, event)).is_err() || closed {
+            return;
+        }
+    }
+}
