@@ -1,5 +1,5 @@
-//! Switchboard: WebSocket (and, as the layers land, Engine.IO and Socket.IO)
-//! for Rust, server and client, on the runtime of your choice.
+//! Switchboard: WebSocket, Engine.IO and Socket.IO for Rust, server and
+//! client, on the runtime of your choice.
 //!
 //! Pick runtimes with Cargo features; each lives in its own module, so
 //! several can be enabled at once:
@@ -9,10 +9,72 @@
 //! | `tokio` (default) | [`tokio`] | tokio's scheduler |
 //! | `smol` | [`smol`] | smol's executor; also async-std apps |
 //! | `threads` | [`threads`] | blocking `std::net`, a thread per connection |
+//! | `tower` | `tokio::tower` | mount into axum / hyper 1.x (implies `tokio`) |
+//!
+//! Socket.IO handlers are written once against [`socketio`] and run on
+//! whichever runtime serves them: switching the feature (and nothing else)
+//! moves a server built with [`serve`] to another runtime.
+//!
+//! ```no_run
+//! use switchboard::socketio::{SocketIo, SocketIoConfig};
+//!
+//! fn main() -> std::io::Result<()> {
+//!     let io = SocketIo::new(SocketIoConfig::default());
+//!     io.ns("/", |socket| {
+//!         socket.on("chat", |socket, event| {
+//!             let text: String = event.arg(0).unwrap_or_default();
+//!             let _ = socket.broadcast().emit("chat", &text);
+//!         });
+//!     });
+//!     switchboard::serve("127.0.0.1:3000", io)
+//! }
+//! ```
 //!
 //! The protocol state machines are in [`core`], shared by all of them.
 
 pub use switchboard_core as core;
+
+/// The Socket.IO server API, the same on every runtime: [`SocketIo`]
+/// (`io`), [`Socket`](socketio::Socket), events, acks, rooms, broadcasts.
+///
+/// [`SocketIo`]: socketio::SocketIo
+pub mod socketio {
+    pub use switchboard_async::socketio::*;
+}
+
+/// Serves `io` at `/socket.io/` on `addr`, blocking the calling thread, on
+/// the enabled runtime: tokio if its feature is on, else smol, else
+/// threads. Use the runtime modules to choose explicitly or to serve more
+/// routes.
+#[cfg(any(feature = "tokio", feature = "smol", feature = "threads"))]
+pub fn serve(addr: impl std::net::ToSocketAddrs, io: socketio::SocketIo) -> std::io::Result<()> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    #[cfg(feature = "tokio")]
+    {
+        let runtime = ::tokio::runtime::Runtime::new()?;
+        runtime.block_on(async move {
+            listener.set_nonblocking(true)?;
+            let listener = ::tokio::net::TcpListener::from_std(listener)?;
+            let routes = tokio::engineio::Routes::new().socketio("/socket.io/", &io);
+            tokio::engineio::serve(listener, routes).await;
+            Ok(())
+        })
+    }
+    #[cfg(all(feature = "smol", not(feature = "tokio")))]
+    {
+        ::smol::block_on(async move {
+            let listener = async_net::TcpListener::try_from(listener)?;
+            let routes = smol::engineio::Routes::new().socketio("/socket.io/", &io);
+            smol::engineio::serve(listener, routes).await;
+            Ok(())
+        })
+    }
+    #[cfg(all(feature = "threads", not(feature = "tokio"), not(feature = "smol")))]
+    {
+        let routes = threads::engineio::Routes::new().socketio("/socket.io/", &io);
+        threads::engineio::serve(listener, routes)
+    }
+}
 
 /// Switchboard on tokio.
 #[cfg(feature = "tokio")]

@@ -264,4 +264,16 @@ pub mod socketio {
 
     pub use switchboard_async::socketio::client::{ClientBuilder, ClientSocket, SocketIoClient};
     pub use switchboard_async::socketio::*;
+
+    /// Serves `io` at `/socket.io/` on `addr` with smol's global executor,
+    /// forever.
+    pub async fn serve(
+        addr: impl async_net::AsyncToSocketAddrs,
+        io: SocketIo,
+    ) -> std::io::Result<()> {
+        let listener = async_net::TcpListener::bind(addr).await?;
+        let routes = crate::engineio::Routes::new().socketio("/socket.io/", &io);
+        crate::engineio::serve(listener, routes).await;
+        Ok(())
+    }
 }

@@ -27,6 +27,14 @@ pub mod socketio {
     //! See [`switchboard_async::socketio`] for the whole API.
 
     pub use switchboard_async::socketio::*;
+
+    /// Serves `io` at `/socket.io/` on `addr`, a thread per connection,
+    /// blocking the calling thread.
+    pub fn serve(addr: impl std::net::ToSocketAddrs, io: SocketIo) -> std::io::Result<()> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        let routes = crate::engineio::Routes::new().socketio("/socket.io/", &io);
+        crate::engineio::serve(listener, routes)
+    }
     pub mod client;
     pub use client::{ClientBuilder, ClientSocket, SocketIoClient, Threads};
 }

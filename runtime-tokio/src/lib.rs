@@ -190,4 +190,25 @@ pub mod socketio {
 
     pub use switchboard_async::socketio::client::{ClientBuilder, ClientSocket, SocketIoClient};
     pub use switchboard_async::socketio::*;
+
+    /// Serves `io` at `/socket.io/` on `addr`, forever.
+    ///
+    /// ```no_run
+    /// use switchboard_tokio::socketio::{SocketIo, SocketIoConfig, serve};
+    /// # async fn run() -> std::io::Result<()> {
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     socket.on("ping", |socket, _| {
+    ///         let _ = socket.emit("pong", &());
+    ///     });
+    /// });
+    /// serve("127.0.0.1:3000", io).await
+    /// # }
+    /// ```
+    pub async fn serve(addr: impl tokio::net::ToSocketAddrs, io: SocketIo) -> std::io::Result<()> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let routes = crate::engineio::Routes::new().socketio("/socket.io/", &io);
+        crate::engineio::serve(listener, routes).await;
+        Ok(())
+    }
 }
