@@ -511,7 +511,8 @@ pub fn http_request(
     Http::new(addr).request(method, target, headers, body)
 }
 
-const TEXT_BODY: (&str, &str) = ("Content-Type", "text/plain;charset=UTF-8");
+/// The `Content-Type` of a text polling POST.
+pub const TEXT_BODY: (&str, &str) = ("Content-Type", "text/plain;charset=UTF-8");
 
 // ---------------------------------------------------------------------------
 // Engine.IO helpers.

@@ -14,6 +14,7 @@
 //! - [`eio_client`]: a blocking handle on our Engine.IO client on any runtime.
 //! - [`server_process`]: running `conformance-server` as a child process.
 //! - [`sio_server`]: the contract's Socket.IO handlers, on every runtime.
+//! - [`sio_cases`]: the Socket.IO server cases, over raw HTTP and WebSocket.
 
 pub mod client;
 pub mod eio_cases;
@@ -22,6 +23,7 @@ pub mod peers;
 pub mod raw;
 pub mod runtime;
 pub mod server_process;
+pub mod sio_cases;
 pub mod sio_server;
 pub mod ws_cases;
 
