@@ -41,6 +41,10 @@
 //! outside the lock: keep sync handlers short, and do not block in one on
 //! [`AckFuture::wait`] (the answer comes through the same driver; use
 //! [`ClientSocket::emit_with_ack_callback`] or an async handler).
+//!
+//! The client lives while a handle to it ([`SocketIoClient`],
+//! [`ClientSocket`]) does; a handler that keeps a socket keeps it alive, so
+//! end it with [`SocketIoClient::disconnect`] (or leave every namespace).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
