@@ -445,6 +445,22 @@ pub struct Server {
     transmits: VecDeque<Transmit>,
     /// Sessions with a held poll and newly queued packets.
     flush_queue: VecDeque<String>,
+    /// Polling sessions closed by the server while no poll was held: their
+    /// last packets and `close` wait for the client's next poll, as in
+    /// Node, until they expire.
+    closing: HashMap<String, Closing>,
+    /// The latest time passed in, for deadlines set by calls without one.
+    last_now: Option<Instant>,
+}
+
+/// What a polling session closed by the server still owes its client.
+#[derive(Debug)]
+struct Closing {
+    version: ProtocolVersion,
+    supports_binary: bool,
+    /// Queued packets, then `close`.
+    packets: Vec<Packet>,
+    expires: Instant,
 }
 
 impl Server {
@@ -459,6 +475,8 @@ impl Server {
             events: VecDeque::new(),
             transmits: VecDeque::new(),
             flush_queue: VecDeque::new(),
+            closing: HashMap::new(),
+            last_now: None,
         }
     }
 
@@ -475,6 +493,7 @@ impl Server {
     /// Handles an HTTP request on the Engine.IO path. The adapter has
     /// parsed the head and read the body up to `max_payload + 1` bytes.
     pub fn handle_request(&mut self, req: &Request, body: Bytes, now: Instant) -> RequestOutcome {
+        self.last_now = Some(now);
         let cors = self.cors_headers(req);
         if req.method == "OPTIONS" {
             return RequestOutcome::Respond(self.preflight(req, cors));
@@ -498,6 +517,23 @@ impl Server {
             return self.handshake(req, transport, version, is_upgrade, cors, now);
         };
         let Some(session) = self.sessions.get_mut(sid.as_ref()) else {
+            if transport == TransportKind::Polling && req.method == "GET" {
+                if let Some(closing) = self.closing.remove(sid.as_ref()) {
+                    let payload =
+                        encode_payload(&closing.packets, closing.version, closing.supports_binary);
+                    let mut headers = cors;
+                    let content_type = match payload.kind() {
+                        PayloadKind::Text => "text/plain; charset=UTF-8",
+                        PayloadKind::Binary => "application/octet-stream",
+                    };
+                    headers.push(("Content-Type".into(), content_type.into()));
+                    return RequestOutcome::Respond(HttpResponse {
+                        status: 200,
+                        headers,
+                        body: payload.into_bytes(),
+                    });
+                }
+            }
             return error(ErrorCode::UnknownSid, cors);
         };
         if session.version != version {
@@ -664,6 +700,8 @@ impl Server {
 
     /// Runs the timers due at `now`: heartbeats and upgrade timeouts.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = Some(now);
+        self.closing.retain(|_, closing| closing.expires > now);
         let mut pings = Vec::new();
         let mut timeouts = Vec::new();
         let mut dropped = Vec::new();
@@ -698,9 +736,11 @@ impl Server {
 
     /// The next time [`Server::handle_timeout`] should run.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let closing = self.closing.values().map(|closing| closing.expires);
         self.sessions
             .values()
             .filter_map(Session::next_deadline)
+            .chain(closing)
             .min()
     }
 
@@ -1029,6 +1069,22 @@ impl Server {
                 poll: poll.id,
                 response,
             });
+        } else if reason == CloseReason::ForcedClose
+            && session.transport == Transport::Polling
+            && let Some(now) = self.last_now
+        {
+            // No poll to answer now: the client's next one gets the close.
+            let mut packets: Vec<Packet> = session.queue.drain(..).collect();
+            packets.push(Packet::Close);
+            self.closing.insert(
+                sid.to_owned(),
+                Closing {
+                    version: session.version,
+                    supports_binary: session.supports_binary,
+                    packets,
+                    expires: now + self.config.ping_interval + self.config.ping_timeout,
+                },
+            );
         }
         let conns = [
             match session.transport {
@@ -1402,8 +1458,10 @@ mod tests {
         }
         server.close(&sid);
         assert_eq!(closed(&mut server), CloseReason::ForcedClose);
-        assert_error(poll(&mut server, &sid, t0), 400, 1);
         assert_error(post(&mut server, &sid, "4x", t0), 400, 1);
+        // The next poll learns of the close; after that the sid is unknown.
+        assert_eq!(respond(poll(&mut server, &sid, t0)), (200, "1".into()));
+        assert_error(poll(&mut server, &sid, t0), 400, 1);
     }
 
     #[test]
@@ -1575,6 +1633,25 @@ mod tests {
         let (status, _) = respond(post(&mut server, &sid, &body, t0));
         assert_eq!(status, 413);
         assert_eq!(closed(&mut server), CloseReason::TransportError);
+    }
+
+    #[test]
+    fn a_forced_close_waits_for_the_next_poll() {
+        let mut server = Server::new(config());
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        server.send(&sid, MessageData::from("last")).unwrap();
+        server.close(&sid);
+        assert_eq!(closed(&mut server), CloseReason::ForcedClose);
+        assert_eq!(respond(poll(&mut server, &sid, t0)), (200, "4last\u{1e}1".into()));
+        // Once told, the session is unknown.
+        assert_eq!(respond(poll(&mut server, &sid, t0)).0, 400);
+        // A client that never polls again is forgotten after a heartbeat.
+        let sid = handshake(&mut server, t0);
+        server.close(&sid);
+        assert!(server.poll_timeout().is_some());
+        server.handle_timeout(t0 + Duration::from_secs(3600));
+        assert_eq!(respond(poll(&mut server, &sid, t0)).0, 400);
     }
 
     #[test]
