@@ -546,7 +546,7 @@ impl Client {
     }
 
     /// Emits `event` with `args` on `namespace` (see
-    /// [`encode_event`](super::encode_event) for how `args` become
+    /// [`encode_event`] for how `args` become
     /// arguments): sent at once when the namespace is connected, buffered
     /// otherwise.
     pub fn emit<T: Serialize + ?Sized>(
