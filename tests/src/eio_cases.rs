@@ -1436,9 +1436,14 @@ pub fn oversize_websocket_message_closes(addr: SocketAddr) {
     let (mut conn, sid) = ws_session(addr);
     let packet = format!("4{}", "b".repeat(MAX_PAYLOAD - 1));
     ws_text(&mut conn, &packet);
+    let echoed = ws_recv_message(&mut conn);
     assert!(
-        ws_recv_message(&mut conn) == WsMsg::Text(packet),
-        "the 1 MB message came back changed"
+        echoed == WsMsg::Text(packet),
+        "the 1 MB message came back changed: {}",
+        match &echoed {
+            WsMsg::Text(t) => format!("text of {} bytes: {:?}...", t.len(), &t[..t.len().min(20)]),
+            other => format!("{other:?}").chars().take(80).collect(),
+        }
     );
     let big = format!("4{}", "c".repeat(MAX_PAYLOAD));
     write_lossy(&mut conn, &frame(1, true, 0, big.as_bytes(), true));

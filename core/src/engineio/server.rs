@@ -416,6 +416,9 @@ struct Session {
     ping_at: Option<Instant>,
     /// v4: the pong deadline; v3: the client ping deadline.
     timeout_at: Option<Instant>,
+    /// v4: whether a packet other than `pong` already extended the current
+    /// pong deadline (Node extends it once per ping).
+    timeout_extended: bool,
     /// Whether the session's id is in `Server::flush_queue`.
     flush_scheduled: bool,
 }
@@ -717,6 +720,7 @@ impl Server {
             } else if session.ping_at.is_some_and(|t| t <= now) {
                 session.ping_at = None;
                 session.timeout_at = Some(now + self.config.ping_timeout);
+                session.timeout_extended = false;
                 pings.push(sid.clone());
             }
         }
@@ -830,6 +834,7 @@ impl Server {
             ping_at,
             timeout_at,
             flush_scheduled: false,
+            timeout_extended: false,
         };
         let outcome = match transport {
             TransportKind::Polling => {
@@ -948,6 +953,17 @@ impl Server {
         let Some(session) = self.sessions.get_mut(sid) else {
             return Ok(());
         };
+        // As Node: data that arrives while a pong is awaited shows the
+        // client is alive, and buys it one more pingTimeout (once per ping),
+        // so a large message in flight does not time the session out.
+        if session.version == ProtocolVersion::V4
+            && session.timeout_at.is_some()
+            && !session.timeout_extended
+            && !matches!(packet, Packet::Pong(_))
+        {
+            session.timeout_at = Some(now + self.config.ping_timeout);
+            session.timeout_extended = true;
+        }
         match packet {
             Packet::Message(data) => {
                 self.events.push_back(ServerEvent::Message {
@@ -1594,6 +1610,27 @@ mod tests {
         assert_eq!(poll_response(&mut server), (id, "1".into()));
         assert_error(poll(&mut server, &sid, ms(t0, 600)), 400, 1);
         assert_eq!(server.poll_timeout(), None);
+    }
+
+    #[test]
+    fn data_while_a_pong_is_awaited_extends_the_deadline_once() {
+        let mut server = Server::new(config());
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        server.handle_timeout(ms(t0, 300));
+        assert_eq!(server.poll_timeout(), Some(ms(t0, 500)));
+        assert_eq!(respond(post(&mut server, &sid, "4a", ms(t0, 450))), (200, "ok".into()));
+        assert_eq!(server.poll_timeout(), Some(ms(t0, 650)));
+        assert_eq!(respond(post(&mut server, &sid, "4b", ms(t0, 600))), (200, "ok".into()));
+        assert_eq!(server.poll_timeout(), Some(ms(t0, 650)));
+        server.handle_timeout(ms(t0, 650));
+        while let Some(event) = server.poll_event() {
+            if let ServerEvent::Close { reason, .. } = event {
+                assert_eq!(reason, CloseReason::PingTimeout);
+                return;
+            }
+        }
+        panic!("no close");
     }
 
     #[test]
