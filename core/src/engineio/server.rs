@@ -1652,11 +1652,23 @@ mod tests {
         let sid = handshake(&mut server, t0);
         server.handle_timeout(ms(t0, 300));
         assert_eq!(server.poll_timeout(), Some(ms(t0, 500)));
-        assert_eq!(respond(post(&mut server, &sid, "4a", ms(t0, 450))), (200, "ok".into()));
-        assert_eq!(respond(post(&mut server, &sid, "4b", ms(t0, 600))), (200, "ok".into()));
+        assert_eq!(
+            respond(post(&mut server, &sid, "4a", ms(t0, 450))),
+            (200, "ok".into())
+        );
+        assert_eq!(
+            respond(post(&mut server, &sid, "4b", ms(t0, 600))),
+            (200, "ok".into())
+        );
         let closed_at = |server: &mut Server| {
             std::iter::from_fn(|| server.poll_event()).any(|event| {
-                matches!(event, ServerEvent::Close { reason: CloseReason::PingTimeout, .. })
+                matches!(
+                    event,
+                    ServerEvent::Close {
+                        reason: CloseReason::PingTimeout,
+                        ..
+                    }
+                )
             })
         };
         // The first message moved the deadline to 650 ms; the second did not.
