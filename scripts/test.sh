@@ -31,9 +31,11 @@ step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
 step "the demo: building it for the browser tests, and its first start (npm ci)"
-# tests/tests/browser.rs drives this binary in Chromium on every runtime.
-cargo build --release --example demo --all-features
-demo_bin=${CARGO_TARGET_DIR:-target}/release/examples/demo
+# tests/tests/browser.rs drives this binary in Chromium on every runtime. A
+# debug build: it shares most of its dependencies with the tests' build below
+# (under a minute on 2 cores, where --release would add several).
+cargo build --example demo --all-features
+demo_bin=${CARGO_TARGET_DIR:-target}/debug/examples/demo
 mkdir -p .cache
 demo_log=.cache/demo-first-start.log
 "$demo_bin" --listen 127.0.0.1:0 >"$demo_log" 2>&1 &

@@ -177,8 +177,8 @@ try {
   });
 
   await check("open-pages", async () => {
-    for (const name of ["a", "b"]) {
-      // One context per page: two independent visitors.
+    // One context per page: two independent visitors, arriving together.
+    const open = async (name) => {
       const context = await browser.newContext({ viewport: { width: 1100, height: 760 } });
       const page = await context.newPage();
       page.setDefaultTimeout(opts.timeoutMs);
@@ -186,7 +186,8 @@ try {
       pages[name] = page;
       const response = await page.goto(pageUrl, { waitUntil: "load" });
       expect(response?.ok(), `page ${name}: GET ${pageUrl} answered ${response?.status()}`);
-    }
+    };
+    await Promise.all(["a", "b"].map(open));
     return { url: pageUrl };
   });
 
@@ -209,11 +210,12 @@ try {
   });
 
   await check("join-room", async () => {
-    for (const [name, page] of Object.entries(pages)) {
+    const join = async ([name, page]) => {
       await page.locator("#room").fill("r1");
       await page.locator("#join").click();
       await waitText(page, "current-room", (t) => t === "r1", `page ${name} joining r1`);
-    }
+    };
+    await Promise.all(Object.entries(pages).map(join));
   });
 
   // The job runs while the rest is checked: its steps must keep arriving on

@@ -11,8 +11,9 @@
 //! `artifacts/browser/<runtime>-<transport>-<a|b>.png`.
 //!
 //! The demo binary is built by `scripts/test.sh` before the tests run
-//! (`cargo build --release --example demo --all-features`); this test looks
-//! for it at `target/{release,debug}/examples/demo` (or `$SWITCHBOARD_DEMO`).
+//! (`cargo build --example demo --all-features`, `--release` works too); this
+//! test runs the newest of `target/{release,debug}/examples/demo` (or
+//! `$SWITCHBOARD_DEMO`).
 //! Under `CI=true` anything missing (the binary, node, playwright-core,
 //! chromium) is a failure; elsewhere the test is skipped loudly.
 
@@ -74,7 +75,7 @@ fn warn_if_stale(binary: &Path) {
         if modified(&demo.join(source)).is_some_and(|changed| changed > built) {
             eprintln!(
                 "WARNING: examples/demo/{source} is newer than {}; rebuild it with \
-                 `cargo build --release --example demo --all-features`",
+                 `cargo build --example demo --all-features`",
                 binary.display()
             );
         }
@@ -102,7 +103,7 @@ fn prerequisites() -> Option<PathBuf> {
     let Some(binary) = demo_binary() else {
         let what = format!(
             "the demo binary (looked for $SWITCHBOARD_DEMO, then {}/{{release,debug}}/examples/demo; build it with \
-             `cargo build --release --example demo --all-features`, as scripts/test.sh does)",
+             `cargo build --example demo --all-features`, as scripts/test.sh does)",
             target_dir().display()
         );
         if peers::in_ci() {
