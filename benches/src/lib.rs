@@ -17,3 +17,4 @@ pub mod frames;
 pub mod mem;
 pub mod procfs;
 pub mod servers;
+pub mod sio_bench;
