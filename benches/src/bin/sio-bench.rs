@@ -184,6 +184,8 @@ impl Cpu {
 /// One measurement.
 #[derive(Debug, Clone, Copy)]
 struct Sample {
+    /// The round it belongs to (set by `run`).
+    round: usize,
     /// Acks or deliveries per second.
     rate: f64,
     /// Server CPU microseconds per ack or delivery.
@@ -236,6 +238,7 @@ async fn measure_ack(server: &Server, clients: usize, window: usize, secs: f64) 
         return Err("ack run failed".into());
     }
     Ok(Sample {
+        round: 0,
         rate: done as f64 / elapsed,
         cpu_us: server_cpu * 1e6 / done as f64,
         other,
@@ -300,6 +303,7 @@ async fn measure_broadcast(server: &Server, secs: f64) -> Result<Sample> {
     while tasks.join_next().await.is_some() {}
     drop(trigger);
     Ok(Sample {
+        round: 0,
         rate: done as f64 / elapsed,
         cpu_us: server_cpu * 1e6 / done as f64,
         other,
@@ -321,6 +325,7 @@ async fn measure_idle(imp: SioImpl, n: usize) -> Result<Sample> {
     drop(clients);
     drop(warm);
     Ok(Sample {
+        round: 0,
         rate: after.saturating_sub(before) as f64 / n as f64,
         cpu_us: 0.0,
         other,
@@ -359,7 +364,13 @@ async fn run(options: Options) -> Result<()> {
             let imp = impls[(k + round) % impls.len()];
             let server = Server::start(imp)?;
             for (name, clients, window) in ACK_CASES {
-                let sample = measure_ack(&server, clients, window, options.secs).await?;
+                let sample = match measure_ack(&server, clients, window, options.secs).await {
+                    Ok(sample) => sample,
+                    Err(error) => {
+                        eprintln!("round {round} {imp} {name}: {error}");
+                        continue;
+                    }
+                };
                 eprintln!(
                     "round {round} {imp:>18} {name:<22} {:>10.0}/s  {:>6.2} µs CPU  other {:.2} cores",
                     sample.rate, sample.cpu_us, sample.other
@@ -367,9 +378,15 @@ async fn run(options: Options) -> Result<()> {
                 results
                     .entry((name.to_owned(), imp))
                     .or_default()
-                    .push(sample);
+                    .push(Sample { round, ..sample });
             }
-            let sample = measure_broadcast(&server, options.secs).await?;
+            let sample = match measure_broadcast(&server, options.secs).await {
+                Ok(sample) => sample,
+                Err(error) => {
+                    eprintln!("round {round} {imp} {BCAST_CASE}: {error}");
+                    continue;
+                }
+            };
             eprintln!(
                 "round {round} {imp:>18} {BCAST_CASE:<22} {:>10.0}/s  {:>6.2} µs CPU  other {:.2} cores",
                 sample.rate, sample.cpu_us, sample.other
@@ -377,7 +394,7 @@ async fn run(options: Options) -> Result<()> {
             results
                 .entry((BCAST_CASE.to_owned(), imp))
                 .or_default()
-                .push(sample);
+                .push(Sample { round, ..sample });
         }
     }
     let idle_case = format!("idle bytes/socket over {}", options.idle);
@@ -385,7 +402,13 @@ async fn run(options: Options) -> Result<()> {
         for round in 0..options.rounds.min(2) {
             for k in 0..impls.len() {
                 let imp = impls[(k + round) % impls.len()];
-                let sample = measure_idle(imp, options.idle).await?;
+                let sample = match measure_idle(imp, options.idle).await {
+                    Ok(sample) => sample,
+                    Err(error) => {
+                        eprintln!("round {round} {imp} {idle_case}: {error}");
+                        continue;
+                    }
+                };
                 eprintln!(
                     "round {round} {imp:>18} {idle_case}: {:.0} B  other {:.2} cores",
                     sample.rate, sample.other
@@ -393,7 +416,7 @@ async fn run(options: Options) -> Result<()> {
                 results
                     .entry((idle_case.clone(), imp))
                     .or_default()
-                    .push(sample);
+                    .push(Sample { round, ..sample });
             }
         }
     }
@@ -408,8 +431,10 @@ fn median_ratio(samples: &Results, case: &str, imp: SioImpl, peer: SioImpl) -> O
     let theirs = samples.get(&(case.to_owned(), peer))?;
     let mut ratios: Vec<f64> = ours
         .iter()
-        .zip(theirs)
-        .map(|(a, b)| a.rate / b.rate)
+        .filter_map(|a| {
+            let b = theirs.iter().find(|b| b.round == a.round)?;
+            Some(a.rate / b.rate)
+        })
         .collect();
     Some(median(&mut ratios))
 }
