@@ -266,9 +266,18 @@ impl Client {
     /// Connects to `addr`'s `/socket.io/` and namespace `/`.
     pub async fn connect(addr: SocketAddr) -> io::Result<Client> {
         let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
-        let ws = switchboard_tokio::ws::connect(&url)
+        // No permessage-deflate offer: socketioxide and Node decline it,
+        // Switchboard's server accepts it by default (about 320 KiB of
+        // server memory per socket), so an offer would compare unlike
+        // connections.
+        let config = switchboard_tokio::ws::Config {
+            deflate: None,
+            ..Default::default()
+        };
+        let ws = switchboard_tokio::ws::connect_with_config(&url, config)
             .await
             .map_err(ws_error)?;
+        debug_assert!(!ws.is_compressed());
         let mut client = Client { ws, next_id: 0 };
         let open = client.text().await?;
         if !open.starts_with("0{") {
