@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every Switchboard benchmark against its peers and keeps the results
-# under benches/results/ (see BENCHMARKS.md). About 15 minutes on 2 cores.
+# under benches/results/ (see BENCHMARKS.md). About 25 minutes on 2 cores.
 # Loopback only; each load case is bounded in time.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,3 +16,7 @@ echo "== echo load"
 target/release/loadgen load --rounds 5 --json "$out/load.json" | tee "$out/load.txt"
 echo "== idle memory"
 target/release/loadgen idle all --connections 5000 --json "$out/idle.json" | tee "$out/idle.txt"
+echo "== Engine.IO echo load"
+target/release/loadgen eio --rounds 5 --json "$out/eio-load.json" | tee "$out/eio-load.txt"
+echo "== Engine.IO idle memory"
+target/release/loadgen eio-idle --sessions 5000 --json "$out/eio-idle.json" | tee "$out/eio-idle.txt"

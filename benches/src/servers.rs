@@ -84,12 +84,19 @@ fn workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn tokio_runtime() -> tokio::runtime::Runtime {
+/// tokio's multi-thread runtime with [`workers`] threads.
+pub(crate) fn tokio_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers())
         .enable_all()
         .build()
         .expect("tokio runtime")
+}
+
+/// The smol executor of the smol servers: one thread per core (as many as
+/// [`workers`]), the same as `conformance-server` runs.
+pub(crate) fn smol_executor() -> Arc<smol::Executor<'static>> {
+    switchboard_conformance::runtime::smol_executor()
 }
 
 /// Serves `imp`'s echo on `listener`, blocking forever.
@@ -103,13 +110,7 @@ pub fn run(imp: Impl, listener: TcpListener) -> io::Result<()> {
             Ok(())
         }),
         Impl::SwitchboardSmol => {
-            let executor = Arc::new(smol::Executor::<'static>::new());
-            for i in 0..workers() {
-                let executor = executor.clone();
-                std::thread::Builder::new()
-                    .name(format!("smol-{i}"))
-                    .spawn(move || smol::block_on(executor.run(std::future::pending::<()>())))?;
-            }
+            let executor = smol_executor();
             smol::block_on(async move {
                 let listener = async_net::TcpListener::try_from(listener)?;
                 let runtime = switchboard_smol::Smol::with_spawner(move |task| {

@@ -15,11 +15,24 @@
 //!              [--json target/loadgen-load.json]
 //! loadgen idle [<impl>|all] [--connections 5000] [--json target/loadgen-idle.json]
 //! loadgen serve <impl>      (the child: prints "LISTENING <addr>", serves)
+//! loadgen eio [--impls a,b,..] [--cases websocket/1,websocket/64,polling/1,polling/64]
+//!             [--duration 3] [--warmup 0.5] [--rounds 5]
+//!             [--window-ws 16] [--window-polling 16] [--size 32]
+//!             [--max-others 0.1] [--retries 3] [--json target/loadgen-eio.json]
+//! loadgen eio-idle [--impls a,b,..] [--transports websocket,polling]
+//!                  [--sessions 5000] [--json target/loadgen-eio-idle.json]
+//! loadgen serve-eio <impl>  (the child of the two above)
+//! loadgen sizes
 //! ```
 //!
 //! Implementations: switchboard-tokio (tokio), switchboard-smol (smol),
 //! switchboard-threads (threads), tokio-tungstenite (tungstenite),
-//! fastwebsockets. Bounded: each case runs a fixed time; loopback only.
+//! fastwebsockets; for Engine.IO (see `eio.rs`): switchboard-tokio,
+//! switchboard-smol, engineioxide. Bounded: each case runs a fixed time;
+//! loopback only.
+
+#[path = "loadgen/eio.rs"]
+mod eio;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -80,6 +93,18 @@ fn run() -> Result<(), Error> {
             sizes();
             Ok(())
         }
+        "serve-eio" => {
+            let imp: switchboard_bench::eio_servers::EioImpl =
+                args.first().ok_or_else(usage)?.parse()?;
+            let listener = TcpListener::bind("127.0.0.1:0")?;
+            println!("LISTENING {}", listener.local_addr()?);
+            use std::io::Write as _;
+            std::io::stdout().flush()?;
+            switchboard_bench::eio_servers::run(imp, listener)?;
+            Ok(())
+        }
+        "eio" => eio::load(eio::EioOptions::parse(&args)?),
+        "eio-idle" => eio::idle(eio::EioOptions::parse(&args)?, nofile),
         _ => Err(usage()),
     }
 }
@@ -157,6 +182,17 @@ fn sizes() {
         "tokio echo future                 {:>6} bytes",
         returned_size(&echo)
     );
+    // The task `switchboard_async::server::serve` spawns per connection of
+    // an Engine.IO server: HTTP requests, then (after an upgrade) the
+    // Engine.IO WebSocket pump, in one future.
+    let routes = switchboard_tokio::engineio::Routes::new();
+    let serve = move |io: TokioStream| {
+        switchboard_async::server::serve_connection(switchboard_tokio::Tokio, io, routes.clone())
+    };
+    println!(
+        "tokio Engine.IO connection task   {:>6} bytes",
+        returned_size(&serve)
+    );
     let _ = Message::text("");
 }
 
@@ -169,6 +205,7 @@ fn servers_run(imp: Impl, listener: TcpListener) -> Result<(), Error> {
 
 fn usage() -> Error {
     "usage: loadgen load [options] | loadgen idle [<impl>|all] [--connections N] | loadgen serve <impl>\n\
+     | loadgen eio [options] | loadgen eio-idle [options] | loadgen serve-eio <impl> | loadgen sizes\n\
      (see the top of benches/src/bin/loadgen.rs)"
         .into()
 }
@@ -289,12 +326,24 @@ struct Server {
 
 impl Server {
     fn start(imp: Impl, pin: bool) -> Result<Self, Error> {
-        let mut command = Command::new(std::env::current_exe()?);
+        Self::spawn(&["serve", imp.name()], pin)
+    }
+
+    /// Runs `loadgen <args>` (a `serve` subcommand) and waits for its
+    /// address.
+    fn spawn(args: &[&str], pin: bool) -> Result<Self, Error> {
+        Self::spawn_exe(&std::env::current_exe()?, args, pin)
+    }
+
+    /// Runs `<exe> <args>`, another build of `loadgen`.
+    fn spawn_exe(exe: &std::path::Path, args: &[&str], pin: bool) -> Result<Self, Error> {
+        let imp = args.get(1).copied().unwrap_or("server");
+        let mut command = Command::new(exe);
         if pin {
             command.env("LOADGEN_SERVER_CPU", "0");
         }
         let mut child = command
-            .args(["serve", imp.name()])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -494,6 +543,8 @@ fn machine() -> Value {
     json!({
         "git_commit": git(&["rev-parse", "HEAD"]),
         "git_dirty": dirty,
+        // What was built, when it is not the checkout the binary runs in.
+        "source": std::env::var("LOADGEN_SOURCE").ok(),
         "cpu": cpu,
         "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "kernel": kernel.trim(),
