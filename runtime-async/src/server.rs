@@ -51,6 +51,8 @@ pub struct Routes<S, R: Runtime> {
     http: Option<HttpHandler>,
     websocket: Option<WsHandler<S, R>>,
     ws_config: Arc<Config>,
+    /// `ws_config` without permessage-deflate, for Engine.IO connections.
+    engine_ws_config: Arc<Config>,
     limits: ServerLimits,
 }
 
@@ -63,6 +65,7 @@ impl<S, R: Runtime> Clone for Routes<S, R> {
             http: self.http.clone(),
             websocket: self.websocket.clone(),
             ws_config: self.ws_config.clone(),
+            engine_ws_config: self.engine_ws_config.clone(),
             limits: self.limits,
         }
     }
@@ -102,6 +105,10 @@ where
             http: None,
             websocket: None,
             ws_config: Arc::new(Config::default()),
+            engine_ws_config: Arc::new(Config {
+                deflate: None,
+                ..Config::default()
+            }),
             limits: ServerLimits::default(),
         }
     }
@@ -136,6 +143,10 @@ where
     /// The WebSocket configuration, for Engine.IO's WebSocket transport and
     /// the WebSocket handler.
     pub fn ws_config(mut self, config: Config) -> Self {
+        self.engine_ws_config = Arc::new(Config {
+            deflate: None,
+            ..config.clone()
+        });
         self.ws_config = Arc::new(config);
         self
     }
@@ -334,7 +345,8 @@ where
                 }
                 Routed::WebSocket(conn, commands) => {
                     let buffered = reader.take_buffered();
-                    let config = routes.ws_config.clone();
+                    let config =
+                        engine.websocket_config(&routes.ws_config, &routes.engine_ws_config);
                     match accept_request(runtime, io, &request, &buffered, config).await {
                         Ok(ws) => pump_engine_ws(engine, conn, ws, commands).await,
                         Err(error) => {

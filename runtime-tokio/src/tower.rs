@@ -79,6 +79,8 @@ struct Mounts {
     timers: Vec<Arc<dyn Timed>>,
     socketios: Vec<SocketIo>,
     ws_config: Arc<Config>,
+    /// `ws_config` without permessage-deflate, for Engine.IO connections.
+    engine_ws_config: Arc<Config>,
     started: Arc<AtomicBool>,
 }
 
@@ -160,6 +162,10 @@ impl SwitchboardLayer {
                 timers: Vec::new(),
                 socketios: Vec::new(),
                 ws_config: Arc::new(Config::default()),
+                engine_ws_config: Arc::new(Config {
+                    deflate: None,
+                    ..Config::default()
+                }),
                 started: Arc::new(AtomicBool::new(false)),
             }),
         }
@@ -204,6 +210,10 @@ impl SwitchboardLayer {
     /// The WebSocket configuration, for Engine.IO's WebSocket transport and
     /// the WebSocket routes.
     pub fn ws_config(mut self, config: Config) -> Self {
+        self.mounts().engine_ws_config = Arc::new(Config {
+            deflate: None,
+            ..config.clone()
+        });
         self.mounts().ws_config = Arc::new(config);
         self
     }
@@ -272,7 +282,9 @@ where
         self.mounts.start();
         let path = request.uri().path();
         if let Some(engine) = self.mounts.engine_for(path) {
-            let future = serve_engine(engine.clone(), self.mounts.ws_config.clone(), request);
+            let config =
+                engine.websocket_config(&self.mounts.ws_config, &self.mounts.engine_ws_config);
+            let future = serve_engine(engine.clone(), config, request);
             return ResponseFuture::ours(Box::pin(future));
         }
         if let Some(handler) = self.mounts.websocket_for(path) {

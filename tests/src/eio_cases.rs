@@ -1451,6 +1451,24 @@ pub fn oversize_websocket_message_closes(addr: SocketAddr) {
     assert_session_closed(addr, PATH, 4, &sid);
 }
 
+/// A WebSocket transport offered permessage-deflate (as every browser
+/// offers it) declines it: compression is off by default, as in Node's
+/// engine.io, since each compressed connection holds zlib state.
+pub fn websocket_declines_permessage_deflate(addr: SocketAddr) {
+    let target = format!("{PATH}?EIO=4&transport=websocket");
+    let (conn, head) = ws_handshake(
+        addr,
+        &target,
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+    );
+    assert!(conn.is_some(), "websocket refused: {head}");
+    assert_eq!(
+        raw::header(&head, "sec-websocket-extensions"),
+        None,
+        "compression accepted: {head}"
+    );
+}
+
 /// CORS for any origin: with an `Origin`, every response (handshake, POST,
 /// poll, error) allows it, and the preflight allows GET and POST and the
 /// headers asked for.

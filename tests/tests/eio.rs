@@ -119,6 +119,7 @@ macro_rules! v4_cases {
             upgrade_to_websocket,
             oversize_websocket_message_closes,
             cors_allows_any_origin,
+            websocket_declines_permessage_deflate,
         );
     };
     (@each $server:expr; $($case:ident),* $(,)?) => {

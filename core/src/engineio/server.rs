@@ -108,6 +108,10 @@ pub struct ServerConfig {
     pub max_buffered_packets: usize,
     /// CORS policy.
     pub cors: Cors,
+    /// Whether the WebSocket transport accepts permessage-deflate (default
+    /// false, as in Node's engine.io: a compression context costs hundreds
+    /// of KiB per connection, idle or not).
+    pub per_message_deflate: bool,
     /// Name of a cookie set to the session id on polling handshakes (Node:
     /// `cookie` option, usually `io`); `None` sets no cookie (the default).
     pub cookie: Option<String>,
@@ -130,6 +134,7 @@ impl Default for ServerConfig {
             cors: Cors::default(),
             cookie: None,
             allow_request: None,
+            per_message_deflate: false,
         }
     }
 }
@@ -148,6 +153,7 @@ impl fmt::Debug for ServerConfig {
             .field("max_buffered_packets", &self.max_buffered_packets)
             .field("cors", &self.cors)
             .field("cookie", &self.cookie)
+            .field("per_message_deflate", &self.per_message_deflate)
             .field("allow_request", &self.allow_request.is_some())
             .finish()
     }

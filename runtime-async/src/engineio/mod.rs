@@ -178,9 +178,28 @@ impl EngineIo {
         lock(&self.hub.state).server.session_count()
     }
 
-    /// The endpoint's configuration.
+    /// The largest message or polling body accepted.
     pub fn max_payload(&self) -> usize {
         lock(&self.hub.state).server.config().max_payload
+    }
+
+    /// Whether its WebSocket transport accepts permessage-deflate.
+    pub fn per_message_deflate(&self) -> bool {
+        lock(&self.hub.state).server.config().per_message_deflate
+    }
+
+    /// The WebSocket settings for this endpoint's connections: `base`,
+    /// without compression unless the endpoint enables it.
+    pub fn websocket_config(
+        &self,
+        base: &Arc<switchboard_core::ws::Config>,
+        without_deflate: &Arc<switchboard_core::ws::Config>,
+    ) -> Arc<switchboard_core::ws::Config> {
+        if self.per_message_deflate() {
+            base.clone()
+        } else {
+            without_deflate.clone()
+        }
     }
 
     /// Sends a message to session `sid`: at once over WebSocket, or with

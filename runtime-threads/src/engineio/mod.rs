@@ -120,6 +120,8 @@ pub struct Routes {
     http: Option<HttpHandler>,
     websocket: Option<WsHandler>,
     ws_config: Arc<Config>,
+    /// `ws_config` without permessage-deflate, for Engine.IO connections.
+    engine_ws_config: Arc<Config>,
     limits: ServerLimits,
 }
 
@@ -148,6 +150,10 @@ impl Routes {
             http: None,
             websocket: None,
             ws_config: Arc::new(Config::default()),
+            engine_ws_config: Arc::new(Config {
+                deflate: None,
+                ..Config::default()
+            }),
             limits: ServerLimits::default(),
         }
     }
@@ -176,6 +182,10 @@ impl Routes {
 
     /// The WebSocket configuration.
     pub fn ws_config(mut self, config: Config) -> Self {
+        self.engine_ws_config = Arc::new(Config {
+            deflate: None,
+            ..config.clone()
+        });
         self.ws_config = Arc::new(config);
         self
     }
@@ -324,8 +334,9 @@ pub fn serve_connection(mut stream: TcpStream, routes: Routes) -> io::Result<()>
                 },
                 Routed::WebSocket(conn, commands) => {
                     let buffered = reader.take_buffered();
-                    match ws::accept_request(stream, &request, &buffered, routes.ws_config.clone())
-                    {
+                    let config =
+                        engine.websocket_config(&routes.ws_config, &routes.engine_ws_config);
+                    match ws::accept_request(stream, &request, &buffered, config) {
                         Ok(ws) => pump_engine_ws(engine, conn, ws, commands),
                         Err(error) => {
                             tracing::debug!(%error, "Engine.IO WebSocket handshake failed");
