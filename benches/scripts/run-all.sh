@@ -17,6 +17,10 @@ target/release/loadgen load --rounds 5 --json "$out/load.json" | tee "$out/load.
 echo "== idle memory"
 target/release/loadgen idle all --connections 5000 --json "$out/idle.json" | tee "$out/idle.txt"
 echo "== Engine.IO echo load"
-target/release/loadgen eio --rounds 5 --json "$out/eio-load.json" | tee "$out/eio-load.txt"
+target/release/loadgen eio --rounds 5 \
+    --cases websocket/1,websocket/64,polling/1,polling/64,websocket-deflate/64 \
+    --json "$out/eio-load.json" | tee "$out/eio-load.txt"
 echo "== Engine.IO idle memory"
 target/release/loadgen eio-idle --sessions 5000 --json "$out/eio-idle.json" | tee "$out/eio-idle.txt"
+target/release/loadgen eio-idle --transports websocket-deflate --sessions 1000 \
+    --json "$out/eio-idle-deflate.json" | tee "$out/eio-idle-deflate.txt"

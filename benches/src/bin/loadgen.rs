@@ -18,9 +18,11 @@
 //! loadgen eio [--impls a,b,..] [--cases websocket/1,websocket/64,polling/1,polling/64]
 //!             [--duration 3] [--warmup 0.5] [--rounds 5]
 //!             [--window-ws 16] [--window-polling 16] [--size 32]
-//!             [--max-others 0.1] [--retries 3] [--json target/loadgen-eio.json]
+//!             [--max-others 0.1] [--retries 3] [--also NAME=LOADGEN:IMPL]..
+//!             [--json target/loadgen-eio.json]
 //! loadgen eio-idle [--impls a,b,..] [--transports websocket,polling]
-//!                  [--sessions 5000] [--json target/loadgen-eio-idle.json]
+//!                  [--sessions 5000] [--also NAME=LOADGEN:IMPL]..
+//!                  [--json target/loadgen-eio-idle.json]
 //! loadgen serve-eio <impl>  (the child of the two above)
 //! loadgen sizes
 //! ```
