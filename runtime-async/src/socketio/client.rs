@@ -71,6 +71,7 @@ use switchboard_core::socketio::client::{Client as Core, ClientEvent, ClientTran
 use switchboard_core::socketio::{Packet, ProtocolVersion, RawJson};
 
 pub use super::Payload;
+use super::{AckSlot, block_on, complete};
 use crate::Runtime;
 use crate::engineio::client::{ClientSender, EngineIoClient};
 
@@ -295,11 +296,6 @@ struct ManagerHandlers {
     reconnect_attempt: Vec<Arc<dyn Fn(u32) + Send + Sync>>,
     reconnect: Vec<Arc<dyn Fn(u32) + Send + Sync>>,
     reconnect_failed: Vec<Arc<dyn Fn() + Send + Sync>>,
-}
-
-enum AckSlot {
-    Callback(Box<dyn FnOnce(Result<Payload, AckError>) + Send>),
-    Channel(oneshot::Sender<Result<Payload, AckError>>),
 }
 
 /// The Engine.IO session the hub talks to.
@@ -658,16 +654,6 @@ impl ClientHub {
                 }
             }
         }
-    }
-}
-
-fn complete(slot: Option<AckSlot>, answer: Result<Payload, AckError>) {
-    match slot {
-        Some(AckSlot::Callback(callback)) => callback(answer),
-        Some(AckSlot::Channel(tx)) => {
-            let _ = tx.send(answer);
-        }
-        None => {}
     }
 }
 
@@ -1054,29 +1040,7 @@ impl Ack {
     }
 }
 
-/// The answer to [`ClientSocket::emit_with_ack`].
-#[derive(Debug)]
-pub struct AckFuture {
-    rx: oneshot::Receiver<Result<Payload, AckError>>,
-}
-
-impl AckFuture {
-    /// Blocks the thread until the answer comes (for threads; in async code
-    /// `.await` it instead).
-    pub fn wait(self) -> Result<Payload, AckError> {
-        block_on(self)
-    }
-}
-
-impl Future for AckFuture {
-    type Output = Result<Payload, AckError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|answer| answer.unwrap_or(Err(AckError::Disconnected)))
-    }
-}
+pub use super::AckFuture;
 
 /// The server's answer to [`ClientSocket::connect`].
 #[derive(Debug)]
@@ -1136,25 +1100,6 @@ impl Future for Connecting {
                 Err(error)
             }
         })
-    }
-}
-
-/// A tiny `block_on` for the `wait` methods: parks the thread until woken.
-fn block_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        std::thread::park();
     }
 }
 

@@ -154,7 +154,7 @@ struct SocketEntry {
     extensions: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
 }
 
-enum AckSlot {
+pub(crate) enum AckSlot {
     Callback(Box<dyn FnOnce(Result<Payload, AckError>) + Send>),
     Channel(oneshot::Sender<Result<Payload, AckError>>),
 }
@@ -612,7 +612,7 @@ impl Hub {
     }
 }
 
-fn complete(slot: Option<AckSlot>, answer: Result<Payload, AckError>) {
+pub(crate) fn complete(slot: Option<AckSlot>, answer: Result<Payload, AckError>) {
     match slot {
         Some(AckSlot::Callback(callback)) => callback(answer),
         Some(AckSlot::Channel(tx)) => {
@@ -902,7 +902,7 @@ impl Ack {
 /// The answer to [`Socket::emit_with_ack`].
 #[derive(Debug)]
 pub struct AckFuture {
-    rx: oneshot::Receiver<Result<Payload, AckError>>,
+    pub(crate) rx: oneshot::Receiver<Result<Payload, AckError>>,
 }
 
 impl AckFuture {
@@ -924,7 +924,7 @@ impl Future for AckFuture {
 }
 
 /// A tiny `block_on` for [`AckFuture::wait`]: parks the thread until woken.
-fn block_on<F: Future>(future: F) -> F::Output {
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     struct Unpark(std::thread::Thread);
     impl std::task::Wake for Unpark {
         fn wake(self: Arc<Self>) {
