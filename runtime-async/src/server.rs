@@ -28,10 +28,9 @@ use switchboard_core::http::{HttpError, IncomingRequest, Request, RequestReader,
 use switchboard_core::ws::Config;
 use switchboard_core::ws::handshake::{self, Rejection};
 
-use futures_channel::mpsc::TryRecvError;
 
 use crate::Runtime;
-use crate::engineio::{EngineIo, Routed, WsCommand};
+use crate::engineio::{EngineIo, Routed, TryRecvError, WsCommand, WsCommands};
 use crate::io::poll_read_with;
 use crate::socketio::SocketIo;
 use crate::timer::{self, Timed, WeakTimed};
@@ -491,14 +490,35 @@ pub async fn pump_engine_ws<S, R>(
     engine: &EngineIo,
     conn: switchboard_core::engineio::ConnId,
     mut ws: WebSocket<S, R>,
-    mut commands: futures_channel::mpsc::Receiver<WsCommand>,
+    mut commands: WsCommands,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
     R: Runtime,
 {
+    let mut burst = Vec::new();
     loop {
         match select(ws.next(), commands.next()).await {
-            Either::Left((Some(Ok(message)), _)) => engine.ws_message(conn, message),
+            Either::Left((Some(Ok(message)), _)) => {
+                // The rest of the same read goes to the endpoint in one
+                // batch (decoded here, outside its lock): one lock and one
+                // routing pass for a burst.
+                burst.push(message);
+                let mut failed = None;
+                while let Some(next) = ws.next_buffered() {
+                    match next {
+                        Ok(message) => burst.push(message),
+                        Err(error) => {
+                            failed = Some(error);
+                            break;
+                        }
+                    }
+                }
+                engine.ws_messages(conn, burst.drain(..));
+                if let Some(error) = failed {
+                    tracing::debug!(%error, "Engine.IO WebSocket failed");
+                    break;
+                }
+            }
             Either::Left((Some(Err(error)), _)) => {
                 tracing::debug!(%error, "Engine.IO WebSocket failed");
                 break;

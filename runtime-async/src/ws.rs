@@ -87,6 +87,17 @@ where
         self.next().await
     }
 
+    /// The next message already received and decoded, without reading or
+    /// writing the transport: `None` when the next one needs a read. A
+    /// driver that takes a message with [`recv`](Self::recv) can gather the
+    /// rest of the same read this way and handle them as one batch.
+    pub fn next_buffered(&mut self) -> Option<Result<Message, Error>> {
+        self.conn.poll_event().map(|event| match event {
+            Event::Message(message) => Ok(message),
+            Event::Failed(error) => Err(error.into()),
+        })
+    }
+
     /// Sends a message and flushes it to the transport.
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         SinkExt::send(self, message.into()).await

@@ -4,7 +4,8 @@
 //! one, all driven by the same raw client (`switchboard_bench::sio_bench`).
 //!
 //! ```text
-//! sio-bench run [--rounds N] [--secs S] [--impls a,b,..] [--idle N] [--json PATH]
+//! sio-bench run [--rounds N] [--secs S] [--impls a,b,..] [--cases ack,broadcast]
+//!               [--idle N] [--json PATH]
 //! sio-bench serve <impl>   (the child: prints "LISTENING <addr>", serves)
 //! ```
 //!
@@ -67,6 +68,11 @@ fn real_main() -> Result<()> {
                     "--secs" => options.secs = value()?.parse()?,
                     "--idle" => options.idle = value()?.parse()?,
                     "--json" => options.json = Some(value()?.clone()),
+                    "--cases" => {
+                        let cases = value()?;
+                        options.ack = cases.split(',').any(|c| c == "ack");
+                        options.broadcast = cases.split(',').any(|c| c == "broadcast");
+                    }
                     "--impls" => {
                         options.impls = value()?
                             .split(',')
@@ -82,7 +88,7 @@ fn real_main() -> Result<()> {
                 .build()?
                 .block_on(run(options))
         }
-        _ => Err("usage: sio-bench run [--rounds N] [--secs S] [--impls a,b] [--idle N] [--json PATH] | sio-bench serve <impl>".into()),
+        _ => Err("usage: sio-bench run [--rounds N] [--secs S] [--impls a,b] [--cases ack,broadcast] [--idle N] [--json PATH] | sio-bench serve <impl>".into()),
     }
 }
 
@@ -92,6 +98,9 @@ struct Options {
     secs: f64,
     idle: usize,
     impls: Vec<SioImpl>,
+    /// Whether to run the ack cases and the broadcast case.
+    ack: bool,
+    broadcast: bool,
     json: Option<String>,
 }
 
@@ -102,6 +111,8 @@ impl Default for Options {
             secs: 2.0,
             idle: 5000,
             impls: SioImpl::ALL.to_vec(),
+            ack: true,
+            broadcast: true,
             json: None,
         }
     }
@@ -363,7 +374,8 @@ async fn run(options: Options) -> Result<()> {
             // Alternate the order from round to round.
             let imp = impls[(k + round) % impls.len()];
             let server = Server::start(imp)?;
-            for (name, clients, window) in ACK_CASES {
+            let ack_cases = if options.ack { &ACK_CASES[..] } else { &[] };
+            for &(name, clients, window) in ack_cases {
                 let sample = match measure_ack(&server, clients, window, options.secs).await {
                     Ok(sample) => sample,
                     Err(error) => {
@@ -379,6 +391,9 @@ async fn run(options: Options) -> Result<()> {
                     .entry((name.to_owned(), imp))
                     .or_default()
                     .push(Sample { round, ..sample });
+            }
+            if !options.broadcast {
+                continue;
             }
             let sample = match measure_broadcast(&server, options.secs).await {
                 Ok(sample) => sample,

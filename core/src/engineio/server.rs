@@ -677,6 +677,40 @@ impl Server {
         })
     }
 
+    /// Sends `data` to every session of `sids` (a broadcast), as
+    /// [`Server::send`] would one by one, but encoded once per protocol
+    /// revision for the WebSocket sessions, which share the encoded bytes.
+    /// Unknown sessions are skipped; returns how many sessions it reached.
+    pub fn send_many<'a>(
+        &mut self,
+        sids: impl IntoIterator<Item = &'a str>,
+        data: &MessageData,
+    ) -> usize {
+        let mut ws_forms: [Option<Message>; 2] = [None, None];
+        let mut sent = 0;
+        for sid in sids {
+            let Some(session) = self.sessions.get(sid) else {
+                continue;
+            };
+            let version = session.version;
+            match session.transport {
+                Transport::WebSocket(conn) => {
+                    let form = &mut ws_forms[usize::from(version == ProtocolVersion::V4)];
+                    let message = form
+                        .get_or_insert_with(|| Packet::Message(data.clone()).encode_ws(version))
+                        .clone();
+                    self.transmits.push_back(Transmit::WsSend { conn, message });
+                    sent += 1;
+                }
+                Transport::Polling => match self.enqueue(sid, Packet::Message(data.clone())) {
+                    Ok(()) => sent += 1,
+                    Err(reason) => self.close_session(sid, reason, None),
+                },
+            }
+        }
+        sent
+    }
+
     /// Sends `messages` to session `sid` only if its transport can take
     /// them at once (Socket.IO's volatile emits): over WebSocket always,
     /// over polling only while a poll is held with nothing queued before

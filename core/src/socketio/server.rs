@@ -225,22 +225,30 @@ pub enum Transmit {
     /// Send this message on session `sid`.
     Send {
         /// The Engine.IO session.
-        sid: String,
+        sid: Arc<str>,
         /// The message.
         message: MessageData,
+    },
+    /// Send these messages (one packet), in order, on every session of
+    /// `sids` (a broadcast: encoded once, shared by all).
+    SendMany {
+        /// The Engine.IO sessions.
+        sids: Vec<Arc<str>>,
+        /// The messages.
+        messages: Vec<MessageData>,
     },
     /// Send these messages (one packet) on session `sid` only if its
     /// transport can take them now; drop them otherwise (a volatile emit).
     SendVolatile {
         /// The Engine.IO session.
-        sid: String,
+        sid: Arc<str>,
         /// The messages, all or none.
         messages: Vec<MessageData>,
     },
     /// Close Engine.IO session `sid`.
     Close {
         /// The session.
-        sid: String,
+        sid: Arc<str>,
     },
 }
 
@@ -394,6 +402,11 @@ impl Rooms for LocalRooms {
         let Some(rooms) = rooms else {
             return Vec::new();
         };
+        if let [room] = target.rooms.as_slice() {
+            // One room holds each socket once: nothing to deduplicate.
+            let members = rooms.get(room).into_iter().flatten();
+            return members.filter(|s| !excluded(s)).cloned().collect();
+        }
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for room in &target.rooms {
@@ -419,7 +432,7 @@ struct Session {
 
 #[derive(Debug)]
 struct SocketState {
-    sid: String,
+    sid: Arc<str>,
     namespace: Text,
     version: ProtocolVersion,
     connected: bool,
@@ -557,7 +570,7 @@ impl Server {
         }
         state.connected = true;
         let (sid, namespace, version) = (state.sid.clone(), state.namespace.clone(), state.version);
-        if let Some(session) = self.sessions.get_mut(&sid) {
+        if let Some(session) = self.sessions.get_mut(&*sid) {
             session.connect_deadline = None;
         }
         self.by_namespace
@@ -566,7 +579,7 @@ impl Server {
             .insert(socket.clone());
         self.rooms.join(&namespace, socket, socket);
         let reply = Packet::connect_reply(namespace, socket, version).encode(version);
-        self.send_encoded(&sid, reply);
+        self.send_encoded(sid, reply);
         Ok(())
     }
 
@@ -581,11 +594,11 @@ impl Server {
         }
         let (sid, namespace, version) = (state.sid.clone(), state.namespace.clone(), state.version);
         self.sockets.remove(socket);
-        if let Some(session) = self.sessions.get_mut(&sid) {
+        if let Some(session) = self.sessions.get_mut(&*sid) {
             session.sockets.remove(&namespace);
         }
         let refusal = Packet::connect_error(namespace, message, data, version).encode(version);
-        self.send_encoded(&sid, refusal);
+        self.send_encoded(sid, refusal);
     }
 
     /// Sends an encoded packet (from [`encode_event`]) to a connected
@@ -593,7 +606,7 @@ impl Server {
     pub fn emit_encoded(&mut self, socket: &SocketId, packet: &Encoded) -> Result<(), EmitError> {
         let state = self.connected(socket)?;
         let sid = state.sid.clone();
-        self.send_encoded(&sid, packet.clone());
+        self.send_encoded(sid, packet.clone());
         Ok(())
     }
 
@@ -607,7 +620,7 @@ impl Server {
         let state = self.connected(socket)?;
         let encoded = encode_event(&state.namespace, event, args, None)?;
         let sid = state.sid.clone();
-        self.send_encoded(&sid, encoded);
+        self.send_encoded(sid, encoded);
         Ok(())
     }
 
@@ -653,7 +666,7 @@ impl Server {
         state.acks.insert(id, deadline);
         let sid = state.sid.clone();
         self.add_deadline(deadline, Deadline::Ack(socket.clone(), id));
-        self.send_encoded(&sid, encoded);
+        self.send_encoded(sid, encoded);
         Ok(id)
     }
 
@@ -667,7 +680,7 @@ impl Server {
         let state = self.connected(socket)?;
         let encoded = encode_ack(&state.namespace, id, args)?;
         let sid = state.sid.clone();
-        self.send_encoded(&sid, encoded);
+        self.send_encoded(sid, encoded);
         Ok(())
     }
 
@@ -696,21 +709,28 @@ impl Server {
             .flatten()
             .cloned();
         let members = self.rooms.members(target, &mut all);
-        let mut count = 0;
-        for socket in &members {
-            if let Some(state) = self.sockets.get(socket).filter(|s| s.connected) {
-                let sid = state.sid.clone();
-                if volatile {
-                    self.transmits.push_back(Transmit::SendVolatile {
-                        sid,
-                        messages: packet.clone().into_messages().collect(),
-                    });
-                } else {
-                    self.send_encoded(&sid, packet.clone());
-                }
-                count += 1;
+        let sids = members.iter().filter_map(|socket| {
+            let state = self.sockets.get(socket).filter(|s| s.connected)?;
+            Some(state.sid.clone())
+        });
+        let count = if volatile {
+            let before = self.transmits.len();
+            self.transmits.extend(sids.map(|sid| Transmit::SendVolatile {
+                sid,
+                messages: packet.clone().into_messages().collect(),
+            }));
+            self.transmits.len() - before
+        } else {
+            let sids: Vec<Arc<str>> = sids.collect();
+            let count = sids.len();
+            if count > 0 {
+                self.transmits.push_back(Transmit::SendMany {
+                    sids,
+                    messages: packet.clone().into_messages().collect(),
+                });
             }
-        }
+            count
+        };
         self.rooms.on_broadcast(target, packet);
         count
     }
@@ -760,7 +780,7 @@ impl Server {
         self.sockets
             .get(socket)
             .filter(|s| s.connected)
-            .map(|s| (&*s.namespace, s.sid.as_str()))
+            .map(|s| (&*s.namespace, &*s.sid))
     }
 
     /// Removes a socket from its namespace: the client gets DISCONNECT
@@ -770,7 +790,7 @@ impl Server {
             return;
         };
         let (sid, namespace, version) = (state.sid.clone(), state.namespace.clone(), state.version);
-        self.send_encoded(&sid, Packet::disconnect(namespace).encode(version));
+        self.send_encoded(sid, Packet::disconnect(namespace).encode(version));
         self.remove_socket(socket, DisconnectReason::ServerNamespaceDisconnect);
     }
 
@@ -779,9 +799,7 @@ impl Server {
     /// close`.
     pub fn close_session(&mut self, sid: &str) {
         if self.sessions.contains_key(sid) {
-            self.transmits.push_back(Transmit::Close {
-                sid: sid.to_owned(),
-            });
+            self.transmits.push_back(Transmit::Close { sid: sid.into() });
             self.end_session(sid, DisconnectReason::ForcedClose);
         }
     }
@@ -909,14 +927,14 @@ impl Server {
         let Some(matched) = matched else {
             let refusal = Packet::connect_error(namespace, "Invalid namespace", None, version)
                 .encode(version);
-            return self.send_encoded(sid, refusal);
+            return self.send_encoded(sid.into(), refusal);
         };
         let socket: SocketId = engineio::new_sid().into();
         session.sockets.insert(namespace.clone(), socket.clone());
         self.sockets.insert(
             socket.clone(),
             SocketState {
-                sid: sid.to_owned(),
+                sid: sid.into(),
                 namespace: namespace.clone(),
                 version,
                 connected: false,
@@ -948,10 +966,10 @@ impl Server {
             .ok_or(EmitError::UnknownSocket)
     }
 
-    fn send_encoded(&mut self, sid: &str, encoded: Encoded) {
+    fn send_encoded(&mut self, sid: Arc<str>, encoded: Encoded) {
         for message in encoded.into_messages() {
             self.transmits.push_back(Transmit::Send {
-                sid: sid.to_owned(),
+                sid: sid.clone(),
                 message,
             });
         }
@@ -961,7 +979,7 @@ impl Server {
         let Some(state) = self.sockets.remove(socket) else {
             return;
         };
-        if let Some(session) = self.sessions.get_mut(&state.sid) {
+        if let Some(session) = self.sessions.get_mut(&*state.sid) {
             session.sockets.remove(&state.namespace);
         }
         if !state.connected {
@@ -989,9 +1007,7 @@ impl Server {
 
     /// Closes a session because of what its client did.
     fn fail_session(&mut self, sid: &str, reason: DisconnectReason) {
-        self.transmits.push_back(Transmit::Close {
-            sid: sid.to_owned(),
-        });
+        self.transmits.push_back(Transmit::Close { sid: sid.into() });
         self.end_session(sid, reason);
     }
 
@@ -1040,16 +1056,29 @@ mod tests {
                 Transmit::Send {
                     sid,
                     message: MessageData::Text(t),
-                } => (sid, t.to_string()),
+                } => vec![(sid.to_string(), t.to_string())],
                 Transmit::Send {
                     sid,
                     message: MessageData::Binary(b),
-                } => (sid, format!("<{b:02x?}>")),
-                Transmit::Close { sid } => (sid, "CLOSE".into()),
+                } => vec![(sid.to_string(), format!("<{b:02x?}>"))],
+                Transmit::SendMany { sids, messages } => sids
+                    .iter()
+                    .flat_map(|sid| {
+                        messages.iter().map(move |m| {
+                            let shown = match m {
+                                MessageData::Text(t) => t.to_string(),
+                                MessageData::Binary(b) => format!("<{b:02x?}>"),
+                            };
+                            (sid.to_string(), shown)
+                        })
+                    })
+                    .collect(),
+                Transmit::Close { sid } => vec![(sid.to_string(), "CLOSE".into())],
                 Transmit::SendVolatile { sid, messages } => {
-                    (sid, format!("VOLATILE {}", messages.len()))
+                    vec![(sid.to_string(), format!("VOLATILE {}", messages.len()))]
                 }
             })
+            .flatten()
             .collect()
     }
 

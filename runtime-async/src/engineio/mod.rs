@@ -15,6 +15,10 @@
 //! and `futures` channels, which block or await equally well.
 
 pub mod client;
+mod queue;
+
+pub use queue::{TryRecvError, WsCommands};
+use queue::{SendFailure, WsCommandSender, ws_queue};
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -73,13 +77,13 @@ pub enum Routed {
     /// [`EngineIo::ws_message`] and [`EngineIo::ws_closed`], and carry out
     /// the commands from the receiver (which already holds the first ones,
     /// such as a WebSocket-only session's `open` packet).
-    WebSocket(ConnId, mpsc::Receiver<WsCommand>),
+    WebSocket(ConnId, WsCommands),
 }
 
 struct State {
     server: Server,
     polls: HashMap<PollId, oneshot::Sender<HttpResponse>>,
-    conns: HashMap<ConnId, mpsc::Sender<WsCommand>>,
+    conns: HashMap<ConnId, WsCommandSender>,
     /// The deadline the timer is sleeping towards, if any.
     timer_deadline: Option<Instant>,
 }
@@ -224,6 +228,13 @@ impl EngineIo {
         self.with_server(|server| server.close(sid));
     }
 
+    /// Runs several sends and closes as one: one lock and one routing pass
+    /// for all of them (a broadcast to many sessions, say). Returns what `f`
+    /// returns.
+    pub fn batch<T>(&self, f: impl FnOnce(&mut Batch<'_>) -> T) -> T {
+        self.with_server(|server| f(&mut Batch { server }))
+    }
+
     /// Handles an HTTP request on the Engine.IO path, with its body (cut at
     /// [`ServerConfig::max_payload`] + 1 bytes).
     pub fn handle_request(&self, request: &Request, body: Bytes) -> Routed {
@@ -237,7 +248,7 @@ impl EngineIo {
                 }
                 RequestOutcome::AcceptWebSocket { conn } => {
                     let buffer = state.server.config().max_buffered_packets.max(1);
-                    let (tx, rx) = mpsc::channel(buffer);
+                    let (tx, rx) = ws_queue(buffer);
                     state.conns.insert(conn, tx);
                     Routed::WebSocket(conn, rx)
                 }
@@ -256,6 +267,17 @@ impl EngineIo {
     /// A message arrived on WebSocket `conn`.
     pub fn ws_message(&self, conn: ConnId, message: Message) {
         self.with_server(|server| server.ws_message(conn, message, Instant::now()));
+    }
+
+    /// Messages that arrived together on WebSocket `conn` (one read's
+    /// worth), handled in order with one lock and one routing pass.
+    pub fn ws_messages(&self, conn: ConnId, messages: impl IntoIterator<Item = Message>) {
+        self.with_server(|server| {
+            let now = Instant::now();
+            for message in messages {
+                server.ws_message(conn, message, now);
+            }
+        });
     }
 
     /// WebSocket `conn` closed, failed, or its handshake failed.
@@ -290,6 +312,9 @@ impl EngineIo {
     }
 
     fn with_hub<T>(hub: &Hub, f: impl FnOnce(&mut State) -> T) -> T {
+        // Routed at once, also when called from a handler: a handler that
+        // sends, then works for a while, has its message on the wire
+        // before it returns.
         let result = {
             let mut state = lock(&hub.state);
             let result = f(&mut state);
@@ -301,7 +326,6 @@ impl EngineIo {
     }
 
     fn route(hub: &Hub, state: &mut State) {
-        let now = Instant::now();
         loop {
             while let Some(transmit) = state.server.poll_transmit() {
                 match transmit {
@@ -316,13 +340,13 @@ impl EngineIo {
                         let Some(tx) = state.conns.get_mut(&conn) else {
                             continue;
                         };
-                        if let Err(error) = tx.try_send(WsCommand::Send(message)) {
-                            if error.is_full() {
+                        if let Err(failure) = tx.try_send(WsCommand::Send(message)) {
+                            if failure == SendFailure::Full {
                                 tracing::warn!(conn = conn.as_u64(), "WebSocket backlogged");
-                                state.server.ws_backlogged(conn, now);
+                                state.server.ws_backlogged(conn, Instant::now());
                             } else {
                                 state.conns.remove(&conn);
-                                state.server.ws_closed(conn, now);
+                                state.server.ws_closed(conn, Instant::now());
                             }
                         }
                     }
@@ -335,9 +359,11 @@ impl EngineIo {
                     }
                 }
             }
-            let mut events = lock(&hub.events);
-            events.extend(std::iter::from_fn(|| state.server.poll_event()));
-            drop(events);
+            if let Some(first) = state.server.poll_event() {
+                let mut events = lock(&hub.events);
+                events.push_back(first);
+                events.extend(std::iter::from_fn(|| state.server.poll_event()));
+            }
             // Routing may have closed sessions, which queues more.
             if !state.server.has_pending_output() {
                 break;
@@ -358,6 +384,9 @@ impl EngineIo {
     /// Hands queued events to the handler, one caller at a time; a caller
     /// that finds another delivering leaves its events to that one.
     fn deliver(hub: &Hub) {
+        if lock(&hub.events).is_empty() {
+            return;
+        }
         let Some(engine) = hub.this.upgrade().map(|hub| EngineIo { hub }) else {
             return;
         };
@@ -379,6 +408,48 @@ impl EngineIo {
                 return;
             }
         }
+    }
+}
+
+/// Sends and closes gathered by [`EngineIo::batch`], applied under one lock.
+pub struct Batch<'a> {
+    server: &'a mut Server,
+}
+
+impl fmt::Debug for Batch<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batch").finish_non_exhaustive()
+    }
+}
+
+impl Batch<'_> {
+    /// As [`EngineIo::send`].
+    pub fn send(&mut self, sid: &str, data: impl Into<MessageData>) -> Result<(), SendError> {
+        self.server.send(sid, data.into())
+    }
+
+    /// Sends `data` to each session of `sids`, encoded once (see the core's
+    /// `Server::send_many`); returns how many it reached.
+    pub fn send_many<'s>(
+        &mut self,
+        sids: impl IntoIterator<Item = &'s str>,
+        data: &MessageData,
+    ) -> usize {
+        self.server.send_many(sids, data)
+    }
+
+    /// As [`EngineIo::send_volatile`].
+    pub fn send_volatile(
+        &mut self,
+        sid: &str,
+        messages: impl IntoIterator<Item = MessageData>,
+    ) -> Result<bool, SendError> {
+        self.server.send_volatile(sid, messages)
+    }
+
+    /// As [`EngineIo::close`].
+    pub fn close(&mut self, sid: &str) {
+        self.server.close(sid);
     }
 }
 

@@ -42,7 +42,7 @@ use switchboard_core::socketio::{Packet, RawJson, encode_event};
 
 pub use payload::Payload;
 
-use crate::engineio::EngineIo;
+use crate::engineio::{self, EngineIo};
 use crate::timer::{Timed, TimerSignal};
 
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -403,32 +403,32 @@ impl Hub {
         result
     }
 
+    /// Hands what the core sent to the Engine.IO endpoint, in order, one
+    /// caller at a time: everything queued goes over in one batch (one
+    /// lock and one routing pass of the endpoint).
     fn flush(&self) {
         let Some(engine) = self.engine.get() else {
             return;
         };
+        let mut batch = VecDeque::new();
         loop {
             let Ok(guard) = self.flushing.try_lock() else {
                 return;
             };
             loop {
-                let transmit = lock(&self.outbox).pop_front();
-                match transmit {
-                    Some(Transmit::Send { sid, message }) => {
-                        if let Err(error) = engine.send(&sid, message) {
-                            tracing::debug!(%sid, %error, "Socket.IO packet not sent");
-                        }
-                    }
-                    Some(Transmit::SendVolatile { sid, messages }) => {
-                        if let Ok(false) = engine.send_volatile(&sid, messages) {
-                            tracing::trace!(%sid, "volatile packet dropped");
-                        }
-                    }
-                    Some(Transmit::Close { sid }) => engine.close(&sid),
-                    None => break,
+                std::mem::swap(&mut batch, &mut *lock(&self.outbox));
+                if batch.is_empty() {
+                    break;
                 }
+                engine.batch(|engine| {
+                    for transmit in batch.drain(..) {
+                        apply(engine, transmit);
+                    }
+                });
             }
             drop(guard);
+            // Queued after the last look but before the unlock, by a
+            // caller that found the lock taken: send it now.
             if lock(&self.outbox).is_empty() {
                 return;
             }
@@ -609,6 +609,28 @@ impl Hub {
                 }
             }
         }
+    }
+}
+
+/// Carries out one of the core's transmits on the Engine.IO endpoint.
+fn apply(engine: &mut engineio::Batch<'_>, transmit: Transmit) {
+    match transmit {
+        Transmit::Send { sid, message } => {
+            if let Err(error) = engine.send(&sid, message) {
+                tracing::debug!(%sid, %error, "Socket.IO packet not sent");
+            }
+        }
+        Transmit::SendMany { sids, messages } => {
+            for message in &messages {
+                engine.send_many(sids.iter().map(|sid| &**sid), message);
+            }
+        }
+        Transmit::SendVolatile { sid, messages } => {
+            if let Ok(false) = engine.send_volatile(&sid, messages) {
+                tracing::trace!(%sid, "volatile packet dropped");
+            }
+        }
+        Transmit::Close { sid } => engine.close(&sid),
     }
 }
 

@@ -482,7 +482,7 @@ fn pump_engine_ws(
     engine: &EngineIo,
     conn: switchboard_core::engineio::ConnId,
     mut ws: WebSocket,
-    commands: futures_channel::mpsc::Receiver<WsCommand>,
+    commands: switchboard_async::engineio::WsCommands,
 ) {
     let sender = ws.sender();
     let writer = std::thread::Builder::new()

@@ -1,0 +1,229 @@
+//! The queue from the Engine.IO hub to one WebSocket connection.
+//!
+//! The hub pushes under its own lock, one message at a time (a broadcast
+//! pushes one to each of many connections); the connection task takes
+//! everything queued at once and writes it in one go. A general-purpose
+//! channel allocates a node per message and synchronises per message; this
+//! queue swaps a whole batch out under one short lock, so in a steady state
+//! nothing is allocated, and it stays bounded: a full queue tells the hub
+//! the peer stopped reading.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+use futures_util::task::AtomicWaker;
+
+use super::WsCommand;
+
+struct Shared {
+    state: Mutex<State>,
+    waker: AtomicWaker,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct State {
+    commands: VecDeque<WsCommand>,
+    sender_gone: bool,
+    receiver_gone: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A bounded queue of at most `capacity` commands waiting to be taken.
+pub(crate) fn ws_queue(capacity: usize) -> (WsCommandSender, WsCommands) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State::default()),
+        waker: AtomicWaker::new(),
+        capacity: capacity.max(1),
+    });
+    let sender = WsCommandSender {
+        shared: shared.clone(),
+    };
+    let receiver = WsCommands {
+        shared,
+        taken: VecDeque::new(),
+        closed: false,
+    };
+    (sender, receiver)
+}
+
+/// Why [`WsCommandSender::try_send`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SendFailure {
+    /// `capacity` commands are waiting: the connection is not keeping up.
+    Full,
+    /// The connection task is gone.
+    Gone,
+}
+
+/// The hub's end of a WebSocket connection's queue. Dropping it ends the
+/// queue (the connection task sees [`TryRecvError::Closed`] once it has
+/// taken what was queued).
+pub(crate) struct WsCommandSender {
+    shared: Arc<Shared>,
+}
+
+impl WsCommandSender {
+    pub(crate) fn try_send(&mut self, command: WsCommand) -> Result<(), SendFailure> {
+        let mut state = self.shared.lock();
+        if state.receiver_gone {
+            return Err(SendFailure::Gone);
+        }
+        if state.commands.len() >= self.shared.capacity {
+            return Err(SendFailure::Full);
+        }
+        let was_empty = state.commands.is_empty();
+        state.commands.push_back(command);
+        drop(state);
+        // A task that found the queue empty registered before looking; one
+        // wake per batch is enough.
+        if was_empty {
+            self.shared.waker.wake();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for WsCommandSender {
+    fn drop(&mut self) {
+        self.shared.lock().sender_gone = true;
+        self.shared.waker.wake();
+    }
+}
+
+/// [`WsCommands::try_recv`] found nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TryRecvError {
+    /// Nothing queued right now.
+    Empty,
+    /// Nothing queued, and the hub dropped its end: no more will come.
+    Closed,
+}
+
+/// What the hub asks one Engine.IO WebSocket connection to do, in order: a
+/// [`Stream`] of [`WsCommand`]s, ending when the hub forgets the connection.
+pub struct WsCommands {
+    shared: Arc<Shared>,
+    /// The batch taken out of the shared queue, handed out one by one.
+    taken: VecDeque<WsCommand>,
+    closed: bool,
+}
+
+impl std::fmt::Debug for WsCommands {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsCommands")
+            .field("taken", &self.taken.len())
+            .field("closed", &self.closed)
+            .finish()
+    }
+}
+
+impl WsCommands {
+    /// The next command if one is queued, without waiting.
+    pub fn try_recv(&mut self) -> Result<WsCommand, TryRecvError> {
+        if let Some(command) = self.taken.pop_front() {
+            return Ok(command);
+        }
+        if self.closed {
+            return Err(TryRecvError::Closed);
+        }
+        let mut state = self.shared.lock();
+        // Swapping keeps both buffers' capacity: no allocation per batch.
+        std::mem::swap(&mut self.taken, &mut state.commands);
+        let sender_gone = state.sender_gone;
+        drop(state);
+        match self.taken.pop_front() {
+            Some(command) => Ok(command),
+            None if sender_gone => {
+                self.closed = true;
+                Err(TryRecvError::Closed)
+            }
+            None => Err(TryRecvError::Empty),
+        }
+    }
+}
+
+impl Stream for WsCommands {
+    type Item = WsCommand;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<WsCommand>> {
+        match self.try_recv() {
+            Ok(command) => return Poll::Ready(Some(command)),
+            Err(TryRecvError::Closed) => return Poll::Ready(None),
+            Err(TryRecvError::Empty) => {}
+        }
+        self.shared.waker.register(cx.waker());
+        // Pushed between the look and the registration: take it now.
+        match self.try_recv() {
+            Ok(command) => Poll::Ready(Some(command)),
+            Err(TryRecvError::Closed) => Poll::Ready(None),
+            Err(TryRecvError::Empty) => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for WsCommands {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.receiver_gone = true;
+        // What is queued will never be written; free it now.
+        state.commands.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use switchboard_core::ws::Message;
+
+    fn send(n: u8) -> WsCommand {
+        WsCommand::Send(Message::Binary(vec![n].into()))
+    }
+
+    fn number(command: WsCommand) -> u8 {
+        match command {
+            WsCommand::Send(Message::Binary(data)) => data[0],
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn in_order_bounded_and_closed_when_the_sender_goes() {
+        let (mut tx, mut rx) = ws_queue(2);
+        assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
+        tx.try_send(send(1)).unwrap();
+        tx.try_send(send(2)).unwrap();
+        assert_eq!(tx.try_send(send(3)).unwrap_err(), SendFailure::Full);
+        assert_eq!(number(rx.try_recv().unwrap()), 1);
+        // The batch is taken: room again for two.
+        tx.try_send(send(3)).unwrap();
+        tx.try_send(send(4)).unwrap();
+        drop(tx);
+        let rest: Vec<u8> = futures_executor::block_on_stream(rx).map(number).collect();
+        assert_eq!(rest, [2, 3, 4]);
+    }
+
+    #[test]
+    fn a_gone_receiver_refuses_and_a_waiting_one_is_woken() {
+        let (mut tx, mut rx) = ws_queue(4);
+        let waiter = std::thread::spawn(move || {
+            let first = futures_executor::block_on(rx.next()).map(number);
+            (first, rx)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        tx.try_send(send(7)).unwrap();
+        let (first, rx) = waiter.join().unwrap();
+        assert_eq!(first, Some(7));
+        drop(rx);
+        assert_eq!(tx.try_send(send(8)).unwrap_err(), SendFailure::Gone);
+    }
+}
