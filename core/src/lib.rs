@@ -16,5 +16,6 @@
 
 pub mod engineio;
 pub mod http;
+mod ids;
 pub mod socketio;
 pub mod ws;

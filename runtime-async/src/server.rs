@@ -28,7 +28,6 @@ use switchboard_core::http::{HttpError, IncomingRequest, Request, RequestReader,
 use switchboard_core::ws::Config;
 use switchboard_core::ws::handshake::{self, Rejection};
 
-
 use crate::Runtime;
 use crate::engineio::{EngineIo, Routed, TryRecvError, WsCommand, WsCommands};
 use crate::io::poll_read_with;
@@ -253,13 +252,17 @@ where
 /// Serves `routes` on one connection the application accepted, until the
 /// client closes it, a timeout passes, or it is upgraded to a WebSocket (in
 /// which case this returns when the WebSocket ends).
-pub async fn serve_connection<S, R>(runtime: R, io: S, routes: Routes<S, R>) -> io::Result<()>
+pub fn serve_connection<S, R>(
+    runtime: R,
+    io: S,
+    routes: Routes<S, R>,
+) -> impl Future<Output = io::Result<()>> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     R: Runtime,
 {
     let reader = RequestReader::new(routes.limits.head, routes.max_body());
-    serve_with_reader(runtime, io, routes, reader).await
+    serve_with_reader(runtime, io, routes, reader)
 }
 
 /// Serves `routes` on a connection whose first request head the
@@ -269,13 +272,13 @@ where
 /// from `io`. Then goes on like [`serve_connection`] (keep-alive, upgrades).
 ///
 /// Call [`Routes::start_timers`] once beforehand when not using [`serve`].
-pub async fn serve_request<S, R>(
+pub fn serve_request<S, R>(
     runtime: R,
     io: S,
     request: &Request,
     buffered: &[u8],
     routes: Routes<S, R>,
-) -> io::Result<()>
+) -> impl Future<Output = io::Result<()>> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     R: Runtime,
@@ -296,15 +299,42 @@ where
     head.push_str("\r\n");
     reader.receive(head.as_bytes());
     reader.receive(buffered);
-    serve_with_reader(runtime, io, routes, reader).await
+    serve_with_reader(runtime, io, routes, reader)
 }
 
-async fn serve_with_reader<S, R>(
+/// Serves the connection's HTTP requests, then what it was upgraded to.
+///
+/// Both parts are boxed, each freed when it ends, and the future between
+/// them holds only the two boxes: a long-lived WebSocket's task keeps just
+/// what its pump needs, not the request reader, routes and handshake
+/// (with them inline, an idle Engine.IO session's task was 4.9 KB).
+fn serve_with_reader<S, R>(
+    runtime: R,
+    io: S,
+    routes: Routes<S, R>,
+    reader: RequestReader,
+) -> impl Future<Output = io::Result<()>> + Send
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: Runtime,
+{
+    let http = Box::pin(serve_http(runtime, io, routes, reader));
+    async move {
+        if let Some(upgraded) = http.await? {
+            upgraded.await;
+        }
+        Ok(())
+    }
+}
+
+/// The HTTP part of a connection: `Some` WebSocket pump or handler future
+/// when it was upgraded.
+async fn serve_http<S, R>(
     runtime: R,
     mut io: S,
     routes: Routes<S, R>,
     mut reader: RequestReader,
-) -> io::Result<()>
+) -> io::Result<Option<BoxFuture>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     R: Runtime,
@@ -314,13 +344,13 @@ where
         let incoming =
             match next_request(&runtime, &mut io, &mut reader, &routes.limits, idle).await {
                 Ok(Some(incoming)) => incoming,
-                Ok(None) => return Ok(()),
+                Ok(None) => return Ok(None),
                 Err(RequestError::Io(error)) => return Err(error),
                 Err(RequestError::Http(error)) => {
                     let rejection = Rejection::from(error);
                     let _ = io.write_all(&rejection.to_response()).await;
                     let _ = io.close().await;
-                    return Ok(());
+                    return Ok(None);
                 }
             };
         idle = false;
@@ -338,7 +368,7 @@ where
                         Some(response) => response,
                         None => {
                             engine.poll_aborted(poll);
-                            return Ok(());
+                            return Ok(None);
                         }
                     }
                 }
@@ -346,35 +376,46 @@ where
                     let buffered = reader.take_buffered();
                     let config =
                         engine.websocket_config(&routes.ws_config, &routes.engine_ws_config);
-                    match accept_request(runtime, io, &request, &buffered, config).await {
-                        Ok(ws) => pump_engine_ws(engine, conn, ws, commands).await,
-                        Err(error) => {
-                            tracing::debug!(%error, "Engine.IO WebSocket handshake failed");
-                            engine.ws_closed(conn);
-                        }
-                    }
-                    return Ok(());
+                    return Ok(
+                        match accept_request(runtime, io, &request, &buffered, config).await {
+                            Ok(ws) => {
+                                let engine = engine.clone();
+                                Some(Box::pin(async move {
+                                    pump_engine_ws(&engine, conn, ws, commands).await;
+                                }) as BoxFuture)
+                            }
+                            Err(error) => {
+                                tracing::debug!(%error, "Engine.IO WebSocket handshake failed");
+                                engine.ws_closed(conn);
+                                None
+                            }
+                        },
+                    );
                 }
             },
             None if handshake::is_upgrade_request(&request) => {
                 let Some(handler) = routes.websocket.clone() else {
                     write_status(&mut io, 404, false).await?;
-                    return Ok(());
+                    return Ok(None);
                 };
                 let buffered = reader.take_buffered();
                 let config = routes.ws_config.clone();
-                match accept_request(runtime, io, &request, &buffered, config).await {
-                    Ok(ws) => handler(ws).await,
-                    Err(error) => tracing::debug!(%error, "WebSocket handshake failed"),
-                }
-                return Ok(());
+                return Ok(
+                    match accept_request(runtime, io, &request, &buffered, config).await {
+                        Ok(ws) => Some(handler(ws)),
+                        Err(error) => {
+                            tracing::debug!(%error, "WebSocket handshake failed");
+                            None
+                        }
+                    },
+                );
             }
             None => match &routes.http {
                 Some(handler) => handler(&request, body),
                 None => {
                     write_status(&mut io, 404, keep_alive).await?;
                     if !keep_alive {
-                        return Ok(());
+                        return Ok(None);
                     }
                     continue;
                 }
@@ -388,7 +429,7 @@ where
         io.flush().await?;
         if !keep_alive {
             let _ = io.close().await;
-            return Ok(());
+            return Ok(None);
         }
     }
 }
@@ -495,8 +536,15 @@ pub async fn pump_engine_ws<S, R>(
     S: AsyncRead + AsyncWrite + Unpin,
     R: Runtime,
 {
+    // How the pump ended: the WebSocket failed or closed; or the endpoint
+    // closed the session (after the sends queued before the close).
+    enum End {
+        Transport,
+        Endpoint,
+        EndpointAfterSends,
+    }
     let mut burst = Vec::new();
-    loop {
+    let end = loop {
         match select(ws.next(), commands.next()).await {
             Either::Left((Some(Ok(message)), _)) => {
                 // The rest of the same read goes to the endpoint in one
@@ -516,45 +564,59 @@ pub async fn pump_engine_ws<S, R>(
                 engine.ws_messages(conn, burst.drain(..));
                 if let Some(error) = failed {
                     tracing::debug!(%error, "Engine.IO WebSocket failed");
-                    break;
+                    break End::Transport;
                 }
             }
             Either::Left((Some(Err(error)), _)) => {
                 tracing::debug!(%error, "Engine.IO WebSocket failed");
-                break;
+                break End::Transport;
             }
-            Either::Left((None, _)) => break,
+            Either::Left((None, _)) => break End::Transport,
             Either::Right((Some(WsCommand::Send(message)), _)) => {
                 let mut result = ws.feed(message).await;
                 // Everything already queued goes out in the same write.
+                let mut closing = false;
                 while result.is_ok() {
                     match commands.try_recv() {
                         Ok(WsCommand::Send(message)) => result = ws.feed(message).await,
                         Ok(WsCommand::Close) | Err(TryRecvError::Closed) => {
-                            close_ws(ws).await;
-                            engine.ws_closed(conn);
-                            return;
+                            closing = true;
+                            break;
                         }
                         Err(TryRecvError::Empty) => break,
                     }
                 }
+                if closing {
+                    break End::EndpointAfterSends;
+                }
                 if result.is_err() || ws.flush().await.is_err() {
-                    break;
+                    break End::Transport;
                 }
             }
             Either::Right((Some(WsCommand::Close), _)) | Either::Right((None, _)) => {
-                engine.ws_closed(conn);
-                close_ws(ws).await;
-                return;
+                break End::Endpoint;
             }
         }
+    };
+    drop(burst);
+    // One close site, the WebSocket borrowed: each `.await` holding the
+    // WebSocket by value would add its size to every connection's task.
+    match end {
+        End::Transport => engine.ws_closed(conn),
+        End::EndpointAfterSends => {
+            close_ws(&mut ws).await;
+            engine.ws_closed(conn);
+        }
+        End::Endpoint => {
+            engine.ws_closed(conn);
+            close_ws(&mut ws).await;
+        }
     }
-    engine.ws_closed(conn);
 }
 
 /// Starts the close handshake and waits (within the WebSocket's close
 /// timeout) for the peer's answer, so the server closes TCP first.
-async fn close_ws<S, R>(mut ws: WebSocket<S, R>)
+async fn close_ws<S, R>(ws: &mut WebSocket<S, R>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
     R: Runtime,

@@ -235,12 +235,14 @@ where
     fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
         let this = self.get_mut();
         this.conn.send(message)?;
-        this.conn.handle_timeout(Instant::now());
         Ok(())
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = self.get_mut();
+        // Timers armed by what was sent (a close's deadline) start now: one
+        // clock read per flush, not per message fed.
+        this.conn.handle_timeout(Instant::now());
         ready!(this.poll_write_out(cx))?;
         ready!(Pin::new(&mut this.io).poll_flush(cx))?;
         Poll::Ready(Ok(()))

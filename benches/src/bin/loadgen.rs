@@ -184,6 +184,18 @@ fn sizes() {
         "tokio echo future                 {:>6} bytes",
         returned_size(&echo)
     );
+    let pump = |(engine, conn, ws, commands): (
+        switchboard_async::engineio::EngineIo,
+        switchboard_core::engineio::ConnId,
+        switchboard_tokio::ws::WebSocket,
+        switchboard_async::engineio::WsCommands,
+    )| async move {
+        switchboard_async::server::pump_engine_ws(&engine, conn, ws, commands).await
+    };
+    println!(
+        "tokio Engine.IO WebSocket pump    {:>6} bytes",
+        returned_size(&pump)
+    );
     // The task `switchboard_async::server::serve` spawns per connection of
     // an Engine.IO server: HTTP requests, then (after an upgrade) the
     // Engine.IO WebSocket pump, in one future.

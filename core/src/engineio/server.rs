@@ -33,7 +33,9 @@
 //! then that message. If the handshake fails, the adapter calls
 //! [`Server::ws_closed`] and the session closes (`transport close`).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+use crate::ids::IdMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -446,9 +448,9 @@ impl Session {
 #[derive(Debug)]
 pub struct Server {
     config: ServerConfig,
-    sessions: HashMap<String, Session>,
-    polls: HashMap<PollId, String>,
-    conns: HashMap<ConnId, String>,
+    sessions: IdMap<String, Session>,
+    polls: IdMap<PollId, String>,
+    conns: IdMap<ConnId, String>,
     next_id: u64,
     events: VecDeque<ServerEvent>,
     transmits: VecDeque<Transmit>,
@@ -457,7 +459,7 @@ pub struct Server {
     /// Polling sessions closed by the server while no poll was held: their
     /// last packets and `close` wait for the client's next poll, as in
     /// Node, until they expire.
-    closing: HashMap<String, Closing>,
+    closing: IdMap<String, Closing>,
     /// The latest time passed in, for deadlines set by calls without one.
     last_now: Option<Instant>,
     /// When to look at which session: at or before each session's next
@@ -481,14 +483,14 @@ impl Server {
     pub fn new(config: ServerConfig) -> Self {
         Server {
             config,
-            sessions: HashMap::new(),
-            polls: HashMap::new(),
-            conns: HashMap::new(),
+            sessions: IdMap::default(),
+            polls: IdMap::default(),
+            conns: IdMap::default(),
             next_id: 0,
             events: VecDeque::new(),
             transmits: VecDeque::new(),
             flush_queue: VecDeque::new(),
-            closing: HashMap::new(),
+            closing: IdMap::default(),
             last_now: None,
             deadlines: BTreeSet::new(),
         }
@@ -1232,7 +1234,7 @@ impl Server {
 /// succeeds (or what is queued, if anything is).
 fn release_with_noop(
     session: &mut Session,
-    polls: &mut HashMap<PollId, String>,
+    polls: &mut IdMap<PollId, String>,
     transmits: &mut VecDeque<Transmit>,
 ) {
     if let Some(poll) = session.poll.take() {
@@ -1857,6 +1859,43 @@ mod tests {
             respond(poll(&mut server, &sid, t0)),
             (200, "4hello\u{1e}bAQIDBA==".into())
         );
+    }
+
+    #[test]
+    fn send_many_reaches_every_transport_and_encodes_once() {
+        let mut server = Server::new(config());
+        let t0 = Instant::now();
+        let mut ws_sessions = Vec::new();
+        for _ in 0..2 {
+            let req = request("GET", "/engine.io/?EIO=4&transport=websocket", WS);
+            let conn = accepted(server.handle_request(&req, Bytes::new(), t0));
+            let (_, open) = ws_send(&mut server);
+            let open = OpenPacket::from_json(&open.as_text().unwrap()[1..]).unwrap();
+            ws_sessions.push((conn, open.sid));
+        }
+        while server.poll_event().is_some() {}
+        let polling = handshake(&mut server, t0);
+        let id = held(poll(&mut server, &polling, t0));
+        let sids = [&ws_sessions[0].1, "unknown", &polling, &ws_sessions[1].1];
+        let data = MessageData::Text("news".into());
+        assert_eq!(server.send_many(sids.iter().map(|s| &**s), &data), 3);
+        let (first_conn, first) = ws_send(&mut server);
+        let (second_conn, second) = ws_send(&mut server);
+        assert_eq!(
+            [first_conn, second_conn],
+            [ws_sessions[0].0, ws_sessions[1].0]
+        );
+        assert_eq!(first.as_text(), Some("4news"));
+        let (Message::Text(a), Message::Text(b)) = (&first, &second) else {
+            panic!("text expected");
+        };
+        assert_eq!(
+            a.as_bytes().as_ptr(),
+            b.as_bytes().as_ptr(),
+            "one encoding shared by the WebSocket sessions"
+        );
+        assert_eq!(poll_response(&mut server), (id, "4news".into()));
+        assert_eq!(server.poll_transmit(), None);
     }
 
     #[test]

@@ -34,6 +34,8 @@
 //! [`ServerConfig::max_namespaces_per_session`] namespaces.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use crate::ids::{IdMap, IdSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -307,9 +309,9 @@ pub trait Rooms: Send + fmt::Debug {
 #[derive(Debug, Default)]
 pub struct LocalRooms {
     /// namespace → room → sockets.
-    rooms: HashMap<String, HashMap<String, HashSet<SocketId>>>,
+    rooms: HashMap<String, HashMap<String, IdSet<SocketId>>>,
     /// namespace → socket → rooms.
-    by_socket: HashMap<String, HashMap<SocketId, HashSet<String>>>,
+    by_socket: HashMap<String, IdMap<SocketId, HashSet<String>>>,
 }
 
 impl Rooms for LocalRooms {
@@ -379,7 +381,7 @@ impl Rooms for LocalRooms {
         self.rooms
             .get(namespace)
             .and_then(|rooms| rooms.get(room))
-            .map_or(0, HashSet::len)
+            .map_or(0, IdSet::len)
     }
 
     fn members(
@@ -407,7 +409,7 @@ impl Rooms for LocalRooms {
             let members = rooms.get(room).into_iter().flatten();
             return members.filter(|s| !excluded(s)).cloned().collect();
         }
-        let mut seen = HashSet::new();
+        let mut seen = IdSet::default();
         let mut out = Vec::new();
         for room in &target.rooms {
             for socket in rooms.get(room).into_iter().flatten() {
@@ -446,10 +448,10 @@ pub struct Server {
     config: ServerConfig,
     namespaces: HashSet<String>,
     dynamic: Vec<NamespaceMatcher>,
-    sessions: HashMap<String, Session>,
-    sockets: HashMap<SocketId, SocketState>,
+    sessions: IdMap<String, Session>,
+    sockets: IdMap<SocketId, SocketState>,
     /// namespace → connected sockets, in connection order.
-    by_namespace: HashMap<String, HashSet<SocketId>>,
+    by_namespace: HashMap<String, IdSet<SocketId>>,
     rooms: Box<dyn Rooms>,
     /// (deadline, sequence) → what expires.
     deadlines: BTreeMap<(Instant, u64), Deadline>,
@@ -487,8 +489,8 @@ impl Server {
             config,
             namespaces: HashSet::new(),
             dynamic: Vec::new(),
-            sessions: HashMap::new(),
-            sockets: HashMap::new(),
+            sessions: IdMap::default(),
+            sockets: IdMap::default(),
             by_namespace: HashMap::new(),
             rooms,
             deadlines: BTreeMap::new(),
@@ -715,10 +717,11 @@ impl Server {
         });
         let count = if volatile {
             let before = self.transmits.len();
-            self.transmits.extend(sids.map(|sid| Transmit::SendVolatile {
-                sid,
-                messages: packet.clone().into_messages().collect(),
-            }));
+            self.transmits
+                .extend(sids.map(|sid| Transmit::SendVolatile {
+                    sid,
+                    messages: packet.clone().into_messages().collect(),
+                }));
             self.transmits.len() - before
         } else {
             let sids: Vec<Arc<str>> = sids.collect();
@@ -772,7 +775,7 @@ impl Server {
 
     /// How many sockets are connected, in every namespace.
     pub fn socket_count(&self) -> usize {
-        self.by_namespace.values().map(HashSet::len).sum()
+        self.by_namespace.values().map(IdSet::len).sum()
     }
 
     /// The namespace and Engine.IO session of a connected socket.
@@ -799,7 +802,8 @@ impl Server {
     /// close`.
     pub fn close_session(&mut self, sid: &str) {
         if self.sessions.contains_key(sid) {
-            self.transmits.push_back(Transmit::Close { sid: sid.into() });
+            self.transmits
+                .push_back(Transmit::Close { sid: sid.into() });
             self.end_session(sid, DisconnectReason::ForcedClose);
         }
     }
@@ -1007,7 +1011,8 @@ impl Server {
 
     /// Closes a session because of what its client did.
     fn fail_session(&mut self, sid: &str, reason: DisconnectReason) {
-        self.transmits.push_back(Transmit::Close { sid: sid.into() });
+        self.transmits
+            .push_back(Transmit::Close { sid: sid.into() });
         self.end_session(sid, reason);
     }
 
@@ -1052,7 +1057,7 @@ mod tests {
     /// Everything sent on `sid`, as strings (binary as `<hex>`).
     fn sent(server: &mut Server) -> Vec<(String, String)> {
         std::iter::from_fn(|| server.poll_transmit())
-            .map(|t| match t {
+            .flat_map(|t| match t {
                 Transmit::Send {
                     sid,
                     message: MessageData::Text(t),
@@ -1078,7 +1083,6 @@ mod tests {
                     vec![(sid.to_string(), format!("VOLATILE {}", messages.len()))]
                 }
             })
-            .flatten()
             .collect()
     }
 

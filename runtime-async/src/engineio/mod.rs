@@ -17,8 +17,8 @@
 pub mod client;
 mod queue;
 
-pub use queue::{TryRecvError, WsCommands};
 use queue::{SendFailure, WsCommandSender, ws_queue};
+pub use queue::{TryRecvError, WsCommands};
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
