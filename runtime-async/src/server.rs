@@ -561,7 +561,7 @@ pub async fn pump_engine_ws<S, R>(
                         }
                     }
                 }
-                engine.ws_messages(conn, burst.drain(..));
+                commands.while_busy(|| engine.ws_messages(conn, burst.drain(..)));
                 if let Some(error) = failed {
                     tracing::debug!(%error, "Engine.IO WebSocket failed");
                     break End::Transport;

@@ -29,6 +29,9 @@ struct State {
     commands: VecDeque<WsCommand>,
     sender_gone: bool,
     receiver_gone: bool,
+    /// The connection task is handing messages to the hub and takes what
+    /// is queued right after: no wake needed meanwhile.
+    receiver_busy: bool,
 }
 
 impl Shared {
@@ -80,12 +83,12 @@ impl WsCommandSender {
         if state.commands.len() >= self.shared.capacity {
             return Err(SendFailure::Full);
         }
-        let was_empty = state.commands.is_empty();
+        let wake = state.commands.is_empty() && !state.receiver_busy;
         state.commands.push_back(command);
         drop(state);
         // A task that found the queue empty registered before looking; one
         // wake per batch is enough.
-        if was_empty {
+        if wake {
             self.shared.waker.wake();
         }
         Ok(())
@@ -127,6 +130,17 @@ impl std::fmt::Debug for WsCommands {
 }
 
 impl WsCommands {
+    /// Runs `f` (which hands received messages to the hub) with wake-ups
+    /// for this queue held back: the answers `f` causes are queued for the
+    /// caller to take right after, and waking the task that is running
+    /// would only have it polled again for nothing.
+    pub fn while_busy<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        self.shared.lock().receiver_busy = true;
+        let result = f();
+        self.shared.lock().receiver_busy = false;
+        result
+    }
+
     /// The next command if one is queued, without waiting.
     pub fn try_recv(&mut self) -> Result<WsCommand, TryRecvError> {
         if let Some(command) = self.taken.pop_front() {
