@@ -29,7 +29,7 @@ use switchboard_core::ws::Config;
 use switchboard_core::ws::handshake::{self, Rejection};
 
 use crate::Runtime;
-use crate::engineio::{EngineIo, Routed, TryRecvError, WsCommand, WsCommands};
+use crate::engineio::{EngineIo, EngineMounts, Routed, TryRecvError, WsCommand, WsCommands};
 use crate::io::poll_read_with;
 use crate::socketio::SocketIo;
 use crate::timer::{self, Timed, WeakTimed};
@@ -40,31 +40,140 @@ type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub type HttpHandler = Arc<dyn Fn(&Request, Bytes) -> HttpResponse + Send + Sync>;
 type WsHandler<S, R> = Arc<dyn Fn(WebSocket<S, R>) -> BoxFuture + Send + Sync>;
 
-/// What a server serves: Engine.IO endpoints by path, and a WebSocket
-/// handler for upgrades on every other path.
-pub struct Routes<S, R: Runtime> {
-    engines: Vec<(String, EngineIo)>,
+/// The runtime-neutral part of a server's routes: Engine.IO endpoints by
+/// path (with the timers they need and the Socket.IO servers behind them),
+/// the application's own pages, the WebSocket settings and the HTTP limits.
+/// Each runtime's `Routes` is this plus its kind of WebSocket handler.
+#[derive(Clone)]
+pub struct RouteTable {
+    engines: EngineMounts,
     timers: Vec<Arc<dyn Timed>>,
     socketios: Vec<SocketIo>,
     http: Option<HttpHandler>,
-    websocket: Option<WsHandler<S, R>>,
     ws_config: Arc<Config>,
     /// `ws_config` without permessage-deflate, for Engine.IO connections.
     engine_ws_config: Arc<Config>,
     limits: ServerLimits,
 }
 
+impl Default for RouteTable {
+    fn default() -> Self {
+        RouteTable {
+            engines: EngineMounts::default(),
+            timers: Vec::new(),
+            socketios: Vec::new(),
+            http: None,
+            ws_config: Arc::new(Config::default()),
+            engine_ws_config: Arc::new(Config {
+                deflate: None,
+                ..Config::default()
+            }),
+            limits: ServerLimits::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for RouteTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteTable")
+            .field("engines", &self.engines)
+            .field("http", &self.http.is_some())
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl RouteTable {
+    /// Serves `engine` under `path` (see [`EngineMounts::mount`]); its
+    /// timer is among [`RouteTable::timers`].
+    pub fn mount_engineio(&mut self, path: &str, engine: EngineIo) {
+        self.timers.push(engine.timed());
+        self.engines.mount(path, engine);
+    }
+
+    /// Serves the Socket.IO server `io` under `path`.
+    pub fn mount_socketio(&mut self, path: &str, io: &SocketIo) {
+        self.timers.push(io.timed());
+        self.socketios.push(io.clone());
+        self.mount_engineio(path, io.engine().clone());
+    }
+
+    /// Sets the WebSocket settings: as given for plain WebSocket routes,
+    /// without permessage-deflate for Engine.IO endpoints that do not
+    /// enable it.
+    pub fn set_ws_config(&mut self, config: Config) {
+        self.engine_ws_config = Arc::new(Config {
+            deflate: None,
+            ..config.clone()
+        });
+        self.ws_config = Arc::new(config);
+    }
+
+    /// Answers requests no other route takes.
+    pub fn set_http(&mut self, handler: HttpHandler) {
+        self.http = Some(handler);
+    }
+
+    /// Sets the HTTP limits and timeouts.
+    pub fn set_limits(&mut self, limits: ServerLimits) {
+        self.limits = limits;
+    }
+
+    /// The Engine.IO endpoints.
+    pub fn engines(&self) -> &EngineMounts {
+        &self.engines
+    }
+
+    /// The timers of the endpoints and Socket.IO servers, for the runtime
+    /// to drive.
+    pub fn timers(&self) -> &[Arc<dyn Timed>] {
+        &self.timers
+    }
+
+    /// The Socket.IO servers mounted (to give them the runtime's spawner).
+    pub fn socketios(&self) -> &[SocketIo] {
+        &self.socketios
+    }
+
+    /// The handler for the application's own pages, if any.
+    pub fn http(&self) -> Option<&HttpHandler> {
+        self.http.as_ref()
+    }
+
+    /// The settings for plain WebSocket routes.
+    pub fn ws_config(&self) -> &Arc<Config> {
+        &self.ws_config
+    }
+
+    /// The settings for `engine`'s WebSocket transport.
+    pub fn engine_ws_config(&self, engine: &EngineIo) -> Arc<Config> {
+        engine.websocket_config(&self.ws_config, &self.engine_ws_config)
+    }
+
+    /// The HTTP limits and timeouts.
+    pub fn limits(&self) -> &ServerLimits {
+        &self.limits
+    }
+
+    /// A request reader for a new connection: heads within the limits,
+    /// bodies up to the largest endpoint's payload limit.
+    pub fn request_reader(&self) -> RequestReader {
+        RequestReader::new(self.limits.head, self.engines.max_body())
+    }
+}
+
+/// What a server serves: Engine.IO endpoints by path, and a WebSocket
+/// handler for upgrades on every other path.
+pub struct Routes<S, R: Runtime> {
+    table: RouteTable,
+    websocket: Option<WsHandler<S, R>>,
+}
+
 impl<S, R: Runtime> Clone for Routes<S, R> {
     fn clone(&self) -> Self {
         Routes {
-            engines: self.engines.clone(),
-            timers: self.timers.clone(),
-            socketios: self.socketios.clone(),
-            http: self.http.clone(),
+            table: self.table.clone(),
             websocket: self.websocket.clone(),
-            ws_config: self.ws_config.clone(),
-            engine_ws_config: self.engine_ws_config.clone(),
-            limits: self.limits,
         }
     }
 }
@@ -72,9 +181,8 @@ impl<S, R: Runtime> Clone for Routes<S, R> {
 impl<S, R: Runtime> std::fmt::Debug for Routes<S, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Routes")
-            .field("engines", &self.engines)
+            .field("table", &self.table)
             .field("websocket", &self.websocket.is_some())
-            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -97,35 +205,23 @@ where
     /// No routes: every request gets 404.
     pub fn new() -> Self {
         Routes {
-            engines: Vec::new(),
-            timers: Vec::new(),
-            socketios: Vec::new(),
-            http: None,
+            table: RouteTable::default(),
             websocket: None,
-            ws_config: Arc::new(Config::default()),
-            engine_ws_config: Arc::new(Config {
-                deflate: None,
-                ..Config::default()
-            }),
-            limits: ServerLimits::default(),
         }
     }
 
     /// Serves `engine` under `path` (such as `/engine.io/`): every request
     /// whose path starts with it.
     pub fn engineio(mut self, path: &str, engine: EngineIo) -> Self {
-        let path = format!("{}/", path.trim_end_matches('/'));
-        self.timers.push(engine.timed());
-        self.engines.push((path, engine));
+        self.table.mount_engineio(path, engine);
         self
     }
 
     /// Serves the Socket.IO server `io` under `path` (such as
     /// `/socket.io/`).
     pub fn socketio(mut self, path: &str, io: &SocketIo) -> Self {
-        self.timers.push(io.timed());
-        self.socketios.push(io.clone());
-        self.engineio(path, io.engine().clone())
+        self.table.mount_socketio(path, io);
+        self
     }
 
     /// Hands WebSocket upgrades on any other path to `handler`.
@@ -141,11 +237,7 @@ where
     /// The WebSocket configuration, for Engine.IO's WebSocket transport and
     /// the WebSocket handler.
     pub fn ws_config(mut self, config: Config) -> Self {
-        self.engine_ws_config = Arc::new(Config {
-            deflate: None,
-            ..config.clone()
-        });
-        self.ws_config = Arc::new(config);
+        self.table.set_ws_config(config);
         self
     }
 
@@ -156,41 +248,24 @@ where
         mut self,
         handler: impl Fn(&Request, Bytes) -> HttpResponse + Send + Sync + 'static,
     ) -> Self {
-        self.http = Some(Arc::new(handler));
+        self.table.set_http(Arc::new(handler));
         self
     }
 
     /// HTTP limits and timeouts.
     pub fn limits(mut self, limits: ServerLimits) -> Self {
-        self.limits = limits;
+        self.table.set_limits(limits);
         self
-    }
-
-    fn engine_for(&self, path: &str) -> Option<&EngineIo> {
-        self.engines
-            .iter()
-            .find(|(prefix, _)| {
-                path.starts_with(prefix.as_str()) || path == &prefix[..prefix.len() - 1]
-            })
-            .map(|(_, engine)| engine)
-    }
-
-    fn max_body(&self) -> usize {
-        self.engines
-            .iter()
-            .map(|(_, engine)| engine.max_payload())
-            .max()
-            .unwrap_or(0)
     }
 
     /// Starts the timers of every Engine.IO endpoint and Socket.IO server
     /// on `runtime` (once each, however often it is called), and has the
     /// Socket.IO servers spawn their async handlers on it.
     pub fn start_timers(&self, runtime: &R) {
-        for timed in &self.timers {
+        for timed in self.table.timers() {
             spawn_timer(runtime, timed.clone());
         }
-        for io in &self.socketios {
+        for io in self.table.socketios() {
             let runtime = runtime.clone();
             io.set_spawner(Arc::new(move |future| runtime.spawn(future)));
         }
@@ -261,7 +336,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     R: Runtime,
 {
-    let reader = RequestReader::new(routes.limits.head, routes.max_body());
+    let reader = routes.table.request_reader();
     serve_with_reader(runtime, io, routes, reader)
 }
 
@@ -283,7 +358,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     R: Runtime,
 {
-    let mut reader = RequestReader::new(routes.limits.head, routes.max_body());
+    let mut reader = routes.table.request_reader();
     // The head goes back in as bytes, so the one reader frames its body
     // (Content-Length or chunked, cut at the limit) as for any request.
     let mut head = format!(
@@ -342,7 +417,7 @@ where
     let mut idle = true;
     loop {
         let incoming =
-            match next_request(&runtime, &mut io, &mut reader, &routes.limits, idle).await {
+            match next_request(&runtime, &mut io, &mut reader, routes.table.limits(), idle).await {
                 Ok(Some(incoming)) => incoming,
                 Ok(None) => return Ok(None),
                 Err(RequestError::Io(error)) => return Err(error),
@@ -360,11 +435,11 @@ where
             truncated,
         } = incoming;
         let keep_alive = request.keep_alive() && !truncated;
-        let response = match routes.engine_for(request.path()) {
+        let response = match routes.table.engines().engine_for(request.path()) {
             Some(engine) => match engine.handle_request(&request, body) {
                 Routed::Respond(response) => response,
                 Routed::Hold(poll, rx) => {
-                    match wait_for_poll(&mut io, &mut reader, rx, &routes.limits).await {
+                    match wait_for_poll(&mut io, &mut reader, rx, routes.table.limits()).await {
                         Some(response) => response,
                         None => {
                             engine.poll_aborted(poll);
@@ -374,8 +449,7 @@ where
                 }
                 Routed::WebSocket(conn, commands) => {
                     let buffered = reader.take_buffered();
-                    let config =
-                        engine.websocket_config(&routes.ws_config, &routes.engine_ws_config);
+                    let config = routes.table.engine_ws_config(engine);
                     return Ok(
                         match accept_request(runtime, io, &request, &buffered, config).await {
                             Ok(ws) => {
@@ -399,7 +473,7 @@ where
                     return Ok(None);
                 };
                 let buffered = reader.take_buffered();
-                let config = routes.ws_config.clone();
+                let config = routes.table.ws_config().clone();
                 return Ok(
                     match accept_request(runtime, io, &request, &buffered, config).await {
                         Ok(ws) => Some(handler(ws)),
@@ -410,7 +484,7 @@ where
                     },
                 );
             }
-            None => match &routes.http {
+            None => match routes.table.http() {
                 Some(handler) => handler(&request, body),
                 None => {
                     write_status(&mut io, 404, keep_alive).await?;

@@ -46,7 +46,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use hyper::upgrade::OnUpgrade;
-use switchboard_async::engineio::{EngineIo, Routed};
+use switchboard_async::engineio::{EngineIo, EngineMounts, Routed};
 use switchboard_async::server::{pump_engine_ws, spawn_timer};
 use switchboard_async::socketio::SocketIo;
 use switchboard_async::timer::Timed;
@@ -74,7 +74,7 @@ type WsHandler = Arc<dyn Fn(WebSocket) -> BoxFuture<()> + Send + Sync>;
 /// What is mounted, shared by every clone of the layer and its services.
 #[derive(Clone)]
 struct Mounts {
-    engines: Vec<(String, EngineIo)>,
+    engines: EngineMounts,
     websockets: Vec<(String, WsHandler)>,
     timers: Vec<Arc<dyn Timed>>,
     socketios: Vec<SocketIo>,
@@ -85,15 +85,6 @@ struct Mounts {
 }
 
 impl Mounts {
-    fn engine_for(&self, path: &str) -> Option<&EngineIo> {
-        self.engines
-            .iter()
-            .find(|(prefix, _)| {
-                path.starts_with(prefix.as_str()) || path == &prefix[..prefix.len() - 1]
-            })
-            .map(|(_, engine)| engine)
-    }
-
     fn websocket_for(&self, path: &str) -> Option<&WsHandler> {
         self.websockets
             .iter()
@@ -130,12 +121,7 @@ pub struct SwitchboardLayer {
 
 impl std::fmt::Debug for SwitchboardLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let engines: Vec<&str> = self
-            .mounts
-            .engines
-            .iter()
-            .map(|(p, _)| p.as_str())
-            .collect();
+        let engines: Vec<&str> = self.mounts.engines.paths().collect();
         let websockets: Vec<&str> = (self.mounts.websockets.iter())
             .map(|(p, _)| p.as_str())
             .collect();
@@ -157,7 +143,7 @@ impl SwitchboardLayer {
     pub fn new() -> Self {
         SwitchboardLayer {
             mounts: Arc::new(Mounts {
-                engines: Vec::new(),
+                engines: EngineMounts::default(),
                 websockets: Vec::new(),
                 timers: Vec::new(),
                 socketios: Vec::new(),
@@ -178,10 +164,9 @@ impl SwitchboardLayer {
     /// Serves `engine` under `path` (such as `/engine.io/`): every request
     /// whose path starts with it.
     pub fn engineio(mut self, path: &str, engine: EngineIo) -> Self {
-        let path = format!("{}/", path.trim_end_matches('/'));
         let mounts = self.mounts();
         mounts.timers.push(engine.timed());
-        mounts.engines.push((path, engine));
+        mounts.engines.mount(path, engine);
         self.restart();
         self
     }
@@ -281,7 +266,7 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         self.mounts.start();
         let path = request.uri().path();
-        if let Some(engine) = self.mounts.engine_for(path) {
+        if let Some(engine) = self.mounts.engines.engine_for(path) {
             let config =
                 engine.websocket_config(&self.mounts.ws_config, &self.mounts.engine_ws_config);
             let future = serve_engine(engine.clone(), config, request);

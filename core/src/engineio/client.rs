@@ -2402,7 +2402,7 @@ mod tests {
             assert!(matches!(
                 net.server_events.first(),
                 Some(ServerEvent::Open { sid: s, version: v, transport: TransportKind::Polling, .. })
-                    if *s == sid && *v == version
+                    if **s == *sid && *v == version
             ));
             assert_eq!(
                 net.client_events.first(),

@@ -297,7 +297,7 @@ pub enum ServerEvent {
     /// A session opened.
     Open {
         /// Its id.
-        sid: String,
+        sid: Arc<str>,
         /// The client's protocol revision.
         version: ProtocolVersion,
         /// The transport of the handshake.
@@ -308,14 +308,14 @@ pub enum ServerEvent {
     /// A message from the client.
     Message {
         /// The session.
-        sid: String,
+        sid: Arc<str>,
         /// The data.
         data: MessageData,
     },
     /// A session closed (exactly once per session).
     Close {
         /// The session.
-        sid: String,
+        sid: Arc<str>,
         /// Why.
         reason: CloseReason,
     },
@@ -412,6 +412,8 @@ struct Upgrade {
 
 #[derive(Debug)]
 struct Session {
+    /// Its id (shared with the maps and events that name it).
+    sid: Arc<str>,
     version: ProtocolVersion,
     /// v3 polling: whether binary payloads may be sent (no `b64`).
     supports_binary: bool,
@@ -448,24 +450,24 @@ impl Session {
 #[derive(Debug)]
 pub struct Server {
     config: ServerConfig,
-    sessions: IdMap<String, Session>,
-    polls: IdMap<PollId, String>,
-    conns: IdMap<ConnId, String>,
+    sessions: IdMap<Arc<str>, Session>,
+    polls: IdMap<PollId, Arc<str>>,
+    conns: IdMap<ConnId, Arc<str>>,
     next_id: u64,
     events: VecDeque<ServerEvent>,
     transmits: VecDeque<Transmit>,
     /// Sessions with a held poll and newly queued packets.
-    flush_queue: VecDeque<String>,
+    flush_queue: VecDeque<Arc<str>>,
     /// Polling sessions closed by the server while no poll was held: their
     /// last packets and `close` wait for the client's next poll, as in
     /// Node, until they expire.
-    closing: IdMap<String, Closing>,
+    closing: IdMap<Arc<str>, Closing>,
     /// The latest time passed in, for deadlines set by calls without one.
     last_now: Option<Instant>,
     /// When to look at which session: at or before each session's next
     /// deadline (a deadline that moved later leaves an early entry, which
     /// only costs a look), so timers cost O(log n), not a scan.
-    deadlines: BTreeSet<(Instant, String)>,
+    deadlines: BTreeSet<(Instant, Arc<str>)>,
 }
 
 /// What a polling session closed by the server still owes its client.
@@ -555,7 +557,7 @@ impl Server {
         if session.version != version {
             return error(ErrorCode::BadRequest, cors);
         }
-        let sid = sid.into_owned();
+        let sid = session.sid.clone();
         match transport {
             TransportKind::WebSocket => {
                 if !is_upgrade
@@ -890,7 +892,9 @@ impl Server {
             ),
         };
         let query = req.query().unwrap_or("");
+        let sid: Arc<str> = sid.into();
         let mut session = Session {
+            sid: sid.clone(),
             version,
             supports_binary: query_param(query, "b64").is_none(),
             transport: Transport::Polling,
@@ -937,7 +941,7 @@ impl Server {
         outcome
     }
 
-    fn poll_request(&mut self, sid: String, cors: HeaderList) -> RequestOutcome {
+    fn poll_request(&mut self, sid: Arc<str>, cors: HeaderList) -> RequestOutcome {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return error(ErrorCode::UnknownSid, cors);
         };
@@ -962,7 +966,7 @@ impl Server {
 
     fn data_request(
         &mut self,
-        sid: String,
+        sid: Arc<str>,
         req: &Request,
         body: Bytes,
         cors: HeaderList,
@@ -1036,7 +1040,7 @@ impl Server {
         match packet {
             Packet::Message(data) => {
                 self.events.push_back(ServerEvent::Message {
-                    sid: sid.to_owned(),
+                    sid: session.sid.clone(),
                     data,
                 });
             }
@@ -1121,7 +1125,7 @@ impl Server {
                 session.queue.push_back(packet);
                 if session.poll.is_some() && !session.flush_scheduled {
                     session.flush_scheduled = true;
-                    self.flush_queue.push_back(sid.to_owned());
+                    self.flush_queue.push_back(session.sid.clone());
                 }
             }
         }
@@ -1162,7 +1166,7 @@ impl Server {
             let mut packets: Vec<Packet> = session.queue.drain(..).collect();
             packets.push(Packet::Close);
             self.closing.insert(
-                sid.to_owned(),
+                session.sid.clone(),
                 Closing {
                     version: session.version,
                     supports_binary: session.supports_binary,
@@ -1185,7 +1189,7 @@ impl Server {
             }
         }
         self.events.push_back(ServerEvent::Close {
-            sid: sid.to_owned(),
+            sid: session.sid,
             reason,
         });
     }
@@ -1234,7 +1238,7 @@ impl Server {
 /// succeeds (or what is queued, if anything is).
 fn release_with_noop(
     session: &mut Session,
-    polls: &mut IdMap<PollId, String>,
+    polls: &mut IdMap<PollId, Arc<str>>,
     transmits: &mut VecDeque<Transmit>,
 ) {
     if let Some(poll) = session.poll.take() {
@@ -1496,7 +1500,7 @@ mod tests {
         assert_eq!(
             server.poll_event(),
             Some(ServerEvent::Message {
-                sid: open.sid.clone(),
+                sid: open.sid.as_str().into(),
                 data: MessageData::Text("hi".into())
             })
         );
@@ -1844,7 +1848,7 @@ mod tests {
         );
         let mut got = Vec::new();
         while let Some(ServerEvent::Message { sid: s, data }) = server.poll_event() {
-            assert_eq!(s, sid);
+            assert_eq!(&*s, sid.as_str());
             got.push(data.clone());
             server.send(&sid, data).unwrap();
         }
@@ -2101,7 +2105,7 @@ mod tests {
         assert_eq!(
             server.poll_event(),
             Some(ServerEvent::Open {
-                sid: sid.clone(),
+                sid: sid.as_str().into(),
                 version: ProtocolVersion::V3,
                 transport: TransportKind::Polling,
                 request: request("GET", "/engine.io/?EIO=3&transport=polling", &[]),

@@ -453,6 +453,65 @@ impl Batch<'_> {
     }
 }
 
+/// Engine.IO endpoints by path: the one place a request path is matched to
+/// an endpoint, shared by every server (async, threads, tower).
+///
+/// ```
+/// use switchboard_async::engineio::{EngineIo, EngineMounts};
+/// use switchboard_core::engineio::ServerConfig;
+///
+/// let mut mounts = EngineMounts::default();
+/// mounts.mount("/engine.io", EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {}));
+/// assert!(mounts.engine_for("/engine.io/").is_some());
+/// assert!(mounts.engine_for("/engine.io").is_some());
+/// assert!(mounts.engine_for("/engine.iox").is_none());
+/// ```
+#[derive(Clone, Default)]
+pub struct EngineMounts {
+    /// (prefix ending in `/`, endpoint), in mounting order.
+    engines: Vec<(String, EngineIo)>,
+}
+
+impl fmt::Debug for EngineMounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.paths()).finish()
+    }
+}
+
+impl EngineMounts {
+    /// Serves `engine` under `path` (`/engine.io` and `/engine.io/` are
+    /// the same): that path and every path below it.
+    pub fn mount(&mut self, path: &str, engine: EngineIo) {
+        let prefix = format!("{}/", path.trim_end_matches('/'));
+        self.engines.push((prefix, engine));
+    }
+
+    /// The endpoint serving request path `path`, the first mounted that
+    /// matches.
+    pub fn engine_for(&self, path: &str) -> Option<&EngineIo> {
+        self.engines
+            .iter()
+            .find(|(prefix, _)| {
+                path.starts_with(prefix.as_str()) || path == &prefix[..prefix.len() - 1]
+            })
+            .map(|(_, engine)| engine)
+    }
+
+    /// The largest request body any endpoint takes (its `maxPayload`).
+    pub fn max_body(&self) -> usize {
+        self.engines
+            .iter()
+            .map(|(_, engine)| engine.max_payload())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The mounted prefixes, in order.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.engines.iter().map(|(prefix, _)| prefix.as_str())
+    }
+}
+
 /// A handle on an [`EngineIo`] that does not keep it alive.
 #[derive(Debug, Clone)]
 pub struct WeakEngineIo {
@@ -594,7 +653,7 @@ struct Inbox {
 /// rather than buffered without bound.
 struct SocketRouter {
     new_sockets: Mutex<mpsc::Sender<Socket>>,
-    inboxes: Mutex<HashMap<String, Inbox>>,
+    inboxes: Mutex<HashMap<Arc<str>, Inbox>>,
     buffer: usize,
 }
 
@@ -605,7 +664,7 @@ impl EventHandler for SocketRouter {
                 let (tx, inbox) = mpsc::channel(self.buffer);
                 let close_reason = Arc::new(Mutex::new(None));
                 let socket = Socket {
-                    sid: sid.as_str().into(),
+                    sid: sid.clone(),
                     engine: engine.downgrade(),
                     inbox,
                     close_reason: close_reason.clone(),

@@ -58,7 +58,6 @@ use futures_channel::{mpsc, oneshot};
 use futures_util::StreamExt;
 use futures_util::future::{Either, select};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use switchboard_core::engineio::MessageData;
 use switchboard_core::engineio::client::{
     ClientCloseReason, ClientConfig as EngineConfig, ClientEvent as EngineEvent, ClientSendError,
@@ -68,7 +67,7 @@ pub use switchboard_core::socketio::client::{
     AckError, ClientConfig as CoreConfig, ConnectError, DisconnectReason, EmitError,
 };
 use switchboard_core::socketio::client::{Client as Core, ClientEvent, ClientTransmit};
-use switchboard_core::socketio::{Packet, ProtocolVersion, RawJson};
+use switchboard_core::socketio::{ProtocolVersion, RawJson};
 
 pub use super::Payload;
 use super::{AckSlot, block_on, complete};
@@ -593,7 +592,7 @@ impl ClientHub {
                     socket: socket.clone(),
                     id,
                 });
-                let event = Event { name, packet, ack };
+                let event = Event::new(name, packet, ack);
                 self.run(&handler, (socket, event));
             }
             ClientEvent::Ack { id, packet, .. } => {
@@ -982,46 +981,8 @@ impl ClientSocket {
     }
 }
 
-/// An event from the server.
-#[derive(Debug)]
-pub struct Event {
-    name: String,
-    packet: Packet,
-    ack: Option<Ack>,
-}
-
-impl Event {
-    /// The event's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The arguments read as `T`: a tuple (`(T,)` for one), a `Vec`, a
-    /// struct read positionally; binary values come from the attachments.
-    pub fn args<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        self.packet.args()
-    }
-
-    /// Argument `index` read as `T`.
-    pub fn arg<T: DeserializeOwned>(&self, index: usize) -> Result<T, serde_json::Error> {
-        self.packet.arg(index)
-    }
-
-    /// The arguments as received, binary included, to send on unchanged.
-    pub fn payload(&self) -> Payload {
-        Payload::from_packet(&self.packet).unwrap_or_default()
-    }
-
-    /// The packet as decoded.
-    pub fn packet(&self) -> &Packet {
-        &self.packet
-    }
-
-    /// Takes the ack the server asked for, if it did.
-    pub fn take_ack(&mut self) -> Option<Ack> {
-        self.ack.take()
-    }
-}
+/// An event from the server (see [`super::Event`]).
+pub type Event = super::Event<Ack>;
 
 /// The answer the server asked for with its event; send it once.
 #[derive(Debug)]

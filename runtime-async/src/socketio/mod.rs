@@ -568,7 +568,7 @@ impl Hub {
                     socket: socket.clone(),
                     id,
                 });
-                let event = Event { name, packet, ack };
+                let event = Event::new(name, packet, ack);
                 self.run(&handler, (socket, event));
             }
             ServerEvent::Ack { socket, id, packet } => {
@@ -865,15 +865,21 @@ impl Socket {
     }
 }
 
-/// An event from a client.
+/// An event received with its arguments, and the answer its sender asked
+/// for: `A` is the server's [`Ack`] for an event from a client, or the
+/// client's [`client::Ack`] for one from the server.
 #[derive(Debug)]
-pub struct Event {
+pub struct Event<A = Ack> {
     name: String,
     packet: Packet,
-    ack: Option<Ack>,
+    ack: Option<A>,
 }
 
-impl Event {
+impl<A> Event<A> {
+    pub(crate) fn new(name: String, packet: Packet, ack: Option<A>) -> Self {
+        Event { name, packet, ack }
+    }
+
     /// The event's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -900,8 +906,8 @@ impl Event {
         &self.packet
     }
 
-    /// Takes the ack the client asked for, if it did.
-    pub fn take_ack(&mut self) -> Option<Ack> {
+    /// Takes the ack the sender asked for, if it did.
+    pub fn take_ack(&mut self) -> Option<A> {
         self.ack.take()
     }
 }

@@ -40,6 +40,7 @@ pub use switchboard_async::engineio::{
     EngineIo, EventHandler, SocketSender, Sockets, WeakEngineIo, WsCommand,
 };
 use switchboard_async::engineio::{Routed, Socket as AsyncSocket};
+use switchboard_async::server::RouteTable;
 use switchboard_async::socketio::SocketIo;
 use switchboard_async::timer::{self, Timed, WeakTimed};
 pub use switchboard_core::engineio::HttpResponse;
@@ -108,29 +109,21 @@ pub fn blocking(sockets: Sockets) -> impl Iterator<Item = Socket> {
 }
 
 type WsHandler = Arc<dyn Fn(WebSocket) + Send + Sync>;
-/// Answers plain HTTP requests (see [`Routes::http`]).
-pub type HttpHandler = Arc<dyn Fn(&Request, Bytes) -> HttpResponse + Send + Sync>;
+pub use switchboard_async::server::HttpHandler;
 
 /// What a server serves: Engine.IO endpoints by path, and a WebSocket
 /// handler for upgrades on every other path.
 #[derive(Clone)]
 pub struct Routes {
-    engines: Vec<(String, EngineIo)>,
-    timers: Vec<Arc<dyn Timed>>,
-    http: Option<HttpHandler>,
+    table: RouteTable,
     websocket: Option<WsHandler>,
-    ws_config: Arc<Config>,
-    /// `ws_config` without permessage-deflate, for Engine.IO connections.
-    engine_ws_config: Arc<Config>,
-    limits: ServerLimits,
 }
 
 impl std::fmt::Debug for Routes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Routes")
-            .field("engines", &self.engines)
+            .field("table", &self.table)
             .field("websocket", &self.websocket.is_some())
-            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -145,32 +138,22 @@ impl Routes {
     /// No routes: every request gets 404.
     pub fn new() -> Self {
         Routes {
-            engines: Vec::new(),
-            timers: Vec::new(),
-            http: None,
+            table: RouteTable::default(),
             websocket: None,
-            ws_config: Arc::new(Config::default()),
-            engine_ws_config: Arc::new(Config {
-                deflate: None,
-                ..Config::default()
-            }),
-            limits: ServerLimits::default(),
         }
     }
 
     /// Serves `engine` under `path` (such as `/engine.io/`).
     pub fn engineio(mut self, path: &str, engine: EngineIo) -> Self {
-        let path = format!("{}/", path.trim_end_matches('/'));
-        self.timers.push(engine.timed());
-        self.engines.push((path, engine));
+        self.table.mount_engineio(path, engine);
         self
     }
 
     /// Serves the Socket.IO server `io` under `path` (such as
     /// `/socket.io/`).
     pub fn socketio(mut self, path: &str, io: &SocketIo) -> Self {
-        self.timers.push(io.timed());
-        self.engineio(path, io.engine().clone())
+        self.table.mount_socketio(path, io);
+        self
     }
 
     /// Hands WebSocket upgrades on any other path to `handler`, on the
@@ -182,11 +165,7 @@ impl Routes {
 
     /// The WebSocket configuration.
     pub fn ws_config(mut self, config: Config) -> Self {
-        self.engine_ws_config = Arc::new(Config {
-            deflate: None,
-            ..config.clone()
-        });
-        self.ws_config = Arc::new(config);
+        self.table.set_ws_config(config);
         self
     }
 
@@ -197,37 +176,20 @@ impl Routes {
         mut self,
         handler: impl Fn(&Request, Bytes) -> HttpResponse + Send + Sync + 'static,
     ) -> Self {
-        self.http = Some(Arc::new(handler));
+        self.table.set_http(Arc::new(handler));
         self
     }
 
     /// HTTP limits and timeouts.
     pub fn limits(mut self, limits: ServerLimits) -> Self {
-        self.limits = limits;
+        self.table.set_limits(limits);
         self
-    }
-
-    fn engine_for(&self, path: &str) -> Option<&EngineIo> {
-        self.engines
-            .iter()
-            .find(|(prefix, _)| {
-                path.starts_with(prefix.as_str()) || path == &prefix[..prefix.len() - 1]
-            })
-            .map(|(_, engine)| engine)
-    }
-
-    fn max_body(&self) -> usize {
-        self.engines
-            .iter()
-            .map(|(_, engine)| engine.max_payload())
-            .max()
-            .unwrap_or(0)
     }
 
     /// Starts the timer thread of every Engine.IO endpoint (once per
     /// endpoint, however often it is called).
     pub fn start_timers(&self) -> io::Result<()> {
-        for timed in &self.timers {
+        for timed in self.table.timers() {
             spawn_timer(timed.clone())?;
         }
         Ok(())
@@ -302,10 +264,10 @@ pub fn serve(listener: TcpListener, routes: Routes) -> io::Result<()> {
 /// Call [`Routes::start_timers`] once beforehand when not using [`serve`].
 pub fn serve_connection(mut stream: TcpStream, routes: Routes) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    let mut reader = RequestReader::new(routes.limits.head, routes.max_body());
+    let mut reader = routes.table.request_reader();
     let mut first = true;
     loop {
-        let incoming = match next_request(&mut stream, &mut reader, &routes.limits, first) {
+        let incoming = match next_request(&mut stream, &mut reader, routes.table.limits(), first) {
             Ok(Some(incoming)) => incoming,
             Ok(None) => return Ok(()),
             Err(RequestError::Io(error)) => return Err(error),
@@ -322,7 +284,7 @@ pub fn serve_connection(mut stream: TcpStream, routes: Routes) -> io::Result<()>
             truncated,
         } = incoming;
         let keep_alive = request.keep_alive() && !truncated;
-        let mut response = match routes.engine_for(request.path()) {
+        let mut response = match routes.table.engines().engine_for(request.path()) {
             Some(engine) => match engine.handle_request(&request, body) {
                 Routed::Respond(response) => response,
                 Routed::Hold(poll, rx) => match wait_for_poll(&stream, rx)? {
@@ -334,8 +296,7 @@ pub fn serve_connection(mut stream: TcpStream, routes: Routes) -> io::Result<()>
                 },
                 Routed::WebSocket(conn, commands) => {
                     let buffered = reader.take_buffered();
-                    let config =
-                        engine.websocket_config(&routes.ws_config, &routes.engine_ws_config);
+                    let config = routes.table.engine_ws_config(engine);
                     match ws::accept_request(stream, &request, &buffered, config) {
                         Ok(ws) => pump_engine_ws(engine, conn, ws, commands),
                         Err(error) => {
@@ -352,13 +313,18 @@ pub fn serve_connection(mut stream: TcpStream, routes: Routes) -> io::Result<()>
                     return Ok(());
                 };
                 let buffered = reader.take_buffered();
-                match ws::accept_request(stream, &request, &buffered, routes.ws_config.clone()) {
+                match ws::accept_request(
+                    stream,
+                    &request,
+                    &buffered,
+                    routes.table.ws_config().clone(),
+                ) {
                     Ok(ws) => handler(ws),
                     Err(error) => tracing::debug!(%error, "WebSocket handshake failed"),
                 }
                 return Ok(());
             }
-            None => match &routes.http {
+            None => match routes.table.http() {
                 Some(handler) => handler(&request, body),
                 None => {
                     write_status(&mut stream, 404, keep_alive)?;
