@@ -135,10 +135,16 @@ impl WsCommands {
     /// caller to take right after, and waking the task that is running
     /// would only have it polled again for nothing.
     pub fn while_busy<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        /// Clears the flag also if `f` unwinds, so later sends wake again.
+        struct Busy<'a>(&'a Shared);
+        impl Drop for Busy<'_> {
+            fn drop(&mut self) {
+                self.0.lock().receiver_busy = false;
+            }
+        }
         self.shared.lock().receiver_busy = true;
-        let result = f();
-        self.shared.lock().receiver_busy = false;
-        result
+        let _busy = Busy(&self.shared);
+        f()
     }
 
     /// The next command if one is queued, without waiting.
@@ -224,6 +230,37 @@ mod tests {
         drop(tx);
         let rest: Vec<u8> = futures_executor::block_on_stream(rx).map(number).collect();
         assert_eq!(rest, [2, 3, 4]);
+    }
+
+    #[test]
+    fn no_wake_while_busy_and_the_queue_is_taken_after() {
+        struct CountWakes(std::sync::atomic::AtomicUsize);
+        impl std::task::Wake for CountWakes {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let (mut tx, mut rx) = ws_queue(4);
+        let wakes = Arc::new(CountWakes(0.into()));
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(Pin::new(&mut rx).poll_next(&mut cx).is_pending());
+        rx.while_busy(|| tx.try_send(send(1)).unwrap());
+        assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(number(rx.try_recv().unwrap()), 1);
+        // Not busy any more: a send wakes the waiting task.
+        assert!(Pin::new(&mut rx).poll_next(&mut cx).is_pending());
+        tx.try_send(send(2)).unwrap();
+        assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // A panic inside clears the flag too.
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rx.while_busy(|| panic!("handler failed"))
+        }));
+        assert!(caught.is_err());
+        assert_eq!(number(rx.try_recv().unwrap()), 2);
+        assert!(Pin::new(&mut rx).poll_next(&mut cx).is_pending());
+        tx.try_send(send(3)).unwrap();
+        assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[test]
