@@ -685,6 +685,42 @@ impl Server {
     /// [`Server::send`] would one by one, but encoded once per protocol
     /// revision for the WebSocket sessions, which share the encoded bytes.
     /// Unknown sessions are skipped; returns how many sessions it reached.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use bytes::Bytes;
+    /// use switchboard_core::engineio::{MessageData, Server, ServerConfig, ServerEvent, Transmit};
+    /// use switchboard_core::http::{Header, Headers, Request};
+    ///
+    /// let mut server = Server::new(ServerConfig::default());
+    /// let upgrade = Request {
+    ///     method: "GET".into(),
+    ///     target: "/engine.io/?EIO=4&transport=websocket".into(),
+    ///     version: 1,
+    ///     headers: Headers(vec![
+    ///         Header { name: "Upgrade".into(), value: "websocket".into() },
+    ///         Header { name: "Connection".into(), value: "Upgrade".into() },
+    ///     ]),
+    /// };
+    /// let now = Instant::now();
+    /// let mut sids = Vec::new();
+    /// for _ in 0..3 {
+    ///     server.handle_request(&upgrade, Bytes::new(), now);
+    ///     while let Some(event) = server.poll_event() {
+    ///         if let ServerEvent::Open { sid, .. } = event {
+    ///             sids.push(sid);
+    ///         }
+    ///     }
+    /// }
+    /// while server.poll_transmit().is_some() {} // the open packets
+    ///
+    /// let news = MessageData::Text("news".into());
+    /// assert_eq!(server.send_many(sids.iter().map(|sid| &**sid), &news), 3);
+    /// let sent: Vec<_> = std::iter::from_fn(|| server.poll_transmit()).collect();
+    /// assert_eq!(sent.len(), 3);
+    /// assert!(sent.iter().all(|t| matches!(t,
+    ///     Transmit::WsSend { message, .. } if message.as_text() == Some("4news"))));
+    /// ```
     pub fn send_many<'a>(
         &mut self,
         sids: impl IntoIterator<Item = &'a str>,

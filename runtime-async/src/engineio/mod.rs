@@ -231,6 +231,18 @@ impl EngineIo {
     /// Runs several sends and closes as one: one lock and one routing pass
     /// for all of them (a broadcast to many sessions, say). Returns what `f`
     /// returns.
+    ///
+    /// ```
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_core::engineio::{ServerConfig, ServerEvent};
+    ///
+    /// let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _: ServerEvent| {});
+    /// let reached = engine.batch(|batch| {
+    ///     let text = "to all".into();
+    ///     batch.send_many(["no-such-session", "nor-this-one"], &text)
+    /// });
+    /// assert_eq!(reached, 0);
+    /// ```
     pub fn batch<T>(&self, f: impl FnOnce(&mut Batch<'_>) -> T) -> T {
         self.with_server(|server| f(&mut Batch { server }))
     }
