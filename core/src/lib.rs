@@ -16,6 +16,6 @@
 
 pub mod engineio;
 pub mod http;
-mod ids;
+pub mod ids;
 pub mod socketio;
 pub mod ws;

@@ -1376,6 +1376,16 @@ pub fn rooms_and_broadcast(addr: SocketAddr, t: Transport) {
     b.expect("437[]");
     a.expect(&format!(r#"451-["broadcast","room1",{}]"#, ph(0)));
     a.expect_binary(&[1, 2, 3]);
+    // Binary to both members: each gets the packet, then its attachment.
+    c.send_frames(&[
+        Frame::text(format!(r#"451-12["broadcast","room1",{}]"#, ph(0))),
+        Frame::Binary(vec![4, 5]),
+    ]);
+    c.expect("4312[]");
+    for member in [&a, &b] {
+        member.expect(&format!(r#"451-["broadcast","room1",{}]"#, ph(0)));
+        member.expect_binary(&[4, 5]);
+    }
     a.expect_quiet(QUIET, "a: nothing else");
     b.expect_quiet(Duration::ZERO, "b: not its own broadcasts");
     c.expect_quiet(Duration::ZERO, "c: not a member");

@@ -20,7 +20,7 @@ mod queue;
 use queue::{SendFailure, WsCommandSender, ws_queue};
 pub use queue::{TryRecvError, WsCommands};
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
@@ -35,6 +35,7 @@ use switchboard_core::engineio::{
     ServerConfig, ServerEvent, Transmit,
 };
 use switchboard_core::http::Request;
+use switchboard_core::ids::IdMap;
 use switchboard_core::ws::Message;
 
 /// Receives the events of an [`EngineIo`] endpoint, in order.
@@ -82,8 +83,8 @@ pub enum Routed {
 
 struct State {
     server: Server,
-    polls: HashMap<PollId, oneshot::Sender<HttpResponse>>,
-    conns: HashMap<ConnId, WsCommandSender>,
+    polls: IdMap<PollId, oneshot::Sender<HttpResponse>>,
+    conns: IdMap<ConnId, WsCommandSender>,
     /// The deadline the timer is sleeping towards, if any.
     timer_deadline: Option<Instant>,
 }
@@ -151,8 +152,8 @@ impl EngineIo {
             hub: Arc::new_cyclic(|this| Hub {
                 state: Mutex::new(State {
                     server: Server::new(config),
-                    polls: HashMap::new(),
-                    conns: HashMap::new(),
+                    polls: IdMap::default(),
+                    conns: IdMap::default(),
                     timer_deadline: None,
                 }),
                 events: Mutex::new(VecDeque::new()),
@@ -171,7 +172,7 @@ impl EngineIo {
         let (tx, rx) = mpsc::channel(buffer);
         let router = SocketRouter {
             new_sockets: Mutex::new(tx),
-            inboxes: Mutex::new(HashMap::new()),
+            inboxes: Mutex::new(IdMap::default()),
             buffer,
         };
         (EngineIo::new(config, router), Sockets { rx })
@@ -665,7 +666,7 @@ struct Inbox {
 /// rather than buffered without bound.
 struct SocketRouter {
     new_sockets: Mutex<mpsc::Sender<Socket>>,
-    inboxes: Mutex<HashMap<Arc<str>, Inbox>>,
+    inboxes: Mutex<IdMap<Arc<str>, Inbox>>,
     buffer: usize,
 }
 

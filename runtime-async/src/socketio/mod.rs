@@ -33,6 +33,7 @@ use futures_channel::oneshot;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use switchboard_core::engineio::{self as eio, ServerEvent as EngineEvent};
+use switchboard_core::ids::IdMap;
 pub use switchboard_core::socketio::server::{
     AckError, BroadcastTarget, DisconnectReason, EmitError, NamespaceMatch,
     ServerConfig as CoreConfig, SocketId,
@@ -168,8 +169,8 @@ struct Hub {
     delivering: Mutex<()>,
     namespaces: RwLock<HashMap<String, Arc<NamespaceHandlers>>>,
     dynamic: RwLock<Vec<Arc<NamespaceHandlers>>>,
-    sockets: RwLock<HashMap<SocketId, Arc<SocketEntry>>>,
-    acks: Mutex<HashMap<(SocketId, u64), AckSlot>>,
+    sockets: RwLock<IdMap<SocketId, Arc<SocketEntry>>>,
+    acks: Mutex<IdMap<(SocketId, u64), AckSlot>>,
     spawner: std::sync::OnceLock<Spawner>,
     timer: TimerSignal,
     timer_deadline: Mutex<Option<Instant>>,
@@ -208,8 +209,8 @@ impl SocketIo {
             delivering: Mutex::new(()),
             namespaces: RwLock::new(HashMap::new()),
             dynamic: RwLock::new(Vec::new()),
-            sockets: RwLock::new(HashMap::new()),
-            acks: Mutex::new(HashMap::new()),
+            sockets: RwLock::new(IdMap::default()),
+            acks: Mutex::new(IdMap::default()),
             spawner: std::sync::OnceLock::new(),
             timer: TimerSignal::default(),
             timer_deadline: Mutex::new(None),
