@@ -450,8 +450,8 @@ impl Connection {
         }
     }
 
-    /// Bytes waiting to be written.
-    fn pending_out(&self) -> usize {
+    /// How many bytes wait to be written.
+    pub fn transmit_len(&self) -> usize {
         self.out_chunks.iter().map(Bytes::len).sum::<usize>() + self.out.len()
     }
 
@@ -459,7 +459,7 @@ impl Connection {
     /// [`write_buffer_limit`](Config::write_buffer_limit), so more may be
     /// queued without growing past the bound.
     pub fn can_send(&self) -> bool {
-        self.pending_out() < self.config.write_buffer_limit
+        self.transmit_len() < self.config.write_buffer_limit
     }
 
     /// Whether the transport should be closed once the transmit buffer is
