@@ -970,10 +970,14 @@ impl Deflate {
         limit: usize,
     ) -> Result<(), InflateError> {
         let bits = self.inflate_bits;
+        // Output space in steps sized from the input (small messages get a
+        // small buffer, which they keep alive), doubling up to INFLATE_STEP.
+        let mut step = input.len().saturating_mul(4).clamp(256, INFLATE_STEP);
         loop {
             let budget = limit.saturating_sub(out.len());
             // One byte past the budget is enough to know it is exceeded.
-            let want = budget.saturating_add(1).min(INFLATE_STEP);
+            let want = budget.saturating_add(1).min(step);
+            step = step.saturating_mul(2).min(INFLATE_STEP);
             grow_within_limit(out, want, limit);
             let at = out.len();
             out.resize(at + want, 0);
@@ -1371,6 +1375,28 @@ mod tests {
         }
         assert_eq!(result, Err(InflateError::TooLarge));
         assert!(out.capacity() <= limit + 1, "{}", out.capacity());
+    }
+
+    #[test]
+    fn small_messages_get_small_output_buffers() {
+        let (mut server, mut client) = pair(&DeflateParams::default());
+        let small = sample(3, 32);
+        let wire = compress(&mut server, &small);
+        let mut out = BytesMut::new();
+        client.decompress(&wire, true, &mut out, LIMIT).unwrap();
+        assert_eq!(out, small);
+        // The step starts from the input's size, not INFLATE_STEP: a short
+        // message does not hold (or zero) 64 KiB.
+        assert!(out.capacity() < 4096, "{}", out.capacity());
+
+        // A highly compressible large message still inflates whole, the
+        // step doubling from its small start.
+        let large = vec![b'a'; 300_000];
+        let wire = compress(&mut server, &large);
+        let mut out = BytesMut::new();
+        client.decompress(&wire, true, &mut out, LIMIT).unwrap();
+        assert_eq!(out.len(), large.len());
+        assert!(out.iter().all(|&b| b == b'a'));
     }
 
     #[test]
