@@ -83,11 +83,23 @@ fn lock(shared: &Shared) -> MutexGuard<'_, Writer> {
 }
 
 fn send_on(shared: &Shared, message: Message) -> Result<(), Error> {
+    send_all_on(shared, std::iter::once(message))
+}
+
+/// Queues `messages` and writes them out together: one lock, one clock read
+/// and (while the socket takes it) one write.
+fn send_all_on(shared: &Shared, messages: impl IntoIterator<Item = Message>) -> Result<(), Error> {
     let mut writer = lock(shared);
     if writer.transport_closed {
         return Err(Error::Closed);
     }
-    writer.conn.send(message)?;
+    for message in messages {
+        if let Err(error) = writer.conn.send(message) {
+            // What was queued before the failing message still goes out.
+            let _ = writer.flush();
+            return Err(error.into());
+        }
+    }
     writer.conn.handle_timeout(Instant::now());
     writer.flush()?;
     writer.close_transport_if_due();
@@ -104,6 +116,22 @@ impl Sender {
     /// Sends a message, blocking while the socket's send buffer is full.
     pub fn send(&self, message: impl Into<Message>) -> Result<(), Error> {
         send_on(&self.shared, message.into())
+    }
+
+    /// Sends several messages, in order, in one write (blocking while the
+    /// socket's send buffer is full): cheaper than one [`send`](Self::send)
+    /// each when they are ready together.
+    ///
+    /// ```no_run
+    /// use switchboard_threads::ws::{self, Message};
+    ///
+    /// let socket = ws::connect("ws://127.0.0.1:9001/")?;
+    /// let sender = socket.sender();
+    /// sender.send_all((0..3).map(|i| Message::text(format!("part {i}"))))?;
+    /// # Ok::<(), switchboard_threads::ws::Error>(())
+    /// ```
+    pub fn send_all(&self, messages: impl IntoIterator<Item = Message>) -> Result<(), Error> {
+        send_all_on(&self.shared, messages)
     }
 
     /// Starts the close handshake; the [`WebSocket`]'s `recv` sees it end.
@@ -184,6 +212,30 @@ impl WebSocket {
     /// Sends a message, blocking while the socket's send buffer is full.
     pub fn send(&self, message: impl Into<Message>) -> Result<(), Error> {
         send_on(&self.shared, message.into())
+    }
+
+    /// Sends several messages, in order, in one write; see
+    /// [`Sender::send_all`].
+    pub fn send_all(&self, messages: impl IntoIterator<Item = Message>) -> Result<(), Error> {
+        send_all_on(&self.shared, messages)
+    }
+
+    /// The next message already received and decoded, without reading:
+    /// `None` when the next one needs a read. After [`recv`](Self::recv),
+    /// this gathers the rest of the same read to handle as one batch.
+    pub fn next_buffered(&mut self) -> Option<Result<Message, Error>> {
+        let mut writer = lock(&self.shared);
+        let event = writer.conn.poll_event()?;
+        if matches!(event, Event::Failed(_)) {
+            // The close frame that failing queued goes out now, as `recv`
+            // would send it.
+            let _ = writer.flush();
+            writer.close_transport_if_due();
+        }
+        Some(match event {
+            Event::Message(message) => Ok(message),
+            Event::Failed(error) => Err(error.into()),
+        })
     }
 
     /// Starts the close handshake and waits (up to the close timeout) for it

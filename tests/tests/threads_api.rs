@@ -40,3 +40,35 @@ fn cloned_senders_send_from_many_threads_without_loss_or_reordering() {
     socket.close(None).expect("close");
     assert!(socket.recv().is_none());
 }
+
+#[test]
+fn send_all_writes_a_batch_in_order_and_next_buffered_gathers_a_read() {
+    let addr = spawn_ws_echo(RuntimeKind::Threads, conformance_config());
+    let mut socket = ws::connect(&format!("ws://{addr}/")).expect("connect");
+    let batch: Vec<Message> = (0..50)
+        .map(|i| {
+            if i % 2 == 0 {
+                Message::text(format!("text {i}"))
+            } else {
+                Message::binary(vec![i as u8; i])
+            }
+        })
+        .collect();
+    socket.sender().send_all(batch.clone()).expect("send_all");
+    let mut received = Vec::new();
+    while received.len() < batch.len() {
+        received.push(socket.recv().expect("open").expect("message"));
+        while let Some(next) = socket.next_buffered() {
+            received.push(next.expect("message"));
+        }
+    }
+    assert_eq!(received, batch);
+    // Nothing is left over: the echo of a later send is the next message.
+    socket.send(Message::text("after")).expect("send");
+    assert_eq!(
+        socket.recv().expect("open").expect("message"),
+        Message::text("after")
+    );
+    socket.close(None).expect("close");
+    assert!(socket.recv().is_none());
+}

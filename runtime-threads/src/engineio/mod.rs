@@ -35,11 +35,12 @@ use std::task::{Context, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use futures_util::future::{Either, select};
 pub use switchboard_async::engineio::{
     EngineIo, EventHandler, SocketSender, Sockets, WeakEngineIo, WsCommand,
 };
-use switchboard_async::engineio::{Routed, Socket as AsyncSocket};
+use switchboard_async::engineio::{Routed, Socket as AsyncSocket, TryRecvError};
 use switchboard_async::server::RouteTable;
 use switchboard_async::socketio::SocketIo;
 use switchboard_async::timer::{self, Timed, WeakTimed};
@@ -443,7 +444,8 @@ fn wait_for_poll(
 }
 
 /// Carries an Engine.IO WebSocket: this thread reads and feeds the
-/// endpoint; a writer thread carries out the endpoint's commands.
+/// endpoint a read's messages at a time; a writer thread carries out the
+/// endpoint's commands, writing all that are queued together.
 fn pump_engine_ws(
     engine: &EngineIo,
     conn: switchboard_core::engineio::ConnId,
@@ -453,34 +455,65 @@ fn pump_engine_ws(
     let sender = ws.sender();
     let writer = std::thread::Builder::new()
         .name("switchboard-eio-ws-writer".into())
-        .spawn(move || {
-            for command in futures_executor::block_on_stream(commands) {
-                match command {
-                    WsCommand::Send(message) => {
-                        if sender.send(message).is_err() {
-                            return;
-                        }
-                    }
-                    WsCommand::Close => break,
-                }
-            }
-            let _ = sender.close(None);
-        });
+        .spawn(move || write_commands(&sender, commands));
     if let Err(error) = writer {
         tracing::warn!(%error, "cannot start a WebSocket writer thread");
         engine.ws_closed(conn);
         return;
     }
-    while let Some(item) = ws.recv() {
+    let mut burst = Vec::new();
+    'read: while let Some(item) = ws.recv() {
+        let mut failed = None;
         match item {
-            Ok(message) => engine.ws_message(conn, message),
-            Err(error) => {
-                tracing::debug!(%error, "Engine.IO WebSocket failed");
-                break;
+            Ok(message) => burst.push(message),
+            Err(error) => failed = Some(error),
+        }
+        while failed.is_none()
+            && let Some(next) = ws.next_buffered()
+        {
+            match next {
+                Ok(message) => burst.push(message),
+                Err(error) => failed = Some(error),
             }
+        }
+        if !burst.is_empty() {
+            engine.ws_messages(conn, burst.drain(..));
+        }
+        if let Some(error) = failed {
+            tracing::debug!(%error, "Engine.IO WebSocket failed");
+            break 'read;
         }
     }
     engine.ws_closed(conn);
+}
+
+/// The writer thread of [`pump_engine_ws`]: blocks for the endpoint's next
+/// command, then writes it with every send queued behind it.
+fn write_commands(sender: &ws::Sender, mut commands: switchboard_async::engineio::WsCommands) {
+    let mut batch = Vec::new();
+    loop {
+        let mut closing = match futures_executor::block_on(commands.next()) {
+            Some(WsCommand::Send(message)) => {
+                batch.push(message);
+                false
+            }
+            Some(WsCommand::Close) | None => true,
+        };
+        while !closing {
+            match commands.try_recv() {
+                Ok(WsCommand::Send(message)) => batch.push(message),
+                Ok(WsCommand::Close) | Err(TryRecvError::Closed) => closing = true,
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        if !batch.is_empty() && sender.send_all(batch.drain(..)).is_err() {
+            return;
+        }
+        if closing {
+            break;
+        }
+    }
+    let _ = sender.close(None);
 }
 
 fn write_status(stream: &mut TcpStream, status: u16, keep_alive: bool) -> io::Result<()> {
