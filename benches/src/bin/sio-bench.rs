@@ -68,6 +68,8 @@ fn real_main() -> Result<()> {
                     "--secs" => options.secs = value()?.parse()?,
                     "--idle" => options.idle = value()?.parse()?,
                     "--json" => options.json = Some(value()?.clone()),
+                    "--max-others" => options.max_others = value()?.parse()?,
+                    "--retries" => options.retries = value()?.parse()?,
                     "--cases" => {
                         let cases = value()?;
                         options.ack = cases.split(',').any(|c| c == "ack");
@@ -88,7 +90,7 @@ fn real_main() -> Result<()> {
                 .build()?
                 .block_on(run(options))
         }
-        _ => Err("usage: sio-bench run [--rounds N] [--secs S] [--impls a,b] [--cases ack,broadcast] [--idle N] [--json PATH] | sio-bench serve <impl>".into()),
+        _ => Err("usage: sio-bench run [--rounds N] [--secs S] [--impls a,b] [--cases ack,broadcast] [--idle N] [--max-others 0.1] [--retries 3] [--json PATH] | sio-bench serve <impl>".into()),
     }
 }
 
@@ -101,6 +103,10 @@ struct Options {
     /// Whether to run the ack cases and the broadcast case.
     ack: bool,
     broadcast: bool,
+    /// A measurement during which other processes used more than this many
+    /// cores is discarded and repeated (at most `retries` times).
+    max_others: f64,
+    retries: usize,
     json: Option<String>,
 }
 
@@ -113,6 +119,8 @@ impl Default for Options {
             impls: SioImpl::ALL.to_vec(),
             ack: true,
             broadcast: true,
+            max_others: 0.1,
+            retries: 3,
             json: None,
         }
     }
@@ -364,10 +372,22 @@ fn uptime() -> String {
 
 type Results = BTreeMap<(String, SioImpl), Vec<Sample>>;
 
+/// Whether `sample` was taken while other processes were busy and should be
+/// measured again (counting the retry; after `retries` it is kept).
+fn noisy(options: &Options, sample: &Sample, tries: &mut usize, discarded: &mut usize) -> bool {
+    if sample.other <= options.max_others || *tries >= options.retries {
+        return false;
+    }
+    *tries += 1;
+    *discarded += 1;
+    true
+}
+
 async fn run(options: Options) -> Result<()> {
     let load_before = uptime();
     eprintln!("load before: {load_before}");
     let mut results: Results = BTreeMap::new();
+    let mut discarded = 0;
     let impls = &options.impls;
     for round in 0..options.rounds {
         for k in 0..impls.len() {
@@ -376,7 +396,19 @@ async fn run(options: Options) -> Result<()> {
             let server = Server::start(imp)?;
             let ack_cases = if options.ack { &ACK_CASES[..] } else { &[] };
             for &(name, clients, window) in ack_cases {
-                let sample = match measure_ack(&server, clients, window, options.secs).await {
+                let mut tries = 0;
+                let sample = loop {
+                    match measure_ack(&server, clients, window, options.secs).await {
+                        Ok(sample) if noisy(&options, &sample, &mut tries, &mut discarded) => {
+                            eprintln!(
+                                "round {round} {imp} {name}: discarded, other processes used {:.2} cores",
+                                sample.other
+                            );
+                        }
+                        result => break result,
+                    }
+                };
+                let sample = match sample {
                     Ok(sample) => sample,
                     Err(error) => {
                         eprintln!("round {round} {imp} {name}: {error}");
@@ -395,7 +427,19 @@ async fn run(options: Options) -> Result<()> {
             if !options.broadcast {
                 continue;
             }
-            let sample = match measure_broadcast(&server, options.secs).await {
+            let mut tries = 0;
+            let sample = loop {
+                match measure_broadcast(&server, options.secs).await {
+                    Ok(sample) if noisy(&options, &sample, &mut tries, &mut discarded) => {
+                        eprintln!(
+                            "round {round} {imp} {BCAST_CASE}: discarded, other processes used {:.2} cores",
+                            sample.other
+                        );
+                    }
+                    result => break result,
+                }
+            };
+            let sample = match sample {
                 Ok(sample) => sample,
                 Err(error) => {
                     eprintln!("round {round} {imp} {BCAST_CASE}: {error}");
@@ -437,7 +481,10 @@ async fn run(options: Options) -> Result<()> {
     }
     let load_after = uptime();
     eprintln!("load after: {load_after}");
-    report(&options, &results, &load_before, &load_after)
+    if discarded > 0 {
+        eprintln!("discarded {discarded} noisy measurement(s)");
+    }
+    report(&options, &results, discarded, &load_before, &load_after)
 }
 
 /// Median over rounds of `imp`'s value divided by `peer`'s in that round.
@@ -454,7 +501,13 @@ fn median_ratio(samples: &Results, case: &str, imp: SioImpl, peer: SioImpl) -> O
     Some(median(&mut ratios))
 }
 
-fn report(options: &Options, results: &Results, before: &str, after: &str) -> Result<()> {
+fn report(
+    options: &Options,
+    results: &Results,
+    discarded: usize,
+    before: &str,
+    after: &str,
+) -> Result<()> {
     let mut cases: Vec<String> = ACK_CASES.iter().map(|c| c.0.to_owned()).collect();
     cases.push(BCAST_CASE.to_owned());
     let idle_case = format!("idle bytes/socket over {}", options.idle);
@@ -512,6 +565,8 @@ fn report(options: &Options, results: &Results, before: &str, after: &str) -> Re
             "rounds": options.rounds,
             "secs": options.secs,
             "idle_sockets": options.idle,
+            "max_other_cores": options.max_others,
+            "discarded_noisy_measurements": discarded,
             "load_before": before,
             "load_after": after,
             "results": json,
