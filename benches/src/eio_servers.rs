@@ -12,6 +12,9 @@
 //! - **switchboard-smol**: the same endpoint through
 //!   `switchboard_smol::engineio::serve_on`, spawning on a two-thread smol
 //!   executor (`conformance-server`'s).
+//! - **switchboard-threads** (not in the default set; `--impls` names it):
+//!   the same endpoint through `switchboard_threads::engineio::serve`, a
+//!   thread per connection plus a writer thread per Engine.IO WebSocket.
 //! - **engineioxide**: socketioxide's Engine.IO engine, an
 //!   `EngineIoService` served by hyper's HTTP/1.1 server (with upgrades)
 //!   on tokio's multi-thread runtime, and a handler that `emit`s every
@@ -50,15 +53,26 @@ pub enum EioImpl {
     SwitchboardTokio,
     /// `switchboard_smol::engineio::serve_on` + the echo endpoint.
     SwitchboardSmol,
+    /// `switchboard_threads::engineio::serve` + the echo endpoint.
+    SwitchboardThreads,
     /// engineioxide's `EngineIoService` under hyper.
     Engineioxide,
 }
 
 impl EioImpl {
-    /// Every implementation, Switchboard's first.
-    pub const ALL: [EioImpl; 3] = [
+    /// The implementations measured by default: the targets' runtimes and
+    /// the peer.
+    pub const DEFAULT: [EioImpl; 3] = [
         EioImpl::SwitchboardTokio,
         EioImpl::SwitchboardSmol,
+        EioImpl::Engineioxide,
+    ];
+
+    /// Every implementation, Switchboard's first.
+    pub const ALL: [EioImpl; 4] = [
+        EioImpl::SwitchboardTokio,
+        EioImpl::SwitchboardSmol,
+        EioImpl::SwitchboardThreads,
         EioImpl::Engineioxide,
     ];
 
@@ -67,6 +81,7 @@ impl EioImpl {
         match self {
             EioImpl::SwitchboardTokio => "switchboard-tokio",
             EioImpl::SwitchboardSmol => "switchboard-smol",
+            EioImpl::SwitchboardThreads => "switchboard-threads",
             EioImpl::Engineioxide => "engineioxide",
         }
     }
@@ -84,12 +99,13 @@ impl FromStr for EioImpl {
         let short = match s {
             "tokio" => Some(EioImpl::SwitchboardTokio),
             "smol" => Some(EioImpl::SwitchboardSmol),
+            "threads" => Some(EioImpl::SwitchboardThreads),
             _ => None,
         };
         short
             .or_else(|| EioImpl::ALL.into_iter().find(|i| i.name() == s))
             .ok_or_else(|| {
-                format!("unknown Engine.IO implementation {s:?}: use switchboard-tokio (tokio), switchboard-smol (smol) or engineioxide")
+                format!("unknown Engine.IO implementation {s:?}: use switchboard-tokio (tokio), switchboard-smol (smol), switchboard-threads (threads) or engineioxide")
             })
     }
 }
@@ -143,6 +159,12 @@ pub fn run(imp: EioImpl, listener: TcpListener) -> io::Result<()> {
                 switchboard_smol::engineio::serve_on(runtime, listener, routes).await;
                 Ok(())
             })
+        }
+        EioImpl::SwitchboardThreads => {
+            let engine = switchboard_conformance::runtime::engineio_echo(switchboard_config());
+            let routes =
+                switchboard_threads::engineio::Routes::new().engineio("/engine.io/", engine);
+            switchboard_threads::engineio::serve(listener, routes)
         }
         EioImpl::Engineioxide => tokio_runtime().block_on(async move {
             listener.set_nonblocking(true)?;

@@ -97,7 +97,7 @@ pub struct EioOptions {
 impl EioOptions {
     pub fn parse(args: &[String]) -> Result<Self, Error> {
         let mut o = EioOptions {
-            impls: EioImpl::ALL.map(Contender::of).to_vec(),
+            impls: EioImpl::DEFAULT.map(Contender::of).to_vec(),
             cases: [
                 (Transport::WebSocket, 1),
                 (Transport::WebSocket, 64),
