@@ -16,7 +16,7 @@ use futures_util::future::{Either, select};
 use futures_util::{AsyncReadExt, AsyncWriteExt, Sink, SinkExt, StreamExt};
 use switchboard_core::http::{HeadReader, Limits, Request};
 use switchboard_core::ws::handshake::{self, ClientHandshake, HandshakeError, WsUrl};
-use switchboard_core::ws::{CloseFrame, Config, Connection, Event, Message, Role};
+use switchboard_core::ws::{CloseFrame, Config, Connection, Message, Role};
 
 use crate::io::poll_read_with;
 use crate::{Error, Runtime};
@@ -99,10 +99,9 @@ where
     /// driver that takes a message with [`recv`](Self::recv) can gather the
     /// rest of the same read this way and handle them as one batch.
     pub fn next_buffered(&mut self) -> Option<Result<Message, Error>> {
-        self.conn.poll_event().map(|event| match event {
-            Event::Message(message) => Ok(message),
-            Event::Failed(error) => Err(error.into()),
-        })
+        self.conn
+            .poll_event()
+            .map(|event| event.into_result().map_err(Error::from))
     }
 
     /// Sends a message and flushes it to the transport.
@@ -179,10 +178,7 @@ where
                     self.finished = true;
                     return Poll::Ready(Some(Err(e.into())));
                 }
-                return Poll::Ready(Some(match event {
-                    Event::Message(message) => Ok(message),
-                    Event::Failed(error) => Err(error.into()),
-                }));
+                return Poll::Ready(Some(event.into_result().map_err(Error::from)));
             }
             if self.finished {
                 return Poll::Ready(None);

@@ -11,7 +11,7 @@ pub use switchboard_core::ws::{
     CloseCode, CloseFrame, Config, DeflateConfig, KeepAlive, Message, OriginPolicy, ProtocolError,
     SendError, Text,
 };
-use switchboard_core::ws::{Connection, Event, Role};
+use switchboard_core::ws::{Connection, Role};
 
 /// Anything that can go wrong on a blocking WebSocket.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +75,20 @@ impl Writer {
 }
 
 type Shared = Arc<Mutex<Writer>>;
+
+/// The next decoded event as the application gets it, once what decoding
+/// queued (automatic pongs, a failure's close frame) is written out; a
+/// failed write ends the connection (`finished`).
+fn take_event(writer: &mut Writer, finished: &mut bool) -> Option<Result<Message, Error>> {
+    let event = writer.conn.poll_event()?;
+    let flushed = writer.flush();
+    writer.close_transport_if_due();
+    if let Err(e) = flushed {
+        *finished = true;
+        return Some(Err(e.into()));
+    }
+    Some(event.into_result().map_err(Error::from))
+}
 
 fn lock(shared: &Shared) -> MutexGuard<'_, Writer> {
     shared
@@ -224,18 +238,7 @@ impl WebSocket {
     /// `None` when the next one needs a read. After [`recv`](Self::recv),
     /// this gathers the rest of the same read to handle as one batch.
     pub fn next_buffered(&mut self) -> Option<Result<Message, Error>> {
-        let mut writer = lock(&self.shared);
-        let event = writer.conn.poll_event()?;
-        if matches!(event, Event::Failed(_)) {
-            // The close frame that failing queued goes out now, as `recv`
-            // would send it.
-            let _ = writer.flush();
-            writer.close_transport_if_due();
-        }
-        Some(match event {
-            Event::Message(message) => Ok(message),
-            Event::Failed(error) => Err(error.into()),
-        })
+        take_event(&mut lock(&self.shared), &mut self.finished)
     }
 
     /// Starts the close handshake and waits (up to the close timeout) for it
@@ -255,17 +258,8 @@ impl WebSocket {
         loop {
             let timeout = {
                 let mut writer = lock(&self.shared);
-                if let Some(event) = writer.conn.poll_event() {
-                    let flushed = writer.flush();
-                    writer.close_transport_if_due();
-                    if let Err(e) = flushed {
-                        self.finished = true;
-                        return Some(Err(e.into()));
-                    }
-                    return Some(match event {
-                        Event::Message(message) => Ok(message),
-                        Event::Failed(error) => Err(error.into()),
-                    });
+                if let Some(item) = take_event(&mut writer, &mut self.finished) {
+                    return Some(item);
                 }
                 if self.finished {
                     return None;

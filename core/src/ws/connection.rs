@@ -75,6 +75,17 @@ pub enum Event {
     Failed(ProtocolError),
 }
 
+impl Event {
+    /// The message, or the error that failed the connection: what a driver
+    /// hands its application for each event.
+    pub fn into_result(self) -> Result<Message, ProtocolError> {
+        match self {
+            Event::Message(message) => Ok(message),
+            Event::Failed(error) => Err(error),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct FrameInProgress {
     header: FrameHeader,
