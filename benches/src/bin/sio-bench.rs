@@ -372,15 +372,31 @@ fn uptime() -> String {
 
 type Results = BTreeMap<(String, SioImpl), Vec<Sample>>;
 
-/// Whether `sample` was taken while other processes were busy and should be
-/// measured again (counting the retry; after `retries` it is kept).
-fn noisy(options: &Options, sample: &Sample, tries: &mut usize, discarded: &mut usize) -> bool {
-    if sample.other <= options.max_others || *tries >= options.retries {
-        return false;
+/// Runs `measure` until a sample is taken while other processes stayed
+/// under `max_others` cores, or `retries` were discarded (`label` names the
+/// measurement in the log); counts discards in `discarded`.
+async fn measure_quietly<Fut>(
+    options: &Options,
+    discarded: &mut usize,
+    label: &str,
+    mut measure: impl FnMut() -> Fut,
+) -> Result<Sample>
+where
+    Fut: Future<Output = Result<Sample>>,
+{
+    let mut tries = 0;
+    loop {
+        let sample = measure().await?;
+        if sample.other <= options.max_others || tries >= options.retries {
+            return Ok(sample);
+        }
+        tries += 1;
+        *discarded += 1;
+        eprintln!(
+            "{label}: discarded, other processes used {:.2} cores",
+            sample.other
+        );
     }
-    *tries += 1;
-    *discarded += 1;
-    true
 }
 
 async fn run(options: Options) -> Result<()> {
@@ -396,18 +412,11 @@ async fn run(options: Options) -> Result<()> {
             let server = Server::start(imp)?;
             let ack_cases = if options.ack { &ACK_CASES[..] } else { &[] };
             for &(name, clients, window) in ack_cases {
-                let mut tries = 0;
-                let sample = loop {
-                    match measure_ack(&server, clients, window, options.secs).await {
-                        Ok(sample) if noisy(&options, &sample, &mut tries, &mut discarded) => {
-                            eprintln!(
-                                "round {round} {imp} {name}: discarded, other processes used {:.2} cores",
-                                sample.other
-                            );
-                        }
-                        result => break result,
-                    }
-                };
+                let label = format!("round {round} {imp} {name}");
+                let sample = measure_quietly(&options, &mut discarded, &label, || {
+                    measure_ack(&server, clients, window, options.secs)
+                })
+                .await;
                 let sample = match sample {
                     Ok(sample) => sample,
                     Err(error) => {
@@ -427,18 +436,11 @@ async fn run(options: Options) -> Result<()> {
             if !options.broadcast {
                 continue;
             }
-            let mut tries = 0;
-            let sample = loop {
-                match measure_broadcast(&server, options.secs).await {
-                    Ok(sample) if noisy(&options, &sample, &mut tries, &mut discarded) => {
-                        eprintln!(
-                            "round {round} {imp} {BCAST_CASE}: discarded, other processes used {:.2} cores",
-                            sample.other
-                        );
-                    }
-                    result => break result,
-                }
-            };
+            let label = format!("round {round} {imp} {BCAST_CASE}");
+            let sample = measure_quietly(&options, &mut discarded, &label, || {
+                measure_broadcast(&server, options.secs)
+            })
+            .await;
             let sample = match sample {
                 Ok(sample) => sample,
                 Err(error) => {

@@ -34,8 +34,6 @@
 //! [`Server::ws_closed`] and the session closes (`transport close`).
 
 use std::collections::{BTreeSet, VecDeque};
-
-use crate::ids::IdMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +45,7 @@ use super::{
     decode_payload, encode_payload, new_sid,
 };
 use crate::http::{self, Request, query_param};
+use crate::ids::IdMap;
 use crate::ws::Message;
 
 /// Which origins get CORS headers.

@@ -34,8 +34,6 @@
 //! [`ServerConfig::max_namespaces_per_session`] namespaces.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-
-use crate::ids::{IdMap, IdSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,6 +46,7 @@ use super::packet::{
     encode_ack, encode_event,
 };
 use crate::engineio::{self, MessageData};
+use crate::ids::{IdMap, IdSet};
 use crate::ws::Text;
 
 /// A socket's id: unique, unguessable, URL-safe (as Engine.IO session
