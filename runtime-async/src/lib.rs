@@ -8,6 +8,7 @@
 //! sleeping, TCP connect and accept (in the spirit of quinn's `Runtime`
 //! trait and python-engineio's async drivers).
 
+mod dispatch;
 pub mod engineio;
 mod error;
 mod io;

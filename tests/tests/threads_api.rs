@@ -1,6 +1,16 @@
-//! The threads adapter's own API: a cloneable sender used from many threads.
+//! The threads adapter's own API: a cloneable sender used from many
+//! threads, batches, and handlers that block only their own socket.
 
 use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use serde_json::json;
+use switchboard_async::socketio::client::{ClientBuilder, Transport};
+use switchboard_threads::engineio::{Routes, serve};
+use switchboard_threads::socketio::client::Threads;
+use switchboard_threads::socketio::{SocketIo, SocketIoConfig};
 
 use switchboard_conformance::RuntimeKind;
 use switchboard_conformance::runtime::{conformance_config, spawn_ws_echo};
@@ -71,4 +81,66 @@ fn send_all_writes_a_batch_in_order_and_next_buffered_gathers_a_read() {
     );
     socket.close(None).expect("close");
     assert!(socket.recv().is_none());
+}
+
+/// A sync handler that blocks (waiting for another client, here) holds
+/// back only its own socket: the other client's events are handled by its
+/// own connection's thread meanwhile, as in python-socketio's threading
+/// mode. With one delivery loop per server, `release` would wait behind
+/// `block`, which would give up after its timeout and answer `false`.
+#[test]
+fn a_blocking_sync_handler_holds_back_only_its_own_socket() {
+    let io = SocketIo::new(SocketIoConfig::default());
+    let (release, released) = mpsc::channel::<()>();
+    let release = Arc::new(Mutex::new(release));
+    let released = Arc::new(Mutex::new(released));
+    io.ns("/", move |socket| {
+        let released = released.clone();
+        socket.on("block", move |_, mut event| {
+            let got = released
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(5))
+                .is_ok();
+            if let Some(ack) = event.take_ack() {
+                let _ = ack.send(&got);
+            }
+        });
+        let release = release.clone();
+        socket.on("release", move |_, mut event| {
+            let _ = release.lock().unwrap().send(());
+            if let Some(ack) = event.take_ack() {
+                let _ = ack.send(&true);
+            }
+        });
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let routes = Routes::new().socketio("/socket.io/", &io);
+    routes.start_timers().expect("timers");
+    std::thread::spawn(move || serve(listener, routes));
+
+    let connect = |transport| {
+        ClientBuilder::new(&url)
+            .transports([transport])
+            .connect(Threads)
+            .wait()
+            .expect("connect")
+    };
+    let (blocked, releaser) = (connect(Transport::WebSocket), connect(Transport::Polling));
+    let block = blocked
+        .emit_with_ack("block", &json!([]), Duration::from_secs(10))
+        .expect("emit block");
+    // Let `block` reach its handler first.
+    std::thread::sleep(Duration::from_millis(200));
+    let answer = releaser
+        .emit_with_ack("release", &json!([]), Duration::from_secs(3))
+        .expect("emit release")
+        .wait()
+        .expect("release is handled while block's handler waits");
+    assert_eq!(answer.values(), [json!(true)]);
+    let answer = block.wait().expect("block answers");
+    assert_eq!(answer.values(), [json!(true)], "block saw the release");
+    blocked.io().disconnect();
+    releaser.io().disconnect();
 }

@@ -320,6 +320,24 @@ pub enum ServerEvent {
     },
 }
 
+impl ServerEvent {
+    /// The session the event belongs to.
+    ///
+    /// ```
+    /// use switchboard_core::engineio::{CloseReason, ServerEvent};
+    ///
+    /// let event = ServerEvent::Close { sid: "AAAA".into(), reason: CloseReason::TransportClose };
+    /// assert_eq!(&**event.sid(), "AAAA");
+    /// ```
+    pub fn sid(&self) -> &Arc<str> {
+        match self {
+            ServerEvent::Open { sid, .. }
+            | ServerEvent::Message { sid, .. }
+            | ServerEvent::Close { sid, .. } => sid,
+        }
+    }
+}
+
 /// Something for the adapter to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transmit {

@@ -220,6 +220,27 @@ pub enum ServerEvent {
     },
 }
 
+impl ServerEvent {
+    /// The socket the event belongs to (for [`ServerEvent::Connect`], the
+    /// socket it would be).
+    ///
+    /// ```
+    /// use switchboard_core::socketio::server::{AckError, ServerEvent};
+    ///
+    /// let event = ServerEvent::AckFailed { socket: "s1".into(), id: 7, error: AckError::Timeout };
+    /// assert_eq!(&**event.socket(), "s1");
+    /// ```
+    pub fn socket(&self) -> &SocketId {
+        match self {
+            ServerEvent::Connect { socket, .. }
+            | ServerEvent::Event { socket, .. }
+            | ServerEvent::Ack { socket, .. }
+            | ServerEvent::AckFailed { socket, .. }
+            | ServerEvent::Disconnect { socket, .. } => socket,
+        }
+    }
+}
+
 /// Something for the adapter to do on the Engine.IO endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transmit {

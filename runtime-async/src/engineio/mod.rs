@@ -6,8 +6,9 @@
 //! core [`Server`] under one lock and routes each [`Transmit`] to the task
 //! that owns its poll or WebSocket (a oneshot per held poll, a bounded queue
 //! per WebSocket). Application events are handed to an [`EventHandler`] in
-//! the order the core produced them, outside the lock, so a handler may call
-//! [`EngineIo::send`] directly. A timer (driven by the runtime, see
+//! the order the core produced them per session (concurrently across
+//! sessions), outside the lock, so a handler may call [`EngineIo::send`]
+//! directly. A timer (driven by the runtime, see
 //! [`EngineIo::run_timers`]) is woken whenever the next deadline moves
 //! earlier.
 //!
@@ -20,12 +21,12 @@ mod queue;
 use queue::{SendFailure, WsCommandSender, ws_queue};
 pub use queue::{TryRecvError, WsCommands};
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use crate::dispatch::OrderedDispatch;
 use crate::timer::{Timed, TimerSignal};
 use bytes::Bytes;
 use futures_channel::{mpsc, oneshot};
@@ -38,11 +39,16 @@ use switchboard_core::http::Request;
 use switchboard_core::ids::IdMap;
 use switchboard_core::ws::Message;
 
-/// Receives the events of an [`EngineIo`] endpoint, in order.
+/// Receives the events of an [`EngineIo`] endpoint: in order and one at a
+/// time per session, concurrently across sessions.
 ///
 /// Called outside the hub's lock, from whichever connection or timer
-/// produced the event: keep it short and non-blocking (hand work to a task
-/// or channel). It may call [`EngineIo::send`] and [`EngineIo::close`].
+/// produced the event (usually the session's own connection), so events of
+/// different sessions may be handled on different threads at once. A
+/// handler that blocks holds back only its own session's later events, but
+/// it also holds the task or thread it runs on: keep it short on async
+/// runtimes (hand long work to a task or channel). It may call
+/// [`EngineIo::send`] and [`EngineIo::close`].
 pub trait EventHandler: Send + Sync + 'static {
     /// Handles one event.
     fn handle(&self, engine: &EngineIo, event: ServerEvent);
@@ -91,10 +97,9 @@ struct State {
 
 struct Hub {
     state: Mutex<State>,
-    /// Events taken out of the server, waiting for the handler.
-    events: Mutex<VecDeque<ServerEvent>>,
-    /// Held by whoever is running the handler, so events stay in order.
-    delivering: Mutex<()>,
+    /// Events taken out of the server, waiting for the handler, in order
+    /// per session.
+    events: OrderedDispatch<Arc<str>, ServerEvent>,
     handler: Box<dyn EventHandler>,
     timer: TimerSignal,
     /// The hub itself, to hand the handler an [`EngineIo`].
@@ -156,8 +161,7 @@ impl EngineIo {
                     conns: IdMap::default(),
                     timer_deadline: None,
                 }),
-                events: Mutex::new(VecDeque::new()),
-                delivering: Mutex::new(()),
+                events: OrderedDispatch::new(),
                 handler: Box::new(handler),
                 timer: TimerSignal::default(),
                 this: this.clone(),
@@ -372,11 +376,10 @@ impl EngineIo {
                     }
                 }
             }
-            if let Some(first) = state.server.poll_event() {
-                let mut events = lock(&hub.events);
-                events.push_back(first);
-                events.extend(std::iter::from_fn(|| state.server.poll_event()));
-            }
+            hub.events.push_all(
+                std::iter::from_fn(|| state.server.poll_event())
+                    .map(|event| (event.sid().clone(), event)),
+            );
             // Routing may have closed sessions, which queues more.
             if !state.server.has_pending_output() {
                 break;
@@ -394,33 +397,17 @@ impl EngineIo {
         }
     }
 
-    /// Hands queued events to the handler, one caller at a time; a caller
-    /// that finds another delivering leaves its events to that one.
+    /// Hands queued events to the handler: in order per session, and
+    /// concurrently with callers delivering other sessions.
     fn deliver(hub: &Hub) {
-        if lock(&hub.events).is_empty() {
+        if hub.events.is_idle() {
             return;
         }
         let Some(engine) = hub.this.upgrade().map(|hub| EngineIo { hub }) else {
             return;
         };
-        loop {
-            let Ok(guard) = hub.delivering.try_lock() else {
-                return;
-            };
-            loop {
-                let event = lock(&hub.events).pop_front();
-                match event {
-                    Some(event) => hub.handler.handle(&engine, event),
-                    None => break,
-                }
-            }
-            drop(guard);
-            // An event queued after the last check but before the unlock
-            // found the lock taken: take it now.
-            if lock(&hub.events).is_empty() {
-                return;
-            }
-        }
+        hub.events
+            .deliver(|event| hub.handler.handle(&engine, event));
     }
 }
 

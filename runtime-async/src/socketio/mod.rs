@@ -11,10 +11,13 @@
 //! Like the Engine.IO hub, nothing here is tied to a runtime: the core's
 //! state is kept under one lock; what it asks to send goes to the
 //! Engine.IO endpoint in the order it was produced, outside the lock; its
-//! events reach the handlers in order, outside the lock, so a handler may
-//! emit, join or disconnect directly. Sync handlers run where the event is
-//! delivered (keep them short); async handlers are spawned on the runtime's
-//! executor. An emit is handed to the transport at once, so a handler that
+//! events reach the handlers in order per socket (different sockets'
+//! concurrently), outside the lock, so a handler may emit, join or
+//! disconnect directly. Sync handlers run where the event is delivered,
+//! usually the task or thread of the socket's own connection: a slow one
+//! holds back only its socket's later events (on an async runtime it also
+//! holds a worker, so keep them short there); async handlers are spawned
+//! on the runtime's executor. An emit is handed to the transport at once, so a handler that
 //! emits progress while it works delivers each step at its time.
 
 pub mod client;
@@ -43,6 +46,7 @@ use switchboard_core::socketio::{Packet, RawJson, encode_event};
 
 pub use payload::Payload;
 
+use crate::dispatch::OrderedDispatch;
 use crate::engineio::{self, EngineIo};
 use crate::timer::{Timed, TimerSignal};
 
@@ -165,8 +169,8 @@ struct Hub {
     engine: std::sync::OnceLock<EngineIo>,
     outbox: Mutex<VecDeque<Transmit>>,
     flushing: Mutex<()>,
-    events: Mutex<VecDeque<ServerEvent>>,
-    delivering: Mutex<()>,
+    /// The core's events, waiting for the handlers, in order per socket.
+    events: OrderedDispatch<SocketId, ServerEvent>,
     namespaces: RwLock<HashMap<String, Arc<NamespaceHandlers>>>,
     dynamic: RwLock<Vec<Arc<NamespaceHandlers>>>,
     sockets: RwLock<IdMap<SocketId, Arc<SocketEntry>>>,
@@ -205,8 +209,7 @@ impl SocketIo {
             engine: std::sync::OnceLock::new(),
             outbox: Mutex::new(VecDeque::new()),
             flushing: Mutex::new(()),
-            events: Mutex::new(VecDeque::new()),
-            delivering: Mutex::new(()),
+            events: OrderedDispatch::new(),
             namespaces: RwLock::new(HashMap::new()),
             dynamic: RwLock::new(Vec::new()),
             sockets: RwLock::new(IdMap::default()),
@@ -390,7 +393,10 @@ impl Hub {
             let mut core = lock(&self.core);
             let result = f(&mut core);
             lock(&self.outbox).extend(std::iter::from_fn(|| core.poll_transmit()));
-            lock(&self.events).extend(std::iter::from_fn(|| core.poll_event()));
+            self.events.push_all(
+                std::iter::from_fn(|| core.poll_event())
+                    .map(|event| (event.socket().clone(), event)),
+            );
             let next = core.poll_timeout();
             let mut deadline = lock(&self.timer_deadline);
             if next.is_some_and(|next| deadline.is_none_or(|current| next < current)) {
@@ -436,26 +442,16 @@ impl Hub {
         }
     }
 
+    /// Hands the core's events to the handlers: in order per socket, and
+    /// concurrently with callers delivering other sockets.
     fn deliver(&self) {
+        if self.events.is_idle() {
+            return;
+        }
         let Some(hub) = self.this.upgrade() else {
             return;
         };
-        loop {
-            let Ok(guard) = self.delivering.try_lock() else {
-                return;
-            };
-            loop {
-                let event = lock(&self.events).pop_front();
-                match event {
-                    Some(event) => hub.dispatch(event),
-                    None => break,
-                }
-            }
-            drop(guard);
-            if lock(&self.events).is_empty() {
-                return;
-            }
-        }
+        self.events.deliver(|event| hub.dispatch(event));
     }
 
     fn run<A: Send + 'static>(&self, callback: &Callback<A>, arg: A) {
@@ -687,7 +683,13 @@ impl Socket {
     }
 
     /// Handles event `event` with a sync handler (replacing an earlier
-    /// one).
+    /// one). A socket's events reach its handlers one at a time, in the
+    /// order they arrived; other sockets' handlers may run at the same
+    /// time on other threads. A handler runs on the thread or task that
+    /// delivers the event (usually the socket's own connection): blocking
+    /// in it delays only this socket's later events, but on an async
+    /// runtime it also holds a worker thread, so prefer
+    /// [`on_async`](Self::on_async) there for slow work.
     pub fn on(&self, event: &str, handler: impl Fn(Socket, Event) + Send + Sync + 'static) {
         self.set_handler(event, Callback::Sync(Arc::new(move |(s, e)| handler(s, e))));
     }

@@ -1,0 +1,352 @@
+//! Ordered delivery of a hub's events to the application: in order per key
+//! (an Engine.IO session, a Socket.IO socket), concurrently across keys.
+//!
+//! A hub pushes events in the order its core produced them, then calls
+//! [`OrderedDispatch::deliver`] from whichever task or thread did the work.
+//! A key's events are handed to the handler one at a time, by one caller at
+//! a time; a caller that finds the key busy leaves its events to the caller
+//! already delivering it. Different keys are delivered by different callers
+//! at once, so a slow handler holds back only its own session, and the
+//! connection that read a message usually runs its handler itself.
+//!
+//! A caller already delivering from this dispatcher (a handler that
+//! disconnects another socket, say) does not deliver again from inside the
+//! handler: the events wait for the outer delivery loop, which runs them
+//! once the handler has returned. Handlers are therefore never re-entered
+//! on one thread, and a handler holding its own lock cannot deadlock on it.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::hash::Hash;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use switchboard_core::ids::IdMap;
+
+/// How many emptied queues a dispatcher keeps for reuse.
+const SPARE_QUEUES: usize = 64;
+
+thread_local! {
+    /// The dispatchers this thread is delivering from (by address).
+    static DELIVERING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Events waiting for the application, in order per key.
+pub(crate) struct OrderedDispatch<K, E> {
+    state: Mutex<State<K, E>>,
+}
+
+struct State<K, E> {
+    /// Keys with events waiting or being delivered.
+    keys: IdMap<K, KeyQueue<E>>,
+    /// Keys with events waiting and nobody delivering them, oldest first.
+    /// Holds exactly the keys of `keys` that are not busy.
+    ready: VecDeque<K>,
+    /// Emptied queues, kept so a steady stream of events allocates nothing.
+    spare: Vec<VecDeque<E>>,
+}
+
+struct KeyQueue<E> {
+    events: VecDeque<E>,
+    /// A caller is delivering this key's events.
+    busy: bool,
+}
+
+impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
+    pub(crate) fn new() -> Self {
+        OrderedDispatch {
+            state: Mutex::new(State {
+                keys: IdMap::default(),
+                ready: VecDeque::new(),
+                spare: Vec::new(),
+            }),
+        }
+    }
+
+    /// Queues events, each under its key, keeping their order per key.
+    pub(crate) fn push_all(&self, events: impl IntoIterator<Item = (K, E)>) {
+        let mut events = events.into_iter().peekable();
+        if events.peek().is_none() {
+            return;
+        }
+        let mut state = self.lock();
+        let State { keys, ready, spare } = &mut *state;
+        for (key, event) in events {
+            match keys.get_mut(&key) {
+                // Busy keys are picked up by their deliverer; idle ones with
+                // events are already ready.
+                Some(queue) => queue.events.push_back(event),
+                None => {
+                    let mut events = spare.pop().unwrap_or_default();
+                    events.push_back(event);
+                    ready.push_back(key.clone());
+                    keys.insert(
+                        key,
+                        KeyQueue {
+                            events,
+                            busy: false,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Whether no event waits for a deliverer.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.lock().ready.is_empty()
+    }
+
+    /// Hands every ready key's events to `handle`, in order per key, until
+    /// none is ready. Returns at once when called from inside `handle` (of
+    /// this dispatcher, on this thread): the outer call delivers them.
+    pub(crate) fn deliver(&self, mut handle: impl FnMut(E)) {
+        let Some(_delivering) = DeliveringMark::enter(self as *const Self as usize) else {
+            return;
+        };
+        let mut busy = BusyKey {
+            dispatch: self,
+            key: None,
+            batch: VecDeque::new(),
+        };
+        while busy.next_batch() {
+            while let Some(event) = busy.batch.pop_front() {
+                handle(event);
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<K, E>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A key being delivered and its current batch. If a handler panics,
+/// dropping it hands the key back: the rest of the batch goes back in front
+/// of the key's queue, ready for the next caller.
+struct BusyKey<'a, K: Hash + Eq + Clone, E> {
+    dispatch: &'a OrderedDispatch<K, E>,
+    key: Option<K>,
+    batch: VecDeque<E>,
+}
+
+impl<K: Hash + Eq + Clone, E> BusyKey<'_, K, E> {
+    /// Fills the (empty) batch with the key's newly queued events or, when
+    /// there are none, releases the key and takes the next ready one.
+    /// Returns false when no key is ready.
+    fn next_batch(&mut self) -> bool {
+        let mut state = self.dispatch.lock();
+        let State { keys, ready, spare } = &mut *state;
+        if let Some(key) = &self.key {
+            match keys.get_mut(key) {
+                Some(queue) if !queue.events.is_empty() => {
+                    std::mem::swap(&mut self.batch, &mut queue.events);
+                    return true;
+                }
+                _ => {
+                    if let Some(queue) = keys.remove(key)
+                        && spare.len() < SPARE_QUEUES
+                    {
+                        spare.push(queue.events);
+                    }
+                    self.key = None;
+                }
+            }
+        }
+        let Some(key) = ready.pop_front() else {
+            return false;
+        };
+        let queue = keys
+            .get_mut(&key)
+            .expect("a ready key has a queue (see State::ready)");
+        queue.busy = true;
+        std::mem::swap(&mut self.batch, &mut queue.events);
+        self.key = Some(key);
+        true
+    }
+}
+
+impl<K: Hash + Eq + Clone, E> Drop for BusyKey<'_, K, E> {
+    fn drop(&mut self) {
+        let Some(key) = self.key.take() else {
+            return;
+        };
+        let mut state = self.dispatch.lock();
+        let State { keys, ready, .. } = &mut *state;
+        let Some(queue) = keys.get_mut(&key) else {
+            return;
+        };
+        while let Some(event) = self.batch.pop_back() {
+            queue.events.push_front(event);
+        }
+        if queue.events.is_empty() {
+            keys.remove(&key);
+        } else {
+            queue.busy = false;
+            ready.push_back(key);
+        }
+    }
+}
+
+/// This thread delivering from one dispatcher, until dropped.
+struct DeliveringMark(usize);
+
+impl DeliveringMark {
+    fn enter(dispatch: usize) -> Option<Self> {
+        DELIVERING.with(|delivering| {
+            let mut delivering = delivering.borrow_mut();
+            if delivering.contains(&dispatch) {
+                return None;
+            }
+            delivering.push(dispatch);
+            Some(DeliveringMark(dispatch))
+        })
+    }
+}
+
+impl Drop for DeliveringMark {
+    fn drop(&mut self) {
+        DELIVERING.with(|delivering| {
+            let mut delivering = delivering.borrow_mut();
+            if let Some(at) = delivering.iter().rposition(|&d| d == self.0) {
+                delivering.remove(at);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Barrier, mpsc};
+    use std::time::Duration;
+
+    #[test]
+    fn events_of_one_key_arrive_in_order_across_batches() {
+        let dispatch = OrderedDispatch::new();
+        dispatch.push_all([("a", 1), ("b", 10), ("a", 2)]);
+        let mut seen = Vec::new();
+        dispatch.deliver(|event| {
+            if event == 1 {
+                // Queued while "a" is being delivered: the same caller
+                // picks it up after the batch, before moving on to "b".
+                dispatch.push_all([("a", 3)]);
+            }
+            seen.push(event);
+        });
+        assert_eq!(seen, [1, 2, 3, 10]);
+        assert!(dispatch.is_idle());
+        assert!(dispatch.lock().keys.is_empty());
+    }
+
+    #[test]
+    fn a_nested_delivery_waits_for_the_outer_one() {
+        let dispatch = OrderedDispatch::new();
+        dispatch.push_all([("a", 1)]);
+        let mut seen = Vec::new();
+        dispatch.deliver(|event| {
+            seen.push(event);
+            if event == 1 {
+                dispatch.push_all([("b", 2)]);
+                let mut nested = 0;
+                dispatch.deliver(|_| nested += 1);
+                assert_eq!(nested, 0, "a handler is never re-entered");
+            }
+        });
+        assert_eq!(seen, [1, 2]);
+    }
+
+    #[test]
+    fn a_busy_key_does_not_hold_back_other_keys() {
+        let dispatch = Arc::new(OrderedDispatch::new());
+        let (entered, wait_entered) = mpsc::channel();
+        let (release, wait_release) = mpsc::channel::<()>();
+        dispatch.push_all([("slow", 0)]);
+        let slow = {
+            let dispatch = dispatch.clone();
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                dispatch.deliver(|event| {
+                    if event == 0 {
+                        entered.send(()).unwrap();
+                        wait_release.recv_timeout(Duration::from_secs(10)).unwrap();
+                    }
+                    seen.push(event);
+                });
+                seen
+            })
+        };
+        wait_entered.recv_timeout(Duration::from_secs(10)).unwrap();
+        // "slow" is busy in its handler; its next event waits for that
+        // caller, while "fast" is delivered here and now.
+        dispatch.push_all([("fast", 1), ("slow", 2)]);
+        let mut seen = Vec::new();
+        dispatch.deliver(|event| seen.push(event));
+        assert_eq!(seen, [1]);
+        release.send(()).unwrap();
+        assert_eq!(slow.join().unwrap(), [0, 2], "the slow key's caller took 2");
+        assert!(dispatch.lock().keys.is_empty());
+    }
+
+    #[test]
+    fn concurrent_callers_lose_nothing_and_keep_each_keys_order() {
+        const THREADS: usize = 4;
+        const PER_THREAD: usize = 2_000;
+        let dispatch = Arc::new(OrderedDispatch::new());
+        let last = Arc::new(Mutex::new(IdMap::<usize, usize>::default()));
+        let delivered = Arc::new(AtomicUsize::new(0));
+        let start = Arc::new(Barrier::new(THREADS));
+        let threads: Vec<_> = (0..THREADS)
+            .map(|thread| {
+                let (dispatch, last, delivered, start) = (
+                    dispatch.clone(),
+                    last.clone(),
+                    delivered.clone(),
+                    start.clone(),
+                );
+                std::thread::spawn(move || {
+                    start.wait();
+                    for n in 0..PER_THREAD {
+                        // Keys are shared between threads; a key's events
+                        // are numbered per thread, which keys them apart.
+                        let key = n % 8;
+                        dispatch.push_all([(key, (thread, n))]);
+                        dispatch.deliver(|(thread, n)| {
+                            let mut last = last.lock().unwrap();
+                            let slot = last.entry(key_of(thread, n)).or_insert(0);
+                            assert!(n + 1 > *slot, "{thread}/{n} after {}", *slot - 1);
+                            *slot = n + 1;
+                            delivered.fetch_add(1, Ordering::Relaxed);
+                        });
+                    }
+                })
+            })
+            .collect();
+        fn key_of(thread: usize, n: usize) -> usize {
+            thread * 8 + n % 8
+        }
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(delivered.load(Ordering::Relaxed), THREADS * PER_THREAD);
+        assert!(dispatch.lock().keys.is_empty());
+    }
+
+    #[test]
+    fn a_panicking_handler_hands_its_key_back() {
+        let dispatch = OrderedDispatch::new();
+        dispatch.push_all([("a", 1), ("a", 2)]);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            dispatch.deliver(|event| {
+                if event == 1 {
+                    dispatch.push_all([("a", 3)]);
+                    panic!("handler failed");
+                }
+            })
+        }));
+        assert!(result.is_err());
+        let mut seen = Vec::new();
+        dispatch.deliver(|event| seen.push(event));
+        assert_eq!(seen, [2, 3], "the rest of the failed batch, then the rest");
+    }
+}
