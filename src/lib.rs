@@ -32,6 +32,8 @@
 //!
 //! The protocol state machines are in [`core`], shared by all of them.
 
+#![warn(missing_docs)]
+
 pub use switchboard_core as core;
 
 /// The Socket.IO server API, the same on every runtime: [`SocketIo`]

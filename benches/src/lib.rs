@@ -14,6 +14,8 @@
 //! readings. See `BENCHMARKS.md` at the repository root for the commands and
 //! the figures.
 
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod eio_client;
 pub mod eio_servers;

@@ -8,6 +8,8 @@
 //! sleeping, TCP connect and accept (in the spirit of quinn's `Runtime`
 //! trait and python-engineio's async drivers).
 
+#![warn(missing_docs)]
+
 mod dispatch;
 pub mod engineio;
 mod error;

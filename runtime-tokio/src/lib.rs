@@ -15,6 +15,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;

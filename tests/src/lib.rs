@@ -16,6 +16,8 @@
 //! - [`sio_server`]: the contract's Socket.IO handlers, on every runtime.
 //! - [`sio_cases`]: the Socket.IO server cases, over raw HTTP and WebSocket.
 
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod eio_cases;
 pub mod eio_client;
