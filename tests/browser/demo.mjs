@@ -201,7 +201,9 @@ try {
         (t) => t === wantTransport,
         `page ${name} transport (want ${wantTransport})`,
       );
-      const runtime = await text(page, "runtime");
+      // The server's `welcome` (emitted by its connect handler) may come
+      // in a later poll than the connection itself.
+      const runtime = await waitText(page, "runtime", (t) => t !== "?", `page ${name} welcome`);
       if (opts.runtime !== "unknown") {
         expect(runtime === opts.runtime, `page ${name} says runtime ${runtime}, want ${opts.runtime}`);
       }
@@ -235,10 +237,16 @@ try {
         `page ${to} waiting for page ${from}'s chat line`,
       );
     }
-    // Each page also sees its own line (the room includes the sender).
+    // Each page also sees its own line (the room includes the sender). It
+    // comes over the sender's own transport, independently of the other
+    // page's copy (over polling, with the sender's next poll), so wait.
     for (const name of ["a", "b"]) {
-      const messages = await text(pages[name], "messages");
-      expect(messages.includes(lines[name]), `page ${name} does not show its own line`);
+      await waitText(
+        pages[name],
+        "messages",
+        (t) => t.includes(lines[name]),
+        `page ${name} waiting for its own chat line`,
+      );
     }
   });
 
