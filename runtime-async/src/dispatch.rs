@@ -17,6 +17,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::collections::hash_map::Entry;
 use std::hash::Hash;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -71,21 +72,18 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
         let mut state = self.lock();
         let State { keys, ready, spare } = &mut *state;
         for (key, event) in events {
-            match keys.get_mut(&key) {
+            match keys.entry(key) {
                 // Busy keys are picked up by their deliverer; idle ones with
                 // events are already ready.
-                Some(queue) => queue.events.push_back(event),
-                None => {
+                Entry::Occupied(queue) => queue.into_mut().events.push_back(event),
+                Entry::Vacant(slot) => {
                     let mut events = spare.pop().unwrap_or_default();
                     events.push_back(event);
-                    ready.push_back(key.clone());
-                    keys.insert(
-                        key,
-                        KeyQueue {
-                            events,
-                            busy: false,
-                        },
-                    );
+                    ready.push_back(slot.key().clone());
+                    slot.insert(KeyQueue {
+                        events,
+                        busy: false,
+                    });
                 }
             }
         }
