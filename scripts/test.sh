@@ -74,6 +74,9 @@ cargo nextest run --workspace --no-fail-fast
 step "doctests"
 cargo test --workspace --doc
 
+step "API docs (broken or redundant links are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
 if [ "$AUTOBAHN" != "off" ]; then
   step "Autobahn|Testsuite"
   cargo build --release -p switchboard-conformance --bins

@@ -7,8 +7,8 @@
 //! | feature | module | model |
 //! | --- | --- | --- |
 //! | `tokio` (default) | [`tokio`] | tokio's scheduler |
-//! | `smol` | [`smol`] | smol's executor; also async-std apps |
-//! | `threads` | [`threads`] | blocking `std::net`, a thread per connection |
+//! | `smol` | `smol` | smol's executor; also async-std apps |
+//! | `threads` | `threads` | blocking `std::net`, a thread per connection |
 //! | `tower` | `tokio::tower` | mount into axum / hyper 1.x (implies `tokio`) |
 //!
 //! Socket.IO handlers are written once against [`socketio`] and run on

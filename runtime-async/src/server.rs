@@ -3,7 +3,7 @@
 //! WebSocket handler beside them.
 //!
 //! A connection reads requests with the core's
-//! [`RequestReader`](switchboard_core::http::RequestReader); a request on an
+//! [`RequestReader`]; a request on an
 //! Engine.IO path goes to its [`EngineIo`], whose answer is written back
 //! (at once, when a held poll is released, or as a WebSocket pump); a
 //! WebSocket upgrade on any other path goes to the WebSocket handler;

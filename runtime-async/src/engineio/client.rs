@@ -1,5 +1,5 @@
 //! The Engine.IO client on an async runtime: the core's
-//! [`Client`](switchboard_core::engineio::client::Client) driven over TCP.
+//! [`Client`] driven over TCP.
 //!
 //! One driver task owns the session's IO. It makes the HTTP requests the
 //! core asks for (on a small pool of keep-alive connections, since a held

@@ -9,7 +9,7 @@
 //! the order the core produced them per session (concurrently across
 //! sessions), outside the lock, so a handler may call [`EngineIo::send`]
 //! directly. A timer (driven by the runtime, see
-//! [`EngineIo::run_timers`]) is woken whenever the next deadline moves
+//! [`EngineIo::timed`]) is woken whenever the next deadline moves
 //! earlier.
 //!
 //! Nothing in this module is tied to an async runtime: it uses only locks
@@ -151,7 +151,7 @@ impl EngineIo {
     /// An endpoint whose events go to `handler`.
     ///
     /// Its timers (heartbeats, upgrade timeouts) run only while a runtime
-    /// drives [`EngineIo::run_timers`]: the adapters' `serve` functions do.
+    /// drives its [`EngineIo::timed`] handle: the adapters' `serve` functions do.
     pub fn new(config: ServerConfig, handler: impl EventHandler) -> Self {
         EngineIo {
             hub: Arc::new_cyclic(|this| Hub {

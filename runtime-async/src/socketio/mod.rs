@@ -738,7 +738,7 @@ impl Socket {
     }
 
     /// Emits `event` with `args` to this client (see
-    /// [`encode_event`](switchboard_core::socketio::encode_event) for how
+    /// [`encode_event`] for how
     /// `args` become arguments: a tuple or array spreads, anything else is
     /// one argument).
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, args: &T) -> Result<(), EmitError> {

@@ -1,5 +1,5 @@
 //! The blocking Engine.IO client: the core's
-//! [`Client`](switchboard_core::engineio::client::Client) driven by threads.
+//! [`Client`] driven by threads.
 //!
 //! A driver thread owns the session: it waits on one channel for what its
 //! helpers report (an HTTP answer from a request thread, a message from the
