@@ -105,6 +105,37 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
             dispatch: self,
             key: None,
             batch: VecDeque::new(),
+            only_this_key: false,
+        };
+        while busy.next_batch() {
+            while let Some(event) = busy.batch.pop_front() {
+                handle(event);
+            }
+        }
+    }
+
+    /// Takes the oldest ready key for delivery elsewhere (on a thread of a
+    /// pool, say): the key is busy, so its events wait for
+    /// [`deliver_taken`](Self::deliver_taken) with it.
+    pub(crate) fn take_ready(&self) -> Option<K> {
+        let mut state = self.lock();
+        let State { keys, ready, .. } = &mut *state;
+        let key = ready.pop_front()?;
+        keys.get_mut(&key)
+            .expect("a ready key has a queue (see State::ready)")
+            .busy = true;
+        Some(key)
+    }
+
+    /// Hands the events of `key` (from [`take_ready`](Self::take_ready)) to
+    /// `handle`, in order, including those queued meanwhile, then releases
+    /// the key.
+    pub(crate) fn deliver_taken(&self, key: K, mut handle: impl FnMut(E)) {
+        let mut busy = BusyKey {
+            dispatch: self,
+            key: Some(key),
+            batch: VecDeque::new(),
+            only_this_key: true,
         };
         while busy.next_batch() {
             while let Some(event) = busy.batch.pop_front() {
@@ -125,12 +156,14 @@ struct BusyKey<'a, K: Hash + Eq + Clone, E> {
     dispatch: &'a OrderedDispatch<K, E>,
     key: Option<K>,
     batch: VecDeque<E>,
+    /// Stop when this key is done rather than take the next ready one.
+    only_this_key: bool,
 }
 
 impl<K: Hash + Eq + Clone, E> BusyKey<'_, K, E> {
     /// Fills the (empty) batch with the key's newly queued events or, when
-    /// there are none, releases the key and takes the next ready one.
-    /// Returns false when no key is ready.
+    /// there are none, releases the key and takes the next ready one
+    /// (unless `only_this_key`). Returns false when there is nothing more.
     fn next_batch(&mut self) -> bool {
         let mut state = self.dispatch.lock();
         let State { keys, ready, spare } = &mut *state;
@@ -148,6 +181,9 @@ impl<K: Hash + Eq + Clone, E> BusyKey<'_, K, E> {
                     }
                     self.key = None;
                 }
+            }
+            if self.only_this_key {
+                return false;
             }
         }
         let Some(key) = ready.pop_front() else {
@@ -327,6 +363,29 @@ mod tests {
             thread.join().unwrap();
         }
         assert_eq!(delivered.load(Ordering::Relaxed), THREADS * PER_THREAD);
+        assert!(dispatch.lock().keys.is_empty());
+    }
+
+    #[test]
+    fn a_taken_key_is_delivered_by_its_taker_alone() {
+        let dispatch = OrderedDispatch::new();
+        dispatch.push_all([("a", 1), ("b", 10), ("a", 2)]);
+        assert_eq!(dispatch.take_ready(), Some("a"));
+        // "a" is busy until its taker runs: others deliver only "b".
+        dispatch.push_all([("a", 3)]);
+        let mut seen = Vec::new();
+        dispatch.deliver(|event| seen.push(event));
+        assert_eq!(seen, [10]);
+        let mut taken = Vec::new();
+        dispatch.deliver_taken("a", |event| {
+            if event == 1 {
+                dispatch.push_all([("a", 4), ("c", 20)]);
+            }
+            taken.push(event);
+        });
+        assert_eq!(taken, [1, 2, 3, 4], "the taker stops at its own key");
+        assert_eq!(dispatch.take_ready(), Some("c"));
+        dispatch.deliver_taken("c", drop);
         assert!(dispatch.lock().keys.is_empty());
     }
 

@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod engineio;
+mod pool;
 pub mod ws;
 
 pub mod socketio {

@@ -144,3 +144,51 @@ fn a_blocking_sync_handler_holds_back_only_its_own_socket() {
     blocked.io().disconnect();
     releaser.io().disconnect();
 }
+
+/// python-socketio's `sio.call()` from inside a handler: a sync handler
+/// asks its own client a question and blocks for the answer. The answer
+/// (an ACK for that socket) must reach the waiting handler while it still
+/// runs, not queue behind it until the wait times out.
+#[test]
+fn a_sync_handler_can_block_on_its_own_clients_ack() {
+    let io = SocketIo::new(SocketIoConfig::default());
+    io.ns("/", |socket| {
+        socket.on("ask-back", |socket, mut event| {
+            let answer = socket
+                .emit_with_ack("question", &json!(["what?"]), Duration::from_secs(5))
+                .map_err(|error| error.to_string())
+                .and_then(|answer| answer.wait().map_err(|error| error.to_string()));
+            if let Some(ack) = event.take_ack() {
+                let _ = match answer {
+                    Ok(answer) => ack.send(&answer.values()),
+                    Err(error) => ack.send(&json!([{ "error": error }])),
+                };
+            }
+        });
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let routes = Routes::new().socketio("/socket.io/", &io);
+    routes.start_timers().expect("timers");
+    std::thread::spawn(move || serve(listener, routes));
+
+    for transport in [Transport::WebSocket, Transport::Polling] {
+        let client = ClientBuilder::new(&url)
+            .transports([transport])
+            .on("question", |_, mut event| {
+                if let Some(ack) = event.take_ack() {
+                    let _ = ack.send(&json!(["forty-two"]));
+                }
+            })
+            .connect(Threads)
+            .wait()
+            .expect("connect");
+        let answer = client
+            .emit_with_ack("ask-back", &json!([]), Duration::from_secs(3))
+            .expect("emit")
+            .wait()
+            .expect("the handler answers before its own wait would time out");
+        assert_eq!(answer.values(), [json!("forty-two")], "{transport:?}");
+        client.io().disconnect();
+    }
+}

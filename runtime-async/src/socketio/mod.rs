@@ -51,6 +51,19 @@ use crate::engineio::{self, EngineIo};
 use crate::timer::{Timed, TimerSignal};
 
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// Which of a socket's event streams an event belongs to: ack answers and
+/// failures are delivered apart from the socket's events, so a handler
+/// that blocks for an ack of its own socket gets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Lane {
+    Events,
+    Acks,
+}
+
+/// Runs a job elsewhere, such as on a thread pool (see
+/// [`SocketIo::set_handler_runner`]).
+pub type HandlerRunner = Arc<dyn Fn(Box<dyn FnOnce() + Send>) + Send + Sync>;
+
 /// Runs a future in the background (a runtime's `spawn`).
 pub type Spawner = Arc<dyn Fn(BoxFuture) + Send + Sync>;
 
@@ -169,8 +182,12 @@ struct Hub {
     engine: std::sync::OnceLock<EngineIo>,
     outbox: Mutex<VecDeque<Transmit>>,
     flushing: Mutex<()>,
-    /// The core's events, waiting for the handlers, in order per socket.
-    events: OrderedDispatch<SocketId, ServerEvent>,
+    /// The core's events, waiting for the handlers, in order per socket
+    /// and lane.
+    events: OrderedDispatch<(SocketId, Lane), ServerEvent>,
+    /// Where sockets' deliveries run when not in place (see
+    /// [`SocketIo::set_handler_runner`]).
+    handler_runner: std::sync::OnceLock<HandlerRunner>,
     namespaces: RwLock<HashMap<String, Arc<NamespaceHandlers>>>,
     dynamic: RwLock<Vec<Arc<NamespaceHandlers>>>,
     sockets: RwLock<IdMap<SocketId, Arc<SocketEntry>>>,
@@ -210,6 +227,7 @@ impl SocketIo {
             outbox: Mutex::new(VecDeque::new()),
             flushing: Mutex::new(()),
             events: OrderedDispatch::new(),
+            handler_runner: std::sync::OnceLock::new(),
             namespaces: RwLock::new(HashMap::new()),
             dynamic: RwLock::new(Vec::new()),
             sockets: RwLock::new(IdMap::default()),
@@ -241,6 +259,29 @@ impl SocketIo {
     /// thread of its own.
     pub fn set_spawner(&self, spawner: Spawner) {
         let _ = self.hub.spawner.set(spawner);
+    }
+
+    /// Runs each socket's sync handlers through `runner` rather than on the
+    /// thread or task that received the event: `runner` gets a job per
+    /// socket with events waiting, which delivers them in order. With a
+    /// thread pool as runner, a handler may block, even for an ack of its
+    /// own socket, while its connection goes on reading (python-socketio's
+    /// threading mode). `switchboard-threads` installs its pool when the
+    /// server is mounted with its `Routes::socketio`; on async runtimes
+    /// handlers run in place (use async handlers for slow work). Only the
+    /// first call counts.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    ///
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.set_handler_runner(Arc::new(|job| {
+    ///     std::thread::spawn(job);
+    /// }));
+    /// ```
+    pub fn set_handler_runner(&self, runner: HandlerRunner) {
+        let _ = self.hub.handler_runner.set(runner);
     }
 
     /// The Engine.IO endpoint to mount (at `/socket.io/` by convention).
@@ -393,10 +434,14 @@ impl Hub {
             let mut core = lock(&self.core);
             let result = f(&mut core);
             lock(&self.outbox).extend(std::iter::from_fn(|| core.poll_transmit()));
-            self.events.push_all(
-                std::iter::from_fn(|| core.poll_event())
-                    .map(|event| (event.socket().clone(), event)),
-            );
+            self.events
+                .push_all(std::iter::from_fn(|| core.poll_event()).map(|event| {
+                    let lane = match event {
+                        ServerEvent::Ack { .. } | ServerEvent::AckFailed { .. } => Lane::Acks,
+                        _ => Lane::Events,
+                    };
+                    ((event.socket().clone(), lane), event)
+                }));
             let next = core.poll_timeout();
             let mut deadline = lock(&self.timer_deadline);
             if next.is_some_and(|next| deadline.is_none_or(|current| next < current)) {
@@ -442,8 +487,9 @@ impl Hub {
         }
     }
 
-    /// Hands the core's events to the handlers: in order per socket, and
-    /// concurrently with callers delivering other sockets.
+    /// Hands the core's events to the handlers: in order per socket (and
+    /// lane), concurrently with other sockets, in place or through the
+    /// handler runner.
     fn deliver(&self) {
         if self.events.is_idle() {
             return;
@@ -451,7 +497,16 @@ impl Hub {
         let Some(hub) = self.this.upgrade() else {
             return;
         };
-        self.events.deliver(|event| hub.dispatch(event));
+        let Some(runner) = self.handler_runner.get() else {
+            self.events.deliver(|event| hub.dispatch(event));
+            return;
+        };
+        while let Some(key) = self.events.take_ready() {
+            let hub = hub.clone();
+            runner(Box::new(move || {
+                hub.events.deliver_taken(key, |event| hub.dispatch(event))
+            }));
+        }
     }
 
     fn run<A: Send + 'static>(&self, callback: &Callback<A>, arg: A) {

@@ -151,8 +151,10 @@ impl Routes {
     }
 
     /// Serves the Socket.IO server `io` under `path` (such as
-    /// `/socket.io/`).
+    /// `/socket.io/`). Its sync handlers run on the adapter's handler
+    /// threads (see [`SocketIo::set_handler_runner`]), so they may block.
     pub fn socketio(mut self, path: &str, io: &SocketIo) -> Self {
+        io.set_handler_runner(crate::pool::handler_runner());
         self.table.mount_socketio(path, io);
         self
     }
