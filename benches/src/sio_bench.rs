@@ -20,6 +20,9 @@
 //!   multi-thread runtime.
 //! - **node**: `socket.io` 4.8.4 from `tests/interop/node_modules`, run by
 //!   `benches/scripts/sio-server.js`.
+//! - **switchboard-threads** (only when named, `--impls threads`): the same
+//!   `SocketIo` under `switchboard_threads::engineio::serve`, a thread per
+//!   connection and the handlers on the adapter's handler threads.
 //!
 //! The client speaks Socket.IO v5 over the WebSocket transport only (no
 //! polling, no upgrade), on Switchboard's WebSocket client: it reads the
@@ -52,6 +55,9 @@ pub enum SioImpl {
     Socketioxide,
     /// Node `socket.io` 4.
     Node,
+    /// Switchboard on OS threads (not in [`SioImpl::ALL`]: no target names
+    /// it, and its idle case holds a thread per socket).
+    SwitchboardThreads,
 }
 
 impl SioImpl {
@@ -70,6 +76,7 @@ impl SioImpl {
             SioImpl::SwitchboardSmol => "switchboard-smol",
             SioImpl::Socketioxide => "socketioxide",
             SioImpl::Node => "node-socket.io",
+            SioImpl::SwitchboardThreads => "switchboard-threads",
         }
     }
 }
@@ -87,13 +94,19 @@ impl FromStr for SioImpl {
             "tokio" => Some(SioImpl::SwitchboardTokio),
             "smol" => Some(SioImpl::SwitchboardSmol),
             "node" => Some(SioImpl::Node),
+            "threads" => Some(SioImpl::SwitchboardThreads),
             _ => None,
         };
         short
-            .or_else(|| SioImpl::ALL.into_iter().find(|i| i.name() == s))
+            .or_else(|| {
+                SioImpl::ALL
+                    .into_iter()
+                    .chain([SioImpl::SwitchboardThreads])
+                    .find(|i| i.name() == s)
+            })
             .ok_or_else(|| {
                 format!(
-                    "unknown Socket.IO implementation {s:?}: use tokio, smol, socketioxide or node"
+                    "unknown Socket.IO implementation {s:?}: use tokio, smol, socketioxide, node or threads"
                 )
             })
     }
@@ -181,6 +194,12 @@ pub fn run(imp: SioImpl, listener: TcpListener) -> io::Result<()> {
             let listener = tokio::net::TcpListener::from_std(listener)?;
             serve_socketioxide(listener).await
         }),
+        SioImpl::SwitchboardThreads => {
+            let io = switchboard_io();
+            let routes = switchboard_threads::engineio::Routes::new().socketio("/socket.io/", &io);
+            routes.start_timers()?;
+            switchboard_threads::engineio::serve(listener, routes)
+        }
         SioImpl::Node => Err(io::Error::other("node runs benches/scripts/sio-server.js")),
     }
 }
