@@ -13,12 +13,14 @@
 //! Engine.IO endpoint in the order it was produced, outside the lock; its
 //! events reach the handlers in order per socket (different sockets'
 //! concurrently), outside the lock, so a handler may emit, join or
-//! disconnect directly. Sync handlers run where the event is delivered,
-//! usually the task or thread of the socket's own connection: a slow one
-//! holds back only its socket's later events (on an async runtime it also
-//! holds a worker, so keep them short there); async handlers are spawned
-//! on the runtime's executor. An emit is handed to the transport at once, so a handler that
-//! emits progress while it works delivers each step at its time.
+//! disconnect directly. Sync handlers run where the event is delivered
+//! (on async runtimes usually the socket's own connection task, so keep
+//! them short there), or through a [`HandlerRunner`] (the threads
+//! adapter's handler threads, where they may block); a slow one holds back
+//! only its socket's later events. Async handlers are spawned on the
+//! runtime's executor. An emit is handed to the transport at once, so a
+//! handler that emits progress while it works delivers each step at its
+//! time.
 
 pub mod client;
 mod payload;
@@ -740,11 +742,13 @@ impl Socket {
     /// Handles event `event` with a sync handler (replacing an earlier
     /// one). A socket's events reach its handlers one at a time, in the
     /// order they arrived; other sockets' handlers may run at the same
-    /// time on other threads. A handler runs on the thread or task that
-    /// delivers the event (usually the socket's own connection): blocking
-    /// in it delays only this socket's later events, but on an async
-    /// runtime it also holds a worker thread, so prefer
-    /// [`on_async`](Self::on_async) there for slow work.
+    /// time on other threads. On the threads adapter a handler runs on a
+    /// handler thread and may block, even waiting for an ack of its own
+    /// socket ([`AckFuture::wait`]). On async runtimes it runs on the task
+    /// that delivers the event (usually the socket's own connection), so
+    /// blocking there holds that connection and a worker thread: use
+    /// [`on_async`](Self::on_async) for slow work (see
+    /// [`SocketIo::set_handler_runner`]).
     pub fn on(&self, event: &str, handler: impl Fn(Socket, Event) + Send + Sync + 'static) {
         self.set_handler(event, Callback::Sync(Arc::new(move |(s, e)| handler(s, e))));
     }
