@@ -808,7 +808,6 @@ impl Server {
     /// Runs the timers due at `now`: heartbeats and upgrade timeouts.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = Some(now);
-        self.closing.retain(|_, closing| closing.expires > now);
         let mut due = Vec::new();
         while self.deadlines.first().is_some_and(|(at, _)| *at <= now) {
             if let Some((_, sid)) = self.deadlines.pop_first() {
@@ -822,6 +821,13 @@ impl Server {
         let mut dropped = Vec::new();
         for sid in &due {
             let Some(session) = self.sessions.get_mut(sid) else {
+                if self
+                    .closing
+                    .get(sid)
+                    .is_some_and(|closing| closing.expires <= now)
+                {
+                    self.closing.remove(sid);
+                }
                 continue;
             };
             if let Some(upgrade) = session.upgrade
@@ -860,13 +866,7 @@ impl Server {
 
     /// The next time [`Server::handle_timeout`] should run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let closing = self.closing.values().map(|closing| closing.expires);
-        self.deadlines
-            .first()
-            .map(|(at, _)| *at)
-            .into_iter()
-            .chain(closing)
-            .min()
+        self.deadlines.first().map(|(at, _)| *at)
     }
 
     /// The next application event.
@@ -1218,13 +1218,17 @@ impl Server {
             // No poll to answer now: the client's next one gets the close.
             let mut packets: Vec<Packet> = session.queue.drain(..).collect();
             packets.push(Packet::Close);
+            let expires = now + self.config.ping_interval + self.config.ping_timeout;
+            // In the deadline index like the sessions' own deadlines, so
+            // that `poll_timeout` never scans the closing sessions.
+            self.deadlines.insert((expires, session.sid.clone()));
             self.closing.insert(
                 session.sid.clone(),
                 Closing {
                     version: session.version,
                     supports_binary: session.supports_binary,
                     packets,
-                    expires: now + self.config.ping_interval + self.config.ping_timeout,
+                    expires,
                 },
             );
         }
@@ -1833,11 +1837,18 @@ mod tests {
         );
         // Once told, the session is unknown.
         assert_eq!(respond(poll(&mut server, &sid, t0)).0, 400);
-        // A client that never polls again is forgotten after a heartbeat.
+        // A client that never polls again is forgotten after a heartbeat
+        // (pingInterval + pingTimeout), and the timer is asked for then.
+        let config = config();
+        let forgotten = t0 + config.ping_interval + config.ping_timeout;
         let sid = handshake(&mut server, t0);
         server.close(&sid);
-        assert!(server.poll_timeout().is_some());
-        server.handle_timeout(t0 + Duration::from_secs(3600));
+        assert!(server.poll_timeout().is_some_and(|at| at <= forgotten));
+        server.handle_timeout(forgotten - Duration::from_millis(1));
+        assert_eq!(server.closing.len(), 1, "kept until it expires");
+        server.handle_timeout(forgotten);
+        assert!(server.closing.is_empty());
+        assert_eq!(server.poll_timeout(), None, "nothing left to wake for");
         assert_eq!(respond(poll(&mut server, &sid, t0)).0, 400);
     }
 
