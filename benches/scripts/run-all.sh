@@ -10,6 +10,8 @@ mkdir -p "$out"
 echo "== decode (criterion)"
 cargo bench -p switchboard-bench --bench decode
 python3 benches/scripts/decode-summary.py target/criterion | tee "$out/decode.txt"
+echo "== Engine.IO timer index (criterion)"
+cargo bench -p switchboard-bench --bench eio_timer 2>&1 | grep -E '^engineio|time:' | tee "$out/eio-timer.txt"
 
 cargo build --release -p switchboard-bench
 echo "== echo load"
