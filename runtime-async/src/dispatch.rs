@@ -97,21 +97,17 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
     /// Hands every ready key's events to `handle`, in order per key, until
     /// none is ready. Returns at once when called from inside `handle` (of
     /// this dispatcher, on this thread): the outer call delivers them.
-    pub(crate) fn deliver(&self, mut handle: impl FnMut(E)) {
+    pub(crate) fn deliver(&self, handle: impl FnMut(E)) {
         let Some(_delivering) = DeliveringMark::enter(self as *const Self as usize) else {
             return;
         };
-        let mut busy = BusyKey {
+        BusyKey {
             dispatch: self,
             key: None,
             batch: VecDeque::new(),
             only_this_key: false,
-        };
-        while busy.next_batch() {
-            while let Some(event) = busy.batch.pop_front() {
-                handle(event);
-            }
         }
+        .run(handle);
     }
 
     /// Takes the oldest ready key for delivery elsewhere (on a thread of a
@@ -130,18 +126,14 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
     /// Hands the events of `key` (from [`take_ready`](Self::take_ready)) to
     /// `handle`, in order, including those queued meanwhile, then releases
     /// the key.
-    pub(crate) fn deliver_taken(&self, key: K, mut handle: impl FnMut(E)) {
-        let mut busy = BusyKey {
+    pub(crate) fn deliver_taken(&self, key: K, handle: impl FnMut(E)) {
+        BusyKey {
             dispatch: self,
             key: Some(key),
             batch: VecDeque::new(),
             only_this_key: true,
-        };
-        while busy.next_batch() {
-            while let Some(event) = busy.batch.pop_front() {
-                handle(event);
-            }
         }
+        .run(handle);
     }
 
     fn lock(&self) -> MutexGuard<'_, State<K, E>> {
@@ -161,6 +153,15 @@ struct BusyKey<'a, K: Hash + Eq + Clone, E> {
 }
 
 impl<K: Hash + Eq + Clone, E> BusyKey<'_, K, E> {
+    /// Hands batch after batch to `handle` until there is nothing more.
+    fn run(mut self, mut handle: impl FnMut(E)) {
+        while self.next_batch() {
+            while let Some(event) = self.batch.pop_front() {
+                handle(event);
+            }
+        }
+    }
+
     /// Fills the (empty) batch with the key's newly queued events or, when
     /// there are none, releases the key and takes the next ready one
     /// (unless `only_this_key`). Returns false when there is nothing more.
