@@ -83,6 +83,17 @@ fn send_all_writes_a_batch_in_order_and_next_buffered_gathers_a_read() {
     assert!(socket.recv().is_none());
 }
 
+/// Serves `io` at `/socket.io/` on the threads adapter, on a free port, in
+/// the background; returns the server's URL.
+fn serve_socketio(io: &SocketIo) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let routes = Routes::new().socketio("/socket.io/", io);
+    routes.start_timers().expect("timers");
+    std::thread::spawn(move || serve(listener, routes));
+    url
+}
+
 /// A sync handler that blocks (waiting for another client, here) holds
 /// back only its own socket: the other client's events are handled by its
 /// own connection's thread meanwhile, as in python-socketio's threading
@@ -114,11 +125,7 @@ fn a_blocking_sync_handler_holds_back_only_its_own_socket() {
             }
         });
     });
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let routes = Routes::new().socketio("/socket.io/", &io);
-    routes.start_timers().expect("timers");
-    std::thread::spawn(move || serve(listener, routes));
+    let url = serve_socketio(&io);
 
     let connect = |transport| {
         ClientBuilder::new(&url)
@@ -166,11 +173,7 @@ fn a_sync_handler_can_block_on_its_own_clients_ack() {
             }
         });
     });
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let routes = Routes::new().socketio("/socket.io/", &io);
-    routes.start_timers().expect("timers");
-    std::thread::spawn(move || serve(listener, routes));
+    let url = serve_socketio(&io);
 
     for transport in [Transport::WebSocket, Transport::Polling] {
         let client = ClientBuilder::new(&url)
