@@ -47,6 +47,7 @@ pub mod client;
 mod packet;
 mod payload;
 pub mod server;
+mod shard;
 mod sid;
 
 pub use crate::ws::Text;
@@ -63,6 +64,7 @@ pub use server::{
     AllowRequest, AllowedOrigins, CloseReason, ConnId, Cors, HttpResponse, PollId, RequestOutcome,
     SendError, Server, ServerConfig, ServerEvent, Transmit, TransportKind,
 };
+pub use shard::{MAX_SHARDS, Shard};
 pub use sid::new_sid;
 
 /// The revision of the Engine.IO protocol a peer speaks.

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::{
-    MessageData, OpenPacket, PROBE, Packet, PayloadKind, PayloadLimits, ProtocolVersion,
+    MessageData, OpenPacket, PROBE, Packet, PayloadKind, PayloadLimits, ProtocolVersion, Shard,
     decode_payload, encode_payload, new_sid,
 };
 use crate::http::{self, Request, query_param};
@@ -467,6 +467,7 @@ impl Session {
 #[derive(Debug)]
 pub struct Server {
     config: ServerConfig,
+    shard: Shard,
     sessions: IdMap<Arc<str>, Session>,
     polls: IdMap<PollId, Arc<str>>,
     conns: IdMap<ConnId, Arc<str>>,
@@ -500,12 +501,25 @@ struct Closing {
 impl Server {
     /// A server with no sessions.
     pub fn new(config: ServerConfig) -> Self {
+        Server::with_shard(config, Shard::SOLE)
+    }
+
+    /// A server owning one shard of an endpoint's sessions (see
+    /// [`Shard`]): its session ids and connection and poll ids name it.
+    ///
+    /// ```
+    /// use switchboard_core::engineio::{Server, ServerConfig, Shard};
+    /// let server = Server::with_shard(ServerConfig::default(), Shard::new(1, 4));
+    /// assert_eq!(server.shard(), Shard::new(1, 4));
+    /// ```
+    pub fn with_shard(config: ServerConfig, shard: Shard) -> Self {
         Server {
+            shard,
             config,
             sessions: IdMap::default(),
             polls: IdMap::default(),
             conns: IdMap::default(),
-            next_id: 0,
+            next_id: shard.id_base(),
             events: VecDeque::new(),
             transmits: VecDeque::new(),
             flush_queue: VecDeque::new(),
@@ -513,6 +527,11 @@ impl Server {
             last_now: None,
             deadlines: BTreeSet::new(),
         }
+    }
+
+    /// Which shard of its endpoint this server is.
+    pub fn shard(&self) -> Shard {
+        self.shard
     }
 
     /// The configuration.
@@ -921,7 +940,8 @@ impl Server {
         {
             return error(ErrorCode::Forbidden, cors);
         }
-        let sid = new_sid();
+        let mut sid = new_sid();
+        self.shard.stamp_sid(&mut sid);
         let upgrades = if transport == TransportKind::Polling
             && self.config.allow_upgrades
             && self.config.websocket
@@ -1526,6 +1546,37 @@ mod tests {
         assert_eq!(version, ProtocolVersion::V4);
         assert_eq!(transport, TransportKind::Polling);
         assert!(r.encode().starts_with(b"HTTP/1.1 200 OK\r\n"));
+    }
+
+    #[test]
+    fn a_shards_ids_name_it_and_requests_for_them_route_back() {
+        let t0 = Instant::now();
+        let shard = Shard::new(5, 8);
+        let mut server = Server::with_shard(config(), shard);
+        let sid = handshake(&mut server, t0);
+        assert_eq!(sid.len(), 20);
+        assert_eq!(Shard::of_sid(&sid, 8), 5);
+        let target = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+        assert_eq!(Shard::of_request(&request("GET", &target, &[]), 8), Some(5));
+        assert_eq!(
+            Shard::of_request(
+                &request("GET", "/engine.io/?EIO=4&transport=polling", &[]),
+                8
+            ),
+            None
+        );
+        let poll_id = held(poll(&mut server, &sid, t0));
+        assert_eq!(poll_id.shard(), 5);
+        let req = request("GET", &target.replace("polling", "websocket"), WS);
+        let conn = accepted(server.handle_request(&req, Bytes::new(), t0));
+        assert_eq!(conn.shard(), 5);
+        let ws_only = request("GET", "/engine.io/?EIO=4&transport=websocket", WS);
+        let conn = accepted(server.handle_request(&ws_only, Bytes::new(), t0));
+        assert_eq!(conn.shard(), 5);
+        // An unsplit server keeps ids from 1 and shard 0.
+        let mut sole = Server::new(config());
+        let conn = accepted(sole.handle_request(&ws_only, Bytes::new(), t0));
+        assert_eq!((conn.shard(), conn.as_u64()), (0, 1));
     }
 
     #[test]

@@ -1,11 +1,15 @@
-//! The Engine.IO server hub: one sans-IO [`Server`] shared by every
-//! connection of an endpoint, and the routing of what it produces.
+//! The Engine.IO server hub: the sans-IO [`Server`]s shared by every
+//! connection of an endpoint, and the routing of what they produce.
 //!
 //! Connections (async tasks here, OS threads in `switchboard-threads`) feed
 //! the hub requests and WebSocket messages; the hub runs them through the
-//! core [`Server`] under one lock and routes each [`Transmit`] to the task
-//! that owns its poll or WebSocket (a oneshot per held poll, a bounded queue
-//! per WebSocket). Application events are handed to an [`EventHandler`] in
+//! core and routes each [`Transmit`] to the task that owns its poll or
+//! WebSocket (a oneshot per held poll, a bounded queue per WebSocket).
+//! The endpoint's sessions are split among several core servers
+//! ([`Shard`]s, a few per CPU), each under its own lock: a message, a
+//! request or a send locks only the shard owning its session (named by
+//! the session, connection or poll id), so connections on different
+//! threads rarely wait for each other. Application events are handed to an [`EventHandler`] in
 //! the order the core produced them per session (concurrently across
 //! sessions), outside the lock, so a handler may call [`EngineIo::send`]
 //! directly. A timer (driven by the runtime, see
@@ -22,6 +26,7 @@ use queue::{SendFailure, WsCommandSender, ws_queue};
 pub use queue::{TryRecvError, WsCommands};
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -32,12 +37,16 @@ use bytes::Bytes;
 use futures_channel::{mpsc, oneshot};
 use futures_core::Stream;
 use switchboard_core::engineio::{
-    CloseReason, ConnId, HttpResponse, MessageData, PollId, RequestOutcome, SendError, Server,
-    ServerConfig, ServerEvent, Transmit,
+    CloseReason, ConnId, HttpResponse, MAX_SHARDS, MessageData, PollId, RequestOutcome, SendError,
+    Server, ServerConfig, ServerEvent, Shard, Transmit,
 };
 use switchboard_core::http::Request;
 use switchboard_core::ids::IdMap;
 use switchboard_core::ws::Message;
+
+/// Shards per CPU of an endpoint made by [`EngineIo::new`]: enough that
+/// two threads rarely want the same shard at once.
+const SHARDS_PER_CPU: usize = 4;
 
 /// Receives the events of an [`EngineIo`] endpoint: in order and one at a
 /// time per session, concurrently across sessions.
@@ -87,16 +96,23 @@ pub enum Routed {
     WebSocket(ConnId, WsCommands),
 }
 
+/// One shard of the endpoint: its core server and the channels to the
+/// polls and WebSockets of its sessions.
 struct State {
     server: Server,
     polls: IdMap<PollId, oneshot::Sender<HttpResponse>>,
     conns: IdMap<ConnId, WsCommandSender>,
-    /// The deadline the timer is sleeping towards, if any.
+    /// This shard's deadline as the timer last saw it, if any.
     timer_deadline: Option<Instant>,
 }
 
 struct Hub {
-    state: Mutex<State>,
+    shards: Box<[Mutex<State>]>,
+    /// Turns handshakes (which any shard can take) among the shards.
+    next_handshake: AtomicUsize,
+    /// Copied out of the configuration, read without a lock.
+    max_payload: usize,
+    per_message_deflate: bool,
     /// Events taken out of the server, waiting for the handler, in order
     /// per session.
     events: OrderedDispatch<Arc<str>, ServerEvent>,
@@ -115,12 +131,21 @@ impl Drop for Hub {
 
 impl Timed for Hub {
     fn run_timers(&self, now: Instant) -> Option<Instant> {
-        EngineIo::with_hub(self, |state| {
+        let mut earliest: Option<Instant> = None;
+        for shard in 0..self.shards.len() {
+            let mut state = lock(&self.shards[shard]);
             state.server.handle_timeout(now);
+            EngineIo::route(self, &mut state);
             let next = state.server.poll_timeout();
             state.timer_deadline = next;
-            next
-        })
+            drop(state);
+            earliest = match (earliest, next) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        EngineIo::deliver(self);
+        earliest
     }
 
     fn timer_signal(&self) -> &TimerSignal {
@@ -153,14 +178,47 @@ impl EngineIo {
     /// Its timers (heartbeats, upgrade timeouts) run only while a runtime
     /// drives its [`EngineIo::timed`] handle: the adapters' `serve` functions do.
     pub fn new(config: ServerConfig, handler: impl EventHandler) -> Self {
-        EngineIo {
-            hub: Arc::new_cyclic(|this| Hub {
-                state: Mutex::new(State {
-                    server: Server::new(config),
+        let shards = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .saturating_mul(SHARDS_PER_CPU)
+            .clamp(1, MAX_SHARDS);
+        Self::with_shards(config, handler, shards)
+    }
+
+    /// An endpoint whose sessions are split among `shards` core servers,
+    /// each under its own lock (see [`Shard`]); [`EngineIo::new`] takes
+    /// four per CPU. One shard serializes every message of the endpoint.
+    ///
+    /// # Panics
+    ///
+    /// When `shards` is 0 or above [`MAX_SHARDS`].
+    ///
+    /// ```
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_core::engineio::ServerConfig;
+    ///
+    /// let engine = EngineIo::with_shards(ServerConfig::default(), |_: &EngineIo, _| {}, 2);
+    /// assert_eq!(engine.session_count(), 0);
+    /// ```
+    pub fn with_shards(config: ServerConfig, handler: impl EventHandler, shards: usize) -> Self {
+        let max_payload = config.max_payload;
+        let per_message_deflate = config.per_message_deflate;
+        let shards = (0..shards)
+            .map(|index| {
+                Mutex::new(State {
+                    server: Server::with_shard(config.clone(), Shard::new(index, shards)),
                     polls: IdMap::default(),
                     conns: IdMap::default(),
                     timer_deadline: None,
-                }),
+                })
+            })
+            .collect();
+        EngineIo {
+            hub: Arc::new_cyclic(|this| Hub {
+                shards,
+                next_handshake: AtomicUsize::new(0),
+                max_payload,
+                per_message_deflate,
                 events: OrderedDispatch::new(),
                 handler: Box::new(handler),
                 timer: TimerSignal::default(),
@@ -184,17 +242,21 @@ impl EngineIo {
 
     /// How many sessions are open.
     pub fn session_count(&self) -> usize {
-        lock(&self.hub.state).server.session_count()
+        self.hub
+            .shards
+            .iter()
+            .map(|shard| lock(shard).server.session_count())
+            .sum()
     }
 
     /// The largest message or polling body accepted.
     pub fn max_payload(&self) -> usize {
-        lock(&self.hub.state).server.config().max_payload
+        self.hub.max_payload
     }
 
     /// Whether its WebSocket transport accepts permessage-deflate.
     pub fn per_message_deflate(&self) -> bool {
-        lock(&self.hub.state).server.config().per_message_deflate
+        self.hub.per_message_deflate
     }
 
     /// The WebSocket settings for this endpoint's connections: `base`,
@@ -215,7 +277,7 @@ impl EngineIo {
     /// the next poll response (a held poll is released now).
     pub fn send(&self, sid: &str, data: impl Into<MessageData>) -> Result<(), SendError> {
         let data = data.into();
-        self.with_server(|server| server.send(sid, data))
+        self.with_server(self.sid_shard(sid), |server| server.send(sid, data))
     }
 
     /// Sends `messages` only if the session's transport can take them now
@@ -225,12 +287,14 @@ impl EngineIo {
         sid: &str,
         messages: impl IntoIterator<Item = MessageData>,
     ) -> Result<bool, SendError> {
-        self.with_server(|server| server.send_volatile(sid, messages))
+        self.with_server(self.sid_shard(sid), |server| {
+            server.send_volatile(sid, messages)
+        })
     }
 
     /// Closes session `sid` (`forced close`).
     pub fn close(&self, sid: &str) {
-        self.with_server(|server| server.close(sid));
+        self.with_server(self.sid_shard(sid), |server| server.close(sid));
     }
 
     /// Runs several sends and closes as one: one lock and one routing pass
@@ -249,14 +313,24 @@ impl EngineIo {
     /// assert_eq!(reached, 0);
     /// ```
     pub fn batch<T>(&self, f: impl FnOnce(&mut Batch<'_>) -> T) -> T {
-        self.with_server(|server| f(&mut Batch { server }))
+        let mut batch = Batch {
+            hub: &self.hub,
+            held: None,
+        };
+        let result = f(&mut batch);
+        batch.release();
+        Self::deliver(&self.hub);
+        result
     }
 
     /// Handles an HTTP request on the Engine.IO path, with its body (cut at
     /// [`ServerConfig::max_payload`] + 1 bytes).
     pub fn handle_request(&self, request: &Request, body: Bytes) -> Routed {
-        self.with_state(
-            |state| match state.server.handle_request(request, body, Instant::now()) {
+        let count = self.hub.shards.len();
+        let shard = Shard::of_request(request, count)
+            .unwrap_or_else(|| self.hub.next_handshake.fetch_add(1, Ordering::Relaxed) % count);
+        self.with_state(shard, |state| {
+            match state.server.handle_request(request, body, Instant::now()) {
                 RequestOutcome::Respond(response) => Routed::Respond(response),
                 RequestOutcome::Hold(poll) => {
                     let (tx, rx) = oneshot::channel();
@@ -269,13 +343,13 @@ impl EngineIo {
                     state.conns.insert(conn, tx);
                     Routed::WebSocket(conn, rx)
                 }
-            },
-        )
+            }
+        })
     }
 
     /// The client of held poll `poll` went away before its response.
     pub fn poll_aborted(&self, poll: PollId) {
-        self.with_state(|state| {
+        self.with_state(poll.shard(), |state| {
             state.polls.remove(&poll);
             state.server.poll_aborted(poll, Instant::now());
         });
@@ -283,13 +357,15 @@ impl EngineIo {
 
     /// A message arrived on WebSocket `conn`.
     pub fn ws_message(&self, conn: ConnId, message: Message) {
-        self.with_server(|server| server.ws_message(conn, message, Instant::now()));
+        self.with_server(conn.shard(), |server| {
+            server.ws_message(conn, message, Instant::now())
+        });
     }
 
     /// Messages that arrived together on WebSocket `conn` (one read's
     /// worth), handled in order with one lock and one routing pass.
     pub fn ws_messages(&self, conn: ConnId, messages: impl IntoIterator<Item = Message>) {
-        self.with_server(|server| {
+        self.with_server(conn.shard(), |server| {
             let now = Instant::now();
             for message in messages {
                 server.ws_message(conn, message, now);
@@ -299,7 +375,7 @@ impl EngineIo {
 
     /// WebSocket `conn` closed, failed, or its handshake failed.
     pub fn ws_closed(&self, conn: ConnId) {
-        self.with_state(|state| {
+        self.with_state(conn.shard(), |state| {
             state.conns.remove(&conn);
             state.server.ws_closed(conn, Instant::now());
         });
@@ -318,22 +394,24 @@ impl EngineIo {
         }
     }
 
-    fn with_server<T>(&self, f: impl FnOnce(&mut Server) -> T) -> T {
-        self.with_state(|state| f(&mut state.server))
+    /// The shard owning session `sid`.
+    fn sid_shard(&self, sid: &str) -> usize {
+        Shard::of_sid(sid, self.hub.shards.len())
     }
 
-    /// Runs `f` on the state, routes what the server produced, then hands
-    /// the events to the handler.
-    fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
-        Self::with_hub(&self.hub, f)
+    fn with_server<T>(&self, shard: usize, f: impl FnOnce(&mut Server) -> T) -> T {
+        self.with_state(shard, |state| f(&mut state.server))
     }
 
-    fn with_hub<T>(hub: &Hub, f: impl FnOnce(&mut State) -> T) -> T {
+    /// Runs `f` on shard `shard`, routes what its server produced, then
+    /// hands the events to the handler.
+    fn with_state<T>(&self, shard: usize, f: impl FnOnce(&mut State) -> T) -> T {
         // Routed at once, also when called from a handler: a handler that
         // sends, then works for a while, has its message on the wire
         // before it returns.
+        let hub = &*self.hub;
         let result = {
-            let mut state = lock(&hub.state);
+            let mut state = lock(&hub.shards[shard]);
             let result = f(&mut state);
             Self::route(hub, &mut state);
             result
@@ -411,9 +489,14 @@ impl EngineIo {
     }
 }
 
-/// Sends and closes gathered by [`EngineIo::batch`], applied under one lock.
+/// Sends and closes gathered by [`EngineIo::batch`]: each applied under
+/// its session's shard lock, which stays held while the next one is for
+/// the same shard, so a run of operations costs one lock and one routing
+/// pass per shard it touches.
 pub struct Batch<'a> {
-    server: &'a mut Server,
+    hub: &'a Hub,
+    /// The shard locked now, and its lock.
+    held: Option<(usize, MutexGuard<'a, State>)>,
 }
 
 impl fmt::Debug for Batch<'_> {
@@ -422,20 +505,38 @@ impl fmt::Debug for Batch<'_> {
     }
 }
 
-impl Batch<'_> {
+impl<'a> Batch<'a> {
     /// As [`EngineIo::send`].
     pub fn send(&mut self, sid: &str, data: impl Into<MessageData>) -> Result<(), SendError> {
-        self.server.send(sid, data.into())
+        self.server_of(sid).send(sid, data.into())
     }
 
-    /// Sends `data` to each session of `sids`, encoded once (see the core's
-    /// `Server::send_many`); returns how many it reached.
+    /// Sends `data` to each session of `sids`, encoded once per shard (see
+    /// the core's `Server::send_many`); returns how many it reached.
     pub fn send_many<'s>(
         &mut self,
         sids: impl IntoIterator<Item = &'s str>,
         data: &MessageData,
     ) -> usize {
-        self.server.send_many(sids, data)
+        let count = self.hub.shards.len();
+        if count == 1 {
+            return self.server(0).send_many(sids, data);
+        }
+        let mut by_shard: Vec<Vec<&str>> = vec![Vec::new(); count];
+        for sid in sids {
+            by_shard[Shard::of_sid(sid, count)].push(sid);
+        }
+        // The shard held now first: a broadcast right after a send to one
+        // of its sessions takes no other lock for it.
+        let first = self.held.as_ref().map_or(0, |(shard, _)| *shard);
+        let mut reached = 0;
+        for shard in (0..count).map(|offset| (first + offset) % count) {
+            let sids = std::mem::take(&mut by_shard[shard]);
+            if !sids.is_empty() {
+                reached += self.server(shard).send_many(sids, data);
+            }
+        }
+        reached
     }
 
     /// As [`EngineIo::send_volatile`].
@@ -444,12 +545,38 @@ impl Batch<'_> {
         sid: &str,
         messages: impl IntoIterator<Item = MessageData>,
     ) -> Result<bool, SendError> {
-        self.server.send_volatile(sid, messages)
+        self.server_of(sid).send_volatile(sid, messages)
     }
 
     /// As [`EngineIo::close`].
     pub fn close(&mut self, sid: &str) {
-        self.server.close(sid);
+        self.server_of(sid).close(sid);
+    }
+
+    fn server_of(&mut self, sid: &str) -> &mut Server {
+        self.server(Shard::of_sid(sid, self.hub.shards.len()))
+    }
+
+    /// The server of shard `shard`, locked: the shard held before (if
+    /// another) is routed and unlocked first, so at most one shard lock is
+    /// held and two batches cannot deadlock.
+    fn server(&mut self, shard: usize) -> &mut Server {
+        if self.held.as_ref().is_some_and(|(held, _)| *held != shard) {
+            self.release();
+        }
+        let hub = self.hub;
+        &mut self
+            .held
+            .get_or_insert_with(|| (shard, lock(&hub.shards[shard])))
+            .1
+            .server
+    }
+
+    /// Routes what the held shard produced and unlocks it.
+    fn release(&mut self) {
+        if let Some((_, mut state)) = self.held.take() {
+            EngineIo::route(self.hub, &mut state);
+        }
     }
 }
 
@@ -694,5 +821,103 @@ impl EventHandler for SocketRouter {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_core::http::Limits;
+
+    fn request(target: &str) -> Request {
+        let head =
+            format!("GET {target} HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+        Request::parse(head.as_bytes(), &Limits::default())
+            .unwrap()
+            .unwrap()
+            .0
+    }
+
+    fn texts(commands: &mut WsCommands) -> Vec<String> {
+        let mut texts = Vec::new();
+        while let Ok(WsCommand::Send(message)) = commands.try_recv() {
+            texts.push(message.as_text().unwrap().to_owned());
+        }
+        texts
+    }
+
+    /// Sessions spread over the shards; each message, send, broadcast and
+    /// close reaches the one shard owning its session.
+    #[test]
+    fn a_sharded_endpoint_routes_everything_to_the_owning_shard() {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let seen = events.clone();
+        let engine = EngineIo::with_shards(
+            ServerConfig::default(),
+            move |_: &EngineIo, event: ServerEvent| lock(&seen).push(event),
+            4,
+        );
+        let mut conns = Vec::new();
+        for _ in 0..8 {
+            let Routed::WebSocket(conn, mut commands) = engine.handle_request(
+                &request("/engine.io/?EIO=4&transport=websocket"),
+                Bytes::new(),
+            ) else {
+                panic!("a WebSocket handshake")
+            };
+            assert!(texts(&mut commands)[0].starts_with("0{\"sid\":"));
+            conns.push((conn, commands));
+        }
+        let shards: std::collections::HashSet<usize> =
+            conns.iter().map(|(conn, _)| conn.shard()).collect();
+        assert_eq!(shards.len(), 4, "handshakes go round the shards");
+        assert_eq!(engine.session_count(), 8);
+        let sids: Vec<Arc<str>> = std::mem::take(&mut *lock(&events))
+            .into_iter()
+            .map(|event| event.sid().clone())
+            .collect();
+        assert_eq!(sids.len(), 8);
+        for (sid, (conn, _)) in sids.iter().zip(&conns) {
+            assert_eq!(Shard::of_sid(sid, 4), conn.shard());
+        }
+
+        // A message from each connection reaches the handler under its sid.
+        for (conn, _) in &conns {
+            engine.ws_messages(*conn, [Message::text("4hello")]);
+        }
+        let from: Vec<Arc<str>> = std::mem::take(&mut *lock(&events))
+            .into_iter()
+            .map(|event| match event {
+                ServerEvent::Message { sid, .. } => sid,
+                other => panic!("expected a message, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(from, sids);
+
+        // A send to one session, then a broadcast to all, in one batch.
+        let reached = engine.batch(|batch| {
+            batch.send(&sids[5], "first").unwrap();
+            batch.send_many(sids.iter().map(|sid| &**sid), &"all".into())
+        });
+        assert_eq!(reached, 8);
+        for (index, (_, commands)) in conns.iter_mut().enumerate() {
+            let expected: &[&str] = if index == 5 {
+                &["4first", "4all"]
+            } else {
+                &["4all"]
+            };
+            assert_eq!(texts(commands), expected);
+        }
+
+        // Closing one session touches no other.
+        engine.close(&sids[2]);
+        assert_eq!(engine.session_count(), 7);
+        assert!(matches!(conns[2].1.try_recv(), Ok(WsCommand::Close)));
+        engine.send(&sids[3], "still").unwrap();
+        assert_eq!(texts(&mut conns[3].1), ["4still"]);
+        assert_eq!(
+            engine.send(&sids[2], "gone"),
+            Err(SendError::UnknownSession)
+        );
     }
 }
