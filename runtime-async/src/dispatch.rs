@@ -19,6 +19,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::collections::hash_map::Entry;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use switchboard_core::ids::IdMap;
@@ -34,6 +35,10 @@ thread_local! {
 /// Events waiting for the application, in order per key.
 pub(crate) struct OrderedDispatch<K, E> {
     state: Mutex<State<K, E>>,
+    /// `state.ready.len()` as of the last change, read without the lock by
+    /// [`is_idle`](Self::is_idle) (every pusher delivers after pushing, so
+    /// a stale zero loses nothing).
+    ready_len: AtomicUsize,
 }
 
 struct State<K, E> {
@@ -60,6 +65,7 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
                 ready: VecDeque::new(),
                 spare: Vec::new(),
             }),
+            ready_len: AtomicUsize::new(0),
         }
     }
 
@@ -87,11 +93,12 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
                 }
             }
         }
+        self.publish(ready);
     }
 
     /// Whether no event waits for a deliverer.
     pub(crate) fn is_idle(&self) -> bool {
-        self.lock().ready.is_empty()
+        self.ready_len.load(Ordering::Acquire) == 0
     }
 
     /// Hands every ready key's events to `handle`, in order per key, until
@@ -117,6 +124,7 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
         let mut state = self.lock();
         let State { keys, ready, .. } = &mut *state;
         let key = ready.pop_front()?;
+        self.publish(ready);
         keys.get_mut(&key)
             .expect("a ready key has a queue (see State::ready)")
             .busy = true;
@@ -138,6 +146,11 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
 
     fn lock(&self) -> MutexGuard<'_, State<K, E>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records the length of `ready` (called under the lock after changing it).
+    fn publish(&self, ready: &VecDeque<K>) {
+        self.ready_len.store(ready.len(), Ordering::Release);
     }
 }
 
@@ -175,10 +188,8 @@ impl<K: Hash + Eq + Clone, E> BusyKey<'_, K, E> {
                     return true;
                 }
                 _ => {
-                    if let Some(queue) = keys.remove(key)
-                        && spare.len() < SPARE_QUEUES
-                    {
-                        spare.push(queue.events);
+                    if let Some(queue) = keys.remove(key) {
+                        keep_spare(spare, queue.events);
                     }
                     self.key = None;
                 }
@@ -188,8 +199,11 @@ impl<K: Hash + Eq + Clone, E> BusyKey<'_, K, E> {
             }
         }
         let Some(key) = ready.pop_front() else {
+            // The emptied batch is the next key's queue, not garbage.
+            keep_spare(spare, std::mem::take(&mut self.batch));
             return false;
         };
+        self.dispatch.publish(ready);
         let queue = keys
             .get_mut(&key)
             .expect("a ready key has a queue (see State::ready)");
@@ -218,7 +232,16 @@ impl<K: Hash + Eq + Clone, E> Drop for BusyKey<'_, K, E> {
         } else {
             queue.busy = false;
             ready.push_back(key);
+            self.dispatch.publish(ready);
         }
+    }
+}
+
+/// Keeps an emptied queue for reuse, if it holds an allocation and fewer
+/// than [`SPARE_QUEUES`] are kept.
+fn keep_spare<E>(spare: &mut Vec<VecDeque<E>>, queue: VecDeque<E>) {
+    if queue.capacity() > 0 && spare.len() < SPARE_QUEUES {
+        spare.push(queue);
     }
 }
 

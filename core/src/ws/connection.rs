@@ -20,6 +20,10 @@ use super::{
 /// connections hold no buffer memory.
 const RETAINED_BUFFER: usize = 512;
 
+/// The most the transmit buffer reserves at once, from the size it last
+/// reached, when it starts filling again.
+const MAX_OUT_RESERVE: usize = 16 * 1024;
+
 /// Unmasked payloads (server role) at least this long are queued by
 /// reference rather than copied behind their header: the transport writes
 /// them with a vectored write.
@@ -180,6 +184,10 @@ pub struct Connection {
     message: Option<MessageInProgress>,
     utf8: Utf8Validator,
     out: BytesMut,
+    /// What `out` held when last released (capped): reserved at once when
+    /// it starts filling again, so a busy connection grows its buffer in
+    /// one allocation, not a doubling per frame.
+    out_reserve: u32,
     /// Written before `out`: sealed pieces of it and payloads queued by
     /// reference.
     out_chunks: VecDeque<Bytes>,
@@ -219,6 +227,7 @@ impl Connection {
             message: None,
             utf8: Utf8Validator::default(),
             out: BytesMut::new(),
+            out_reserve: 0,
             out_chunks: VecDeque::new(),
             events: VecDeque::new(),
             deflate,
@@ -457,6 +466,7 @@ impl Connection {
         let allocated = self.out.capacity();
         self.out.advance(n);
         if self.out.is_empty() && allocated > RETAINED_BUFFER {
+            self.out_reserve = allocated.min(MAX_OUT_RESERVE) as u32;
             self.out = BytesMut::new();
         }
     }
@@ -572,6 +582,10 @@ impl Connection {
 
     fn queue_frame(&mut self, opcode: OpCode, rsv1: bool, payload: &[u8]) {
         let mask = self.mask_keys.as_mut().map(|keys| keys.next());
+        if self.out.capacity() == 0 {
+            self.out
+                .reserve((self.out_reserve as usize).max(MAX_HEADER_LEN + payload.len()));
+        }
         encode_frame(&mut self.out, opcode, true, rsv1, mask, payload);
     }
 
