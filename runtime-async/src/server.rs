@@ -619,7 +619,7 @@ pub async fn pump_engine_ws<S, R>(
     }
     let mut burst = Vec::new();
     let end = loop {
-        let first = match select(ws.next(), commands.next()).await {
+        match select(ws.next(), commands.next()).await {
             Either::Left((Some(Ok(message)), _)) => {
                 // The rest of the same read goes to the endpoint in one
                 // batch (decoded here, outside its lock): one lock and one
@@ -640,43 +640,36 @@ pub async fn pump_engine_ws<S, R>(
                     tracing::debug!(%error, "Engine.IO WebSocket failed");
                     break End::Transport;
                 }
-                // What the burst's handlers sent goes out before the next
-                // read, not after it.
-                match commands.try_recv() {
-                    Ok(command) => command,
-                    Err(TryRecvError::Empty) => continue,
-                    Err(TryRecvError::Closed) => break End::Endpoint,
-                }
             }
             Either::Left((Some(Err(error)), _)) => {
                 tracing::debug!(%error, "Engine.IO WebSocket failed");
                 break End::Transport;
             }
             Either::Left((None, _)) => break End::Transport,
-            Either::Right((Some(command), _)) => command,
-            Either::Right((None, _)) => break End::Endpoint,
-        };
-        let WsCommand::Send(message) = first else {
-            break End::Endpoint;
-        };
-        let mut result = ws.feed(message).await;
-        // Everything already queued goes out in the same write.
-        let mut closing = false;
-        while result.is_ok() {
-            match commands.try_recv() {
-                Ok(WsCommand::Send(message)) => result = ws.feed(message).await,
-                Ok(WsCommand::Close) | Err(TryRecvError::Closed) => {
-                    closing = true;
-                    break;
+            Either::Right((Some(WsCommand::Send(message)), _)) => {
+                let mut result = ws.feed(message).await;
+                // Everything already queued goes out in the same write.
+                let mut closing = false;
+                while result.is_ok() {
+                    match commands.try_recv() {
+                        Ok(WsCommand::Send(message)) => result = ws.feed(message).await,
+                        Ok(WsCommand::Close) | Err(TryRecvError::Closed) => {
+                            closing = true;
+                            break;
+                        }
+                        Err(TryRecvError::Empty) => break,
+                    }
                 }
-                Err(TryRecvError::Empty) => break,
+                if closing {
+                    break End::EndpointAfterSends;
+                }
+                if result.is_err() || ws.flush().await.is_err() {
+                    break End::Transport;
+                }
             }
-        }
-        if closing {
-            break End::EndpointAfterSends;
-        }
-        if result.is_err() || ws.flush().await.is_err() {
-            break End::Transport;
+            Either::Right((Some(WsCommand::Close), _)) | Either::Right((None, _)) => {
+                break End::Endpoint;
+            }
         }
     };
     drop(burst);
