@@ -12,6 +12,8 @@ cargo bench -p switchboard-bench --bench decode
 python3 benches/scripts/decode-summary.py target/criterion | tee "$out/decode.txt"
 echo "== Engine.IO timer index (criterion)"
 cargo bench -p switchboard-bench --bench eio_timer 2>&1 | grep -E '^engineio|time:' | tee "$out/eio-timer.txt"
+echo "== Engine.IO hub, one shard against eight (criterion)"
+cargo bench -p switchboard-bench --bench eio_hub 2>&1 | grep -E '^engineio|time:' | tee "$out/eio-hub.txt"
 
 cargo build --release -p switchboard-bench
 echo "== echo load"
