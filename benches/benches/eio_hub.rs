@@ -1,6 +1,7 @@
 //! The Engine.IO hub's per-message path with two threads at once: each
-//! thread feeds a message to each of its 32 WebSocket sessions
-//! (`EngineIo::ws_messages`), the echo handler sends it back
+//! thread feeds a read's worth of 16 messages to each of its 32 WebSocket
+//! sessions in turn (`EngineIo::ws_messages`), the echo handler sends each
+//! back
 //! (`EngineIo::send`, delivered on the same thread), and the thread takes
 //! the echoes off the sessions' queues, as connection tasks do. Compared:
 //! the endpoint as one shard (one lock for every session, the design before
@@ -20,6 +21,8 @@ use switchboard_core::http::{Limits, Request};
 use switchboard_core::ws::Message;
 
 const SESSIONS_PER_THREAD: usize = 32;
+/// Messages handed over per read, as under load (16 in flight per session).
+const BURST: usize = 16;
 
 fn echo_endpoint(shards: usize) -> EngineIo {
     EngineIo::with_shards(
@@ -64,10 +67,14 @@ fn drain(commands: &mut WsCommands) -> usize {
 fn echo_rounds(engine: &EngineIo, threads: usize, rounds: u64) -> Duration {
     let barrier = Arc::new(Barrier::new(threads));
     let handles: Vec<_> = (0..threads)
-        .map(|_| {
+        .map(|thread| {
             let engine = engine.clone();
             let barrier = barrier.clone();
             let mut sessions = open_sessions(&engine, SESSIONS_PER_THREAD);
+            // Handshakes go round the shards, so each thread's n-th session
+            // is in the same shard: start each thread elsewhere in its
+            // list, or the threads would march through the shards in step.
+            sessions.rotate_left(thread * 4 % SESSIONS_PER_THREAD);
             std::thread::spawn(move || {
                 let message = Message::text("4{\"n\":1,\"payload\":\"0123456789\"}");
                 barrier.wait();
@@ -78,8 +85,8 @@ fn echo_rounds(engine: &EngineIo, threads: usize, rounds: u64) -> Duration {
                 let mut missing = 0;
                 for _ in 0..rounds {
                     for (conn, commands) in &mut sessions {
-                        engine.ws_messages(*conn, [message.clone()]);
-                        missing += 1;
+                        engine.ws_messages(*conn, (0..BURST).map(|_| message.clone()));
+                        missing += BURST;
                         missing -= drain(commands);
                     }
                 }
@@ -101,7 +108,7 @@ fn echo_rounds(engine: &EngineIo, threads: usize, rounds: u64) -> Duration {
 }
 
 fn hub(c: &mut Criterion) {
-    let mut group = c.benchmark_group("engineio hub echo (per round of 32 sessions per thread)");
+    let mut group = c.benchmark_group("engineio hub echo (per round of 32 sessions x 16 messages per thread)");
     group.measurement_time(Duration::from_secs(4));
     for (threads, shards) in [(1, 1), (1, 8), (2, 1), (2, 8)] {
         let name = format!("{threads} thread(s), {shards} shard(s)");
