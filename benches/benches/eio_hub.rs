@@ -108,7 +108,8 @@ fn echo_rounds(engine: &EngineIo, threads: usize, rounds: u64) -> Duration {
 }
 
 fn hub(c: &mut Criterion) {
-    let mut group = c.benchmark_group("engineio hub echo (per round of 32 sessions x 16 messages per thread)");
+    let mut group =
+        c.benchmark_group("engineio hub echo (per round of 32 sessions x 16 messages per thread)");
     group.measurement_time(Duration::from_secs(4));
     for (threads, shards) in [(1, 1), (1, 8), (2, 1), (2, 8)] {
         let name = format!("{threads} thread(s), {shards} shard(s)");

@@ -201,6 +201,10 @@ impl EngineIo {
     /// assert_eq!(engine.session_count(), 0);
     /// ```
     pub fn with_shards(config: ServerConfig, handler: impl EventHandler, shards: usize) -> Self {
+        assert!(
+            (1..=MAX_SHARDS).contains(&shards),
+            "an endpoint has 1 to {MAX_SHARDS} shards, not {shards}"
+        );
         let max_payload = config.max_payload;
         let per_message_deflate = config.per_message_deflate;
         let shards = (0..shards)
@@ -844,6 +848,12 @@ mod tests {
             texts.push(message.as_text().unwrap().to_owned());
         }
         texts
+    }
+
+    #[test]
+    #[should_panic(expected = "1 to 64 shards, not 0")]
+    fn an_endpoint_without_shards_is_refused() {
+        EngineIo::with_shards(ServerConfig::default(), |_: &EngineIo, _| {}, 0);
     }
 
     /// Sessions spread over the shards; each message, send, broadcast and
