@@ -850,6 +850,57 @@ mod tests {
         texts
     }
 
+    /// The timer serves every shard: pings go out and unanswered sessions
+    /// time out in all of them, and it reports the earliest deadline.
+    #[test]
+    fn the_timer_runs_every_shard() {
+        let closed = Arc::new(Mutex::new(Vec::new()));
+        let seen = closed.clone();
+        let config = ServerConfig {
+            ping_interval: std::time::Duration::from_secs(10),
+            ping_timeout: std::time::Duration::from_secs(5),
+            ..ServerConfig::default()
+        };
+        let engine = EngineIo::with_shards(
+            config,
+            move |_: &EngineIo, event: ServerEvent| {
+                if let ServerEvent::Close { reason, .. } = event {
+                    lock(&seen).push(reason);
+                }
+            },
+            4,
+        );
+        let start = Instant::now();
+        let mut conns: Vec<WsCommands> = (0..8)
+            .map(|_| {
+                match engine.handle_request(
+                    &request("/engine.io/?EIO=4&transport=websocket"),
+                    Bytes::new(),
+                ) {
+                    Routed::WebSocket(_, commands) => commands,
+                    _ => panic!("a WebSocket handshake"),
+                }
+            })
+            .collect();
+        for commands in &mut conns {
+            texts(commands);
+        }
+        let timer = engine.timed();
+        let next = timer.run_timers(start).expect("pings are due");
+        assert!(next >= start + std::time::Duration::from_secs(10));
+        let after_pings = timer
+            .run_timers(next + std::time::Duration::from_millis(1))
+            .expect("pong deadlines");
+        for commands in &mut conns {
+            assert_eq!(texts(commands), ["2"], "every shard's session is pinged");
+        }
+        assert!(lock(&closed).is_empty());
+        let after_timeouts = timer.run_timers(after_pings + std::time::Duration::from_millis(1));
+        assert_eq!(after_timeouts, None, "no session left");
+        assert_eq!(*lock(&closed), vec![CloseReason::PingTimeout; 8]);
+        assert_eq!(engine.session_count(), 0);
+    }
+
     #[test]
     #[should_panic(expected = "1 to 64 shards, not 0")]
     fn an_endpoint_without_shards_is_refused() {
