@@ -725,6 +725,11 @@ pub struct ServerLimits {
     /// body (default 30 s). The first request of a connection must also
     /// begin within this time.
     pub request_timeout: std::time::Duration,
+    /// The most connections the server's accept loop keeps open at once
+    /// (default [`DEFAULT_MAX_CONNECTIONS`](crate::connections::DEFAULT_MAX_CONNECTIONS),
+    /// 10,000); further clients wait in the listen backlog until one
+    /// closes (see [`connections`](crate::connections)).
+    pub max_connections: usize,
 }
 
 impl Default for ServerLimits {
@@ -733,6 +738,7 @@ impl Default for ServerLimits {
             head: Limits::default(),
             keep_alive_timeout: std::time::Duration::from_secs(60),
             request_timeout: std::time::Duration::from_secs(30),
+            max_connections: crate::connections::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }

@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+mod accept;
 mod dispatch;
 pub mod engineio;
 mod error;

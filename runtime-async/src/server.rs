@@ -29,6 +29,7 @@ use switchboard_core::ws::Config;
 use switchboard_core::ws::handshake::{self, Rejection};
 
 use crate::Runtime;
+use crate::accept::accept_loop;
 use crate::engineio::{EngineIo, EngineMounts, Routed, TryRecvError, WsCommand, WsCommands};
 use crate::io::poll_read_with;
 use crate::socketio::SocketIo;
@@ -297,31 +298,25 @@ pub fn spawn_timer<R: Runtime>(runtime: &R, timed: Arc<dyn Timed>) {
 }
 
 /// Accepts connections on `listener` forever and serves `routes` on each,
-/// one task per connection. Accept errors are logged and retried.
+/// one task per connection. Accept errors are logged and retried. At most
+/// [`ServerLimits::max_connections`] are open at once; at the limit nothing
+/// more is accepted until one closes.
 pub async fn serve<R>(runtime: R, listener: R::TcpListener, routes: Routes<R::TcpStream, R>)
 where
     R: Runtime,
 {
     routes.start_timers(&runtime);
-    loop {
-        match runtime.accept(&listener).await {
-            Ok((io, peer)) => {
-                let routes = routes.clone();
-                let rt = runtime.clone();
-                runtime.spawn(async move {
-                    if let Err(error) = serve_connection(rt, io, routes).await {
-                        tracing::debug!(%peer, %error, "connection ended");
-                    }
-                });
-            }
-            Err(error) => {
-                tracing::warn!(%error, "accept failed");
-                runtime
-                    .sleep_until(Instant::now() + std::time::Duration::from_millis(50))
-                    .await;
+    let max_connections = routes.table.limits().max_connections;
+    accept_loop(&runtime, &listener, max_connections, |io, peer| {
+        let routes = routes.clone();
+        let rt = runtime.clone();
+        async move {
+            if let Err(error) = serve_connection(rt, io, routes).await {
+                tracing::debug!(%peer, %error, "connection ended");
             }
         }
-    }
+    })
+    .await
 }
 
 /// Serves `routes` on one connection the application accepted, until the

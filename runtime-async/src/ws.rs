@@ -18,6 +18,7 @@ use switchboard_core::http::{HeadReader, Limits, Request};
 use switchboard_core::ws::handshake::{self, ClientHandshake, HandshakeError, WsUrl};
 use switchboard_core::ws::{CloseFrame, Config, Connection, Message, Role};
 
+use crate::accept::accept_loop;
 use crate::io::poll_read_with;
 use crate::{Error, Runtime};
 
@@ -459,7 +460,9 @@ pub async fn connect<R: Runtime>(
 /// Accepts connections on `listener` forever, performing each handshake in
 /// its own task and handing each WebSocket to `handler` there. Failed
 /// handshakes are answered and logged; accept errors (such as running out of
-/// file descriptors) are logged and retried after a short pause.
+/// file descriptors) are logged and retried after a short pause. At most
+/// [`Config::max_connections`] are open at once; at the limit nothing more
+/// is accepted until one closes.
 pub async fn serve<R, F, Fut>(runtime: R, listener: R::TcpListener, config: Arc<Config>, handler: F)
 where
     R: Runtime,
@@ -467,29 +470,21 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let handler = Arc::new(handler);
-    loop {
-        match runtime.accept(&listener).await {
-            Ok((io, peer)) => {
-                let handler = handler.clone();
-                let config = config.clone();
-                let rt = runtime.clone();
-                runtime.spawn(async move {
-                    // Boxed so the handshake's buffers are freed once it is
-                    // done, rather than kept in every connection's task.
-                    match Box::pin(accept(rt, io, config)).await {
-                        Ok(ws) => handler(ws).await,
-                        Err(error) => tracing::debug!(%peer, %error, "WebSocket handshake failed"),
-                    }
-                });
-            }
-            Err(error) => {
-                tracing::warn!(%error, "accept failed");
-                runtime
-                    .sleep_until(Instant::now() + std::time::Duration::from_millis(50))
-                    .await;
+    let max_connections = config.max_connections;
+    accept_loop(&runtime, &listener, max_connections, |io, peer| {
+        let handler = handler.clone();
+        let config = config.clone();
+        let rt = runtime.clone();
+        async move {
+            // Boxed so the handshake's buffers are freed once it is done,
+            // rather than kept in every connection's task.
+            match Box::pin(accept(rt, io, config)).await {
+                Ok(ws) => handler(ws).await,
+                Err(error) => tracing::debug!(%peer, %error, "WebSocket handshake failed"),
             }
         }
-    }
+    })
+    .await
 }
 
 /// Echoes every text and binary message back until the peer closes: the

@@ -18,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+mod accept;
 pub mod engineio;
 mod pool;
 pub mod ws;

@@ -6,7 +6,10 @@
 //! Threads are made when every one is busy and leave after
 //! [`IDLE_TIMEOUT`] without work, so the pool holds about as many threads
 //! as there are sockets with a handler running, as a thread per event
-//! would, without a thread start per event.
+//! would, without a thread start per event. It has no cap of its own (a
+//! handler waiting for another socket's handler must not wait for a free
+//! thread): the servers' connection limit (`max_connections`) bounds the
+//! sockets, and so the pool.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};

@@ -13,6 +13,8 @@ pub use switchboard_core::ws::{
 };
 use switchboard_core::ws::{Connection, Role};
 
+use crate::accept::accept_loop;
+
 /// Anything that can go wrong on a blocking WebSocket.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -460,39 +462,32 @@ pub fn client_handshake(
 }
 
 /// Accepts connections on `listener` forever, one thread each, handing each
-/// WebSocket to `handler` on its thread.
+/// WebSocket to `handler` on its thread. At most
+/// [`Config::max_connections`] are open at once; at the limit nothing more
+/// is accepted until one closes. Accept errors, and a connection thread
+/// that cannot be started (the connection is then closed), are logged and
+/// retried after a short pause: this never returns.
 pub fn serve<F>(listener: TcpListener, config: Config, handler: F) -> io::Result<()>
 where
     F: Fn(WebSocket) + Send + Sync + 'static,
 {
-    let handler = Arc::new(handler);
+    let max_connections = config.max_connections;
     let config = Arc::new(config);
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(stream) => stream,
-            Err(error) => {
-                tracing::warn!(%error, "accept failed");
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
+    accept_loop(
+        &listener,
+        max_connections,
+        "switchboard-ws",
+        move |mut stream| {
+            let _ = stream.set_nodelay(true);
+            let result = read_request(&mut stream, &config).and_then(|(request, buffered)| {
+                accept_request(stream, &request, &buffered, config.clone())
+            });
+            match result {
+                Ok(ws) => handler(ws),
+                Err(error) => tracing::debug!(%error, "WebSocket handshake failed"),
             }
-        };
-        let handler = handler.clone();
-        let config = config.clone();
-        std::thread::Builder::new()
-            .name("switchboard-ws".into())
-            .spawn(move || {
-                let _ = stream.set_nodelay(true);
-                let mut stream = stream;
-                let result = read_request(&mut stream, &config).and_then(|(request, buffered)| {
-                    accept_request(stream, &request, &buffered, config)
-                });
-                match result {
-                    Ok(ws) => handler(ws),
-                    Err(error) => tracing::debug!(%error, "WebSocket handshake failed"),
-                }
-            })?;
-    }
-    Ok(())
+        },
+    )
 }
 
 /// Echoes text and binary messages until the peer closes.

@@ -500,6 +500,31 @@ impl Http {
     }
 }
 
+/// `ServerLimits::max_connections` at 2 (a Switchboard setting; Node's
+/// `engine.io` has none): two keep-alive connections are served, a third
+/// gets no answer while both stay open, and is answered as soon as one of
+/// them closes.
+pub fn connection_limit_holds_back_a_third_connection(addr: SocketAddr) {
+    let handshake = format!("{PATH}?EIO=4&transport=polling");
+    let mut first = Http::new(addr);
+    let mut second = Http::new(addr);
+    assert_eq!(first.request("GET", &handshake, &[], b"").status, 200);
+    assert_eq!(second.request("GET", &handshake, &[], b"").status, 200);
+    let mut third = Http::new(addr);
+    third.send("GET", &handshake, &[], b"");
+    assert_eq!(
+        third.recv(Duration::from_millis(500)).map(|r| r.status),
+        Err(HttpError::Timeout),
+        "a third connection was served"
+    );
+    // The open connections are still served.
+    assert_eq!(second.request("GET", &handshake, &[], b"").status, 200);
+    drop(first);
+    let response = third.recv(T).expect("served once a connection closed");
+    assert_eq!(response.status, 200);
+    check_open_packet(&response.text(), &["websocket"]);
+}
+
 /// One request on a fresh connection.
 pub fn http_request(
     addr: SocketAddr,

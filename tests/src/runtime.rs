@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use switchboard_async::engineio::EngineIo;
 use switchboard_core::engineio::{ServerConfig, ServerEvent};
+use switchboard_core::http::ServerLimits;
 use switchboard_core::ws::Config;
 
 use crate::sio_server::{conformance_socketio, conformance_socketio_config};
@@ -171,6 +172,28 @@ pub fn spawn_engineio_echo(runtime: RuntimeKind, config: ServerConfig) -> Socket
 /// contract's Socket.IO server at `/socket.io/`, and the WebSocket echo on
 /// every other path, blocking forever.
 pub fn run_engineio_echo(runtime: RuntimeKind, listener: TcpListener, config: ServerConfig) {
+    run_routes(runtime, listener, config, ServerLimits::default())
+}
+
+/// Starts, on an ephemeral loopback port in a background thread, the
+/// routes of [`run_engineio_echo`] with the contract's Engine.IO settings
+/// and the HTTP server limits `limits`. Returns its address.
+pub fn spawn_routes_with_limits(runtime: RuntimeKind, limits: ServerLimits) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    std::thread::Builder::new()
+        .name(format!("routes-{runtime}"))
+        .spawn(move || run_routes(runtime, listener, conformance_engineio_config(), limits))
+        .expect("spawn server thread");
+    addr
+}
+
+fn run_routes(
+    runtime: RuntimeKind,
+    listener: TcpListener,
+    config: ServerConfig,
+    limits: ServerLimits,
+) {
     let engine = engineio_echo(config);
     let io = conformance_socketio(conformance_socketio_config());
     let ws_config = conformance_config();
@@ -187,6 +210,7 @@ pub fn run_engineio_echo(runtime: RuntimeKind, listener: TcpListener, config: Se
                     .engineio("/engine.io/", engine)
                     .socketio("/socket.io/", &io)
                     .ws_config(ws_config)
+                    .limits(limits)
                     .websocket(switchboard_async::ws::echo);
                 switchboard_tokio::engineio::serve(listener, routes).await
             })
@@ -198,6 +222,7 @@ pub fn run_engineio_echo(runtime: RuntimeKind, listener: TcpListener, config: Se
                     .engineio("/engine.io/", engine)
                     .socketio("/socket.io/", &io)
                     .ws_config(ws_config)
+                    .limits(limits)
                     .websocket(switchboard_async::ws::echo);
                 switchboard_smol::engineio::serve_on(runtime, listener, routes).await
             };
@@ -217,6 +242,7 @@ pub fn run_engineio_echo(runtime: RuntimeKind, listener: TcpListener, config: Se
                 .engineio("/engine.io/", engine)
                 .socketio("/socket.io/", &io)
                 .ws_config(ws_config)
+                .limits(limits)
                 .websocket(switchboard_threads::ws::echo);
             switchboard_threads::engineio::serve(listener, routes).expect("threads server")
         }

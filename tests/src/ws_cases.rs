@@ -525,6 +525,33 @@ pub fn server_handshake_deadline(rt: RuntimeKind) {
     );
 }
 
+/// `Config::max_connections` at 2: a third client gets no handshake answer
+/// while two connections are open (it waits in the listen backlog), the
+/// open ones keep working, and the third is served as soon as one closes.
+pub fn server_connection_limit(rt: RuntimeKind) {
+    let config = Config {
+        max_connections: 2,
+        ..conformance_config()
+    };
+    let addr = spawn_ws_echo(rt, config);
+    let (first, _) = raw::open(addr, "");
+    let (mut second, _) = raw::open(addr, "");
+    let mut third = raw::connect(addr);
+    third.write(raw::upgrade_request("/", "").as_bytes());
+    assert_eq!(
+        third.read_head(Duration::from_millis(500)),
+        None,
+        "a third connection was served"
+    );
+    second.write(&frame(1, true, 0, b"still served", true));
+    expect_data(&mut second, 1, b"still served");
+    drop(first);
+    let head = third.read_head(T).expect("served once a connection closed");
+    assert!(head.starts_with("HTTP/1.1 101 "), "not a 101: {head}");
+    third.write(&frame(1, true, 0, b"third", true));
+    expect_data(&mut third, 1, b"third");
+}
+
 /// The client's request is a valid RFC 6455 upgrade with a fresh 16-byte
 /// key, and the client masks every frame.
 pub fn client_request_and_masking(rt: RuntimeKind) {

@@ -21,6 +21,7 @@ use switchboard_conformance::peers::{self, PeerProcess};
 use switchboard_conformance::runtime;
 use switchboard_conformance::server_process::ServerProcess;
 use switchboard_core::engineio::ServerConfig;
+use switchboard_core::http::ServerLimits;
 
 /// What a case runs against; kept alive for the case's duration.
 enum Server {
@@ -216,6 +217,16 @@ macro_rules! our_server {
             v4_cases!(ours($kind));
             v3_cases!(ours_eio3($kind));
             contract_only_cases!(ours($kind), ours_eio3($kind));
+
+            #[test]
+            fn connection_limit_holds_back_a_third_connection() {
+                let limits = ServerLimits {
+                    max_connections: 2,
+                    ..ServerLimits::default()
+                };
+                let addr = runtime::spawn_routes_with_limits($kind, limits);
+                eio_cases::connection_limit_holds_back_a_third_connection(addr);
+            }
         }
     };
 }

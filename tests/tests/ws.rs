@@ -34,6 +34,7 @@ macro_rules! runtime_suite {
                 server_ignores_unsolicited_pong_and_reads_pipelined_frames,
                 server_keepalive,
                 server_handshake_deadline,
+                server_connection_limit,
                 client_request_and_masking,
                 client_rejects_bad_responses,
                 client_protocol_rules,

@@ -67,6 +67,13 @@ pub struct Config {
     pub protocols: Vec<String>,
     /// Which `Origin` a server accepts (default any); refused with 403.
     pub origin: OriginPolicy,
+    /// The most connections a WebSocket server's accept loop (the adapters'
+    /// `ws::serve`) keeps open at once (default
+    /// [`DEFAULT_MAX_CONNECTIONS`](crate::connections::DEFAULT_MAX_CONNECTIONS),
+    /// 10,000); further clients wait in the listen backlog until one
+    /// closes. Servers with routes take theirs from
+    /// [`ServerLimits`](crate::http::ServerLimits) instead.
+    pub max_connections: usize,
 }
 
 /// A callback deciding on an `Origin` header value (`None` when absent).
@@ -132,6 +139,7 @@ impl Default for Config {
             deflate: Some(DeflateConfig::default()),
             protocols: Vec::new(),
             origin: OriginPolicy::Any,
+            max_connections: crate::connections::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }

@@ -32,7 +32,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::task::{Context, Wake, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -52,6 +52,7 @@ use switchboard_core::http::{HttpError, IncomingRequest, RequestReader};
 pub use switchboard_core::http::{Request, ServerLimits};
 use switchboard_core::ws::handshake::{self, Rejection};
 
+use crate::accept::accept_loop;
 use crate::ws::{self, Config, WebSocket};
 
 /// One Engine.IO session, read with blocking calls.
@@ -237,28 +238,24 @@ pub fn spawn_timer(timed: Arc<dyn Timed>) -> io::Result<()> {
 }
 
 /// Accepts connections on `listener` forever, one thread each, serving
-/// `routes` on each.
+/// `routes` on each. At most [`ServerLimits::max_connections`] are open at
+/// once; at the limit nothing more is accepted until one closes. Accept
+/// errors, and a connection thread that cannot be started (the connection
+/// is then closed), are logged and retried after a short pause: this
+/// returns only if the timer threads cannot be started.
 pub fn serve(listener: TcpListener, routes: Routes) -> io::Result<()> {
     routes.start_timers()?;
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(stream) => stream,
-            Err(error) => {
-                tracing::warn!(%error, "accept failed");
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
+    let max_connections = routes.table.limits().max_connections;
+    accept_loop(
+        &listener,
+        max_connections,
+        "switchboard-http",
+        move |stream| {
+            if let Err(error) = serve_connection(stream, routes.clone()) {
+                tracing::debug!(%error, "connection ended");
             }
-        };
-        let routes = routes.clone();
-        std::thread::Builder::new()
-            .name("switchboard-http".into())
-            .spawn(move || {
-                if let Err(error) = serve_connection(stream, routes) {
-                    tracing::debug!(%error, "connection ended");
-                }
-            })?;
-    }
-    Ok(())
+        },
+    )
 }
 
 /// Serves `routes` on one connection the application accepted, on the

@@ -1,0 +1,135 @@
+//! How many connections a server keeps open at once.
+//!
+//! An accept loop takes a slot with [`ConnectionCount::try_open`] before it
+//! accepts, and gives it back with [`ConnectionCount::close`] when the
+//! connection ends. At the limit the adapter stops accepting and waits for a
+//! close: further clients wait in the listener's backlog, held by the
+//! kernel, and are served in order as slots free up (as Tomcat's
+//! `maxConnections` does), instead of being accepted only to be refused. A
+//! thread-per-connection server thus never starts more threads than the
+//! limit, and an async one never holds more tasks and buffers.
+//!
+//! Reaching the limit is logged (a warning, at most once every
+//! [`WARNING_INTERVAL`]), since clients then wait unseen.
+//!
+//! ```
+//! use std::time::Instant;
+//! use switchboard_core::connections::ConnectionCount;
+//!
+//! let mut count = ConnectionCount::new(2);
+//! let now = Instant::now();
+//! assert!(count.try_open(now));
+//! assert!(count.try_open(now));
+//! assert!(!count.try_open(now)); // full: the accept loop waits
+//! count.close();
+//! assert!(count.try_open(now));
+//! assert_eq!(count.open(), 2);
+//! ```
+
+use std::time::{Duration, Instant};
+
+/// The default limit on a server's open connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// At most one warning about the limit per this interval.
+pub const WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A server's open connections, counted against its limit.
+#[derive(Debug, Clone)]
+pub struct ConnectionCount {
+    open: usize,
+    max: usize,
+    last_warning: Option<Instant>,
+}
+
+impl ConnectionCount {
+    /// A count that allows `max` open connections (at least one).
+    pub fn new(max: usize) -> Self {
+        ConnectionCount {
+            open: 0,
+            max: max.max(1),
+            last_warning: None,
+        }
+    }
+
+    /// Takes a slot for a connection about to be accepted, if one is free.
+    /// `false` means the limit is reached: accept nothing until
+    /// [`close`](Self::close) is called.
+    pub fn try_open(&mut self, now: Instant) -> bool {
+        if self.open < self.max {
+            self.open += 1;
+            return true;
+        }
+        let due = self
+            .last_warning
+            .is_none_or(|at| now.saturating_duration_since(at) >= WARNING_INTERVAL);
+        if due {
+            self.last_warning = Some(now);
+            tracing::warn!(
+                max_connections = self.max,
+                "connection limit reached: new connections wait in the listen backlog until one closes"
+            );
+        }
+        false
+    }
+
+    /// Gives back the slot of a connection that ended (or was never
+    /// accepted).
+    pub fn close(&mut self) {
+        debug_assert!(self.open > 0, "closed more connections than opened");
+        self.open = self.open.saturating_sub(1);
+    }
+
+    /// The connections open now.
+    pub fn open(&self) -> usize {
+        self.open
+    }
+
+    /// The limit.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zero_limit_still_admits_one_connection() {
+        let mut count = ConnectionCount::new(0);
+        assert_eq!(count.max(), 1);
+        assert!(count.try_open(Instant::now()));
+        assert!(!count.try_open(Instant::now()));
+    }
+
+    #[test]
+    fn the_limit_warning_is_rate_limited() {
+        let mut count = ConnectionCount::new(1);
+        let start = Instant::now();
+        assert!(count.try_open(start));
+        assert!(!count.try_open(start));
+        assert_eq!(count.last_warning, Some(start));
+        assert!(!count.try_open(start + WARNING_INTERVAL / 2));
+        assert_eq!(count.last_warning, Some(start), "warned again too soon");
+        let later = start + WARNING_INTERVAL;
+        assert!(!count.try_open(later));
+        assert_eq!(count.last_warning, Some(later));
+    }
+
+    #[test]
+    fn slots_come_back_in_any_order_of_closing() {
+        let mut count = ConnectionCount::new(3);
+        let now = Instant::now();
+        for _ in 0..3 {
+            assert!(count.try_open(now));
+        }
+        assert!(!count.try_open(now));
+        count.close();
+        count.close();
+        assert_eq!(count.open(), 1);
+        assert!(count.try_open(now));
+        assert!(count.try_open(now));
+        assert!(!count.try_open(now));
+    }
+}

@@ -1,0 +1,137 @@
+//! The accept loop every server of the async driver runs, and its
+//! connection limit: a slot per open connection, counted by the core's
+//! [`ConnectionCount`]; at the limit the loop waits until a connection
+//! ends.
+
+use std::future::{Future, poll_fn};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use futures_util::task::AtomicWaker;
+use switchboard_core::connections::ConnectionCount;
+
+use crate::Runtime;
+
+/// The pause after a failed accept (such as running out of file
+/// descriptors) before the next.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
+/// Accepts connections on `listener` forever, at most `max_connections`
+/// open at once, running `serve` for each in a task of its own.
+pub(crate) async fn accept_loop<R, F, Fut>(
+    runtime: &R,
+    listener: &R::TcpListener,
+    max_connections: usize,
+    serve: F,
+) where
+    R: Runtime,
+    F: Fn(R::TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let limit = ConnectionLimit::new(max_connections);
+    loop {
+        let slot = limit.acquire().await;
+        match runtime.accept(listener).await {
+            Ok((io, peer)) => {
+                let connection = serve(io, peer);
+                runtime.spawn(async move {
+                    let _slot = slot;
+                    connection.await;
+                });
+            }
+            Err(error) => {
+                drop(slot);
+                tracing::warn!(%error, "accept failed");
+                runtime.sleep_until(Instant::now() + ACCEPT_RETRY).await;
+            }
+        }
+    }
+}
+
+/// The open connections of one accept loop (the only task that waits).
+pub(crate) struct ConnectionLimit {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    count: Mutex<ConnectionCount>,
+    /// The accept loop, waiting for a slot.
+    freed: AtomicWaker,
+}
+
+impl Shared {
+    fn count(&self) -> MutexGuard<'_, ConnectionCount> {
+        self.count.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl ConnectionLimit {
+    pub(crate) fn new(max_connections: usize) -> Self {
+        ConnectionLimit {
+            shared: Arc::new(Shared {
+                count: Mutex::new(ConnectionCount::new(max_connections)),
+                freed: AtomicWaker::new(),
+            }),
+        }
+    }
+
+    /// Waits until fewer than the limit are open and takes a slot, held
+    /// until the returned guard is dropped.
+    pub(crate) async fn acquire(&self) -> ConnectionSlot {
+        poll_fn(|cx| {
+            if self.shared.count().try_open(Instant::now()) {
+                return Poll::Ready(self.slot());
+            }
+            self.shared.freed.register(cx.waker());
+            // A slot freed between the look and the registration.
+            if self.shared.count().try_open(Instant::now()) {
+                return Poll::Ready(self.slot());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn slot(&self) -> ConnectionSlot {
+        ConnectionSlot {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// One open connection's place under the limit; dropping it frees it.
+pub(crate) struct ConnectionSlot {
+    shared: Arc<Shared>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.shared.count().close();
+        self.shared.freed.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+
+    #[test]
+    fn the_accept_loop_waits_at_the_limit_until_a_slot_is_freed() {
+        let limit = ConnectionLimit::new(2);
+        let first = limit.acquire().now_or_never().expect("a free slot");
+        let _second = limit.acquire().now_or_never().expect("a free slot");
+        let waiting = std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| futures_executor::block_on(limit.acquire()));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert!(!waiter.is_finished(), "a third slot was handed out");
+            drop(first);
+            waiter.join().expect("the waiter")
+        });
+        assert_eq!(limit.shared.count().open(), 2);
+        drop(waiting);
+        assert_eq!(limit.shared.count().open(), 1);
+    }
+}
