@@ -1,7 +1,8 @@
 //! The accept loop every server of the async driver runs, and its
 //! connection limit: a slot per open connection, counted by the core's
 //! [`ConnectionCount`]; at the limit the loop waits until a connection
-//! ends.
+//! ends. The threads adapter's accept loop blocks on the same
+//! [`ConnectionLimit`].
 
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
@@ -50,8 +51,20 @@ pub(crate) async fn accept_loop<R, F, Fut>(
     }
 }
 
-/// The open connections of one accept loop (the only task that waits).
-pub(crate) struct ConnectionLimit {
+/// The open connections of one accept loop, which is the only task that
+/// waits for a slot.
+///
+/// ```
+/// use futures_util::FutureExt;
+/// use switchboard_async::accept::ConnectionLimit;
+///
+/// let limit = ConnectionLimit::new(1);
+/// let slot = limit.acquire().now_or_never().expect("a free slot");
+/// assert!(limit.acquire().now_or_never().is_none()); // full
+/// drop(slot); // the connection ended
+/// assert!(limit.acquire().now_or_never().is_some());
+/// ```
+pub struct ConnectionLimit {
     shared: Arc<Shared>,
 }
 
@@ -68,7 +81,8 @@ impl Shared {
 }
 
 impl ConnectionLimit {
-    pub(crate) fn new(max_connections: usize) -> Self {
+    /// A limit of `max_connections` open at once (at least one).
+    pub fn new(max_connections: usize) -> Self {
         ConnectionLimit {
             shared: Arc::new(Shared {
                 count: Mutex::new(ConnectionCount::new(max_connections)),
@@ -79,7 +93,7 @@ impl ConnectionLimit {
 
     /// Waits until fewer than the limit are open and takes a slot, held
     /// until the returned guard is dropped.
-    pub(crate) async fn acquire(&self) -> ConnectionSlot {
+    pub async fn acquire(&self) -> ConnectionSlot {
         poll_fn(|cx| {
             if self.shared.count().try_open(Instant::now()) {
                 return Poll::Ready(self.slot());
@@ -102,7 +116,7 @@ impl ConnectionLimit {
 }
 
 /// One open connection's place under the limit; dropping it frees it.
-pub(crate) struct ConnectionSlot {
+pub struct ConnectionSlot {
     shared: Arc<Shared>,
 }
 

@@ -10,7 +10,7 @@
 
 #![warn(missing_docs)]
 
-mod accept;
+pub mod accept;
 mod dispatch;
 pub mod engineio;
 mod error;
