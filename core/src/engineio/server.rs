@@ -118,6 +118,14 @@ pub struct ServerConfig {
     pub cookie: Option<String>,
     /// Handshake admission hook.
     pub allow_request: Option<AllowRequest>,
+    /// The most sessions open at once (default 100,000). A handshake
+    /// beyond it is answered 503 with `{"code":4,"message":"Too many
+    /// sessions"}` (Node's engine.io has no such limit: a client that
+    /// handshakes in a loop without ever polling leaves a session behind
+    /// each time, for `ping_interval + ping_timeout`). A sharded endpoint
+    /// splits it among its shards ([`Shard::share_of`]), and its hub hands
+    /// each handshake to a shard with room.
+    pub max_sessions: usize,
 }
 
 impl Default for ServerConfig {
@@ -136,6 +144,7 @@ impl Default for ServerConfig {
             cookie: None,
             allow_request: None,
             per_message_deflate: false,
+            max_sessions: 100_000,
         }
     }
 }
@@ -156,6 +165,7 @@ impl fmt::Debug for ServerConfig {
             .field("cookie", &self.cookie)
             .field("per_message_deflate", &self.per_message_deflate)
             .field("allow_request", &self.allow_request.is_some())
+            .field("max_sessions", &self.max_sessions)
             .finish()
     }
 }
@@ -486,6 +496,8 @@ pub struct Server {
     /// deadline (a deadline that moved later leaves an early entry, which
     /// only costs a look), so timers cost O(log n), not a scan.
     deadlines: BTreeSet<(Instant, Arc<str>)>,
+    /// When a handshake was last refused for `max_sessions` and logged.
+    last_full_warning: Option<Instant>,
 }
 
 /// What a polling session closed by the server still owes its client.
@@ -526,12 +538,36 @@ impl Server {
             closing: IdMap::default(),
             last_now: None,
             deadlines: BTreeSet::new(),
+            last_full_warning: None,
         }
     }
 
     /// Which shard of its endpoint this server is.
     pub fn shard(&self) -> Shard {
         self.shard
+    }
+
+    /// Whether a handshake now would be refused for
+    /// [`ServerConfig::max_sessions`] (in a sharded endpoint: for this
+    /// shard's part of it, so that a hub can hand the handshake to a shard
+    /// with room).
+    pub fn is_full(&self) -> bool {
+        self.sessions.len() >= self.shard.share_of(self.config.max_sessions)
+    }
+
+    /// Logs a handshake refused at `max_sessions`, at most once every
+    /// [`WARNING_INTERVAL`](crate::connections::WARNING_INTERVAL).
+    fn warn_full(&mut self, now: Instant) {
+        let due = self.last_full_warning.is_none_or(|at| {
+            now.saturating_duration_since(at) >= crate::connections::WARNING_INTERVAL
+        });
+        if due {
+            self.last_full_warning = Some(now);
+            tracing::warn!(
+                max_sessions = self.config.max_sessions,
+                "Engine.IO session limit reached: refusing handshakes with 503"
+            );
+        }
     }
 
     /// The configuration.
@@ -939,6 +975,10 @@ impl Server {
             && allow(req).is_err()
         {
             return error(ErrorCode::Forbidden, cors);
+        }
+        if self.is_full() {
+            self.warn_full(now);
+            return refusal(503, ErrorCode::Forbidden, "Too many sessions", cors);
         }
         let mut sid = new_sid();
         self.shard.stamp_sid(&mut sid);
@@ -1371,13 +1411,13 @@ fn error(code: ErrorCode, headers: HeaderList) -> RequestOutcome {
     error_with_status(code, code.status(), headers)
 }
 
-fn error_with_status(code: ErrorCode, status: u16, mut headers: HeaderList) -> RequestOutcome {
+fn error_with_status(code: ErrorCode, status: u16, headers: HeaderList) -> RequestOutcome {
+    refusal(status, code, code.message(), headers)
+}
+
+fn refusal(status: u16, code: ErrorCode, message: &str, mut headers: HeaderList) -> RequestOutcome {
     headers.push(("Content-Type".into(), "application/json".into()));
-    let body = format!(
-        r#"{{"code":{},"message":"{}"}}"#,
-        code as u8,
-        code.message()
-    );
+    let body = format!(r#"{{"code":{},"message":"{message}"}}"#, code as u8);
     RequestOutcome::Respond(HttpResponse {
         status,
         headers,
@@ -1519,6 +1559,63 @@ mod tests {
 
     fn ms(t0: Instant, n: u64) -> Instant {
         t0 + Duration::from_millis(n)
+    }
+
+    #[test]
+    fn handshakes_beyond_max_sessions_get_503_until_one_closes() {
+        let mut server = Server::new(ServerConfig {
+            max_sessions: 2,
+            ..config()
+        });
+        let now = Instant::now();
+        let first = handshake(&mut server, now);
+        handshake(&mut server, now);
+        let ws_handshake = request("GET", "/engine.io/?EIO=4&transport=websocket", WS);
+        for refused in [
+            get(&mut server, "/engine.io/?EIO=4&transport=polling", now),
+            server.handle_request(&ws_handshake, Bytes::new(), now),
+        ] {
+            match refused {
+                RequestOutcome::Respond(r) => {
+                    assert_eq!(r.status, 503);
+                    let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+                    assert_eq!(
+                        json,
+                        serde_json::json!({"code": 4, "message": "Too many sessions"})
+                    );
+                }
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        }
+        assert!(
+            server.poll_event().is_none(),
+            "a refused handshake opened a session"
+        );
+        // The open sessions are untouched, and a closed one frees its place.
+        assert_eq!(respond(post(&mut server, &first, "1", now)).0, 200);
+        while server.poll_event().is_some() {}
+        handshake(&mut server, now);
+    }
+
+    #[test]
+    fn the_shards_hold_their_parts_of_max_sessions() {
+        let now = Instant::now();
+        for (index, part) in [(0, 3), (1, 2)] {
+            let mut server = Server::with_shard(
+                ServerConfig {
+                    max_sessions: 5,
+                    ..config()
+                },
+                Shard::new(index, 2),
+            );
+            for _ in 0..part {
+                assert!(!server.is_full());
+                handshake(&mut server, now);
+            }
+            assert!(server.is_full());
+            let (status, _) = respond(get(&mut server, "/engine.io/?EIO=4&transport=polling", now));
+            assert_eq!(status, 503, "shard {index}");
+        }
     }
 
     #[test]

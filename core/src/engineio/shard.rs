@@ -83,6 +83,20 @@ impl Shard {
         usize::from(self.count)
     }
 
+    /// This shard's part of an endpoint-wide limit of `total`: the shards'
+    /// parts add up to exactly `total` (the first `total % count` shards
+    /// hold one more).
+    ///
+    /// ```
+    /// use switchboard_core::engineio::Shard;
+    /// let parts: Vec<usize> = (0..4).map(|i| Shard::new(i, 4).share_of(10)).collect();
+    /// assert_eq!(parts, [3, 3, 2, 2]);
+    /// ```
+    pub fn share_of(self, total: usize) -> usize {
+        let (count, index) = (self.count(), self.index());
+        total / count + usize::from(index < total % count)
+    }
+
     /// The shard of `count` owning session `sid`. An id no shard made
     /// still names one, which answers it as unknown.
     ///

@@ -331,8 +331,7 @@ impl EngineIo {
     /// [`ServerConfig::max_payload`] + 1 bytes).
     pub fn handle_request(&self, request: &Request, body: Bytes) -> Routed {
         let count = self.hub.shards.len();
-        let shard = Shard::of_request(request, count)
-            .unwrap_or_else(|| self.hub.next_handshake.fetch_add(1, Ordering::Relaxed) % count);
+        let shard = Shard::of_request(request, count).unwrap_or_else(|| self.handshake_shard());
         self.with_state(shard, |state| {
             match state.server.handle_request(request, body, Instant::now()) {
                 RequestOutcome::Respond(response) => Routed::Respond(response),
@@ -349,6 +348,18 @@ impl EngineIo {
                 }
             }
         })
+    }
+
+    /// The shard for a request without a session (a handshake): the next
+    /// in turn that has room for a session, or the next in turn if none
+    /// has (it refuses the handshake).
+    fn handshake_shard(&self) -> usize {
+        let count = self.hub.shards.len();
+        let first = self.hub.next_handshake.fetch_add(1, Ordering::Relaxed) % count;
+        (0..count)
+            .map(|step| (first + step) % count)
+            .find(|&shard| !lock(&self.hub.shards[shard]).server.is_full())
+            .unwrap_or(first)
     }
 
     /// The client of held poll `poll` went away before its response.
@@ -900,6 +911,52 @@ mod tests {
         assert_eq!(after_timeouts, None, "no session left");
         assert_eq!(*lock(&closed), vec![CloseReason::PingTimeout; 8]);
         assert_eq!(engine.session_count(), 0);
+    }
+
+    /// `max_sessions` holds for the endpoint, not per shard: handshakes go
+    /// to shards with room until the endpoint is full, then get 503.
+    #[test]
+    fn a_sharded_endpoint_holds_max_sessions_in_all() {
+        let engine = EngineIo::with_shards(
+            ServerConfig {
+                max_sessions: 3,
+                ..ServerConfig::default()
+            },
+            |_: &EngineIo, _| {},
+            4,
+        );
+        let handshake = || {
+            engine.handle_request(
+                &request("/engine.io/?EIO=4&transport=polling"),
+                Bytes::new(),
+            )
+        };
+        let mut sids = Vec::new();
+        for _ in 0..3 {
+            match handshake() {
+                Routed::Respond(response) if response.status == 200 => {
+                    let open = String::from_utf8(response.body.to_vec()).unwrap();
+                    let open: serde_json::Value = serde_json::from_str(&open[1..]).unwrap();
+                    sids.push(open["sid"].as_str().unwrap().to_owned());
+                }
+                _ => panic!("a handshake within the limit was refused"),
+            }
+        }
+        assert_eq!(engine.session_count(), 3);
+        for _ in 0..4 {
+            match handshake() {
+                Routed::Respond(response) => assert_eq!(response.status, 503),
+                _ => panic!("a handshake beyond the limit"),
+            }
+        }
+        engine.close(&sids[1]);
+        assert_eq!(engine.session_count(), 2);
+        // Whichever shard's turn it is, the next handshake finds the room.
+        match handshake() {
+            Routed::Respond(response) => assert_eq!(response.status, 200),
+            _ => panic!("a polling handshake"),
+        }
+        assert_eq!(engine.session_count(), 3);
     }
 
     #[test]
