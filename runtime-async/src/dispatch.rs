@@ -71,9 +71,24 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
 
     /// Queues events, each under its key, keeping their order per key.
     pub(crate) fn push_all(&self, events: impl IntoIterator<Item = (K, E)>) {
+        let overflowed = self.push_all_bounded(events, usize::MAX);
+        debug_assert!(overflowed.is_empty());
+    }
+
+    /// Queues events as [`push_all`](Self::push_all) does, and returns the
+    /// keys whose waiting events grew past `limit` with this push (each
+    /// once, when its queue reaches `limit + 1`), for the caller to stop
+    /// their source. A deliverer may hold one more batch of a key's events
+    /// than its queue, so a key holds at most about twice `limit`.
+    pub(crate) fn push_all_bounded(
+        &self,
+        events: impl IntoIterator<Item = (K, E)>,
+        limit: usize,
+    ) -> Vec<K> {
+        let mut overflowed = Vec::new();
         let mut events = events.into_iter().peekable();
         if events.peek().is_none() {
-            return;
+            return overflowed;
         }
         let mut state = self.lock();
         let State { keys, ready, spare } = &mut *state;
@@ -81,7 +96,13 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
             match keys.entry(key) {
                 // Busy keys are picked up by their deliverer; idle ones with
                 // events are already ready.
-                Entry::Occupied(queue) => queue.into_mut().events.push_back(event),
+                Entry::Occupied(mut queue) => {
+                    let events = &mut queue.get_mut().events;
+                    events.push_back(event);
+                    if events.len() == limit.saturating_add(1) {
+                        overflowed.push(queue.key().clone());
+                    }
+                }
                 Entry::Vacant(slot) => {
                     let mut events = spare.pop().unwrap_or_default();
                     events.push_back(event);
@@ -94,6 +115,7 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
             }
         }
         self.publish(ready);
+        overflowed
     }
 
     /// Whether no event waits for a deliverer.
@@ -295,6 +317,25 @@ mod tests {
         assert_eq!(seen, [1, 2, 3, 10]);
         assert!(dispatch.is_idle());
         assert!(dispatch.lock().keys.is_empty());
+    }
+
+    #[test]
+    fn a_key_past_its_limit_is_reported_once_per_crossing() {
+        let dispatch = OrderedDispatch::new();
+        let pushed = dispatch.push_all_bounded([("a", 1), ("a", 2), ("b", 1), ("a", 3)], 2);
+        assert_eq!(pushed, ["a"]);
+        assert!(
+            dispatch.push_all_bounded([("a", 4)], 2).is_empty(),
+            "reported again"
+        );
+        let mut seen = Vec::new();
+        dispatch.deliver(|n| seen.push(n));
+        assert_eq!(seen.len(), 5, "nothing is dropped");
+        // Drained: a new crossing is reported again.
+        assert_eq!(
+            dispatch.push_all_bounded([("a", 5), ("a", 6), ("a", 7)], 2),
+            ["a"]
+        );
     }
 
     #[test]

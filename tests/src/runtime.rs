@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_async::engineio::EngineIo;
+use switchboard_async::socketio::SocketIo;
 use switchboard_core::engineio::{ServerConfig, ServerEvent};
 use switchboard_core::http::ServerLimits;
 use switchboard_core::ws::Config;
@@ -172,7 +173,24 @@ pub fn spawn_engineio_echo(runtime: RuntimeKind, config: ServerConfig) -> Socket
 /// contract's Socket.IO server at `/socket.io/`, and the WebSocket echo on
 /// every other path, blocking forever.
 pub fn run_engineio_echo(runtime: RuntimeKind, listener: TcpListener, config: ServerConfig) {
-    run_routes(runtime, listener, config, ServerLimits::default())
+    let io = conformance_socketio(conformance_socketio_config());
+    run_routes(runtime, listener, config, io, ServerLimits::default())
+}
+
+/// Starts, on an ephemeral loopback port in a background thread, the
+/// routes of [`run_engineio_echo`] with `io` at `/socket.io/` instead of
+/// the contract's Socket.IO server. Returns its address.
+pub fn spawn_socketio(runtime: RuntimeKind, io: SocketIo) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    std::thread::Builder::new()
+        .name(format!("socketio-{runtime}"))
+        .spawn(move || {
+            let config = conformance_engineio_config();
+            run_routes(runtime, listener, config, io, ServerLimits::default())
+        })
+        .expect("spawn server thread");
+    addr
 }
 
 /// Starts, on an ephemeral loopback port in a background thread, the
@@ -183,7 +201,10 @@ pub fn spawn_routes_with_limits(runtime: RuntimeKind, limits: ServerLimits) -> S
     let addr = listener.local_addr().expect("local addr");
     std::thread::Builder::new()
         .name(format!("routes-{runtime}"))
-        .spawn(move || run_routes(runtime, listener, conformance_engineio_config(), limits))
+        .spawn(move || {
+            let io = conformance_socketio(conformance_socketio_config());
+            run_routes(runtime, listener, conformance_engineio_config(), io, limits)
+        })
         .expect("spawn server thread");
     addr
 }
@@ -192,10 +213,10 @@ fn run_routes(
     runtime: RuntimeKind,
     listener: TcpListener,
     config: ServerConfig,
+    io: SocketIo,
     limits: ServerLimits,
 ) {
     let engine = engineio_echo(config);
-    let io = conformance_socketio(conformance_socketio_config());
     let ws_config = conformance_config();
     match runtime {
         RuntimeKind::Tokio => {

@@ -28,6 +28,7 @@ pub fn conformance_socketio_config() -> SocketIoConfig {
             connect_timeout: Duration::from_secs(1),
             ..CoreConfig::default()
         },
+        ..SocketIoConfig::default()
     }
 }
 

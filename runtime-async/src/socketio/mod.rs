@@ -30,6 +30,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -74,13 +75,32 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Settings of a [`SocketIo`] server.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SocketIoConfig {
     /// The Engine.IO endpoint under it (heartbeat, limits, CORS, v3
     /// clients with `allow_eio3`).
     pub engine: eio::ServerConfig,
     /// The Socket.IO layer (connect timeout, decoder limits).
     pub socketio: CoreConfig,
+    /// The most events of one socket waiting for its sync handlers, or
+    /// running in its async handlers, at once (default 1,024). A client
+    /// that sends events faster than its handlers finish them goes past it
+    /// and is disconnected from the namespace (DISCONNECT, `io server
+    /// disconnect` on its side; the handlers see
+    /// [`DisconnectReason::ServerNamespaceDisconnect`]) with a warning in
+    /// the log, instead of queueing without bound. The events already
+    /// accepted are still handled.
+    pub max_pending_events: usize,
+}
+
+impl Default for SocketIoConfig {
+    fn default() -> Self {
+        SocketIoConfig {
+            engine: eio::ServerConfig::default(),
+            socketio: CoreConfig::default(),
+            max_pending_events: 1024,
+        }
+    }
 }
 
 /// Why a connection to a namespace was refused: the client gets
@@ -172,6 +192,8 @@ struct SocketEntry {
     handshake: Handshake,
     handlers: RwLock<SocketHandlers>,
     extensions: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
+    /// This socket's event handlers running as spawned tasks.
+    running: AtomicUsize,
 }
 
 pub(crate) enum AckSlot {
@@ -197,6 +219,8 @@ struct Hub {
     spawner: std::sync::OnceLock<Spawner>,
     timer: TimerSignal,
     timer_deadline: Mutex<Option<Instant>>,
+    /// [`SocketIoConfig::max_pending_events`].
+    max_pending_events: usize,
     this: Weak<Hub>,
 }
 
@@ -237,6 +261,7 @@ impl SocketIo {
             spawner: std::sync::OnceLock::new(),
             timer: TimerSignal::default(),
             timer_deadline: Mutex::new(None),
+            max_pending_events: config.max_pending_events.max(1),
             this: this.clone(),
         });
         let weak = Arc::downgrade(&hub);
@@ -435,15 +460,27 @@ impl Hub {
         let result = {
             let mut core = lock(&self.core);
             let result = f(&mut core);
-            lock(&self.outbox).extend(std::iter::from_fn(|| core.poll_transmit()));
-            self.events
-                .push_all(std::iter::from_fn(|| core.poll_event()).map(|event| {
+            loop {
+                lock(&self.outbox).extend(std::iter::from_fn(|| core.poll_transmit()));
+                let events = std::iter::from_fn(|| core.poll_event()).map(|event| {
                     let lane = match event {
                         ServerEvent::Ack { .. } | ServerEvent::AckFailed { .. } => Lane::Acks,
                         _ => Lane::Events,
                     };
                     ((event.socket().clone(), lane), event)
-                }));
+                });
+                let overflowed = self
+                    .events
+                    .push_all_bounded(events, self.max_pending_events);
+                if overflowed.is_empty() {
+                    break;
+                }
+                // Ack answers are bounded by the acks the server asked for.
+                for (socket, _) in overflowed.iter().filter(|(_, lane)| *lane == Lane::Events) {
+                    self.warn_overflow(socket);
+                    core.disconnect(socket);
+                }
+            }
             let next = core.poll_timeout();
             let mut deadline = lock(&self.timer_deadline);
             if next.is_some_and(|next| deadline.is_none_or(|current| next < current)) {
@@ -455,6 +492,14 @@ impl Hub {
         self.flush();
         self.deliver();
         result
+    }
+
+    fn warn_overflow(&self, socket: &SocketId) {
+        tracing::warn!(
+            %socket,
+            max_pending_events = self.max_pending_events,
+            "a socket's events outran its handlers; disconnected it"
+        );
     }
 
     /// Hands what the core sent to the Engine.IO endpoint, in order, one
@@ -511,18 +556,54 @@ impl Hub {
         }
     }
 
+    /// Runs an async event handler in a task of its own, counted among the
+    /// socket's running handlers until it ends; past
+    /// [`SocketIoConfig::max_pending_events`] of them the event is dropped
+    /// and the socket disconnected.
+    fn spawn_event_handler(
+        &self,
+        handler: &Arc<dyn Fn((Socket, Event)) -> BoxFuture + Send + Sync>,
+        socket: Socket,
+        event: Event,
+    ) {
+        /// Counts the handler out when its task ends, or is dropped unrun.
+        struct Running(Arc<SocketEntry>);
+        impl Drop for Running {
+            fn drop(&mut self) {
+                self.0.running.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        let running = Running(socket.entry.clone());
+        if running.0.running.fetch_add(1, Ordering::Relaxed) >= self.max_pending_events {
+            drop(running);
+            self.warn_overflow(&socket.id);
+            self.with_core(|core| core.disconnect(&socket.id));
+            return;
+        }
+        let handling = handler((socket, event));
+        self.spawn(Box::pin(async move {
+            let _running = running;
+            handling.await;
+        }));
+    }
+
     fn run<A: Send + 'static>(&self, callback: &Callback<A>, arg: A) {
         match callback {
             Callback::Sync(f) => f(arg),
-            Callback::Async(f) => match self.spawner.get() {
-                Some(spawn) => spawn(f(arg)),
-                None => {
-                    let future = f(arg);
-                    let _ = std::thread::Builder::new()
-                        .name("switchboard-handler".into())
-                        .spawn(move || block_on(future));
-                }
-            },
+            Callback::Async(f) => self.spawn(f(arg)),
+        }
+    }
+
+    /// Runs an async handler on the runtime's executor (on a thread of its
+    /// own before the server is mounted on one).
+    fn spawn(&self, future: BoxFuture) {
+        match self.spawner.get() {
+            Some(spawn) => spawn(future),
+            None => {
+                let _ = std::thread::Builder::new()
+                    .name("switchboard-handler".into())
+                    .spawn(move || block_on(future));
+            }
         }
     }
 
@@ -575,6 +656,7 @@ impl Hub {
                     handshake,
                     handlers: RwLock::new(SocketHandlers::default()),
                     extensions: Mutex::new(HashMap::new()),
+                    running: AtomicUsize::new(0),
                 });
                 self.sockets
                     .write()
@@ -623,7 +705,10 @@ impl Hub {
                     id,
                 });
                 let event = Event::new(name, packet, ack);
-                self.run(&handler, (socket, event));
+                match &handler {
+                    Callback::Async(f) => self.spawn_event_handler(f, socket, event),
+                    Callback::Sync(f) => f((socket, event)),
+                }
             }
             ServerEvent::Ack { socket, id, packet } => {
                 let slot = lock(&self.acks).remove(&(socket, id));

@@ -1,0 +1,132 @@
+//! A Socket.IO client that sends events faster than its handlers finish
+//! them is disconnected at `SocketIoConfig::max_pending_events` instead of
+//! queueing without bound: async handlers that do not finish on the async
+//! runtimes, sync handlers that block on the threads runtime (where a
+//! socket's events run on handler threads while its connection goes on
+//! reading). The events already accepted are still handled, and another
+//! client is served throughout.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use serde_json::json;
+use switchboard_async::socketio::client::{
+    ClientBuilder, DisconnectReason as ClientReason, Transport,
+};
+use switchboard_async::socketio::{DisconnectReason, SocketIo, SocketIoConfig};
+use switchboard_conformance::RuntimeKind;
+use switchboard_conformance::runtime::spawn_socketio;
+use switchboard_threads::socketio::client::Threads;
+
+const LIMIT: usize = 4;
+const WAIT: Duration = Duration::from_secs(5);
+
+fn backlog_is_bounded(runtime: RuntimeKind) {
+    let io = SocketIo::new(SocketIoConfig {
+        max_pending_events: LIMIT,
+        ..SocketIoConfig::default()
+    });
+    // The handlers wait until the test closes the gate's channel.
+    let (gate_keeper, gate) = async_channel::bounded::<()>(1);
+    let handled = Arc::new(AtomicUsize::new(0));
+    let (left_tx, left) = mpsc::channel::<DisconnectReason>();
+    let left_tx = Arc::new(Mutex::new(left_tx));
+    {
+        let handled = handled.clone();
+        io.ns("/", move |socket| {
+            let (gate, handled) = (gate.clone(), handled.clone());
+            if runtime == RuntimeKind::Threads {
+                socket.on("work", move |_, _| {
+                    let _ = gate.recv_blocking();
+                    handled.fetch_add(1, Ordering::SeqCst);
+                });
+            } else {
+                socket.on_async("work", move |_, _| {
+                    let (gate, handled) = (gate.clone(), handled.clone());
+                    async move {
+                        let _ = gate.recv().await;
+                        handled.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
+            }
+            socket.on("ping", |_, mut event| {
+                if let Some(ack) = event.take_ack() {
+                    let _ = ack.send(&"pong");
+                }
+            });
+            let left_tx = left_tx.clone();
+            socket.on_disconnect(move |_, reason| {
+                let _ = left_tx.lock().unwrap().send(reason);
+            });
+        });
+    }
+    let addr = spawn_socketio(runtime, io);
+    let url = format!("http://{addr}");
+    let connect = |transport| {
+        ClientBuilder::new(&url)
+            .transports([transport])
+            .reconnection(false)
+            .connect(Threads)
+            .wait()
+            .expect("connect")
+    };
+
+    let flooder = connect(Transport::WebSocket);
+    let (kicked_tx, kicked) = mpsc::channel();
+    flooder.on_disconnect(move |_, reason| {
+        let _ = kicked_tx.send(reason);
+    });
+    let mut sent = 0;
+    let reason = loop {
+        assert!(sent < 50, "{sent} events pending and still connected");
+        flooder.emit("work", &json!([sent])).expect("emit");
+        sent += 1;
+        if let Ok(reason) = kicked.recv_timeout(Duration::from_millis(20)) {
+            break reason;
+        }
+    };
+    assert_eq!(reason, ClientReason::IoServerDisconnect);
+
+    let other = connect(Transport::Polling);
+    let answer = other
+        .emit_with_ack("ping", &json!([]), WAIT)
+        .expect("emit")
+        .wait()
+        .expect("another client is served while the handlers wait");
+    assert_eq!(answer.values(), [json!("pong")]);
+
+    gate_keeper.close();
+    assert_eq!(
+        left.recv_timeout(WAIT),
+        Ok(DisconnectReason::ServerNamespaceDisconnect)
+    );
+    // Everything accepted before the disconnect is handled; nothing after.
+    std::thread::sleep(Duration::from_millis(200));
+    let handled = handled.load(Ordering::SeqCst);
+    assert!(
+        (LIMIT..=2 * LIMIT + 2).contains(&handled) && handled <= sent,
+        "{handled} of {sent} events handled"
+    );
+    other.io().disconnect();
+}
+
+#[test]
+fn tokio_async_handlers() {
+    backlog_is_bounded(RuntimeKind::Tokio);
+}
+
+#[test]
+fn smol_async_handlers() {
+    backlog_is_bounded(RuntimeKind::Smol);
+}
+
+#[test]
+fn async_std_async_handlers() {
+    backlog_is_bounded(RuntimeKind::AsyncStd);
+}
+
+#[test]
+fn threads_blocking_sync_handlers() {
+    backlog_is_bounded(RuntimeKind::Threads);
+}
