@@ -45,6 +45,10 @@ pub enum HttpError {
     /// malformed chunk, or an unsupported `Transfer-Encoding`.
     #[error("malformed HTTP body: {0}")]
     MalformedBody(String),
+    /// A request begun (or a connection's first one) did not arrive
+    /// within [`ServerLimits::request_timeout`].
+    #[error("request not received within {0:?}")]
+    RequestTimeout(std::time::Duration),
 }
 
 impl HttpError {
@@ -53,11 +57,13 @@ impl HttpError {
     /// ```
     /// use switchboard_core::http::HttpError;
     /// assert_eq!(HttpError::HeadTooLarge(8192).status(), 431);
+    /// assert_eq!(HttpError::RequestTimeout(std::time::Duration::from_secs(30)).status(), 408);
     /// ```
     pub fn status(&self) -> u16 {
         match self {
             HttpError::HeadTooLarge(_) | HttpError::TooManyHeaders(_) => 431,
             HttpError::Malformed(_) | HttpError::MalformedBody(_) => 400,
+            HttpError::RequestTimeout(_) => 408,
         }
     }
 }

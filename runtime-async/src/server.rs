@@ -550,8 +550,8 @@ where
             Either::Left((Ok(_), _)) => {}
             Either::Left((Err(error), _)) => return Err(RequestError::Io(error)),
             Either::Right(_) if waiting_for_more => {
-                return Err(RequestError::Http(HttpError::Malformed(
-                    "request timed out".into(),
+                return Err(RequestError::Http(HttpError::RequestTimeout(
+                    limits.request_timeout,
                 )));
             }
             Either::Right(_) => return Ok(None),

@@ -525,6 +525,24 @@ pub fn connection_limit_holds_back_a_third_connection(addr: SocketAddr) {
     check_open_packet(&response.text(), &["websocket"]);
 }
 
+/// `ServerLimits::request_timeout` at 300 ms: a request head that stops
+/// half-way gets 408 and the connection is closed.
+pub fn a_stalled_request_gets_408(addr: SocketAddr) {
+    let mut conn = raw::connect(addr);
+    conn.write(format!("GET {PATH}?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n").as_bytes());
+    let started = Instant::now();
+    let rest = conn.read_to_end(T);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "not closed in time"
+    );
+    assert!(
+        rest.starts_with(b"HTTP/1.1 408 "),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
+}
+
 /// One request on a fresh connection.
 pub fn http_request(
     addr: SocketAddr,

@@ -227,6 +227,16 @@ macro_rules! our_server {
                 let addr = runtime::spawn_routes_with_limits($kind, limits);
                 eio_cases::connection_limit_holds_back_a_third_connection(addr);
             }
+
+            #[test]
+            fn a_stalled_request_gets_408() {
+                let limits = ServerLimits {
+                    request_timeout: std::time::Duration::from_millis(300),
+                    ..ServerLimits::default()
+                };
+                let addr = runtime::spawn_routes_with_limits($kind, limits);
+                eio_cases::a_stalled_request_gets_408(addr);
+            }
         }
     };
 }

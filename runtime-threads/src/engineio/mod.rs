@@ -378,8 +378,8 @@ fn next_request(
         let left = (started + timeout).saturating_duration_since(Instant::now());
         if left.is_zero() {
             return if waiting_for_more {
-                Err(RequestError::Http(HttpError::Malformed(
-                    "request timed out".into(),
+                Err(RequestError::Http(HttpError::RequestTimeout(
+                    limits.request_timeout,
                 )))
             } else {
                 Ok(None)
