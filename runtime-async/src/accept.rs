@@ -20,7 +20,10 @@ use crate::Runtime;
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 /// Accepts connections on `listener` forever, at most `max_connections`
-/// open at once, running `serve` for each in a task of its own.
+/// open at once, running `serve` for each in a task of its own. The task
+/// must hold the connection's slot until it ends (the slot is handed to
+/// `serve` rather than wrapped around its future: an async block awaiting
+/// a future it captured holds it twice, doubling every connection's task).
 pub(crate) async fn accept_loop<R, F, Fut>(
     runtime: &R,
     listener: &R::TcpListener,
@@ -28,20 +31,14 @@ pub(crate) async fn accept_loop<R, F, Fut>(
     serve: F,
 ) where
     R: Runtime,
-    F: Fn(R::TcpStream, SocketAddr) -> Fut,
+    F: Fn(R::TcpStream, SocketAddr, ConnectionSlot) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let limit = ConnectionLimit::new(max_connections);
     loop {
         let slot = limit.acquire().await;
         match runtime.accept(listener).await {
-            Ok((io, peer)) => {
-                let connection = serve(io, peer);
-                runtime.spawn(async move {
-                    let _slot = slot;
-                    connection.await;
-                });
-            }
+            Ok((io, peer)) => runtime.spawn(serve(io, peer, slot)),
             Err(error) => {
                 drop(slot);
                 tracing::warn!(%error, "accept failed");

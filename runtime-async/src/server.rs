@@ -307,10 +307,11 @@ where
 {
     routes.start_timers(&runtime);
     let max_connections = routes.table.limits().max_connections;
-    accept_loop(&runtime, &listener, max_connections, |io, peer| {
+    accept_loop(&runtime, &listener, max_connections, |io, peer, slot| {
         let routes = routes.clone();
         let rt = runtime.clone();
         async move {
+            let _slot = slot;
             if let Err(error) = serve_connection(rt, io, routes).await {
                 tracing::debug!(%peer, %error, "connection ended");
             }

@@ -471,11 +471,12 @@ where
 {
     let handler = Arc::new(handler);
     let max_connections = config.max_connections;
-    accept_loop(&runtime, &listener, max_connections, |io, peer| {
+    accept_loop(&runtime, &listener, max_connections, |io, peer, slot| {
         let handler = handler.clone();
         let config = config.clone();
         let rt = runtime.clone();
         async move {
+            let _slot = slot;
             // Boxed so the handshake's buffers are freed once it is done,
             // rather than kept in every connection's task.
             match Box::pin(accept(rt, io, config)).await {
