@@ -551,6 +551,28 @@ impl Server {
     /// [`ServerConfig::max_sessions`] (in a sharded endpoint: for this
     /// shard's part of it, so that a hub can hand the handshake to a shard
     /// with room).
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use bytes::Bytes;
+    /// use switchboard_core::engineio::{RequestOutcome, Server, ServerConfig};
+    /// use switchboard_core::http::{Headers, Request};
+    ///
+    /// let mut server = Server::new(ServerConfig { max_sessions: 1, ..ServerConfig::default() });
+    /// let handshake = Request {
+    ///     method: "GET".into(),
+    ///     target: "/engine.io/?EIO=4&transport=polling".into(),
+    ///     version: 1,
+    ///     headers: Headers(Vec::new()),
+    /// };
+    /// assert!(!server.is_full());
+    /// server.handle_request(&handshake, Bytes::new(), Instant::now());
+    /// assert!(server.is_full());
+    /// match server.handle_request(&handshake, Bytes::new(), Instant::now()) {
+    ///     RequestOutcome::Respond(response) => assert_eq!(response.status, 503),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// ```
     pub fn is_full(&self) -> bool {
         self.sessions.len() >= self.shard.share_of(self.config.max_sessions)
     }
