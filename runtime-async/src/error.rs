@@ -1,4 +1,4 @@
-//! The error type of the async adapters.
+//! The WebSocket error type of every adapter (the threads adapter's too).
 
 use std::io;
 
@@ -6,7 +6,7 @@ use switchboard_core::http::HttpError;
 use switchboard_core::ws::handshake::{HandshakeError, Rejection};
 use switchboard_core::ws::{ProtocolError, SendError};
 
-/// Anything that can go wrong on a WebSocket driven by an async runtime.
+/// Anything that can go wrong on a WebSocket, on any runtime.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

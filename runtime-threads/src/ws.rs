@@ -15,33 +15,9 @@ use switchboard_core::ws::{Connection, Role};
 
 use crate::accept::accept_loop;
 
-/// Anything that can go wrong on a blocking WebSocket.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The transport failed.
-    #[error("I/O error: {0}")]
-    Io(#[from] io::Error),
-    /// The peer broke the protocol or a limit; the connection was failed with
-    /// the matching close code.
-    #[error("protocol error: {0}")]
-    Protocol(#[from] ProtocolError),
-    /// A message could not be sent.
-    #[error(transparent)]
-    Send(#[from] SendError),
-    /// The client's opening handshake failed.
-    #[error("handshake failed: {0}")]
-    Handshake(#[from] HandshakeError),
-    /// The opening handshake was refused (and answered with this status).
-    #[error("handshake refused: {0}")]
-    Rejected(#[from] Rejection),
-    /// The opening handshake did not finish within the configured timeout.
-    #[error("handshake timed out")]
-    HandshakeTimeout,
-    /// The connection is closed.
-    #[error("connection closed")]
-    Closed,
-}
+/// Anything that can go wrong on a WebSocket: the same type on every
+/// runtime.
+pub use switchboard_async::Error;
 
 struct Writer {
     conn: Connection,
