@@ -160,13 +160,9 @@ pub fn run_conformance_server(runtime: RuntimeKind, listener: TcpListener) {
 /// configured by `config` (to test settings the contract's server does not
 /// use, such as `allow_eio3`). Returns its address.
 pub fn spawn_engineio_echo(runtime: RuntimeKind, config: ServerConfig) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    std::thread::Builder::new()
-        .name(format!("eio-echo-{runtime}"))
-        .spawn(move || run_engineio_echo(runtime, listener, config))
-        .expect("spawn server thread");
-    addr
+    spawn_on_free_port(format!("eio-echo-{runtime}"), move |listener| {
+        run_engineio_echo(runtime, listener, config)
+    })
 }
 
 /// Serves the Engine.IO echo configured by `config` at `/engine.io/`, the
@@ -181,32 +177,20 @@ pub fn run_engineio_echo(runtime: RuntimeKind, listener: TcpListener, config: Se
 /// routes of [`run_engineio_echo`] with `io` at `/socket.io/` instead of
 /// the contract's Socket.IO server. Returns its address.
 pub fn spawn_socketio(runtime: RuntimeKind, io: SocketIo) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    std::thread::Builder::new()
-        .name(format!("socketio-{runtime}"))
-        .spawn(move || {
-            let config = conformance_engineio_config();
-            run_routes(runtime, listener, config, io, ServerLimits::default())
-        })
-        .expect("spawn server thread");
-    addr
+    spawn_on_free_port(format!("socketio-{runtime}"), move |listener| {
+        let config = conformance_engineio_config();
+        run_routes(runtime, listener, config, io, ServerLimits::default())
+    })
 }
 
 /// Starts, on an ephemeral loopback port in a background thread, the
 /// routes of [`run_engineio_echo`] with the contract's Engine.IO settings
 /// and the HTTP server limits `limits`. Returns its address.
 pub fn spawn_routes_with_limits(runtime: RuntimeKind, limits: ServerLimits) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    std::thread::Builder::new()
-        .name(format!("routes-{runtime}"))
-        .spawn(move || {
-            let io = conformance_socketio(conformance_socketio_config());
-            run_routes(runtime, listener, conformance_engineio_config(), io, limits)
-        })
-        .expect("spawn server thread");
-    addr
+    spawn_on_free_port(format!("routes-{runtime}"), move |listener| {
+        let io = conformance_socketio(conformance_socketio_config());
+        run_routes(runtime, listener, conformance_engineio_config(), io, limits)
+    })
 }
 
 fn run_routes(
@@ -289,11 +273,22 @@ pub fn smol_executor() -> Arc<smol::Executor<'static>> {
 /// background thread and returns its address. The server lives until the
 /// process exits.
 pub fn spawn_ws_echo(runtime: RuntimeKind, config: Config) -> SocketAddr {
+    spawn_on_free_port(format!("echo-{runtime}"), move |listener| {
+        run_ws_echo(runtime, listener, config)
+    })
+}
+
+/// Binds an ephemeral loopback port and runs `serve` on it in a background
+/// thread named `name`, for the rest of the process. Returns the address.
+fn spawn_on_free_port(
+    name: String,
+    serve: impl FnOnce(TcpListener) + Send + 'static,
+) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("local addr");
     std::thread::Builder::new()
-        .name(format!("echo-{runtime}"))
-        .spawn(move || run_ws_echo(runtime, listener, config))
+        .name(name)
+        .spawn(move || serve(listener))
         .expect("spawn server thread");
     addr
 }

@@ -70,13 +70,12 @@ use switchboard_core::socketio::client::{Client as Core, ClientEvent, ClientTran
 use switchboard_core::socketio::{ProtocolVersion, RawJson};
 
 pub use super::Payload;
-use super::{AckSlot, block_on, complete};
+use super::{AckSlot, block_on, complete, spawn_handler};
 use crate::Runtime;
 use crate::engineio::client::{ClientSender, EngineIoClient};
 
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
-/// Runs a future in the background (a runtime's `spawn`).
-pub type Spawner = Arc<dyn Fn(BoxFuture) + Send + Sync>;
+pub use super::Spawner;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -518,17 +517,7 @@ impl ClientHub {
     fn run<A: Send + 'static>(&self, callback: &Callback<A>, arg: A) {
         match callback {
             Callback::Sync(f) => f(arg),
-            Callback::Async(f) => {
-                let future = f(arg);
-                match self.spawner.get() {
-                    Some(spawn) => spawn(future),
-                    None => {
-                        let _ = std::thread::Builder::new()
-                            .name("switchboard-handler".into())
-                            .spawn(move || block_on(future));
-                    }
-                }
-            }
+            Callback::Async(f) => spawn_handler(self.spawner.get(), f(arg)),
         }
     }
 

@@ -597,14 +597,7 @@ impl Hub {
     /// Runs an async handler on the runtime's executor (on a thread of its
     /// own before the server is mounted on one).
     fn spawn(&self, future: BoxFuture) {
-        match self.spawner.get() {
-            Some(spawn) => spawn(future),
-            None => {
-                let _ = std::thread::Builder::new()
-                    .name("switchboard-handler".into())
-                    .spawn(move || block_on(future));
-            }
-        }
+        spawn_handler(self.spawner.get(), future);
     }
 
     fn dispatch(self: &Arc<Self>, event: ServerEvent) {
@@ -1099,6 +1092,20 @@ impl Future for AckFuture {
 }
 
 /// A tiny `block_on` for [`AckFuture::wait`]: parks the thread until woken.
+/// Runs an async handler with `spawner` (a runtime's spawn), or on a
+/// thread of its own when there is none yet (a server not mounted, a
+/// client not connected).
+pub(crate) fn spawn_handler(spawner: Option<&Spawner>, future: BoxFuture) {
+    match spawner {
+        Some(spawn) => spawn(future),
+        None => {
+            let _ = std::thread::Builder::new()
+                .name("switchboard-handler".into())
+                .spawn(move || block_on(future));
+        }
+    }
+}
+
 pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     struct Unpark(std::thread::Thread);
     impl std::task::Wake for Unpark {
