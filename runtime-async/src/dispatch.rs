@@ -24,6 +24,27 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use switchboard_core::ids::IdMap;
 
+/// Runs application code (a handler with its event) so that a panic in it
+/// ends only that call: it is logged, and the task or thread delivering
+/// (a connection, a hub's timer, a handler thread) goes on with the next
+/// event. Without this, a panicking handler called from the timer would
+/// stop the heartbeats of a whole endpoint.
+pub(crate) fn run_handler(handle: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(handle)) {
+        log_handler_panic(&*panic);
+    }
+}
+
+/// Logs the panic of a handler (sync, or an async one's task).
+pub(crate) fn log_handler_panic(panic: &(dyn std::any::Any + Send)) {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(a non-string payload)");
+    tracing::error!(panic = message, "a handler panicked; its event was dropped");
+}
+
 /// How many emptied queues a dispatcher keeps for reuse.
 const SPARE_QUEUES: usize = 64;
 

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use crate::dispatch::OrderedDispatch;
+use crate::dispatch::{OrderedDispatch, run_handler};
 use crate::timer::{Timed, TimerSignal};
 use bytes::Bytes;
 use futures_channel::{mpsc, oneshot};
@@ -500,7 +500,7 @@ impl EngineIo {
             return;
         };
         hub.events
-            .deliver(|event| hub.handler.handle(&engine, event));
+            .deliver(|event| run_handler(|| hub.handler.handle(&engine, event)));
     }
 }
 
@@ -859,6 +859,65 @@ mod tests {
             texts.push(message.as_text().unwrap().to_owned());
         }
         texts
+    }
+
+    /// A panicking handler loses only the event it was given: the
+    /// connection that delivered it goes on with the next message, and the
+    /// timer goes on delivering when a handler panics under it.
+    #[test]
+    fn a_panicking_handler_loses_only_its_event() {
+        let closes = Arc::new(Mutex::new(0));
+        let seen = closes.clone();
+        let config = ServerConfig {
+            ping_interval: std::time::Duration::from_secs(10),
+            ping_timeout: std::time::Duration::from_secs(5),
+            ..ServerConfig::default()
+        };
+        let engine = EngineIo::new(
+            config,
+            move |engine: &EngineIo, event: ServerEvent| match event {
+                ServerEvent::Message { sid, data } => {
+                    assert!(
+                        data != MessageData::Text("boom".into()),
+                        "the handler failed"
+                    );
+                    engine.send(&sid, data).unwrap();
+                }
+                ServerEvent::Close { .. } => {
+                    *lock(&seen) += 1;
+                    panic!("the close handler failed");
+                }
+                _ => {}
+            },
+        );
+        let start = Instant::now();
+        let mut conns: Vec<(ConnId, WsCommands)> = (0..2)
+            .map(|_| {
+                match engine.handle_request(
+                    &request("/engine.io/?EIO=4&transport=websocket"),
+                    Bytes::new(),
+                ) {
+                    Routed::WebSocket(conn, mut commands) => {
+                        texts(&mut commands);
+                        (conn, commands)
+                    }
+                    _ => panic!("a WebSocket handshake"),
+                }
+            })
+            .collect();
+        let (conn, commands) = &mut conns[0];
+        engine.ws_messages(*conn, [Message::text("4boom"), Message::text("4after")]);
+        assert_eq!(texts(commands), ["4after"]);
+
+        let timer = engine.timed();
+        let pings = timer.run_timers(start).expect("pings are due");
+        let pong_deadline = timer
+            .run_timers(pings + std::time::Duration::from_secs(1))
+            .expect("pong deadlines");
+        let after = timer.run_timers(pong_deadline + std::time::Duration::from_millis(1));
+        assert_eq!(after, None, "no session left");
+        assert_eq!(*lock(&closes), 2, "the second close was still delivered");
+        assert_eq!(engine.session_count(), 0);
     }
 
     /// The timer serves every shard: pings go out and unanswered sessions

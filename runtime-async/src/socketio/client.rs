@@ -72,6 +72,7 @@ use switchboard_core::socketio::{ProtocolVersion, RawJson};
 pub use super::Payload;
 use super::{AckSlot, block_on, complete, spawn_handler};
 use crate::Runtime;
+use crate::dispatch::run_handler;
 use crate::engineio::client::{ClientSender, EngineIoClient};
 
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -504,7 +505,7 @@ impl ClientHub {
                 let Some(event) = lock(&self.events).pop_front() else {
                     break;
                 };
-                hub.dispatch(event);
+                run_handler(|| hub.dispatch(event));
             }
             hub.settle_waiters();
             drop(guard);

@@ -36,6 +36,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_channel::oneshot;
+use futures_util::FutureExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use switchboard_core::engineio::{self as eio, ServerEvent as EngineEvent};
@@ -49,7 +50,7 @@ use switchboard_core::socketio::{Packet, RawJson, encode_event};
 
 pub use payload::Payload;
 
-use crate::dispatch::OrderedDispatch;
+use crate::dispatch::{OrderedDispatch, log_handler_panic, run_handler};
 use crate::engineio::{self, EngineIo};
 use crate::timer::{Timed, TimerSignal};
 
@@ -545,13 +546,15 @@ impl Hub {
             return;
         };
         let Some(runner) = self.handler_runner.get() else {
-            self.events.deliver(|event| hub.dispatch(event));
+            self.events
+                .deliver(|event| run_handler(|| hub.dispatch(event)));
             return;
         };
         while let Some(key) = self.events.take_ready() {
             let hub = hub.clone();
             runner(Box::new(move || {
-                hub.events.deliver_taken(key, |event| hub.dispatch(event))
+                hub.events
+                    .deliver_taken(key, |event| run_handler(|| hub.dispatch(event)))
             }));
         }
     }
@@ -1096,6 +1099,13 @@ impl Future for AckFuture {
 /// thread of its own when there is none yet (a server not mounted, a
 /// client not connected).
 pub(crate) fn spawn_handler(spawner: Option<&Spawner>, future: BoxFuture) {
+    // A panic ends the handler's task only; some executors (smol's) would
+    // otherwise unwind through the thread running them.
+    let future: BoxFuture = Box::pin(async move {
+        if let Err(panic) = std::panic::AssertUnwindSafe(future).catch_unwind().await {
+            log_handler_panic(&*panic);
+        }
+    });
     match spawner {
         Some(spawn) => spawn(future),
         None => {

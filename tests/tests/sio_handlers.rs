@@ -1,10 +1,15 @@
-//! A Socket.IO client that sends events faster than its handlers finish
-//! them is disconnected at `SocketIoConfig::max_pending_events` instead of
-//! queueing without bound: async handlers that do not finish on the async
-//! runtimes, sync handlers that block on the threads runtime (where a
-//! socket's events run on handler threads while its connection goes on
-//! reading). The events already accepted are still handled, and another
-//! client is served throughout.
+//! How the Socket.IO server treats handlers that fall behind or fail, on
+//! every runtime.
+//!
+//! - A client that sends events faster than its handlers finish them is
+//!   disconnected at `SocketIoConfig::max_pending_events` instead of
+//!   queueing without bound: async handlers that do not finish on the async
+//!   runtimes, sync handlers that block on the threads runtime (where a
+//!   socket's events run on handler threads while its connection goes on
+//!   reading). The events already accepted are still handled, and another
+//!   client is served throughout.
+//! - A handler that panics, sync or async, loses only its own event: the
+//!   same socket's next event is handled.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -129,4 +134,60 @@ fn async_std_async_handlers() {
 #[test]
 fn threads_blocking_sync_handlers() {
     backlog_is_bounded(RuntimeKind::Threads);
+}
+
+/// Sync and async handlers that panic: the same socket's next event, and
+/// its ack, are still handled.
+fn panics_lose_only_their_event(runtime: RuntimeKind) {
+    let io = SocketIo::new(SocketIoConfig::default());
+    io.ns("/", |socket| {
+        socket.on("boom", |_, _| panic!("a sync handler failed"));
+        socket.on_async("boom-async", |_, _| async {
+            panic!("an async handler failed")
+        });
+        socket.on("ping", |_, mut event| {
+            if let Some(ack) = event.take_ack() {
+                let _ = ack.send(&"pong");
+            }
+        });
+    });
+    let url = format!("http://{}", spawn_socketio(runtime, io));
+    let client = ClientBuilder::new(&url)
+        .transports([Transport::WebSocket])
+        .reconnection(false)
+        .connect(Threads)
+        .wait()
+        .expect("connect");
+    for round in 0..3 {
+        client.emit("boom", &json!([])).expect("emit");
+        client.emit("boom-async", &json!([])).expect("emit");
+        let answer = client
+            .emit_with_ack("ping", &json!([round]), WAIT)
+            .expect("emit")
+            .wait()
+            .expect("the next event is handled after a panic");
+        assert_eq!(answer.values(), [json!("pong")]);
+    }
+    assert!(client.connected());
+    client.io().disconnect();
+}
+
+#[test]
+fn tokio_panicking_handlers() {
+    panics_lose_only_their_event(RuntimeKind::Tokio);
+}
+
+#[test]
+fn smol_panicking_handlers() {
+    panics_lose_only_their_event(RuntimeKind::Smol);
+}
+
+#[test]
+fn async_std_panicking_handlers() {
+    panics_lose_only_their_event(RuntimeKind::AsyncStd);
+}
+
+#[test]
+fn threads_panicking_handlers() {
+    panics_lose_only_their_event(RuntimeKind::Threads);
 }
