@@ -34,12 +34,33 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// At most one warning about the limit per this interval.
 pub const WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Lets a repeated warning through at most once every
+/// [`WARNING_INTERVAL`] (a limit that stays reached would otherwise log at
+/// every refusal).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WarningThrottle {
+    last: Option<Instant>,
+}
+
+impl WarningThrottle {
+    /// Whether to warn now; if so, the next warning waits an interval.
+    pub(crate) fn due(&mut self, now: Instant) -> bool {
+        let due = self
+            .last
+            .is_none_or(|at| now.saturating_duration_since(at) >= WARNING_INTERVAL);
+        if due {
+            self.last = Some(now);
+        }
+        due
+    }
+}
+
 /// A server's open connections, counted against its limit.
 #[derive(Debug, Clone)]
 pub struct ConnectionCount {
     open: usize,
     max: usize,
-    last_warning: Option<Instant>,
+    limit_warning: WarningThrottle,
 }
 
 impl ConnectionCount {
@@ -48,7 +69,7 @@ impl ConnectionCount {
         ConnectionCount {
             open: 0,
             max: max.max(1),
-            last_warning: None,
+            limit_warning: WarningThrottle::default(),
         }
     }
 
@@ -60,11 +81,7 @@ impl ConnectionCount {
             self.open += 1;
             return true;
         }
-        let due = self
-            .last_warning
-            .is_none_or(|at| now.saturating_duration_since(at) >= WARNING_INTERVAL);
-        if due {
-            self.last_warning = Some(now);
+        if self.limit_warning.due(now) {
             tracing::warn!(
                 max_connections = self.max,
                 "connection limit reached: new connections wait in the listen backlog until one closes"
@@ -109,12 +126,16 @@ mod tests {
         let start = Instant::now();
         assert!(count.try_open(start));
         assert!(!count.try_open(start));
-        assert_eq!(count.last_warning, Some(start));
+        assert_eq!(count.limit_warning.last, Some(start));
         assert!(!count.try_open(start + WARNING_INTERVAL / 2));
-        assert_eq!(count.last_warning, Some(start), "warned again too soon");
+        assert_eq!(
+            count.limit_warning.last,
+            Some(start),
+            "warned again too soon"
+        );
         let later = start + WARNING_INTERVAL;
         assert!(!count.try_open(later));
-        assert_eq!(count.last_warning, Some(later));
+        assert_eq!(count.limit_warning.last, Some(later));
     }
 
     #[test]

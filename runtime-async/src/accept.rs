@@ -16,8 +16,9 @@ use switchboard_core::connections::ConnectionCount;
 use crate::Runtime;
 
 /// The pause after a failed accept (such as running out of file
-/// descriptors) before the next.
-const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+/// descriptors), or a connection the threads adapter could not start a
+/// thread for, before the next accept.
+pub const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 /// Accepts connections on `listener` forever, at most `max_connections`
 /// open at once, running `serve` for each in a task of its own. The task

@@ -4,14 +4,8 @@
 
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
 
-use switchboard_async::accept::ConnectionLimit;
-
-/// The pause after a failed accept (such as running out of file
-/// descriptors) or a thread that could not be started, before the next
-/// accept.
-const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+use switchboard_async::accept::{ACCEPT_RETRY, ConnectionLimit};
 
 /// Accepts connections on `listener` forever, at most `max_connections`
 /// open at once, running `serve` for each on a thread of its own named

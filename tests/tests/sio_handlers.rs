@@ -116,26 +116,6 @@ fn backlog_is_bounded(runtime: RuntimeKind) {
     other.io().disconnect();
 }
 
-#[test]
-fn tokio_async_handlers() {
-    backlog_is_bounded(RuntimeKind::Tokio);
-}
-
-#[test]
-fn smol_async_handlers() {
-    backlog_is_bounded(RuntimeKind::Smol);
-}
-
-#[test]
-fn async_std_async_handlers() {
-    backlog_is_bounded(RuntimeKind::AsyncStd);
-}
-
-#[test]
-fn threads_blocking_sync_handlers() {
-    backlog_is_bounded(RuntimeKind::Threads);
-}
-
 /// Sync and async handlers that panic: the same socket's next event, and
 /// its ack, are still handled.
 fn panics_lose_only_their_event(runtime: RuntimeKind) {
@@ -172,22 +152,27 @@ fn panics_lose_only_their_event(runtime: RuntimeKind) {
     client.io().disconnect();
 }
 
-#[test]
-fn tokio_panicking_handlers() {
-    panics_lose_only_their_event(RuntimeKind::Tokio);
+/// Both scenarios on `$kind`, as the modules `tokio`, `smol`, `async_std`
+/// and `threads`.
+macro_rules! runtime_suite {
+    ($module:ident, $kind:expr) => {
+        mod $module {
+            use super::*;
+
+            #[test]
+            fn backlog_is_bounded() {
+                super::backlog_is_bounded($kind);
+            }
+
+            #[test]
+            fn panics_lose_only_their_event() {
+                super::panics_lose_only_their_event($kind);
+            }
+        }
+    };
 }
 
-#[test]
-fn smol_panicking_handlers() {
-    panics_lose_only_their_event(RuntimeKind::Smol);
-}
-
-#[test]
-fn async_std_panicking_handlers() {
-    panics_lose_only_their_event(RuntimeKind::AsyncStd);
-}
-
-#[test]
-fn threads_panicking_handlers() {
-    panics_lose_only_their_event(RuntimeKind::Threads);
-}
+runtime_suite!(tokio, RuntimeKind::Tokio);
+runtime_suite!(smol, RuntimeKind::Smol);
+runtime_suite!(async_std, RuntimeKind::AsyncStd);
+runtime_suite!(threads, RuntimeKind::Threads);

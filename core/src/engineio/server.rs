@@ -44,6 +44,7 @@ use super::{
     MessageData, OpenPacket, PROBE, Packet, PayloadKind, PayloadLimits, ProtocolVersion, Shard,
     decode_payload, encode_payload, new_sid,
 };
+use crate::connections::WarningThrottle;
 use crate::http::{self, Request, query_param};
 use crate::ids::IdMap;
 use crate::ws::Message;
@@ -496,8 +497,8 @@ pub struct Server {
     /// deadline (a deadline that moved later leaves an early entry, which
     /// only costs a look), so timers cost O(log n), not a scan.
     deadlines: BTreeSet<(Instant, Arc<str>)>,
-    /// When a handshake was last refused for `max_sessions` and logged.
-    last_full_warning: Option<Instant>,
+    /// Handshakes refused for `max_sessions` are logged through it.
+    full_warning: WarningThrottle,
 }
 
 /// What a polling session closed by the server still owes its client.
@@ -538,7 +539,7 @@ impl Server {
             closing: IdMap::default(),
             last_now: None,
             deadlines: BTreeSet::new(),
-            last_full_warning: None,
+            full_warning: WarningThrottle::default(),
         }
     }
 
@@ -575,21 +576,6 @@ impl Server {
     /// ```
     pub fn is_full(&self) -> bool {
         self.sessions.len() >= self.shard.share_of(self.config.max_sessions)
-    }
-
-    /// Logs a handshake refused at `max_sessions`, at most once every
-    /// [`WARNING_INTERVAL`](crate::connections::WARNING_INTERVAL).
-    fn warn_full(&mut self, now: Instant) {
-        let due = self.last_full_warning.is_none_or(|at| {
-            now.saturating_duration_since(at) >= crate::connections::WARNING_INTERVAL
-        });
-        if due {
-            self.last_full_warning = Some(now);
-            tracing::warn!(
-                max_sessions = self.config.max_sessions,
-                "Engine.IO session limit reached: refusing handshakes with 503"
-            );
-        }
     }
 
     /// The configuration.
@@ -999,7 +985,12 @@ impl Server {
             return error(ErrorCode::Forbidden, cors);
         }
         if self.is_full() {
-            self.warn_full(now);
+            if self.full_warning.due(now) {
+                tracing::warn!(
+                    max_sessions = self.config.max_sessions,
+                    "Engine.IO session limit reached: refusing handshakes with 503"
+                );
+            }
             return refusal(503, ErrorCode::Forbidden, "Too many sessions", cors);
         }
         let mut sid = new_sid();

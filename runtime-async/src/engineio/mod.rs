@@ -853,6 +853,19 @@ mod tests {
             .0
     }
 
+    /// A WebSocket handshake on `engine`: the connection and its queue,
+    /// the open packet taken off it.
+    fn open_ws(engine: &EngineIo) -> (ConnId, WsCommands) {
+        let Routed::WebSocket(conn, mut commands) = engine.handle_request(
+            &request("/engine.io/?EIO=4&transport=websocket"),
+            Bytes::new(),
+        ) else {
+            panic!("a WebSocket handshake")
+        };
+        assert!(texts(&mut commands)[0].starts_with("0{\"sid\":"));
+        (conn, commands)
+    }
+
     fn texts(commands: &mut WsCommands) -> Vec<String> {
         let mut texts = Vec::new();
         while let Ok(WsCommand::Send(message)) = commands.try_recv() {
@@ -891,20 +904,7 @@ mod tests {
             },
         );
         let start = Instant::now();
-        let mut conns: Vec<(ConnId, WsCommands)> = (0..2)
-            .map(|_| {
-                match engine.handle_request(
-                    &request("/engine.io/?EIO=4&transport=websocket"),
-                    Bytes::new(),
-                ) {
-                    Routed::WebSocket(conn, mut commands) => {
-                        texts(&mut commands);
-                        (conn, commands)
-                    }
-                    _ => panic!("a WebSocket handshake"),
-                }
-            })
-            .collect();
+        let mut conns: Vec<(ConnId, WsCommands)> = (0..2).map(|_| open_ws(&engine)).collect();
         let (conn, commands) = &mut conns[0];
         engine.ws_messages(*conn, [Message::text("4boom"), Message::text("4after")]);
         assert_eq!(texts(commands), ["4after"]);
@@ -941,20 +941,7 @@ mod tests {
             4,
         );
         let start = Instant::now();
-        let mut conns: Vec<WsCommands> = (0..8)
-            .map(|_| {
-                match engine.handle_request(
-                    &request("/engine.io/?EIO=4&transport=websocket"),
-                    Bytes::new(),
-                ) {
-                    Routed::WebSocket(_, commands) => commands,
-                    _ => panic!("a WebSocket handshake"),
-                }
-            })
-            .collect();
-        for commands in &mut conns {
-            texts(commands);
-        }
+        let mut conns: Vec<WsCommands> = (0..8).map(|_| open_ws(&engine).1).collect();
         let timer = engine.timed();
         let next = timer.run_timers(start).expect("pings are due");
         assert!(next >= start + std::time::Duration::from_secs(10));
@@ -1035,17 +1022,7 @@ mod tests {
             move |_: &EngineIo, event: ServerEvent| lock(&seen).push(event),
             4,
         );
-        let mut conns = Vec::new();
-        for _ in 0..8 {
-            let Routed::WebSocket(conn, mut commands) = engine.handle_request(
-                &request("/engine.io/?EIO=4&transport=websocket"),
-                Bytes::new(),
-            ) else {
-                panic!("a WebSocket handshake")
-            };
-            assert!(texts(&mut commands)[0].starts_with("0{\"sid\":"));
-            conns.push((conn, commands));
-        }
+        let mut conns: Vec<(ConnId, WsCommands)> = (0..8).map(|_| open_ws(&engine)).collect();
         let shards: std::collections::HashSet<usize> =
             conns.iter().map(|(conn, _)| conn.shard()).collect();
         assert_eq!(shards.len(), 4, "handshakes go round the shards");

@@ -584,10 +584,10 @@ impl Hub {
             return;
         }
         let handling = handler((socket, event));
-        self.spawn(Box::pin(async move {
+        self.spawn(async move {
             let _running = running;
             handling.await;
-        }));
+        });
     }
 
     fn run<A: Send + 'static>(&self, callback: &Callback<A>, arg: A) {
@@ -599,7 +599,7 @@ impl Hub {
 
     /// Runs an async handler on the runtime's executor (on a thread of its
     /// own before the server is mounted on one).
-    fn spawn(&self, future: BoxFuture) {
+    fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
         spawn_handler(self.spawner.get(), future);
     }
 
@@ -1098,9 +1098,13 @@ impl Future for AckFuture {
 /// Runs an async handler with `spawner` (a runtime's spawn), or on a
 /// thread of its own when there is none yet (a server not mounted, a
 /// client not connected).
-pub(crate) fn spawn_handler(spawner: Option<&Spawner>, future: BoxFuture) {
+pub(crate) fn spawn_handler(
+    spawner: Option<&Spawner>,
+    future: impl Future<Output = ()> + Send + 'static,
+) {
     // A panic ends the handler's task only; some executors (smol's) would
-    // otherwise unwind through the thread running them.
+    // otherwise unwind through the thread running them. One box holds the
+    // handler's future and this guard both.
     let future: BoxFuture = Box::pin(async move {
         if let Err(panic) = std::panic::AssertUnwindSafe(future).catch_unwind().await {
             log_handler_panic(&*panic);
