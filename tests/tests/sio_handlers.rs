@@ -10,6 +10,10 @@
 //!   client is served throughout.
 //! - A handler that panics, sync or async, loses only its own event: the
 //!   same socket's next event is handled.
+//! - Our client, on every runtime's driver, runs at most
+//!   `ClientBuilder::max_running_handlers` async handlers at once: past
+//!   them it reads nothing more from the server (which keeps the rest
+//!   queued) and loses nothing.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -17,7 +21,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use switchboard_async::socketio::client::{
-    ClientBuilder, DisconnectReason as ClientReason, Transport,
+    ClientBuilder, ClientSocket, DisconnectReason as ClientReason, Transport,
 };
 use switchboard_async::socketio::{DisconnectReason, SocketIo, SocketIoConfig};
 use switchboard_conformance::RuntimeKind;
@@ -152,7 +156,115 @@ fn panics_lose_only_their_event(runtime: RuntimeKind) {
     client.io().disconnect();
 }
 
-/// Both scenarios on `$kind`, as the modules `tokio`, `smol`, `async_std`
+/// A server that emits more events than the client's handler limit at
+/// once: the client's async handlers, which wait until the test lets them
+/// go, never run more than the limit at a time, the client stays
+/// connected, and every event is handled once they are let go.
+fn client_handlers_are_bounded(runtime: RuntimeKind) {
+    const EVENTS: usize = 40;
+    let io = SocketIo::new(SocketIoConfig::default());
+    io.ns("/", |socket| {
+        socket.on("flood", |socket, _| {
+            for n in 0..EVENTS {
+                socket.emit("tick", &json!(n)).expect("emit");
+            }
+        });
+    });
+    let url = format!("http://{}", spawn_socketio(runtime, io));
+
+    let (gate_keeper, gate) = async_channel::bounded::<()>(1);
+    let running = Arc::new(AtomicUsize::new(0));
+    let most_running = Arc::new(AtomicUsize::new(0));
+    let (handled_tx, handled) = mpsc::channel::<u64>();
+    let handled_tx = Arc::new(Mutex::new(handled_tx));
+    let (left_tx, left) = mpsc::channel::<ClientReason>();
+    let builder = ClientBuilder::new(&url)
+        .transports([Transport::WebSocket])
+        .reconnection(false)
+        .max_running_handlers(LIMIT)
+        .on_async("tick", {
+            let (running, most_running) = (running.clone(), most_running.clone());
+            move |_, event| {
+                let (gate, handled_tx) = (gate.clone(), handled_tx.clone());
+                let (running, most_running) = (running.clone(), most_running.clone());
+                async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most_running.fetch_max(now, Ordering::SeqCst);
+                    let _ = gate.recv().await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    let (n,): (u64,) = event.args().expect("tick's number");
+                    let _ = handled_tx.lock().unwrap().send(n);
+                }
+            }
+        })
+        .on_disconnect(move |_, reason| {
+            let _ = left_tx.send(reason);
+        });
+    let driver = ClientRuntime::new(runtime);
+    let client = driver.connect(builder);
+
+    client.emit("flood", &json!([])).expect("emit");
+    let deadline = std::time::Instant::now() + WAIT;
+    while running.load(Ordering::SeqCst) < LIMIT {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the handlers did not start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Time for more handlers to start, were the limit not kept.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(most_running.load(Ordering::SeqCst), LIMIT);
+    assert!(handled.try_recv().is_err(), "a handler ended early");
+    assert!(left.try_recv().is_err(), "the client was disconnected");
+    assert!(client.connected());
+
+    gate_keeper.close();
+    let mut numbers: Vec<u64> = (0..EVENTS)
+        .map(|_| handled.recv_timeout(WAIT).expect("every event is handled"))
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (0..EVENTS as u64).collect::<Vec<_>>());
+    assert!(most_running.load(Ordering::SeqCst) <= LIMIT);
+    assert!(client.connected());
+    client.io().disconnect();
+}
+
+/// Runs our client on a runtime's driver.
+struct ClientRuntime {
+    kind: RuntimeKind,
+    tokio: Option<::tokio::runtime::Runtime>,
+}
+
+impl ClientRuntime {
+    fn new(kind: RuntimeKind) -> Self {
+        let tokio = (kind == RuntimeKind::Tokio).then(|| {
+            ::tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("tokio runtime")
+        });
+        ClientRuntime { kind, tokio }
+    }
+
+    fn connect(&self, builder: ClientBuilder) -> ClientSocket {
+        let _guard = self.tokio.as_ref().map(|rt| rt.enter());
+        match self.kind {
+            RuntimeKind::Tokio => builder.connect(switchboard_tokio::Tokio).wait(),
+            RuntimeKind::Smol => builder.connect(switchboard_smol::Smol::new()).wait(),
+            RuntimeKind::AsyncStd => builder
+                .connect(switchboard_smol::Smol::with_spawner(|task| {
+                    ::async_std::task::spawn(task);
+                }))
+                .wait(),
+            RuntimeKind::Threads => builder.connect(Threads).wait(),
+        }
+        .expect("connect")
+    }
+}
+
+/// The scenarios on `$kind`, as the modules `tokio`, `smol`, `async_std`
 /// and `threads`.
 macro_rules! runtime_suite {
     ($module:ident, $kind:expr) => {
@@ -167,6 +279,11 @@ macro_rules! runtime_suite {
             #[test]
             fn panics_lose_only_their_event() {
                 super::panics_lose_only_their_event($kind);
+            }
+
+            #[test]
+            fn client_handlers_are_bounded() {
+                super::client_handlers_are_bounded($kind);
             }
         }
     };

@@ -50,8 +50,8 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, Weak};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, Weak};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures_channel::{mpsc, oneshot};
@@ -170,7 +170,7 @@ enum SessionInput {
 async fn drive<R: Runtime>(runtime: R, hub: Weak<ClientHub>, mut wake: mpsc::Receiver<()>) {
     let (inputs_tx, mut inputs) = mpsc::channel::<(u64, SessionInput)>(64);
     loop {
-        let deadline = {
+        let (deadline, gate) = {
             let Some(hub) = hub.upgrade() else {
                 return;
             };
@@ -182,14 +182,20 @@ async fn drive<R: Runtime>(runtime: R, hub: Weak<ClientHub>, mut wake: mpsc::Rec
                     inputs_tx.clone(),
                 ));
             }
-            hub.poll_timeout()
+            (hub.poll_timeout(), hub.handler_gate().clone())
         };
         let sleep = match deadline {
             Some(deadline) => Either::Left(runtime.sleep_until(deadline)),
             None => Either::Right(std::future::pending::<()>()),
         };
         let sleep = std::pin::pin!(sleep);
-        let woke = match select(select(inputs.next(), wake.next()), sleep).await {
+        // Nothing more from the sessions while the handlers have no room;
+        // timers and wake-ups go on.
+        let input = std::pin::pin!(async {
+            gate.room().await;
+            inputs.next().await
+        });
+        let woke = match select(select(input, wake.next()), sleep).await {
             Either::Left((Either::Left((input, _)), _)) => input.map(Some),
             // The hub is gone with its wake sender: stop.
             Either::Left((Either::Right((None, _)), _)) => return,
@@ -253,6 +259,148 @@ async fn run_session<R: Runtime>(
         }
         if closed {
             return;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The bound on running handlers.
+
+/// How many of a client's async handlers may run at once by default
+/// ([`ClientBuilder::max_running_handlers`]).
+pub const DEFAULT_MAX_RUNNING_HANDLERS: usize = 1024;
+
+/// The client's async handlers running at once, and the driver waiting for
+/// room among them. Each async handler holds a pass while it runs; at the
+/// limit the driver hands the hub nothing more from the session until one
+/// ends, so a server that sends faster than the handlers finish is held
+/// back by the transport (TCP, or polls not made) rather than by a growing
+/// pile of tasks. Sync handlers need no pass: they run where events are
+/// delivered, on the driver, and hold it up themselves.
+///
+/// ```
+/// use futures_util::FutureExt;
+/// use switchboard_async::socketio::client::HandlerGate;
+///
+/// let gate = HandlerGate::new(1);
+/// let pass = gate.enter();
+/// assert!(!gate.has_room());
+/// assert!(gate.room().now_or_never().is_none()); // the driver waits
+/// drop(pass); // the handler ended
+/// assert!(gate.room().now_or_never().is_some());
+/// ```
+pub struct HandlerGate {
+    state: Mutex<GateState>,
+    /// Wakes a driver thread blocked in [`HandlerGate::wait_for_room`].
+    freed: Condvar,
+    max: usize,
+}
+
+struct GateState {
+    running: usize,
+    /// A driver task waiting in [`HandlerGate::room`].
+    waiter: Option<Waker>,
+}
+
+impl fmt::Debug for HandlerGate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandlerGate")
+            .field("running", &self.running())
+            .field("max", &self.max)
+            .finish()
+    }
+}
+
+impl HandlerGate {
+    /// A gate letting `max` handlers (at least one) run at once.
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(HandlerGate {
+            state: Mutex::new(GateState {
+                running: 0,
+                waiter: None,
+            }),
+            freed: Condvar::new(),
+            max: max.max(1),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, GateState> {
+        lock(&self.state)
+    }
+
+    /// The handlers running now.
+    pub fn running(&self) -> usize {
+        self.state().running
+    }
+
+    /// Whether the driver may hand the hub more of the session.
+    pub fn has_room(&self) -> bool {
+        self.running() < self.max
+    }
+
+    /// A pass for a handler starting now, held until it ends. Never waits:
+    /// the driver waits for room before it hands over what starts handlers.
+    pub fn enter(self: &Arc<Self>) -> HandlerPass {
+        self.state().running += 1;
+        HandlerPass { gate: self.clone() }
+    }
+
+    /// Waits until fewer than the limit run (for one driver task).
+    pub fn room(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| {
+            let mut state = self.state();
+            if state.running < self.max {
+                return Poll::Ready(());
+            }
+            state.waiter = Some(cx.waker().clone());
+            Poll::Pending
+        })
+    }
+
+    /// Blocks until fewer than the limit run or `deadline` passes (for a
+    /// driver thread); whether there is room.
+    pub fn wait_for_room(&self, deadline: Option<Instant>) -> bool {
+        let mut state = self.state();
+        while state.running >= self.max {
+            state = match deadline {
+                None => self
+                    .freed
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    self.freed
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+        true
+    }
+}
+
+/// A running handler's place under [`HandlerGate`]'s limit; dropping it
+/// (the handler ended, or its task was dropped) frees it.
+#[derive(Debug)]
+pub struct HandlerPass {
+    gate: Arc<HandlerGate>,
+}
+
+impl Drop for HandlerPass {
+    fn drop(&mut self) {
+        let mut state = self.gate.state();
+        state.running -= 1;
+        if state.running < self.gate.max {
+            let waiter = state.waiter.take();
+            drop(state);
+            self.gate.freed.notify_all();
+            if let Some(waiter) = waiter {
+                waiter.wake();
+            }
         }
     }
 }
@@ -322,6 +470,7 @@ pub struct ClientHub {
     session: Mutex<Session>,
     wake: OnceLock<Box<dyn Fn() + Send + Sync>>,
     spawner: OnceLock<Spawner>,
+    handlers_running: Arc<HandlerGate>,
     sockets: RwLock<HashMap<String, Arc<SocketEntry>>>,
     manager: RwLock<ManagerHandlers>,
     acks: Mutex<HashMap<u64, AckSlot>>,
@@ -362,6 +511,12 @@ impl ClientHub {
     /// without one, an async handler runs on a thread of its own.
     pub fn set_spawner(&self, spawner: Spawner) {
         let _ = self.spawner.set(spawner);
+    }
+
+    /// The async handlers running: a driver hands the hub nothing more from
+    /// the session ([`ClientHub::session_message`]) while it has no room.
+    pub fn handler_gate(&self) -> &Arc<HandlerGate> {
+        &self.handlers_running
     }
 
     /// A session to open, if one was asked for: its generation, to report
@@ -518,7 +673,14 @@ impl ClientHub {
     fn run<A: Send + 'static>(&self, callback: &Callback<A>, arg: A) {
         match callback {
             Callback::Sync(f) => f(arg),
-            Callback::Async(f) => spawn_handler(self.spawner.get(), f(arg)),
+            Callback::Async(f) => {
+                let pass = self.handlers_running.enter();
+                let handler = f(arg);
+                spawn_handler(self.spawner.get(), async move {
+                    handler.await;
+                    drop(pass);
+                });
+            }
         }
     }
 
@@ -665,11 +827,25 @@ impl fmt::Debug for SocketIoClient {
 
 impl SocketIoClient {
     /// A client for the Engine.IO endpoint `engine`, run by `driver`. It
-    /// opens no session until a namespace connects.
+    /// opens no session until a namespace connects. At most
+    /// [`DEFAULT_MAX_RUNNING_HANDLERS`] async handlers run at once (see
+    /// [`SocketIoClient::with_max_running_handlers`]).
     pub fn new(
         driver: impl ClientDriver,
         engine: EngineConfig,
         config: CoreConfig,
+    ) -> Result<Self, BuildError> {
+        Self::with_max_running_handlers(driver, engine, config, DEFAULT_MAX_RUNNING_HANDLERS)
+    }
+
+    /// [`SocketIoClient::new`] letting `max_running_handlers` async
+    /// handlers run at once: at the limit the client reads nothing more
+    /// from the server until one of them ends.
+    pub fn with_max_running_handlers(
+        driver: impl ClientDriver,
+        engine: EngineConfig,
+        config: CoreConfig,
+        max_running_handlers: usize,
     ) -> Result<Self, BuildError> {
         if engine.secure {
             return Err(BuildError::TlsUnsupported);
@@ -686,6 +862,7 @@ impl SocketIoClient {
             session: Mutex::new(Session::default()),
             wake: OnceLock::new(),
             spawner: OnceLock::new(),
+            handlers_running: HandlerGate::new(max_running_handlers),
             sockets: RwLock::new(HashMap::new()),
             manager: RwLock::new(ManagerHandlers::default()),
             acks: Mutex::new(HashMap::new()),
@@ -1069,6 +1246,7 @@ type Setup = Box<dyn FnOnce(&ClientSocket) + Send>;
 pub struct ClientBuilder {
     engine: Result<EngineConfig, BuildError>,
     config: CoreConfig,
+    max_running_handlers: usize,
     namespace: String,
     auth: Result<Option<RawJson>, BuildError>,
     setups: Vec<Setup>,
@@ -1079,6 +1257,7 @@ impl fmt::Debug for ClientBuilder {
         f.debug_struct("ClientBuilder")
             .field("engine", &self.engine)
             .field("config", &self.config)
+            .field("max_running_handlers", &self.max_running_handlers)
             .field("namespace", &self.namespace)
             .finish_non_exhaustive()
     }
@@ -1117,6 +1296,7 @@ impl ClientBuilder {
         ClientBuilder {
             engine,
             config: CoreConfig::default(),
+            max_running_handlers: DEFAULT_MAX_RUNNING_HANDLERS,
             namespace,
             auth: Ok(None),
             setups: Vec::new(),
@@ -1239,6 +1419,18 @@ impl ClientBuilder {
         self
     }
 
+    /// The most async handlers ([`ClientBuilder::on_async`]) running at
+    /// once (default [`DEFAULT_MAX_RUNNING_HANDLERS`]). At the limit the
+    /// client reads nothing more from the server until one of them ends:
+    /// the server's sends wait in its queues and in TCP instead of as tasks
+    /// here. Ack answers and the heartbeat wait too, so a handler that
+    /// awaits an ack while the limit is reached waits for the ack's
+    /// timeout.
+    pub fn max_running_handlers(mut self, max: usize) -> Self {
+        self.max_running_handlers = max;
+        self
+    }
+
     /// Changes the Engine.IO settings directly.
     pub fn engine_config(self, f: impl FnOnce(&mut EngineConfig)) -> Self {
         self.engine(f)
@@ -1326,7 +1518,12 @@ impl ClientBuilder {
 
     fn start(self, driver: impl ClientDriver) -> Result<(ClientSocket, ConnectFuture), BuildError> {
         let auth = self.auth?;
-        let io = SocketIoClient::new(driver, self.engine?, self.config)?;
+        let io = SocketIoClient::with_max_running_handlers(
+            driver,
+            self.engine?,
+            self.config,
+            self.max_running_handlers,
+        )?;
         let socket = io.socket(&self.namespace);
         for setup in self.setups {
             setup(&socket);

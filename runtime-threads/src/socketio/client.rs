@@ -128,6 +128,9 @@ fn drive(hub: Weak<ClientHub>, inputs: Receiver<Input>, inputs_tx: SyncSender<In
         let Some(hub) = hub.upgrade() else {
             return;
         };
+        if !matches!(input, None | Some(Input::Wake)) {
+            wait_for_handler_room(&hub);
+        }
         match input {
             None => hub.run_timers(),
             Some(Input::Wake) => {}
@@ -147,6 +150,16 @@ fn drive(hub: Weak<ClientHub>, inputs: Receiver<Input>, inputs_tx: SyncSender<In
         if hub.poll_timeout().is_some_and(|t| t <= Instant::now()) {
             hub.run_timers();
         }
+    }
+}
+
+/// Hands the hub nothing more while its async handlers have no room,
+/// running its timers meanwhile (an ack timeout may be what ends a
+/// handler).
+fn wait_for_handler_room(hub: &ClientHub) {
+    let gate = hub.handler_gate();
+    while !gate.wait_for_room(hub.poll_timeout()) {
+        hub.run_timers();
     }
 }
 
