@@ -12,6 +12,23 @@ pub fn clock_ticks_per_second() -> u64 {
 /// User plus system CPU time of process `pid` so far, in seconds (all its
 /// threads; resolution one clock tick, usually 10 ms).
 pub fn cpu_seconds(pid: u32) -> io::Result<f64> {
+    let time = cpu_time(pid)?;
+    Ok(time.user + time.system)
+}
+
+/// CPU time of a process, in seconds, split as `/proc/<pid>/stat` splits it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTime {
+    /// In user space (utime).
+    pub user: f64,
+    /// In the kernel on the process's behalf (stime): system calls, and
+    /// the network stack work done in them.
+    pub system: f64,
+}
+
+/// User and system CPU time of process `pid` so far (all its threads;
+/// resolution one clock tick, usually 10 ms).
+pub fn cpu_time(pid: u32) -> io::Result<CpuTime> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name, which is in parentheses and may hold
     // spaces: state is field 3, utime 14, stime 15.
@@ -20,15 +37,18 @@ pub fn cpu_seconds(pid: u32) -> io::Result<f64> {
         .map(|(_, rest)| rest)
         .ok_or_else(|| io::Error::other("malformed stat"))?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let parse = |i: usize| -> io::Result<u64> {
+    let parse = |i: usize| -> io::Result<f64> {
         fields
             .get(i)
-            .and_then(|f| f.parse().ok())
+            .and_then(|f| f.parse::<u64>().ok())
+            .map(|ticks| ticks as f64 / clock_ticks_per_second() as f64)
             .ok_or_else(|| io::Error::other("malformed stat"))
     };
     // `rest` starts at field 3, so field n is at index n - 3.
-    let ticks = parse(14 - 3)? + parse(15 - 3)?;
-    Ok(ticks as f64 / clock_ticks_per_second() as f64)
+    Ok(CpuTime {
+        user: parse(14 - 3)?,
+        system: parse(15 - 3)?,
+    })
 }
 
 /// Resident set size of process `pid`, in bytes (`VmRSS`).

@@ -381,6 +381,10 @@ impl Server {
         procfs::cpu_seconds(self.pid()).expect("server stat")
     }
 
+    fn cpu_time(&self) -> procfs::CpuTime {
+        procfs::cpu_time(self.pid()).expect("server stat")
+    }
+
     fn rss(&self) -> u64 {
         procfs::rss_bytes(self.pid()).expect("server status")
     }

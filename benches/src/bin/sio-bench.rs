@@ -175,28 +175,61 @@ impl Drop for Server {
 /// CPU readings around a measurement.
 struct Cpu {
     at: Instant,
-    server: f64,
+    server: procfs::CpuTime,
     own: f64,
     machine: f64,
+}
+
+/// What a measurement's CPU readings come to.
+struct CpuUse {
+    secs: f64,
+    /// The server's CPU seconds, all of them and those in the kernel.
+    server: f64,
+    server_system: f64,
+    /// This process's (the clients').
+    clients: f64,
+    /// Cores used by other processes.
+    other: f64,
 }
 
 impl Cpu {
     fn now(server: u32) -> io::Result<Cpu> {
         Ok(Cpu {
             at: Instant::now(),
-            server: procfs::cpu_seconds(server)?,
+            server: procfs::cpu_time(server)?,
             own: procfs::cpu_seconds(std::process::id())?,
             machine: procfs::machine_busy_seconds()?,
         })
     }
 
-    /// (seconds, server CPU seconds, cores used by other processes).
-    fn since(&self, server: u32) -> io::Result<(f64, f64, f64)> {
+    fn since(&self, server: u32) -> io::Result<CpuUse> {
         let now = Cpu::now(server)?;
         let secs = now.at.duration_since(self.at).as_secs_f64();
-        let server_cpu = now.server - self.server;
-        let other = (now.machine - self.machine) - server_cpu - (now.own - self.own);
-        Ok((secs, server_cpu, (other / secs).max(0.0)))
+        let server_system = now.server.system - self.server.system;
+        let server_cpu = now.server.user - self.server.user + server_system;
+        let clients = now.own - self.own;
+        let other = (now.machine - self.machine) - server_cpu - clients;
+        Ok(CpuUse {
+            secs,
+            server: server_cpu,
+            server_system,
+            clients,
+            other: (other / secs).max(0.0),
+        })
+    }
+
+    /// The sample for `done` acks or deliveries.
+    fn sample(&self, server: u32, done: u64) -> io::Result<Sample> {
+        let used = self.since(server)?;
+        let per_op = |secs: f64| secs * 1e6 / done.max(1) as f64;
+        Ok(Sample {
+            round: 0,
+            rate: done as f64 / used.secs,
+            cpu_us: per_op(used.server),
+            system_us: per_op(used.server_system),
+            client_us: per_op(used.clients),
+            other: used.other,
+        })
     }
 }
 
@@ -209,6 +242,10 @@ struct Sample {
     rate: f64,
     /// Server CPU microseconds per ack or delivery.
     cpu_us: f64,
+    /// The part of `cpu_us` spent in the kernel.
+    system_us: f64,
+    /// The clients' CPU microseconds per ack or delivery.
+    client_us: f64,
     /// Cores other processes used meanwhile.
     other: f64,
 }
@@ -249,19 +286,14 @@ async fn measure_ack(server: &Server, clients: usize, window: usize, secs: f64) 
     let cpu = Cpu::now(server.pid())?;
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
     let done = counters.count.load(Ordering::Relaxed) - start;
-    let (elapsed, server_cpu, other) = cpu.since(server.pid())?;
+    let sample = cpu.sample(server.pid(), done)?;
     counters.stop.store(true, Ordering::Relaxed);
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     if counters.errors.load(Ordering::Relaxed) > 0 || done == 0 {
         return Err("ack run failed".into());
     }
-    Ok(Sample {
-        round: 0,
-        rate: done as f64 / elapsed,
-        cpu_us: server_cpu * 1e6 / done as f64,
-        other,
-    })
+    Ok(sample)
 }
 
 async fn wait_count(counters: &Counters, target: u64) -> Result<()> {
@@ -315,18 +347,13 @@ async fn measure_broadcast(server: &Server, secs: f64) -> Result<Sample> {
             .await?;
         wait_count(&counters, target).await?;
     }
-    let (elapsed, server_cpu, other) = cpu.since(server.pid())?;
     let done = counters.count.load(Ordering::Relaxed) - start;
+    let sample = cpu.sample(server.pid(), done)?;
     counters.stop.store(true, Ordering::Relaxed);
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     drop(trigger);
-    Ok(Sample {
-        round: 0,
-        rate: done as f64 / elapsed,
-        cpu_us: server_cpu * 1e6 / done as f64,
-        other,
-    })
+    Ok(sample)
 }
 
 /// Server RSS per idle connected socket over `n` sockets, in bytes (after
@@ -340,13 +367,15 @@ async fn measure_idle(imp: SioImpl, n: usize) -> Result<Sample> {
     let clients = connect_many(server.addr, n).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = procfs::rss_bytes(server.pid())?;
-    let (_, _, other) = cpu.since(server.pid())?;
+    let other = cpu.since(server.pid())?.other;
     drop(clients);
     drop(warm);
     Ok(Sample {
         round: 0,
         rate: after.saturating_sub(before) as f64 / n as f64,
         cpu_us: 0.0,
+        system_us: 0.0,
+        client_us: 0.0,
         other,
     })
 }
@@ -515,9 +544,9 @@ fn report(
     let idle_case = format!("idle bytes/socket over {}", options.idle);
     cases.push(idle_case.clone());
     println!(
-        "| case | server | median | server CPU µs/op | other cores (max) | vs socketioxide | vs node | vs switchboard-tokio |"
+        "| case | server | median | server CPU µs/op (kernel) | clients µs/op | other cores (max) | vs socketioxide | vs node | vs switchboard-tokio |"
     );
-    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut json = Vec::new();
     for case in &cases {
         for &imp in &options.impls {
@@ -527,8 +556,12 @@ fn report(
             let mut rates: Vec<f64> = samples.iter().map(|s| s.rate).collect();
             let mut cpu: Vec<f64> = samples.iter().map(|s| s.cpu_us).collect();
             let other = samples.iter().map(|s| s.other).fold(0.0, f64::max);
+            let mut system: Vec<f64> = samples.iter().map(|s| s.system_us).collect();
+            let mut client: Vec<f64> = samples.iter().map(|s| s.client_us).collect();
             let rate = median(&mut rates);
             let cpu = median(&mut cpu);
+            let system = median(&mut system);
+            let client = median(&mut client);
             let ratio = |peer| {
                 median_ratio(results, case, imp, peer).map_or(String::new(), |r| format!("{r:.2}x"))
             };
@@ -537,13 +570,13 @@ fn report(
             } else {
                 format!("{rate:.0}/s")
             };
+            let (cpu_cell, client_cell) = if *case == idle_case {
+                (String::new(), String::new())
+            } else {
+                (format!("{cpu:.2} ({system:.2})"), format!("{client:.2}"))
+            };
             println!(
-                "| {case} | {imp} | {value} | {} | {other:.2} | {} | {} | {} |",
-                if *case == idle_case {
-                    String::new()
-                } else {
-                    format!("{cpu:.2}")
-                },
+                "| {case} | {imp} | {value} | {cpu_cell} | {client_cell} | {other:.2} | {} | {} | {} |",
                 ratio(SioImpl::Socketioxide),
                 ratio(SioImpl::Node),
                 ratio(SioImpl::SwitchboardTokio),
@@ -554,6 +587,8 @@ fn report(
                 "median": rate,
                 "rounds": samples.iter().map(|s| s.rate).collect::<Vec<_>>(),
                 "server_cpu_us": cpu,
+                "server_kernel_us": system,
+                "client_cpu_us": client,
                 "other_cores_max": other,
                 "vs_socketioxide": median_ratio(results, case, imp, SioImpl::Socketioxide),
                 "vs_node": median_ratio(results, case, imp, SioImpl::Node),

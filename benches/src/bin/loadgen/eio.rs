@@ -237,6 +237,8 @@ struct EioResult {
     seconds: f64,
     messages: u64,
     server_cpu: f64,
+    /// The part of `server_cpu` spent in the kernel.
+    server_system: f64,
     client_cpu: f64,
     other_cpu: f64,
     failures: u64,
@@ -253,6 +255,14 @@ impl EioResult {
         self.server_cpu * 1e6 / self.messages.max(1) as f64
     }
 
+    fn kernel_us_per_message(&self) -> f64 {
+        self.server_system * 1e6 / self.messages.max(1) as f64
+    }
+
+    fn client_us_per_message(&self) -> f64 {
+        self.client_cpu * 1e6 / self.messages.max(1) as f64
+    }
+
     fn json(&self) -> Value {
         json!({
             "impl": self.imp.name,
@@ -266,6 +276,8 @@ impl EioResult {
             "messages_per_second": self.rate(),
             "server_cpu_seconds": self.server_cpu,
             "server_cpu_us_per_message": self.cpu_us_per_message(),
+            "server_kernel_us_per_message": self.kernel_us_per_message(),
+            "client_cpu_us_per_message": self.client_us_per_message(),
             "server_cores": self.server_cpu / self.seconds,
             "client_cores": self.client_cpu / self.seconds,
             "other_cores": self.other_cpu / self.seconds,
@@ -298,7 +310,7 @@ fn run_case(
             (
                 Instant::now(),
                 counters.messages.load(Ordering::Relaxed),
-                server.cpu_seconds(),
+                server.cpu_time(),
                 procfs::cpu_seconds(std::process::id()).expect("own stat"),
                 procfs::machine_busy_seconds().expect("/proc/stat"),
             )
@@ -313,9 +325,11 @@ fn run_case(
             window,
             seconds: (t1 - t0).as_secs_f64(),
             messages: m1 - m0,
-            server_cpu: s1 - s0,
+            server_cpu: (s1.user + s1.system) - (s0.user + s0.system),
+            server_system: s1.system - s0.system,
             client_cpu: c1 - c0,
-            other_cpu: ((b1 - b0) - (s1 - s0) - (c1 - c0)).max(0.0),
+            other_cpu: ((b1 - b0) - (s1.user + s1.system - s0.user - s0.system) - (c1 - c0))
+                .max(0.0),
             failures: counters.failures.load(Ordering::Relaxed),
             compressed,
         })
@@ -385,11 +399,13 @@ pub fn load(o: EioOptions) -> Result<(), Error> {
     let mut summary = Vec::new();
     println!();
     println!(
-        "{:<20} {:<18} {:>10} {:>10} {:>7} {:>7} {:>7} {:>12} {:>14}",
+        "{:<20} {:<18} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7} {:>7} {:>12} {:>14}",
         "case",
         "server",
         "msg/s",
         "CPU us/msg",
+        "kernel us",
+        "client us",
         "srv cpu",
         "cli cpu",
         "others",
@@ -403,7 +419,7 @@ pub fn load(o: EioOptions) -> Result<(), Error> {
                 .filter(|r| &r.imp == imp && r.case == case)
                 .collect()
         };
-        let mut medians: HashMap<&Contender, [f64; 5]> = HashMap::new();
+        let mut medians: HashMap<&Contender, [f64; 7]> = HashMap::new();
         for imp in &o.impls {
             let rs = of(imp);
             let m = |f: &dyn Fn(&EioResult) -> f64| median(rs.iter().map(|r| f(r)).collect());
@@ -412,6 +428,8 @@ pub fn load(o: EioOptions) -> Result<(), Error> {
                 [
                     m(&EioResult::rate),
                     m(&EioResult::cpu_us_per_message),
+                    m(&EioResult::kernel_us_per_message),
+                    m(&EioResult::client_us_per_message),
                     m(&|r| r.server_cpu / r.seconds),
                     m(&|r| r.client_cpu / r.seconds),
                     m(&|r| r.other_cpu / r.seconds),
@@ -426,7 +444,7 @@ pub fn load(o: EioOptions) -> Result<(), Error> {
         };
         let baseline = o.impls.iter().find(|c| c.is_baseline());
         for imp in &o.impls {
-            let [rate, cpu, srv, cli, other] = medians[imp];
+            let [rate, cpu, kernel, client, srv, cli, other] = medians[imp];
             let per_round: Vec<f64> = (0..o.rounds)
                 .filter_map(|round| Some(rate_in(imp, round)? / rate_in(baseline?, round)?))
                 .collect();
@@ -438,11 +456,13 @@ pub fn load(o: EioOptions) -> Result<(), Error> {
                 )
             });
             println!(
-                "{:<20} {:<18} {:>10.0} {:>10.2} {:>7.2} {:>7.2} {:>7.2} {:>12} {:>14}",
+                "{:<20} {:<18} {:>10.0} {:>10.2} {:>10.2} {:>10.2} {:>7.2} {:>7.2} {:>7.2} {:>12} {:>14}",
                 case.label(),
                 imp.name,
                 rate,
                 cpu,
+                kernel,
+                client,
                 srv,
                 cli,
                 other,
@@ -457,6 +477,8 @@ pub fn load(o: EioOptions) -> Result<(), Error> {
                 "impl": imp.name,
                 "messages_per_second_median": rate,
                 "server_cpu_us_per_message_median": cpu,
+                "server_kernel_us_per_message_median": kernel,
+                "client_cpu_us_per_message_median": client,
                 "server_cores_median": srv,
                 "client_cores_median": cli,
                 "other_cores_median": other,
