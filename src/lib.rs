@@ -48,8 +48,20 @@ pub mod socketio {
 /// the enabled runtime: tokio if its feature is on, else smol, else
 /// threads. Use the runtime modules to choose explicitly or to serve more
 /// routes.
+///
+/// On tokio this starts a runtime of its own: called from inside a tokio
+/// runtime it returns an error at once rather than panic. An async app
+/// awaits `switchboard::tokio::socketio::serve(addr, io)` (or
+/// `tokio::engineio::serve` on a listener it bound) instead.
 #[cfg(any(feature = "tokio", feature = "smol", feature = "threads"))]
 pub fn serve(addr: impl std::net::ToSocketAddrs, io: socketio::SocketIo) -> std::io::Result<()> {
+    #[cfg(feature = "tokio")]
+    if ::tokio::runtime::Handle::try_current().is_ok() {
+        return Err(std::io::Error::other(
+            "switchboard::serve blocks its thread on a tokio runtime of its own, so it cannot \
+             run inside one: await switchboard::tokio::socketio::serve(addr, io) instead",
+        ));
+    }
     let listener = std::net::TcpListener::bind(addr)?;
     #[cfg(feature = "tokio")]
     {
@@ -94,3 +106,25 @@ pub use switchboard_threads as threads;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+#[cfg(all(test, feature = "tokio"))]
+mod tests {
+    #[test]
+    fn serve_inside_a_tokio_runtime_is_an_error_not_a_panic() {
+        let runtime = ::tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        let error = runtime
+            .block_on(async {
+                super::serve(
+                    "127.0.0.1:0",
+                    super::socketio::SocketIo::new(Default::default()),
+                )
+            })
+            .expect_err("refused inside a runtime");
+        assert!(
+            error.to_string().contains("tokio::socketio::serve"),
+            "{error}"
+        );
+    }
+}

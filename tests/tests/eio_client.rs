@@ -2,7 +2,8 @@
 //! `engine.io` v6 server (npm) and against our own server: polling only,
 //! WebSocket only, polling then the upgrade, text and binary, order across
 //! the upgrade, the heartbeat over several intervals, closing from either
-//! side, and protocol v3 against Node with `allowEIO3`.
+//! side, protocol v3 against Node with `allowEIO3`, and a refused
+//! connection reported with its cause.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -41,6 +42,14 @@ fn ours() -> Option<Target> {
         addr: spawn_engineio_echo(RuntimeKind::Tokio, conformance_engineio_config()),
         _node: None,
     })
+}
+
+/// An address nothing listens on (a port just freed).
+fn nobody() -> Option<Target> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("its address");
+    drop(listener);
+    Some(Target { addr, _node: None })
 }
 
 fn config(target: &Target, polling: bool, websocket: bool) -> ClientConfig {
@@ -107,6 +116,20 @@ fn websocket_only(runtime: RuntimeKind, target: Target) {
     let client = EioTestClient::connect(runtime, config(&target, false, true)).expect("connect");
     echo_in_order(&client, false);
     close_from_client(&client);
+}
+
+/// A connection that fails says why, over either transport.
+fn refused_names_its_cause(runtime: RuntimeKind, target: Target) {
+    for (polling, websocket) in [(true, false), (false, true)] {
+        let error = match EioTestClient::connect(runtime, config(&target, polling, websocket)) {
+            Ok(_) => panic!("connected to {} where nothing listens", target.addr),
+            Err(error) => error,
+        };
+        assert!(
+            error.to_lowercase().contains("refused"),
+            "polling {polling}, websocket {websocket}: {error}"
+        );
+    }
 }
 
 fn polling_then_upgrade(runtime: RuntimeKind, target: Target) {
@@ -211,6 +234,7 @@ macro_rules! client_cases {
             case!(ours_websocket_only, websocket_only, ours());
             case!(ours_polling_then_upgrade, polling_then_upgrade, ours());
             case!(ours_heartbeat, heartbeat_keeps_the_session, ours());
+            case!(refused, refused_names_its_cause, nobody());
         }
     };
 }

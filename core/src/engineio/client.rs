@@ -424,10 +424,12 @@ impl fmt::Display for ClientCloseReason {
 #[non_exhaustive]
 pub enum ClientError {
     /// The adapter reported a request as failed.
-    #[error("HTTP {method} request failed")]
+    #[error("HTTP {method} request failed: {reason}")]
     RequestFailed {
         /// The request's method.
         method: HttpMethod,
+        /// Why, as the adapter put it (connection refused, reset, ...).
+        reason: String,
     },
     /// The server answered a request with a status other than 200.
     #[error("server answered HTTP {status}")]
@@ -449,9 +451,16 @@ pub enum ClientError {
     /// The first packet of the session was not `open`.
     #[error("expected the open packet, got {0:?}")]
     ExpectedOpen(PacketType),
-    /// The WebSocket closed (or failed to open) before the handshake.
+    /// The WebSocket closed before the handshake.
     #[error("the WebSocket closed before the handshake")]
     WebSocketClosed,
+    /// The WebSocket failed to open (connection refused, a refused
+    /// upgrade, ...), as the adapter put it.
+    #[error("the WebSocket failed to open: {reason}")]
+    WebSocketFailed {
+        /// Why.
+        reason: String,
+    },
     /// The handshake did not complete within
     /// [`ClientConfig::connect_timeout`].
     #[error("the handshake timed out")]
@@ -666,8 +675,9 @@ impl Client {
     }
 
     /// Request `id` failed (connection refused or reset, timed out, an
-    /// unreadable answer): the session closes (`transport error`).
-    pub fn handle_http_error(&mut self, id: RequestId, _now: Instant) {
+    /// unreadable answer, as `reason` says): the session closes
+    /// (`transport error`).
+    pub fn handle_http_error(&mut self, id: RequestId, reason: impl fmt::Display, _now: Instant) {
         if self.phase == Phase::Closed {
             return;
         }
@@ -680,7 +690,10 @@ impl Client {
         };
         self.get = self.get.filter(|&g| g != id);
         self.post = self.post.filter(|&p| p != id);
-        self.fail(ClientError::RequestFailed { method });
+        self.fail(ClientError::RequestFailed {
+            method,
+            reason: reason.to_string(),
+        });
     }
 
     /// The WebSocket asked for by [`ClientTransmit::WsConnect`] is open.
@@ -743,7 +756,19 @@ impl Client {
     /// session's transport this closes the session (`transport close`, or
     /// `transport error` before the handshake); on an upgrade probe, the
     /// session stays on polling.
-    pub fn ws_closed(&mut self, _now: Instant) {
+    pub fn ws_closed(&mut self, now: Instant) {
+        self.ws_ended(None, now);
+    }
+
+    /// The WebSocket failed to open, or failed later, for `reason`: as
+    /// [`Client::ws_closed`], with the reason kept in the session's error
+    /// ([`ClientError::WebSocketFailed`]) when the session was opening on
+    /// it.
+    pub fn ws_failed(&mut self, reason: impl fmt::Display, now: Instant) {
+        self.ws_ended(Some(reason.to_string()), now);
+    }
+
+    fn ws_ended(&mut self, failure: Option<String>, _now: Instant) {
         if self.phase == Phase::Closed {
             return;
         }
@@ -753,7 +778,10 @@ impl Client {
             Ws::Main => {
                 self.ws = Ws::None;
                 if self.phase == Phase::Opening {
-                    self.fail(ClientError::WebSocketClosed);
+                    self.fail(match failure {
+                        Some(reason) => ClientError::WebSocketFailed { reason },
+                        None => ClientError::WebSocketClosed,
+                    });
                 } else {
                     self.close_with(ClientCloseReason::TransportClose, None, false);
                 }
@@ -2079,15 +2107,16 @@ mod tests {
         );
 
         let (mut client, poll) = polling_client(t0);
-        client.handle_http_error(RequestId(999), t0);
+        client.handle_http_error(RequestId(999), "refused", t0);
         assert!(client.is_open(), "unknown ids are ignored");
-        client.handle_http_error(poll.id, t0);
+        client.handle_http_error(poll.id, "connection reset", t0);
         assert_eq!(
             closed(&mut client),
             (
                 ClientCloseReason::TransportError,
                 Some(ClientError::RequestFailed {
-                    method: HttpMethod::Get
+                    method: HttpMethod::Get,
+                    reason: "connection reset".into(),
                 })
             )
         );
@@ -2671,7 +2700,7 @@ mod tests {
                     Input::HttpError(get) => {
                         let id = if get { gets.pop() } else { posts.pop() };
                         if let Some(id) = id {
-                            client.handle_http_error(id, now);
+                            client.handle_http_error(id, "failed", now);
                         }
                     }
                     Input::WsOpened => client.ws_opened(now),

@@ -39,6 +39,9 @@ pub enum ConnectError {
     /// `https`/`wss`: bring a TLS stream (not supported by this driver yet).
     #[error("TLS is not supported by this driver")]
     TlsUnsupported,
+    /// A thread could not be started (the threads adapter's driver).
+    #[error("cannot start a thread: {0}")]
+    Io(#[from] std::io::Error),
     /// The session closed before its handshake completed.
     #[error("session closed during the handshake: {reason}{}", .error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default())]
     Closed {
@@ -54,7 +57,8 @@ enum Input<S, R: Runtime> {
     Http(RequestId, Result<(u16, Bytes), std::io::Error>),
     WsOpened(u64, SplitSink<WebSocket<S, R>, Message>),
     WsMessage(u64, Message),
-    WsClosed(u64),
+    /// The WebSocket of a generation ended; with why, if it failed.
+    WsClosed(u64, Option<String>),
 }
 
 struct Shared {
@@ -326,7 +330,7 @@ async fn drive<R: Runtime>(
                 }
                 Input::Http(id, Err(error)) => {
                     tracing::debug!(%error, "Engine.IO HTTP request failed");
-                    client.handle_http_error(id, now)
+                    client.handle_http_error(id, error, now)
                 }
                 Input::WsOpened(generation, sink) if generation == ws_generation => {
                     ws = Some(sink);
@@ -335,11 +339,14 @@ async fn drive<R: Runtime>(
                 Input::WsMessage(generation, message) if generation == ws_generation => {
                     client.ws_message(message, now)
                 }
-                Input::WsClosed(generation) if generation == ws_generation => {
+                Input::WsClosed(generation, failure) if generation == ws_generation => {
                     ws = None;
-                    client.ws_closed(now);
+                    match failure {
+                        Some(reason) => client.ws_failed(reason, now),
+                        None => client.ws_closed(now),
+                    }
                 }
-                Input::WsOpened(..) | Input::WsMessage(..) | Input::WsClosed(_) => {}
+                Input::WsOpened(..) | Input::WsMessage(..) | Input::WsClosed(..) => {}
             },
             // The driver holds a sender of its own inputs: never the end.
             Woke::Input(None) => {}
@@ -388,7 +395,9 @@ async fn run_ws<R: Runtime>(
         Ok(ws) => ws,
         Err(error) => {
             tracing::debug!(%error, "Engine.IO WebSocket failed to open");
-            let _ = inputs.send(Input::WsClosed(generation)).await;
+            let _ = inputs
+                .send(Input::WsClosed(generation, Some(error.to_string())))
+                .await;
             return;
         }
     };
@@ -400,6 +409,7 @@ async fn run_ws<R: Runtime>(
     {
         return;
     }
+    let mut failure = None;
     while let Some(item) = stream.next().await {
         match item {
             Ok(message) if message.is_data() => {
@@ -414,11 +424,12 @@ async fn run_ws<R: Runtime>(
             Ok(_) => {}
             Err(error) => {
                 tracing::debug!(%error, "Engine.IO WebSocket failed");
+                failure = Some(error.to_string());
                 break;
             }
         }
     }
-    let _ = inputs.send(Input::WsClosed(generation)).await;
+    let _ = inputs.send(Input::WsClosed(generation, failure)).await;
 }
 
 /// Makes one HTTP request on a pooled keep-alive connection (or a new

@@ -2,10 +2,11 @@
 //! be sent on unchanged.
 
 use bytes::Bytes;
+use serde::de::DeserializeOwned;
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
-use switchboard_core::socketio::Binary;
+use switchboard_core::socketio::{Binary, DEFAULT_NAMESPACE, Packet, PacketKind, RawJson};
 
 /// Arguments as they arrived: JSON values, with each binary attachment
 /// still in its place. Serializing a `Payload` (for an emit or an ack)
@@ -66,6 +67,39 @@ impl Payload {
     /// Whether there are no arguments.
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
+    }
+
+    /// Reads the arguments as `T` (a tuple, a `Vec`, or a struct taking
+    /// a sequence), as [`Event::args`](super::Event::args) does: binary
+    /// values come back as [`Binary`] from their attachments.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use switchboard_async::socketio::Payload;
+    ///
+    /// let answer = Payload::from_values(vec![json!(3), json!("three")]);
+    /// let (n, name): (u32, String) = answer.args().unwrap();
+    /// assert_eq!((n, name.as_str()), (3, "three"));
+    /// assert_eq!(answer.arg::<String>(1).unwrap(), "three");
+    /// assert_eq!(answer.arg::<Option<u32>>(2).unwrap(), None); // missing
+    /// ```
+    pub fn args<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        self.as_packet()?.args()
+    }
+
+    /// Reads argument `index` as `T`; a missing argument reads as `None`
+    /// into an `Option`, an error otherwise (see [`Payload::args`]).
+    pub fn arg<T: DeserializeOwned>(&self, index: usize) -> Result<T, serde_json::Error> {
+        self.as_packet()?.arg(index)
+    }
+
+    /// The arguments as an ack packet's, to read them through the packet
+    /// decoder's typed readers (which resolve binary placeholders).
+    fn as_packet(&self) -> Result<Packet, serde_json::Error> {
+        let mut packet = Packet::new(PacketKind::Ack, DEFAULT_NAMESPACE);
+        packet.data = Some(RawJson::new(serde_json::to_string(&self.values)?)?);
+        packet.attachments = self.attachments.clone();
+        Ok(packet)
     }
 
     /// The arguments after the first `n`.
@@ -133,5 +167,25 @@ impl Serialize for WithBinary<'_> {
             }
             other => other.serialize(serializer),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_reads_resolve_binary_placeholders() {
+        let packet = Packet::event("/", "file", &("a.png", Binary::from(vec![1, 2])), Some(7))
+            .expect("an event");
+        let payload = Payload::from_packet(&packet).expect("its arguments");
+        let (name, data): (String, Binary) = payload.args().expect("typed");
+        assert_eq!((name.as_str(), &data.0[..]), ("a.png", &[1u8, 2][..]));
+        assert_eq!(payload.arg::<Binary>(1).expect("typed").0, vec![1u8, 2]);
+        assert!(payload.arg::<u32>(0).is_err(), "a string is not a number");
+        assert!(
+            payload.arg::<String>(2).is_err(),
+            "missing, and not an Option"
+        );
     }
 }

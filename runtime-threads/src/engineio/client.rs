@@ -26,35 +26,16 @@ use switchboard_core::http::{Limits, ResponseReader};
 
 use crate::ws::{self, Config, Message, Sender as WsSender};
 
-/// Connecting failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnectError {
-    /// The configuration cannot work.
-    #[error("invalid configuration: {0}")]
-    Config(#[from] ConfigError),
-    /// `https`/`wss` are not supported by this driver yet.
-    #[error("TLS is not supported by this driver")]
-    TlsUnsupported,
-    /// A thread could not be started.
-    #[error("cannot start a thread: {0}")]
-    Io(#[from] io::Error),
-    /// The session closed before its handshake completed.
-    #[error("session closed during the handshake: {reason}")]
-    Closed {
-        /// Why.
-        reason: ClientCloseReason,
-        /// What went wrong.
-        error: Option<ClientError>,
-    },
-}
+/// Connecting failed (the same error as on the async runtimes).
+pub use switchboard_async::engineio::client::ConnectError;
 
 enum Input {
     Wake,
     Http(RequestId, io::Result<(u16, Bytes)>),
     WsOpened(u64, WsSender),
     WsMessage(u64, Message),
-    WsClosed(u64),
+    /// The WebSocket of a generation ended; with why, if it failed.
+    WsClosed(u64, Option<String>),
 }
 
 type Shared = Arc<Mutex<Client>>;
@@ -307,7 +288,7 @@ impl Driver {
                 }
                 Input::Http(id, Err(error)) => {
                     tracing::debug!(%error, "Engine.IO HTTP request failed");
-                    client.handle_http_error(id, now)
+                    client.handle_http_error(id, error, now)
                 }
                 Input::WsOpened(generation, sender) if generation == self.ws_generation => {
                     self.ws = Some(sender);
@@ -316,11 +297,14 @@ impl Driver {
                 Input::WsMessage(generation, message) if generation == self.ws_generation => {
                     client.ws_message(message, now)
                 }
-                Input::WsClosed(generation) if generation == self.ws_generation => {
+                Input::WsClosed(generation, failure) if generation == self.ws_generation => {
                     self.ws = None;
-                    client.ws_closed(now);
+                    match failure {
+                        Some(reason) => client.ws_failed(reason, now),
+                        None => client.ws_closed(now),
+                    }
                 }
-                Input::WsOpened(..) | Input::WsMessage(..) | Input::WsClosed(_) => {}
+                Input::WsOpened(..) | Input::WsMessage(..) | Input::WsClosed(..) => {}
             }
         }
     }
@@ -340,7 +324,11 @@ impl Driver {
                     });
                 if let Err(error) = spawned {
                     tracing::warn!(%error, "cannot start an HTTP request thread");
-                    lock(&self.client).handle_http_error(id, Instant::now());
+                    lock(&self.client).handle_http_error(
+                        id,
+                        format_args!("cannot start a thread: {error}"),
+                        Instant::now(),
+                    );
                 }
             }
             ClientTransmit::WsConnect(connect) => {
@@ -396,7 +384,7 @@ fn run_ws(connect: WsConnect, max_payload: usize, generation: u64, inputs: SyncS
         Ok(socket) => socket,
         Err(error) => {
             tracing::debug!(%error, "Engine.IO WebSocket failed to open");
-            let _ = inputs.send(Input::WsClosed(generation));
+            let _ = inputs.send(Input::WsClosed(generation, Some(error.to_string())));
             return;
         }
     };
@@ -406,6 +394,7 @@ fn run_ws(connect: WsConnect, max_payload: usize, generation: u64, inputs: SyncS
     {
         return;
     }
+    let mut failure = None;
     while let Some(item) = socket.recv() {
         match item {
             Ok(message) if message.is_data() => {
@@ -416,11 +405,12 @@ fn run_ws(connect: WsConnect, max_payload: usize, generation: u64, inputs: SyncS
             Ok(_) => {}
             Err(error) => {
                 tracing::debug!(%error, "Engine.IO WebSocket failed");
+                failure = Some(error.to_string());
                 break;
             }
         }
     }
-    let _ = inputs.send(Input::WsClosed(generation));
+    let _ = inputs.send(Input::WsClosed(generation, failure));
 }
 
 /// Makes one HTTP request on a pooled keep-alive connection (or a new
