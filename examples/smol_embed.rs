@@ -13,11 +13,11 @@
 use std::io;
 
 use async_net::{TcpListener, TcpStream};
-use bytes::Bytes;
 use futures_util::{AsyncReadExt, AsyncWriteExt};
+use switchboard::Bytes;
 use switchboard::core::http::{Request, encode_response};
 use switchboard::smol::Smol;
-use switchboard::smol::engineio::Routes;
+use switchboard::smol::engineio::{self, Routes};
 use switchboard::smol::socketio::{SocketIo, SocketIoConfig};
 use switchboard::smol::ws::{self, Config};
 
@@ -79,7 +79,7 @@ async fn connection(
     if request.path().starts_with("/api/") {
         return api(stream, &request, buffered, &io).await;
     }
-    switchboard_async::server::serve_request(runtime, stream, &request, &buffered, routes).await
+    engineio::serve_request(runtime, stream, &request, &buffered, routes).await
 }
 
 /// The app's own routes: `GET /api/health`, and

@@ -36,6 +36,12 @@
 
 pub use switchboard_core as core;
 
+/// The byte buffer type of messages, bodies and binary attachments (the
+/// `bytes` crate's).
+pub use bytes::{self, Bytes};
+/// JSON values, as Socket.IO payloads hold them (the `serde_json` crate).
+pub use serde_json;
+
 /// The Socket.IO server API, the same on every runtime: [`SocketIo`]
 /// (`io`), [`Socket`](socketio::Socket), events, acks, rooms, broadcasts.
 ///

@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde_json::json;
+use switchboard::Bytes;
 use switchboard::core::engineio::HttpResponse;
 use switchboard::core::http::Request;
-use switchboard_async::socketio::{Socket, SocketIo, SocketIoConfig};
+use switchboard::socketio::{Socket, SocketIo, SocketIoConfig};
 
 const PAGE: &str = include_str!("index.html");
 const JOB_STEPS: u32 = 10;
@@ -208,7 +208,7 @@ fn serve(
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                 let routes = Routes::new()
                     .socketio("/socket.io/", &io)
-                    .websocket(switchboard_async::ws::echo)
+                    .websocket(switchboard::tokio::ws::echo)
                     .http(pages);
                 serve(listener, routes).await
             })
@@ -227,7 +227,7 @@ fn serve(
                 let listener = async_net::TcpListener::try_from(listener).expect("listener");
                 let routes = Routes::new()
                     .socketio("/socket.io/", &io)
-                    .websocket(switchboard_async::ws::echo)
+                    .websocket(switchboard::smol::ws::echo)
                     .http(pages);
                 serve_on(spawner, listener, routes).await
             };

@@ -243,6 +243,25 @@ pub mod engineio {
         switchboard_async::server::serve_connection(runtime, stream, routes).await
     }
 
+    /// Serves `routes` on a connection whose first request head the
+    /// application read and parsed itself, to route its own paths first:
+    /// `request` is that head, `buffered` what it read after the head. Then
+    /// goes on as [`serve_connection`] does (keep-alive, upgrades). See
+    /// `examples/smol_embed.rs`.
+    pub async fn serve_request<S>(
+        runtime: Smol,
+        stream: S,
+        request: &Request,
+        buffered: &[u8],
+        routes: Routes<S>,
+    ) -> std::io::Result<()>
+    where
+        S: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin + Send + 'static,
+    {
+        routes.start_timers(&runtime);
+        switchboard_async::server::serve_request(runtime, stream, request, buffered, routes).await
+    }
+
     /// Connects to the Engine.IO server at `url` (`http://host:port`, with
     /// an optional path replacing `/engine.io/`): polling first, then the
     /// upgrade to WebSocket.
