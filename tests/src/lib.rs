@@ -26,6 +26,7 @@ pub mod raw;
 pub mod runtime;
 pub mod server_process;
 pub mod sio_cases;
+pub mod sio_client;
 pub mod sio_server;
 pub mod ws_cases;
 

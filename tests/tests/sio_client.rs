@@ -22,6 +22,7 @@ use switchboard_async::socketio::client::{
 use switchboard_conformance::RuntimeKind;
 use switchboard_conformance::peers::{PeerProcess, interop_dir, node_ready, require};
 use switchboard_conformance::runtime::{conformance_engineio_config, spawn_engineio_echo};
+use switchboard_conformance::sio_client::ClientRuntime;
 use switchboard_core::socketio::{Binary, ProtocolVersion};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -100,22 +101,12 @@ fn observe(socket: &ClientSocket, tx: mpsc::Sender<Seen>) {
     });
 }
 
-/// A runtime to run clients on.
-struct Harness {
-    kind: RuntimeKind,
-    tokio: Option<::tokio::runtime::Runtime>,
-}
+/// A runtime to run clients on, whose clients report what they see.
+struct Harness(ClientRuntime);
 
 impl Harness {
     fn new(kind: RuntimeKind) -> Self {
-        let tokio = (kind == RuntimeKind::Tokio).then(|| {
-            ::tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("tokio runtime")
-        });
-        Harness { kind, tokio }
+        Harness(ClientRuntime::new(kind))
     }
 
     /// Connects `builder` (with observing handlers), waiting for the
@@ -134,19 +125,7 @@ impl Harness {
             });
             observe(socket, tx);
         });
-        let _guard = self.tokio.as_ref().map(|rt| rt.enter());
-        let socket = match self.kind {
-            RuntimeKind::Tokio => builder.connect(switchboard_tokio::Tokio).wait(),
-            RuntimeKind::Smol => builder.connect(switchboard_smol::Smol::new()).wait(),
-            RuntimeKind::AsyncStd => builder
-                .connect(switchboard_smol::Smol::with_spawner(|task| {
-                    ::async_std::task::spawn(task);
-                }))
-                .wait(),
-            RuntimeKind::Threads => builder
-                .connect(switchboard_threads::socketio::client::Threads)
-                .wait(),
-        }?;
+        let socket = self.0.connect(builder)?;
         Ok(Client { socket, seen })
     }
 
@@ -154,16 +133,7 @@ impl Harness {
     fn build(&self, builder: ClientBuilder) -> Client {
         let (tx, seen) = mpsc::channel();
         let builder = builder.setup(move |socket| observe(socket, tx));
-        let _guard = self.tokio.as_ref().map(|rt| rt.enter());
-        let socket = match self.kind {
-            RuntimeKind::Tokio => builder.build(switchboard_tokio::Tokio),
-            RuntimeKind::Smol => builder.build(switchboard_smol::Smol::new()),
-            RuntimeKind::AsyncStd => builder.build(switchboard_smol::Smol::with_spawner(|task| {
-                ::async_std::task::spawn(task);
-            })),
-            RuntimeKind::Threads => builder.build(switchboard_threads::socketio::client::Threads),
-        }
-        .expect("valid settings");
+        let socket = self.0.build(builder).expect("valid settings");
         Client { socket, seen }
     }
 }

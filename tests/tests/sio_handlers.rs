@@ -21,11 +21,12 @@ use std::time::Duration;
 
 use serde_json::json;
 use switchboard_async::socketio::client::{
-    ClientBuilder, ClientSocket, DisconnectReason as ClientReason, Transport,
+    ClientBuilder, DisconnectReason as ClientReason, Transport,
 };
 use switchboard_async::socketio::{DisconnectReason, SocketIo, SocketIoConfig};
 use switchboard_conformance::RuntimeKind;
 use switchboard_conformance::runtime::spawn_socketio;
+use switchboard_conformance::sio_client::ClientRuntime;
 use switchboard_threads::socketio::client::Threads;
 
 const LIMIT: usize = 4;
@@ -201,7 +202,7 @@ fn client_handlers_are_bounded(runtime: RuntimeKind) {
             let _ = left_tx.send(reason);
         });
     let driver = ClientRuntime::new(runtime);
-    let client = driver.connect(builder);
+    let client = driver.connect(builder).expect("connect");
 
     client.emit("flood", &json!([])).expect("emit");
     let deadline = std::time::Instant::now() + WAIT;
@@ -228,40 +229,6 @@ fn client_handlers_are_bounded(runtime: RuntimeKind) {
     assert!(most_running.load(Ordering::SeqCst) <= LIMIT);
     assert!(client.connected());
     client.io().disconnect();
-}
-
-/// Runs our client on a runtime's driver.
-struct ClientRuntime {
-    kind: RuntimeKind,
-    tokio: Option<::tokio::runtime::Runtime>,
-}
-
-impl ClientRuntime {
-    fn new(kind: RuntimeKind) -> Self {
-        let tokio = (kind == RuntimeKind::Tokio).then(|| {
-            ::tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("tokio runtime")
-        });
-        ClientRuntime { kind, tokio }
-    }
-
-    fn connect(&self, builder: ClientBuilder) -> ClientSocket {
-        let _guard = self.tokio.as_ref().map(|rt| rt.enter());
-        match self.kind {
-            RuntimeKind::Tokio => builder.connect(switchboard_tokio::Tokio).wait(),
-            RuntimeKind::Smol => builder.connect(switchboard_smol::Smol::new()).wait(),
-            RuntimeKind::AsyncStd => builder
-                .connect(switchboard_smol::Smol::with_spawner(|task| {
-                    ::async_std::task::spawn(task);
-                }))
-                .wait(),
-            RuntimeKind::Threads => builder.connect(Threads).wait(),
-        }
-        .expect("connect")
-    }
 }
 
 /// The scenarios on `$kind`, as the modules `tokio`, `smol`, `async_std`
