@@ -13,11 +13,10 @@
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use switchboard_async::engineio::{EngineIo, Routed, WsCommand, WsCommands};
-use switchboard_core::engineio::{ConnId, ServerConfig, ServerEvent};
-use switchboard_core::http::{Limits, Request};
+use switchboard_async::engineio::EngineIo;
+use switchboard_bench::hub::{drain, open_ws_sessions};
+use switchboard_core::engineio::{ServerConfig, ServerEvent};
 use switchboard_core::ws::Message;
 
 const SESSIONS_PER_THREAD: usize = 32;
@@ -36,32 +35,6 @@ fn echo_endpoint(shards: usize) -> EngineIo {
     )
 }
 
-fn open_sessions(engine: &EngineIo, count: usize) -> Vec<(ConnId, WsCommands)> {
-    let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\n\
-                 Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
-    let (request, _) = Request::parse(head, &Limits::default())
-        .expect("valid head")
-        .expect("complete head");
-    (0..count)
-        .map(|_| match engine.handle_request(&request, Bytes::new()) {
-            Routed::WebSocket(conn, mut commands) => {
-                drain(&mut commands);
-                (conn, commands)
-            }
-            _ => panic!("a WebSocket handshake is accepted"),
-        })
-        .collect()
-}
-
-/// Takes the queued messages off a session's queue; returns how many.
-fn drain(commands: &mut WsCommands) -> usize {
-    let mut taken = 0;
-    while let Ok(WsCommand::Send(_)) = commands.try_recv() {
-        taken += 1;
-    }
-    taken
-}
-
 /// `rounds` echoes on each session of each of `threads` threads, all at
 /// once; returns the slowest thread's time.
 fn echo_rounds(engine: &EngineIo, threads: usize, rounds: u64) -> Duration {
@@ -70,7 +43,7 @@ fn echo_rounds(engine: &EngineIo, threads: usize, rounds: u64) -> Duration {
         .map(|thread| {
             let engine = engine.clone();
             let barrier = barrier.clone();
-            let mut sessions = open_sessions(&engine, SESSIONS_PER_THREAD);
+            let mut sessions = open_ws_sessions(&engine, "/engine.io/", SESSIONS_PER_THREAD);
             // Handshakes go round the shards, so each thread's n-th session
             // is in the same shard: start each thread elsewhere in its
             // list, or the threads would march through the shards in step.

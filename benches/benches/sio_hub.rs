@@ -12,12 +12,11 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use switchboard_async::engineio::{EngineIo, Routed, WsCommand, WsCommands};
+use switchboard_async::engineio::{EngineIo, WsCommands};
+use switchboard_bench::hub::{drain, open_ws_sessions};
 use switchboard_bench::sio_bench::switchboard_io;
 use switchboard_core::engineio::ConnId;
-use switchboard_core::http::{Limits, Request};
 use switchboard_core::ws::Message;
 
 const SESSIONS: usize = 32;
@@ -26,31 +25,12 @@ const BURST: usize = 16;
 
 /// Opens `count` WebSocket sessions, each connected to namespace `/`.
 fn open_sockets(engine: &EngineIo, count: usize) -> Vec<(ConnId, WsCommands)> {
-    let head = b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n\
-                 Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
-    let (request, _) = Request::parse(head, &Limits::default())
-        .expect("valid head")
-        .expect("complete head");
-    (0..count)
-        .map(|_| match engine.handle_request(&request, Bytes::new()) {
-            Routed::WebSocket(conn, mut commands) => {
-                assert_eq!(drain(&mut commands), 1, "the open packet");
-                engine.ws_message(conn, Message::text("40"));
-                assert_eq!(drain(&mut commands), 1, "the CONNECT answer");
-                (conn, commands)
-            }
-            _ => panic!("a WebSocket handshake is accepted"),
-        })
-        .collect()
-}
-
-/// Takes the queued messages off a session's queue; returns how many.
-fn drain(commands: &mut WsCommands) -> usize {
-    let mut taken = 0;
-    while let Ok(WsCommand::Send(_)) = commands.try_recv() {
-        taken += 1;
+    let mut sockets = open_ws_sessions(engine, "/socket.io/", count);
+    for (conn, commands) in &mut sockets {
+        engine.ws_message(*conn, Message::text("40"));
+        assert_eq!(drain(commands), 1, "the CONNECT answer");
     }
-    taken
+    sockets
 }
 
 fn echo_rounds(engine: &EngineIo, sockets: &mut [(ConnId, WsCommands)], rounds: u64) -> Duration {

@@ -20,6 +20,7 @@ pub mod client;
 pub mod eio_client;
 pub mod eio_servers;
 pub mod frames;
+pub mod hub;
 pub mod mem;
 pub mod procfs;
 pub mod servers;
