@@ -1080,7 +1080,11 @@ impl ClientSocket {
     /// [`encode_event`](switchboard_core::socketio::encode_event) for how
     /// `args` become arguments: a tuple or array spreads, anything else is
     /// one argument). Sent at once when connected; buffered otherwise, and
-    /// sent once the namespace is connected.
+    /// sent once the namespace is connected. As in Node's client, that
+    /// includes after [`ClientSocket::disconnect`]: the emit waits for a
+    /// [`ClientSocket::connect`] (check [`ClientSocket::connected`] first
+    /// to drop it instead); [`EmitError::BufferFull`] past
+    /// `max_buffered_packets`.
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, args: &T) -> Result<(), EmitError> {
         self.hub
             .with_core(|core| core.emit(&self.entry.namespace, event, args))
