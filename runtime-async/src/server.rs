@@ -163,11 +163,74 @@ impl RouteTable {
     }
 }
 
-/// What a server serves: Engine.IO endpoints by path, and a WebSocket
-/// handler for upgrades on every other path.
+/// WebSocket handlers by request path (the query left out): a handler for
+/// an exact path first, else the one for every other path. Both the async
+/// and the threads adapters' routes keep theirs here.
+///
+/// ```
+/// use switchboard_async::server::WsRoutes;
+///
+/// let mut routes = WsRoutes::default();
+/// routes.set_fallback("echo");
+/// routes.add("/chat", "chat");
+/// assert_eq!(routes.find("/chat"), Some(&"chat"));
+/// assert_eq!(routes.find("/chat/"), Some(&"echo"));
+/// assert_eq!(routes.find("/other"), Some(&"echo"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct WsRoutes<H> {
+    exact: Vec<(String, H)>,
+    fallback: Option<H>,
+}
+
+impl<H> Default for WsRoutes<H> {
+    fn default() -> Self {
+        WsRoutes {
+            exact: Vec::new(),
+            fallback: None,
+        }
+    }
+}
+
+impl<H> WsRoutes<H> {
+    /// Handles upgrades on exactly `path` with `handler` (replacing an
+    /// earlier handler for that path).
+    pub fn add(&mut self, path: &str, handler: H) {
+        match self.exact.iter_mut().find(|(p, _)| p == path) {
+            Some((_, existing)) => *existing = handler,
+            None => self.exact.push((path.to_owned(), handler)),
+        }
+    }
+
+    /// Handles upgrades on every path without a handler of its own.
+    pub fn set_fallback(&mut self, handler: H) {
+        self.fallback = Some(handler);
+    }
+
+    /// The handler for an upgrade on `path`, if any.
+    pub fn find(&self, path: &str) -> Option<&H> {
+        self.exact
+            .iter()
+            .find_map(|(p, handler)| (p == path).then_some(handler))
+            .or(self.fallback.as_ref())
+    }
+
+    /// The paths with a handler of their own.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.exact.iter().map(|(path, _)| path.as_str())
+    }
+
+    /// Whether there is a handler for every other path.
+    pub fn has_fallback(&self) -> bool {
+        self.fallback.is_some()
+    }
+}
+
+/// What a server serves: Engine.IO endpoints by path, WebSocket handlers
+/// on paths of their own, and one for upgrades on every other path.
 pub struct Routes<S, R: Runtime> {
     table: RouteTable,
-    websocket: Option<WsHandler<S, R>>,
+    websocket: WsRoutes<WsHandler<S, R>>,
 }
 
 impl<S, R: Runtime> Clone for Routes<S, R> {
@@ -183,7 +246,11 @@ impl<S, R: Runtime> std::fmt::Debug for Routes<S, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Routes")
             .field("table", &self.table)
-            .field("websocket", &self.websocket.is_some())
+            .field(
+                "websocket_paths",
+                &self.websocket.paths().collect::<Vec<_>>(),
+            )
+            .field("websocket_fallback", &self.websocket.has_fallback())
             .finish()
     }
 }
@@ -207,7 +274,7 @@ where
     pub fn new() -> Self {
         Routes {
             table: RouteTable::default(),
-            websocket: None,
+            websocket: WsRoutes::default(),
         }
     }
 
@@ -225,13 +292,28 @@ where
         self
     }
 
-    /// Hands WebSocket upgrades on any other path to `handler`.
+    /// Hands WebSocket upgrades on any other path (no Engine.IO endpoint
+    /// and no [`Routes::websocket_at`] of its own) to `handler`.
     pub fn websocket<F, Fut>(mut self, handler: F) -> Self
     where
         F: Fn(WebSocket<S, R>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.websocket = Some(Arc::new(move |ws| Box::pin(handler(ws))));
+        self.websocket
+            .set_fallback(Arc::new(move |ws| Box::pin(handler(ws))));
+        self
+    }
+
+    /// Hands WebSocket upgrades on exactly `path` (whatever the query) to
+    /// `handler`; other paths go to [`Routes::websocket`]'s handler, or get
+    /// 404 without one.
+    pub fn websocket_at<F, Fut>(mut self, path: &str, handler: F) -> Self
+    where
+        F: Fn(WebSocket<S, R>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.websocket
+            .add(path, Arc::new(move |ws| Box::pin(handler(ws))));
         self
     }
 
@@ -464,7 +546,7 @@ where
                 }
             },
             None if handshake::is_upgrade_request(&request) => {
-                let Some(handler) = routes.websocket.clone() else {
+                let Some(handler) = routes.websocket.find(request.path()).cloned() else {
                     write_status(&mut io, 404, false).await?;
                     return Ok(None);
                 };

@@ -47,7 +47,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use hyper::upgrade::OnUpgrade;
 use switchboard_async::engineio::{EngineIo, EngineMounts, Routed};
-use switchboard_async::server::{pump_engine_ws, spawn_timer};
+use switchboard_async::server::{WsRoutes, pump_engine_ws, spawn_timer};
 use switchboard_async::socketio::SocketIo;
 use switchboard_async::timer::Timed;
 use switchboard_core::engineio::{HttpResponse, PollId};
@@ -75,7 +75,7 @@ type WsHandler = Arc<dyn Fn(WebSocket) -> BoxFuture<()> + Send + Sync>;
 #[derive(Clone)]
 struct Mounts {
     engines: EngineMounts,
-    websockets: Vec<(String, WsHandler)>,
+    websockets: WsRoutes<WsHandler>,
     timers: Vec<Arc<dyn Timed>>,
     socketios: Vec<SocketIo>,
     ws_config: Arc<Config>,
@@ -85,13 +85,6 @@ struct Mounts {
 }
 
 impl Mounts {
-    fn websocket_for(&self, path: &str) -> Option<&WsHandler> {
-        self.websockets
-            .iter()
-            .find(|(route, _)| route == path)
-            .map(|(_, handler)| handler)
-    }
-
     /// Starts the timers and sets the Socket.IO spawners, once, from
     /// inside a tokio runtime.
     fn start(&self) {
@@ -122,9 +115,7 @@ pub struct SwitchboardLayer {
 impl std::fmt::Debug for SwitchboardLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let engines: Vec<&str> = self.mounts.engines.paths().collect();
-        let websockets: Vec<&str> = (self.mounts.websockets.iter())
-            .map(|(p, _)| p.as_str())
-            .collect();
+        let websockets: Vec<&str> = self.mounts.websockets.paths().collect();
         f.debug_struct("SwitchboardLayer")
             .field("engines", &engines)
             .field("websockets", &websockets)
@@ -144,7 +135,7 @@ impl SwitchboardLayer {
         SwitchboardLayer {
             mounts: Arc::new(Mounts {
                 engines: EngineMounts::default(),
-                websockets: Vec::new(),
+                websockets: WsRoutes::default(),
                 timers: Vec::new(),
                 socketios: Vec::new(),
                 ws_config: Arc::new(Config::default()),
@@ -188,7 +179,7 @@ impl SwitchboardLayer {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let handler: WsHandler = Arc::new(move |ws| Box::pin(handler(ws)));
-        self.mounts().websockets.push((path.to_owned(), handler));
+        self.mounts().websockets.add(path, handler);
         self
     }
 
@@ -272,7 +263,7 @@ where
             let future = serve_engine(engine.clone(), config, request);
             return ResponseFuture::ours(Box::pin(future));
         }
-        if let Some(handler) = self.mounts.websocket_for(path) {
+        if let Some(handler) = self.mounts.websockets.find(path) {
             let (mut parts, body) = request.into_parts();
             let head = core_request(&parts);
             if handshake::is_upgrade_request(&head) {

@@ -11,7 +11,7 @@ use switchboard_async::engineio::EngineIo;
 use switchboard_async::socketio::SocketIo;
 use switchboard_core::engineio::{ServerConfig, ServerEvent};
 use switchboard_core::http::ServerLimits;
-use switchboard_core::ws::Config;
+use switchboard_core::ws::{Config, Message};
 
 use crate::sio_server::{conformance_socketio, conformance_socketio_config};
 
@@ -250,6 +250,82 @@ fn run_routes(
                 .limits(limits)
                 .websocket(switchboard_threads::ws::echo);
             switchboard_threads::engineio::serve(listener, routes).expect("threads server")
+        }
+    }
+}
+
+/// Starts, on an ephemeral loopback port in a background thread, routes
+/// with a WebSocket handler of its own at `/shout` (answers each text
+/// message in capitals) and the WebSocket echo on every other path; no
+/// Engine.IO. Returns its address.
+pub fn spawn_ws_routes(runtime: RuntimeKind) -> SocketAddr {
+    spawn_on_free_port(
+        format!("ws-routes-{runtime}"),
+        move |listener| match runtime {
+            RuntimeKind::Tokio => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                rt.block_on(async move {
+                    listener.set_nonblocking(true).expect("nonblocking");
+                    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                    let routes = switchboard_tokio::engineio::Routes::new()
+                        .websocket_at("/shout", shout)
+                        .websocket(switchboard_async::ws::echo);
+                    switchboard_tokio::engineio::serve(listener, routes).await
+                })
+            }
+            RuntimeKind::Smol | RuntimeKind::AsyncStd => {
+                let serve = move |runtime: switchboard_smol::Smol| async move {
+                    let listener = async_net::TcpListener::try_from(listener).expect("listener");
+                    let routes = switchboard_smol::engineio::Routes::new()
+                        .websocket_at("/shout", shout)
+                        .websocket(switchboard_async::ws::echo);
+                    switchboard_smol::engineio::serve_on(runtime, listener, routes).await
+                };
+                if runtime == RuntimeKind::Smol {
+                    let executor = smol_executor();
+                    smol::block_on(serve(switchboard_smol::Smol::with_spawner(move |task| {
+                        executor.spawn(task).detach();
+                    })))
+                } else {
+                    async_std::task::block_on(serve(switchboard_smol::Smol::with_spawner(|task| {
+                        async_std::task::spawn(task);
+                    })))
+                }
+            }
+            RuntimeKind::Threads => {
+                let routes = switchboard_threads::engineio::Routes::new()
+                    .websocket_at("/shout", |mut ws: switchboard_threads::ws::WebSocket| {
+                        while let Some(Ok(message)) = ws.recv() {
+                            let Some(text) = message.as_text() else {
+                                continue;
+                            };
+                            if ws.send(Message::text(text.to_uppercase())).is_err() {
+                                break;
+                            }
+                        }
+                    })
+                    .websocket(switchboard_threads::ws::echo);
+                switchboard_threads::engineio::serve(listener, routes).expect("threads server")
+            }
+        },
+    )
+}
+
+/// `/shout` of [`spawn_ws_routes`] on the async runtimes.
+async fn shout<S, R>(mut ws: switchboard_async::ws::WebSocket<S, R>)
+where
+    S: futures_util::AsyncRead + futures_util::AsyncWrite + Unpin,
+    R: switchboard_async::Runtime,
+{
+    while let Some(Ok(message)) = ws.recv().await {
+        let Some(text) = message.as_text() else {
+            continue;
+        };
+        if ws.send(Message::text(text.to_uppercase())).await.is_err() {
+            break;
         }
     }
 }

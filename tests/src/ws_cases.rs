@@ -13,7 +13,7 @@ use switchboard_core::ws::{CloseCode, CloseFrame, Config, KeepAlive, Message, Or
 use crate::RuntimeKind;
 use crate::client::{Received, TestClient};
 use crate::raw::{self, RawConn, RawServer, ReadResult, close_payload, frame};
-use crate::runtime::{conformance_config, spawn_ws_echo};
+use crate::runtime::{conformance_config, spawn_ws_echo, spawn_ws_routes};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -550,6 +550,25 @@ pub fn server_connection_limit(rt: RuntimeKind) {
     assert!(head.starts_with("HTTP/1.1 101 "), "not a 101: {head}");
     third.write(&frame(1, true, 0, b"third", true));
     expect_data(&mut third, 1, b"third");
+}
+
+/// Routes send an upgrade to the handler of its exact path, whatever the
+/// query, and every other path to the handler for the rest.
+pub fn server_routes_by_path(rt: RuntimeKind) {
+    let addr = spawn_ws_routes(rt);
+    for (path, expected) in [
+        ("/shout", &b"HELLO"[..]),
+        ("/shout?room=1", b"HELLO"),
+        ("/shout/", b"hello"),
+        ("/other", b"hello"),
+    ] {
+        let mut conn = raw::connect(addr);
+        conn.write(raw::upgrade_request(path, "").as_bytes());
+        let head = conn.read_head(T).expect("handshake response");
+        assert!(head.starts_with("HTTP/1.1 101 "), "{path}: {head}");
+        conn.write(&frame(1, true, 0, b"hello", true));
+        expect_data(&mut conn, 1, expected);
+    }
 }
 
 /// The client's request is a valid RFC 6455 upgrade with a fresh 16-byte

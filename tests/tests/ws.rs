@@ -35,6 +35,7 @@ macro_rules! runtime_suite {
                 server_keepalive,
                 server_handshake_deadline,
                 server_connection_limit,
+                server_routes_by_path,
                 client_request_and_masking,
                 client_rejects_bad_responses,
                 client_protocol_rules,

@@ -112,20 +112,25 @@ pub fn blocking(sockets: Sockets) -> impl Iterator<Item = Socket> {
 
 type WsHandler = Arc<dyn Fn(WebSocket) + Send + Sync>;
 pub use switchboard_async::server::HttpHandler;
+use switchboard_async::server::WsRoutes;
 
-/// What a server serves: Engine.IO endpoints by path, and a WebSocket
-/// handler for upgrades on every other path.
+/// What a server serves: Engine.IO endpoints by path, WebSocket handlers
+/// on paths of their own, and one for upgrades on every other path.
 #[derive(Clone)]
 pub struct Routes {
     table: RouteTable,
-    websocket: Option<WsHandler>,
+    websocket: WsRoutes<WsHandler>,
 }
 
 impl std::fmt::Debug for Routes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Routes")
             .field("table", &self.table)
-            .field("websocket", &self.websocket.is_some())
+            .field(
+                "websocket_paths",
+                &self.websocket.paths().collect::<Vec<_>>(),
+            )
+            .field("websocket_fallback", &self.websocket.has_fallback())
             .finish()
     }
 }
@@ -141,7 +146,7 @@ impl Routes {
     pub fn new() -> Self {
         Routes {
             table: RouteTable::default(),
-            websocket: None,
+            websocket: WsRoutes::default(),
         }
     }
 
@@ -160,10 +165,23 @@ impl Routes {
         self
     }
 
-    /// Hands WebSocket upgrades on any other path to `handler`, on the
+    /// Hands WebSocket upgrades on any other path (no Engine.IO endpoint
+    /// and no [`Routes::websocket_at`] of its own) to `handler`, on the
     /// connection's thread.
     pub fn websocket(mut self, handler: impl Fn(WebSocket) + Send + Sync + 'static) -> Self {
-        self.websocket = Some(Arc::new(handler));
+        self.websocket.set_fallback(Arc::new(handler));
+        self
+    }
+
+    /// Hands WebSocket upgrades on exactly `path` (whatever the query) to
+    /// `handler`, on the connection's thread; other paths go to
+    /// [`Routes::websocket`]'s handler, or get 404 without one.
+    pub fn websocket_at(
+        mut self,
+        path: &str,
+        handler: impl Fn(WebSocket) + Send + Sync + 'static,
+    ) -> Self {
+        self.websocket.add(path, Arc::new(handler));
         self
     }
 
@@ -308,7 +326,7 @@ pub fn serve_connection(mut stream: TcpStream, routes: Routes) -> io::Result<()>
                 }
             },
             None if handshake::is_upgrade_request(&request) => {
-                let Some(handler) = routes.websocket.clone() else {
+                let Some(handler) = routes.websocket.find(request.path()).cloned() else {
                     write_status(&mut stream, 404, false)?;
                     return Ok(());
                 };
