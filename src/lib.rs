@@ -43,7 +43,9 @@ pub use bytes::{self, Bytes};
 pub use serde_json;
 
 /// The Socket.IO server API, the same on every runtime: [`SocketIo`]
-/// (`io`), [`Socket`](socketio::Socket), events, acks, rooms, broadcasts.
+/// (`io`), [`Socket`](socketio::Socket), events, acks, rooms, broadcasts;
+/// and the client, in [`socketio::client`] (its `ClientBuilder` connects
+/// with a runtime's driver, such as `switchboard::tokio::Tokio`).
 ///
 /// [`SocketIo`]: socketio::SocketIo
 pub mod socketio {

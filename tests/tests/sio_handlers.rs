@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use switchboard_async::socketio::client::{
-    ClientBuilder, DisconnectReason as ClientReason, Transport,
+    AckError, ClientBuilder, DisconnectReason as ClientReason, Transport,
 };
 use switchboard_async::socketio::{DisconnectReason, SocketIo, SocketIoConfig};
 use switchboard_conformance::RuntimeKind;
@@ -231,6 +231,50 @@ fn client_handlers_are_bounded(runtime: RuntimeKind) {
     client.io().disconnect();
 }
 
+/// Handlers that await an ack while the limit is reached: the ack
+/// timeouts still fire (the driver runs its timers while it reads nothing),
+/// so each handler ends and the next event gets its turn; none is lost.
+fn client_handlers_awaiting_acks_do_not_stall(runtime: RuntimeKind) {
+    const EVENTS: u64 = 3;
+    let io = SocketIo::new(SocketIoConfig::default());
+    io.ns("/", |socket| {
+        // Nothing answers `question`.
+        socket.on("flood", |socket, _| {
+            for n in 0..EVENTS {
+                socket.emit("tick", &json!(n)).expect("emit");
+            }
+        });
+    });
+    let url = format!("http://{}", spawn_socketio(runtime, io));
+    let (handled_tx, handled) = mpsc::channel::<(u64, bool)>();
+    let handled_tx = Arc::new(Mutex::new(handled_tx));
+    let builder = ClientBuilder::new(&url)
+        .transports([Transport::WebSocket])
+        .reconnection(false)
+        .max_running_handlers(1)
+        .on_async("tick", move |socket, event| {
+            let handled_tx = handled_tx.clone();
+            async move {
+                let (n,): (u64,) = event.args().expect("tick's number");
+                let answer = socket
+                    .emit_with_ack("question", &json!([]), Duration::from_millis(200))
+                    .expect("emit");
+                let timed_out = matches!(answer.await, Err(AckError::Timeout));
+                let _ = handled_tx.lock().unwrap().send((n, timed_out));
+            }
+        });
+    let driver = ClientRuntime::new(runtime);
+    let client = driver.connect(builder).expect("connect");
+    client.emit("flood", &json!([])).expect("emit");
+    let mut seen: Vec<(u64, bool)> = (0..EVENTS)
+        .map(|_| handled.recv_timeout(WAIT).expect("each handler ends"))
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..EVENTS).map(|n| (n, true)).collect::<Vec<_>>());
+    assert!(client.connected());
+    client.io().disconnect();
+}
+
 /// The scenarios on `$kind`, as the modules `tokio`, `smol`, `async_std`
 /// and `threads`.
 macro_rules! runtime_suite {
@@ -251,6 +295,11 @@ macro_rules! runtime_suite {
             #[test]
             fn client_handlers_are_bounded() {
                 super::client_handlers_are_bounded($kind);
+            }
+
+            #[test]
+            fn client_handlers_awaiting_acks_do_not_stall() {
+                super::client_handlers_awaiting_acks_do_not_stall($kind);
             }
         }
     };

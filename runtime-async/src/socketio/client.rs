@@ -300,6 +300,9 @@ struct GateState {
     running: usize,
     /// A driver task waiting in [`HandlerGate::room`].
     waiter: Option<Waker>,
+    /// [`HandlerGate::nudge`] was called: a blocked driver thread should
+    /// look again at its deadline.
+    nudged: bool,
 }
 
 impl fmt::Debug for HandlerGate {
@@ -318,6 +321,7 @@ impl HandlerGate {
             state: Mutex::new(GateState {
                 running: 0,
                 waiter: None,
+                nudged: false,
             }),
             freed: Condvar::new(),
             max: max.max(1),
@@ -357,11 +361,15 @@ impl HandlerGate {
         })
     }
 
-    /// Blocks until fewer than the limit run or `deadline` passes (for a
-    /// driver thread); whether there is room.
+    /// Blocks until fewer than the limit run, `deadline` passes, or
+    /// [`HandlerGate::nudge`] is called (for a driver thread); whether
+    /// there is room.
     pub fn wait_for_room(&self, deadline: Option<Instant>) -> bool {
         let mut state = self.state();
         while state.running >= self.max {
+            if std::mem::take(&mut state.nudged) {
+                return false;
+            }
             state = match deadline {
                 None => self
                     .freed
@@ -380,6 +388,16 @@ impl HandlerGate {
             };
         }
         true
+    }
+}
+
+impl HandlerGate {
+    /// Has a driver thread blocked in [`HandlerGate::wait_for_room`] return
+    /// (now, or at its next wait): the deadline it waits with moved, say
+    /// because a handler asked for an ack.
+    pub fn nudge(&self) {
+        self.state().nudged = true;
+        self.freed.notify_all();
     }
 }
 

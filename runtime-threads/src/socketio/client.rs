@@ -82,7 +82,13 @@ impl ClientDriver for Threads {
     fn start(self, hub: Arc<ClientHub>) {
         let (inputs_tx, inputs) = sync_channel(64);
         let waker = Waker(Mutex::new(inputs_tx.clone()));
-        hub.set_wake(move || waker.wake());
+        // The driver may be blocked waiting for handler room rather than
+        // for inputs: the gate's nudge reaches it there.
+        let gate = hub.handler_gate().clone();
+        hub.set_wake(move || {
+            waker.wake();
+            gate.nudge();
+        });
         let hub = Arc::downgrade(&hub);
         let spawned = std::thread::Builder::new()
             .name("switchboard-sio-client".into())
@@ -155,11 +161,14 @@ fn drive(hub: Weak<ClientHub>, inputs: Receiver<Input>, inputs_tx: SyncSender<In
 
 /// Hands the hub nothing more while its async handlers have no room,
 /// running its timers meanwhile (an ack timeout may be what ends a
-/// handler).
+/// handler; a handler asking for an ack nudges the gate, so the new
+/// deadline is seen).
 fn wait_for_handler_room(hub: &ClientHub) {
     let gate = hub.handler_gate();
     while !gate.wait_for_room(hub.poll_timeout()) {
-        hub.run_timers();
+        if hub.poll_timeout().is_some_and(|due| due <= Instant::now()) {
+            hub.run_timers();
+        }
     }
 }
 
