@@ -692,6 +692,9 @@ pub async fn pump_engine_ws<S, R>(
     // closed the session (after the sends queued before the close).
     enum End {
         Transport,
+        /// The peer broke the protocol: the WebSocket queued a close frame
+        /// saying why (1002, 1007, 1009) for the peer to read.
+        Failed,
         Endpoint,
         EndpointAfterSends,
     }
@@ -716,12 +719,12 @@ pub async fn pump_engine_ws<S, R>(
                 commands.while_busy(|| engine.ws_messages(conn, burst.drain(..)));
                 if let Some(error) = failed {
                     tracing::debug!(%error, "Engine.IO WebSocket failed");
-                    break End::Transport;
+                    break End::Failed;
                 }
             }
             Either::Left((Some(Err(error)), _)) => {
                 tracing::debug!(%error, "Engine.IO WebSocket failed");
-                break End::Transport;
+                break End::Failed;
             }
             Either::Left((None, _)) => break End::Transport,
             Either::Right((Some(WsCommand::Send(message)), _)) => {
@@ -755,6 +758,12 @@ pub async fn pump_engine_ws<S, R>(
     // WebSocket by value would add its size to every connection's task.
     match end {
         End::Transport => engine.ws_closed(conn),
+        End::Failed => {
+            engine.ws_closed(conn);
+            // Write the close frame, then wait (within the close timeout)
+            // for the peer's answer or its end, as a WebSocket route does.
+            while ws.next().await.is_some() {}
+        }
         End::EndpointAfterSends => {
             close_ws(&mut ws).await;
             engine.ws_closed(conn);

@@ -1395,6 +1395,29 @@ pub fn invalid_packet_closes_a_websocket_session(addr: SocketAddr) {
     assert_session_closed(addr, PATH, 4, &sid);
 }
 
+/// Invalid UTF-8 in a text frame fails the WebSocket as RFC 6455 says:
+/// the client reads a close frame with 1007 (not a bare end of the
+/// connection), and the session is closed.
+pub fn invalid_utf8_over_websocket_gets_close_1007(addr: SocketAddr) {
+    let (mut conn, sid) = ws_session(addr);
+    conn.write(&frame(1, true, 0, b"4\xff", true));
+    let deadline = Instant::now() + T;
+    loop {
+        match ws_recv(
+            &mut conn,
+            deadline.saturating_duration_since(Instant::now()),
+        ) {
+            WsMsg::Close(code) => {
+                assert_eq!(code, Some(1007), "close code");
+                break;
+            }
+            WsMsg::Text(_) | WsMsg::Binary(_) => {}
+            other => panic!("expected a close frame with 1007, got {other:?}"),
+        }
+    }
+    assert_session_closed(addr, PATH, 4, &sid);
+}
+
 /// A POST of exactly `maxPayload` bytes is accepted and echoed.
 pub fn post_of_max_payload_is_accepted(addr: SocketAddr) {
     let mut s = Polling::open(addr);

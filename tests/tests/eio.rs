@@ -115,6 +115,7 @@ macro_rules! v4_cases {
             duplicate_poll_closes_the_session,
             invalid_packet_closes_a_polling_session,
             invalid_packet_closes_a_websocket_session,
+            invalid_utf8_over_websocket_gets_close_1007,
             post_of_max_payload_is_accepted,
             oversize_post_gets_413,
             upgrade_to_websocket,

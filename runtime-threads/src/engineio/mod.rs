@@ -479,6 +479,7 @@ fn pump_engine_ws(
         return;
     }
     let mut burst = Vec::new();
+    let mut protocol_error = false;
     'read: while let Some(item) = ws.recv() {
         let mut failed = None;
         match item {
@@ -498,10 +499,17 @@ fn pump_engine_ws(
         }
         if let Some(error) = failed {
             tracing::debug!(%error, "Engine.IO WebSocket failed");
+            protocol_error = true;
             break 'read;
         }
     }
     engine.ws_closed(conn);
+    if protocol_error {
+        // Write the close frame saying why (1002, 1007, 1009), then wait
+        // (within the close timeout) for the peer's answer or its end, as
+        // a WebSocket route does.
+        while ws.recv().is_some() {}
+    }
 }
 
 /// The writer thread of [`pump_engine_ws`]: blocks for the endpoint's next
