@@ -68,6 +68,11 @@ pub struct ServerConfig {
     /// The most namespaces one session may connect to or ask for at once
     /// (default 64); a CONNECT beyond it closes the session.
     pub max_namespaces_per_session: usize,
+    /// The most rooms one socket may be in, counting the one named by its
+    /// id (default 4,096); [`Server::join`] beyond it fails with
+    /// [`EmitError::TooManyRooms`]. Node has no such limit: it bounds what
+    /// a handler joining rooms that clients name can cost.
+    pub max_rooms_per_socket: usize,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +81,7 @@ impl Default for ServerConfig {
             connect_timeout: Duration::from_secs(45),
             decoder: DecoderConfig::default(),
             max_namespaces_per_session: 64,
+            max_rooms_per_socket: 4096,
         }
     }
 }
@@ -153,6 +159,13 @@ pub enum EmitError {
     /// The data could not be encoded.
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// The socket is in [`ServerConfig::max_rooms_per_socket`] rooms
+    /// already.
+    #[error("the socket is in {limit} rooms already")]
+    TooManyRooms {
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// Which namespace a CONNECT matched.
@@ -311,6 +324,14 @@ pub trait Rooms: Send + fmt::Debug {
     fn leave_all(&mut self, namespace: &str, socket: &SocketId);
     /// The rooms `socket` is in.
     fn rooms_of(&self, namespace: &str, socket: &SocketId) -> Vec<String>;
+    /// How many rooms `socket` is in.
+    fn room_count(&self, namespace: &str, socket: &SocketId) -> usize {
+        self.rooms_of(namespace, socket).len()
+    }
+    /// Whether `socket` is in `room`.
+    fn is_in(&self, namespace: &str, room: &str, socket: &SocketId) -> bool {
+        self.rooms_of(namespace, socket).iter().any(|r| r == room)
+    }
     /// How many sockets are in `room`.
     fn room_size(&self, namespace: &str, room: &str) -> usize;
     /// The sockets a broadcast to `target` reaches (each once). `all` is
@@ -395,6 +416,20 @@ impl Rooms for LocalRooms {
             .and_then(|sockets| sockets.get(socket))
             .map(|rooms| rooms.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    fn room_count(&self, namespace: &str, socket: &SocketId) -> usize {
+        self.by_socket
+            .get(namespace)
+            .and_then(|sockets| sockets.get(socket))
+            .map_or(0, |rooms| rooms.len())
+    }
+
+    fn is_in(&self, namespace: &str, room: &str, socket: &SocketId) -> bool {
+        self.by_socket
+            .get(namespace)
+            .and_then(|sockets| sockets.get(socket))
+            .is_some_and(|rooms| rooms.contains(room))
     }
 
     fn room_size(&self, namespace: &str, room: &str) -> usize {
@@ -758,9 +793,18 @@ impl Server {
         count
     }
 
-    /// Adds a connected socket to `room`.
+    /// Adds a connected socket to `room`; past
+    /// [`ServerConfig::max_rooms_per_socket`] rooms it fails with
+    /// [`EmitError::TooManyRooms`] (joining a room it is in already
+    /// succeeds).
     pub fn join(&mut self, socket: &SocketId, room: &str) -> Result<(), EmitError> {
         let namespace = self.connected(socket)?.namespace.clone();
+        let limit = self.config.max_rooms_per_socket;
+        if self.rooms.room_count(&namespace, socket) >= limit
+            && !self.rooms.is_in(&namespace, room, socket)
+        {
+            return Err(EmitError::TooManyRooms { limit });
+        }
         self.rooms.join(&namespace, room, socket);
         Ok(())
     }
@@ -1299,6 +1343,30 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_socket_joins_at_most_max_rooms_per_socket() {
+        let mut server = Server::new(ServerConfig {
+            max_rooms_per_socket: 3,
+            ..ServerConfig::default()
+        });
+        server.add_namespace("/");
+        let t0 = Instant::now();
+        server.handle_open("s1", Eio::V4, t0);
+        let socket = connect(&mut server, "s1", "/", t0);
+        // Its own room counts: two more fit.
+        server.join(&socket, "a").unwrap();
+        server.join(&socket, "b").unwrap();
+        assert!(matches!(
+            server.join(&socket, "c"),
+            Err(EmitError::TooManyRooms { limit: 3 })
+        ));
+        assert_eq!(server.room_size("/", "c"), 0);
+        server.join(&socket, "a").expect("a room it is in already");
+        server.leave(&socket, "a").unwrap();
+        server.join(&socket, "c").expect("room again after a leave");
+        assert_eq!(server.rooms_of(&socket).len(), 3);
     }
 
     #[test]
