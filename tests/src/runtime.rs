@@ -170,7 +170,7 @@ pub fn spawn_engineio_echo(runtime: RuntimeKind, config: ServerConfig) -> Socket
 /// every other path, blocking forever.
 pub fn run_engineio_echo(runtime: RuntimeKind, listener: TcpListener, config: ServerConfig) {
     let io = conformance_socketio(conformance_socketio_config());
-    run_routes(runtime, listener, config, io, ServerLimits::default())
+    run_routes(runtime, listener, Served::endpoints(config, io))
 }
 
 /// Starts, on an ephemeral loopback port in a background thread, the
@@ -179,7 +179,7 @@ pub fn run_engineio_echo(runtime: RuntimeKind, listener: TcpListener, config: Se
 pub fn spawn_socketio(runtime: RuntimeKind, io: SocketIo) -> SocketAddr {
     spawn_on_free_port(format!("socketio-{runtime}"), move |listener| {
         let config = conformance_engineio_config();
-        run_routes(runtime, listener, config, io, ServerLimits::default())
+        run_routes(runtime, listener, Served::endpoints(config, io))
     })
 }
 
@@ -189,18 +189,45 @@ pub fn spawn_socketio(runtime: RuntimeKind, io: SocketIo) -> SocketAddr {
 pub fn spawn_routes_with_limits(runtime: RuntimeKind, limits: ServerLimits) -> SocketAddr {
     spawn_on_free_port(format!("routes-{runtime}"), move |listener| {
         let io = conformance_socketio(conformance_socketio_config());
-        run_routes(runtime, listener, conformance_engineio_config(), io, limits)
+        let served = Served {
+            limits,
+            ..Served::endpoints(conformance_engineio_config(), io)
+        };
+        run_routes(runtime, listener, served)
     })
 }
 
-fn run_routes(
-    runtime: RuntimeKind,
-    listener: TcpListener,
-    config: ServerConfig,
-    io: SocketIo,
+/// What a test server serves.
+struct Served {
+    /// The Engine.IO echo configured so at `/engine.io/`, and a Socket.IO
+    /// server at `/socket.io/`.
+    endpoints: Option<(ServerConfig, SocketIo)>,
     limits: ServerLimits,
-) {
-    let engine = engineio_echo(config);
+    /// A WebSocket handler of its own at `/shout` (see [`spawn_ws_routes`]).
+    shout: bool,
+}
+
+impl Served {
+    /// The Engine.IO echo configured by `config` and `io`, default limits.
+    fn endpoints(config: ServerConfig, io: SocketIo) -> Self {
+        Served {
+            endpoints: Some((config, io)),
+            limits: ServerLimits::default(),
+            shout: false,
+        }
+    }
+}
+
+/// Serves `served` on `listener` with `runtime`, with the contract's
+/// WebSocket settings and the WebSocket echo on every other path,
+/// blocking forever.
+fn run_routes(runtime: RuntimeKind, listener: TcpListener, served: Served) {
+    let Served {
+        endpoints,
+        limits,
+        shout: with_shout,
+    } = served;
+    let endpoints = endpoints.map(|(config, io)| (engineio_echo(config), io));
     let ws_config = conformance_config();
     match runtime {
         RuntimeKind::Tokio => {
@@ -211,24 +238,14 @@ fn run_routes(
             rt.block_on(async move {
                 listener.set_nonblocking(true).expect("nonblocking");
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let routes = switchboard_tokio::engineio::Routes::new()
-                    .engineio("/engine.io/", engine)
-                    .socketio("/socket.io/", &io)
-                    .ws_config(ws_config)
-                    .limits(limits)
-                    .websocket(switchboard_async::ws::echo);
+                let routes = async_routes(ws_config, limits, endpoints, with_shout);
                 switchboard_tokio::engineio::serve(listener, routes).await
             })
         }
         RuntimeKind::Smol | RuntimeKind::AsyncStd => {
             let serve = move |runtime: switchboard_smol::Smol| async move {
                 let listener = async_net::TcpListener::try_from(listener).expect("listener");
-                let routes = switchboard_smol::engineio::Routes::new()
-                    .engineio("/engine.io/", engine)
-                    .socketio("/socket.io/", &io)
-                    .ws_config(ws_config)
-                    .limits(limits)
-                    .websocket(switchboard_async::ws::echo);
+                let routes = async_routes(ws_config, limits, endpoints, with_shout);
                 switchboard_smol::engineio::serve_on(runtime, listener, routes).await
             };
             if runtime == RuntimeKind::Smol {
@@ -243,15 +260,46 @@ fn run_routes(
             }
         }
         RuntimeKind::Threads => {
-            let routes = switchboard_threads::engineio::Routes::new()
-                .engineio("/engine.io/", engine)
-                .socketio("/socket.io/", &io)
+            let mut routes = switchboard_threads::engineio::Routes::new()
                 .ws_config(ws_config)
-                .limits(limits)
-                .websocket(switchboard_threads::ws::echo);
+                .limits(limits);
+            if let Some((engine, io)) = endpoints {
+                routes = routes
+                    .engineio("/engine.io/", engine)
+                    .socketio("/socket.io/", &io);
+            }
+            if with_shout {
+                routes = routes.websocket_at("/shout", shout_blocking);
+            }
+            let routes = routes.websocket(switchboard_threads::ws::echo);
             switchboard_threads::engineio::serve(listener, routes).expect("threads server")
         }
     }
+}
+
+/// [`run_routes`]'s routes on an async runtime (tokio's or smol's).
+fn async_routes<S, R>(
+    ws_config: Config,
+    limits: ServerLimits,
+    endpoints: Option<(EngineIo, SocketIo)>,
+    with_shout: bool,
+) -> switchboard_async::server::Routes<S, R>
+where
+    S: futures_util::AsyncRead + futures_util::AsyncWrite + Unpin + Send + 'static,
+    R: switchboard_async::Runtime,
+{
+    let mut routes = switchboard_async::server::Routes::new()
+        .ws_config(ws_config)
+        .limits(limits);
+    if let Some((engine, io)) = endpoints {
+        routes = routes
+            .engineio("/engine.io/", engine)
+            .socketio("/socket.io/", &io);
+    }
+    if with_shout {
+        routes = routes.websocket_at("/shout", shout);
+    }
+    routes.websocket(switchboard_async::ws::echo)
 }
 
 /// Starts, on an ephemeral loopback port in a background thread, routes
@@ -259,59 +307,26 @@ fn run_routes(
 /// message in capitals) and the WebSocket echo on every other path; no
 /// Engine.IO. Returns its address.
 pub fn spawn_ws_routes(runtime: RuntimeKind) -> SocketAddr {
-    spawn_on_free_port(
-        format!("ws-routes-{runtime}"),
-        move |listener| match runtime {
-            RuntimeKind::Tokio => {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()
-                    .expect("tokio runtime");
-                rt.block_on(async move {
-                    listener.set_nonblocking(true).expect("nonblocking");
-                    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                    let routes = switchboard_tokio::engineio::Routes::new()
-                        .websocket_at("/shout", shout)
-                        .websocket(switchboard_async::ws::echo);
-                    switchboard_tokio::engineio::serve(listener, routes).await
-                })
-            }
-            RuntimeKind::Smol | RuntimeKind::AsyncStd => {
-                let serve = move |runtime: switchboard_smol::Smol| async move {
-                    let listener = async_net::TcpListener::try_from(listener).expect("listener");
-                    let routes = switchboard_smol::engineio::Routes::new()
-                        .websocket_at("/shout", shout)
-                        .websocket(switchboard_async::ws::echo);
-                    switchboard_smol::engineio::serve_on(runtime, listener, routes).await
-                };
-                if runtime == RuntimeKind::Smol {
-                    let executor = smol_executor();
-                    smol::block_on(serve(switchboard_smol::Smol::with_spawner(move |task| {
-                        executor.spawn(task).detach();
-                    })))
-                } else {
-                    async_std::task::block_on(serve(switchboard_smol::Smol::with_spawner(|task| {
-                        async_std::task::spawn(task);
-                    })))
-                }
-            }
-            RuntimeKind::Threads => {
-                let routes = switchboard_threads::engineio::Routes::new()
-                    .websocket_at("/shout", |mut ws: switchboard_threads::ws::WebSocket| {
-                        while let Some(Ok(message)) = ws.recv() {
-                            let Some(text) = message.as_text() else {
-                                continue;
-                            };
-                            if ws.send(Message::text(text.to_uppercase())).is_err() {
-                                break;
-                            }
-                        }
-                    })
-                    .websocket(switchboard_threads::ws::echo);
-                switchboard_threads::engineio::serve(listener, routes).expect("threads server")
-            }
-        },
-    )
+    spawn_on_free_port(format!("ws-routes-{runtime}"), move |listener| {
+        let served = Served {
+            endpoints: None,
+            limits: ServerLimits::default(),
+            shout: true,
+        };
+        run_routes(runtime, listener, served)
+    })
+}
+
+/// `/shout` of [`spawn_ws_routes`] on the threads runtime.
+fn shout_blocking(mut ws: switchboard_threads::ws::WebSocket) {
+    while let Some(Ok(message)) = ws.recv() {
+        let Some(text) = message.as_text() else {
+            continue;
+        };
+        if ws.send(Message::text(text.to_uppercase())).is_err() {
+            break;
+        }
+    }
 }
 
 /// `/shout` of [`spawn_ws_routes`] on the async runtimes.

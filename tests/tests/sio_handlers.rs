@@ -157,21 +157,27 @@ fn panics_lose_only_their_event(runtime: RuntimeKind) {
     client.io().disconnect();
 }
 
+/// Starts a server on `runtime` that answers `flood` by emitting `tick`
+/// with 0, 1, ... up to `events` - 1 at once; returns its URL.
+fn spawn_ticker(runtime: RuntimeKind, events: u64) -> String {
+    let io = SocketIo::new(SocketIoConfig::default());
+    io.ns("/", move |socket| {
+        socket.on("flood", move |socket, _| {
+            for n in 0..events {
+                socket.emit("tick", &json!(n)).expect("emit");
+            }
+        });
+    });
+    format!("http://{}", spawn_socketio(runtime, io))
+}
+
 /// A server that emits more events than the client's handler limit at
 /// once: the client's async handlers, which wait until the test lets them
 /// go, never run more than the limit at a time, the client stays
 /// connected, and every event is handled once they are let go.
 fn client_handlers_are_bounded(runtime: RuntimeKind) {
     const EVENTS: usize = 40;
-    let io = SocketIo::new(SocketIoConfig::default());
-    io.ns("/", |socket| {
-        socket.on("flood", |socket, _| {
-            for n in 0..EVENTS {
-                socket.emit("tick", &json!(n)).expect("emit");
-            }
-        });
-    });
-    let url = format!("http://{}", spawn_socketio(runtime, io));
+    let url = spawn_ticker(runtime, EVENTS as u64);
 
     let (gate_keeper, gate) = async_channel::bounded::<()>(1);
     let running = Arc::new(AtomicUsize::new(0));
@@ -236,16 +242,8 @@ fn client_handlers_are_bounded(runtime: RuntimeKind) {
 /// so each handler ends and the next event gets its turn; none is lost.
 fn client_handlers_awaiting_acks_do_not_stall(runtime: RuntimeKind) {
     const EVENTS: u64 = 3;
-    let io = SocketIo::new(SocketIoConfig::default());
-    io.ns("/", |socket| {
-        // Nothing answers `question`.
-        socket.on("flood", |socket, _| {
-            for n in 0..EVENTS {
-                socket.emit("tick", &json!(n)).expect("emit");
-            }
-        });
-    });
-    let url = format!("http://{}", spawn_socketio(runtime, io));
+    // Nothing answers `question`.
+    let url = spawn_ticker(runtime, EVENTS);
     let (handled_tx, handled) = mpsc::channel::<(u64, bool)>();
     let handled_tx = Arc::new(Mutex::new(handled_tx));
     let builder = ClientBuilder::new(&url)

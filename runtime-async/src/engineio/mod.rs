@@ -866,6 +866,15 @@ mod tests {
         (conn, commands)
     }
 
+    /// Pings every 10 s, a pong due within 5 s.
+    fn timer_test_config() -> ServerConfig {
+        ServerConfig {
+            ping_interval: std::time::Duration::from_secs(10),
+            ping_timeout: std::time::Duration::from_secs(5),
+            ..ServerConfig::default()
+        }
+    }
+
     fn texts(commands: &mut WsCommands) -> Vec<String> {
         let mut texts = Vec::new();
         while let Ok(WsCommand::Send(message)) = commands.try_recv() {
@@ -881,11 +890,7 @@ mod tests {
     fn a_panicking_handler_loses_only_its_event() {
         let closes = Arc::new(Mutex::new(0));
         let seen = closes.clone();
-        let config = ServerConfig {
-            ping_interval: std::time::Duration::from_secs(10),
-            ping_timeout: std::time::Duration::from_secs(5),
-            ..ServerConfig::default()
-        };
+        let config = timer_test_config();
         let engine = EngineIo::new(
             config,
             move |engine: &EngineIo, event: ServerEvent| match event {
@@ -926,11 +931,7 @@ mod tests {
     fn the_timer_runs_every_shard() {
         let closed = Arc::new(Mutex::new(Vec::new()));
         let seen = closed.clone();
-        let config = ServerConfig {
-            ping_interval: std::time::Duration::from_secs(10),
-            ping_timeout: std::time::Duration::from_secs(5),
-            ..ServerConfig::default()
-        };
+        let config = timer_test_config();
         let engine = EngineIo::with_shards(
             config,
             move |_: &EngineIo, event: ServerEvent| {

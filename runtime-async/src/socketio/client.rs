@@ -389,9 +389,7 @@ impl HandlerGate {
         }
         true
     }
-}
 
-impl HandlerGate {
     /// Has a driver thread blocked in [`HandlerGate::wait_for_room`] return
     /// (now, or at its next wait): the deadline it waits with moved, say
     /// because a handler asked for an ack.
