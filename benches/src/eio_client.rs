@@ -75,6 +75,9 @@ pub struct Counters {
     pub messages: AtomicU64,
     /// Sessions that failed (wrong packet, early close, IO error).
     pub failures: AtomicU64,
+    /// The batches the echoes arrived in: WebSocket reads that took at
+    /// least one echo, polling responses that carried at least one.
+    pub batches: AtomicU64,
 }
 
 /// An open session, handshake done and one message echoed.
@@ -282,6 +285,9 @@ async fn ws_load(
         counters
             .messages
             .fetch_add(to_send as u64, Ordering::Relaxed);
+        if to_send > 0 {
+            counters.batches.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -536,6 +542,7 @@ async fn poller(
             counters
                 .messages
                 .fetch_add(polled.echoes as u64, Ordering::Relaxed);
+            counters.batches.fetch_add(1, Ordering::Relaxed);
             permits.add_permits(polled.echoes);
         }
         if polled.pings > 0 {

@@ -17,6 +17,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Poll, ready};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -33,7 +34,7 @@ use crate::accept::accept_loop;
 use crate::engineio::{EngineIo, EngineMounts, Routed, TryRecvError, WsCommand, WsCommands};
 use crate::io::poll_read_with;
 use crate::socketio::SocketIo;
-use crate::timer::{self, Timed, WeakTimed};
+use crate::timer::{self, LazyTimer, Timed, WeakTimed};
 use crate::ws::{WebSocket, accept_request};
 
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -493,9 +494,11 @@ where
     R: Runtime,
 {
     let mut idle = true;
+    let mut timer = LazyTimer::default();
     loop {
+        let limits = routes.table.limits();
         let incoming =
-            match next_request(&runtime, &mut io, &mut reader, routes.table.limits(), idle).await {
+            match next_request(&runtime, &mut io, &mut reader, limits, idle, &mut timer).await {
                 Ok(Some(incoming)) => incoming,
                 Ok(None) => return Ok(None),
                 Err(RequestError::Io(error)) => return Err(error),
@@ -599,6 +602,7 @@ async fn next_request<S, R>(
     reader: &mut RequestReader,
     limits: &ServerLimits,
     first: bool,
+    timer: &mut LazyTimer<R::Sleep>,
 ) -> Result<Option<IncomingRequest>, RequestError>
 where
     S: AsyncRead + Unpin,
@@ -615,29 +619,34 @@ where
         } else {
             limits.keep_alive_timeout
         };
+        let deadline = started + timeout;
         let read = std::future::poll_fn(|cx| {
-            poll_read_with(io, cx, |data| {
+            let read = poll_read_with(io, cx, |data| {
                 reader.receive(data);
                 data.len()
-            })
+            });
+            if let Poll::Ready(read) = read {
+                return Poll::Ready(Some(read));
+            }
+            ready!(timer.poll_until(deadline, cx, |at| runtime.sleep_until(at)));
+            Poll::Ready(None)
         });
-        let sleep = runtime.sleep_until(started + timeout);
-        match select(std::pin::pin!(read), std::pin::pin!(sleep)).await {
-            Either::Left((Ok(0), _)) => {
+        match read.await {
+            Some(Ok(0)) => {
                 return if reader.has_partial_request() {
                     Err(RequestError::Io(io::ErrorKind::UnexpectedEof.into()))
                 } else {
                     Ok(None)
                 };
             }
-            Either::Left((Ok(_), _)) => {}
-            Either::Left((Err(error), _)) => return Err(RequestError::Io(error)),
-            Either::Right(_) if waiting_for_more => {
+            Some(Ok(_)) => {}
+            Some(Err(error)) => return Err(RequestError::Io(error)),
+            None if waiting_for_more => {
                 return Err(RequestError::Http(HttpError::RequestTimeout(
                     limits.request_timeout,
                 )));
             }
-            Either::Right(_) => return Ok(None),
+            None => return Ok(None),
         }
     }
 }

@@ -20,6 +20,7 @@ use switchboard_core::ws::{CloseFrame, Config, Connection, Message, Role};
 
 use crate::accept::accept_loop;
 use crate::io::poll_read_with;
+use crate::timer::LazyTimer;
 use crate::{Error, Runtime};
 
 /// Queued output of at least this many bytes is written at once instead of
@@ -43,7 +44,7 @@ pub struct WebSocket<S, R: Runtime> {
     io: S,
     conn: Connection,
     runtime: R,
-    timer: Option<(Instant, Pin<Box<R::Sleep>>)>,
+    timer: LazyTimer<R::Sleep>,
     protocol: Option<String>,
     finished: bool,
 }
@@ -66,7 +67,7 @@ where
             io,
             conn,
             runtime,
-            timer: None,
+            timer: LazyTimer::default(),
             protocol,
             finished: false,
         };
@@ -138,19 +139,19 @@ where
         Poll::Ready(Ok(()))
     }
 
-    /// Keeps one runtime timer at the core's next deadline; returns Ready
-    /// when it fired (after telling the core).
+    /// Keeps one runtime timer at the core's next deadline (re-armed
+    /// lazily, as the deadline mostly moves later); returns Ready when it
+    /// passed (after telling the core).
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let Some(deadline) = self.conn.poll_timeout() else {
-            self.timer = None;
+            self.timer.clear();
             return Poll::Pending;
         };
-        if self.timer.as_ref().is_none_or(|(at, _)| *at != deadline) {
-            self.timer = Some((deadline, Box::pin(self.runtime.sleep_until(deadline))));
-        }
-        let (_, sleep) = self.timer.as_mut().expect("just set");
-        ready!(sleep.as_mut().poll(cx));
-        self.timer = None;
+        let runtime = &self.runtime;
+        ready!(
+            self.timer
+                .poll_until(deadline, cx, |at| runtime.sleep_until(at))
+        );
         self.conn.handle_timeout(Instant::now());
         Poll::Ready(())
     }

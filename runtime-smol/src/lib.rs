@@ -30,6 +30,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
+mod io_stream;
+
+pub use io_stream::TcpStream;
+
 type BoxedTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 type Spawner = Arc<dyn Fn(BoxedTask) + Send + Sync>;
 
@@ -80,7 +84,7 @@ impl Future for Sleep {
 
 impl switchboard_async::Runtime for Smol {
     type Sleep = Sleep;
-    type TcpStream = async_net::TcpStream;
+    type TcpStream = TcpStream;
     type TcpListener = async_net::TcpListener;
 
     fn sleep_until(&self, deadline: Instant) -> Self::Sleep {
@@ -100,7 +104,7 @@ impl switchboard_async::Runtime for Smol {
     async fn connect(&self, host: &str, port: u16) -> io::Result<Self::TcpStream> {
         let stream = async_net::TcpStream::connect((host, port)).await?;
         stream.set_nodelay(true)?;
-        Ok(stream)
+        Ok(stream.into())
     }
 
     async fn accept(
@@ -109,7 +113,7 @@ impl switchboard_async::Runtime for Smol {
     ) -> io::Result<(Self::TcpStream, SocketAddr)> {
         let (stream, peer) = listener.accept().await?;
         stream.set_nodelay(true)?;
-        Ok((stream, peer))
+        Ok((stream.into(), peer))
     }
 }
 
@@ -130,7 +134,7 @@ pub mod ws {
     use super::Smol;
 
     /// A WebSocket on smol, over a TCP stream by default.
-    pub type WebSocket<S = async_net::TcpStream> = switchboard_async::ws::WebSocket<S, Smol>;
+    pub type WebSocket<S = crate::TcpStream> = switchboard_async::ws::WebSocket<S, Smol>;
 
     /// Connects to a `ws://` URL with the default [`Config`].
     pub async fn connect(url: &str) -> Result<WebSocket, Error> {
@@ -216,7 +220,7 @@ pub mod engineio {
     use super::Smol;
 
     /// Routes of a smol server, over TCP by default.
-    pub type Routes<S = async_net::TcpStream> = switchboard_async::server::Routes<S, Smol>;
+    pub type Routes<S = crate::TcpStream> = switchboard_async::server::Routes<S, Smol>;
 
     /// Serves `routes` on `listener` with smol's global executor.
     pub async fn serve(listener: async_net::TcpListener, routes: Routes) {

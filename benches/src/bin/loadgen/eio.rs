@@ -236,6 +236,8 @@ struct EioResult {
     window: usize,
     seconds: f64,
     messages: u64,
+    /// The batches the echoes arrived in (see `Counters::batches`).
+    batches: u64,
     server_cpu: f64,
     /// The part of `server_cpu` spent in the kernel.
     server_system: f64,
@@ -249,6 +251,10 @@ struct EioResult {
 impl EioResult {
     fn rate(&self) -> f64 {
         self.messages as f64 / self.seconds
+    }
+
+    fn messages_per_batch(&self) -> f64 {
+        self.messages as f64 / self.batches.max(1) as f64
     }
 
     fn cpu_us_per_message(&self) -> f64 {
@@ -281,6 +287,7 @@ impl EioResult {
             "server_cores": self.server_cpu / self.seconds,
             "client_cores": self.client_cpu / self.seconds,
             "other_cores": self.other_cpu / self.seconds,
+            "messages_per_batch": self.messages_per_batch(),
             "failed_sessions": self.failures,
             "compressed_sessions": self.compressed,
         })
@@ -310,14 +317,15 @@ fn run_case(
             (
                 Instant::now(),
                 counters.messages.load(Ordering::Relaxed),
+                counters.batches.load(Ordering::Relaxed),
                 server.cpu_time(),
                 procfs::cpu_seconds(std::process::id()).expect("own stat"),
                 procfs::machine_busy_seconds().expect("/proc/stat"),
             )
         };
-        let (t0, m0, s0, c0, b0) = snapshot();
+        let (t0, m0, n0, s0, c0, b0) = snapshot();
         tokio::time::sleep(o.duration).await;
-        let (t1, m1, s1, c1, b1) = snapshot();
+        let (t1, m1, n1, s1, c1, b1) = snapshot();
         Ok::<_, Error>(EioResult {
             imp: imp.clone(),
             case,
@@ -325,6 +333,7 @@ fn run_case(
             window,
             seconds: (t1 - t0).as_secs_f64(),
             messages: m1 - m0,
+            batches: n1 - n0,
             server_cpu: (s1.user + s1.system) - (s0.user + s0.system),
             server_system: s1.system - s0.system,
             client_cpu: c1 - c0,
@@ -371,11 +380,12 @@ pub fn load(o: EioOptions) -> Result<(), Error> {
                     tries += 1;
                 }
                 eprintln!(
-                    "  round {round} {:<20} {:<18} {:>9.0} msg/s  {:>6.2} us CPU/msg  server {:.2} cores  client {:.2} cores  others {:.2} cores{}",
+                    "  round {round} {:<20} {:<18} {:>9.0} msg/s  {:>6.2} us CPU/msg  {:>5.2} msg/batch  server {:.2} cores  client {:.2} cores  others {:.2} cores{}",
                     case.label(),
                     imp.name,
                     r.rate(),
                     r.cpu_us_per_message(),
+                    r.messages_per_batch(),
                     r.server_cpu / r.seconds,
                     r.client_cpu / r.seconds,
                     r.other_cpu / r.seconds,
