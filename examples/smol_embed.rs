@@ -79,8 +79,7 @@ async fn connection(
     if request.path().starts_with("/api/") {
         return api(stream, &request, buffered, &io).await;
     }
-    // `.into()`: the stream Switchboard's smol driver reads and writes.
-    engineio::serve_request(runtime, stream.into(), &request, &buffered, routes).await
+    engineio::serve_request(runtime, stream, &request, &buffered, routes).await
 }
 
 /// The app's own routes: `GET /api/health`, and

@@ -30,10 +30,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-mod io_stream;
-
-pub use io_stream::TcpStream;
-
 type BoxedTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 type Spawner = Arc<dyn Fn(BoxedTask) + Send + Sync>;
 
@@ -84,7 +80,7 @@ impl Future for Sleep {
 
 impl switchboard_async::Runtime for Smol {
     type Sleep = Sleep;
-    type TcpStream = TcpStream;
+    type TcpStream = async_net::TcpStream;
     type TcpListener = async_net::TcpListener;
 
     fn sleep_until(&self, deadline: Instant) -> Self::Sleep {
@@ -104,7 +100,7 @@ impl switchboard_async::Runtime for Smol {
     async fn connect(&self, host: &str, port: u16) -> io::Result<Self::TcpStream> {
         let stream = async_net::TcpStream::connect((host, port)).await?;
         stream.set_nodelay(true)?;
-        Ok(stream.into())
+        Ok(stream)
     }
 
     async fn accept(
@@ -113,7 +109,7 @@ impl switchboard_async::Runtime for Smol {
     ) -> io::Result<(Self::TcpStream, SocketAddr)> {
         let (stream, peer) = listener.accept().await?;
         stream.set_nodelay(true)?;
-        Ok((stream.into(), peer))
+        Ok((stream, peer))
     }
 }
 
@@ -134,7 +130,7 @@ pub mod ws {
     use super::Smol;
 
     /// A WebSocket on smol, over a TCP stream by default.
-    pub type WebSocket<S = crate::TcpStream> = switchboard_async::ws::WebSocket<S, Smol>;
+    pub type WebSocket<S = async_net::TcpStream> = switchboard_async::ws::WebSocket<S, Smol>;
 
     /// Connects to a `ws://` URL with the default [`Config`].
     pub async fn connect(url: &str) -> Result<WebSocket, Error> {
@@ -220,7 +216,7 @@ pub mod engineio {
     use super::Smol;
 
     /// Routes of a smol server, over TCP by default.
-    pub type Routes<S = crate::TcpStream> = switchboard_async::server::Routes<S, Smol>;
+    pub type Routes<S = async_net::TcpStream> = switchboard_async::server::Routes<S, Smol>;
 
     /// Serves `routes` on `listener` with smol's global executor.
     pub async fn serve(listener: async_net::TcpListener, routes: Routes) {
