@@ -69,7 +69,8 @@
 //!   that many binary messages at a time.
 //! - The size of each message (the packet's text, each attachment) is
 //!   bounded by Engine.IO's limit (`maxPayload`, 1 MB by default).
-//! - JSON nesting is bounded at 128 levels (serde_json's recursion limit).
+//! - JSON nesting is bounded at [`MAX_JSON_DEPTH`] (127) levels, what
+//!   serde_json reads back: deeper payloads are refused as invalid JSON.
 //!
 //! # Differences from Node's socket.io-parser
 //!
@@ -135,7 +136,8 @@ pub mod server;
 pub use binary::Binary;
 pub use packet::{
     ConnectErrorData, DEFAULT_NAMESPACE, DecodeError, Decoder, DecoderConfig, EncodeError, Encoded,
-    Packet, PacketKind, RESERVED_EVENTS, RawJson, encode_ack, encode_event, is_reserved_event,
+    MAX_JSON_DEPTH, Packet, PacketKind, RESERVED_EVENTS, RawJson, encode_ack, encode_event,
+    is_reserved_event,
 };
 
 use crate::engineio;

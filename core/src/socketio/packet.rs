@@ -171,12 +171,16 @@ pub struct RawJson(Text);
 
 impl RawJson {
     /// Checks that `json` is one JSON value (surrounding whitespace
-    /// allowed) and wraps it.
+    /// allowed), its arrays and objects nested at most [`MAX_JSON_DEPTH`]
+    /// deep, and wraps it.
     pub fn new(json: impl Into<Text>) -> Result<Self, serde_json::Error> {
         let json = json.into();
         let mut de = serde_json::Deserializer::from_str(json.as_str());
         <IgnoredAny as de::Deserialize>::deserialize(&mut de)?;
         de.end()?;
+        if !nesting_within_limit(json.as_str()) {
+            return Err(de::Error::custom(TOO_DEEP));
+        }
         Ok(RawJson(json))
     }
 
@@ -1405,8 +1409,53 @@ fn parse_u64(digits: &[u8]) -> Option<u64> {
     })
 }
 
-/// Checks that `json` is one JSON value of the shape `kind` takes, and,
-/// for a binary packet, that its placeholders point at its `attachments`.
+/// How deep the arrays and objects of a payload may nest: as deep as
+/// serde_json reads back (its recursion limit of 128 takes 127 levels), so
+/// that every payload the decoder or [`RawJson::new`] accepts can be read
+/// as a [`serde_json::Value`]. Deeper JSON is refused as invalid.
+pub const MAX_JSON_DEPTH: usize = 127;
+
+const TOO_DEEP: &str = "arrays and objects nested deeper than 127 levels";
+
+/// Whether the arrays and objects of `json`, valid JSON, nest at most
+/// [`MAX_JSON_DEPTH`] deep. (serde_json's check while skipping a value does
+/// not count depth.)
+fn nesting_within_limit(json: &str) -> bool {
+    let bytes = json.as_bytes();
+    if bytes.len() <= MAX_JSON_DEPTH {
+        return true;
+    }
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() {
+                    match bytes[i] {
+                        b'\\' => i += 2,
+                        b'"' => break,
+                        _ => i += 1,
+                    }
+                }
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Checks that `json` is one JSON value of the shape `kind` takes, nested
+/// at most [`MAX_JSON_DEPTH`] deep, and, for a binary packet, that its
+/// placeholders point at its `attachments`.
 fn check_payload(
     json: &str,
     kind: PacketKind,
@@ -1428,7 +1477,8 @@ fn check_payload(
         })
         .and_then(|()| de.end());
     match result {
-        Ok(()) => Ok(()),
+        Ok(()) if nesting_within_limit(json) => Ok(()),
+        Ok(()) => Err(DecodeError::InvalidJson(TOO_DEEP.into())),
         Err(error) => Err(match (shape, placeholder) {
             (Some(shape), _) => shape,
             (None, Some(PlaceholderError::Invalid)) => DecodeError::InvalidPlaceholder,
@@ -2517,6 +2567,49 @@ mod tests {
         for bad in ["", " ", "[", "1 2", "{\"a\"}", "nul"] {
             assert!(RawJson::new(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// `depth` arrays nested, the innermost holding a string with brackets
+    /// and an escaped quote (which must not count).
+    fn nested(depth: usize) -> String {
+        format!("{}\"[[{{\\\"\"{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn json_nested_deeper_than_serde_json_reads_back_is_refused() {
+        // As deep as serde_json reads back, in every place the decoder or
+        // the application meets JSON.
+        let deepest = nested(MAX_JSON_DEPTH);
+        let value = RawJson::new(deepest.clone()).unwrap().to_value();
+        assert!(value.is_array());
+        let event = decode(
+            &format!(r#"2["e",{}]"#, nested(MAX_JSON_DEPTH - 1)),
+            &[],
+            V5,
+        )
+        .unwrap();
+        assert!(event.data.as_ref().unwrap().to_value().is_array());
+        let auth = format!(r#"0{{"a":{}}}"#, nested(MAX_JSON_DEPTH - 1));
+        let connect = decode(&auth, &[], V5).unwrap();
+        assert!(connect.data.as_ref().unwrap().to_value().is_object());
+
+        // One level deeper: refused, not a panic when read.
+        let too_deep = nested(MAX_JSON_DEPTH + 1);
+        assert!(RawJson::new(too_deep.clone()).is_err());
+        for text in [
+            format!(r#"2["e",{}]"#, nested(MAX_JSON_DEPTH)),
+            format!(r#"3/chat,7["e",{}]"#, nested(MAX_JSON_DEPTH)),
+            format!(r#"0{{"a":{}}}"#, nested(MAX_JSON_DEPTH)),
+            format!(r#"0/custom,{{"a":{}}}"#, nested(MAX_JSON_DEPTH + 500)),
+        ] {
+            assert!(
+                matches!(decode_err(&text, V5), DecodeError::InvalidJson(_)),
+                "{text}"
+            );
+        }
+        // Brackets inside strings do not count.
+        let strings = format!(r#"2["e","{}"]"#, "[{".repeat(300));
+        assert!(decode(&strings, &[], V5).is_ok());
     }
 
     /// Packets built from arbitrary parts, as the encoder writes them.
