@@ -769,6 +769,51 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
+/// Encodes the response to a request made with `method`: as
+/// [`encode_response`], except that a `HEAD` request gets the head alone,
+/// with the `Content-Length` the body would have had (RFC 9110, 9.3.2), so
+/// the next response on the connection is not read as this one's body.
+///
+/// ```
+/// use switchboard_core::http::encode_response_for;
+/// let bytes = encode_response_for("HEAD", 404, &[], b"Not Found");
+/// assert!(bytes.ends_with(b"Content-Length: 9\r\n\r\n"));
+/// let bytes = encode_response_for("GET", 404, &[], b"Not Found");
+/// assert!(bytes.ends_with(b"\r\n\r\nNot Found"));
+/// ```
+pub fn encode_response_for(
+    method: &str,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = encode_head(status, headers, body.len());
+    if method != "HEAD" {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// A plain-text response with `status` and its reason phrase as the body
+/// (a server's 404 for a path it does not serve), to a request made with
+/// `method`, saying whether the connection stays open.
+///
+/// ```
+/// use switchboard_core::http::encode_status_response;
+/// let bytes = encode_status_response("GET", 404, false);
+/// assert!(bytes.starts_with(b"HTTP/1.1 404 Not Found\r\n"));
+/// assert!(bytes.ends_with(b"Connection: close\r\nContent-Length: 9\r\n\r\nNot Found"));
+/// ```
+pub fn encode_status_response(method: &str, status: u16, keep_alive: bool) -> Vec<u8> {
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    encode_response_for(
+        method,
+        status,
+        &[("Content-Type", "text/plain"), ("Connection", connection)],
+        reason_phrase(status).as_bytes(),
+    )
+}
+
 /// Encodes a response head and body. A body gets a `Content-Length`.
 ///
 /// ```
@@ -778,17 +823,23 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// assert!(bytes.ends_with(b"Content-Length: 2\r\n\r\nno"));
 /// ```
 pub fn encode_response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = encode_head(status, headers, body.len());
+    out.extend_from_slice(body);
+    out
+}
+
+/// A response head, with room for a body of `body_len` bytes after it.
+fn encode_head(status: u16, headers: &[(&str, &str)], body_len: usize) -> Vec<u8> {
     use std::io::Write;
-    let mut out = Vec::with_capacity(128 + body.len());
+    let mut out = Vec::with_capacity(128 + body_len);
     let _ = write!(out, "HTTP/1.1 {} {}\r\n", status, reason_phrase(status));
     for (name, value) in headers {
         let _ = write!(out, "{name}: {value}\r\n");
     }
     if status != 101 && status != 204 {
-        let _ = write!(out, "Content-Length: {}\r\n", body.len());
+        let _ = write!(out, "Content-Length: {body_len}\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
     out
 }
 

@@ -550,7 +550,7 @@ where
             },
             None if handshake::is_upgrade_request(&request) => {
                 let Some(handler) = routes.websocket.find(request.path()).cloned() else {
-                    write_status(&mut io, 404, false).await?;
+                    write_status(&mut io, &request.method, 404, false).await?;
                     return Ok(None);
                 };
                 let buffered = reader.take_buffered();
@@ -568,7 +568,7 @@ where
             None => match routes.table.http() {
                 Some(handler) => handler(&request, body),
                 None => {
-                    write_status(&mut io, 404, keep_alive).await?;
+                    write_status(&mut io, &request.method, 404, keep_alive).await?;
                     if !keep_alive {
                         return Ok(None);
                     }
@@ -580,7 +580,7 @@ where
         if !keep_alive {
             response.headers.push(("Connection".into(), "close".into()));
         }
-        io.write_all(&response.encode()).await?;
+        io.write_all(&response.encode_for(&request.method)).await?;
         io.flush().await?;
         if !keep_alive {
             let _ = io.close().await;
@@ -708,27 +708,49 @@ pub async fn pump_engine_ws<S, R>(
         EndpointAfterSends,
     }
     let mut burst = Vec::new();
+    let burst_limit = commands.burst_limit();
     let end = loop {
         match select(ws.next(), commands.next()).await {
             Either::Left((Some(Ok(message)), _)) => {
-                // The rest of the same read goes to the endpoint in one
-                // batch (decoded here, outside its lock): one lock and one
-                // routing pass for a burst.
+                // The rest of the same read goes to the endpoint in batches
+                // (decoded here, outside its lock): one lock and one routing
+                // pass per batch. Between batches the answers queued so far
+                // are taken, so a read of more messages than the queue holds
+                // (a client emitting in a loop) does not overflow it.
                 burst.push(message);
                 let mut failed = None;
-                while let Some(next) = ws.next_buffered() {
-                    match next {
-                        Ok(message) => burst.push(message),
-                        Err(error) => {
-                            failed = Some(error);
-                            break;
+                let mut closing = false;
+                loop {
+                    while burst.len() < burst_limit {
+                        match ws.next_buffered() {
+                            Some(Ok(message)) => burst.push(message),
+                            Some(Err(error)) => {
+                                failed = Some(error);
+                                break;
+                            }
+                            None => break,
                         }
                     }
+                    let more = burst.len() == burst_limit;
+                    commands.while_busy(|| engine.ws_messages(conn, burst.drain(..)));
+                    if failed.is_some() || !more {
+                        break;
+                    }
+                    match feed_queued(&mut ws, &mut commands).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            closing = true;
+                            break;
+                        }
+                        Err(()) => break,
+                    }
                 }
-                commands.while_busy(|| engine.ws_messages(conn, burst.drain(..)));
                 if let Some(error) = failed {
                     tracing::debug!(%error, "Engine.IO WebSocket failed");
                     break End::Failed;
+                }
+                if closing {
+                    break End::EndpointAfterSends;
                 }
             }
             Either::Left((Some(Err(error)), _)) => {
@@ -737,23 +759,16 @@ pub async fn pump_engine_ws<S, R>(
             }
             Either::Left((None, _)) => break End::Transport,
             Either::Right((Some(WsCommand::Send(message)), _)) => {
-                let mut result = ws.feed(message).await;
+                if ws.feed(message).await.is_err() {
+                    break End::Transport;
+                }
                 // Everything already queued goes out in the same write.
-                let mut closing = false;
-                while result.is_ok() {
-                    match commands.try_recv() {
-                        Ok(WsCommand::Send(message)) => result = ws.feed(message).await,
-                        Ok(WsCommand::Close) | Err(TryRecvError::Closed) => {
-                            closing = true;
-                            break;
-                        }
-                        Err(TryRecvError::Empty) => break,
-                    }
+                match feed_queued(&mut ws, &mut commands).await {
+                    Ok(true) => {}
+                    Ok(false) => break End::EndpointAfterSends,
+                    Err(()) => break End::Transport,
                 }
-                if closing {
-                    break End::EndpointAfterSends;
-                }
-                if result.is_err() || ws.flush().await.is_err() {
+                if ws.flush().await.is_err() {
                     break End::Transport;
                 }
             }
@@ -784,6 +799,23 @@ pub async fn pump_engine_ws<S, R>(
     }
 }
 
+/// Feeds every command queued for an Engine.IO WebSocket into it (written
+/// once enough is buffered): `Ok(false)` when the endpoint closed the
+/// session after them, `Err` when the WebSocket failed.
+async fn feed_queued<S, R>(ws: &mut WebSocket<S, R>, commands: &mut WsCommands) -> Result<bool, ()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    R: Runtime,
+{
+    loop {
+        match commands.try_recv() {
+            Ok(WsCommand::Send(message)) => ws.feed(message).await.map_err(drop)?,
+            Ok(WsCommand::Close) | Err(TryRecvError::Closed) => return Ok(false),
+            Err(TryRecvError::Empty) => return Ok(true),
+        }
+    }
+}
+
 /// Starts the close handshake and waits (within the WebSocket's close
 /// timeout) for the peer's answer, so the server closes TCP first.
 async fn close_ws<S, R>(ws: &mut WebSocket<S, R>)
@@ -798,15 +830,11 @@ where
 
 async fn write_status<S: AsyncWrite + Unpin>(
     io: &mut S,
+    method: &str,
     status: u16,
     keep_alive: bool,
 ) -> io::Result<()> {
-    let connection = if keep_alive { "keep-alive" } else { "close" };
-    let bytes = switchboard_core::http::encode_response(
-        status,
-        &[("Content-Type", "text/plain"), ("Connection", connection)],
-        switchboard_core::http::reason_phrase(status).as_bytes(),
-    );
+    let bytes = switchboard_core::http::encode_status_response(method, status, keep_alive);
     io.write_all(&bytes).await?;
     io.flush().await?;
     if !keep_alive {

@@ -3,7 +3,9 @@
 //!
 //! The adapter moves bytes and time between the socket and the sans-IO core:
 //! reads block with a timeout set to the core's next deadline; writes go out
-//! under a lock shared with every [`ws::Sender`] clone.
+//! under a lock shared with every [`ws::Sender`] clone. A deadline a sender
+//! moves earlier than a waiting read's (a close started on another thread
+//! arms the close timeout) is kept by one deadline thread for the process.
 //!
 //! ```no_run
 //! use switchboard_threads::ws;

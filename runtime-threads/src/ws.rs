@@ -2,7 +2,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use switchboard_core::http::{HeadReader, Limits, Request};
@@ -15,6 +16,8 @@ use switchboard_core::ws::{Connection, Role};
 
 use crate::accept::accept_loop;
 
+mod watch;
+
 /// Anything that can go wrong on a WebSocket: the same type on every
 /// runtime.
 pub use switchboard_async::Error;
@@ -23,6 +26,18 @@ struct Writer {
     conn: Connection,
     stream: TcpStream,
     transport_closed: bool,
+    reading: Reading,
+}
+
+/// Whether the connection's reader waits in a read, and until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// It does not: it takes the core's next deadline before it reads.
+    No,
+    /// It does, or is about to, with a read timeout at this deadline (none:
+    /// no timeout) or a watch at it ([`watch`]): the core's timers run by
+    /// then.
+    Until(Option<Instant>),
 }
 
 impl Writer {
@@ -46,13 +61,84 @@ impl Writer {
             && self.conn.should_close_transport()
             && self.conn.transmit().is_empty()
         {
-            let _ = self.stream.shutdown(Shutdown::Both);
-            self.transport_closed = true;
+            self.close_transport();
+        }
+    }
+
+    /// Closes the socket: a read blocked on it (the reader's) returns.
+    fn close_transport(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+        self.transport_closed = true;
+    }
+
+    /// Hands the core's next deadline to the deadline watcher if it comes
+    /// before the reader's read times out: a sender that started a close
+    /// (which arms the close timeout) while the reader waits in a read, on
+    /// a peer that then sends nothing, would otherwise leave the
+    /// connection open for good.
+    fn watch_deadline_for_reader(&mut self, shared: &Arc<Shared>) {
+        if self.transport_closed {
+            return;
+        }
+        if let Reading::Until(until) = self.reading
+            && let Some(at) = self.conn.poll_timeout()
+            && until.is_none_or(|until| at < until)
+        {
+            self.reading = Reading::Until(Some(at));
+            watch::watch(at, Arc::downgrade(shared));
         }
     }
 }
 
-type Shared = Arc<Mutex<Writer>>;
+/// What a [`WebSocket`] and its [`Sender`]s share.
+struct Shared {
+    writer: Mutex<Writer>,
+    /// Set by the deadline watcher before it tries `writer`'s lock: if that
+    /// was held, whoever held it hands the deadline back once it lets go
+    /// ([`hand_back_missed_deadline`]), so the watcher never blocks on a
+    /// connection (a sender may hold the lock while the socket is full).
+    deadline_missed: AtomicBool,
+}
+
+/// The deadline watcher's call at a deadline it was handed: runs the
+/// core's timers in place of a reader that waits in a read past them, and
+/// closes the transport if the core says so, which ends that read.
+fn at_deadline(shared: &Arc<Shared>, now: Instant) {
+    // Both sides swap (read-modify-write): a holder that lets go of the
+    // lock before the `try_lock` below then sees the flag, or this sees
+    // the lock free.
+    shared.deadline_missed.swap(true, Ordering::AcqRel);
+    let mut writer = match shared.writer.try_lock() {
+        Ok(writer) => writer,
+        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(TryLockError::WouldBlock) => return,
+    };
+    shared.deadline_missed.store(false, Ordering::Release);
+    if writer.transport_closed {
+        return;
+    }
+    writer.conn.handle_timeout(now);
+    if writer.conn.should_close_transport() {
+        // Nobody writes (this holds the lock) and the reader waits in a
+        // read: what may still be queued would not go out either.
+        writer.close_transport();
+        return;
+    }
+    if let Reading::Until(_) = writer.reading {
+        // The reader's own timeout is not known here: watch the next
+        // deadline anyway (at worst both wake for it).
+        writer.reading = Reading::Until(None);
+        writer.watch_deadline_for_reader(shared);
+    }
+}
+
+/// After letting go of the writer's lock: hands back a deadline the
+/// watcher met while the lock was held.
+fn hand_back_missed_deadline(shared: &Arc<Shared>) {
+    if shared.deadline_missed.swap(false, Ordering::AcqRel) {
+        watch::watch(Instant::now(), Arc::downgrade(shared));
+    }
+}
 
 /// The next decoded event as the application gets it, once what decoding
 /// queued (automatic pongs, a failure's close frame) is written out; a
@@ -70,38 +156,51 @@ fn take_event(writer: &mut Writer, finished: &mut bool) -> Option<Result<Message
 
 fn lock(shared: &Shared) -> MutexGuard<'_, Writer> {
     shared
+        .writer
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn send_on(shared: &Shared, message: Message) -> Result<(), Error> {
+fn send_on(shared: &Arc<Shared>, message: Message) -> Result<(), Error> {
     send_all_on(shared, std::iter::once(message))
 }
 
 /// Queues `messages` and writes them out together: one lock, one clock read
 /// and (while the socket takes it) one write.
-fn send_all_on(shared: &Shared, messages: impl IntoIterator<Item = Message>) -> Result<(), Error> {
+fn send_all_on(
+    shared: &Arc<Shared>,
+    messages: impl IntoIterator<Item = Message>,
+) -> Result<(), Error> {
     let mut writer = lock(shared);
     if writer.transport_closed {
         return Err(Error::Closed);
     }
+    let mut sent = Ok(());
     for message in messages {
         if let Err(error) = writer.conn.send(message) {
             // What was queued before the failing message still goes out.
-            let _ = writer.flush();
-            return Err(error.into());
+            sent = Err(error);
+            break;
         }
     }
+    // Timers armed by what was sent (a close's timeout) start now.
     writer.conn.handle_timeout(Instant::now());
-    writer.flush()?;
-    writer.close_transport_if_due();
+    let flushed = writer.flush();
+    if flushed.is_ok() {
+        writer.close_transport_if_due();
+    }
+    writer.watch_deadline_for_reader(shared);
+    drop(writer);
+    hand_back_missed_deadline(shared);
+    sent?;
+    flushed?;
     Ok(())
 }
 
 /// A cloneable handle that sends on a [`WebSocket`] from any thread.
 #[derive(Clone)]
 pub struct Sender {
-    shared: Shared,
+    shared: Arc<Shared>,
 }
 
 impl Sender {
@@ -126,7 +225,8 @@ impl Sender {
         send_all_on(&self.shared, messages)
     }
 
-    /// Starts the close handshake; the [`WebSocket`]'s `recv` sees it end.
+    /// Starts the close handshake; the [`WebSocket`]'s `recv` sees it end
+    /// (at the latest at the close timeout, if the peer does not answer).
     pub fn close(&self, frame: Option<CloseFrame>) -> Result<(), Error> {
         send_on(&self.shared, Message::Close(frame))
     }
@@ -145,7 +245,7 @@ impl std::fmt::Debug for Sender {
 /// write at once, blocking while the socket is full.
 pub struct WebSocket {
     reader: TcpStream,
-    shared: Shared,
+    shared: Arc<Shared>,
     protocol: Option<String>,
     finished: bool,
     /// The read timeout last set on `reader`, to set it only when it changes.
@@ -171,13 +271,17 @@ impl WebSocket {
             conn,
             stream,
             transport_closed: false,
+            reading: Reading::No,
         };
         writer.conn.handle_timeout(Instant::now());
         writer.conn.receive(buffered);
         writer.flush()?;
         Ok(Self {
             reader,
-            shared: Arc::new(Mutex::new(writer)),
+            shared: Arc::new(Shared {
+                writer: Mutex::new(writer),
+                deadline_missed: AtomicBool::new(false),
+            }),
             protocol,
             finished: false,
             read_timeout: None,
@@ -253,7 +357,11 @@ impl WebSocket {
                     self.finished = true;
                     continue;
                 }
-                writer.conn.poll_timeout().map(|at| {
+                // Under the same lock: a sender that moves the deadline
+                // earlier from now on has it watched.
+                let deadline = writer.conn.poll_timeout();
+                writer.reading = Reading::Until(deadline);
+                deadline.map(|at| {
                     at.saturating_duration_since(now)
                         .max(Duration::from_millis(1))
                 })
@@ -267,6 +375,7 @@ impl WebSocket {
             let (read, mut writer) = READ_BUF.with_borrow_mut(|buf| {
                 let read = self.reader.read(buf);
                 let mut writer = lock(&self.shared);
+                writer.reading = Reading::No;
                 if let Ok(n @ 1..) = read {
                     writer.conn.receive(&buf[..n]);
                 }
@@ -478,5 +587,79 @@ pub fn echo(mut ws: WebSocket) {
             Ok(_) => {}
             Err(error) => tracing::debug!(%error, "echo connection ended"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A [`Sender`] on another thread closes while the connection's reader
+    /// waits in a read without a timeout (no keep-alive) and the peer then
+    /// stays silent: the deadline watcher still drops the connection at the
+    /// close timeout, and `recv` ends.
+    #[test]
+    fn a_close_from_another_thread_times_out_on_a_silent_peer() {
+        let close_timeout = Duration::from_millis(300);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            let config = Config {
+                close_timeout,
+                keepalive: None,
+                ..Config::default()
+            };
+            let mut ws = accept(stream, config).expect("handshake");
+            let sender = ws.sender();
+            let closer = std::thread::spawn(move || {
+                // Well after the reader blocked in its read.
+                std::thread::sleep(Duration::from_millis(200));
+                sender.close(None).expect("close");
+                Instant::now()
+            });
+            while ws.recv().is_some() {}
+            let ended = Instant::now();
+            ended - closer.join().expect("closer")
+        });
+
+        let mut client = TcpStream::connect(addr).expect("connect");
+        client
+            .write_all(
+                b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            )
+            .expect("request");
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        // The handshake's response, the close frame, then (never answered)
+        // the end of the connection.
+        let started = Instant::now();
+        let mut received = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            match client.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!(
+                    "the connection stayed open {:?} (got {received:?}): {e}",
+                    started.elapsed()
+                ),
+            }
+        }
+        let head_end = received
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("response head")
+            + 4;
+        assert!(received.starts_with(b"HTTP/1.1 101 "), "{received:?}");
+        assert_eq!(&received[head_end..], b"\x88\x00", "the close frame alone");
+        let closing = server.join().expect("server");
+        assert!(
+            closing >= close_timeout && closing < close_timeout + Duration::from_secs(3),
+            "recv ended {closing:?} after the close (close timeout {close_timeout:?})"
+        );
     }
 }

@@ -543,6 +543,45 @@ pub fn a_stalled_request_gets_408(addr: SocketAddr) {
     );
 }
 
+/// A `HEAD` request's response is its head alone (RFC 9110, 9.3.2), with
+/// the `Content-Length` the body would have had: the next response on the
+/// keep-alive connection follows right after it. Both an Engine.IO answer
+/// (400, bad handshake method) and the 404 of an unknown path.
+pub fn head_responses_have_no_body(addr: SocketAddr) {
+    for target in [format!("{PATH}?EIO=4&transport=polling"), "/nowhere".into()] {
+        let mut conn = raw::connect(addr);
+        conn.write(
+            format!(
+                "HEAD {target} HTTP/1.1\r\nHost: x\r\n\r\n\
+                 GET {PATH}?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let bytes = conn.read_to_end(T);
+        let text = String::from_utf8_lossy(&bytes);
+        let (head, rest) = text
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("HEAD {target}: no response head in {text:?}"));
+        assert!(head.starts_with("HTTP/1.1 4"), "HEAD {target}: {head}");
+        let length = head
+            .lines()
+            .find_map(|line| {
+                line.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| panic!("HEAD {target}: no Content-Length in {head}"));
+        assert_ne!(
+            length, "0",
+            "HEAD {target}: the length of the body it would have had"
+        );
+        assert!(
+            rest.starts_with("HTTP/1.1 200 "),
+            "HEAD {target}: a body, or no second response, after the head: {rest:?}"
+        );
+    }
+}
+
 /// One request on a fresh connection.
 pub fn http_request(
     addr: SocketAddr,
@@ -1348,6 +1387,47 @@ pub fn close_packet_closes_a_websocket_session(addr: SocketAddr) {
     assert_session_closed(addr, PATH, 4, &sid);
 }
 
+/// When the server closes a websocket session from outside the
+/// connection's own reading (here the client's `close` packet and a missed
+/// pong: the endpoint, not the read, starts the close), it sends its close
+/// frame and, if the client then neither answers it nor closes TCP, drops
+/// the connection within the WebSocket close timeout
+/// (`switchboard_core::ws::Config::close_timeout`, 5 s by default, which
+/// `conformance-server` keeps). Not a Node case: Node's `ws` waits 30 s.
+pub fn unanswered_server_close_drops_the_websocket(addr: SocketAddr) {
+    let close_timeout = switchboard_core::ws::Config::default().close_timeout;
+    // Both sessions wait for their close timeout at once.
+    let (mut by_packet, _) = ws_session(addr);
+    ws_text(&mut by_packet, "1");
+    let (by_pong, _) = ws_session(addr);
+    let mut waiting =
+        [("close packet", by_packet), ("missed pong", by_pong)].map(|(what, mut conn)| {
+            // Everything up to the close frame (the missed pong's ping is
+            // never answered), then silence: no close answer, no FIN.
+            loop {
+                match conn.read_frame(PAST_TIMEOUT + T) {
+                    ReadResult::Frame(f) if f.opcode == 8 => break,
+                    ReadResult::Frame(_) => {}
+                    other => panic!("{what}: expected the server's close frame, got {other:?}"),
+                }
+            }
+            (what, conn, Instant::now())
+        });
+    for (what, conn, closing_since) in &mut waiting {
+        // Generous slack for a loaded machine; without the timeout the
+        // connection stays open for good.
+        let limit = close_timeout + Duration::from_secs(5);
+        let left = (*closing_since + limit).saturating_duration_since(Instant::now());
+        match conn.read_frame(left) {
+            ReadResult::Eof => {}
+            other => panic!(
+                "{what}: the server did not drop the connection within {limit:?} of its \
+                 unanswered close frame, got {other:?}"
+            ),
+        }
+    }
+}
+
 /// A second GET while one is pending closes the session: the duplicate gets
 /// an error (400, or 500 as Node answers), the pending one a `close`
 /// packet, and the sid is then unknown.
@@ -1416,6 +1496,35 @@ pub fn invalid_utf8_over_websocket_gets_close_1007(addr: SocketAddr) {
         }
     }
     assert_session_closed(addr, PATH, 4, &sid);
+}
+
+/// A client that sends more messages at once than the server's send queue
+/// holds (`maxBufferedPackets`, 1024 by default; a client emitting in a
+/// loop) gets every echo, in order, and stays connected: the server takes
+/// the answers to part of a read before handing on the rest.
+pub fn websocket_burst_larger_than_the_send_queue_is_echoed(addr: SocketAddr) {
+    const BURST: usize = 3000;
+    let (mut conn, _sid) = ws_session(addr);
+    let burst: Vec<u8> = (0..BURST)
+        .flat_map(|i| frame(1, true, 0, format!("4m{i}").as_bytes(), true))
+        .collect();
+    conn.write(&burst);
+    // Then one more, which only an open session echoes.
+    for i in 0..=BURST {
+        if i == BURST {
+            ws_text(&mut conn, &format!("4m{i}"));
+        }
+        loop {
+            match ws_recv(&mut conn, T) {
+                WsMsg::Text(ping) if ping == "2" => ws_text(&mut conn, "3"),
+                WsMsg::Text(echo) => {
+                    assert_eq!(echo, format!("4m{i}"), "echo {i} of {BURST}");
+                    break;
+                }
+                other => panic!("echo {i} of {BURST}: got {other:?}"),
+            }
+        }
+    }
 }
 
 /// A POST of exactly `maxPayload` bytes is accepted and echoed.

@@ -116,6 +116,7 @@ macro_rules! v4_cases {
             invalid_packet_closes_a_polling_session,
             invalid_packet_closes_a_websocket_session,
             invalid_utf8_over_websocket_gets_close_1007,
+            websocket_burst_larger_than_the_send_queue_is_echoed,
             post_of_max_payload_is_accepted,
             oversize_post_gets_413,
             upgrade_to_websocket,
@@ -170,6 +171,10 @@ macro_rules! contract_only_cases {
         fn v3_server_rejects_bad_eio() {
             super::v3($eio3_server, eio_cases::v3_server_rejects_bad_eio)
         }
+        #[test]
+        fn head_responses_have_no_body() {
+            super::v4($server, eio_cases::head_responses_have_no_body)
+        }
     };
 }
 
@@ -218,6 +223,14 @@ macro_rules! our_server {
             v4_cases!(ours($kind));
             v3_cases!(ours_eio3($kind));
             contract_only_cases!(ours($kind), ours_eio3($kind));
+
+            #[test]
+            fn unanswered_server_close_drops_the_websocket() {
+                v4(
+                    ours($kind),
+                    eio_cases::unanswered_server_close_drops_the_websocket,
+                );
+            }
 
             #[test]
             fn connection_limit_holds_back_a_third_connection() {

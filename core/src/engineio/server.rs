@@ -226,12 +226,18 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// The response head and body as bytes.
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_for("GET")
+    }
+
+    /// The response to a request made with `method` as bytes: the head
+    /// alone for `HEAD` ([`http::encode_response_for`]).
+    pub fn encode_for(&self, method: &str) -> Vec<u8> {
         let headers: Vec<(&str, &str)> = self
             .headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        http::encode_response(self.status, &headers, &self.body)
+        http::encode_response_for(method, self.status, &headers, &self.body)
     }
 
     /// The first value of header `name` (case-insensitive).

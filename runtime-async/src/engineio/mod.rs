@@ -23,7 +23,7 @@ pub mod client;
 mod queue;
 
 use queue::{SendFailure, WsCommandSender, ws_queue};
-pub use queue::{TryRecvError, WsCommands};
+pub use queue::{TryRecvError, WsCommands, WsQueueRoom};
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -10,8 +10,9 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_core::Stream;
 use futures_util::task::AtomicWaker;
@@ -21,8 +22,16 @@ use super::WsCommand;
 struct Shared {
     state: Mutex<State>,
     waker: AtomicWaker,
+    /// Signalled when the receiver takes a batch or goes away.
+    taken: Condvar,
     capacity: usize,
 }
+
+/// The most received messages a connection hands the hub in one batch
+/// (at most half its queue) before the answers they caused are taken: a
+/// read of more messages than the queue holds (a client emitting in a
+/// loop) does not overflow it.
+const MAX_BURST: usize = 64;
 
 #[derive(Default)]
 struct State {
@@ -45,6 +54,7 @@ pub(crate) fn ws_queue(capacity: usize) -> (WsCommandSender, WsCommands) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State::default()),
         waker: AtomicWaker::new(),
+        taken: Condvar::new(),
         capacity: capacity.max(1),
     });
     let sender = WsCommandSender {
@@ -147,6 +157,21 @@ impl WsCommands {
         f()
     }
 
+    /// How many received messages to hand the hub at once before taking
+    /// the answers they caused (see [`WsQueueRoom`] where another thread
+    /// takes them).
+    pub fn burst_limit(&self) -> usize {
+        MAX_BURST.min(self.shared.capacity.div_ceil(2))
+    }
+
+    /// A handle for the connection's reader, when another thread takes the
+    /// commands.
+    pub fn room(&self) -> WsQueueRoom {
+        WsQueueRoom {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// The next command if one is queued, without waiting.
     pub fn try_recv(&mut self) -> Result<WsCommand, TryRecvError> {
         if let Some(command) = self.taken.pop_front() {
@@ -160,6 +185,9 @@ impl WsCommands {
         std::mem::swap(&mut self.taken, &mut state.commands);
         let sender_gone = state.sender_gone;
         drop(state);
+        if !self.taken.is_empty() {
+            self.shared.taken.notify_all();
+        }
         match self.taken.pop_front() {
             Some(command) => Ok(command),
             None if sender_gone => {
@@ -196,6 +224,39 @@ impl Drop for WsCommands {
         state.receiver_gone = true;
         // What is queued will never be written; free it now.
         state.commands.clear();
+        drop(state);
+        self.shared.taken.notify_all();
+    }
+}
+
+/// A connection reader's view of its queue, when another thread takes the
+/// commands (the threads adapter's writer): before handing the hub more
+/// messages, the reader waits for the writer to catch up.
+#[derive(Clone)]
+pub struct WsQueueRoom {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for WsQueueRoom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsQueueRoom").finish_non_exhaustive()
+    }
+}
+
+impl WsQueueRoom {
+    /// Blocks until at most half the queue is taken up, the receiver is
+    /// gone, or `timeout` passed (a writer stuck on a peer that does not
+    /// read: the hub then finds the queue full and closes the session).
+    pub fn wait(&self, timeout: Duration) {
+        let state = self.shared.lock();
+        let half = self.shared.capacity / 2;
+        let _ = self
+            .shared
+            .taken
+            .wait_timeout_while(state, timeout, |state| {
+                state.commands.len() > half && !state.receiver_gone
+            })
+            .unwrap_or_else(PoisonError::into_inner);
     }
 }
 
@@ -261,6 +322,41 @@ mod tests {
         assert!(Pin::new(&mut rx).poll_next(&mut cx).is_pending());
         tx.try_send(send(3)).unwrap();
         assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_reader_waits_for_room_until_the_writer_takes_a_batch() {
+        let (mut tx, mut rx) = ws_queue(4);
+        assert_eq!(rx.burst_limit(), 2);
+        let room = rx.room();
+        for n in 0..4 {
+            tx.try_send(send(n)).unwrap();
+        }
+        let started = std::time::Instant::now();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(number(rx.try_recv().unwrap()), 0);
+            rx
+        });
+        room.wait(Duration::from_secs(10));
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(40),
+            "returned before the batch was taken"
+        );
+        assert!(
+            waited < Duration::from_secs(5),
+            "not woken when the batch was taken"
+        );
+        // Room: no wait; and none once the receiver is gone.
+        room.wait(Duration::from_secs(10));
+        drop(writer.join().unwrap());
+        for n in 0..4 {
+            let _ = tx.try_send(send(n));
+        }
+        let started = std::time::Instant::now();
+        room.wait(Duration::from_secs(10));
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[test]

@@ -32,7 +32,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::task::{Context, Wake, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -327,7 +327,7 @@ pub fn serve_connection(mut stream: TcpStream, routes: Routes) -> io::Result<()>
             },
             None if handshake::is_upgrade_request(&request) => {
                 let Some(handler) = routes.websocket.find(request.path()).cloned() else {
-                    write_status(&mut stream, 404, false)?;
+                    write_status(&mut stream, &request.method, 404, false)?;
                     return Ok(());
                 };
                 let buffered = reader.take_buffered();
@@ -345,7 +345,7 @@ pub fn serve_connection(mut stream: TcpStream, routes: Routes) -> io::Result<()>
             None => match routes.table.http() {
                 Some(handler) => handler(&request, body),
                 None => {
-                    write_status(&mut stream, 404, keep_alive)?;
+                    write_status(&mut stream, &request.method, 404, keep_alive)?;
                     if !keep_alive {
                         return Ok(());
                     }
@@ -356,7 +356,7 @@ pub fn serve_connection(mut stream: TcpStream, routes: Routes) -> io::Result<()>
         if !keep_alive {
             response.headers.push(("Connection".into(), "close".into()));
         }
-        stream.write_all(&response.encode())?;
+        stream.write_all(&response.encode_for(&request.method))?;
         if !keep_alive {
             let _ = stream.shutdown(Shutdown::Both);
             return Ok(());
@@ -460,6 +460,11 @@ fn wait_for_poll(
     }))
 }
 
+/// How long a reader waits for its writer to make room in the queue before
+/// handing the hub more messages anyway (the hub then finds the queue full
+/// and closes the session: the peer is not reading).
+const WRITER_CATCH_UP: Duration = Duration::from_secs(5);
+
 /// Carries an Engine.IO WebSocket: this thread reads and feeds the
 /// endpoint a read's messages at a time; a writer thread carries out the
 /// endpoint's commands, writing all that are queued together.
@@ -470,6 +475,7 @@ fn pump_engine_ws(
     commands: switchboard_async::engineio::WsCommands,
 ) {
     let sender = ws.sender();
+    let (burst_limit, room) = (commands.burst_limit(), commands.room());
     let writer = std::thread::Builder::new()
         .name("switchboard-eio-ws-writer".into())
         .spawn(move || write_commands(&sender, commands));
@@ -486,16 +492,27 @@ fn pump_engine_ws(
             Ok(message) => burst.push(message),
             Err(error) => failed = Some(error),
         }
-        while failed.is_none()
-            && let Some(next) = ws.next_buffered()
-        {
-            match next {
-                Ok(message) => burst.push(message),
-                Err(error) => failed = Some(error),
+        // The rest of the read in batches; before each next one the writer
+        // catches up, so a read of more messages than the queue holds does
+        // not overflow it.
+        loop {
+            while failed.is_none()
+                && burst.len() < burst_limit
+                && let Some(next) = ws.next_buffered()
+            {
+                match next {
+                    Ok(message) => burst.push(message),
+                    Err(error) => failed = Some(error),
+                }
             }
-        }
-        if !burst.is_empty() {
-            engine.ws_messages(conn, burst.drain(..));
+            let more = burst.len() == burst_limit;
+            if !burst.is_empty() {
+                engine.ws_messages(conn, burst.drain(..));
+            }
+            if failed.is_some() || !more {
+                break;
+            }
+            room.wait(WRITER_CATCH_UP);
         }
         if let Some(error) = failed {
             tracing::debug!(%error, "Engine.IO WebSocket failed");
@@ -541,13 +558,13 @@ fn write_commands(sender: &ws::Sender, mut commands: switchboard_async::engineio
     let _ = sender.close(None);
 }
 
-fn write_status(stream: &mut TcpStream, status: u16, keep_alive: bool) -> io::Result<()> {
-    let connection = if keep_alive { "keep-alive" } else { "close" };
-    let bytes = switchboard_core::http::encode_response(
-        status,
-        &[("Content-Type", "text/plain"), ("Connection", connection)],
-        switchboard_core::http::reason_phrase(status).as_bytes(),
-    );
+fn write_status(
+    stream: &mut TcpStream,
+    method: &str,
+    status: u16,
+    keep_alive: bool,
+) -> io::Result<()> {
+    let bytes = switchboard_core::http::encode_status_response(method, status, keep_alive);
     stream.write_all(&bytes)?;
     if !keep_alive {
         let _ = stream.shutdown(Shutdown::Both);
