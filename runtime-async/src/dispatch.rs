@@ -139,6 +139,15 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
         overflowed
     }
 
+    /// How many events of `key` wait to be taken by a deliverer (a
+    /// deliverer's current batch not counted).
+    pub(crate) fn queued(&self, key: &K) -> usize {
+        self.lock()
+            .keys
+            .get(key)
+            .map_or(0, |queue| queue.events.len())
+    }
+
     /// Whether no event waits for a deliverer.
     pub(crate) fn is_idle(&self) -> bool {
         self.ready_len.load(Ordering::Acquire) == 0

@@ -18,7 +18,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Poll, ready};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_io::{AsyncRead, AsyncWrite};
@@ -744,6 +744,13 @@ pub async fn pump_engine_ws<S, R>(
                         }
                         Err(()) => break,
                     }
+                    // Async handlers still running from the last batch:
+                    // the rest of the read waits for them a little.
+                    let catch_up = Instant::now() + HANDLERS_CATCH_UP;
+                    while !engine.has_room(conn) && Instant::now() < catch_up {
+                        let runtime = ws.runtime().clone();
+                        runtime.sleep_until(Instant::now() + HANDLERS_POLL).await;
+                    }
                 }
                 if let Some(error) = failed {
                     tracing::debug!(%error, "Engine.IO WebSocket failed");
@@ -798,6 +805,13 @@ pub async fn pump_engine_ws<S, R>(
         }
     }
 }
+
+/// How long an Engine.IO WebSocket that read a burst waits at most for the
+/// application's handlers to make room ([`EngineIo::has_room`]) before
+/// handing over more anyway (a handler backlog then over its limit closes
+/// the socket), and how often it looks.
+pub const HANDLERS_CATCH_UP: Duration = Duration::from_secs(5);
+const HANDLERS_POLL: Duration = Duration::from_millis(1);
 
 /// Feeds every command queued for an Engine.IO WebSocket into it (written
 /// once enough is buffered): `Ok(false)` when the endpoint closed the

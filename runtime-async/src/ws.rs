@@ -76,6 +76,11 @@ where
         ws
     }
 
+    /// The runtime the WebSocket runs on.
+    pub(crate) fn runtime(&self) -> &R {
+        &self.runtime
+    }
+
     /// The sub-protocol agreed in the handshake.
     pub fn protocol(&self) -> Option<&str> {
         self.protocol.as_deref()

@@ -24,9 +24,10 @@ use switchboard_async::socketio::client::{
     AckError, ClientBuilder, DisconnectReason as ClientReason, Transport,
 };
 use switchboard_async::socketio::{DisconnectReason, SocketIo, SocketIoConfig};
-use switchboard_conformance::RuntimeKind;
+use switchboard_conformance::raw::frame;
 use switchboard_conformance::runtime::spawn_socketio;
 use switchboard_conformance::sio_client::ClientRuntime;
+use switchboard_conformance::{RuntimeKind, eio_cases};
 use switchboard_threads::socketio::client::Threads;
 
 const LIMIT: usize = 4;
@@ -273,6 +274,65 @@ fn client_handlers_awaiting_acks_do_not_stall(runtime: RuntimeKind) {
     client.io().disconnect();
 }
 
+/// A client that emits more events at once than its socket's handler
+/// backlog holds (`max_pending_events`, here 256: a client emitting in a
+/// loop, in one write) is not disconnected: its connection hands the rest
+/// of the read over as the handlers catch up (sync handlers on the threads
+/// pool, async ones on the async runtimes), and every event is handled.
+fn a_burst_waits_for_the_handlers(runtime: RuntimeKind) {
+    const BURST: usize = 2000;
+    let io = SocketIo::new(SocketIoConfig {
+        max_pending_events: 256,
+        ..SocketIoConfig::default()
+    });
+    io.ns("/", move |socket| {
+        // A little work per event, so that the burst outruns the handlers.
+        if runtime == RuntimeKind::Threads {
+            socket.on("work", |socket, event| {
+                std::thread::sleep(Duration::from_micros(200));
+                let n: u64 = event.arg(0).expect("a number");
+                let _ = socket.emit("done", &[n]);
+            });
+        } else {
+            socket.on_async("work", |socket, event| async move {
+                ::smol::Timer::after(Duration::from_micros(200)).await;
+                let n: u64 = event.arg(0).expect("a number");
+                let _ = socket.emit("done", &[n]);
+            });
+        }
+    });
+    let addr = spawn_socketio(runtime, io);
+    let mut conn = eio_cases::ws_open(addr, "/socket.io/?EIO=4&transport=websocket");
+    let next = |conn: &mut _| loop {
+        match eio_cases::ws_recv(conn, WAIT) {
+            eio_cases::WsMsg::Text(ping) if ping == "2" => eio_cases::ws_text(conn, "3"),
+            eio_cases::WsMsg::Text(text) => break text,
+            other => panic!("expected a packet, got {other:?}"),
+        }
+    };
+    assert!(next(&mut conn).starts_with('0'), "the open packet");
+    eio_cases::ws_text(&mut conn, "40");
+    assert!(next(&mut conn).starts_with("40"), "the CONNECT answer");
+    let burst: Vec<u8> = (0..BURST)
+        .flat_map(|n| frame(1, true, 0, format!(r#"42["work",{n}]"#).as_bytes(), true))
+        .collect();
+    conn.write(&burst);
+    let mut done = vec![false; BURST];
+    for _ in 0..BURST {
+        let packet = next(&mut conn);
+        let n: usize = packet
+            .strip_prefix(r#"42["done","#)
+            .and_then(|rest| rest.strip_suffix(']'))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("expected a done event, got {packet:?}"));
+        assert!(!done[n], "event {n} handled twice");
+        done[n] = true;
+    }
+    // Still connected: one more event is handled.
+    eio_cases::ws_text(&mut conn, r#"42["work",0]"#);
+    assert_eq!(next(&mut conn), r#"42["done",0]"#);
+}
+
 /// The scenarios on `$kind`, as the modules `tokio`, `smol`, `async_std`
 /// and `threads`.
 macro_rules! runtime_suite {
@@ -283,6 +343,11 @@ macro_rules! runtime_suite {
             #[test]
             fn backlog_is_bounded() {
                 super::backlog_is_bounded($kind);
+            }
+
+            #[test]
+            fn a_burst_waits_for_the_handlers() {
+                super::a_burst_waits_for_the_handlers($kind);
             }
 
             #[test]

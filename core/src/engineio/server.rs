@@ -679,6 +679,11 @@ impl Server {
         }
     }
 
+    /// The session WebSocket `conn` carries (or probes for).
+    pub fn conn_session(&self, conn: ConnId) -> Option<&str> {
+        self.conns.get(&conn).map(|sid| &**sid)
+    }
+
     /// A message arrived on a WebSocket accepted for `conn`.
     pub fn ws_message(&mut self, conn: ConnId, message: Message, now: Instant) {
         let Some(sid) = self.conns.get(&conn).cloned() else {

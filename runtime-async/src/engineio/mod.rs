@@ -61,6 +61,17 @@ const SHARDS_PER_CPU: usize = 4;
 pub trait EventHandler: Send + Sync + 'static {
     /// Handles one event.
     fn handle(&self, engine: &EngineIo, event: ServerEvent);
+
+    /// Whether the application takes more of session `sid`'s messages
+    /// now. A WebSocket connection that read more messages at once than
+    /// it hands over in one batch waits a little for this (see
+    /// [`EngineIo::has_room`]) before handing over the rest, so a
+    /// handler backlog a client's burst would overflow is met by not
+    /// reading (TCP backpressure) instead. Always `true` by default.
+    fn has_room(&self, sid: &str) -> bool {
+        let _ = sid;
+        true
+    }
 }
 
 impl<F> EventHandler for F
@@ -386,6 +397,19 @@ impl EngineIo {
                 server.ws_message(conn, message, now);
             }
         });
+    }
+
+    /// Whether the application takes more messages of the session that
+    /// WebSocket `conn` carries now ([`EventHandler::has_room`]).
+    pub fn has_room(&self, conn: ConnId) -> bool {
+        let sid = {
+            let state = lock(&self.hub.shards[conn.shard()]);
+            match state.server.conn_session(conn) {
+                Some(sid) => sid.to_owned(),
+                None => return true,
+            }
+        };
+        self.hub.handler.has_room(&sid)
     }
 
     /// WebSocket `conn` closed, failed, or its handshake failed.

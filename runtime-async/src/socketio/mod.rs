@@ -265,18 +265,12 @@ impl SocketIo {
             max_pending_events: config.max_pending_events.max(1),
             this: this.clone(),
         });
-        let weak = Arc::downgrade(&hub);
-        let engine = EngineIo::new(config.engine, move |_: &EngineIo, event: EngineEvent| {
-            let Some(hub) = weak.upgrade() else {
-                return;
-            };
-            let now = Instant::now();
-            hub.with_core(|core| match event {
-                EngineEvent::Open { sid, version, .. } => core.handle_open(&sid, version, now),
-                EngineEvent::Message { sid, data } => core.handle_message(&sid, data, now),
-                EngineEvent::Close { sid, reason } => core.handle_close(&sid, reason),
-            });
-        });
+        let engine = EngineIo::new(
+            config.engine,
+            EngineEvents {
+                hub: Arc::downgrade(&hub),
+            },
+        );
         let _ = hub.engine.set(engine);
         SocketIo { hub }
     }
@@ -437,6 +431,49 @@ impl Timed for Hub {
 
     fn timer_signal(&self) -> &TimerSignal {
         &self.timer
+    }
+}
+
+/// The Socket.IO server as its Engine.IO endpoint's event handler.
+struct EngineEvents {
+    hub: Weak<Hub>,
+}
+
+impl engineio::EventHandler for EngineEvents {
+    fn handle(&self, _: &EngineIo, event: EngineEvent) {
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        hub.with_core(|core| match event {
+            EngineEvent::Open { sid, version, .. } => core.handle_open(&sid, version, now),
+            EngineEvent::Message { sid, data } => core.handle_message(&sid, data, now),
+            EngineEvent::Close { sid, reason } => core.handle_close(&sid, reason),
+        });
+    }
+
+    /// Room while every socket of the session has at most half of
+    /// [`SocketIoConfig::max_pending_events`] events waiting for its
+    /// handlers and async handlers running: a client's burst then waits
+    /// in TCP instead of disconnecting its socket. (Looks through the
+    /// sockets: asked only after a burst.)
+    fn has_room(&self, sid: &str) -> bool {
+        let Some(hub) = self.hub.upgrade() else {
+            return true;
+        };
+        let half = hub.max_pending_events / 2;
+        let sockets: Vec<(SocketId, Arc<SocketEntry>)> = hub
+            .sockets
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, entry)| &*entry.handshake.sid == sid)
+            .map(|(id, entry)| (id.clone(), entry.clone()))
+            .collect();
+        sockets.into_iter().all(|(id, entry)| {
+            entry.running.load(Ordering::Relaxed) <= half
+                && hub.events.queued(&(id, Lane::Events)) <= half
+        })
     }
 }
 

@@ -465,6 +465,12 @@ fn wait_for_poll(
 /// and closes the session: the peer is not reading).
 const WRITER_CATCH_UP: Duration = Duration::from_secs(5);
 
+/// How long a reader waits at most for the application's handlers to make
+/// room for a session's messages, and how often it looks (see
+/// `EngineIo::has_room`).
+const HANDLERS_CATCH_UP: Duration = switchboard_async::server::HANDLERS_CATCH_UP;
+const HANDLERS_POLL: Duration = Duration::from_millis(1);
+
 /// Carries an Engine.IO WebSocket: this thread reads and feeds the
 /// endpoint a read's messages at a time; a writer thread carries out the
 /// endpoint's commands, writing all that are queued together.
@@ -513,6 +519,13 @@ fn pump_engine_ws(
                 break;
             }
             room.wait(WRITER_CATCH_UP);
+            // Sync handlers run on the pool: the rest of the read waits
+            // for them a little, so a burst the handlers' backlog would
+            // overflow waits in TCP instead.
+            let catch_up = Instant::now() + HANDLERS_CATCH_UP;
+            while !engine.has_room(conn) && Instant::now() < catch_up {
+                std::thread::sleep(HANDLERS_POLL);
+            }
         }
         if let Some(error) = failed {
             tracing::debug!(%error, "Engine.IO WebSocket failed");
