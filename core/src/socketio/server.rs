@@ -73,6 +73,12 @@ pub struct ServerConfig {
     /// [`EmitError::TooManyRooms`]. Node has no such limit: it bounds what
     /// a handler joining rooms that clients name can cost.
     pub max_rooms_per_socket: usize,
+    /// The longest room name, in bytes, [`Server::join`] takes (default
+    /// 1,024); a longer one fails with [`EmitError::RoomNameTooLong`].
+    /// With `max_rooms_per_socket` it bounds the rooms index per socket
+    /// (about 4 MiB by default) when handlers join rooms that clients
+    /// name. Node has no such limit.
+    pub max_room_name_len: usize,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +88,7 @@ impl Default for ServerConfig {
             decoder: DecoderConfig::default(),
             max_namespaces_per_session: 64,
             max_rooms_per_socket: 4096,
+            max_room_name_len: 1024,
         }
     }
 }
@@ -163,6 +170,13 @@ pub enum EmitError {
     /// already.
     #[error("the socket is in {limit} rooms already")]
     TooManyRooms {
+        /// The limit.
+        limit: usize,
+    },
+    /// The room name is longer than [`ServerConfig::max_room_name_len`]
+    /// bytes.
+    #[error("room names are at most {limit} bytes long")]
+    RoomNameTooLong {
         /// The limit.
         limit: usize,
     },
@@ -796,9 +810,16 @@ impl Server {
     /// Adds a connected socket to `room`; past
     /// [`ServerConfig::max_rooms_per_socket`] rooms it fails with
     /// [`EmitError::TooManyRooms`] (joining a room it is in already
-    /// succeeds).
+    /// succeeds), and a name longer than
+    /// [`ServerConfig::max_room_name_len`] with
+    /// [`EmitError::RoomNameTooLong`].
     pub fn join(&mut self, socket: &SocketId, room: &str) -> Result<(), EmitError> {
         let namespace = self.connected(socket)?.namespace.clone();
+        if room.len() > self.config.max_room_name_len {
+            return Err(EmitError::RoomNameTooLong {
+                limit: self.config.max_room_name_len,
+            });
+        }
         let limit = self.config.max_rooms_per_socket;
         if self.rooms.room_count(&namespace, socket) >= limit
             && !self.rooms.is_in(&namespace, room, socket)
@@ -1367,6 +1388,27 @@ mod tests {
         server.leave(&socket, "a").unwrap();
         server.join(&socket, "c").expect("room again after a leave");
         assert_eq!(server.rooms_of(&socket).len(), 3);
+    }
+
+    #[test]
+    fn room_names_are_at_most_max_room_name_len_bytes() {
+        let mut server = Server::new(ServerConfig {
+            max_room_name_len: 4,
+            ..ServerConfig::default()
+        });
+        server.add_namespace("/");
+        let t0 = Instant::now();
+        server.handle_open("s1", Eio::V4, t0);
+        let socket = connect(&mut server, "s1", "/", t0);
+        server.join(&socket, "four").unwrap();
+        assert!(matches!(
+            server.join(&socket, "fives"),
+            Err(EmitError::RoomNameTooLong { limit: 4 })
+        ));
+        // Bytes, not characters.
+        assert!(server.join(&socket, "éé").is_ok());
+        assert!(server.join(&socket, "ééé").is_err());
+        assert_eq!(server.room_size("/", "fives"), 0);
     }
 
     #[test]

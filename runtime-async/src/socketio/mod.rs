@@ -979,7 +979,9 @@ impl Socket {
 
     /// Joins `room`; fails with `EmitError::TooManyRooms` once the socket
     /// is in `max_rooms_per_socket` rooms (its own included; default
-    /// 4,096, set in [`SocketIoConfig::socketio`]).
+    /// 4,096), and with `EmitError::RoomNameTooLong` for a name longer
+    /// than `max_room_name_len` bytes (default 1,024); both set in
+    /// [`SocketIoConfig::socketio`].
     pub fn join(&self, room: &str) -> Result<(), EmitError> {
         self.hub.with_core(|core| core.join(&self.id, room))
     }
