@@ -1222,6 +1222,20 @@ pub fn polling_echoes_several_packets_per_post(addr: SocketAddr) {
     assert_eq!(s.recv_messages(2), ["4hello", "bAQIDBA=="]);
 }
 
+/// One POST of 3,000 packets (a client emitting in a loop over polling
+/// sends what it buffered in one POST) is echoed in full, in order, over
+/// the next polls, and the session stays open: more answers than
+/// `max_buffered_packets` (1024) fit in a polling session's queue.
+pub fn polling_post_of_many_packets_is_echoed(addr: SocketAddr) {
+    const PACKETS: usize = 3000;
+    let mut s = Polling::open(addr);
+    let sent: Vec<String> = (0..PACKETS).map(|i| format!("4m{i}")).collect();
+    s.post_ok(&sent.join("\x1e"));
+    assert_eq!(s.recv_messages(PACKETS), sent);
+    s.post_ok("4after");
+    assert_eq!(s.recv_messages(1), ["4after"]);
+}
+
 /// Messages queued while no poll is pending come back in the order they
 /// were sent; a held poll is released by a message.
 pub fn polling_queued_messages_arrive_in_order(addr: SocketAddr) {

@@ -105,9 +105,21 @@ pub struct ServerConfig {
     /// How long an upgrade may take, from the WebSocket being accepted to
     /// the client's `upgrade` packet (10 s).
     pub upgrade_timeout: Duration,
-    /// The most packets queued for a polling session (1024). Queuing more
-    /// closes the session with [`CloseReason::BufferFull`].
+    /// The most messages queued for one WebSocket connection (1024): the
+    /// adapters' queue from the endpoint to the connection's writer. A
+    /// connection whose peer stops reading until it is full is closed with
+    /// [`CloseReason::BufferFull`].
     pub max_buffered_packets: usize,
+    /// The most a polling session's queue (packets waiting for the client's
+    /// next poll) may hold, in bytes: each packet's encoded size plus 64
+    /// for its bookkeeping (default 4 MiB). Queuing more closes the session
+    /// with [`CloseReason::BufferFull`]. Bytes rather than packets: the
+    /// answers to one POST of many small packets (a client emitting in a
+    /// loop, whose packets the client sends together) fit, however many
+    /// there are, up to about what the POST itself could hold
+    /// (`max_payload`), while a few large packets cannot pile up to a
+    /// thousand times their size. Node sets no bound.
+    pub max_buffered_bytes: usize,
     /// CORS policy.
     pub cors: Cors,
     /// Whether the WebSocket transport accepts permessage-deflate (default
@@ -141,6 +153,7 @@ impl Default for ServerConfig {
             allow_eio3: false,
             upgrade_timeout: Duration::from_secs(10),
             max_buffered_packets: 1024,
+            max_buffered_bytes: 4 << 20,
             cors: Cors::default(),
             cookie: None,
             allow_request: None,
@@ -162,6 +175,7 @@ impl fmt::Debug for ServerConfig {
             .field("allow_eio3", &self.allow_eio3)
             .field("upgrade_timeout", &self.upgrade_timeout)
             .field("max_buffered_packets", &self.max_buffered_packets)
+            .field("max_buffered_bytes", &self.max_buffered_bytes)
             .field("cors", &self.cors)
             .field("cookie", &self.cookie)
             .field("per_message_deflate", &self.per_message_deflate)
@@ -282,7 +296,9 @@ pub enum CloseReason {
     ForcedClose,
     /// An invalid packet or payload.
     ParseError,
-    /// More than [`ServerConfig::max_buffered_packets`] packets queued
+    /// More than [`ServerConfig::max_buffered_bytes`] queued for a polling
+    /// session, or [`ServerConfig::max_buffered_packets`] messages for a
+    /// WebSocket
     /// (not in Node).
     BufferFull,
 }
@@ -453,7 +469,7 @@ struct Session {
     supports_binary: bool,
     transport: Transport,
     /// Packets waiting for a poll (polling only; WebSocket sends at once).
-    queue: VecDeque<Packet>,
+    queue: PollQueue,
     poll: Option<HeldPoll>,
     upgrade: Option<Upgrade>,
     /// v4: when to send the next ping (`None` while a pong is awaited).
@@ -966,7 +982,7 @@ impl Server {
                 continue;
             };
             self.polls.remove(&poll.id);
-            let packets = take_batch(&mut session.queue, self.config.max_payload);
+            let packets = session.queue.take_batch(self.config.max_payload);
             let response = payload_response(session, &packets, poll.headers);
             return Some(Transmit::PollResponse {
                 poll: poll.id,
@@ -1035,7 +1051,7 @@ impl Server {
             version,
             supports_binary: query_param(query, "b64").is_none(),
             transport: Transport::Polling,
-            queue: VecDeque::new(),
+            queue: PollQueue::default(),
             poll: None,
             upgrade: None,
             ping_at,
@@ -1088,7 +1104,7 @@ impl Server {
             return error(ErrorCode::BadRequest, cors);
         }
         if !session.queue.is_empty() {
-            let packets = take_batch(&mut session.queue, self.config.max_payload);
+            let packets = session.queue.take_batch(self.config.max_payload);
             return RequestOutcome::Respond(payload_response(session, &packets, cors));
         }
         if session.upgrade.is_some_and(|u| u.probed) {
@@ -1224,7 +1240,7 @@ impl Server {
                 release_with_noop(session, &mut self.polls, &mut self.transmits);
                 session.transport = Transport::WebSocket(conn);
                 let version = session.version;
-                for packet in session.queue.drain(..) {
+                for packet in session.queue.drain() {
                     self.transmits.push_back(Transmit::WsSend {
                         conn,
                         message: packet.encode_ws(version),
@@ -1256,7 +1272,7 @@ impl Server {
                 });
             }
             Transport::Polling => {
-                if session.queue.len() >= self.config.max_buffered_packets {
+                if session.queue.bytes + PollQueue::cost(&packet) > self.config.max_buffered_bytes {
                     return Err(CloseReason::BufferFull);
                 }
                 session.queue.push_back(packet);
@@ -1279,7 +1295,7 @@ impl Server {
         if let Some(poll) = session.poll.take() {
             self.polls.remove(&poll.id);
             let mut packets: Vec<Packet> = if reason == CloseReason::ForcedClose {
-                session.queue.drain(..).collect()
+                session.queue.drain().collect()
             } else {
                 Vec::new()
             };
@@ -1300,7 +1316,7 @@ impl Server {
             && let Some(now) = self.last_now
         {
             // No poll to answer now: the client's next one gets the close.
-            let mut packets: Vec<Packet> = session.queue.drain(..).collect();
+            let mut packets: Vec<Packet> = session.queue.drain().collect();
             packets.push(Packet::Close);
             let expires = now + self.config.ping_interval + self.config.ping_timeout;
             // In the deadline index like the sessions' own deadlines, so
@@ -1387,7 +1403,7 @@ fn release_with_noop(
         let packets = if session.queue.is_empty() {
             vec![Packet::Noop]
         } else {
-            session.queue.drain(..).collect()
+            session.queue.drain().collect()
         };
         let response = payload_response(session, &packets, poll.headers);
         transmits.push_back(Transmit::PollResponse {
@@ -1397,20 +1413,53 @@ fn release_with_noop(
     }
 }
 
-/// Takes queued packets for one poll response: at least one, then more
-/// while their estimated encoded size stays within `max_bytes`.
-fn take_batch(queue: &mut VecDeque<Packet>, max_bytes: usize) -> Vec<Packet> {
-    let mut batch = Vec::new();
-    let mut size = 0;
-    while let Some(packet) = queue.front() {
-        let len = packet.text_len_hint() + usize::from(!batch.is_empty());
-        if !batch.is_empty() && size + len > max_bytes {
-            break;
-        }
-        size += len;
-        batch.extend(queue.pop_front());
+/// A polling session's packets waiting for a poll, and what they cost
+/// ([`ServerConfig::max_buffered_bytes`]).
+#[derive(Debug, Default)]
+struct PollQueue {
+    packets: VecDeque<Packet>,
+    /// The sum of the packets' [`PollQueue::cost`].
+    bytes: usize,
+}
+
+impl PollQueue {
+    /// What a queued packet counts against the bound: its estimated
+    /// encoded size and its bookkeeping.
+    fn cost(packet: &Packet) -> usize {
+        packet.text_len_hint() + 64
     }
-    batch
+
+    fn push_back(&mut self, packet: Packet) {
+        self.bytes += Self::cost(&packet);
+        self.packets.push_back(packet);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.packets.is_empty()
+    }
+
+    /// Takes every packet.
+    fn drain(&mut self) -> std::collections::vec_deque::Drain<'_, Packet> {
+        self.bytes = 0;
+        self.packets.drain(..)
+    }
+
+    /// Takes packets for one poll response: at least one, then more while
+    /// their estimated encoded size stays within `max_bytes`.
+    fn take_batch(&mut self, max_bytes: usize) -> Vec<Packet> {
+        let mut batch = Vec::new();
+        let mut size = 0;
+        while let Some(packet) = self.packets.front() {
+            let len = packet.text_len_hint() + usize::from(!batch.is_empty());
+            if !batch.is_empty() && size + len > max_bytes {
+                break;
+            }
+            size += len;
+            self.bytes -= Self::cost(packet);
+            batch.extend(self.packets.pop_front());
+        }
+        batch
+    }
 }
 
 fn payload_response(
@@ -2190,8 +2239,10 @@ mod tests {
 
     #[test]
     fn buffer_bound_closes_the_session() {
+        // Room for three one-byte messages (`4x`: 2 bytes and 64 of
+        // bookkeeping each).
         let mut server = Server::new(ServerConfig {
-            max_buffered_packets: 3,
+            max_buffered_bytes: 3 * 66,
             ..config()
         });
         let t0 = Instant::now();
