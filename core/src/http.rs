@@ -560,7 +560,14 @@ pub struct RequestReader {
     limits: Limits,
     max_body: usize,
     pending: Option<(Request, BodyReader)>,
+    /// The pending request asked for `100 Continue` (`Expect:
+    /// 100-continue`) and has not had it yet.
+    owes_continue: bool,
 }
+
+/// The interim response a client that sent `Expect: 100-continue` waits
+/// for before it sends the body (RFC 9110, 10.1.1).
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 impl RequestReader {
     /// A reader with head `limits` and a body limit.
@@ -570,7 +577,32 @@ impl RequestReader {
             limits,
             max_body,
             pending: None,
+            owes_continue: false,
         }
+    }
+
+    /// [`CONTINUE`], once, when the request whose body is awaited asked for
+    /// it with `Expect: 100-continue` and none of its body has arrived: the
+    /// adapter writes it before reading on. (A request whose body is
+    /// already there, or that has none, is answered without it.)
+    ///
+    /// ```
+    /// use switchboard_core::http::{CONTINUE, Limits, RequestReader};
+    /// let mut reader = RequestReader::new(Limits::default(), 1024);
+    /// reader.receive(b"POST /a HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n");
+    /// assert!(reader.next_request().unwrap().is_none());
+    /// assert_eq!(reader.take_interim(), Some(CONTINUE));
+    /// assert_eq!(reader.take_interim(), None);
+    /// reader.receive(b"hi");
+    /// assert_eq!(&reader.next_request().unwrap().unwrap().body[..], b"hi");
+    /// ```
+    pub fn take_interim(&mut self) -> Option<&'static [u8]> {
+        let owed = std::mem::take(&mut self.owes_continue);
+        let waiting = self
+            .pending
+            .as_ref()
+            .is_some_and(|(_, body)| body.body.is_empty() && !body.truncated);
+        (owed && waiting).then_some(CONTINUE)
     }
 
     /// Buffers bytes read from the connection.
@@ -589,6 +621,11 @@ impl RequestReader {
             };
             let _ = self.buf.split_to(len);
             let body = BodyReader::new(&request.headers, self.max_body, false)?;
+            self.owes_continue = request.version == 1
+                && request
+                    .headers
+                    .get("expect")
+                    .is_some_and(|value| value.eq_ignore_ascii_case("100-continue"));
             self.pending = Some((request, body));
         }
         let (_, body) = self.pending.as_mut().expect("set above");

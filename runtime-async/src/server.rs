@@ -605,13 +605,17 @@ async fn next_request<S, R>(
     timer: &mut LazyTimer<R::Sleep>,
 ) -> Result<Option<IncomingRequest>, RequestError>
 where
-    S: AsyncRead + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
     R: Runtime,
 {
     let started = Instant::now();
     loop {
         if let Some(incoming) = reader.next_request().map_err(RequestError::Http)? {
             return Ok(Some(incoming));
+        }
+        if let Some(interim) = reader.take_interim() {
+            io.write_all(interim).await.map_err(RequestError::Io)?;
+            io.flush().await.map_err(RequestError::Io)?;
         }
         let waiting_for_more = first || reader.has_partial_request();
         let timeout = if waiting_for_more {

@@ -582,6 +582,31 @@ pub fn head_responses_have_no_body(addr: SocketAddr) {
     }
 }
 
+/// A POST sent with `Expect: 100-continue` gets `100 Continue` once its
+/// head is in (RFC 9110, 10.1.1; Node's `http` answers it too), then its
+/// answer once the body follows; the message reaches the session.
+pub fn expect_continue_gets_100(addr: SocketAddr) {
+    let mut s = Polling::open(addr);
+    let body = "4hello";
+    let mut conn = raw::connect(addr);
+    conn.write(
+        format!(
+            "POST {PATH}?EIO=4&transport=polling&sid={} HTTP/1.1\r\nHost: x\r\n\
+             Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\
+             Expect: 100-continue\r\n\r\n",
+            s.sid,
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let interim = conn.read_head(T).expect("an answer to the head");
+    assert!(interim.starts_with("HTTP/1.1 100 "), "{interim}");
+    conn.write(body.as_bytes());
+    let head = conn.read_head(T).expect("the POST's answer");
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    assert_eq!(s.recv_messages(1), [body]);
+}
+
 /// One request on a fresh connection.
 pub fn http_request(
     addr: SocketAddr,

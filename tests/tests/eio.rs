@@ -105,6 +105,7 @@ macro_rules! v4_cases {
             polling_echoes_binary,
             polling_echoes_several_packets_per_post,
             polling_post_of_many_packets_is_echoed,
+            expect_continue_gets_100,
             polling_queued_messages_arrive_in_order,
             websocket_echoes_text_and_binary,
             heartbeat_keeps_a_polling_session,

@@ -387,6 +387,9 @@ fn next_request(
         if let Some(incoming) = reader.next_request().map_err(RequestError::Http)? {
             return Ok(Some(incoming));
         }
+        if let Some(interim) = reader.take_interim() {
+            stream.write_all(interim).map_err(RequestError::Io)?;
+        }
         let waiting_for_more = first || reader.has_partial_request();
         let timeout = if waiting_for_more {
             limits.request_timeout
