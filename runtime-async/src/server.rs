@@ -724,6 +724,7 @@ pub async fn pump_engine_ws<S, R>(
                 burst.push(message);
                 let mut failed = None;
                 let mut closing = false;
+                let mut patient = true;
                 loop {
                     while burst.len() < burst_limit {
                         match ws.next_buffered() {
@@ -749,9 +750,14 @@ pub async fn pump_engine_ws<S, R>(
                         Err(()) => break,
                     }
                     // Async handlers still running from the last batch:
-                    // the rest of the read waits for them a little.
+                    // the rest of the read waits for them a little, unless
+                    // they already made no room in a whole wait.
                     let catch_up = Instant::now() + HANDLERS_CATCH_UP;
-                    while !engine.has_room(conn) && Instant::now() < catch_up {
+                    while patient && !engine.has_room(conn) {
+                        if Instant::now() >= catch_up {
+                            patient = false;
+                            break;
+                        }
                         let runtime = ws.runtime().clone();
                         runtime.sleep_until(Instant::now() + HANDLERS_POLL).await;
                     }
@@ -813,7 +819,8 @@ pub async fn pump_engine_ws<S, R>(
 /// How long an Engine.IO WebSocket that read a burst waits at most for the
 /// application's handlers to make room ([`EngineIo::has_room`]) before
 /// handing over more anyway (a handler backlog then over its limit closes
-/// the socket), and how often it looks.
+/// the socket), and how often it looks. Handlers that made no room in a
+/// whole wait are not waited for again in the same read.
 pub const HANDLERS_CATCH_UP: Duration = Duration::from_secs(5);
 const HANDLERS_POLL: Duration = Duration::from_millis(1);
 

@@ -333,6 +333,58 @@ fn a_burst_waits_for_the_handlers(runtime: RuntimeKind) {
     assert_eq!(next(&mut conn), r#"42["done",0]"#);
 }
 
+/// A burst to handlers that make no progress at all (blocked for good):
+/// the connection waits for them once (`HANDLERS_CATCH_UP`, 5 s), not
+/// once per batch of the read, then hands the rest over and the socket is
+/// disconnected at `max_pending_events`, as a slow flood is.
+fn a_burst_to_stuck_handlers_disconnects_after_one_wait(runtime: RuntimeKind) {
+    const BURST: usize = 2000;
+    let io = SocketIo::new(SocketIoConfig {
+        max_pending_events: 256,
+        ..SocketIoConfig::default()
+    });
+    let (gate_keeper, gate) = async_channel::bounded::<()>(1);
+    io.ns("/", move |socket| {
+        let gate = gate.clone();
+        if runtime == RuntimeKind::Threads {
+            socket.on("work", move |_, _| {
+                let _ = gate.recv_blocking();
+            });
+        } else {
+            socket.on_async("work", move |_, _| {
+                let gate = gate.clone();
+                async move {
+                    let _ = gate.recv().await;
+                }
+            });
+        }
+    });
+    let addr = spawn_socketio(runtime, io);
+    let mut conn = eio_cases::ws_open(addr, "/socket.io/?EIO=4&transport=websocket");
+    let next = |conn: &mut _| loop {
+        match eio_cases::ws_recv(conn, Duration::from_secs(20)) {
+            eio_cases::WsMsg::Text(ping) if ping == "2" => eio_cases::ws_text(conn, "3"),
+            other => break other,
+        }
+    };
+    assert!(matches!(next(&mut conn), eio_cases::WsMsg::Text(open) if open.starts_with('0')));
+    eio_cases::ws_text(&mut conn, "40");
+    assert!(matches!(next(&mut conn), eio_cases::WsMsg::Text(ok) if ok.starts_with("40")));
+    let burst: Vec<u8> = (0..BURST)
+        .flat_map(|n| frame(1, true, 0, format!(r#"42["work",{n}]"#).as_bytes(), true))
+        .collect();
+    let started = std::time::Instant::now();
+    conn.write(&burst);
+    match next(&mut conn) {
+        eio_cases::WsMsg::Text(disconnect) => assert_eq!(disconnect, "41"),
+        other => panic!("expected the socket's disconnect, got {other:?}"),
+    }
+    let took = started.elapsed();
+    // One wait of 5 s; a wait per batch of 64 would take three or more.
+    assert!(took < Duration::from_secs(9), "disconnected after {took:?}");
+    gate_keeper.close();
+}
+
 /// The scenarios on `$kind`, as the modules `tokio`, `smol`, `async_std`
 /// and `threads`.
 macro_rules! runtime_suite {
@@ -348,6 +400,11 @@ macro_rules! runtime_suite {
             #[test]
             fn a_burst_waits_for_the_handlers() {
                 super::a_burst_waits_for_the_handlers($kind);
+            }
+
+            #[test]
+            fn a_burst_to_stuck_handlers_disconnects_after_one_wait() {
+                super::a_burst_to_stuck_handlers_disconnects_after_one_wait($kind);
             }
 
             #[test]

@@ -504,6 +504,7 @@ fn pump_engine_ws(
         // The rest of the read in batches; before each next one the writer
         // catches up, so a read of more messages than the queue holds does
         // not overflow it.
+        let mut patient = true;
         loop {
             while failed.is_none()
                 && burst.len() < burst_limit
@@ -524,9 +525,14 @@ fn pump_engine_ws(
             room.wait(WRITER_CATCH_UP);
             // Sync handlers run on the pool: the rest of the read waits
             // for them a little, so a burst the handlers' backlog would
-            // overflow waits in TCP instead.
+            // overflow waits in TCP instead; unless they made no room in a
+            // whole wait already.
             let catch_up = Instant::now() + HANDLERS_CATCH_UP;
-            while !engine.has_room(conn) && Instant::now() < catch_up {
+            while patient && !engine.has_room(conn) {
+                if Instant::now() >= catch_up {
+                    patient = false;
+                    break;
+                }
                 std::thread::sleep(HANDLERS_POLL);
             }
         }
