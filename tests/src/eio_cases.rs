@@ -778,6 +778,34 @@ impl Polling {
         Self::open_at(addr, PATH, 4)
     }
 
+    /// A v4 session on `path` opened without checking the handshake
+    /// against the contract's settings (for servers with other intervals).
+    pub fn open_any(addr: SocketAddr, path: &str) -> Polling {
+        let r = http_request(
+            addr,
+            "GET",
+            &format!("{path}?EIO=4&transport=polling"),
+            &[],
+            b"",
+        );
+        assert_eq!(r.status, 200, "handshake: {}{}", r.head, r.text());
+        let open = r.text();
+        let json = open
+            .strip_prefix('0')
+            .unwrap_or_else(|| panic!("not an open packet: {open}"));
+        let sid = Json::parse(json)
+            .ok()
+            .and_then(|open| open.get("sid").and_then(Json::as_str).map(str::to_owned))
+            .unwrap_or_else(|| panic!("no sid in {open}"));
+        Polling {
+            sid,
+            path: path.to_owned(),
+            eio: 4,
+            get: Http::new(addr),
+            post: Http::new(addr),
+        }
+    }
+
     /// A session on `path` with protocol `eio`; checks the handshake.
     pub fn open_at(addr: SocketAddr, path: &str, eio: u8) -> Polling {
         let mut get = Http::new(addr);

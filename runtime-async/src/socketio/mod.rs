@@ -30,7 +30,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -195,6 +195,9 @@ struct SocketEntry {
     extensions: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
     /// This socket's event handlers running as spawned tasks.
     running: AtomicUsize,
+    /// Its handlers made no room in a whole wait for them
+    /// ([`Hub::wait_for_handlers`]): not waited for again until they do.
+    stuck: AtomicBool,
 }
 
 pub(crate) enum AckSlot {
@@ -445,11 +448,25 @@ impl engineio::EventHandler for EngineEvents {
             return;
         };
         let now = Instant::now();
-        hub.with_core(|core| match event {
-            EngineEvent::Open { sid, version, .. } => core.handle_open(&sid, version, now),
-            EngineEvent::Message { sid, data } => core.handle_message(&sid, data, now),
-            EngineEvent::Close { sid, reason } => core.handle_close(&sid, reason),
-        });
+        match event {
+            EngineEvent::Message { sid, data } if hub.handler_runner.get().is_some() => {
+                // Handlers on a pool: the connection that read this message
+                // waits for a socket's backlog past half its limit (a
+                // client's burst, over polling too), so the client is held
+                // back by TCP instead of disconnected.
+                let mut received = Vec::new();
+                hub.with_core_noting(
+                    |core| core.handle_message(&sid, data, now),
+                    Some(&mut received),
+                );
+                hub.wait_for_handlers(&received);
+            }
+            event => hub.with_core(|core| match event {
+                EngineEvent::Open { sid, version, .. } => core.handle_open(&sid, version, now),
+                EngineEvent::Message { sid, data } => core.handle_message(&sid, data, now),
+                EngineEvent::Close { sid, reason } => core.handle_close(&sid, reason),
+            }),
+        }
     }
 
     /// Room while every socket of the session has at most half of
@@ -470,9 +487,12 @@ impl engineio::EventHandler for EngineEvents {
             .filter(|(_, entry)| &*entry.handshake.sid == sid)
             .map(|(id, entry)| (id.clone(), entry.clone()))
             .collect();
+        // A socket whose handlers made no room in a whole wait is not
+        // waited for again (see `Hub::wait_for_handlers`).
         sockets.into_iter().all(|(id, entry)| {
-            entry.running.load(Ordering::Relaxed) <= half
-                && hub.events.queued(&(id, Lane::Events)) <= half
+            entry.stuck.load(Ordering::Relaxed)
+                || (entry.running.load(Ordering::Relaxed) <= half
+                    && hub.events.queued(&(id, Lane::Events)) <= half)
         })
     }
 }
@@ -495,6 +515,16 @@ impl Hub {
     /// Runs `f` on the core, then sends what it produced and hands out its
     /// events, both outside the lock and in order.
     fn with_core<T>(&self, f: impl FnOnce(&mut Core) -> T) -> T {
+        self.with_core_noting(f, None)
+    }
+
+    /// [`with_core`](Self::with_core), noting in `received` the sockets
+    /// that got events for their handlers.
+    fn with_core_noting<T>(
+        &self,
+        f: impl FnOnce(&mut Core) -> T,
+        mut received: Option<&mut Vec<SocketId>>,
+    ) -> T {
         let result = {
             let mut core = lock(&self.core);
             let result = f(&mut core);
@@ -505,6 +535,12 @@ impl Hub {
                         ServerEvent::Ack { .. } | ServerEvent::AckFailed { .. } => Lane::Acks,
                         _ => Lane::Events,
                     };
+                    if lane == Lane::Events
+                        && let Some(received) = received.as_deref_mut()
+                        && received.last() != Some(event.socket())
+                    {
+                        received.push(event.socket().clone());
+                    }
                     ((event.socket().clone(), lane), event)
                 });
                 let overflowed = self
@@ -530,6 +566,41 @@ impl Hub {
         self.flush();
         self.deliver();
         result
+    }
+
+    /// Blocks while one of `sockets` has more than half of
+    /// `max_pending_events` events waiting for its handlers, up to
+    /// `HANDLERS_CATCH_UP`; a socket whose handlers made no room in that
+    /// time is not waited for again until they do (its backlog then grows
+    /// to the limit and it is disconnected, as a slow flood is).
+    fn wait_for_handlers(&self, sockets: &[SocketId]) {
+        let half = self.max_pending_events / 2;
+        for id in sockets {
+            let key = (id.clone(), Lane::Events);
+            if self.events.queued(&key) <= half {
+                continue;
+            }
+            let Some(entry) = self
+                .sockets
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(id)
+                .cloned()
+            else {
+                continue;
+            };
+            if entry.stuck.load(Ordering::Relaxed) {
+                continue;
+            }
+            let deadline = Instant::now() + crate::server::HANDLERS_CATCH_UP;
+            while self.events.queued(&key) > half {
+                if Instant::now() >= deadline {
+                    entry.stuck.store(true, Ordering::Relaxed);
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
     }
 
     fn warn_overflow(&self, socket: &SocketId) {
@@ -690,6 +761,7 @@ impl Hub {
                     handlers: RwLock::new(SocketHandlers::default()),
                     extensions: Mutex::new(HashMap::new()),
                     running: AtomicUsize::new(0),
+                    stuck: AtomicBool::new(false),
                 });
                 self.sockets
                     .write()
@@ -740,7 +812,15 @@ impl Hub {
                 let event = Event::new(name, packet, ack);
                 match &handler {
                     Callback::Async(f) => self.spawn_event_handler(f, socket, event),
-                    Callback::Sync(f) => f((socket, event)),
+                    Callback::Sync(f) => {
+                        // On a pool, a handler that ends is progress: its
+                        // connection waits for its backlog again.
+                        let pooled = self.handler_runner.get().map(|_| socket.entry.clone());
+                        f((socket, event));
+                        if let Some(entry) = pooled {
+                            entry.stuck.store(false, Ordering::Relaxed);
+                        }
+                    }
                 }
             }
             ServerEvent::Ack { socket, id, packet } => {
