@@ -437,6 +437,11 @@ impl Timed for Hub {
     }
 }
 
+thread_local! {
+    /// This thread runs handlers for the handler runner (a pool thread).
+    static ON_HANDLER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// The Socket.IO server as its Engine.IO endpoint's event handler.
 struct EngineEvents {
     hub: Weak<Hub>,
@@ -574,6 +579,12 @@ impl Hub {
     /// time is not waited for again until they do (its backlog then grows
     /// to the limit and it is disconnected, as a slow flood is).
     fn wait_for_handlers(&self, sockets: &[SocketId]) {
+        // A handler thread may deliver a session's messages too (whoever
+        // produced a session's events delivers them): it must not wait for
+        // the backlog it is itself draining.
+        if ON_HANDLER_THREAD.get() {
+            return;
+        }
         let half = self.max_pending_events / 2;
         for id in sockets {
             let key = (id.clone(), Lane::Events);
@@ -661,8 +672,10 @@ impl Hub {
         while let Some(key) = self.events.take_ready() {
             let hub = hub.clone();
             runner(Box::new(move || {
+                let was = ON_HANDLER_THREAD.replace(true);
                 hub.events
-                    .deliver_taken(key, |event| run_handler(|| hub.dispatch(event)))
+                    .deliver_taken(key, |event| run_handler(|| hub.dispatch(event)));
+                ON_HANDLER_THREAD.set(was);
             }));
         }
     }
