@@ -26,8 +26,8 @@ use serde_json::json;
 use switchboard_async::socketio::client::{
     AckError, ClientBuilder, DisconnectReason as ClientReason, Transport,
 };
-use switchboard_async::socketio::{DisconnectReason, SocketIo, SocketIoConfig};
-use switchboard_conformance::raw::frame;
+use switchboard_async::socketio::{DisconnectReason, Event, Socket, SocketIo, SocketIoConfig};
+use switchboard_conformance::raw::{RawConn, frame};
 use switchboard_conformance::runtime::spawn_socketio;
 use switchboard_conformance::sio_client::ClientRuntime;
 use switchboard_conformance::{RuntimeKind, eio_cases};
@@ -279,52 +279,33 @@ fn client_handlers_awaiting_acks_do_not_stall(runtime: RuntimeKind) {
     client.io().disconnect();
 }
 
-/// A client that emits more events at once than its socket's handler
-/// backlog holds (`max_pending_events`, here 256: a client emitting in a
-/// loop, in one write) is not disconnected: its connection hands the rest
-/// of the read over as the handlers catch up (sync handlers on the threads
-/// pool, async ones on the async runtimes), and every event is handled.
-fn a_burst_waits_for_the_handlers(runtime: RuntimeKind) {
-    const BURST: usize = 2000;
-    let io = SocketIo::new(SocketIoConfig {
+/// How many events the burst cases send at once.
+const BURST: usize = 2000;
+
+/// The burst cases' server settings: at most 256 events pending per socket,
+/// well under a burst.
+fn burst_config() -> SocketIoConfig {
+    SocketIoConfig {
         max_pending_events: 256,
         ..SocketIoConfig::default()
-    });
-    io.ns("/", move |socket| {
-        // A little work per event, so that the burst outruns the handlers.
-        if runtime == RuntimeKind::Threads {
-            socket.on("work", |socket, event| {
-                std::thread::sleep(Duration::from_micros(200));
-                let n: u64 = event.arg(0).expect("a number");
-                let _ = socket.emit("done", &[n]);
-            });
-        } else {
-            socket.on_async("work", |socket, event| async move {
-                ::smol::Timer::after(Duration::from_micros(200)).await;
-                let n: u64 = event.arg(0).expect("a number");
-                let _ = socket.emit("done", &[n]);
-            });
-        }
-    });
-    let addr = spawn_socketio(runtime, io);
-    let mut conn = eio_cases::ws_open(addr, "/socket.io/?EIO=4&transport=websocket");
-    let next = |conn: &mut _| loop {
-        match eio_cases::ws_recv(conn, WAIT) {
-            eio_cases::WsMsg::Text(ping) if ping == "2" => eio_cases::ws_text(conn, "3"),
-            eio_cases::WsMsg::Text(text) => break text,
-            other => panic!("expected a packet, got {other:?}"),
-        }
-    };
-    assert!(next(&mut conn).starts_with('0'), "the open packet");
-    eio_cases::ws_text(&mut conn, "40");
-    assert!(next(&mut conn).starts_with("40"), "the CONNECT answer");
-    let burst: Vec<u8> = (0..BURST)
-        .flat_map(|n| frame(1, true, 0, format!(r#"42["work",{n}]"#).as_bytes(), true))
-        .collect();
-    conn.write(&burst);
+    }
+}
+
+/// The burst: `42["work",n]` for n in `0..BURST`.
+fn work_events() -> impl Iterator<Item = String> {
+    (0..BURST).map(|n| format!(r#"42["work",{n}]"#))
+}
+
+/// A handler's answer to `work` event `n`: `done` with `n`.
+fn answer_work(socket: &Socket, event: &Event) {
+    let n: u64 = event.arg(0).expect("a number");
+    let _ = socket.emit("done", &[n]);
+}
+
+/// Checks that `packets` are one `done` for each event of the burst.
+fn assert_each_done_once(packets: impl IntoIterator<Item = String>) {
     let mut done = vec![false; BURST];
-    for _ in 0..BURST {
-        let packet = next(&mut conn);
+    for packet in packets {
         let n: usize = packet
             .strip_prefix(r#"42["done","#)
             .and_then(|rest| rest.strip_suffix(']'))
@@ -333,9 +314,67 @@ fn a_burst_waits_for_the_handlers(runtime: RuntimeKind) {
         assert!(!done[n], "event {n} handled twice");
         done[n] = true;
     }
+    assert!(done.iter().all(|&d| d), "not every event answered");
+}
+
+/// The next WebSocket message within `timeout`, pings answered on the way.
+fn next_ws(conn: &mut RawConn, timeout: Duration) -> eio_cases::WsMsg {
+    loop {
+        match eio_cases::ws_recv(conn, timeout) {
+            eio_cases::WsMsg::Text(ping) if ping == "2" => eio_cases::ws_text(conn, "3"),
+            other => break other,
+        }
+    }
+}
+
+/// The next packet's text within [`WAIT`], pings answered on the way.
+fn next_text(conn: &mut RawConn) -> String {
+    match next_ws(conn, WAIT) {
+        eio_cases::WsMsg::Text(text) => text,
+        other => panic!("expected a packet, got {other:?}"),
+    }
+}
+
+/// A raw WebSocket session connected to `/`, and the burst written to it
+/// in one write.
+fn burst_over_websocket(addr: std::net::SocketAddr) -> RawConn {
+    let mut conn = eio_cases::ws_open(addr, "/socket.io/?EIO=4&transport=websocket");
+    assert!(next_text(&mut conn).starts_with('0'), "the open packet");
+    eio_cases::ws_text(&mut conn, "40");
+    assert!(next_text(&mut conn).starts_with("40"), "the CONNECT answer");
+    let burst: Vec<u8> = work_events()
+        .flat_map(|event| frame(1, true, 0, event.as_bytes(), true))
+        .collect();
+    conn.write(&burst);
+    conn
+}
+
+/// A client that emits more events at once than its socket's handler
+/// backlog holds (`max_pending_events`, here 256: a client emitting in a
+/// loop, in one write) is not disconnected: its connection hands the rest
+/// of the read over as the handlers catch up (sync handlers on the threads
+/// pool, async ones on the async runtimes), and every event is handled.
+fn a_burst_waits_for_the_handlers(runtime: RuntimeKind) {
+    let io = SocketIo::new(burst_config());
+    io.ns("/", move |socket| {
+        // A little work per event, so that the burst outruns the handlers.
+        if runtime == RuntimeKind::Threads {
+            socket.on("work", |socket, event| {
+                std::thread::sleep(Duration::from_micros(200));
+                answer_work(&socket, &event);
+            });
+        } else {
+            socket.on_async("work", |socket, event| async move {
+                ::smol::Timer::after(Duration::from_micros(200)).await;
+                answer_work(&socket, &event);
+            });
+        }
+    });
+    let mut conn = burst_over_websocket(spawn_socketio(runtime, io));
+    assert_each_done_once((0..BURST).map(|_| next_text(&mut conn)));
     // Still connected: one more event is handled.
     eio_cases::ws_text(&mut conn, r#"42["work",0]"#);
-    assert_eq!(next(&mut conn), r#"42["done",0]"#);
+    assert_eq!(next_text(&mut conn), r#"42["done",0]"#);
 }
 
 /// The same over polling: the client sends what it buffered in one POST,
@@ -343,16 +382,11 @@ fn a_burst_waits_for_the_handlers(runtime: RuntimeKind) {
 /// threads pool, or in place on the async runtimes); the POST is answered
 /// once its events are handed over, none is lost and the socket stays.
 fn a_polling_burst_waits_for_the_handlers(runtime: RuntimeKind) {
-    const BURST: usize = 2000;
-    let io = SocketIo::new(SocketIoConfig {
-        max_pending_events: 256,
-        ..SocketIoConfig::default()
-    });
+    let io = SocketIo::new(burst_config());
     io.ns("/", |socket| {
         socket.on("work", |socket, event| {
             std::thread::sleep(Duration::from_micros(200));
-            let n: u64 = event.arg(0).expect("a number");
-            let _ = socket.emit("done", &[n]);
+            answer_work(&socket, &event);
         });
     });
     let addr = spawn_socketio(runtime, io);
@@ -360,18 +394,8 @@ fn a_polling_burst_waits_for_the_handlers(runtime: RuntimeKind) {
     session.post_ok("40");
     let connected = session.recv_messages(1);
     assert!(connected[0].starts_with("40"), "{connected:?}");
-    let events: Vec<String> = (0..BURST).map(|n| format!(r#"42["work",{n}]"#)).collect();
-    session.post_ok(&events.join("\x1e"));
-    let mut done = vec![false; BURST];
-    for packet in session.recv_messages(BURST) {
-        let n: usize = packet
-            .strip_prefix(r#"42["done","#)
-            .and_then(|rest| rest.strip_suffix(']'))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("expected a done event, got {packet:?}"));
-        assert!(!done[n], "event {n} handled twice");
-        done[n] = true;
-    }
+    session.post_ok(&work_events().collect::<Vec<_>>().join("\x1e"));
+    assert_each_done_once(session.recv_messages(BURST));
     session.post_ok(r#"42["work",7]"#);
     assert_eq!(session.recv_messages(1), [r#"42["done",7]"#]);
 }
@@ -381,11 +405,7 @@ fn a_polling_burst_waits_for_the_handlers(runtime: RuntimeKind) {
 /// once per batch of the read, then hands the rest over and the socket is
 /// disconnected at `max_pending_events`, as a slow flood is.
 fn a_burst_to_stuck_handlers_disconnects_after_one_wait(runtime: RuntimeKind) {
-    const BURST: usize = 2000;
-    let io = SocketIo::new(SocketIoConfig {
-        max_pending_events: 256,
-        ..SocketIoConfig::default()
-    });
+    let io = SocketIo::new(burst_config());
     let (gate_keeper, gate) = async_channel::bounded::<()>(1);
     io.ns("/", move |socket| {
         let gate = gate.clone();
@@ -402,23 +422,9 @@ fn a_burst_to_stuck_handlers_disconnects_after_one_wait(runtime: RuntimeKind) {
             });
         }
     });
-    let addr = spawn_socketio(runtime, io);
-    let mut conn = eio_cases::ws_open(addr, "/socket.io/?EIO=4&transport=websocket");
-    let next = |conn: &mut _| loop {
-        match eio_cases::ws_recv(conn, Duration::from_secs(20)) {
-            eio_cases::WsMsg::Text(ping) if ping == "2" => eio_cases::ws_text(conn, "3"),
-            other => break other,
-        }
-    };
-    assert!(matches!(next(&mut conn), eio_cases::WsMsg::Text(open) if open.starts_with('0')));
-    eio_cases::ws_text(&mut conn, "40");
-    assert!(matches!(next(&mut conn), eio_cases::WsMsg::Text(ok) if ok.starts_with("40")));
-    let burst: Vec<u8> = (0..BURST)
-        .flat_map(|n| frame(1, true, 0, format!(r#"42["work",{n}]"#).as_bytes(), true))
-        .collect();
     let started = std::time::Instant::now();
-    conn.write(&burst);
-    match next(&mut conn) {
+    let mut conn = burst_over_websocket(spawn_socketio(runtime, io));
+    match next_ws(&mut conn, Duration::from_secs(20)) {
         eio_cases::WsMsg::Text(disconnect) => assert_eq!(disconnect, "41"),
         other => panic!("expected the socket's disconnect, got {other:?}"),
     }
