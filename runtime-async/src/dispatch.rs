@@ -60,6 +60,9 @@ pub(crate) struct OrderedDispatch<K, E> {
     /// [`is_idle`](Self::is_idle) (every pusher delivers after pushing, so
     /// a stale zero loses nothing).
     ready_len: AtomicUsize,
+    /// Events waiting across all keys (a deliverer's current batch not
+    /// counted), changed under the lock and read without it.
+    waiting: AtomicUsize,
 }
 
 struct State<K, E> {
@@ -87,6 +90,7 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
                 spare: Vec::new(),
             }),
             ready_len: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -113,7 +117,9 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
         }
         let mut state = self.lock();
         let State { keys, ready, spare } = &mut *state;
+        let mut pushed = 0;
         for (key, event) in events {
+            pushed += 1;
             match keys.entry(key) {
                 // Busy keys are picked up by their deliverer; idle ones with
                 // events are already ready.
@@ -136,6 +142,7 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
             }
         }
         self.publish(ready);
+        self.waiting.fetch_add(pushed, Ordering::Relaxed);
         overflowed
     }
 
@@ -146,6 +153,11 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
             .keys
             .get(key)
             .map_or(0, |queue| queue.events.len())
+    }
+
+    /// How many events wait to be taken by a deliverer, across all keys.
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// Whether no event waits for a deliverer.
@@ -200,6 +212,11 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Counts out `n` events a deliverer took (under the lock).
+    fn took(&self, n: usize) {
+        self.waiting.fetch_sub(n, Ordering::Relaxed);
+    }
+
     /// Records the length of `ready` (called under the lock after changing it).
     fn publish(&self, ready: &VecDeque<K>) {
         self.ready_len.store(ready.len(), Ordering::Release);
@@ -237,6 +254,7 @@ impl<K: Hash + Eq + Clone, E> BusyKey<'_, K, E> {
             match keys.get_mut(key) {
                 Some(queue) if !queue.events.is_empty() => {
                     std::mem::swap(&mut self.batch, &mut queue.events);
+                    self.dispatch.took(self.batch.len());
                     return true;
                 }
                 _ => {
@@ -261,6 +279,7 @@ impl<K: Hash + Eq + Clone, E> BusyKey<'_, K, E> {
             .expect("a ready key has a queue (see State::ready)");
         queue.busy = true;
         std::mem::swap(&mut self.batch, &mut queue.events);
+        self.dispatch.took(self.batch.len());
         self.key = Some(key);
         true
     }
@@ -276,6 +295,9 @@ impl<K: Hash + Eq + Clone, E> Drop for BusyKey<'_, K, E> {
         let Some(queue) = keys.get_mut(&key) else {
             return;
         };
+        self.dispatch
+            .waiting
+            .fetch_add(self.batch.len(), Ordering::Relaxed);
         while let Some(event) = self.batch.pop_back() {
             queue.events.push_front(event);
         }
@@ -500,5 +522,25 @@ mod tests {
         let mut seen = Vec::new();
         dispatch.deliver(|event| seen.push(event));
         assert_eq!(seen, [2, 3], "the rest of the failed batch, then the rest");
+    }
+
+    #[test]
+    fn waiting_counts_what_no_deliverer_took_yet() {
+        let dispatch = OrderedDispatch::new();
+        dispatch.push_all([("a", 1), ("b", 10), ("a", 2)]);
+        assert_eq!(dispatch.waiting(), 3);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            dispatch.deliver(|_event| {
+                // `a`'s batch taken, `b` still waiting.
+                assert_eq!(dispatch.waiting(), 1);
+                dispatch.push_all([("a", 3)]);
+                assert_eq!(dispatch.waiting(), 2);
+                panic!("handler failed");
+            })
+        }));
+        assert!(result.is_err());
+        assert_eq!(dispatch.waiting(), 3, "event 2 handed back, with 3 and 10");
+        dispatch.deliver(|_| {});
+        assert_eq!(dispatch.waiting(), 0);
     }
 }

@@ -18,7 +18,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_io::{AsyncRead, AsyncWrite};
@@ -661,7 +661,7 @@ where
 async fn wait_for_poll<S>(
     io: &mut S,
     reader: &mut RequestReader,
-    mut rx: futures_channel::oneshot::Receiver<switchboard_core::engineio::HttpResponse>,
+    mut rx: crate::engineio::HeldPoll,
     limits: &ServerLimits,
 ) -> Option<switchboard_core::engineio::HttpResponse>
 where
@@ -724,7 +724,6 @@ pub async fn pump_engine_ws<S, R>(
                 burst.push(message);
                 let mut failed = None;
                 let mut closing = false;
-                let mut patient = true;
                 loop {
                     while burst.len() < burst_limit {
                         match ws.next_buffered() {
@@ -735,6 +734,25 @@ pub async fn pump_engine_ws<S, R>(
                             }
                             None => break,
                         }
+                    }
+                    // Handlers behind (async ones still running): the batch
+                    // waits for them a little, the answers going out
+                    // meanwhile, so a client's burst waits in TCP instead
+                    // of overflowing their backlog.
+                    let since = Instant::now();
+                    while let Some(again) = engine.room_wait(conn, since) {
+                        match feed_queued(&mut ws, &mut commands).await {
+                            Ok(true) => {}
+                            Ok(false) => closing = true,
+                            Err(()) => break,
+                        }
+                        if closing || ws.flush().await.is_err() {
+                            break;
+                        }
+                        ws.runtime().clone().sleep_until(again).await;
+                    }
+                    if closing {
+                        break;
                     }
                     let more = burst.len() == burst_limit;
                     commands.while_busy(|| engine.ws_messages(conn, burst.drain(..)));
@@ -748,18 +766,6 @@ pub async fn pump_engine_ws<S, R>(
                             break;
                         }
                         Err(()) => break,
-                    }
-                    // Async handlers still running from the last batch:
-                    // the rest of the read waits for them a little, unless
-                    // they already made no room in a whole wait.
-                    let catch_up = Instant::now() + HANDLERS_CATCH_UP;
-                    while patient && !engine.has_room(conn) {
-                        if Instant::now() >= catch_up {
-                            patient = false;
-                            break;
-                        }
-                        let runtime = ws.runtime().clone();
-                        runtime.sleep_until(Instant::now() + HANDLERS_POLL).await;
                     }
                 }
                 if let Some(error) = failed {
@@ -816,13 +822,7 @@ pub async fn pump_engine_ws<S, R>(
     }
 }
 
-/// How long an Engine.IO WebSocket that read a burst waits at most for the
-/// application's handlers to make room ([`EngineIo::has_room`]) before
-/// handing over more anyway (a handler backlog then over its limit closes
-/// the socket), and how often it looks. Handlers that made no room in a
-/// whole wait are not waited for again in the same read.
-pub const HANDLERS_CATCH_UP: Duration = Duration::from_secs(5);
-const HANDLERS_POLL: Duration = Duration::from_millis(1);
+pub use crate::engineio::HANDLERS_CATCH_UP;
 
 /// Feeds every command queued for an Engine.IO WebSocket into it (written
 /// once enough is buffered): `Ok(false)` when the endpoint closed the

@@ -337,15 +337,17 @@ fn next_text(conn: &mut RawConn) -> String {
 
 /// A raw WebSocket session connected to `/`, and the burst written to it
 /// in one write.
-fn burst_over_websocket(addr: std::net::SocketAddr) -> RawConn {
+fn burst_over_websocket(addr: std::net::SocketAddr, frames_per_write: usize) -> RawConn {
     let mut conn = eio_cases::ws_open(addr, "/socket.io/?EIO=4&transport=websocket");
     assert!(next_text(&mut conn).starts_with('0'), "the open packet");
     eio_cases::ws_text(&mut conn, "40");
     assert!(next_text(&mut conn).starts_with("40"), "the CONNECT answer");
-    let burst: Vec<u8> = work_events()
-        .flat_map(|event| frame(1, true, 0, event.as_bytes(), true))
+    let frames: Vec<Vec<u8>> = work_events()
+        .map(|event| frame(1, true, 0, event.as_bytes(), true))
         .collect();
-    conn.write(&burst);
+    for writes in frames.chunks(frames_per_write) {
+        conn.write(&writes.concat());
+    }
     conn
 }
 
@@ -355,6 +357,17 @@ fn burst_over_websocket(addr: std::net::SocketAddr) -> RawConn {
 /// of the read over as the handlers catch up (sync handlers on the threads
 /// pool, async ones on the async runtimes), and every event is handled.
 fn a_burst_waits_for_the_handlers(runtime: RuntimeKind) {
+    burst_waits_for_the_handlers(runtime, BURST);
+}
+
+/// The same burst written a few events at a time, so that the server reads
+/// it in many small reads (fewer events than it hands over at once): each
+/// hand-over waits for room, not only the rest of a large read.
+fn a_burst_in_small_writes_waits_for_the_handlers(runtime: RuntimeKind) {
+    burst_waits_for_the_handlers(runtime, 8);
+}
+
+fn burst_waits_for_the_handlers(runtime: RuntimeKind, frames_per_write: usize) {
     let io = SocketIo::new(burst_config());
     io.ns("/", move |socket| {
         // A little work per event, so that the burst outruns the handlers.
@@ -370,7 +383,7 @@ fn a_burst_waits_for_the_handlers(runtime: RuntimeKind) {
             });
         }
     });
-    let mut conn = burst_over_websocket(spawn_socketio(runtime, io));
+    let mut conn = burst_over_websocket(spawn_socketio(runtime, io), frames_per_write);
     assert_each_done_once((0..BURST).map(|_| next_text(&mut conn)));
     // Still connected: one more event is handled.
     eio_cases::ws_text(&mut conn, r#"42["work",0]"#);
@@ -423,7 +436,7 @@ fn a_burst_to_stuck_handlers_disconnects_after_one_wait(runtime: RuntimeKind) {
         }
     });
     let started = std::time::Instant::now();
-    let mut conn = burst_over_websocket(spawn_socketio(runtime, io));
+    let mut conn = burst_over_websocket(spawn_socketio(runtime, io), BURST);
     match next_ws(&mut conn, Duration::from_secs(20)) {
         eio_cases::WsMsg::Text(disconnect) => assert_eq!(disconnect, "41"),
         other => panic!("expected the socket's disconnect, got {other:?}"),
@@ -449,6 +462,11 @@ macro_rules! runtime_suite {
             #[test]
             fn a_burst_waits_for_the_handlers() {
                 super::a_burst_waits_for_the_handlers($kind);
+            }
+
+            #[test]
+            fn a_burst_in_small_writes_waits_for_the_handlers() {
+                super::a_burst_in_small_writes_waits_for_the_handlers($kind);
             }
 
             #[test]

@@ -764,6 +764,50 @@ impl Server {
         }
     }
 
+    /// The session held poll `poll` belongs to, while it is held.
+    pub fn held_poll_session(&self, poll: PollId) -> Option<Arc<str>> {
+        self.polls.get(&poll).cloned()
+    }
+
+    /// Adds to `response`, the answer to one of session `sid`'s polls that
+    /// came out of [`poll_transmit`](Self::poll_transmit) and is not
+    /// written yet, the packets queued for the session since, as far as
+    /// [`ServerConfig::max_payload`] allows. A driver calls it just before
+    /// writing the response: answers made meanwhile (the echoes of the
+    /// rest of a POST) then travel in it instead of waiting for the next
+    /// poll, as with Node and engineioxide, whose polls take what is
+    /// queued when they run. Only protocol v4 payloads (always text) are
+    /// extended; returns whether packets were added.
+    pub fn top_up_poll_response(&mut self, sid: &str, response: &mut HttpResponse) -> bool {
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return false;
+        };
+        if session.version != ProtocolVersion::V4
+            || session.transport != Transport::Polling
+            || session.poll.is_some()
+            || session.queue.is_empty()
+            || response.status != 200
+            || response.body.is_empty()
+        {
+            return false;
+        }
+        let budget = self
+            .config
+            .max_payload
+            .saturating_sub(response.body.len() + 1);
+        let packets = session.queue.take_within(budget);
+        if packets.is_empty() {
+            return false;
+        }
+        let more = encode_payload(&packets, session.version, session.supports_binary).into_bytes();
+        let mut body = bytes::BytesMut::with_capacity(response.body.len() + 1 + more.len());
+        body.extend_from_slice(&response.body);
+        body.extend_from_slice(&[super::payload::RECORD_SEPARATOR as u8]);
+        body.extend_from_slice(&more);
+        response.body = body.freeze();
+        true
+    }
+
     /// The HTTP connection carrying held poll `poll` went away. As in Node,
     /// the session closes (`transport error`).
     pub fn poll_aborted(&mut self, poll: PollId, _now: Instant) {
@@ -1447,11 +1491,21 @@ impl PollQueue {
     /// Takes packets for one poll response: at least one, then more while
     /// their estimated encoded size stays within `max_bytes`.
     fn take_batch(&mut self, max_bytes: usize) -> Vec<Packet> {
+        self.take(max_bytes, true)
+    }
+
+    /// Takes packets while their estimated encoded size (with separators
+    /// before each) stays within `max_bytes`; maybe none.
+    fn take_within(&mut self, max_bytes: usize) -> Vec<Packet> {
+        self.take(max_bytes, false)
+    }
+
+    fn take(&mut self, max_bytes: usize, at_least_one: bool) -> Vec<Packet> {
         let mut batch = Vec::new();
         let mut size = 0;
         while let Some(packet) = self.packets.front() {
-            let len = packet.text_len_hint() + usize::from(!batch.is_empty());
-            if !batch.is_empty() && size + len > max_bytes {
+            let len = packet.text_len_hint() + usize::from(!batch.is_empty() || !at_least_one);
+            if (!batch.is_empty() || !at_least_one) && size + len > max_bytes {
                 break;
             }
             size += len;
@@ -2205,6 +2259,69 @@ mod tests {
             server.send("nope", MessageData::Text("x".into())),
             Err(SendError::UnknownSession)
         );
+    }
+
+    #[test]
+    fn a_poll_response_is_topped_up_with_what_was_queued_since() {
+        let mut server = Server::new(ServerConfig {
+            max_payload: 11,
+            ..config()
+        });
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        let id = held(poll(&mut server, &sid, t0));
+        assert_eq!(server.held_poll_session(id).as_deref(), Some(&*sid));
+        server.send(&sid, MessageData::Text("a".into())).unwrap();
+        let Some(Transmit::PollResponse {
+            poll: answered,
+            mut response,
+        }) = server.poll_transmit()
+        else {
+            panic!("expected a poll response");
+        };
+        assert_eq!(answered, id);
+        assert_eq!(server.held_poll_session(id), None);
+        assert!(
+            !server.top_up_poll_response(&sid, &mut response),
+            "nothing queued"
+        );
+        for m in ["bb", "cccc", "d"] {
+            server.send(&sid, MessageData::Text(m.into())).unwrap();
+        }
+        assert_eq!(server.poll_transmit(), None, "no poll held");
+        // `4a` + `\x1e4bb` + `\x1e4cccc` is 14 bytes: over max_payload (11).
+        assert!(server.top_up_poll_response(&sid, &mut response));
+        assert_eq!(&response.body[..], b"4a\x1e4bb");
+        assert_eq!(
+            response.header("Content-Type"),
+            Some("text/plain; charset=UTF-8")
+        );
+        assert!(!server.top_up_poll_response(&sid, &mut response), "full");
+        assert_eq!(
+            respond(poll(&mut server, &sid, t0)),
+            (200, "4cccc\u{1e}4d".into())
+        );
+        assert!(!server.top_up_poll_response("nope", &mut response));
+    }
+
+    #[test]
+    fn a_poll_response_is_not_topped_up_while_a_poll_is_held() {
+        let mut server = Server::new(config());
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        held(poll(&mut server, &sid, t0));
+        server.send(&sid, MessageData::Text("a".into())).unwrap();
+        let (_, first) = poll_response(&mut server);
+        let mut response = HttpResponse {
+            status: 200,
+            headers: Vec::new(),
+            body: first.into(),
+        };
+        // The client's next poll is held, and takes what comes next.
+        let id = held(poll(&mut server, &sid, t0));
+        server.send(&sid, MessageData::Text("b".into())).unwrap();
+        assert!(!server.top_up_poll_response(&sid, &mut response));
+        assert_eq!(poll_response(&mut server), (id, "4b".into()));
     }
 
     #[test]

@@ -48,6 +48,14 @@ use switchboard_core::ws::Message;
 /// two threads rarely want the same shard at once.
 const SHARDS_PER_CPU: usize = 4;
 
+/// How long an Engine.IO WebSocket waits at most for the application's
+/// handlers to make room for its session's messages
+/// ([`EngineIo::room_wait`]) before handing them over anyway (a handler
+/// backlog then over its limit closes the socket).
+pub const HANDLERS_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often a waiting connection looks again.
+const HANDLERS_POLL: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Receives the events of an [`EngineIo`] endpoint: in order and one at a
 /// time per session, concurrently across sessions.
 ///
@@ -72,6 +80,24 @@ pub trait EventHandler: Send + Sync + 'static {
         let _ = sid;
         true
     }
+
+    /// Whether [`has_room`](Self::has_room) may be `false` for some
+    /// session: a cheap check a connection makes before every hand-over,
+    /// asking `has_room` (which may look through the session's sockets)
+    /// only when this says so. `false` by default.
+    fn may_lack_room(&self) -> bool {
+        false
+    }
+
+    /// A connection waited [`HANDLERS_CATCH_UP`](HANDLERS_CATCH_UP)
+    /// for room for session `sid`'s messages in vain and hands them over
+    /// anyway: the handler should answer `has_room` with `true` for what
+    /// holds the session back until it makes progress (its backlog then
+    /// reaches its limit, as a slow flood's does), so connections do not
+    /// wait for stuck handlers again and again.
+    fn no_room_made(&self, sid: &str) {
+        let _ = sid;
+    }
 }
 
 impl<F> EventHandler for F
@@ -92,6 +118,36 @@ pub enum WsCommand {
     Close,
 }
 
+/// The response to a held poll, once the session has something for it
+/// (resolves to `Err` when the endpoint is gone). Ready to be written: it
+/// takes along what was queued for the session between the answer and
+/// the moment it resolves
+/// ([`Server::top_up_poll_response`](switchboard_core::engineio::Server::top_up_poll_response)),
+/// so the echoes of the rest of a POST go in this response rather than in
+/// one more round trip.
+#[derive(Debug)]
+pub struct HeldPoll {
+    rx: oneshot::Receiver<HttpResponse>,
+    top_up: Option<(std::sync::Weak<Hub>, Arc<str>)>,
+    poll: PollId,
+}
+
+impl std::future::Future for HeldPoll {
+    type Output = Result<HttpResponse, oneshot::Canceled>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut response = std::task::ready!(std::pin::Pin::new(&mut self.rx).poll(cx))?;
+        if let Some((hub, sid)) = &self.top_up
+            && let Some(hub) = hub.upgrade()
+        {
+            lock(&hub.shards[self.poll.shard()])
+                .server
+                .top_up_poll_response(sid, &mut response);
+        }
+        Poll::Ready(Ok(response))
+    }
+}
+
 /// What to do with an HTTP request on the Engine.IO path.
 #[derive(Debug)]
 pub enum Routed {
@@ -99,7 +155,7 @@ pub enum Routed {
     Respond(HttpResponse),
     /// Wait for the response of this held poll. If the client goes away
     /// first, call [`EngineIo::poll_aborted`].
-    Hold(PollId, oneshot::Receiver<HttpResponse>),
+    Hold(PollId, HeldPoll),
     /// Perform the WebSocket handshake, then pump messages: feed
     /// [`EngineIo::ws_message`] and [`EngineIo::ws_closed`], and carry out
     /// the commands from the receiver (which already holds the first ones,
@@ -349,7 +405,15 @@ impl EngineIo {
                 RequestOutcome::Hold(poll) => {
                     let (tx, rx) = oneshot::channel();
                     state.polls.insert(poll, tx);
-                    Routed::Hold(poll, rx)
+                    let sid = state.server.held_poll_session(poll);
+                    Routed::Hold(
+                        poll,
+                        HeldPoll {
+                            rx,
+                            top_up: sid.map(|sid| (Arc::downgrade(&self.hub), sid)),
+                            poll,
+                        },
+                    )
                 }
                 RequestOutcome::AcceptWebSocket { conn } => {
                     let buffer = state.server.config().max_buffered_packets.max(1);
@@ -399,17 +463,35 @@ impl EngineIo {
         });
     }
 
-    /// Whether the application takes more messages of the session that
-    /// WebSocket `conn` carries now ([`EventHandler::has_room`]).
-    pub fn has_room(&self, conn: ConnId) -> bool {
+    /// Whether WebSocket `conn` should hand over more messages now or wait
+    /// for the handlers to make room for them: `None` to go on, or when to
+    /// look again. It waits while a whole batch of its session's messages
+    /// handed over before still waits for a deliverer (one busy elsewhere,
+    /// such as a handler's task that sends and so delivers what is
+    /// queued), or while the handler has no room for the session
+    /// ([`EventHandler::has_room`]). A connection asks before every
+    /// hand-over, `since` being when it started waiting; after
+    /// [`HANDLERS_CATCH_UP`] it goes on anyway, and the handler is told
+    /// its session made no room ([`EventHandler::no_room_made`]).
+    pub fn room_wait(&self, conn: ConnId, since: Instant) -> Option<Instant> {
+        let hub = &*self.hub;
+        let handler = &hub.handler;
+        if hub.events.waiting() < queue::MAX_BURST && !handler.may_lack_room() {
+            return None;
+        }
         let sid = {
-            let state = lock(&self.hub.shards[conn.shard()]);
-            match state.server.conn_session(conn) {
-                Some(sid) => sid.to_owned(),
-                None => return true,
-            }
+            let state = lock(&hub.shards[conn.shard()]);
+            Arc::<str>::from(state.server.conn_session(conn)?)
         };
-        self.hub.handler.has_room(&sid)
+        if hub.events.queued(&sid) < queue::MAX_BURST && handler.has_room(&sid) {
+            return None;
+        }
+        let now = Instant::now();
+        if now >= since + HANDLERS_CATCH_UP {
+            handler.no_room_made(&sid);
+            return None;
+        }
+        Some(now + HANDLERS_POLL)
     }
 
     /// WebSocket `conn` closed, failed, or its handshake failed.

@@ -31,7 +31,7 @@ struct Shared {
 /// (at most half its queue) before the answers they caused are taken: a
 /// read of more messages than the queue holds (a client emitting in a
 /// loop) does not overflow it.
-const MAX_BURST: usize = 64;
+pub(crate) const MAX_BURST: usize = 64;
 
 #[derive(Default)]
 struct State {

@@ -196,7 +196,8 @@ struct SocketEntry {
     /// This socket's event handlers running as spawned tasks.
     running: AtomicUsize,
     /// Its handlers made no room in a whole wait for them
-    /// ([`Hub::wait_for_handlers`]): not waited for again until they do.
+    /// ([`Hub::wait_for_handlers`], [`EventHandler::no_room_made`]): not
+    /// waited for again until one of them ends.
     stuck: AtomicBool,
 }
 
@@ -225,6 +226,8 @@ struct Hub {
     timer_deadline: Mutex<Option<Instant>>,
     /// [`SocketIoConfig::max_pending_events`].
     max_pending_events: usize,
+    /// Async event handlers running, across all sockets.
+    running: Arc<AtomicUsize>,
     this: Weak<Hub>,
 }
 
@@ -266,6 +269,7 @@ impl SocketIo {
             timer: TimerSignal::default(),
             timer_deadline: Mutex::new(None),
             max_pending_events: config.max_pending_events.max(1),
+            running: Arc::default(),
             this: this.clone(),
         });
         let engine = EngineIo::new(
@@ -477,14 +481,39 @@ impl engineio::EventHandler for EngineEvents {
     /// Room while every socket of the session has at most half of
     /// [`SocketIoConfig::max_pending_events`] events waiting for its
     /// handlers and async handlers running: a client's burst then waits
-    /// in TCP instead of disconnecting its socket. (Looks through the
-    /// sockets: asked only after a burst.)
+    /// in TCP instead of disconnecting its socket.
     fn has_room(&self, sid: &str) -> bool {
         let Some(hub) = self.hub.upgrade() else {
             return true;
         };
-        let half = hub.max_pending_events / 2;
-        let sockets: Vec<(SocketId, Arc<SocketEntry>)> = hub
+        hub.session_backlog(sid).is_empty()
+    }
+
+    /// While the whole server's backlog is at most half of one socket's
+    /// limit, no socket can be past half: the usual case, told without
+    /// looking through the sockets.
+    fn may_lack_room(&self) -> bool {
+        self.hub.upgrade().is_some_and(|hub| {
+            hub.events.waiting() + hub.running.load(Ordering::Relaxed) > hub.max_pending_events / 2
+        })
+    }
+
+    fn no_room_made(&self, sid: &str) {
+        if let Some(hub) = self.hub.upgrade() {
+            for entry in hub.session_backlog(sid) {
+                entry.stuck.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl Hub {
+    /// The sockets of Engine.IO session `sid` with more than half of
+    /// `max_pending_events` events waiting for their handlers or async
+    /// handlers running, and not stuck (see [`SocketEntry::stuck`]).
+    fn session_backlog(&self, sid: &str) -> Vec<Arc<SocketEntry>> {
+        let half = self.max_pending_events / 2;
+        let sockets: Vec<(SocketId, Arc<SocketEntry>)> = self
             .sockets
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -492,17 +521,17 @@ impl engineio::EventHandler for EngineEvents {
             .filter(|(_, entry)| &*entry.handshake.sid == sid)
             .map(|(id, entry)| (id.clone(), entry.clone()))
             .collect();
-        // A socket whose handlers made no room in a whole wait is not
-        // waited for again (see `Hub::wait_for_handlers`).
-        sockets.into_iter().all(|(id, entry)| {
-            entry.stuck.load(Ordering::Relaxed)
-                || (entry.running.load(Ordering::Relaxed) <= half
-                    && hub.events.queued(&(id, Lane::Events)) <= half)
-        })
+        sockets
+            .into_iter()
+            .filter(|(id, entry)| {
+                !entry.stuck.load(Ordering::Relaxed)
+                    && (entry.running.load(Ordering::Relaxed) > half
+                        || self.events.queued(&(id.clone(), Lane::Events)) > half)
+            })
+            .map(|(_, entry)| entry)
+            .collect()
     }
-}
 
-impl Hub {
     fn socket(self: &Arc<Self>, id: &SocketId) -> Option<Socket> {
         let entry = self
             .sockets
@@ -690,14 +719,19 @@ impl Hub {
         socket: Socket,
         event: Event,
     ) {
-        /// Counts the handler out when its task ends, or is dropped unrun.
-        struct Running(Arc<SocketEntry>);
+        /// Counts the handler out when its task ends, or is dropped unrun:
+        /// progress, so its socket's connection waits for its backlog
+        /// again.
+        struct Running(Arc<SocketEntry>, Arc<AtomicUsize>);
         impl Drop for Running {
             fn drop(&mut self) {
                 self.0.running.fetch_sub(1, Ordering::Relaxed);
+                self.1.fetch_sub(1, Ordering::Relaxed);
+                self.0.stuck.store(false, Ordering::Relaxed);
             }
         }
-        let running = Running(socket.entry.clone());
+        self.running.fetch_add(1, Ordering::Relaxed);
+        let running = Running(socket.entry.clone(), self.running.clone());
         if running.0.running.fetch_add(1, Ordering::Relaxed) >= self.max_pending_events {
             drop(running);
             self.warn_overflow(&socket.id);

@@ -437,7 +437,7 @@ fn next_request(
 /// socket: `None` if the client went away first.
 fn wait_for_poll(
     stream: &TcpStream,
-    rx: futures_channel::oneshot::Receiver<switchboard_core::engineio::HttpResponse>,
+    rx: switchboard_async::engineio::HeldPoll,
 ) -> io::Result<Option<switchboard_core::engineio::HttpResponse>> {
     let watched = stream.try_clone()?;
     watched.set_read_timeout(None)?;
@@ -467,12 +467,6 @@ fn wait_for_poll(
 /// handing the hub more messages anyway (the hub then finds the queue full
 /// and closes the session: the peer is not reading).
 const WRITER_CATCH_UP: Duration = Duration::from_secs(5);
-
-/// How long a reader waits at most for the application's handlers to make
-/// room for a session's messages, and how often it looks (see
-/// `EngineIo::has_room`).
-const HANDLERS_CATCH_UP: Duration = switchboard_async::server::HANDLERS_CATCH_UP;
-const HANDLERS_POLL: Duration = Duration::from_millis(1);
 
 /// Carries an Engine.IO WebSocket: this thread reads and feeds the
 /// endpoint a read's messages at a time; a writer thread carries out the
@@ -504,7 +498,6 @@ fn pump_engine_ws(
         // The rest of the read in batches; before each next one the writer
         // catches up, so a read of more messages than the queue holds does
         // not overflow it.
-        let mut patient = true;
         loop {
             while failed.is_none()
                 && burst.len() < burst_limit
@@ -515,6 +508,13 @@ fn pump_engine_ws(
                     Err(error) => failed = Some(error),
                 }
             }
+            // Handlers behind: the batch waits for them a little, so a
+            // client's burst waits in TCP instead of overflowing their
+            // backlog.
+            let since = Instant::now();
+            while let Some(again) = engine.room_wait(conn, since) {
+                std::thread::sleep(again.saturating_duration_since(Instant::now()));
+            }
             let more = burst.len() == burst_limit;
             if !burst.is_empty() {
                 engine.ws_messages(conn, burst.drain(..));
@@ -523,18 +523,6 @@ fn pump_engine_ws(
                 break;
             }
             room.wait(WRITER_CATCH_UP);
-            // Sync handlers run on the pool: the rest of the read waits
-            // for them a little, so a burst the handlers' backlog would
-            // overflow waits in TCP instead; unless they made no room in a
-            // whole wait already.
-            let catch_up = Instant::now() + HANDLERS_CATCH_UP;
-            while patient && !engine.has_room(conn) {
-                if Instant::now() >= catch_up {
-                    patient = false;
-                    break;
-                }
-                std::thread::sleep(HANDLERS_POLL);
-            }
         }
         if let Some(error) = failed {
             tracing::debug!(%error, "Engine.IO WebSocket failed");
