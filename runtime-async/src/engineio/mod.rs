@@ -307,6 +307,7 @@ impl EngineIo {
             new_sockets: Mutex::new(tx),
             inboxes: Mutex::new(IdMap::default()),
             buffer,
+            unread: Arc::default(),
         };
         (EngineIo::new(config, router), Sockets { rx })
     }
@@ -807,6 +808,7 @@ pub struct Socket {
     sid: Arc<str>,
     engine: WeakEngineIo,
     inbox: mpsc::Receiver<MessageData>,
+    unread: Unread,
     close_reason: Arc<Mutex<Option<CloseReason>>>,
     request: Request,
 }
@@ -830,7 +832,7 @@ impl Socket {
 
     /// The next message; `None` once the session closed.
     pub async fn recv(&mut self) -> Option<MessageData> {
-        futures_util::StreamExt::next(&mut self.inbox).await
+        futures_util::StreamExt::next(self).await
     }
 
     /// Sends a message (see [`EngineIo::send`]).
@@ -869,7 +871,51 @@ impl Stream for Socket {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<MessageData>> {
-        std::pin::Pin::new(&mut self.inbox).poll_next(cx)
+        let message = std::task::ready!(std::pin::Pin::new(&mut self.inbox).poll_next(cx));
+        if message.is_some() {
+            self.unread.read(1);
+            self.unread.session.stuck.store(false, Ordering::Relaxed);
+        }
+        Poll::Ready(message)
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        // Nothing arrives once closed; what did is counted out.
+        self.inbox.close();
+        while self.inbox.try_recv().is_ok() {
+            self.unread.read(1);
+        }
+    }
+}
+
+/// How many messages wait in a session's inbox, and in all inboxes of the
+/// endpoint (read without a lock by [`SocketRouter::may_lack_room`]).
+#[derive(Debug, Clone, Default)]
+struct Unread {
+    session: Arc<SessionUnread>,
+    all: Arc<AtomicUsize>,
+}
+
+#[derive(Debug, Default)]
+struct SessionUnread {
+    count: AtomicUsize,
+    /// The application read nothing in a whole wait for room
+    /// ([`EventHandler::no_room_made`]): not waited for again until it
+    /// reads.
+    stuck: std::sync::atomic::AtomicBool,
+}
+
+impl Unread {
+    fn arrived(&self) {
+        self.session.count.fetch_add(1, Ordering::Relaxed);
+        self.all.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn read(&self, n: usize) {
+        self.session.count.fetch_sub(n, Ordering::Relaxed);
+        self.all.fetch_sub(n, Ordering::Relaxed);
     }
 }
 
@@ -893,16 +939,20 @@ impl SocketSender {
 struct Inbox {
     tx: mpsc::Sender<MessageData>,
     close_reason: Arc<Mutex<Option<CloseReason>>>,
+    unread: Unread,
 }
 
 /// The [`EventHandler`] behind [`EngineIo::with_sockets`]: one bounded
-/// inbox per session. A session whose application stops reading until its
-/// inbox holds [`ServerConfig::max_buffered_packets`] messages is closed
-/// rather than buffered without bound.
+/// inbox per session. A WebSocket's burst waits (in TCP) while its inbox is
+/// more than half full; a session whose application stops reading until
+/// its inbox holds [`ServerConfig::max_buffered_packets`] messages is
+/// closed rather than buffered without bound.
 struct SocketRouter {
     new_sockets: Mutex<mpsc::Sender<Socket>>,
     inboxes: Mutex<IdMap<Arc<str>, Inbox>>,
     buffer: usize,
+    /// Messages in all inboxes, not yet read.
+    unread: Arc<AtomicUsize>,
 }
 
 impl EventHandler for SocketRouter {
@@ -911,10 +961,15 @@ impl EventHandler for SocketRouter {
             ServerEvent::Open { sid, request, .. } => {
                 let (tx, inbox) = mpsc::channel(self.buffer);
                 let close_reason = Arc::new(Mutex::new(None));
+                let unread = Unread {
+                    session: Arc::default(),
+                    all: self.unread.clone(),
+                };
                 let socket = Socket {
                     sid: sid.clone(),
                     engine: engine.downgrade(),
                     inbox,
+                    unread: unread.clone(),
                     close_reason: close_reason.clone(),
                     request,
                 };
@@ -923,14 +978,24 @@ impl EventHandler for SocketRouter {
                     engine.close(&sid);
                     return;
                 }
-                lock(&self.inboxes).insert(sid, Inbox { tx, close_reason });
+                lock(&self.inboxes).insert(
+                    sid,
+                    Inbox {
+                        tx,
+                        close_reason,
+                        unread,
+                    },
+                );
             }
             ServerEvent::Message { sid, data } => {
                 let mut inboxes = lock(&self.inboxes);
                 let Some(inbox) = inboxes.get_mut(&sid) else {
                     return;
                 };
+                // Counted first: the application may read it at once.
+                inbox.unread.arrived();
                 if inbox.tx.try_send(data).is_err() {
+                    inbox.unread.read(1);
                     drop(inboxes);
                     tracing::warn!(%sid, "application is not reading the session; closing");
                     engine.close(&sid);
@@ -942,6 +1007,27 @@ impl EventHandler for SocketRouter {
                 }
             }
         }
+    }
+
+    /// Room while the session's inbox is at most half full (or the
+    /// application read nothing in a whole wait: its inbox then fills and
+    /// the session is closed).
+    fn has_room(&self, sid: &str) -> bool {
+        lock(&self.inboxes).get(sid).is_none_or(|inbox| {
+            let session = &inbox.unread.session;
+            session.stuck.load(Ordering::Relaxed)
+                || session.count.load(Ordering::Relaxed) <= self.buffer / 2
+        })
+    }
+
+    fn no_room_made(&self, sid: &str) {
+        if let Some(inbox) = lock(&self.inboxes).get(sid) {
+            inbox.unread.session.stuck.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn may_lack_room(&self) -> bool {
+        self.unread.load(Ordering::Relaxed) > self.buffer / 2
     }
 }
 
