@@ -55,6 +55,53 @@ impl WarningThrottle {
     }
 }
 
+/// Failed accepts (a process out of file descriptors, say), logged at most
+/// once every [`WARNING_INTERVAL`] with how many failed since the last
+/// warning: an accept loop retries every few milliseconds and would
+/// otherwise fill the log while the condition lasts.
+///
+/// ```
+/// use std::time::Instant;
+/// use switchboard_core::connections::AcceptErrors;
+///
+/// let mut errors = AcceptErrors::default();
+/// let error = std::io::Error::from_raw_os_error(24); // EMFILE
+/// let now = Instant::now();
+/// assert!(errors.failed(&error, now)); // warned
+/// assert!(!errors.failed(&error, now)); // counted for the next warning
+/// assert_eq!(errors.unreported(), 1);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct AcceptErrors {
+    throttle: WarningThrottle,
+    unreported: u64,
+}
+
+impl AcceptErrors {
+    /// Records a failed accept; returns whether it was logged as a warning
+    /// (the others are logged at debug level and counted).
+    pub fn failed(&mut self, error: &std::io::Error, now: Instant) -> bool {
+        if self.throttle.due(now) {
+            tracing::warn!(
+                %error,
+                failed_since_last_warning = self.unreported,
+                "accept failed; retrying"
+            );
+            self.unreported = 0;
+            true
+        } else {
+            tracing::debug!(%error, "accept failed; retrying");
+            self.unreported += 1;
+            false
+        }
+    }
+
+    /// The failures since the last warning.
+    pub fn unreported(&self) -> u64 {
+        self.unreported
+    }
+}
+
 /// A server's open connections, counted against its limit.
 #[derive(Debug, Clone)]
 pub struct ConnectionCount {
@@ -111,6 +158,20 @@ impl ConnectionCount {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accept_errors_warn_once_an_interval() {
+        let mut errors = AcceptErrors::default();
+        let error = std::io::Error::from_raw_os_error(24);
+        let t0 = Instant::now();
+        assert!(errors.failed(&error, t0));
+        for step in 1..200 {
+            assert!(!errors.failed(&error, t0 + Duration::from_millis(50 * step)));
+        }
+        assert_eq!(errors.unreported(), 199);
+        assert!(errors.failed(&error, t0 + WARNING_INTERVAL));
+        assert_eq!(errors.unreported(), 0);
+    }
 
     #[test]
     fn a_zero_limit_still_admits_one_connection() {

@@ -11,7 +11,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_util::task::AtomicWaker;
-use switchboard_core::connections::ConnectionCount;
+use switchboard_core::connections::{AcceptErrors, ConnectionCount};
 
 use crate::Runtime;
 
@@ -36,13 +36,14 @@ pub(crate) async fn accept_loop<R, F, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     let limit = ConnectionLimit::new(max_connections);
+    let mut errors = AcceptErrors::default();
     loop {
         let slot = limit.acquire().await;
         match runtime.accept(listener).await {
             Ok((io, peer)) => runtime.spawn(serve(io, peer, slot)),
             Err(error) => {
                 drop(slot);
-                tracing::warn!(%error, "accept failed");
+                errors.failed(&error, Instant::now());
                 runtime.sleep_until(Instant::now() + ACCEPT_RETRY).await;
             }
         }

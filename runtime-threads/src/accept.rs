@@ -6,6 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 
 use switchboard_async::accept::{ACCEPT_RETRY, ConnectionLimit};
+use switchboard_core::connections::AcceptErrors;
 
 /// Accepts connections on `listener` forever, at most `max_connections`
 /// open at once, running `serve` for each on a thread of its own named
@@ -21,13 +22,14 @@ where
 {
     let serve = Arc::new(serve);
     let limit = ConnectionLimit::new(max_connections);
+    let mut errors = AcceptErrors::default();
     loop {
         let slot = futures_executor::block_on(limit.acquire());
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
             Err(error) => {
                 drop(slot);
-                tracing::warn!(%error, "accept failed");
+                errors.failed(&error, std::time::Instant::now());
                 std::thread::sleep(ACCEPT_RETRY);
                 continue;
             }
