@@ -15,6 +15,7 @@
 //! once the handler has returned. Handlers are therefore never re-entered
 //! on one thread, and a handler holding its own lock cannot deadlock on it.
 
+use std::borrow::Borrow;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::collections::hash_map::Entry;
@@ -63,13 +64,16 @@ pub(crate) struct OrderedDispatch<K, E> {
     /// Events waiting across all keys (a deliverer's current batch not
     /// counted), changed under the lock and read without it.
     waiting: AtomicUsize,
+    /// Keys paused by a deliverer (see
+    /// [`deliver_pausable`](OrderedDispatch::deliver_pausable)), likewise.
+    paused: AtomicUsize,
 }
 
 struct State<K, E> {
     /// Keys with events waiting or being delivered.
     keys: IdMap<K, KeyQueue<E>>,
     /// Keys with events waiting and nobody delivering them, oldest first.
-    /// Holds exactly the keys of `keys` that are not busy.
+    /// Holds exactly the keys of `keys` that are neither busy nor paused.
     ready: VecDeque<K>,
     /// Emptied queues, kept so a steady stream of events allocates nothing.
     spare: Vec<VecDeque<E>>,
@@ -79,6 +83,9 @@ struct KeyQueue<E> {
     events: VecDeque<E>,
     /// A caller is delivering this key's events.
     busy: bool,
+    /// A deliverer gave an event back: nobody delivers the key's events
+    /// until it is [resumed](OrderedDispatch::resume).
+    paused: bool,
 }
 
 impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
@@ -91,6 +98,7 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
             }),
             ready_len: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
+            paused: AtomicUsize::new(0),
         }
     }
 
@@ -122,7 +130,7 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
             pushed += 1;
             match keys.entry(key) {
                 // Busy keys are picked up by their deliverer; idle ones with
-                // events are already ready.
+                // events are already ready; paused ones wait.
                 Entry::Occupied(mut queue) => {
                     let events = &mut queue.get_mut().events;
                     events.push_back(event);
@@ -137,6 +145,7 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
                     slot.insert(KeyQueue {
                         events,
                         busy: false,
+                        paused: false,
                     });
                 }
             }
@@ -148,7 +157,11 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
 
     /// How many events of `key` wait to be taken by a deliverer (a
     /// deliverer's current batch not counted).
-    pub(crate) fn queued(&self, key: &K) -> usize {
+    pub(crate) fn queued<Q>(&self, key: &Q) -> usize
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.lock()
             .keys
             .get(key)
@@ -168,7 +181,17 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
     /// Hands every ready key's events to `handle`, in order per key, until
     /// none is ready. Returns at once when called from inside `handle` (of
     /// this dispatcher, on this thread): the outer call delivers them.
-    pub(crate) fn deliver(&self, handle: impl FnMut(E)) {
+    pub(crate) fn deliver(&self, mut handle: impl FnMut(E)) {
+        self.deliver_pausable(|event| {
+            handle(event);
+            None
+        });
+    }
+
+    /// [`deliver`](Self::deliver), where `handle` may give an event back
+    /// (`Some`): its key is then paused, the event first in its queue, and
+    /// its events wait (new ones too) until [`resume`](Self::resume).
+    pub(crate) fn deliver_pausable(&self, handle: impl FnMut(E) -> Option<E>) {
         let Some(_delivering) = DeliveringMark::enter(self as *const Self as usize) else {
             return;
         };
@@ -179,6 +202,44 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
             only_this_key: false,
         }
         .run(handle);
+    }
+
+    /// Whether `key` is paused.
+    pub(crate) fn is_paused<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.lock().keys.get(key).is_some_and(|queue| queue.paused)
+    }
+
+    /// How many keys are paused.
+    pub(crate) fn paused(&self) -> usize {
+        self.paused.load(Ordering::Relaxed)
+    }
+
+    /// Lets a paused key's events be delivered again (by the next
+    /// [`deliver`](Self::deliver) call). Returns whether it was paused.
+    pub(crate) fn resume<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut state = self.lock();
+        let State { keys, ready, .. } = &mut *state;
+        let Some(key) = keys
+            .get_key_value(key)
+            .filter(|(_, queue)| queue.paused)
+            .map(|(key, _)| key.clone())
+        else {
+            return false;
+        };
+        let queue = keys.get_mut::<K>(&key).expect("just found");
+        queue.paused = false;
+        self.paused.fetch_sub(1, Ordering::Relaxed);
+        ready.push_back(key);
+        self.publish(ready);
+        true
     }
 
     /// Takes the oldest ready key for delivery elsewhere (on a thread of a
@@ -198,14 +259,17 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
     /// Hands the events of `key` (from [`take_ready`](Self::take_ready)) to
     /// `handle`, in order, including those queued meanwhile, then releases
     /// the key.
-    pub(crate) fn deliver_taken(&self, key: K, handle: impl FnMut(E)) {
+    pub(crate) fn deliver_taken(&self, key: K, mut handle: impl FnMut(E)) {
         BusyKey {
             dispatch: self,
             key: Some(key),
             batch: VecDeque::new(),
             only_this_key: true,
         }
-        .run(handle);
+        .run(|event| {
+            handle(event);
+            None
+        });
     }
 
     fn lock(&self) -> MutexGuard<'_, State<K, E>> {
@@ -235,13 +299,42 @@ struct BusyKey<'a, K: Hash + Eq + Clone, E> {
 }
 
 impl<K: Hash + Eq + Clone, E> BusyKey<'_, K, E> {
-    /// Hands batch after batch to `handle` until there is nothing more.
-    fn run(mut self, mut handle: impl FnMut(E)) {
+    /// Hands batch after batch to `handle` until there is nothing more;
+    /// an event `handle` gives back pauses its key.
+    fn run(mut self, mut handle: impl FnMut(E) -> Option<E>) {
         while self.next_batch() {
             while let Some(event) = self.batch.pop_front() {
-                handle(event);
+                if let Some(event) = handle(event) {
+                    self.batch.push_front(event);
+                    self.pause();
+                    if self.only_this_key {
+                        return;
+                    }
+                    break;
+                }
             }
         }
+    }
+
+    /// Hands the key back paused, its batch first in its queue.
+    fn pause(&mut self) {
+        let Some(key) = self.key.take() else {
+            return;
+        };
+        let mut state = self.dispatch.lock();
+        let queue = state
+            .keys
+            .get_mut(&key)
+            .expect("a busy key has a queue (see State::keys)");
+        self.dispatch
+            .waiting
+            .fetch_add(self.batch.len(), Ordering::Relaxed);
+        while let Some(event) = self.batch.pop_back() {
+            queue.events.push_front(event);
+        }
+        queue.busy = false;
+        queue.paused = true;
+        self.dispatch.paused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Fills the (empty) batch with the key's newly queued events or, when
@@ -522,6 +615,34 @@ mod tests {
         let mut seen = Vec::new();
         dispatch.deliver(|event| seen.push(event));
         assert_eq!(seen, [2, 3], "the rest of the failed batch, then the rest");
+    }
+
+    #[test]
+    fn a_paused_key_waits_for_resume_and_others_go_on() {
+        let dispatch = OrderedDispatch::new();
+        dispatch.push_all([("a", 1), ("b", 10), ("a", 2), ("a", 3)]);
+        let mut seen = Vec::new();
+        dispatch.deliver_pausable(|event| {
+            if event == 2 {
+                return Some(event);
+            }
+            seen.push(event);
+            None
+        });
+        assert_eq!(seen, [1, 10], "a paused at 2, b delivered");
+        assert!(dispatch.is_paused("a"));
+        assert_eq!(dispatch.paused(), 1);
+        assert_eq!(dispatch.queued("a"), 2);
+        assert_eq!(dispatch.waiting(), 2);
+        dispatch.push_all([("a", 4), ("b", 11)]);
+        dispatch.deliver(|event| seen.push(event));
+        assert_eq!(seen, [1, 10, 11], "a still paused");
+        assert!(dispatch.resume("a"));
+        assert!(!dispatch.resume("a"), "resumed once");
+        assert_eq!(dispatch.paused(), 0);
+        dispatch.deliver(|event| seen.push(event));
+        assert_eq!(seen, [1, 10, 11, 2, 3, 4], "in order after the resume");
+        assert_eq!(dispatch.waiting(), 0);
     }
 
     #[test]

@@ -518,7 +518,15 @@ where
         let keep_alive = request.keep_alive() && !truncated;
         let response = match routes.table.engines().engine_for(request.path()) {
             Some(engine) => match engine.handle_request(&request, body) {
-                Routed::Respond(response) => response,
+                Routed::Respond(response) => {
+                    // A POST whose messages wait for the handlers' room is
+                    // answered once they are handed over.
+                    let since = Instant::now();
+                    while let Some(again) = engine.handled_wait(&request, since) {
+                        runtime.sleep_until(again).await;
+                    }
+                    response
+                }
                 Routed::Hold(poll, rx) => {
                     match wait_for_poll(&mut io, &mut reader, rx, routes.table.limits()).await {
                         Some(response) => response,
@@ -739,24 +747,26 @@ pub async fn pump_engine_ws<S, R>(
                     // waits for them a little, the answers going out
                     // meanwhile, so a client's burst waits in TCP instead
                     // of overflowing their backlog.
-                    let since = Instant::now();
-                    while let Some(again) = engine.room_wait(conn, since) {
-                        match feed_queued(&mut ws, &mut commands).await {
-                            Ok(true) => {}
-                            Ok(false) => closing = true,
-                            Err(()) => break,
-                        }
-                        if closing || ws.flush().await.is_err() {
+                    let room = |since| engine.room_wait(conn, since);
+                    match wait_for_handlers(&mut ws, &mut commands, room).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            closing = true;
                             break;
                         }
-                        ws.runtime().clone().sleep_until(again).await;
-                    }
-                    if closing {
-                        break;
+                        Err(()) => break,
                     }
                     let more = burst.len() == burst_limit;
                     commands.while_busy(|| engine.ws_messages(conn, burst.drain(..)));
                     if failed.is_some() || !more {
+                        // Nothing more read: what was handed over still
+                        // waiting for room is delivered before the next read.
+                        let handed_over = |since| engine.handed_over_wait(conn, since);
+                        if let Ok(false) =
+                            wait_for_handlers(&mut ws, &mut commands, handed_over).await
+                        {
+                            closing = true;
+                        }
                         break;
                     }
                     match feed_queued(&mut ws, &mut commands).await {
@@ -823,6 +833,30 @@ pub async fn pump_engine_ws<S, R>(
 }
 
 pub use crate::engineio::HANDLERS_CATCH_UP;
+
+/// Waits while `wait` (given when the wait started) says when to look
+/// again, feeding and flushing the endpoint's commands meanwhile:
+/// `Ok(false)` when the endpoint closed the session, `Err` when the
+/// WebSocket failed.
+async fn wait_for_handlers<S, R>(
+    ws: &mut WebSocket<S, R>,
+    commands: &mut WsCommands,
+    mut wait: impl FnMut(Instant) -> Option<Instant>,
+) -> Result<bool, ()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    R: Runtime,
+{
+    let since = Instant::now();
+    while let Some(again) = wait(since) {
+        if !feed_queued(ws, commands).await? {
+            return Ok(false);
+        }
+        ws.flush().await.map_err(drop)?;
+        ws.runtime().clone().sleep_until(again).await;
+    }
+    Ok(true)
+}
 
 /// Feeds every command queued for an Engine.IO WebSocket into it (written
 /// once enough is buffered): `Ok(false)` when the endpoint closed the

@@ -316,7 +316,15 @@ where
         }
     };
     match engine.handle_request(&head, body) {
-        Routed::Respond(response) => to_http(response),
+        Routed::Respond(response) => {
+            // A POST whose messages wait for the handlers' room is answered
+            // once they are handed over.
+            let since = std::time::Instant::now();
+            while let Some(again) = engine.handled_wait(&head, since) {
+                tokio::time::sleep_until(again.into()).await;
+            }
+            to_http(response)
+        }
         Routed::Hold(poll, rx) => {
             let mut guard = AbortedPoll {
                 engine: &engine,

@@ -892,6 +892,19 @@ impl Polling {
         );
     }
 
+    /// A POST that must succeed within `timeout` (for one the server may
+    /// answer only once the application's handlers caught up).
+    pub fn post_ok_within(&mut self, body: &str, timeout: Duration) {
+        let target = self.target();
+        self.post
+            .send("POST", &target, &[TEXT_BODY], body.as_bytes());
+        let r = self
+            .post
+            .recv(timeout)
+            .unwrap_or_else(|e| panic!("POST {:?}: no response ({e:?})", truncate(body)));
+        assert_eq!((r.status, r.text().as_str()), (200, "ok"), "{}", r.head);
+    }
+
     /// Decodes a poll response (which must be a 200).
     pub fn packets_of(&self, r: &Response) -> Vec<String> {
         assert_eq!(r.status, 200, "poll: {}{}", r.head, r.text());

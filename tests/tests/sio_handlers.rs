@@ -351,6 +351,45 @@ fn burst_over_websocket(addr: std::net::SocketAddr, frames_per_write: usize) -> 
     conn
 }
 
+/// A server answering `work` events: sync handlers that take 200 µs on
+/// the threads pool, async ones that take `async_work` elsewhere.
+fn work_handlers(runtime: RuntimeKind, async_work: Duration) -> SocketIo {
+    let io = SocketIo::new(burst_config());
+    io.ns("/", move |socket| {
+        if runtime == RuntimeKind::Threads {
+            socket.on("work", |socket, event| {
+                std::thread::sleep(Duration::from_micros(200));
+                answer_work(&socket, &event);
+            });
+        } else {
+            socket.on_async("work", move |socket, event| async move {
+                ::smol::Timer::after(async_work).await;
+                answer_work(&socket, &event);
+            });
+        }
+    });
+    io
+}
+
+/// A polling session connected to `/` at `addr`.
+fn polling_socket(addr: std::net::SocketAddr) -> eio_cases::Polling {
+    let mut session = eio_cases::Polling::open_any(addr, "/socket.io/");
+    session.post_ok("40");
+    let connected = session.recv_messages(1);
+    assert!(connected[0].starts_with("40"), "{connected:?}");
+    session
+}
+
+/// The burst in one POST: every event is answered once and the socket
+/// stays.
+fn polling_burst_is_handled(addr: std::net::SocketAddr) {
+    let mut session = polling_socket(addr);
+    session.post_ok(&work_events().collect::<Vec<_>>().join("\x1e"));
+    assert_each_done_once(session.recv_messages(BURST));
+    session.post_ok(r#"42["work",7]"#);
+    assert_eq!(session.recv_messages(1), [r#"42["done",7]"#]);
+}
+
 /// A client that emits more events at once than its socket's handler
 /// backlog holds (`max_pending_events`, here 256: a client emitting in a
 /// loop, in one write) is not disconnected: its connection hands the rest
@@ -368,21 +407,8 @@ fn a_burst_in_small_writes_waits_for_the_handlers(runtime: RuntimeKind) {
 }
 
 fn burst_waits_for_the_handlers(runtime: RuntimeKind, frames_per_write: usize) {
-    let io = SocketIo::new(burst_config());
-    io.ns("/", move |socket| {
-        // A little work per event, so that the burst outruns the handlers.
-        if runtime == RuntimeKind::Threads {
-            socket.on("work", |socket, event| {
-                std::thread::sleep(Duration::from_micros(200));
-                answer_work(&socket, &event);
-            });
-        } else {
-            socket.on_async("work", |socket, event| async move {
-                ::smol::Timer::after(Duration::from_micros(200)).await;
-                answer_work(&socket, &event);
-            });
-        }
-    });
+    // A little work per event, so that the burst outruns the handlers.
+    let io = work_handlers(runtime, Duration::from_micros(200));
     let mut conn = burst_over_websocket(spawn_socketio(runtime, io), frames_per_write);
     assert_each_done_once((0..BURST).map(|_| next_text(&mut conn)));
     // Still connected: one more event is handled.
@@ -402,15 +428,17 @@ fn a_polling_burst_waits_for_the_handlers(runtime: RuntimeKind) {
             answer_work(&socket, &event);
         });
     });
-    let addr = spawn_socketio(runtime, io);
-    let mut session = eio_cases::Polling::open_any(addr, "/socket.io/");
-    session.post_ok("40");
-    let connected = session.recv_messages(1);
-    assert!(connected[0].starts_with("40"), "{connected:?}");
-    session.post_ok(&work_events().collect::<Vec<_>>().join("\x1e"));
-    assert_each_done_once(session.recv_messages(BURST));
-    session.post_ok(r#"42["work",7]"#);
-    assert_eq!(session.recv_messages(1), [r#"42["done",7]"#]);
+    polling_burst_is_handled(spawn_socketio(runtime, io));
+}
+
+/// The same for async handlers (on the async runtimes; sync ones on the
+/// threads pool): they run at once, each a task, up to `max_pending_events`
+/// (256 here) per socket; the rest of the POST waits for them (delivery
+/// paused, the POST answered once all are handed over) instead of the
+/// socket being disconnected at the limit.
+fn a_polling_burst_waits_for_the_async_handlers(runtime: RuntimeKind) {
+    let io = work_handlers(runtime, Duration::from_millis(2));
+    polling_burst_is_handled(spawn_socketio(runtime, io));
 }
 
 /// A burst to handlers that make no progress at all (blocked for good):
@@ -418,6 +446,36 @@ fn a_polling_burst_waits_for_the_handlers(runtime: RuntimeKind) {
 /// once per batch of the read, then hands the rest over and the socket is
 /// disconnected at `max_pending_events`, as a slow flood is.
 fn a_burst_to_stuck_handlers_disconnects_after_one_wait(runtime: RuntimeKind) {
+    let (io, gate_keeper) = stuck_handlers(runtime);
+    let started = std::time::Instant::now();
+    let mut conn = burst_over_websocket(spawn_socketio(runtime, io), BURST);
+    match next_ws(&mut conn, Duration::from_secs(20)) {
+        eio_cases::WsMsg::Text(disconnect) => assert_eq!(disconnect, "41"),
+        other => panic!("expected the socket's disconnect, got {other:?}"),
+    }
+    let took = started.elapsed();
+    // One wait of 5 s; a wait per batch of 64 would take three or more.
+    assert!(took < Duration::from_secs(9), "disconnected after {took:?}");
+    gate_keeper.close();
+}
+
+/// The same over polling: the POST is answered after one wait, and the
+/// socket disconnected.
+fn a_polling_burst_to_stuck_handlers_disconnects_after_one_wait(runtime: RuntimeKind) {
+    let (io, gate_keeper) = stuck_handlers(runtime);
+    let addr = spawn_socketio(runtime, io);
+    let mut session = polling_socket(addr);
+    let started = std::time::Instant::now();
+    let burst = work_events().collect::<Vec<_>>().join("\x1e");
+    session.post_ok_within(&burst, Duration::from_secs(20));
+    assert_eq!(session.recv_messages(1), ["41"]);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(9), "disconnected after {took:?}");
+    gate_keeper.close();
+}
+
+/// A server whose `work` handlers block until the returned sender closes.
+fn stuck_handlers(runtime: RuntimeKind) -> (SocketIo, async_channel::Sender<()>) {
     let io = SocketIo::new(burst_config());
     let (gate_keeper, gate) = async_channel::bounded::<()>(1);
     io.ns("/", move |socket| {
@@ -435,16 +493,7 @@ fn a_burst_to_stuck_handlers_disconnects_after_one_wait(runtime: RuntimeKind) {
             });
         }
     });
-    let started = std::time::Instant::now();
-    let mut conn = burst_over_websocket(spawn_socketio(runtime, io), BURST);
-    match next_ws(&mut conn, Duration::from_secs(20)) {
-        eio_cases::WsMsg::Text(disconnect) => assert_eq!(disconnect, "41"),
-        other => panic!("expected the socket's disconnect, got {other:?}"),
-    }
-    let took = started.elapsed();
-    // One wait of 5 s; a wait per batch of 64 would take three or more.
-    assert!(took < Duration::from_secs(9), "disconnected after {took:?}");
-    gate_keeper.close();
+    (io, gate_keeper)
 }
 
 /// The scenarios on `$kind`, as the modules `tokio`, `smol`, `async_std`
@@ -475,8 +524,18 @@ macro_rules! runtime_suite {
             }
 
             #[test]
+            fn a_polling_burst_to_stuck_handlers_disconnects_after_one_wait() {
+                super::a_polling_burst_to_stuck_handlers_disconnects_after_one_wait($kind);
+            }
+
+            #[test]
             fn a_polling_burst_waits_for_the_handlers() {
                 super::a_polling_burst_waits_for_the_handlers($kind);
+            }
+
+            #[test]
+            fn a_polling_burst_waits_for_the_async_handlers() {
+                super::a_polling_burst_waits_for_the_async_handlers($kind);
             }
 
             #[test]

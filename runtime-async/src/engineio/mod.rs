@@ -71,11 +71,12 @@ pub trait EventHandler: Send + Sync + 'static {
     fn handle(&self, engine: &EngineIo, event: ServerEvent);
 
     /// Whether the application takes more of session `sid`'s messages
-    /// now. A WebSocket connection that read more messages at once than
-    /// it hands over in one batch waits a little for this (see
-    /// [`EngineIo::has_room`]) before handing over the rest, so a
-    /// handler backlog a client's burst would overflow is met by not
-    /// reading (TCP backpressure) instead. Always `true` by default.
+    /// now. While it does not, the session's messages wait undelivered,
+    /// its WebSocket connection reads no more and its polling `POST` is
+    /// not answered (see [`EngineIo::room_wait`] and
+    /// [`EngineIo::handled_wait`]), so a handler backlog a client's burst
+    /// would overflow is met by TCP backpressure instead. Always `true` by
+    /// default.
     fn has_room(&self, sid: &str) -> bool {
         let _ = sid;
         true
@@ -89,7 +90,7 @@ pub trait EventHandler: Send + Sync + 'static {
         false
     }
 
-    /// A connection waited [`HANDLERS_CATCH_UP`](HANDLERS_CATCH_UP)
+    /// A connection waited [`HANDLERS_CATCH_UP`]
     /// for room for session `sid`'s messages in vain and hands them over
     /// anyway: the handler should answer `has_room` with `true` for what
     /// holds the session back until it makes progress (its backlog then
@@ -466,30 +467,91 @@ impl EngineIo {
 
     /// Whether WebSocket `conn` should hand over more messages now or wait
     /// for the handlers to make room for them: `None` to go on, or when to
-    /// look again. It waits while a whole batch of its session's messages
-    /// handed over before still waits for a deliverer (one busy elsewhere,
-    /// such as a handler's task that sends and so delivers what is
-    /// queued), or while the handler has no room for the session
+    /// look again. It waits while its session's messages wait for room
+    /// (delivery paused, see [`EngineIo::handled_wait`]), while a whole
+    /// batch of them handed over before still waits for a deliverer (one
+    /// busy elsewhere, such as a handler's task that sends and so delivers
+    /// what is queued), or while the handler has no room for the session
     /// ([`EventHandler::has_room`]). A connection asks before every
     /// hand-over, `since` being when it started waiting; after
     /// [`HANDLERS_CATCH_UP`] it goes on anyway, and the handler is told
     /// its session made no room ([`EventHandler::no_room_made`]).
     pub fn room_wait(&self, conn: ConnId, since: Instant) -> Option<Instant> {
         let hub = &*self.hub;
+        if hub.events.paused() == 0
+            && hub.events.waiting() < queue::MAX_BURST
+            && !hub.handler.may_lack_room()
+        {
+            return None;
+        }
+        let sid = self.conn_session(conn)?;
+        self.wait_for_session(&sid, since, true)
+    }
+
+    /// Whether the messages WebSocket `conn` handed over last still wait
+    /// for the handler to make room for them (delivery paused): `None`
+    /// when they are all handed to it, or when to look again (meanwhile
+    /// the connection reads nothing more; see [`EngineIo::room_wait`]).
+    pub fn handed_over_wait(&self, conn: ConnId, since: Instant) -> Option<Instant> {
+        if self.hub.events.paused() == 0 {
+            return None;
+        }
+        let sid = self.conn_session(conn)?;
+        self.wait_for_session(&sid, since, false)
+    }
+
+    /// For the answer to `request`, a polling `POST` this endpoint took:
+    /// `None` once its messages are all handed to the handler, or when to
+    /// look again. While the handler has no room for a session's messages
+    /// ([`EventHandler::has_room`]), the rest of them wait (delivery is
+    /// paused) and so does the answer to the `POST` that brought them, so
+    /// the client sends no more meanwhile; after [`HANDLERS_CATCH_UP`]
+    /// they go on anyway (see [`EngineIo::room_wait`]).
+    pub fn handled_wait(&self, request: &Request, since: Instant) -> Option<Instant> {
+        if self.hub.events.paused() == 0 || request.method != "POST" {
+            return None;
+        }
+        let sid = request.query_param("sid")?;
+        self.wait_for_session(&sid, since, false)
+    }
+
+    fn conn_session(&self, conn: ConnId) -> Option<Arc<str>> {
+        let state = lock(&self.hub.shards[conn.shard()]);
+        state.server.conn_session(conn).map(Arc::from)
+    }
+
+    /// Resumes session `sid`'s paused messages once the handler has room
+    /// (or after [`HANDLERS_CATCH_UP`]), delivering them here; then, with
+    /// `before_hand_over`, also waits for room for more.
+    fn wait_for_session(
+        &self,
+        sid: &str,
+        since: Instant,
+        before_hand_over: bool,
+    ) -> Option<Instant> {
+        let hub = &*self.hub;
         let handler = &hub.handler;
-        if hub.events.waiting() < queue::MAX_BURST && !handler.may_lack_room() {
-            return None;
-        }
-        let sid = {
-            let state = lock(&hub.shards[conn.shard()]);
-            Arc::<str>::from(state.server.conn_session(conn)?)
-        };
-        if hub.events.queued(&sid) < queue::MAX_BURST && handler.has_room(&sid) {
-            return None;
-        }
         let now = Instant::now();
-        if now >= since + HANDLERS_CATCH_UP {
-            handler.no_room_made(&sid);
+        let timed_out = now >= since + HANDLERS_CATCH_UP;
+        if hub.events.is_paused(sid) {
+            if timed_out {
+                handler.no_room_made(sid);
+            }
+            if (timed_out || handler.has_room(sid)) && hub.events.resume(sid) {
+                Self::deliver(hub);
+            }
+            if hub.events.is_paused(sid) {
+                return Some(now + HANDLERS_POLL);
+            }
+        }
+        if !before_hand_over
+            || (hub.events.queued(sid) < queue::MAX_BURST
+                && (!handler.may_lack_room() || handler.has_room(sid)))
+        {
+            return None;
+        }
+        if timed_out {
+            handler.no_room_made(sid);
             return None;
         }
         Some(now + HANDLERS_POLL)
@@ -576,10 +638,20 @@ impl EngineIo {
                     }
                 }
             }
+            let mut closed = Vec::new();
             hub.events.push_all(
-                std::iter::from_fn(|| state.server.poll_event())
-                    .map(|event| (event.sid().clone(), event)),
+                std::iter::from_fn(|| state.server.poll_event()).map(|event| {
+                    if matches!(event, ServerEvent::Close { .. }) {
+                        closed.push(event.sid().clone());
+                    }
+                    (event.sid().clone(), event)
+                }),
             );
+            // A closed session's messages go to the handler, and its close
+            // after them, whatever room the handler has.
+            for sid in closed {
+                hub.events.resume(&sid);
+            }
             // Routing may have closed sessions, which queues more.
             if !state.server.has_pending_output() {
                 break;
@@ -606,8 +678,19 @@ impl EngineIo {
         let Some(engine) = hub.this.upgrade().map(|hub| EngineIo { hub }) else {
             return;
         };
-        hub.events
-            .deliver(|event| run_handler(|| hub.handler.handle(&engine, event)));
+        // A session's messages wait (its key paused) while the handler has
+        // no room for them; whoever waits for the session resumes it
+        // (`wait_for_session`).
+        hub.events.deliver_pausable(|event| {
+            if let ServerEvent::Message { sid, .. } = &event
+                && hub.handler.may_lack_room()
+                && !hub.handler.has_room(sid)
+            {
+                return Some(event);
+            }
+            run_handler(|| hub.handler.handle(&engine, event));
+            None
+        });
     }
 }
 

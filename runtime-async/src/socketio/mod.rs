@@ -84,10 +84,15 @@ pub struct SocketIoConfig {
     /// The Socket.IO layer (connect timeout, decoder limits).
     pub socketio: CoreConfig,
     /// The most events of one socket waiting for its sync handlers, or
-    /// running in its async handlers, at once (default 1,024). A client
-    /// that sends events faster than its handlers finish them goes past it
-    /// and is disconnected from the namespace (DISCONNECT, `io server
-    /// disconnect` on its side; the handlers see
+    /// running in its async handlers, at once (default 1,024). Past half
+    /// of it, the client's connection stops handing over its messages
+    /// until the handlers catch up (a WebSocket reads no more; a polling
+    /// `POST` is answered once its messages are handed over), so a burst
+    /// waits in TCP. Handlers that make no room in
+    /// [`HANDLERS_CATCH_UP`](crate::engineio::HANDLERS_CATCH_UP) (5 s) are
+    /// not waited for: a client that goes on sending then goes past the
+    /// limit and is disconnected from the namespace (DISCONNECT, `io
+    /// server disconnect` on its side; the handlers see
     /// [`DisconnectReason::ServerNamespaceDisconnect`]) with a warning in
     /// the log, instead of queueing without bound. The events already
     /// accepted are still handled.

@@ -304,7 +304,12 @@ pub fn serve_connection(mut stream: TcpStream, routes: Routes) -> io::Result<()>
         let keep_alive = request.keep_alive() && !truncated;
         let mut response = match routes.table.engines().engine_for(request.path()) {
             Some(engine) => match engine.handle_request(&request, body) {
-                Routed::Respond(response) => response,
+                Routed::Respond(response) => {
+                    // A POST whose messages wait for the handlers' room is
+                    // answered once they are handed over.
+                    wait_until_none(|since| engine.handled_wait(&request, since));
+                    response
+                }
                 Routed::Hold(poll, rx) => match wait_for_poll(&stream, rx)? {
                     Some(response) => response,
                     None => {
@@ -511,15 +516,15 @@ fn pump_engine_ws(
             // Handlers behind: the batch waits for them a little, so a
             // client's burst waits in TCP instead of overflowing their
             // backlog.
-            let since = Instant::now();
-            while let Some(again) = engine.room_wait(conn, since) {
-                std::thread::sleep(again.saturating_duration_since(Instant::now()));
-            }
+            wait_until_none(|since| engine.room_wait(conn, since));
             let more = burst.len() == burst_limit;
             if !burst.is_empty() {
                 engine.ws_messages(conn, burst.drain(..));
             }
             if failed.is_some() || !more {
+                // Nothing more read: what was handed over still waiting for
+                // room is delivered before the next read.
+                wait_until_none(|since| engine.handed_over_wait(conn, since));
                 break;
             }
             room.wait(WRITER_CATCH_UP);
@@ -536,6 +541,15 @@ fn pump_engine_ws(
         // (within the close timeout) for the peer's answer or its end, as
         // a WebSocket route does.
         while ws.recv().is_some() {}
+    }
+}
+
+/// Sleeps while `wait` (given when the wait started) says when to look
+/// again.
+fn wait_until_none(mut wait: impl FnMut(Instant) -> Option<Instant>) {
+    let since = Instant::now();
+    while let Some(again) = wait(since) {
+        std::thread::sleep(again.saturating_duration_since(Instant::now()));
     }
 }
 
