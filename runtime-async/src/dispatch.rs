@@ -22,6 +22,7 @@ use std::collections::hash_map::Entry;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use switchboard_core::ids::IdMap;
 
@@ -83,9 +84,9 @@ struct KeyQueue<E> {
     events: VecDeque<E>,
     /// A caller is delivering this key's events.
     busy: bool,
-    /// A deliverer gave an event back: nobody delivers the key's events
-    /// until it is [resumed](OrderedDispatch::resume).
-    paused: bool,
+    /// When a deliverer gave an event back: nobody delivers the key's
+    /// events until it is [resumed](OrderedDispatch::resume).
+    paused: Option<Instant>,
 }
 
 impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
@@ -145,7 +146,7 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
                     slot.insert(KeyQueue {
                         events,
                         busy: false,
-                        paused: false,
+                        paused: None,
                     });
                 }
             }
@@ -210,7 +211,28 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.lock().keys.get(key).is_some_and(|queue| queue.paused)
+        self.lock()
+            .keys
+            .get(key)
+            .is_some_and(|queue| queue.paused.is_some())
+    }
+
+    /// Whether `key` has events waiting, being delivered or paused.
+    pub(crate) fn has_events<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.lock().keys.contains_key(key)
+    }
+
+    /// The paused keys, with when each was paused.
+    pub(crate) fn paused_keys(&self) -> Vec<(K, Instant)> {
+        self.lock()
+            .keys
+            .iter()
+            .filter_map(|(key, queue)| Some((key.clone(), queue.paused?)))
+            .collect()
     }
 
     /// How many keys are paused.
@@ -229,13 +251,13 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
         let State { keys, ready, .. } = &mut *state;
         let Some(key) = keys
             .get_key_value(key)
-            .filter(|(_, queue)| queue.paused)
+            .filter(|(_, queue)| queue.paused.is_some())
             .map(|(key, _)| key.clone())
         else {
             return false;
         };
         let queue = keys.get_mut::<K>(&key).expect("just found");
-        queue.paused = false;
+        queue.paused = None;
         self.paused.fetch_sub(1, Ordering::Relaxed);
         ready.push_back(key);
         self.publish(ready);
@@ -333,7 +355,7 @@ impl<K: Hash + Eq + Clone, E> BusyKey<'_, K, E> {
             queue.events.push_front(event);
         }
         queue.busy = false;
-        queue.paused = true;
+        queue.paused = Some(Instant::now());
         self.dispatch.paused.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -632,6 +654,13 @@ mod tests {
         assert_eq!(seen, [1, 10], "a paused at 2, b delivered");
         assert!(dispatch.is_paused("a"));
         assert_eq!(dispatch.paused(), 1);
+        let paused: Vec<_> = dispatch
+            .paused_keys()
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        assert_eq!(paused, ["a"]);
+        assert!(dispatch.has_events("a") && !dispatch.has_events("b"));
         assert_eq!(dispatch.queued("a"), 2);
         assert_eq!(dispatch.waiting(), 2);
         dispatch.push_all([("a", 4), ("b", 11)]);

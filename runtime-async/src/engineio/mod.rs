@@ -213,7 +213,11 @@ impl Timed for Hub {
             };
         }
         EngineIo::deliver(self);
-        earliest
+        let resume = EngineIo::resume_paused(self, now);
+        match (earliest, resume) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn timer_signal(&self) -> &TimerSignal {
@@ -520,6 +524,29 @@ impl EngineIo {
         state.server.conn_session(conn).map(Arc::from)
     }
 
+    /// Resumes the paused sessions the handler has room for again, or
+    /// paused for [`HANDLERS_CATCH_UP`] (run by the timer, so that no
+    /// session waits for a connection to resume it); returns when to look
+    /// again while some stay paused.
+    fn resume_paused(hub: &Hub, now: Instant) -> Option<Instant> {
+        if hub.events.paused() == 0 {
+            return None;
+        }
+        let mut resumed = false;
+        for (sid, paused_at) in hub.events.paused_keys() {
+            if now >= paused_at + HANDLERS_CATCH_UP {
+                hub.handler.no_room_made(&sid);
+            } else if !hub.handler.has_room(&sid) {
+                continue;
+            }
+            resumed |= hub.events.resume(&*sid);
+        }
+        if resumed {
+            Self::deliver(hub);
+        }
+        (hub.events.paused() > 0).then(|| Instant::now() + HANDLERS_POLL)
+    }
+
     /// Resumes session `sid`'s paused messages once the handler has room
     /// (or after [`HANDLERS_CATCH_UP`]), delivering them here; then, with
     /// `before_hand_over`, also waits for room for more.
@@ -544,9 +571,13 @@ impl EngineIo {
                 return Some(now + HANDLERS_POLL);
             }
         }
-        if !before_hand_over
-            || (hub.events.queued(sid) < queue::MAX_BURST
-                && (!handler.may_lack_room() || handler.has_room(sid)))
+        if !before_hand_over {
+            // Another caller may be delivering them, and may pause them
+            // again: wait until they are all delivered.
+            return (!timed_out && hub.events.has_events(sid)).then_some(now + HANDLERS_POLL);
+        }
+        if hub.events.queued(sid) < queue::MAX_BURST
+            && (!handler.may_lack_room() || handler.has_room(sid))
         {
             return None;
         }
@@ -679,13 +710,14 @@ impl EngineIo {
             return;
         };
         // A session's messages wait (its key paused) while the handler has
-        // no room for them; whoever waits for the session resumes it
-        // (`wait_for_session`).
+        // no room for them; the timer resumes it (`resume_paused`), as does
+        // whoever waits for the session (`wait_for_session`).
         hub.events.deliver_pausable(|event| {
             if let ServerEvent::Message { sid, .. } = &event
                 && hub.handler.may_lack_room()
                 && !hub.handler.has_room(sid)
             {
+                hub.timer.wake();
                 return Some(event);
             }
             run_handler(|| hub.handler.handle(&engine, event));

@@ -201,7 +201,7 @@ struct SocketEntry {
     /// This socket's event handlers running as spawned tasks.
     running: AtomicUsize,
     /// Its handlers made no room in a whole wait for them
-    /// ([`Hub::wait_for_handlers`], [`EventHandler::no_room_made`]): not
+    /// ([`EventHandler::no_room_made`]): not
     /// waited for again until one of them ends.
     stuck: AtomicBool,
 }
@@ -446,11 +446,6 @@ impl Timed for Hub {
     }
 }
 
-thread_local! {
-    /// This thread runs handlers for the handler runner (a pool thread).
-    static ON_HANDLER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
 /// The Socket.IO server as its Engine.IO endpoint's event handler.
 struct EngineEvents {
     hub: Weak<Hub>,
@@ -462,25 +457,11 @@ impl engineio::EventHandler for EngineEvents {
             return;
         };
         let now = Instant::now();
-        match event {
-            EngineEvent::Message { sid, data } if hub.handler_runner.get().is_some() => {
-                // Handlers on a pool: the connection that read this message
-                // waits for a socket's backlog past half its limit (a
-                // client's burst, over polling too), so the client is held
-                // back by TCP instead of disconnected.
-                let mut received = Vec::new();
-                hub.with_core_noting(
-                    |core| core.handle_message(&sid, data, now),
-                    Some(&mut received),
-                );
-                hub.wait_for_handlers(&received);
-            }
-            event => hub.with_core(|core| match event {
-                EngineEvent::Open { sid, version, .. } => core.handle_open(&sid, version, now),
-                EngineEvent::Message { sid, data } => core.handle_message(&sid, data, now),
-                EngineEvent::Close { sid, reason } => core.handle_close(&sid, reason),
-            }),
-        }
+        hub.with_core(|core| match event {
+            EngineEvent::Open { sid, version, .. } => core.handle_open(&sid, version, now),
+            EngineEvent::Message { sid, data } => core.handle_message(&sid, data, now),
+            EngineEvent::Close { sid, reason } => core.handle_close(&sid, reason),
+        })
     }
 
     /// Room while every socket of the session has at most half of
@@ -554,16 +535,6 @@ impl Hub {
     /// Runs `f` on the core, then sends what it produced and hands out its
     /// events, both outside the lock and in order.
     fn with_core<T>(&self, f: impl FnOnce(&mut Core) -> T) -> T {
-        self.with_core_noting(f, None)
-    }
-
-    /// [`with_core`](Self::with_core), noting in `received` the sockets
-    /// that got events for their handlers.
-    fn with_core_noting<T>(
-        &self,
-        f: impl FnOnce(&mut Core) -> T,
-        mut received: Option<&mut Vec<SocketId>>,
-    ) -> T {
         let result = {
             let mut core = lock(&self.core);
             let result = f(&mut core);
@@ -574,12 +545,6 @@ impl Hub {
                         ServerEvent::Ack { .. } | ServerEvent::AckFailed { .. } => Lane::Acks,
                         _ => Lane::Events,
                     };
-                    if lane == Lane::Events
-                        && let Some(received) = received.as_deref_mut()
-                        && received.last() != Some(event.socket())
-                    {
-                        received.push(event.socket().clone());
-                    }
                     ((event.socket().clone(), lane), event)
                 });
                 let overflowed = self
@@ -605,47 +570,6 @@ impl Hub {
         self.flush();
         self.deliver();
         result
-    }
-
-    /// Blocks while one of `sockets` has more than half of
-    /// `max_pending_events` events waiting for its handlers, up to
-    /// `HANDLERS_CATCH_UP`; a socket whose handlers made no room in that
-    /// time is not waited for again until they do (its backlog then grows
-    /// to the limit and it is disconnected, as a slow flood is).
-    fn wait_for_handlers(&self, sockets: &[SocketId]) {
-        // A handler thread may deliver a session's messages too (whoever
-        // produced a session's events delivers them): it must not wait for
-        // the backlog it is itself draining.
-        if ON_HANDLER_THREAD.get() {
-            return;
-        }
-        let half = self.max_pending_events / 2;
-        for id in sockets {
-            let key = (id.clone(), Lane::Events);
-            if self.events.queued(&key) <= half {
-                continue;
-            }
-            let Some(entry) = self
-                .sockets
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(id)
-                .cloned()
-            else {
-                continue;
-            };
-            if entry.stuck.load(Ordering::Relaxed) {
-                continue;
-            }
-            let deadline = Instant::now() + crate::server::HANDLERS_CATCH_UP;
-            while self.events.queued(&key) > half {
-                if Instant::now() >= deadline {
-                    entry.stuck.store(true, Ordering::Relaxed);
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-        }
     }
 
     fn warn_overflow(&self, socket: &SocketId) {
@@ -706,10 +630,8 @@ impl Hub {
         while let Some(key) = self.events.take_ready() {
             let hub = hub.clone();
             runner(Box::new(move || {
-                let was = ON_HANDLER_THREAD.replace(true);
                 hub.events
                     .deliver_taken(key, |event| run_handler(|| hub.dispatch(event)));
-                ON_HANDLER_THREAD.set(was);
             }));
         }
     }
