@@ -84,9 +84,11 @@ struct KeyQueue<E> {
     events: VecDeque<E>,
     /// A caller is delivering this key's events.
     busy: bool,
-    /// When a deliverer gave an event back: nobody delivers the key's
-    /// events until it is [resumed](OrderedDispatch::resume).
+    /// When a deliverer paused the key: nobody delivers its events until
+    /// it is [resumed](OrderedDispatch::resume).
     paused: Option<Instant>,
+    /// Resumed for good: not paused again until its queue empties.
+    unpausable: bool,
 }
 
 impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
@@ -147,6 +149,7 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
                         events,
                         busy: false,
                         paused: None,
+                        unpausable: false,
                     });
                 }
             }
@@ -182,17 +185,15 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
     /// Hands every ready key's events to `handle`, in order per key, until
     /// none is ready. Returns at once when called from inside `handle` (of
     /// this dispatcher, on this thread): the outer call delivers them.
-    pub(crate) fn deliver(&self, mut handle: impl FnMut(E)) {
-        self.deliver_pausable(|event| {
-            handle(event);
-            None
-        });
+    pub(crate) fn deliver(&self, handle: impl FnMut(E)) {
+        self.deliver_pausable(|_| false, handle);
     }
 
-    /// [`deliver`](Self::deliver), where `handle` may give an event back
-    /// (`Some`): its key is then paused, the event first in its queue, and
-    /// its events wait (new ones too) until [`resume`](Self::resume).
-    pub(crate) fn deliver_pausable(&self, handle: impl FnMut(E) -> Option<E>) {
+    /// [`deliver`](Self::deliver), asking `pause` first for each event: if
+    /// it says so, the event's key is paused, the event first in its
+    /// queue, and its events wait (new ones too) until
+    /// [`resume`](Self::resume).
+    pub(crate) fn deliver_pausable(&self, pause: impl FnMut(&E) -> bool, handle: impl FnMut(E)) {
         let Some(_delivering) = DeliveringMark::enter(self as *const Self as usize) else {
             return;
         };
@@ -201,8 +202,9 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
             key: None,
             batch: VecDeque::new(),
             only_this_key: false,
+            pausable: true,
         }
-        .run(handle);
+        .run(pause, handle);
     }
 
     /// Whether `key` is paused.
@@ -241,8 +243,9 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
     }
 
     /// Lets a paused key's events be delivered again (by the next
-    /// [`deliver`](Self::deliver) call). Returns whether it was paused.
-    pub(crate) fn resume<Q>(&self, key: &Q) -> bool
+    /// [`deliver`](Self::deliver) call); `for_good`, without pausing it
+    /// again until its queue empties. Returns whether it was paused.
+    pub(crate) fn resume<Q>(&self, key: &Q, for_good: bool) -> bool
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -258,6 +261,7 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
         };
         let queue = keys.get_mut::<K>(&key).expect("just found");
         queue.paused = None;
+        queue.unpausable = for_good;
         self.paused.fetch_sub(1, Ordering::Relaxed);
         ready.push_back(key);
         self.publish(ready);
@@ -281,17 +285,15 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
     /// Hands the events of `key` (from [`take_ready`](Self::take_ready)) to
     /// `handle`, in order, including those queued meanwhile, then releases
     /// the key.
-    pub(crate) fn deliver_taken(&self, key: K, mut handle: impl FnMut(E)) {
+    pub(crate) fn deliver_taken(&self, key: K, handle: impl FnMut(E)) {
         BusyKey {
             dispatch: self,
             key: Some(key),
             batch: VecDeque::new(),
             only_this_key: true,
+            pausable: false,
         }
-        .run(|event| {
-            handle(event);
-            None
-        });
+        .run(|_| false, handle);
     }
 
     fn lock(&self) -> MutexGuard<'_, State<K, E>> {
@@ -318,15 +320,17 @@ struct BusyKey<'a, K: Hash + Eq + Clone, E> {
     batch: VecDeque<E>,
     /// Stop when this key is done rather than take the next ready one.
     only_this_key: bool,
+    /// The key may be paused (see `KeyQueue::unpausable`).
+    pausable: bool,
 }
 
 impl<K: Hash + Eq + Clone, E> BusyKey<'_, K, E> {
     /// Hands batch after batch to `handle` until there is nothing more;
-    /// an event `handle` gives back pauses its key.
-    fn run(mut self, mut handle: impl FnMut(E) -> Option<E>) {
+    /// an event `pause` picks pauses its key instead.
+    fn run(mut self, mut pause: impl FnMut(&E) -> bool, mut handle: impl FnMut(E)) {
         while self.next_batch() {
             while let Some(event) = self.batch.pop_front() {
-                if let Some(event) = handle(event) {
+                if self.pausable && pause(&event) {
                     self.batch.push_front(event);
                     self.pause();
                     if self.only_this_key {
@@ -334,6 +338,7 @@ impl<K: Hash + Eq + Clone, E> BusyKey<'_, K, E> {
                     }
                     break;
                 }
+                handle(event);
             }
         }
     }
@@ -370,6 +375,7 @@ impl<K: Hash + Eq + Clone, E> BusyKey<'_, K, E> {
                 Some(queue) if !queue.events.is_empty() => {
                     std::mem::swap(&mut self.batch, &mut queue.events);
                     self.dispatch.took(self.batch.len());
+                    self.pausable &= !queue.unpausable;
                     return true;
                 }
                 _ => {
@@ -395,6 +401,7 @@ impl<K: Hash + Eq + Clone, E> BusyKey<'_, K, E> {
         queue.busy = true;
         std::mem::swap(&mut self.batch, &mut queue.events);
         self.dispatch.took(self.batch.len());
+        self.pausable = !self.only_this_key && !queue.unpausable;
         self.key = Some(key);
         true
     }
@@ -644,13 +651,7 @@ mod tests {
         let dispatch = OrderedDispatch::new();
         dispatch.push_all([("a", 1), ("b", 10), ("a", 2), ("a", 3)]);
         let mut seen = Vec::new();
-        dispatch.deliver_pausable(|event| {
-            if event == 2 {
-                return Some(event);
-            }
-            seen.push(event);
-            None
-        });
+        dispatch.deliver_pausable(|&event| event == 2, |event| seen.push(event));
         assert_eq!(seen, [1, 10], "a paused at 2, b delivered");
         assert!(dispatch.is_paused("a"));
         assert_eq!(dispatch.paused(), 1);
@@ -666,12 +667,23 @@ mod tests {
         dispatch.push_all([("a", 4), ("b", 11)]);
         dispatch.deliver(|event| seen.push(event));
         assert_eq!(seen, [1, 10, 11], "a still paused");
-        assert!(dispatch.resume("a"));
-        assert!(!dispatch.resume("a"), "resumed once");
+        assert!(dispatch.resume("a", false));
+        assert!(!dispatch.resume("a", false), "resumed once");
         assert_eq!(dispatch.paused(), 0);
         dispatch.deliver(|event| seen.push(event));
         assert_eq!(seen, [1, 10, 11, 2, 3, 4], "in order after the resume");
         assert_eq!(dispatch.waiting(), 0);
+
+        // Resumed for good: not paused again until its queue empties.
+        dispatch.push_all([("a", 5), ("a", 6)]);
+        dispatch.deliver_pausable(|_| true, |event| seen.push(event));
+        assert!(dispatch.resume("a", true));
+        dispatch.push_all([("a", 7)]);
+        dispatch.deliver_pausable(|_| true, |event| seen.push(event));
+        assert_eq!(seen[6..], [5, 6, 7]);
+        dispatch.push_all([("a", 8)]);
+        dispatch.deliver_pausable(|_| true, |event| seen.push(event));
+        assert!(dispatch.is_paused("a"), "emptied, then pausable again");
     }
 
     #[test]

@@ -534,12 +534,15 @@ impl EngineIo {
         }
         let mut resumed = false;
         for (sid, paused_at) in hub.events.paused_keys() {
-            if now >= paused_at + HANDLERS_CATCH_UP {
+            // After a whole wait, the messages go on whatever the handler
+            // says (it is told, and is expected to let more through).
+            let waited_out = now >= paused_at + HANDLERS_CATCH_UP;
+            if waited_out {
                 hub.handler.no_room_made(&sid);
             } else if !hub.handler.has_room(&sid) {
                 continue;
             }
-            resumed |= hub.events.resume(&*sid);
+            resumed |= hub.events.resume(&*sid, waited_out);
         }
         if resumed {
             Self::deliver(hub);
@@ -564,7 +567,7 @@ impl EngineIo {
             if timed_out {
                 handler.no_room_made(sid);
             }
-            if (timed_out || handler.has_room(sid)) && hub.events.resume(sid) {
+            if (timed_out || handler.has_room(sid)) && hub.events.resume(sid, timed_out) {
                 Self::deliver(hub);
             }
             if hub.events.is_paused(sid) {
@@ -681,7 +684,7 @@ impl EngineIo {
             // A closed session's messages go to the handler, and its close
             // after them, whatever room the handler has.
             for sid in closed {
-                hub.events.resume(&sid);
+                hub.events.resume(&sid, true);
             }
             // Routing may have closed sessions, which queues more.
             if !state.server.has_pending_output() {
@@ -712,17 +715,17 @@ impl EngineIo {
         // A session's messages wait (its key paused) while the handler has
         // no room for them; the timer resumes it (`resume_paused`), as does
         // whoever waits for the session (`wait_for_session`).
-        hub.events.deliver_pausable(|event| {
-            if let ServerEvent::Message { sid, .. } = &event
-                && hub.handler.may_lack_room()
-                && !hub.handler.has_room(sid)
-            {
-                hub.timer.wake();
-                return Some(event);
-            }
-            run_handler(|| hub.handler.handle(&engine, event));
-            None
-        });
+        hub.events.deliver_pausable(
+            |event| {
+                let pause = matches!(event, ServerEvent::Message { sid, .. }
+                    if hub.handler.may_lack_room() && !hub.handler.has_room(sid));
+                if pause {
+                    hub.timer.wake();
+                }
+                pause
+            },
+            |event| run_handler(|| hub.handler.handle(&engine, event)),
+        );
     }
 }
 
@@ -1188,6 +1191,76 @@ mod tests {
             texts.push(message.as_text().unwrap().to_owned());
         }
         texts
+    }
+
+    /// A handler whose room the test sets, recording what it handles and
+    /// the sessions it was told made no room.
+    #[derive(Default)]
+    struct Gated {
+        room: std::sync::atomic::AtomicBool,
+        handled: Mutex<Vec<String>>,
+        no_room: Mutex<Vec<String>>,
+    }
+
+    impl EventHandler for Arc<Gated> {
+        fn handle(&self, _: &EngineIo, event: ServerEvent) {
+            if let ServerEvent::Message {
+                data: MessageData::Text(text),
+                ..
+            } = event
+            {
+                lock(&self.handled).push(text.to_string());
+            }
+        }
+
+        fn has_room(&self, _: &str) -> bool {
+            self.room.load(Ordering::Relaxed)
+        }
+
+        fn may_lack_room(&self) -> bool {
+            true
+        }
+
+        fn no_room_made(&self, sid: &str) {
+            lock(&self.no_room).push(sid.to_owned());
+        }
+    }
+
+    /// Messages the handler has no room for wait, undelivered and in
+    /// order; the timer hands them over once it has room, with nobody
+    /// else asking, or after `HANDLERS_CATCH_UP` anyway.
+    #[test]
+    fn the_timer_resumes_messages_waiting_for_room() {
+        let gated = Arc::new(Gated::default());
+        let engine = EngineIo::new(timer_test_config(), gated.clone());
+        let timer = engine.timed();
+        let (conn, _commands) = open_ws(&engine);
+        engine.ws_messages(conn, [Message::text("4a"), Message::text("4b")]);
+        assert!(lock(&gated.handled).is_empty(), "no room: nothing handled");
+        let now = Instant::now();
+        assert!(
+            timer
+                .run_timers(now)
+                .is_some_and(|next| next <= now + HANDLERS_POLL * 2),
+            "the timer looks again soon"
+        );
+        assert!(lock(&gated.handled).is_empty());
+        gated.room.store(true, Ordering::Relaxed);
+        timer.run_timers(Instant::now());
+        assert_eq!(*lock(&gated.handled), ["a", "b"]);
+        assert!(lock(&gated.no_room).is_empty());
+
+        gated.room.store(false, Ordering::Relaxed);
+        engine.ws_messages(conn, [Message::text("4c")]);
+        timer.run_timers(Instant::now() + HANDLERS_CATCH_UP / 2);
+        assert_eq!(lock(&gated.handled).len(), 2, "still no room");
+        timer.run_timers(Instant::now() + HANDLERS_CATCH_UP * 2);
+        assert_eq!(
+            *lock(&gated.handled),
+            ["a", "b", "c"],
+            "handed over after the wait"
+        );
+        assert_eq!(lock(&gated.no_room).len(), 1);
     }
 
     /// A panicking handler loses only the event it was given: the
