@@ -767,6 +767,16 @@ pub async fn pump_engine_ws<S, R>(
                         {
                             closing = true;
                         }
+                        // The answers go out now, not after one more read
+                        // (the peer usually sends nothing until it has them).
+                        match feed_queued(&mut ws, &mut commands).await {
+                            Ok(true) => {}
+                            Ok(false) => closing = true,
+                            Err(()) => break,
+                        }
+                        if ws.flush().await.is_err() {
+                            break;
+                        }
                         break;
                     }
                     match feed_queued(&mut ws, &mut commands).await {
