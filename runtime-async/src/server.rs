@@ -521,9 +521,10 @@ where
                 Routed::Respond(response) => {
                     // A POST whose messages wait for the handlers' room is
                     // answered once they are handed over.
-                    let since = Instant::now();
-                    while let Some(again) = engine.handled_wait(&request, since) {
-                        runtime.sleep_until(again).await;
+                    if let Some(mut answer) = engine.answer_wait(&request) {
+                        while let Some(again) = answer.wait_until() {
+                            runtime.sleep_until(again).await;
+                        }
                     }
                     response
                 }

@@ -319,9 +319,10 @@ where
         Routed::Respond(response) => {
             // A POST whose messages wait for the handlers' room is answered
             // once they are handed over.
-            let since = std::time::Instant::now();
-            while let Some(again) = engine.handled_wait(&head, since) {
-                tokio::time::sleep_until(again.into()).await;
+            if let Some(mut answer) = engine.answer_wait(&head) {
+                while let Some(again) = answer.wait_until() {
+                    tokio::time::sleep_until(again.into()).await;
+                }
             }
             to_http(response)
         }

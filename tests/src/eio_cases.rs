@@ -905,6 +905,28 @@ impl Polling {
         assert_eq!((r.status, r.text().as_str()), (200, "ok"), "{}", r.head);
     }
 
+    /// Starts a POST without waiting for its answer (see
+    /// [`Polling::post_answer`]).
+    pub fn start_post(&mut self, body: &str) {
+        let target = self.target();
+        self.post
+            .send("POST", &target, &[TEXT_BODY], body.as_bytes());
+    }
+
+    /// The answer to the POST [`Polling::start_post`] sent, within
+    /// `timeout`.
+    pub fn post_answer(&mut self, timeout: Duration) -> Result<Response, HttpError> {
+        self.post.recv(timeout)
+    }
+
+    /// A POST on the connection the GET polls use (as a second, concurrent
+    /// data request).
+    pub fn post_on_poll_connection(&mut self, body: &str) -> Response {
+        let target = self.target();
+        self.get
+            .request("POST", &target, &[TEXT_BODY], body.as_bytes())
+    }
+
     /// Decodes a poll response (which must be a 200).
     pub fn packets_of(&self, r: &Response) -> Vec<String> {
         assert_eq!(r.status, 200, "poll: {}{}", r.head, r.text());

@@ -474,6 +474,26 @@ fn a_polling_burst_to_stuck_handlers_disconnects_after_one_wait(runtime: Runtime
     gate_keeper.close();
 }
 
+/// Another POST while the answer to the last one waits for the handlers
+/// (a client that does not wait for it) closes the session, as in Node
+/// ("data request overlap from client"): 400, and the session is gone.
+fn an_overlapping_post_closes_the_session(runtime: RuntimeKind) {
+    let (io, gate_keeper) = stuck_handlers(runtime);
+    let addr = spawn_socketio(runtime, io);
+    let mut session = polling_socket(addr);
+    session.start_post(&work_events().collect::<Vec<_>>().join("\x1e"));
+    std::thread::sleep(Duration::from_millis(300));
+    let overlap = session.post_on_poll_connection(r#"42["work",1]"#);
+    assert_eq!(overlap.status, 400, "{}", overlap.head);
+    // The held answer goes out (the session is closed meanwhile)...
+    let held = session.post_answer(Duration::from_secs(10));
+    assert!(held.is_ok(), "{held:?}");
+    // ...and the session is gone.
+    let r = session.get();
+    assert_eq!(r.status, 400, "{}{}", r.head, r.text());
+    gate_keeper.close();
+}
+
 /// A server whose `work` handlers block until the returned sender closes.
 fn stuck_handlers(runtime: RuntimeKind) -> (SocketIo, async_channel::Sender<()>) {
     let io = SocketIo::new(burst_config());
@@ -526,6 +546,11 @@ macro_rules! runtime_suite {
             #[test]
             fn a_polling_burst_to_stuck_handlers_disconnects_after_one_wait() {
                 super::a_polling_burst_to_stuck_handlers_disconnects_after_one_wait($kind);
+            }
+
+            #[test]
+            fn an_overlapping_post_closes_the_session() {
+                super::an_overlapping_post_closes_the_session($kind);
             }
 
             #[test]

@@ -820,6 +820,29 @@ impl Server {
         }
     }
 
+    /// Another data request (`POST`) of session `sid` came while the
+    /// driver still holds the answer to the last one. As in Node ("data
+    /// request overlap from client"), the session closes (`transport
+    /// error`) and the request gets a `400`.
+    pub fn post_overlapped(&mut self, sid: &str, now: Instant) -> HttpResponse {
+        self.post_aborted(sid, now);
+        HttpResponse {
+            status: 400,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// The connection of a data request (`POST`) of session `sid` went
+    /// away while the driver held its answer. As in Node ("data request
+    /// connection closed prematurely"), the session closes (`transport
+    /// error`).
+    pub fn post_aborted(&mut self, sid: &str, _now: Instant) {
+        if self.sessions.contains_key(sid) {
+            self.close_session(sid, CloseReason::TransportError, None);
+        }
+    }
+
     /// Sends a message to session `sid`. Over polling it is queued (and a
     /// held poll released); over WebSocket it is sent at once.
     pub fn send(&mut self, sid: &str, data: MessageData) -> Result<(), SendError> {
@@ -2082,6 +2105,17 @@ mod tests {
         assert_eq!(server.poll_transmit(), None);
         server.poll_aborted(id, t0);
         assert_eq!(server.poll_event(), None);
+    }
+
+    #[test]
+    fn a_failed_data_request_closes_with_transport_error() {
+        let mut server = Server::new(config());
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        assert_eq!(server.post_overlapped(&sid, t0).status, 400);
+        assert_eq!(closed(&mut server), CloseReason::TransportError);
+        server.post_aborted(&sid, t0);
+        assert_eq!(server.poll_event(), None, "closed once");
     }
 
     #[test]

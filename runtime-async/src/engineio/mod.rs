@@ -74,7 +74,7 @@ pub trait EventHandler: Send + Sync + 'static {
     /// now. While it does not, the session's messages wait undelivered,
     /// its WebSocket connection reads no more and its polling `POST` is
     /// not answered (see [`EngineIo::room_wait`] and
-    /// [`EngineIo::handled_wait`]), so a handler backlog a client's burst
+    /// [`EngineIo::answer_wait`]), so a handler backlog a client's burst
     /// would overflow is met by TCP backpressure instead. Always `true` by
     /// default.
     fn has_room(&self, sid: &str) -> bool {
@@ -149,6 +149,40 @@ impl std::future::Future for HeldPoll {
     }
 }
 
+/// A polling `POST` whose answer waits for the handlers (see
+/// [`EngineIo::answer_wait`]). Dropped before [`wait_until`](Self::wait_until) said
+/// `None`, it closes the session (`transport error`), as Node does when a
+/// data request's connection closes early.
+#[derive(Debug)]
+pub struct PostAnswer {
+    engine: EngineIo,
+    sid: Arc<str>,
+    shard: usize,
+    since: Instant,
+    done: bool,
+}
+
+impl PostAnswer {
+    /// `None` once the answer can be written; otherwise when to ask again.
+    pub fn wait_until(&mut self) -> Option<Instant> {
+        let again = self.engine.wait_for_session(&self.sid, self.since, false);
+        self.done = again.is_none();
+        again
+    }
+}
+
+impl Drop for PostAnswer {
+    fn drop(&mut self) {
+        let done = self.done;
+        self.engine.with_state(self.shard, |state| {
+            state.answering.remove(&self.sid);
+            if !done {
+                state.server.post_aborted(&self.sid, Instant::now());
+            }
+        });
+    }
+}
+
 /// What to do with an HTTP request on the Engine.IO path.
 #[derive(Debug)]
 pub enum Routed {
@@ -170,6 +204,8 @@ struct State {
     server: Server,
     polls: IdMap<PollId, oneshot::Sender<HttpResponse>>,
     conns: IdMap<ConnId, WsCommandSender>,
+    /// Sessions whose last `POST` is not answered yet ([`PostAnswer`]).
+    answering: switchboard_core::ids::IdSet<Arc<str>>,
     /// This shard's deadline as the timer last saw it, if any.
     timer_deadline: Option<Instant>,
 }
@@ -284,6 +320,7 @@ impl EngineIo {
                 Mutex::new(State {
                     server: Server::with_shard(config.clone(), Shard::new(index, shards)),
                     polls: IdMap::default(),
+                    answering: Default::default(),
                     conns: IdMap::default(),
                     timer_deadline: None,
                 })
@@ -406,6 +443,13 @@ impl EngineIo {
         let count = self.hub.shards.len();
         let shard = Shard::of_request(request, count).unwrap_or_else(|| self.handshake_shard());
         self.with_state(shard, |state| {
+            if request.method == "POST"
+                && !state.answering.is_empty()
+                && let Some(sid) = request.query_param("sid")
+                && state.answering.contains(&*sid)
+            {
+                return Routed::Respond(state.server.post_overlapped(&sid, Instant::now()));
+            }
             match state.server.handle_request(request, body, Instant::now()) {
                 RequestOutcome::Respond(response) => Routed::Respond(response),
                 RequestOutcome::Hold(poll) => {
@@ -472,7 +516,7 @@ impl EngineIo {
     /// Whether WebSocket `conn` should hand over more messages now or wait
     /// for the handlers to make room for them: `None` to go on, or when to
     /// look again. It waits while its session's messages wait for room
-    /// (delivery paused, see [`EngineIo::handled_wait`]), while a whole
+    /// (delivery paused, see [`EngineIo::answer_wait`]), while a whole
     /// batch of them handed over before still waits for a deliverer (one
     /// busy elsewhere, such as a handler's task that sends and so delivers
     /// what is queued), or while the handler has no room for the session
@@ -505,18 +549,31 @@ impl EngineIo {
     }
 
     /// For the answer to `request`, a polling `POST` this endpoint took:
-    /// `None` once its messages are all handed to the handler, or when to
-    /// look again. While the handler has no room for a session's messages
+    /// while the handler has no room for a session's messages
     /// ([`EventHandler::has_room`]), the rest of them wait (delivery is
     /// paused) and so does the answer to the `POST` that brought them, so
     /// the client sends no more meanwhile; after [`HANDLERS_CATCH_UP`]
-    /// they go on anyway (see [`EngineIo::room_wait`]).
-    pub fn handled_wait(&self, request: &Request, since: Instant) -> Option<Instant> {
+    /// they go on anyway (see [`EngineIo::room_wait`]). `None` when the
+    /// answer need not wait; otherwise wait as [`PostAnswer::wait_until`] says,
+    /// then write it. Another `POST` of the session meanwhile, or the
+    /// [`PostAnswer`] dropped before it is done (the client went away),
+    /// closes the session, as in Node.
+    pub fn answer_wait(&self, request: &Request) -> Option<PostAnswer> {
         if self.hub.events.paused() == 0 || request.method != "POST" {
             return None;
         }
-        let sid = request.query_param("sid")?;
-        self.wait_for_session(&sid, since, false)
+        let sid: Arc<str> = Arc::from(&*request.query_param("sid")?);
+        let since = Instant::now();
+        self.wait_for_session(&sid, since, false)?;
+        let shard = Shard::of_sid(&sid, self.hub.shards.len());
+        lock(&self.hub.shards[shard]).answering.insert(sid.clone());
+        Some(PostAnswer {
+            engine: self.clone(),
+            sid,
+            shard,
+            since,
+            done: false,
+        })
     }
 
     fn conn_session(&self, conn: ConnId) -> Option<Arc<str>> {

@@ -307,7 +307,11 @@ pub fn serve_connection(mut stream: TcpStream, routes: Routes) -> io::Result<()>
                 Routed::Respond(response) => {
                     // A POST whose messages wait for the handlers' room is
                     // answered once they are handed over.
-                    wait_until_none(|since| engine.handled_wait(&request, since));
+                    if let Some(mut answer) = engine.answer_wait(&request) {
+                        while let Some(again) = answer.wait_until() {
+                            std::thread::sleep(again.saturating_duration_since(Instant::now()));
+                        }
+                    }
                     response
                 }
                 Routed::Hold(poll, rx) => match wait_for_poll(&stream, rx)? {
