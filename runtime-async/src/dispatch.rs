@@ -202,7 +202,7 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
             key: None,
             batch: VecDeque::new(),
             only_this_key: false,
-            pausable: true,
+            pausable: false,
         }
         .run(pause, handle);
     }
@@ -320,7 +320,8 @@ struct BusyKey<'a, K: Hash + Eq + Clone, E> {
     batch: VecDeque<E>,
     /// Stop when this key is done rather than take the next ready one.
     only_this_key: bool,
-    /// The key may be paused (see `KeyQueue::unpausable`).
+    /// The key may be paused (see `KeyQueue::unpausable`; set with each
+    /// batch).
     pausable: bool,
 }
 
@@ -353,12 +354,7 @@ impl<K: Hash + Eq + Clone, E> BusyKey<'_, K, E> {
             .keys
             .get_mut(&key)
             .expect("a busy key has a queue (see State::keys)");
-        self.dispatch
-            .waiting
-            .fetch_add(self.batch.len(), Ordering::Relaxed);
-        while let Some(event) = self.batch.pop_back() {
-            queue.events.push_front(event);
-        }
+        hand_back(self.dispatch, &mut self.batch, queue);
         queue.busy = false;
         queue.paused = Some(Instant::now());
         self.dispatch.paused.fetch_add(1, Ordering::Relaxed);
@@ -375,7 +371,7 @@ impl<K: Hash + Eq + Clone, E> BusyKey<'_, K, E> {
                 Some(queue) if !queue.events.is_empty() => {
                     std::mem::swap(&mut self.batch, &mut queue.events);
                     self.dispatch.took(self.batch.len());
-                    self.pausable &= !queue.unpausable;
+                    self.pausable = !queue.unpausable;
                     return true;
                 }
                 _ => {
@@ -401,7 +397,7 @@ impl<K: Hash + Eq + Clone, E> BusyKey<'_, K, E> {
         queue.busy = true;
         std::mem::swap(&mut self.batch, &mut queue.events);
         self.dispatch.took(self.batch.len());
-        self.pausable = !self.only_this_key && !queue.unpausable;
+        self.pausable = !queue.unpausable;
         self.key = Some(key);
         true
     }
@@ -417,12 +413,7 @@ impl<K: Hash + Eq + Clone, E> Drop for BusyKey<'_, K, E> {
         let Some(queue) = keys.get_mut(&key) else {
             return;
         };
-        self.dispatch
-            .waiting
-            .fetch_add(self.batch.len(), Ordering::Relaxed);
-        while let Some(event) = self.batch.pop_back() {
-            queue.events.push_front(event);
-        }
+        hand_back(self.dispatch, &mut self.batch, queue);
         if queue.events.is_empty() {
             keys.remove(&key);
         } else {
@@ -430,6 +421,19 @@ impl<K: Hash + Eq + Clone, E> Drop for BusyKey<'_, K, E> {
             ready.push_back(key);
             self.dispatch.publish(ready);
         }
+    }
+}
+
+/// Puts a deliverer's untaken `batch` back in front of its key's queue,
+/// counted as waiting again.
+fn hand_back<K, E>(
+    dispatch: &OrderedDispatch<K, E>,
+    batch: &mut VecDeque<E>,
+    queue: &mut KeyQueue<E>,
+) {
+    dispatch.waiting.fetch_add(batch.len(), Ordering::Relaxed);
+    while let Some(event) = batch.pop_back() {
+        queue.events.push_front(event);
     }
 }
 

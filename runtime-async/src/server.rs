@@ -769,15 +769,14 @@ pub async fn pump_engine_ws<S, R>(
                             closing = true;
                         }
                         // The answers go out now, not after one more read
-                        // (the peer usually sends nothing until it has them).
+                        // (the peer usually sends nothing until it has them;
+                        // a failed write shows at that read).
                         match feed_queued(&mut ws, &mut commands).await {
                             Ok(true) => {}
                             Ok(false) => closing = true,
                             Err(()) => break,
                         }
-                        if ws.flush().await.is_err() {
-                            break;
-                        }
+                        let _ = ws.flush().await;
                         break;
                     }
                     match feed_queued(&mut ws, &mut commands).await {

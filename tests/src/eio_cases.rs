@@ -895,12 +895,9 @@ impl Polling {
     /// A POST that must succeed within `timeout` (for one the server may
     /// answer only once the application's handlers caught up).
     pub fn post_ok_within(&mut self, body: &str, timeout: Duration) {
-        let target = self.target();
-        self.post
-            .send("POST", &target, &[TEXT_BODY], body.as_bytes());
+        self.start_post(body);
         let r = self
-            .post
-            .recv(timeout)
+            .post_answer(timeout)
             .unwrap_or_else(|e| panic!("POST {:?}: no response ({e:?})", truncate(body)));
         assert_eq!((r.status, r.text().as_str()), (200, "ok"), "{}", r.head);
     }

@@ -371,7 +371,7 @@ pub fn spawn_ws_echo(runtime: RuntimeKind, config: Config) -> SocketAddr {
 
 /// Binds an ephemeral loopback port and runs `serve` on it in a background
 /// thread named `name`, for the rest of the process. Returns the address.
-fn spawn_on_free_port(
+pub fn spawn_on_free_port(
     name: String,
     serve: impl FnOnce(TcpListener) + Send + 'static,
 ) -> SocketAddr {

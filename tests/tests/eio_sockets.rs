@@ -1,26 +1,27 @@
 //! The Engine.IO sockets API (`EngineIo::with_sockets`: each session a
 //! `Socket` the application reads) on every runtime.
 
-use std::net::{SocketAddr, TcpListener};
+//!
+//! The `*_echo` servers echo over the sockets API, or (`reads` false)
+//! accept sessions and never read them.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use switchboard_async::engineio::Socket;
 use switchboard_conformance::eio_cases;
 use switchboard_conformance::raw::frame;
-use switchboard_conformance::runtime::conformance_engineio_config;
+use switchboard_conformance::runtime::{conformance_engineio_config, spawn_on_free_port};
 use switchboard_core::engineio::ServerConfig;
 
-/// Starts a server on its own thread; returns its address. The `*_echo`
-/// servers echo over the sockets API, or (`reads` false) accept sessions
-/// and never read them.
-fn spawn(name: &str, serve: impl FnOnce(TcpListener) + Send + 'static) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || serve(listener))
-        .expect("spawn server thread");
-    addr
+/// One session on an async runtime: echoed, or never read.
+async fn echo_or_ignore(mut socket: Socket, reads: bool) {
+    if !reads {
+        return std::future::pending().await;
+    }
+    while let Some(message) = socket.recv().await {
+        let _ = socket.send(message);
+    }
 }
 
 /// The contract's settings for the echo; the defaults (a heartbeat of 25
@@ -35,7 +36,7 @@ fn config(reads: bool) -> ServerConfig {
 
 fn tokio_echo(reads: bool) -> SocketAddr {
     use switchboard_tokio::engineio::{EngineIo, Routes, serve};
-    spawn("eio-sockets-tokio", move |listener| {
+    spawn_on_free_port("eio-sockets-tokio".into(), move |listener| {
         let runtime = ::tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -49,15 +50,8 @@ fn tokio_echo(reads: bool) -> SocketAddr {
                 listener,
                 Routes::new().engineio("/engine.io/", engine),
             ));
-            while let Some(mut socket) = sockets.accept().await {
-                ::tokio::spawn(async move {
-                    if !reads {
-                        return ::std::future::pending().await;
-                    }
-                    while let Some(message) = socket.recv().await {
-                        let _ = socket.send(message);
-                    }
-                });
+            while let Some(socket) = sockets.accept().await {
+                ::tokio::spawn(echo_or_ignore(socket, reads));
             }
         });
     })
@@ -65,7 +59,7 @@ fn tokio_echo(reads: bool) -> SocketAddr {
 
 fn smol_echo(reads: bool) -> SocketAddr {
     use switchboard_smol::engineio::{EngineIo, Routes, serve};
-    spawn("eio-sockets-smol", move |listener| {
+    spawn_on_free_port("eio-sockets-smol".into(), move |listener| {
         ::smol::block_on(async move {
             let listener = async_net::TcpListener::try_from(listener).expect("listener");
             let (engine, mut sockets) = EngineIo::with_sockets(config(reads));
@@ -74,16 +68,8 @@ fn smol_echo(reads: bool) -> SocketAddr {
                 Routes::new().engineio("/engine.io/", engine),
             ))
             .detach();
-            while let Some(mut socket) = sockets.accept().await {
-                ::smol::spawn(async move {
-                    if !reads {
-                        return ::std::future::pending().await;
-                    }
-                    while let Some(message) = socket.recv().await {
-                        let _ = socket.send(message);
-                    }
-                })
-                .detach();
+            while let Some(socket) = sockets.accept().await {
+                ::smol::spawn(echo_or_ignore(socket, reads)).detach();
             }
         });
     })
@@ -91,7 +77,7 @@ fn smol_echo(reads: bool) -> SocketAddr {
 
 fn threads_echo(reads: bool) -> SocketAddr {
     use switchboard_threads::engineio::{EngineIo, Routes, blocking, serve};
-    spawn("eio-sockets-threads", move |listener| {
+    spawn_on_free_port("eio-sockets-threads".into(), move |listener| {
         let (engine, sockets) = EngineIo::with_sockets(config(reads));
         std::thread::spawn(move || serve(listener, Routes::new().engineio("/engine.io/", engine)));
         for mut socket in blocking(sockets) {

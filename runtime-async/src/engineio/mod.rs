@@ -243,17 +243,11 @@ impl Timed for Hub {
             let next = state.server.poll_timeout();
             state.timer_deadline = next;
             drop(state);
-            earliest = match (earliest, next) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            earliest = earliest.into_iter().chain(next).min();
         }
         EngineIo::deliver(self);
         let resume = EngineIo::resume_paused(self, now);
-        match (earliest, resume) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        earliest.into_iter().chain(resume).min()
     }
 
     fn timer_signal(&self) -> &TimerSignal {
@@ -589,22 +583,24 @@ impl EngineIo {
         if hub.events.paused() == 0 {
             return None;
         }
-        let mut resumed = false;
         for (sid, paused_at) in hub.events.paused_keys() {
-            // After a whole wait, the messages go on whatever the handler
-            // says (it is told, and is expected to let more through).
-            let waited_out = now >= paused_at + HANDLERS_CATCH_UP;
-            if waited_out {
-                hub.handler.no_room_made(&sid);
-            } else if !hub.handler.has_room(&sid) {
-                continue;
-            }
-            resumed |= hub.events.resume(&*sid, waited_out);
-        }
-        if resumed {
-            Self::deliver(hub);
+            Self::resume_if_room(hub, &sid, now >= paused_at + HANDLERS_CATCH_UP);
         }
         (hub.events.paused() > 0).then(|| Instant::now() + HANDLERS_POLL)
+    }
+
+    /// Resumes session `sid`'s paused messages and delivers them if the
+    /// handler has room for them, or whatever it says once `waited_out`
+    /// (it is told, and is expected to let more through).
+    fn resume_if_room(hub: &Hub, sid: &str, waited_out: bool) {
+        if waited_out {
+            hub.handler.no_room_made(sid);
+        } else if !hub.handler.has_room(sid) {
+            return;
+        }
+        if hub.events.resume(sid, waited_out) {
+            Self::deliver(hub);
+        }
     }
 
     /// Resumes session `sid`'s paused messages once the handler has room
@@ -621,12 +617,7 @@ impl EngineIo {
         let now = Instant::now();
         let timed_out = now >= since + HANDLERS_CATCH_UP;
         if hub.events.is_paused(sid) {
-            if timed_out {
-                handler.no_room_made(sid);
-            }
-            if (timed_out || handler.has_room(sid)) && hub.events.resume(sid, timed_out) {
-                Self::deliver(hub);
-            }
+            Self::resume_if_room(hub, sid, timed_out);
             if hub.events.is_paused(sid) {
                 return Some(now + HANDLERS_POLL);
             }

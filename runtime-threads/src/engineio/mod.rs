@@ -308,9 +308,7 @@ pub fn serve_connection(mut stream: TcpStream, routes: Routes) -> io::Result<()>
                     // A POST whose messages wait for the handlers' room is
                     // answered once they are handed over.
                     if let Some(mut answer) = engine.answer_wait(&request) {
-                        while let Some(again) = answer.wait_until() {
-                            std::thread::sleep(again.saturating_duration_since(Instant::now()));
-                        }
+                        wait_until_none(|_| answer.wait_until());
                     }
                     response
                 }
