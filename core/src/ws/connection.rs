@@ -29,6 +29,9 @@ const MAX_OUT_RESERVE: usize = 16 * 1024;
 /// them with a vectored write.
 const ZERO_COPY_MIN: usize = 1024;
 
+/// Payloads above this size are expected to arrive over several reads.
+const MULTI_READ_PAYLOAD: usize = 64 << 10;
+
 /// Where the end of the read buffer stands in the frame layout, so received
 /// payload bytes are unmasked as they are copied in.
 #[derive(Debug, Clone, Copy)]
@@ -634,8 +637,12 @@ impl Connection {
                 };
                 let validate_utf8 = self.check_header(&header)?;
                 self.read_buf.advance(header_len);
+                // A payload that takes several reads gets its room at once
+                // (within the limits just checked). A smaller one that ends
+                // past this read grows with the next read's reservation,
+                // one allocation instead of two.
                 let payload_len = header.payload_len as usize;
-                if payload_len > self.read_buf.len() {
+                if payload_len > MULTI_READ_PAYLOAD && payload_len > self.read_buf.len() {
                     self.read_buf.reserve(payload_len - self.read_buf.len());
                 }
                 FrameInProgress {
@@ -1027,6 +1034,40 @@ mod tests {
                 Event::Message(Message::text("κόσμε")),
                 Event::Message(Message::binary(vec![7u8; 300])),
             ]);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn large_frames_in_reads_of_any_size_give_the_same_messages(
+            reads in proptest::collection::vec(1usize..100_000, 1..8),
+        ) {
+            // Payloads below, at and above the size reserved at once, some
+            // ending inside a read and some across several.
+            let sizes = [16 << 10, 16 << 10, (64 << 10) + 1, 200_000, 3, 16 << 10];
+            let payloads: Vec<Vec<u8>> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| (0..n).map(|j| (i * 31 + j) as u8).collect())
+                .collect();
+            let bytes: Vec<u8> = payloads.iter().flat_map(|p| masked(2, true, p)).collect();
+            let mut conn = server(Config::default());
+            let mut received = Vec::new();
+            let mut rest = &bytes[..];
+            for n in reads.iter().cycle() {
+                if rest.is_empty() { break; }
+                let (a, b) = rest.split_at((*n).min(rest.len()));
+                conn.receive(a);
+                while let Some(event) = conn.poll_event() {
+                    match event {
+                        Event::Message(Message::Binary(data)) => received.push(data.to_vec()),
+                        other => prop_assert!(false, "unexpected {:?}", other),
+                    }
+                }
+                rest = b;
+            }
+            prop_assert_eq!(received, payloads);
         }
     }
 }
