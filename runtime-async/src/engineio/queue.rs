@@ -41,6 +41,9 @@ struct State {
     /// The connection task is handing messages to the hub and takes what
     /// is queued right after: no wake needed meanwhile.
     receiver_busy: bool,
+    /// Readers blocked in [`WsQueueRoom::wait`]: `taken` is signalled only
+    /// for them (a signal costs a system call even when nobody waits).
+    room_waiters: usize,
 }
 
 impl Shared {
@@ -184,8 +187,9 @@ impl WsCommands {
         // Swapping keeps both buffers' capacity: no allocation per batch.
         std::mem::swap(&mut self.taken, &mut state.commands);
         let sender_gone = state.sender_gone;
+        let waiters = state.room_waiters > 0;
         drop(state);
-        if !self.taken.is_empty() {
+        if waiters && !self.taken.is_empty() {
             self.shared.taken.notify_all();
         }
         match self.taken.pop_front() {
@@ -224,8 +228,11 @@ impl Drop for WsCommands {
         state.receiver_gone = true;
         // What is queued will never be written; free it now.
         state.commands.clear();
+        let waiters = state.room_waiters > 0;
         drop(state);
-        self.shared.taken.notify_all();
+        if waiters {
+            self.shared.taken.notify_all();
+        }
     }
 }
 
@@ -248,15 +255,17 @@ impl WsQueueRoom {
     /// gone, or `timeout` passed (a writer stuck on a peer that does not
     /// read: the hub then finds the queue full and closes the session).
     pub fn wait(&self, timeout: Duration) {
-        let state = self.shared.lock();
+        let mut state = self.shared.lock();
         let half = self.shared.capacity / 2;
-        let _ = self
+        state.room_waiters += 1;
+        let (mut state, _) = self
             .shared
             .taken
             .wait_timeout_while(state, timeout, |state| {
                 state.commands.len() > half && !state.receiver_gone
             })
             .unwrap_or_else(PoisonError::into_inner);
+        state.room_waiters -= 1;
     }
 }
 
