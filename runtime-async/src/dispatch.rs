@@ -129,29 +129,33 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
         let mut state = self.lock();
         let State { keys, ready, spare } = &mut *state;
         let mut pushed = 0;
-        for (key, event) in events {
-            pushed += 1;
-            match keys.entry(key) {
-                // Busy keys are picked up by their deliverer; idle ones with
-                // events are already ready; paused ones wait.
-                Entry::Occupied(mut queue) => {
-                    let events = &mut queue.get_mut().events;
-                    events.push_back(event);
-                    if events.len() == limit.saturating_add(1) {
-                        overflowed.push(queue.key().clone());
-                    }
-                }
+        while let Some((key, event)) = events.next() {
+            // A run of events for one key (a read's burst from one
+            // session) is queued with one lookup.
+            let run_key = key.clone();
+            // Busy keys are picked up by their deliverer; idle ones with
+            // events are already ready; paused ones wait.
+            let queue = match keys.entry(key) {
+                Entry::Occupied(queue) => queue.into_mut(),
                 Entry::Vacant(slot) => {
-                    let mut events = spare.pop().unwrap_or_default();
-                    events.push_back(event);
                     ready.push_back(slot.key().clone());
                     slot.insert(KeyQueue {
-                        events,
+                        events: spare.pop().unwrap_or_default(),
                         busy: false,
                         paused: None,
                         unpausable: false,
-                    });
+                    })
                 }
+            };
+            let before = queue.events.len();
+            queue.events.push_back(event);
+            while let Some((_, event)) = events.next_if(|(next, _)| *next == run_key) {
+                queue.events.push_back(event);
+            }
+            let after = queue.events.len();
+            pushed += after - before;
+            if before <= limit && after > limit {
+                overflowed.push(run_key);
             }
         }
         self.publish(ready);
