@@ -16,10 +16,10 @@
 //! on one thread, and a handler holding its own lock cannot deadlock on it.
 
 use std::borrow::Borrow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::collections::hash_map::Entry;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -47,27 +47,46 @@ pub(crate) fn log_handler_panic(panic: &(dyn std::any::Any + Send)) {
     tracing::error!(panic = message, "a handler panicked; its event was dropped");
 }
 
-/// How many emptied queues a dispatcher keeps for reuse.
+/// How many emptied queues a dispatcher shard keeps for reuse.
 const SPARE_QUEUES: usize = 64;
 
 thread_local! {
     /// The dispatchers this thread is delivering from (by address).
     static DELIVERING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+    /// The shard this thread last queued events in: where its next
+    /// delivery looks first, so threads delivering at once start on
+    /// different shards.
+    static LAST_SHARD: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Events waiting for the application, in order per key.
+///
+/// The keys are split among shards, each under its own lock (as the
+/// Engine.IO sessions are): callers queueing and delivering different
+/// keys on different threads rarely wait for each other. A key lives in
+/// one shard, so its order is one shard's business.
 pub(crate) struct OrderedDispatch<K, E> {
-    state: Mutex<State<K, E>>,
-    /// `state.ready.len()` as of the last change, read without the lock by
+    shards: Box<[DispatchShard<K, E>]>,
+    /// Picks a key's shard.
+    hasher: foldhash::fast::RandomState,
+    /// How many shards have ready keys, read without a lock by
     /// [`is_idle`](Self::is_idle) (every pusher delivers after pushing, so
     /// a stale zero loses nothing).
-    ready_len: AtomicUsize,
+    ready_shards: AtomicUsize,
     /// Events waiting across all keys (a deliverer's current batch not
-    /// counted), changed under the lock and read without it.
+    /// counted), changed under a shard's lock and read without it.
     waiting: AtomicUsize,
     /// Keys paused by a deliverer (see
     /// [`deliver_pausable`](OrderedDispatch::deliver_pausable)), likewise.
     paused: AtomicUsize,
+}
+
+/// One shard of a dispatcher, on cache lines of its own.
+#[repr(align(128))]
+struct DispatchShard<K, E> {
+    state: Mutex<State<K, E>>,
+    /// `state.ready.len()` as of the last change under the lock.
+    ready_len: AtomicUsize,
 }
 
 struct State<K, E> {
@@ -91,15 +110,31 @@ struct KeyQueue<E> {
     unpausable: bool,
 }
 
+type Guard<'a, K, E> = MutexGuard<'a, State<K, E>>;
+
 impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
+    /// A dispatcher with one shard: one lock for every key.
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
+        Self::with_shards(1)
+    }
+
+    /// A dispatcher whose keys are split among `shards` locks (at least
+    /// one).
+    pub(crate) fn with_shards(shards: usize) -> Self {
         OrderedDispatch {
-            state: Mutex::new(State {
-                keys: IdMap::default(),
-                ready: VecDeque::new(),
-                spare: Vec::new(),
-            }),
-            ready_len: AtomicUsize::new(0),
+            shards: (0..shards.max(1))
+                .map(|_| DispatchShard {
+                    state: Mutex::new(State {
+                        keys: IdMap::default(),
+                        ready: VecDeque::new(),
+                        spare: Vec::new(),
+                    }),
+                    ready_len: AtomicUsize::new(0),
+                })
+                .collect(),
+            hasher: foldhash::fast::RandomState::default(),
+            ready_shards: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
             paused: AtomicUsize::new(0),
         }
@@ -123,13 +158,18 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
     ) -> Vec<K> {
         let mut overflowed = Vec::new();
         let mut events = events.into_iter().peekable();
-        if events.peek().is_none() {
-            return overflowed;
-        }
-        let mut state = self.lock();
-        let State { keys, ready, spare } = &mut *state;
-        let mut pushed = 0;
+        // The shard locked now, and how many events were queued in it.
+        let mut held: Option<(usize, Guard<'_, K, E>, usize)> = None;
         while let Some((key, event)) = events.next() {
+            let index = self.shard_of(&key);
+            if held.as_ref().is_none_or(|(at, ..)| *at != index) {
+                if let Some((at, state, pushed)) = held.take() {
+                    self.pushed(at, &state, pushed);
+                }
+                held = Some((index, self.lock(index), 0));
+            }
+            let (_, state, pushed) = held.as_mut().expect("just locked");
+            let State { keys, ready, spare } = &mut **state;
             // A run of events for one key (a read's burst from one
             // session) is queued with one lookup.
             let run_key = key.clone();
@@ -153,14 +193,22 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
                 queue.events.push_back(event);
             }
             let after = queue.events.len();
-            pushed += after - before;
+            *pushed += after - before;
             if before <= limit && after > limit {
                 overflowed.push(run_key);
             }
         }
-        self.publish(ready);
-        self.waiting.fetch_add(pushed, Ordering::Relaxed);
+        if let Some((at, state, pushed)) = held {
+            self.pushed(at, &state, pushed);
+            LAST_SHARD.set(at);
+        }
         overflowed
+    }
+
+    /// Counts `pushed` events queued in shard `index` (under its lock).
+    fn pushed(&self, index: usize, state: &State<K, E>, pushed: usize) {
+        self.publish(index, &state.ready);
+        self.waiting.fetch_add(pushed, Ordering::Relaxed);
     }
 
     /// How many events of `key` wait to be taken by a deliverer (a
@@ -170,7 +218,7 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.lock()
+        self.lock_of(key)
             .keys
             .get(key)
             .map_or(0, |queue| queue.events.len())
@@ -183,7 +231,7 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
 
     /// Whether no event waits for a deliverer.
     pub(crate) fn is_idle(&self) -> bool {
-        self.ready_len.load(Ordering::Acquire) == 0
+        self.ready_shards.load(Ordering::Acquire) == 0
     }
 
     /// Hands every ready key's events to `handle`, in order per key, until
@@ -203,6 +251,7 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
         };
         BusyKey {
             dispatch: self,
+            shard: LAST_SHARD.get() % self.shards.len(),
             key: None,
             batch: VecDeque::new(),
             only_this_key: false,
@@ -217,7 +266,7 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.lock()
+        self.lock_of(key)
             .keys
             .get(key)
             .is_some_and(|queue| queue.paused.is_some())
@@ -229,15 +278,19 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.lock().keys.contains_key(key)
+        self.lock_of(key).keys.contains_key(key)
     }
 
     /// The paused keys, with when each was paused.
     pub(crate) fn paused_keys(&self) -> Vec<(K, Instant)> {
-        self.lock()
-            .keys
-            .iter()
-            .filter_map(|(key, queue)| Some((key.clone(), queue.paused?)))
+        (0..self.shards.len())
+            .flat_map(|index| {
+                self.lock(index)
+                    .keys
+                    .iter()
+                    .filter_map(|(key, queue)| Some((key.clone(), queue.paused?)))
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
@@ -254,7 +307,8 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let mut state = self.lock();
+        let index = self.shard_of(key);
+        let mut state = self.lock(index);
         let State { keys, ready, .. } = &mut *state;
         let Some(key) = keys
             .get_key_value(key)
@@ -268,21 +322,24 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
         queue.unpausable = for_good;
         self.paused.fetch_sub(1, Ordering::Relaxed);
         ready.push_back(key);
-        self.publish(ready);
+        self.publish(index, ready);
+        LAST_SHARD.set(index);
         true
     }
 
-    /// Takes the oldest ready key for delivery elsewhere (on a thread of a
-    /// pool, say): the key is busy, so its events wait for
+    /// Takes the oldest ready key of a shard for delivery elsewhere (on a
+    /// thread of a pool, say): the key is busy, so its events wait for
     /// [`deliver_taken`](Self::deliver_taken) with it.
     pub(crate) fn take_ready(&self) -> Option<K> {
-        let mut state = self.lock();
-        let State { keys, ready, .. } = &mut *state;
-        let key = ready.pop_front()?;
-        self.publish(ready);
-        keys.get_mut(&key)
+        let start = LAST_SHARD.get();
+        let (index, mut state, key) = self.next_ready(start)?;
+        state
+            .keys
+            .get_mut(&key)
             .expect("a ready key has a queue (see State::ready)")
             .busy = true;
+        drop(state);
+        LAST_SHARD.set(index);
         Some(key)
     }
 
@@ -292,6 +349,7 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
     pub(crate) fn deliver_taken(&self, key: K, handle: impl FnMut(E)) {
         BusyKey {
             dispatch: self,
+            shard: self.shard_of(&key),
             key: Some(key),
             batch: VecDeque::new(),
             only_this_key: true,
@@ -300,8 +358,50 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
         .run(|_| false, handle);
     }
 
-    fn lock(&self) -> MutexGuard<'_, State<K, E>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The shard that holds `key`.
+    fn shard_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
+        match self.shards.len() {
+            1 => 0,
+            n => (self.hasher.hash_one(key) % n as u64) as usize,
+        }
+    }
+
+    fn lock(&self, index: usize) -> Guard<'_, K, E> {
+        self.shards[index]
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_of<Q: Hash + ?Sized>(&self, key: &Q) -> Guard<'_, K, E> {
+        self.lock(self.shard_of(key))
+    }
+
+    /// Pops the oldest ready key of the first shard from `start` on that
+    /// has one; returns it with its shard, still locked.
+    fn next_ready(&self, start: usize) -> Option<(usize, Guard<'_, K, E>, K)> {
+        let n = self.shards.len();
+        for offset in 0..n {
+            if self.is_idle() {
+                return None;
+            }
+            let index = (start + offset) % n;
+            if self.shards[index].ready_len.load(Ordering::Acquire) == 0 {
+                continue;
+            }
+            let mut state = self.lock(index);
+            if let Some(key) = state.ready.pop_front() {
+                self.publish(index, &state.ready);
+                return Some((index, state, key));
+            }
+        }
+        None
+    }
+
+    /// Whether no key has events waiting, being delivered or paused.
+    #[cfg(test)]
+    fn holds_no_key(&self) -> bool {
+        (0..self.shards.len()).all(|index| self.lock(index).keys.is_empty())
     }
 
     /// Counts out `n` events a deliverer took (under the lock).
@@ -309,9 +409,21 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
         self.waiting.fetch_sub(n, Ordering::Relaxed);
     }
 
-    /// Records the length of `ready` (called under the lock after changing it).
-    fn publish(&self, ready: &VecDeque<K>) {
-        self.ready_len.store(ready.len(), Ordering::Release);
+    /// Records the length of shard `index`'s `ready` (called under its
+    /// lock after changing it), and whether the shard has ready keys.
+    fn publish(&self, index: usize, ready: &VecDeque<K>) {
+        let ready_len = &self.shards[index].ready_len;
+        let was_empty = ready_len.load(Ordering::Relaxed) == 0;
+        ready_len.store(ready.len(), Ordering::Release);
+        match (was_empty, ready.is_empty()) {
+            (true, false) => {
+                self.ready_shards.fetch_add(1, Ordering::Release);
+            }
+            (false, true) => {
+                self.ready_shards.fetch_sub(1, Ordering::Release);
+            }
+            _ => {}
+        }
     }
 }
 
@@ -320,6 +432,8 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
 /// of the key's queue, ready for the next caller.
 struct BusyKey<'a, K: Hash + Eq + Clone, E> {
     dispatch: &'a OrderedDispatch<K, E>,
+    /// The shard of `key`, or where to look for the next key.
+    shard: usize,
     key: Option<K>,
     batch: VecDeque<E>,
     /// Stop when this key is done rather than take the next ready one.
@@ -353,7 +467,7 @@ impl<K: Hash + Eq + Clone, E> BusyKey<'_, K, E> {
         let Some(key) = self.key.take() else {
             return;
         };
-        let mut state = self.dispatch.lock();
+        let mut state = self.dispatch.lock(self.shard);
         let queue = state
             .keys
             .get_mut(&key)
@@ -366,15 +480,17 @@ impl<K: Hash + Eq + Clone, E> BusyKey<'_, K, E> {
 
     /// Fills the (empty) batch with the key's newly queued events or, when
     /// there are none, releases the key and takes the next ready one
-    /// (unless `only_this_key`). Returns false when there is nothing more.
+    /// (unless `only_this_key`): from the key's shard first, then from the
+    /// others. Returns false when there is nothing more.
     fn next_batch(&mut self) -> bool {
-        let mut state = self.dispatch.lock();
-        let State { keys, ready, spare } = &mut *state;
+        let dispatch = self.dispatch;
         if let Some(key) = &self.key {
+            let mut state = dispatch.lock(self.shard);
+            let State { keys, ready, spare } = &mut *state;
             match keys.get_mut(key) {
                 Some(queue) if !queue.events.is_empty() => {
                     std::mem::swap(&mut self.batch, &mut queue.events);
-                    self.dispatch.took(self.batch.len());
+                    dispatch.took(self.batch.len());
                     self.pausable = !queue.unpausable;
                     return true;
                 }
@@ -388,14 +504,27 @@ impl<K: Hash + Eq + Clone, E> BusyKey<'_, K, E> {
             if self.only_this_key {
                 return false;
             }
-        }
-        let Some(key) = ready.pop_front() else {
+            if let Some(key) = ready.pop_front() {
+                dispatch.publish(self.shard, ready);
+                self.start(&mut state, key);
+                return true;
+            }
             // The emptied batch is the next key's queue, not garbage.
             keep_spare(spare, std::mem::take(&mut self.batch));
+        }
+        let Some((index, mut state, key)) = dispatch.next_ready(self.shard) else {
             return false;
         };
-        self.dispatch.publish(ready);
-        let queue = keys
+        self.shard = index;
+        self.start(&mut state, key);
+        true
+    }
+
+    /// Makes `key` (just taken off its shard's ready list, that shard
+    /// locked as `state`) this deliverer's, with its events as the batch.
+    fn start(&mut self, state: &mut State<K, E>, key: K) {
+        let queue = state
+            .keys
             .get_mut(&key)
             .expect("a ready key has a queue (see State::ready)");
         queue.busy = true;
@@ -403,7 +532,6 @@ impl<K: Hash + Eq + Clone, E> BusyKey<'_, K, E> {
         self.dispatch.took(self.batch.len());
         self.pausable = !queue.unpausable;
         self.key = Some(key);
-        true
     }
 }
 
@@ -412,7 +540,7 @@ impl<K: Hash + Eq + Clone, E> Drop for BusyKey<'_, K, E> {
         let Some(key) = self.key.take() else {
             return;
         };
-        let mut state = self.dispatch.lock();
+        let mut state = self.dispatch.lock(self.shard);
         let State { keys, ready, .. } = &mut *state;
         let Some(queue) = keys.get_mut(&key) else {
             return;
@@ -423,7 +551,7 @@ impl<K: Hash + Eq + Clone, E> Drop for BusyKey<'_, K, E> {
         } else {
             queue.busy = false;
             ready.push_back(key);
-            self.dispatch.publish(ready);
+            self.dispatch.publish(self.shard, ready);
         }
     }
 }
@@ -498,7 +626,7 @@ mod tests {
         });
         assert_eq!(seen, [1, 2, 3, 10]);
         assert!(dispatch.is_idle());
-        assert!(dispatch.lock().keys.is_empty());
+        assert!(dispatch.holds_no_key());
     }
 
     #[test]
@@ -566,14 +694,20 @@ mod tests {
         assert_eq!(seen, [1]);
         release.send(()).unwrap();
         assert_eq!(slow.join().unwrap(), [0, 2], "the slow key's caller took 2");
-        assert!(dispatch.lock().keys.is_empty());
+        assert!(dispatch.holds_no_key());
     }
 
     #[test]
     fn concurrent_callers_lose_nothing_and_keep_each_keys_order() {
+        for shards in [1, 3, 8] {
+            concurrent_callers_on(shards);
+        }
+    }
+
+    fn concurrent_callers_on(shards: usize) {
         const THREADS: usize = 4;
         const PER_THREAD: usize = 2_000;
-        let dispatch = Arc::new(OrderedDispatch::new());
+        let dispatch = Arc::new(OrderedDispatch::with_shards(shards));
         let last = Arc::new(Mutex::new(IdMap::<usize, usize>::default()));
         let delivered = Arc::new(AtomicUsize::new(0));
         let start = Arc::new(Barrier::new(THREADS));
@@ -610,7 +744,71 @@ mod tests {
             thread.join().unwrap();
         }
         assert_eq!(delivered.load(Ordering::Relaxed), THREADS * PER_THREAD);
-        assert!(dispatch.lock().keys.is_empty());
+        assert!(dispatch.holds_no_key());
+        assert!(dispatch.is_idle());
+        assert_eq!(dispatch.waiting(), 0);
+    }
+
+    /// Keys that land in different shards of `dispatch`, in order.
+    fn keys_in_distinct_shards(dispatch: &OrderedDispatch<String, i32>, n: usize) -> Vec<String> {
+        let mut keys: Vec<String> = Vec::new();
+        for candidate in (0..1000).map(|i| format!("key{i}")) {
+            if keys
+                .iter()
+                .all(|key| dispatch.shard_of(key) != dispatch.shard_of(&candidate))
+            {
+                keys.push(candidate);
+            }
+            if keys.len() == n {
+                return keys;
+            }
+        }
+        panic!("no {n} keys in distinct shards");
+    }
+
+    #[test]
+    fn events_queued_in_another_shard_during_a_delivery_are_delivered_by_it() {
+        let dispatch = OrderedDispatch::with_shards(4);
+        let keys = keys_in_distinct_shards(&dispatch, 3);
+        dispatch.push_all([(keys[0].clone(), 1)]);
+        let mut seen = Vec::new();
+        dispatch.deliver(|event| {
+            seen.push(event);
+            if event == 1 {
+                // Pushed from inside the handler, into other shards: not
+                // delivered here (no re-entry), but by the outer loop.
+                dispatch.push_all([(keys[1].clone(), 2), (keys[2].clone(), 3)]);
+                let mut nested = 0;
+                dispatch.deliver(|_| nested += 1);
+                assert_eq!(nested, 0, "a handler is never re-entered");
+            }
+        });
+        seen.sort_unstable();
+        assert_eq!(seen, [1, 2, 3]);
+        assert!(dispatch.is_idle() && dispatch.holds_no_key());
+        assert_eq!(dispatch.waiting(), 0);
+    }
+
+    #[test]
+    fn sharded_pause_resume_and_take_find_their_key() {
+        let dispatch = OrderedDispatch::with_shards(4);
+        let keys = keys_in_distinct_shards(&dispatch, 2);
+        let (a, b) = (keys[0].clone(), keys[1].clone());
+        dispatch.push_all([(a.clone(), 1), (b.clone(), 10), (a.clone(), 2)]);
+        let mut seen = Vec::new();
+        dispatch.deliver_pausable(|&event| event == 1, |event| seen.push(event));
+        assert_eq!(seen, [10], "a paused at its first event, b delivered");
+        assert!(dispatch.is_paused(&a) && !dispatch.is_paused(&b));
+        assert_eq!(dispatch.queued(&a), 2);
+        assert_eq!(dispatch.paused_keys().len(), 1);
+        assert!(dispatch.is_idle(), "a paused key is not ready");
+        assert!(dispatch.resume(&a, false));
+        assert!(!dispatch.is_idle());
+        assert_eq!(dispatch.take_ready(), Some(a.clone()));
+        dispatch.deliver_taken(a, |event| seen.push(event));
+        assert_eq!(seen, [10, 1, 2]);
+        assert!(dispatch.holds_no_key());
+        assert_eq!(dispatch.waiting(), 0);
     }
 
     #[test]
@@ -633,7 +831,7 @@ mod tests {
         assert_eq!(taken, [1, 2, 3, 4], "the taker stops at its own key");
         assert_eq!(dispatch.take_ready(), Some("c"));
         dispatch.deliver_taken("c", drop);
-        assert!(dispatch.lock().keys.is_empty());
+        assert!(dispatch.holds_no_key());
     }
 
     #[test]

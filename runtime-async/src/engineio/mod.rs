@@ -274,17 +274,22 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// How many locks a hub splits its state among by default: four per CPU,
+/// so two threads rarely want the same one.
+pub(crate) fn default_shards() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .saturating_mul(SHARDS_PER_CPU)
+        .clamp(1, MAX_SHARDS)
+}
+
 impl EngineIo {
     /// An endpoint whose events go to `handler`.
     ///
     /// Its timers (heartbeats, upgrade timeouts) run only while a runtime
     /// drives its [`EngineIo::timed`] handle: the adapters' `serve` functions do.
     pub fn new(config: ServerConfig, handler: impl EventHandler) -> Self {
-        let shards = std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .saturating_mul(SHARDS_PER_CPU)
-            .clamp(1, MAX_SHARDS);
-        Self::with_shards(config, handler, shards)
+        Self::with_shards(config, handler, default_shards())
     }
 
     /// An endpoint whose sessions are split among `shards` core servers,
@@ -309,6 +314,7 @@ impl EngineIo {
         );
         let max_payload = config.max_payload;
         let per_message_deflate = config.per_message_deflate;
+        let events = OrderedDispatch::with_shards(shards);
         let shards = (0..shards)
             .map(|index| {
                 Mutex::new(State {
@@ -326,7 +332,7 @@ impl EngineIo {
                 next_handshake: AtomicUsize::new(0),
                 max_payload,
                 per_message_deflate,
-                events: OrderedDispatch::new(),
+                events,
                 handler: Box::new(handler),
                 timer: TimerSignal::default(),
                 this: this.clone(),

@@ -264,7 +264,7 @@ impl SocketIo {
             engine: std::sync::OnceLock::new(),
             outbox: Mutex::new(VecDeque::new()),
             flushing: Mutex::new(()),
-            events: OrderedDispatch::new(),
+            events: OrderedDispatch::with_shards(crate::engineio::default_shards()),
             handler_runner: std::sync::OnceLock::new(),
             namespaces: RwLock::new(HashMap::new()),
             dynamic: RwLock::new(Vec::new()),
