@@ -6,6 +6,16 @@
 //! is smol's global executor by default or the application's own (for
 //! example async-std's) through [`Smol::with_spawner`].
 //!
+//! How many executor threads to run is the application's choice. With
+//! several threads on one `async_executor::Executor`, each thread that
+//! picks up a task wakes another sleeping one in case the task runs long.
+//! When a server has few busy connections, that is a thread woken for
+//! nothing on each wake-up of a connection's task, and a single executor
+//! thread does better. With many busy connections, one thread per core
+//! does better. smol's global executor, which [`Smol::new`] spawns on,
+//! runs `SMOL_THREADS` threads (one by default). `BENCHMARKS.md` ("Halt
+//! polling") has the figures.
+//!
 //! ```no_run
 //! use switchboard_smol::ws;
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
