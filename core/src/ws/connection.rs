@@ -890,6 +890,25 @@ mod tests {
         Connection::new(Role::Server, Arc::new(config), None)
     }
 
+    /// Feeds `bytes` to `conn` in reads of the sizes in `reads` (cycled),
+    /// draining the events after each read; returns them all.
+    fn receive_in_reads(conn: &mut Connection, bytes: &[u8], reads: &[usize]) -> Vec<Event> {
+        let mut events = Vec::new();
+        let mut rest = bytes;
+        for n in reads.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (read, after) = rest.split_at((*n).min(rest.len()));
+            conn.receive(read);
+            while let Some(event) = conn.poll_event() {
+                events.push(event);
+            }
+            rest = after;
+        }
+        events
+    }
+
     #[test]
     fn keepalive_pings_and_fails_without_pong() {
         let config = Config {
@@ -1020,15 +1039,7 @@ mod tests {
             bytes.extend(masked(0, true, "με".as_bytes()));
             bytes.extend(masked(2, true, &[7u8; 300]));
             let mut conn = server(Config::default());
-            let mut events = Vec::new();
-            let mut rest = &bytes[..];
-            for n in split.iter().cycle() {
-                if rest.is_empty() { break; }
-                let (a, b) = rest.split_at((*n).min(rest.len()));
-                conn.receive(a);
-                while let Some(e) = conn.poll_event() { events.push(e); }
-                rest = b;
-            }
+            let events = receive_in_reads(&mut conn, &bytes, &split);
             prop_assert_eq!(events, vec![
                 Event::Message(Message::Ping(Bytes::from_static(b"p"))),
                 Event::Message(Message::text("κόσμε")),
@@ -1053,21 +1064,12 @@ mod tests {
                 .collect();
             let bytes: Vec<u8> = payloads.iter().flat_map(|p| masked(2, true, p)).collect();
             let mut conn = server(Config::default());
-            let mut received = Vec::new();
-            let mut rest = &bytes[..];
-            for n in reads.iter().cycle() {
-                if rest.is_empty() { break; }
-                let (a, b) = rest.split_at((*n).min(rest.len()));
-                conn.receive(a);
-                while let Some(event) = conn.poll_event() {
-                    match event {
-                        Event::Message(Message::Binary(data)) => received.push(data.to_vec()),
-                        other => prop_assert!(false, "unexpected {:?}", other),
-                    }
-                }
-                rest = b;
-            }
-            prop_assert_eq!(received, payloads);
+            let events = receive_in_reads(&mut conn, &bytes, &reads);
+            let expected: Vec<Event> = payloads
+                .into_iter()
+                .map(|p| Event::Message(Message::binary(p)))
+                .collect();
+            prop_assert_eq!(events, expected);
         }
     }
 }
