@@ -180,6 +180,16 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     /// Settings for a server at `host:port`, with the defaults.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_core::engineio::client::{ClientConfig, DEFAULT_PATH};
+    /// let config = ClientConfig::new("localhost", 3000);
+    /// assert_eq!(config.path, DEFAULT_PATH);
+    /// assert!(config.polling && config.websocket && config.upgrade);
+    /// assert_eq!(config.connect_timeout, Some(Duration::from_secs(20)));
+    /// assert_eq!(config.authority(), "localhost:3000");
+    /// ```
     pub fn new(host: impl Into<String>, port: u16) -> Self {
         ClientConfig {
             secure: false,
@@ -204,6 +214,18 @@ impl ClientConfig {
     /// with a host, an optional port, path and query. A path other than
     /// `/` replaces [`DEFAULT_PATH`] (a trailing `/` is added); the query
     /// becomes [`ClientConfig::query`].
+    ///
+    /// ```
+    /// use switchboard_core::engineio::client::{ClientConfig, ConfigError};
+    /// let config = ClientConfig::from_url("ws://127.0.0.1:8080/realtime?room=1&debug").unwrap();
+    /// assert!(!config.secure);
+    /// assert_eq!((config.host.as_str(), config.port), ("127.0.0.1", 8080));
+    /// assert_eq!(config.path, "/realtime/");
+    /// assert_eq!(config.query, [("room".into(), "1".into()), ("debug".into(), String::new())]);
+    ///
+    /// let error = ClientConfig::from_url("ftp://example.com").unwrap_err();
+    /// assert_eq!(error, ConfigError::InvalidUrl("ftp://example.com".into()));
+    /// ```
     pub fn from_url(url: &str) -> Result<Self, ConfigError> {
         let parsed = WsUrl::parse(url).map_err(|_| ConfigError::InvalidUrl(url.to_owned()))?;
         let mut config = ClientConfig::new(parsed.host, parsed.port);
@@ -230,6 +252,14 @@ impl ClientConfig {
 
     /// The `Host` header value: the host (bracketed when it is an IPv6
     /// address), and the port unless it is the scheme's default.
+    ///
+    /// ```
+    /// use switchboard_core::engineio::client::ClientConfig;
+    /// assert_eq!(ClientConfig::new("::1", 80).authority(), "[::1]");
+    /// assert_eq!(ClientConfig::new("::1", 3000).authority(), "[::1]:3000");
+    /// let tls = ClientConfig { secure: true, ..ClientConfig::new("example.com", 443) };
+    /// assert_eq!(tls.authority(), "example.com");
+    /// ```
     pub fn authority(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
@@ -263,6 +293,17 @@ impl ClientConfig {
 }
 
 /// Settings that cannot make a client.
+///
+/// ```
+/// use std::time::Instant;
+/// use switchboard_core::engineio::client::{Client, ClientConfig, ConfigError};
+/// let config =
+///     ClientConfig { polling: false, websocket: false, ..ClientConfig::new("localhost", 80) };
+/// assert_eq!(Client::new(config, Instant::now()).unwrap_err(), ConfigError::NoTransport);
+///
+/// let config = ClientConfig { path: "engine.io".into(), ..ClientConfig::new("localhost", 80) };
+/// assert!(matches!(Client::new(config, Instant::now()), Err(ConfigError::InvalidPath(_))));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -281,6 +322,17 @@ pub enum ConfigError {
 }
 
 /// An HTTP request the client asked for, unique within one [`Client`].
+///
+/// Keep it with the request in flight, and hand it back with the answer
+/// ([`Client::handle_http_response`], [`Client::handle_http_error`]).
+///
+/// ```
+/// # use std::time::Instant;
+/// use switchboard_core::engineio::client::{Client, ClientConfig, ClientTransmit};
+/// let mut client = Client::new(ClientConfig::new("localhost", 3000), Instant::now()).unwrap();
+/// let Some(ClientTransmit::Http(handshake)) = client.poll_transmit() else { panic!() };
+/// assert_eq!(handshake.id.as_u64(), 1);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(u64);
 
@@ -292,6 +344,12 @@ impl RequestId {
 }
 
 /// The method of an [`HttpRequest`].
+///
+/// ```
+/// use switchboard_core::engineio::client::HttpMethod;
+/// assert_eq!(HttpMethod::Get.as_str(), "GET");
+/// assert_eq!(HttpMethod::Post.to_string(), "POST");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HttpMethod {
     /// A poll (or the polling handshake): the answer carries packets.
@@ -317,6 +375,33 @@ impl fmt::Display for HttpMethod {
 }
 
 /// An HTTP request to make, as data, for async and blocking adapters alike.
+///
+/// ```
+/// # use std::time::Instant;
+/// use bytes::Bytes;
+/// use switchboard_core::engineio::client::{Client, ClientConfig, ClientTransmit, HttpMethod};
+/// # let config = ClientConfig {
+/// #     timestamp_requests: false,
+/// #     upgrade: false,
+/// #     ..ClientConfig::new("localhost", 3000)
+/// # };
+/// # let now = Instant::now();
+/// # let mut client = Client::new(config, now).unwrap();
+/// # let Some(ClientTransmit::Http(get)) = client.poll_transmit() else { panic!() };
+/// # let open = br#"0{"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000}"#;
+/// # client.handle_http_response(get.id, 200, Bytes::from_static(open), now);
+/// # let Some(ClientTransmit::Http(_poll)) = client.poll_transmit() else { panic!() };
+/// // An open polling session, its `GET` poll in flight:
+/// client.send("hello".into()).unwrap();
+/// let Some(ClientTransmit::Http(post)) = client.poll_transmit() else { panic!() };
+/// assert_eq!(post.method, HttpMethod::Post);
+/// assert_eq!(post.target, "/engine.io/?EIO=4&transport=polling&sid=abc");
+/// assert_eq!(post.header("host"), Some("localhost:3000"));
+/// assert_eq!(post.body, "4hello");
+/// let bytes = post.encode();
+/// assert!(bytes.starts_with(b"POST /engine.io/?EIO=4&transport=polling&sid=abc HTTP/1.1\r\n"));
+/// assert!(bytes.ends_with(b"\r\nContent-Length: 6\r\n\r\n4hello"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRequest {
     /// The id to report the answer with.
@@ -360,6 +445,28 @@ impl HttpRequest {
 }
 
 /// A WebSocket to open.
+///
+/// The opening handshake is [`ClientHandshake`](crate::ws::handshake::ClientHandshake)'s:
+///
+/// ```
+/// # use std::time::Instant;
+/// use switchboard_core::engineio::client::{Client, ClientConfig, ClientTransmit};
+/// use switchboard_core::ws::{self, handshake::ClientHandshake};
+/// let mut config = ClientConfig::from_url("ws://localhost:3000").unwrap();
+/// config.polling = false; // WebSocket only
+/// config.extra_headers.push(("Cookie".into(), "a=b".into()));
+/// let mut client = Client::new(config, Instant::now()).unwrap();
+///
+/// let Some(ClientTransmit::WsConnect(connect)) = client.poll_transmit() else { panic!() };
+/// assert_eq!(connect.url.target, "/engine.io/?EIO=4&transport=websocket");
+/// let headers: Vec<(&str, &str)> =
+///     connect.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+/// let handshake = ClientHandshake::new(&connect.url, &ws::Config::default(), &headers);
+/// let request = std::str::from_utf8(handshake.request()).unwrap();
+/// assert!(request.starts_with("GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\n"));
+/// assert!(request.contains("\r\nHost: localhost:3000\r\n"));
+/// assert!(request.contains("\r\nCookie: a=b\r\n"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WsConnect {
     /// Where: scheme, host, port, `Host` value and target (path and query).
@@ -370,6 +477,38 @@ pub struct WsConnect {
 }
 
 /// Something for the adapter to do.
+///
+/// An adapter takes them in a loop after every input and hands each to
+/// its transport; here, the steps of a WebSocket-only session:
+///
+/// ```
+/// # use std::time::Instant;
+/// use switchboard_core::engineio::client::{Client, ClientConfig, ClientTransmit};
+/// use switchboard_core::ws::Message;
+/// # let now = Instant::now();
+/// let config = ClientConfig { polling: false, ..ClientConfig::new("localhost", 3000) };
+/// let mut client = Client::new(config, now).unwrap();
+/// let mut log = Vec::new();
+/// let mut step = |client: &mut Client, log: &mut Vec<String>| {
+///     while let Some(transmit) = client.poll_transmit() {
+///         log.push(match transmit {
+///             ClientTransmit::Http(request) => format!("{} {}", request.method, request.target),
+///             ClientTransmit::WsConnect(connect) => format!("connect {}", connect.url.target),
+///             ClientTransmit::WsSend(message) => format!("send {}", message.as_text().unwrap()),
+///             ClientTransmit::WsClose => "close".to_owned(),
+///         });
+///     }
+/// };
+/// step(&mut client, &mut log);
+/// client.ws_opened(now);
+/// let open = r#"0{"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000}"#;
+/// client.ws_message(Message::text(open), now);
+/// client.send("hi".into()).unwrap();
+/// client.close();
+/// step(&mut client, &mut log);
+/// let connect = "connect /engine.io/?EIO=4&transport=websocket";
+/// assert_eq!(log, [connect, "send 4hi", "send 1", "close"]);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientTransmit {
     /// Make this HTTP request and report its answer.
@@ -385,6 +524,12 @@ pub enum ClientTransmit {
 
 /// Why a session closed; [`ClientCloseReason::as_str`] gives the wording of
 /// Node's `engine.io-client`.
+///
+/// ```
+/// use switchboard_core::engineio::client::ClientCloseReason;
+/// assert_eq!(ClientCloseReason::PingTimeout.as_str(), "ping timeout");
+/// assert_eq!(ClientCloseReason::ForcedClose.to_string(), "forced close");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ClientCloseReason {
@@ -420,6 +565,25 @@ impl fmt::Display for ClientCloseReason {
 
 /// What went wrong, carried by [`ClientEvent::Closed`] and
 /// [`ClientEvent::UpgradeFailed`].
+///
+/// ```
+/// # use std::time::Instant;
+/// use bytes::Bytes;
+/// use switchboard_core::engineio::client::{
+///     Client, ClientCloseReason, ClientConfig, ClientError, ClientEvent, ClientTransmit,
+/// };
+/// # let now = Instant::now();
+/// let mut client = Client::new(ClientConfig::new("localhost", 3000), now).unwrap();
+/// let Some(ClientTransmit::Http(handshake)) = client.poll_transmit() else { panic!() };
+/// client.handle_http_response(handshake.id, 503, Bytes::new(), now);
+///
+/// let Some(ClientEvent::Closed { reason, error: Some(error) }) = client.poll_event() else {
+///     panic!()
+/// };
+/// assert_eq!(reason, ClientCloseReason::TransportError);
+/// assert_eq!(error, ClientError::HttpStatus { status: 503 });
+/// assert_eq!(error.to_string(), "server answered HTTP 503");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
@@ -474,6 +638,29 @@ pub enum ClientError {
 }
 
 /// Something for the application.
+///
+/// ```
+/// # use std::time::Instant;
+/// use bytes::Bytes;
+/// use switchboard_core::engineio::client::{Client, ClientConfig, ClientEvent, ClientTransmit};
+/// use switchboard_core::engineio::{MessageData, TransportKind};
+/// # let now = Instant::now();
+/// let mut client = Client::new(ClientConfig::new("localhost", 3000), now).unwrap();
+/// let Some(ClientTransmit::Http(handshake)) = client.poll_transmit() else { panic!() };
+/// // The handshake's answer may carry messages after the `open` packet.
+/// let open = r#"0{"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000}"#;
+/// let body = format!("{open}\x1e4welcome");
+/// client.handle_http_response(handshake.id, 200, Bytes::from(body), now);
+///
+/// let Some(ClientEvent::Open { sid, transport, handshake }) = client.poll_event() else {
+///     panic!()
+/// };
+/// assert_eq!((sid.as_str(), transport), ("abc", TransportKind::Polling));
+/// assert_eq!(handshake.ping_interval, 25000);
+/// let welcome = ClientEvent::Message(MessageData::Text("welcome".into()));
+/// assert_eq!(client.poll_event(), Some(welcome));
+/// assert_eq!(client.poll_event(), None);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientEvent {
     /// The handshake completed.
@@ -502,6 +689,17 @@ pub enum ClientEvent {
 }
 
 /// [`Client::send`] failed.
+///
+/// ```
+/// # use std::time::Instant;
+/// use switchboard_core::engineio::client::{Client, ClientConfig, ClientSendError};
+/// let config = ClientConfig { max_buffered_packets: 1, ..ClientConfig::new("localhost", 3000) };
+/// let mut client = Client::new(config, Instant::now()).unwrap();
+/// client.send("first".into()).unwrap(); // waits for the handshake
+/// assert_eq!(client.send("second".into()), Err(ClientSendError::BufferFull));
+/// client.close();
+/// assert_eq!(client.send("third".into()), Err(ClientSendError::Closed));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ClientSendError {
     /// The session is closing or closed.
@@ -544,6 +742,45 @@ enum Ws {
 }
 
 /// The Engine.IO client state machine (see the [module docs](self)).
+///
+/// A session over WebSocket only, from the handshake to the close:
+///
+/// ```
+/// use std::time::Instant;
+/// use switchboard_core::engineio::client::{
+///     Client, ClientCloseReason, ClientConfig, ClientEvent, ClientTransmit,
+/// };
+/// use switchboard_core::engineio::MessageData;
+/// use switchboard_core::ws::Message;
+///
+/// let now = Instant::now();
+/// let config = ClientConfig { polling: false, ..ClientConfig::new("localhost", 3000) };
+/// let mut client = Client::new(config, now).unwrap();
+/// assert!(matches!(client.poll_transmit(), Some(ClientTransmit::WsConnect(_))));
+///
+/// // Open the WebSocket; the server speaks first.
+/// client.ws_opened(now);
+/// let open = r#"0{"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000}"#;
+/// client.ws_message(Message::text(open), now);
+/// assert!(matches!(client.poll_event(), Some(ClientEvent::Open { .. })));
+///
+/// // The server pings (v4); the client answers.
+/// client.ws_message(Message::text("2"), now);
+/// assert_eq!(client.poll_transmit(), Some(ClientTransmit::WsSend(Message::text("3"))));
+///
+/// // Messages both ways.
+/// client.ws_message(Message::text("4hi"), now);
+/// assert_eq!(client.poll_event(), Some(ClientEvent::Message(MessageData::Text("hi".into()))));
+/// client.send(MessageData::Binary(vec![1, 2].into())).unwrap();
+/// assert_eq!(client.poll_transmit(), Some(ClientTransmit::WsSend(Message::binary(vec![1, 2]))));
+///
+/// // The server ends the session.
+/// client.ws_message(Message::text("1"), now);
+/// assert_eq!(client.poll_transmit(), Some(ClientTransmit::WsClose));
+/// let closed = ClientEvent::Closed { reason: ClientCloseReason::TransportClose, error: None };
+/// assert_eq!(client.poll_event(), Some(closed));
+/// assert!(client.is_closed());
+/// ```
 #[derive(Debug)]
 pub struct Client {
     config: ClientConfig,
@@ -573,6 +810,23 @@ impl Client {
     /// A client that starts connecting at once: the first
     /// [`Client::poll_transmit`] is the polling handshake `GET`, or the
     /// [`ClientTransmit::WsConnect`] of a WebSocket-only session.
+    ///
+    /// `now` starts the [`connect_timeout`](ClientConfig::connect_timeout).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use switchboard_core::engineio::client::{Client, ClientConfig, ClientTransmit, HttpMethod};
+    /// let mut config = ClientConfig::from_url("http://localhost:3000").unwrap();
+    /// config.timestamp_requests = false;
+    /// let now = Instant::now();
+    /// let mut client = Client::new(config, now).unwrap();
+    /// assert_eq!(client.poll_timeout(), Some(now + Duration::from_secs(20)));
+    ///
+    /// let Some(ClientTransmit::Http(get)) = client.poll_transmit() else { panic!() };
+    /// assert_eq!(get.method, HttpMethod::Get);
+    /// assert_eq!(get.target, "/engine.io/?EIO=4&transport=polling");
+    /// assert_eq!(client.poll_transmit(), None); // until the answer comes
+    /// ```
     pub fn new(config: ClientConfig, now: Instant) -> Result<Self, ConfigError> {
         config.validate()?;
         let transport = if config.polling {
@@ -624,6 +878,30 @@ impl Client {
     }
 
     /// The server's handshake, once received.
+    ///
+    /// This and the other getters, before and after the handshake:
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use switchboard_core::engineio::client::{Client, ClientConfig};
+    /// use switchboard_core::engineio::TransportKind;
+    /// use switchboard_core::ws::Message;
+    /// # let now = Instant::now();
+    /// let config = ClientConfig { polling: false, ..ClientConfig::new("localhost", 3000) };
+    /// let mut client = Client::new(config, now).unwrap();
+    /// assert_eq!((client.sid(), client.handshake(), client.is_open()), (None, None, false));
+    /// assert_eq!(client.transport(), TransportKind::WebSocket);
+    /// client.send("early".into()).unwrap();
+    /// assert_eq!(client.queued(), 1); // until the session opens
+    ///
+    /// client.ws_opened(now);
+    /// let open = r#"0{"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000}"#;
+    /// client.ws_message(Message::text(open), now);
+    /// assert_eq!(client.sid(), Some("abc"));
+    /// assert_eq!(client.handshake().unwrap().ping_timeout, 20000);
+    /// assert!(client.is_open() && !client.is_closed());
+    /// assert_eq!(client.config().host, "localhost");
+    /// ```
     pub fn handshake(&self) -> Option<&OpenPacket> {
         self.handshake.as_ref()
     }
@@ -649,7 +927,35 @@ impl Client {
     }
 
     /// The answer to request `id`: its status and whole body. Answers to
-    /// unknown or stale requests are ignored.
+    /// unknown or stale requests are ignored. A status other than 200
+    /// closes the session ([`ClientError::HttpStatus`]). The answer to a
+    /// poll starts the next one while the session polls.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use bytes::Bytes;
+    /// use switchboard_core::engineio::client::{Client, ClientConfig, ClientEvent, ClientTransmit};
+    /// use switchboard_core::engineio::MessageData;
+    /// # let now = Instant::now();
+    /// # let config = ClientConfig { upgrade: false, ..ClientConfig::new("localhost", 3000) };
+    /// let mut client = Client::new(config, now).unwrap();
+    /// let Some(ClientTransmit::Http(handshake)) = client.poll_transmit() else { panic!() };
+    /// let open = br#"0{"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000}"#;
+    /// client.handle_http_response(handshake.id, 200, Bytes::from_static(open), now);
+    /// assert!(matches!(client.poll_event(), Some(ClientEvent::Open { .. })));
+    ///
+    /// // The first poll; the server answers with two messages.
+    /// let Some(ClientTransmit::Http(poll)) = client.poll_transmit() else { panic!() };
+    /// client.handle_http_response(poll.id, 200, Bytes::from_static(b"4a\x1e4b"), now);
+    /// assert_eq!(client.poll_event(), Some(ClientEvent::Message(MessageData::Text("a".into()))));
+    /// assert_eq!(client.poll_event(), Some(ClientEvent::Message(MessageData::Text("b".into()))));
+    /// let Some(ClientTransmit::Http(next)) = client.poll_transmit() else { panic!() };
+    /// assert_ne!(next.id, poll.id);
+    ///
+    /// // A second answer to the same request is ignored.
+    /// client.handle_http_response(poll.id, 200, Bytes::from_static(b"4c"), now);
+    /// assert_eq!(client.poll_event(), None);
+    /// ```
     pub fn handle_http_response(&mut self, id: RequestId, status: u16, body: Bytes, now: Instant) {
         if self.phase == Phase::Closed {
             return;
@@ -677,6 +983,27 @@ impl Client {
     /// Request `id` failed (connection refused or reset, timed out, an
     /// unreadable answer, as `reason` says): the session closes
     /// (`transport error`).
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use switchboard_core::engineio::client::{
+    ///     Client, ClientCloseReason, ClientConfig, ClientError, ClientEvent, ClientTransmit,
+    ///     HttpMethod,
+    /// };
+    /// # let now = Instant::now();
+    /// let mut client = Client::new(ClientConfig::new("localhost", 3000), now).unwrap();
+    /// let Some(ClientTransmit::Http(handshake)) = client.poll_transmit() else { panic!() };
+    /// client.handle_http_error(handshake.id, "connection refused", now);
+    ///
+    /// let error = ClientError::RequestFailed {
+    ///     method: HttpMethod::Get,
+    ///     reason: "connection refused".into(),
+    /// };
+    /// let reason = ClientCloseReason::TransportError;
+    /// let closed = ClientEvent::Closed { reason, error: Some(error) };
+    /// assert_eq!(client.poll_event(), Some(closed));
+    /// assert!(client.is_closed());
+    /// ```
     pub fn handle_http_error(&mut self, id: RequestId, reason: impl fmt::Display, _now: Instant) {
         if self.phase == Phase::Closed {
             return;
@@ -697,6 +1024,26 @@ impl Client {
     }
 
     /// The WebSocket asked for by [`ClientTransmit::WsConnect`] is open.
+    /// An upgrade probe sends its `2probe` ping now; a session opening on
+    /// the WebSocket waits for the server's `open` packet.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use bytes::Bytes;
+    /// use switchboard_core::engineio::client::{Client, ClientConfig, ClientTransmit};
+    /// use switchboard_core::ws::Message;
+    /// # let now = Instant::now();
+    /// let mut client = Client::new(ClientConfig::new("localhost", 3000), now).unwrap();
+    /// let Some(ClientTransmit::Http(handshake)) = client.poll_transmit() else { panic!() };
+    /// let open = br#"0{"sid":"abc","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000}"#;
+    /// client.handle_http_response(handshake.id, 200, Bytes::from_static(open), now);
+    /// // The server offers the upgrade: a probe WebSocket, and the poll meanwhile.
+    /// assert!(matches!(client.poll_transmit(), Some(ClientTransmit::WsConnect(_))));
+    /// assert!(matches!(client.poll_transmit(), Some(ClientTransmit::Http(_))));
+    ///
+    /// client.ws_opened(now);
+    /// assert_eq!(client.poll_transmit(), Some(ClientTransmit::WsSend(Message::text("2probe"))));
+    /// ```
     pub fn ws_opened(&mut self, _now: Instant) {
         if self.phase == Phase::Closed {
             return;
@@ -711,6 +1058,29 @@ impl Client {
     /// A message arrived on the WebSocket. Control frames are ignored
     /// (the WebSocket layer answers pings); a close frame counts as
     /// [`Client::ws_closed`].
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use switchboard_core::engineio::client::{Client, ClientConfig, ClientEvent};
+    /// use switchboard_core::engineio::MessageData;
+    /// use switchboard_core::ws::Message;
+    /// # let now = Instant::now();
+    /// # let config = ClientConfig { polling: false, ..ClientConfig::new("localhost", 3000) };
+    /// # let mut client = Client::new(config, now).unwrap();
+    /// # client.poll_transmit();
+    /// # client.ws_opened(now);
+    /// # client.ws_message(Message::text(r#"0{"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000}"#), now);
+    /// # client.poll_event();
+    /// // A session open on a WebSocket:
+    /// client.ws_message(Message::text("4text"), now);
+    /// client.ws_message(Message::binary(vec![1, 2, 3]), now); // no `b` prefix in v4
+    /// client.ws_message(Message::Ping("".into()), now); // the WebSocket layer answers it
+    /// let text = MessageData::Text("text".into());
+    /// let binary = MessageData::Binary(vec![1, 2, 3].into());
+    /// assert_eq!(client.poll_event(), Some(ClientEvent::Message(text)));
+    /// assert_eq!(client.poll_event(), Some(ClientEvent::Message(binary)));
+    /// assert_eq!(client.poll_event(), None);
+    /// ```
     pub fn ws_message(&mut self, message: Message, now: Instant) {
         if self.phase == Phase::Closed || self.ws == Ws::None {
             return;
@@ -756,6 +1126,28 @@ impl Client {
     /// session's transport this closes the session (`transport close`, or
     /// `transport error` before the handshake); on an upgrade probe, the
     /// session stays on polling.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use bytes::Bytes;
+    /// use switchboard_core::engineio::client::{
+    ///     Client, ClientConfig, ClientError, ClientEvent, ClientTransmit,
+    /// };
+    /// use switchboard_core::engineio::TransportKind;
+    /// # let now = Instant::now();
+    /// let mut client = Client::new(ClientConfig::new("localhost", 3000), now).unwrap();
+    /// let Some(ClientTransmit::Http(handshake)) = client.poll_transmit() else { panic!() };
+    /// let open = br#"0{"sid":"abc","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000}"#;
+    /// client.handle_http_response(handshake.id, 200, Bytes::from_static(open), now);
+    /// # client.poll_event();
+    /// assert!(matches!(client.poll_transmit(), Some(ClientTransmit::WsConnect(_))));
+    ///
+    /// // The probe's WebSocket closes (or never opens): polling goes on.
+    /// client.ws_closed(now);
+    /// assert_eq!(client.poll_event(), Some(ClientEvent::UpgradeFailed(ClientError::ProbeClosed)));
+    /// assert!(client.is_open());
+    /// assert_eq!(client.transport(), TransportKind::Polling);
+    /// ```
     pub fn ws_closed(&mut self, now: Instant) {
         self.ws_ended(None, now);
     }
@@ -764,6 +1156,22 @@ impl Client {
     /// [`Client::ws_closed`], with the reason kept in the session's error
     /// ([`ClientError::WebSocketFailed`]) when the session was opening on
     /// it.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use switchboard_core::engineio::client::{
+    ///     Client, ClientCloseReason, ClientConfig, ClientError, ClientEvent,
+    /// };
+    /// # let now = Instant::now();
+    /// let config = ClientConfig { polling: false, ..ClientConfig::new("localhost", 3000) };
+    /// let mut client = Client::new(config, now).unwrap();
+    /// # client.poll_transmit();
+    /// client.ws_failed("HTTP 404 instead of 101", now);
+    /// let error = ClientError::WebSocketFailed { reason: "HTTP 404 instead of 101".into() };
+    /// let reason = ClientCloseReason::TransportError;
+    /// let closed = ClientEvent::Closed { reason, error: Some(error) };
+    /// assert_eq!(client.poll_event(), Some(closed));
+    /// ```
     pub fn ws_failed(&mut self, reason: impl fmt::Display, now: Instant) {
         self.ws_ended(Some(reason.to_string()), now);
     }
@@ -792,6 +1200,31 @@ impl Client {
     /// Queues a message for the server. It is sent once the session is
     /// open, in order with everything else; several messages queued before
     /// the next [`Client::poll_transmit`] share one polling `POST`.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use bytes::Bytes;
+    /// use switchboard_core::engineio::client::{Client, ClientConfig, ClientTransmit};
+    /// use switchboard_core::engineio::MessageData;
+    /// # let now = Instant::now();
+    /// # let config = ClientConfig { upgrade: false, ..ClientConfig::new("localhost", 3000) };
+    /// # let mut client = Client::new(config, now).unwrap();
+    /// # let Some(ClientTransmit::Http(get)) = client.poll_transmit() else { panic!() };
+    /// # client.handle_http_response(get.id, 200, Bytes::from_static(br#"0{"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000}"#), now);
+    /// # let Some(ClientTransmit::Http(_poll)) = client.poll_transmit() else { panic!() };
+    /// // An open polling session, its `GET` poll in flight:
+    /// client.send("a".into()).unwrap();
+    /// client.send(MessageData::Binary(vec![1, 2, 3].into())).unwrap();
+    /// let Some(ClientTransmit::Http(post)) = client.poll_transmit() else { panic!() };
+    /// assert_eq!(post.body, "4a\x1ebAQID"); // binary as base64 in a v4 payload
+    ///
+    /// // One `POST` at a time: the next waits for this one's answer.
+    /// client.send("c".into()).unwrap();
+    /// assert_eq!(client.poll_transmit(), None);
+    /// client.handle_http_response(post.id, 200, Bytes::from_static(b"ok"), now);
+    /// let Some(ClientTransmit::Http(post)) = client.poll_transmit() else { panic!() };
+    /// assert_eq!(post.body, "4c");
+    /// ```
     pub fn send(&mut self, data: MessageData) -> Result<(), ClientSendError> {
         match self.phase {
             Phase::Closing | Phase::Closed => Err(ClientSendError::Closed),
@@ -810,6 +1243,31 @@ impl Client {
     /// message, then the WebSocket is closed); [`ClientEvent::Closed`]
     /// follows the transmit that carries it. Before the handshake, the
     /// session closes at once. An upgrade in progress is abandoned.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use bytes::Bytes;
+    /// use switchboard_core::engineio::client::{
+    ///     Client, ClientCloseReason, ClientConfig, ClientEvent, ClientTransmit,
+    /// };
+    /// # let now = Instant::now();
+    /// # let config = ClientConfig { upgrade: false, ..ClientConfig::new("localhost", 3000) };
+    /// # let mut client = Client::new(config, now).unwrap();
+    /// # let Some(ClientTransmit::Http(get)) = client.poll_transmit() else { panic!() };
+    /// # client.handle_http_response(get.id, 200, Bytes::from_static(br#"0{"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000}"#), now);
+    /// # client.poll_event();
+    /// # let Some(ClientTransmit::Http(_poll)) = client.poll_transmit() else { panic!() };
+    /// // An open polling session:
+    /// client.send("last words".into()).unwrap();
+    /// client.close();
+    /// assert!(!client.is_open());
+    /// assert_eq!(client.poll_event(), None); // not before the transmit
+    ///
+    /// let Some(ClientTransmit::Http(post)) = client.poll_transmit() else { panic!() };
+    /// assert_eq!(post.body, "4last words\x1e1");
+    /// let closed = ClientEvent::Closed { reason: ClientCloseReason::ForcedClose, error: None };
+    /// assert_eq!(client.poll_event(), Some(closed));
+    /// ```
     pub fn close(&mut self) {
         match self.phase {
             Phase::Closing | Phase::Closed => {}
@@ -827,6 +1285,39 @@ impl Client {
 
     /// Runs the timers due at `now`: the connect timeout, the heartbeat
     /// deadline, and (v3) the client's ping.
+    ///
+    /// In v4 the server pings; any packet from it is a sign of life, and
+    /// without one for its ping interval plus ping timeout the session
+    /// closes (`ping timeout`):
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use switchboard_core::engineio::client::{
+    ///     Client, ClientCloseReason, ClientConfig, ClientEvent, ClientTransmit,
+    /// };
+    /// use switchboard_core::ws::Message;
+    /// let secs = Duration::from_secs;
+    /// let t0 = Instant::now();
+    /// # let config = ClientConfig { polling: false, ..ClientConfig::new("localhost", 3000) };
+    /// # let mut client = Client::new(config, t0).unwrap();
+    /// # client.poll_transmit();
+    /// # client.ws_opened(t0);
+    /// // A WebSocket session opened at t0, with pingInterval 25 s and pingTimeout 20 s:
+    /// let open = r#"0{"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000}"#;
+    /// client.ws_message(Message::text(open), t0);
+    /// # client.poll_event();
+    /// assert_eq!(client.poll_timeout(), Some(t0 + secs(45)));
+    ///
+    /// client.ws_message(Message::text("2"), t0 + secs(25)); // the server's ping
+    /// assert_eq!(client.poll_transmit(), Some(ClientTransmit::WsSend(Message::text("3"))));
+    /// assert_eq!(client.poll_timeout(), Some(t0 + secs(70)));
+    ///
+    /// client.handle_timeout(t0 + secs(70)); // silence since
+    /// assert_eq!(client.poll_transmit(), Some(ClientTransmit::WsClose));
+    /// let closed = ClientEvent::Closed { reason: ClientCloseReason::PingTimeout, error: None };
+    /// assert_eq!(client.poll_event(), Some(closed));
+    /// assert_eq!(client.poll_timeout(), None);
+    /// ```
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.phase == Phase::Closed {
             return;
@@ -849,6 +1340,26 @@ impl Client {
     }
 
     /// The next time [`Client::handle_timeout`] should run.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use switchboard_core::engineio::client::{
+    ///     Client, ClientCloseReason, ClientConfig, ClientError, ClientEvent,
+    /// };
+    /// let t0 = Instant::now();
+    /// let config = ClientConfig {
+    ///     connect_timeout: Some(Duration::from_secs(5)),
+    ///     ..ClientConfig::new("localhost", 3000)
+    /// };
+    /// let mut client = Client::new(config, t0).unwrap();
+    /// // The handshake request goes out, and no answer comes.
+    /// let deadline = client.poll_timeout().unwrap();
+    /// assert_eq!(deadline, t0 + Duration::from_secs(5));
+    /// client.handle_timeout(deadline);
+    /// let Some(ClientEvent::Closed { reason, error }) = client.poll_event() else { panic!() };
+    /// assert_eq!(reason, ClientCloseReason::TransportError);
+    /// assert_eq!(error, Some(ClientError::ConnectTimeout));
+    /// ```
     pub fn poll_timeout(&self) -> Option<Instant> {
         let connect = match self.phase {
             Phase::Opening => self.connect_deadline,
@@ -868,7 +1379,29 @@ impl Client {
 
     /// The next thing to do. Queued packets are turned into a `POST` (or
     /// WebSocket messages) here, so everything queued before this call
-    /// travels together.
+    /// travels together. Call it until it returns `None` after every input
+    /// and command.
+    ///
+    /// See [`ClientTransmit`] for a loop over it, and [`Client::send`] for
+    /// how packets are batched.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use switchboard_core::engineio::client::{Client, ClientConfig, ClientTransmit};
+    /// use switchboard_core::ws::Message;
+    /// # let now = Instant::now();
+    /// let config = ClientConfig { polling: false, ..ClientConfig::new("localhost", 3000) };
+    /// let mut client = Client::new(config, now).unwrap();
+    /// client.send("early".into()).unwrap(); // waits for the handshake
+    /// assert!(matches!(client.poll_transmit(), Some(ClientTransmit::WsConnect(_))));
+    /// assert_eq!(client.poll_transmit(), None);
+    ///
+    /// client.ws_opened(now);
+    /// let open = r#"0{"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000}"#;
+    /// client.ws_message(Message::text(open), now);
+    /// assert_eq!(client.poll_transmit(), Some(ClientTransmit::WsSend(Message::text("4early"))));
+    /// assert_eq!(client.poll_transmit(), None);
+    /// ```
     pub fn poll_transmit(&mut self) -> Option<ClientTransmit> {
         if self.transmits.is_empty() {
             self.flush();

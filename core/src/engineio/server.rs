@@ -49,7 +49,18 @@ use crate::http::{self, Request, query_param};
 use crate::ids::IdMap;
 use crate::ws::Message;
 
-/// Which origins get CORS headers.
+/// Which origins get CORS headers (see [`Cors`] for the headers sent).
+///
+/// ```
+/// use switchboard_core::engineio::{AllowedOrigins, Cors, ServerConfig};
+/// let cors = Cors {
+///     origins: AllowedOrigins::List(vec!["https://app.example".into()]),
+///     credentials: true,
+/// };
+/// let config = ServerConfig { cors, ..ServerConfig::default() };
+/// assert_eq!(ServerConfig::default().cors.origins, AllowedOrigins::Any);
+/// assert!(config.cors.credentials);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AllowedOrigins {
     /// Any origin (`Access-Control-Allow-Origin: *`, or the request's origin
@@ -60,6 +71,41 @@ pub enum AllowedOrigins {
 }
 
 /// CORS policy, applied to every response.
+///
+/// ```
+/// # use std::time::{Duration, Instant};
+/// # use bytes::Bytes;
+/// # use switchboard_core::engineio::*;
+/// # use switchboard_core::http::{Limits, Request};
+/// # use switchboard_core::ws::Message;
+/// # fn request(method: &str, target: &str, headers: &str) -> Request {
+/// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+/// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+/// # }
+/// # fn get(target: &str) -> Request { request("GET", target, "") }
+/// # fn post(target: &str) -> Request { request("POST", target, "") }
+/// # fn upgrade(target: &str) -> Request {
+/// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+/// # }
+/// let cors = Cors {
+///     origins: AllowedOrigins::List(vec!["https://app.example".into()]),
+///     credentials: true,
+/// };
+/// let mut server = Server::new(ServerConfig { cors, ..ServerConfig::default() });
+/// let handshake = request(
+///     "GET",
+///     "/engine.io/?EIO=4&transport=polling",
+///     "Origin: https://app.example\r\n",
+/// );
+/// let RequestOutcome::Respond(response) =
+///     server.handle_request(&handshake, Bytes::new(), Instant::now())
+/// else {
+///     panic!()
+/// };
+/// assert_eq!(response.header("Access-Control-Allow-Origin"), Some("https://app.example"));
+/// assert_eq!(response.header("Access-Control-Allow-Credentials"), Some("true"));
+/// assert_eq!(response.header("Vary"), Some("Origin"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cors {
     /// The origins allowed.
@@ -79,9 +125,77 @@ impl Default for Cors {
 
 /// A hook deciding whether a handshake request may open a session; an
 /// `Err` is answered with 403 (`{"code":4,"message":"Forbidden"}`).
+///
+/// ```
+/// # use std::time::{Duration, Instant};
+/// # use bytes::Bytes;
+/// # use switchboard_core::engineio::*;
+/// # use switchboard_core::http::{Limits, Request};
+/// # use switchboard_core::ws::Message;
+/// # fn request(method: &str, target: &str, headers: &str) -> Request {
+/// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+/// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+/// # }
+/// # fn get(target: &str) -> Request { request("GET", target, "") }
+/// # fn post(target: &str) -> Request { request("POST", target, "") }
+/// # fn upgrade(target: &str) -> Request {
+/// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+/// # }
+/// use std::sync::Arc;
+/// let allow: AllowRequest = Arc::new(|request: &Request| match request.query_param("token") {
+///     Some(token) if token == "secret" => Ok(()),
+///     _ => Err("no token".into()),
+/// });
+/// let config = ServerConfig { allow_request: Some(allow), ..ServerConfig::default() };
+/// let mut server = Server::new(config);
+/// let now = Instant::now();
+///
+/// let refused = server.handle_request(&get("/engine.io/?EIO=4&transport=polling"), Bytes::new(), now);
+/// let RequestOutcome::Respond(response) = refused else { panic!() };
+/// assert_eq!(response.status, 403);
+/// assert_eq!(response.body, r#"{"code":4,"message":"Forbidden"}"#);
+///
+/// let target = "/engine.io/?EIO=4&transport=polling&token=secret";
+/// let RequestOutcome::Respond(response) = server.handle_request(&get(target), Bytes::new(), now) else {
+///     panic!()
+/// };
+/// assert_eq!(response.status, 200);
+/// ```
 pub type AllowRequest = Arc<dyn Fn(&Request) -> Result<(), String> + Send + Sync>;
 
 /// The server's settings. Defaults are Node's engine.io defaults.
+///
+/// The handshake announces the heartbeat and `max_payload`:
+///
+/// ```
+/// # use std::time::{Duration, Instant};
+/// # use bytes::Bytes;
+/// # use switchboard_core::engineio::*;
+/// # use switchboard_core::http::{Limits, Request};
+/// # use switchboard_core::ws::Message;
+/// # fn request(method: &str, target: &str, headers: &str) -> Request {
+/// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+/// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+/// # }
+/// # fn get(target: &str) -> Request { request("GET", target, "") }
+/// # fn post(target: &str) -> Request { request("POST", target, "") }
+/// # fn upgrade(target: &str) -> Request {
+/// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+/// # }
+/// let config = ServerConfig {
+///     ping_interval: Duration::from_secs(10),
+///     ping_timeout: Duration::from_secs(5),
+///     allow_upgrades: false,
+///     ..ServerConfig::default()
+/// };
+/// let mut server = Server::new(config);
+/// let handshake = get("/engine.io/?EIO=4&transport=polling");
+/// let outcome = server.handle_request(&handshake, Bytes::new(), Instant::now());
+/// let RequestOutcome::Respond(response) = outcome else { panic!() };
+/// let open = std::str::from_utf8(&response.body).unwrap();
+/// let announced = r#""upgrades":[],"pingInterval":10000,"pingTimeout":5000,"maxPayload":1000000}"#;
+/// assert!(open.ends_with(announced));
+/// ```
 #[derive(Clone)]
 pub struct ServerConfig {
     /// Time between server pings (v4), announced as `pingInterval` (25 s).
@@ -185,7 +299,28 @@ impl fmt::Debug for ServerConfig {
     }
 }
 
-/// A parked `GET` poll.
+/// A parked `GET` poll (see [`Server::held_poll_session`]).
+///
+/// ```
+/// # use std::time::Instant;
+/// # use bytes::Bytes;
+/// # use switchboard_core::engineio::*;
+/// # use switchboard_core::http::{Limits, Request};
+/// # fn get(target: &str, headers: &str) -> Request {
+/// #     let head = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+/// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+/// # }
+/// # let now = Instant::now();
+/// # let mut server = Server::new(ServerConfig::default());
+/// # server.handle_request(&get("/engine.io/?EIO=4&transport=polling", ""), Bytes::new(), now);
+/// # let sid = server.poll_event().unwrap().sid().clone();
+/// let target = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+/// let RequestOutcome::Hold(poll) = server.handle_request(&get(&target, ""), Bytes::new(), now)
+/// else {
+///     panic!()
+/// };
+/// assert_eq!(server.held_poll_session(poll), Some(sid)); // until answered
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PollId(u64);
 
@@ -196,7 +331,26 @@ impl PollId {
     }
 }
 
-/// A WebSocket connection the adapter accepted for the server.
+/// A WebSocket connection the adapter accepted for the server (see
+/// [`Server::conn_session`]).
+///
+/// ```
+/// # use std::time::Instant;
+/// # use bytes::Bytes;
+/// # use switchboard_core::engineio::*;
+/// # use switchboard_core::http::{Limits, Request};
+/// # fn get(target: &str, headers: &str) -> Request {
+/// #     let head = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+/// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+/// # }
+/// # let now = Instant::now();
+/// # let mut server = Server::new(ServerConfig::default());
+/// let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\n";
+/// let target = "/engine.io/?EIO=4&transport=websocket";
+/// let outcome = server.handle_request(&get(target, upgrade), Bytes::new(), now);
+/// let RequestOutcome::AcceptWebSocket { conn } = outcome else { panic!() };
+/// assert!(server.conn_session(conn).is_some()); // until it closes
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(u64);
 
@@ -208,6 +362,12 @@ impl ConnId {
 }
 
 /// An Engine.IO transport.
+///
+/// ```
+/// use switchboard_core::engineio::TransportKind;
+/// assert_eq!(TransportKind::Polling.as_str(), "polling");
+/// assert_eq!(TransportKind::WebSocket.as_str(), "websocket");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TransportKind {
     /// HTTP long-polling.
@@ -227,6 +387,36 @@ impl TransportKind {
 }
 
 /// An HTTP response to write.
+///
+/// ```
+/// # use std::time::{Duration, Instant};
+/// # use bytes::Bytes;
+/// # use switchboard_core::engineio::*;
+/// # use switchboard_core::http::{Limits, Request};
+/// # use switchboard_core::ws::Message;
+/// # fn request(method: &str, target: &str, headers: &str) -> Request {
+/// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+/// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+/// # }
+/// # fn get(target: &str) -> Request { request("GET", target, "") }
+/// # fn post(target: &str) -> Request { request("POST", target, "") }
+/// # fn upgrade(target: &str) -> Request {
+/// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+/// # }
+/// let mut server = Server::new(ServerConfig::default());
+/// let handshake = get("/engine.io/?EIO=4&transport=polling");
+/// let outcome = server.handle_request(&handshake, Bytes::new(), Instant::now());
+/// let RequestOutcome::Respond(response) = outcome else { panic!() };
+/// assert_eq!(response.status, 200);
+/// assert_eq!(response.header("content-type"), Some("text/plain; charset=UTF-8"));
+///
+/// let bytes = response.encode();
+/// assert!(bytes.starts_with(b"HTTP/1.1 200 OK\r\n"));
+/// assert!(bytes.ends_with(&response.body));
+/// // The answer to a `HEAD` request has the head only.
+/// let head = response.encode_for("HEAD");
+/// assert_eq!(head.len(), bytes.len() - response.body.len());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
     /// The status code.
@@ -264,6 +454,39 @@ impl HttpResponse {
 }
 
 /// What to do with an HTTP request.
+///
+/// ```
+/// # use std::time::{Duration, Instant};
+/// # use bytes::Bytes;
+/// # use switchboard_core::engineio::*;
+/// # use switchboard_core::http::{Limits, Request};
+/// # use switchboard_core::ws::Message;
+/// # fn request(method: &str, target: &str, headers: &str) -> Request {
+/// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+/// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+/// # }
+/// # fn get(target: &str) -> Request { request("GET", target, "") }
+/// # fn post(target: &str) -> Request { request("POST", target, "") }
+/// # fn upgrade(target: &str) -> Request {
+/// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+/// # }
+/// let now = Instant::now();
+/// let mut server = Server::new(ServerConfig::default());
+/// // The polling handshake: answered at once.
+/// let outcome = server.handle_request(&get("/engine.io/?EIO=4&transport=polling"), Bytes::new(), now);
+/// assert!(matches!(outcome, RequestOutcome::Respond(ref r) if r.status == 200));
+/// let sid = server.poll_event().unwrap().sid().clone();
+///
+/// // A poll with nothing to send: held.
+/// let polling = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+/// let outcome = server.handle_request(&get(&polling), Bytes::new(), now);
+/// assert!(matches!(outcome, RequestOutcome::Hold(_)));
+///
+/// // An upgrade: a WebSocket for the adapter to accept.
+/// let target = format!("/engine.io/?EIO=4&transport=websocket&sid={sid}");
+/// let outcome = server.handle_request(&upgrade(&target), Bytes::new(), now);
+/// assert!(matches!(outcome, RequestOutcome::AcceptWebSocket { .. }));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestOutcome {
     /// Write this response.
@@ -282,6 +505,12 @@ pub enum RequestOutcome {
 }
 
 /// Why a session closed; [`CloseReason::as_str`] gives Node's wording.
+///
+/// ```
+/// use switchboard_core::engineio::CloseReason;
+/// assert_eq!(CloseReason::PingTimeout.as_str(), "ping timeout");
+/// assert_eq!(CloseReason::BufferFull.to_string(), "transport buffer full");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum CloseReason {
@@ -324,6 +553,42 @@ impl fmt::Display for CloseReason {
 }
 
 /// Something for the application.
+///
+/// ```
+/// # use std::time::{Duration, Instant};
+/// # use bytes::Bytes;
+/// # use switchboard_core::engineio::*;
+/// # use switchboard_core::http::{Limits, Request};
+/// # use switchboard_core::ws::Message;
+/// # fn request(method: &str, target: &str, headers: &str) -> Request {
+/// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+/// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+/// # }
+/// # fn get(target: &str) -> Request { request("GET", target, "") }
+/// # fn post(target: &str) -> Request { request("POST", target, "") }
+/// # fn upgrade(target: &str) -> Request {
+/// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+/// # }
+/// # let now = Instant::now();
+/// # let mut server = Server::new(ServerConfig::default());
+/// # let target = "/engine.io/?EIO=4&transport=websocket";
+/// # let outcome = server.handle_request(&upgrade(target), Bytes::new(), now);
+/// # let RequestOutcome::AcceptWebSocket { conn } = outcome else { panic!() };
+/// # let Some(ServerEvent::Open { sid, .. }) = server.poll_event() else { panic!() };
+/// # server.poll_transmit(); // the open packet
+/// // A WebSocket session on `conn`, past its `Open` event:
+/// server.ws_message(conn, Message::text("4hello"), now);
+/// server.ws_closed(conn, now);
+/// let events: Vec<String> = std::iter::from_fn(|| server.poll_event())
+///     .map(|event| match event {
+///         ServerEvent::Open { request, .. } => format!("open {}", request.path()),
+///         ServerEvent::Message { data: MessageData::Text(text), .. } => format!("message {text}"),
+///         ServerEvent::Message { .. } => "binary".to_owned(),
+///         ServerEvent::Close { reason, .. } => format!("close: {reason}"),
+///     })
+///     .collect();
+/// assert_eq!(events, ["message hello", "close: transport close"]);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerEvent {
     /// A session opened.
@@ -372,6 +637,50 @@ impl ServerEvent {
 }
 
 /// Something for the adapter to write.
+///
+/// ```
+/// # use std::time::{Duration, Instant};
+/// # use bytes::Bytes;
+/// # use switchboard_core::engineio::*;
+/// # use switchboard_core::http::{Limits, Request};
+/// # use switchboard_core::ws::Message;
+/// # fn request(method: &str, target: &str, headers: &str) -> Request {
+/// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+/// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+/// # }
+/// # fn get(target: &str) -> Request { request("GET", target, "") }
+/// # fn post(target: &str) -> Request { request("POST", target, "") }
+/// # fn upgrade(target: &str) -> Request {
+/// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+/// # }
+/// # let now = Instant::now();
+/// # let mut server = Server::new(ServerConfig::default());
+/// # server.handle_request(&get("/engine.io/?EIO=4&transport=polling"), Bytes::new(), now);
+/// # let Some(ServerEvent::Open { sid, .. }) = server.poll_event() else { panic!() };
+/// # let polling = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+/// // A polling session, its poll held; a WebSocket session on `conn`.
+/// let RequestOutcome::Hold(poll) = server.handle_request(&get(&polling), Bytes::new(), now) else {
+///     panic!()
+/// };
+/// # let outcome = server.handle_request(&upgrade("/engine.io/?EIO=4&transport=websocket"), Bytes::new(), now);
+/// # let RequestOutcome::AcceptWebSocket { conn } = outcome else { panic!() };
+/// # let ws_sid = server.conn_session(conn).unwrap().to_owned();
+/// # server.poll_transmit();
+/// server.send(&sid, "to the poller".into()).unwrap();
+/// server.send(&ws_sid, "to the WebSocket".into()).unwrap();
+/// server.close(&ws_sid);
+/// while let Some(transmit) = server.poll_transmit() {
+///     match transmit {
+///         Transmit::PollResponse { poll: p, response } => {
+///             assert_eq!((p, &response.body[..]), (poll, &b"4to the poller"[..]));
+///         }
+///         Transmit::WsSend { conn: c, message } => {
+///             assert_eq!((c, message), (conn, Message::text("4to the WebSocket")));
+///         }
+///         Transmit::WsClose { conn: c } => assert_eq!(c, conn),
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transmit {
     /// Answer a held poll.
@@ -397,6 +706,39 @@ pub enum Transmit {
 }
 
 /// [`Server::send`] failed.
+///
+/// ```
+/// # use std::time::{Duration, Instant};
+/// # use bytes::Bytes;
+/// # use switchboard_core::engineio::*;
+/// # use switchboard_core::http::{Limits, Request};
+/// # use switchboard_core::ws::Message;
+/// # fn request(method: &str, target: &str, headers: &str) -> Request {
+/// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+/// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+/// # }
+/// # fn get(target: &str) -> Request { request("GET", target, "") }
+/// # fn post(target: &str) -> Request { request("POST", target, "") }
+/// # fn upgrade(target: &str) -> Request {
+/// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+/// # }
+/// # let now = Instant::now();
+/// # let mut server = Server::new(ServerConfig::default());
+/// # server.handle_request(&get("/engine.io/?EIO=4&transport=polling"), Bytes::new(), now);
+/// # let Some(ServerEvent::Open { sid, .. }) = server.poll_event() else { panic!() };
+/// # let polling = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+/// use switchboard_core::engineio::SendError;
+/// assert_eq!(server.send("no-such-session", "hi".into()), Err(SendError::UnknownSession));
+/// # let config = ServerConfig { max_buffered_bytes: 100, ..ServerConfig::default() };
+/// # let mut server = Server::new(config);
+/// # server.handle_request(&get("/engine.io/?EIO=4&transport=polling"), Bytes::new(), now);
+/// # let Some(ServerEvent::Open { sid, .. }) = server.poll_event() else { panic!() };
+/// // With `max_buffered_bytes: 100`, a client that does not poll:
+/// let big = MessageData::Binary(vec![0; 100].into());
+/// assert_eq!(server.send(&sid, big), Err(SendError::BufferFull));
+/// let Some(ServerEvent::Close { reason, .. }) = server.poll_event() else { panic!() };
+/// assert_eq!(reason, CloseReason::BufferFull);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
     /// No open session has this id.
@@ -497,6 +839,53 @@ impl Session {
 }
 
 /// The Engine.IO server state machine (see the [module docs](self)).
+///
+/// A polling session, from the handshake to a message each way:
+///
+/// ```
+/// use std::time::Instant;
+/// use bytes::Bytes;
+/// use switchboard_core::engineio::{
+///     MessageData, RequestOutcome, Server, ServerConfig, ServerEvent, Transmit,
+/// };
+/// use switchboard_core::http::{Limits, Request};
+///
+/// // What the adapter parsed off an HTTP connection.
+/// fn request(method: &str, target: &str) -> Request {
+///     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+///     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+/// }
+/// let now = Instant::now();
+/// let mut server = Server::new(ServerConfig::default());
+///
+/// // The handshake, answered at once with the `open` packet.
+/// let handshake = request("GET", "/engine.io/?EIO=4&transport=polling");
+/// let RequestOutcome::Respond(open) = server.handle_request(&handshake, Bytes::new(), now) else {
+///     panic!()
+/// };
+/// assert!(open.body.starts_with(br#"0{"sid":""#));
+/// let Some(ServerEvent::Open { sid, .. }) = server.poll_event() else { panic!() };
+///
+/// // A poll waits for something to send.
+/// let target = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+/// let poll = server.handle_request(&request("GET", &target), Bytes::new(), now);
+/// let RequestOutcome::Hold(poll) = poll else { panic!() };
+/// server.send(&sid, MessageData::Text("hello".into())).unwrap();
+/// let Some(Transmit::PollResponse { poll: answered, response }) = server.poll_transmit() else {
+///     panic!()
+/// };
+/// assert_eq!((answered, &response.body[..]), (poll, &b"4hello"[..]));
+///
+/// // The client's messages come in a `POST`.
+/// let body = Bytes::from_static(b"4hi");
+/// let RequestOutcome::Respond(ok) = server.handle_request(&request("POST", &target), body, now)
+/// else {
+///     panic!()
+/// };
+/// assert_eq!((ok.status, &ok.body[..]), (200, &b"ok"[..]));
+/// let Some(ServerEvent::Message { data, .. }) = server.poll_event() else { panic!() };
+/// assert_eq!(data, MessageData::Text("hi".into()));
+/// ```
 #[derive(Debug)]
 pub struct Server {
     config: ServerConfig,
@@ -531,10 +920,24 @@ struct Closing {
     /// Queued packets, then `close`.
     packets: Vec<Packet>,
     expires: Instant,
+    /// The WebSocket the client was upgrading to, kept open: a client that
+    /// completes the upgrade (`5`) polls no more, so the packets go out
+    /// there, as Node's server flushes a closing socket's buffer over the
+    /// transport it upgraded to.
+    upgrade: Option<ConnId>,
 }
 
 impl Server {
     /// A server with no sessions.
+    ///
+    /// ```
+    /// use switchboard_core::engineio::{Server, ServerConfig, Shard};
+    /// let server = Server::new(ServerConfig::default());
+    /// assert_eq!(server.session_count(), 0);
+    /// assert_eq!(server.shard(), Shard::SOLE);
+    /// assert!(server.config().allow_upgrades);
+    /// assert_eq!(server.poll_timeout(), None);
+    /// ```
     pub fn new(config: ServerConfig) -> Self {
         Server::with_shard(config, Shard::SOLE)
     }
@@ -612,6 +1015,42 @@ impl Server {
 
     /// Handles an HTTP request on the Engine.IO path. The adapter has
     /// parsed the head and read the body up to `max_payload + 1` bytes.
+    ///
+    /// See [`Server`] for a session's requests, and [`RequestOutcome`]
+    /// for the three answers. Requests the server cannot take are answered
+    /// with Engine.IO's error codes, and preflights with CORS headers:
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use bytes::Bytes;
+    /// # use switchboard_core::engineio::*;
+    /// # use switchboard_core::http::{Limits, Request};
+    /// # use switchboard_core::ws::Message;
+    /// # fn request(method: &str, target: &str, headers: &str) -> Request {
+    /// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+    /// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+    /// # }
+    /// # fn get(target: &str) -> Request { request("GET", target, "") }
+    /// # fn post(target: &str) -> Request { request("POST", target, "") }
+    /// # fn upgrade(target: &str) -> Request {
+    /// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+    /// # }
+    /// let mut server = Server::new(ServerConfig::default());
+    /// let now = Instant::now();
+    /// let mut answer = |request: &Request| match server.handle_request(request, Bytes::new(), now) {
+    ///     RequestOutcome::Respond(response) => (response.status, response.body),
+    ///     other => panic!("{other:?}"),
+    /// };
+    /// let (status, body) = answer(&get("/engine.io/?EIO=4&transport=carrier-pigeon"));
+    /// assert_eq!((status, &body[..]), (400, &br#"{"code":0,"message":"Transport unknown"}"#[..]));
+    /// let (status, body) = answer(&get("/engine.io/?EIO=4&transport=polling&sid=nope"));
+    /// assert_eq!((status, &body[..]), (400, &br#"{"code":1,"message":"Session ID unknown"}"#[..]));
+    /// let (status, body) = answer(&get("/engine.io/?EIO=2&transport=polling"));
+    /// let unsupported = r#"{"code":5,"message":"Unsupported protocol version"}"#;
+    /// assert_eq!((status, &body[..]), (400, unsupported.as_bytes()));
+    /// let (status, _) = answer(&request("OPTIONS", "/engine.io/?EIO=4&transport=polling", ""));
+    /// assert_eq!(status, 204);
+    /// ```
     pub fn handle_request(&mut self, req: &Request, body: Bytes, now: Instant) -> RequestOutcome {
         self.last_now = Some(now);
         let cors = self.cors_headers(req);
@@ -639,6 +1078,10 @@ impl Server {
         let Some(session) = self.sessions.get_mut(sid.as_ref()) else {
             if transport == TransportKind::Polling && req.method == "GET" {
                 if let Some(closing) = self.closing.remove(sid.as_ref()) {
+                    if let Some(conn) = closing.upgrade {
+                        self.conns.remove(&conn);
+                        self.transmits.push_back(Transmit::WsClose { conn });
+                    }
                     let payload =
                         encode_payload(&closing.packets, closing.version, closing.supports_binary);
                     let mut headers = cors;
@@ -696,18 +1139,91 @@ impl Server {
     }
 
     /// The session WebSocket `conn` carries (or probes for).
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use bytes::Bytes;
+    /// # use switchboard_core::engineio::*;
+    /// # use switchboard_core::http::{Limits, Request};
+    /// # use switchboard_core::ws::Message;
+    /// # fn request(method: &str, target: &str, headers: &str) -> Request {
+    /// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+    /// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+    /// # }
+    /// # fn get(target: &str) -> Request { request("GET", target, "") }
+    /// # fn post(target: &str) -> Request { request("POST", target, "") }
+    /// # fn upgrade(target: &str) -> Request {
+    /// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+    /// # }
+    /// let mut server = Server::new(ServerConfig::default());
+    /// let target = "/engine.io/?EIO=4&transport=websocket";
+    /// let outcome = server.handle_request(&upgrade(target), Bytes::new(), Instant::now());
+    /// let RequestOutcome::AcceptWebSocket { conn } = outcome else { panic!() };
+    /// let Some(ServerEvent::Open { sid, .. }) = server.poll_event() else { panic!() };
+    /// assert_eq!(server.conn_session(conn), Some(&*sid));
+    /// // The `open` packet is the connection's first message.
+    /// let Some(Transmit::WsSend { conn: first, message }) = server.poll_transmit() else { panic!() };
+    /// assert_eq!(first, conn);
+    /// assert!(message.as_text().unwrap().starts_with(r#"0{"sid":"#));
+    /// ```
     pub fn conn_session(&self, conn: ConnId) -> Option<&str> {
         self.conns.get(&conn).map(|sid| &**sid)
     }
 
-    /// A message arrived on a WebSocket accepted for `conn`.
+    /// A message arrived on a WebSocket accepted for `conn`: a packet of
+    /// its session, or of an upgrade probe. A close frame counts as
+    /// [`Server::ws_closed`]; pings and pongs are the WebSocket layer's.
+    ///
+    /// The upgrade of a polling session:
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use bytes::Bytes;
+    /// # use switchboard_core::engineio::*;
+    /// # use switchboard_core::http::{Limits, Request};
+    /// # use switchboard_core::ws::Message;
+    /// # fn request(method: &str, target: &str, headers: &str) -> Request {
+    /// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+    /// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+    /// # }
+    /// # fn get(target: &str) -> Request { request("GET", target, "") }
+    /// # fn post(target: &str) -> Request { request("POST", target, "") }
+    /// # fn upgrade(target: &str) -> Request {
+    /// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+    /// # }
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.handle_request(&get("/engine.io/?EIO=4&transport=polling"), Bytes::new(), now);
+    /// # let Some(ServerEvent::Open { sid, .. }) = server.poll_event() else { panic!() };
+    /// # let polling = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    /// // A polling session, its poll held:
+    /// let RequestOutcome::Hold(poll) = server.handle_request(&get(&polling), Bytes::new(), now) else {
+    ///     panic!()
+    /// };
+    /// let target = format!("/engine.io/?EIO=4&transport=websocket&sid={sid}");
+    /// let outcome = server.handle_request(&upgrade(&target), Bytes::new(), now);
+    /// let RequestOutcome::AcceptWebSocket { conn } = outcome else { panic!() };
+    ///
+    /// server.ws_message(conn, Message::text("2probe"), now);
+    /// let pong = Transmit::WsSend { conn, message: Message::text("3probe") };
+    /// assert_eq!(server.poll_transmit(), Some(pong));
+    /// // The held poll is released with a `noop`.
+    /// let Some(Transmit::PollResponse { poll: released, response }) = server.poll_transmit() else {
+    ///     panic!()
+    /// };
+    /// assert_eq!((released, &response.body[..]), (poll, &b"6"[..]));
+    ///
+    /// server.ws_message(conn, Message::text("5"), now); // `upgrade`
+    /// server.send(&sid, "now over WebSocket".into()).unwrap();
+    /// let sent = Transmit::WsSend { conn, message: Message::text("4now over WebSocket") };
+    /// assert_eq!(server.poll_transmit(), Some(sent));
+    /// ```
     pub fn ws_message(&mut self, conn: ConnId, message: Message, now: Instant) {
         let Some(sid) = self.conns.get(&conn).cloned() else {
             return;
         };
         let Some(session) = self.sessions.get(&sid) else {
-            self.conns.remove(&conn);
-            return;
+            return self.closing_upgrade_message(&sid, conn, message, now);
         };
         let version = session.version;
         let is_probe = session.upgrade.is_some_and(|u| u.conn == conn);
@@ -739,12 +1255,47 @@ impl Server {
         }
     }
 
-    /// The WebSocket `conn` closed (or its handshake failed).
+    /// The WebSocket `conn` closed (or its handshake failed). The session
+    /// it carries closes (`transport close`); a failed upgrade probe leaves
+    /// its session on polling.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use bytes::Bytes;
+    /// # use switchboard_core::engineio::*;
+    /// # use switchboard_core::http::{Limits, Request};
+    /// # use switchboard_core::ws::Message;
+    /// # fn request(method: &str, target: &str, headers: &str) -> Request {
+    /// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+    /// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+    /// # }
+    /// # fn get(target: &str) -> Request { request("GET", target, "") }
+    /// # fn post(target: &str) -> Request { request("POST", target, "") }
+    /// # fn upgrade(target: &str) -> Request {
+    /// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+    /// # }
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # let target = "/engine.io/?EIO=4&transport=websocket";
+    /// # let outcome = server.handle_request(&upgrade(target), Bytes::new(), now);
+    /// # let RequestOutcome::AcceptWebSocket { conn } = outcome else { panic!() };
+    /// # let Some(ServerEvent::Open { sid, .. }) = server.poll_event() else { panic!() };
+    /// # server.poll_transmit(); // the open packet
+    /// // A WebSocket session on `conn`:
+    /// server.ws_closed(conn, now);
+    /// let closed = ServerEvent::Close { sid: sid.clone(), reason: CloseReason::TransportClose };
+    /// assert_eq!(server.poll_event(), Some(closed));
+    /// assert_eq!(server.conn_session(conn), None);
+    /// assert_eq!(server.session_count(), 0);
+    /// ```
     pub fn ws_closed(&mut self, conn: ConnId, _now: Instant) {
         let Some(sid) = self.conns.remove(&conn) else {
             return;
         };
         let Some(session) = self.sessions.get_mut(&sid) else {
+            if let Some(closing) = self.closing.get_mut(&sid) {
+                closing.upgrade = None;
+            }
             return;
         };
         if session.upgrade.is_some_and(|u| u.conn == conn) {
@@ -758,6 +1309,35 @@ impl Server {
     /// queue of [`ServerConfig::max_buffered_packets`] messages is full
     /// because the peer stopped reading. Sessions on that WebSocket close
     /// (`transport buffer full`) rather than buffer without bound.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use bytes::Bytes;
+    /// # use switchboard_core::engineio::*;
+    /// # use switchboard_core::http::{Limits, Request};
+    /// # use switchboard_core::ws::Message;
+    /// # fn request(method: &str, target: &str, headers: &str) -> Request {
+    /// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+    /// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+    /// # }
+    /// # fn get(target: &str) -> Request { request("GET", target, "") }
+    /// # fn post(target: &str) -> Request { request("POST", target, "") }
+    /// # fn upgrade(target: &str) -> Request {
+    /// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+    /// # }
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # let target = "/engine.io/?EIO=4&transport=websocket";
+    /// # let outcome = server.handle_request(&upgrade(target), Bytes::new(), now);
+    /// # let RequestOutcome::AcceptWebSocket { conn } = outcome else { panic!() };
+    /// # let Some(ServerEvent::Open { sid, .. }) = server.poll_event() else { panic!() };
+    /// # server.poll_transmit(); // the open packet
+    /// // A WebSocket session on `conn`, whose client stopped reading:
+    /// server.ws_backlogged(conn, now);
+    /// assert_eq!(server.poll_transmit(), Some(Transmit::WsClose { conn }));
+    /// let Some(ServerEvent::Close { reason, .. }) = server.poll_event() else { panic!() };
+    /// assert_eq!(reason, CloseReason::BufferFull);
+    /// ```
     pub fn ws_backlogged(&mut self, conn: ConnId, _now: Instant) {
         if let Some(sid) = self.conns.get(&conn).cloned() {
             self.close_session(&sid, CloseReason::BufferFull, None);
@@ -765,6 +1345,36 @@ impl Server {
     }
 
     /// The session held poll `poll` belongs to, while it is held.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use bytes::Bytes;
+    /// # use switchboard_core::engineio::*;
+    /// # use switchboard_core::http::{Limits, Request};
+    /// # use switchboard_core::ws::Message;
+    /// # fn request(method: &str, target: &str, headers: &str) -> Request {
+    /// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+    /// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+    /// # }
+    /// # fn get(target: &str) -> Request { request("GET", target, "") }
+    /// # fn post(target: &str) -> Request { request("POST", target, "") }
+    /// # fn upgrade(target: &str) -> Request {
+    /// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+    /// # }
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.handle_request(&get("/engine.io/?EIO=4&transport=polling"), Bytes::new(), now);
+    /// # let Some(ServerEvent::Open { sid, .. }) = server.poll_event() else { panic!() };
+    /// # let polling = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    /// // A polling session `sid`, `polling` the target of its polls:
+    /// let RequestOutcome::Hold(poll) = server.handle_request(&get(&polling), Bytes::new(), now) else {
+    ///     panic!()
+    /// };
+    /// assert_eq!(server.held_poll_session(poll), Some(sid.clone()));
+    /// server.send(&sid, "released".into()).unwrap();
+    /// assert!(matches!(server.poll_transmit(), Some(Transmit::PollResponse { .. })));
+    /// assert_eq!(server.held_poll_session(poll), None);
+    /// ```
     pub fn held_poll_session(&self, poll: PollId) -> Option<Arc<str>> {
         self.polls.get(&poll).cloned()
     }
@@ -778,6 +1388,37 @@ impl Server {
     /// poll, as with Node and engineioxide, whose polls take what is
     /// queued when they run. Only protocol v4 payloads (always text) are
     /// extended; returns whether packets were added.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use bytes::Bytes;
+    /// # use switchboard_core::engineio::*;
+    /// # use switchboard_core::http::{Limits, Request};
+    /// # use switchboard_core::ws::Message;
+    /// # fn request(method: &str, target: &str, headers: &str) -> Request {
+    /// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+    /// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+    /// # }
+    /// # fn get(target: &str) -> Request { request("GET", target, "") }
+    /// # fn post(target: &str) -> Request { request("POST", target, "") }
+    /// # fn upgrade(target: &str) -> Request {
+    /// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+    /// # }
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.handle_request(&get("/engine.io/?EIO=4&transport=polling"), Bytes::new(), now);
+    /// # let Some(ServerEvent::Open { sid, .. }) = server.poll_event() else { panic!() };
+    /// # let polling = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    /// # server.handle_request(&get(&polling), Bytes::new(), now);
+    /// // A polling session, its poll held:
+    /// server.send(&sid, "a".into()).unwrap();
+    /// let Some(Transmit::PollResponse { mut response, .. }) = server.poll_transmit() else { panic!() };
+    /// // Before the response is written, the application sends more.
+    /// server.send(&sid, "b".into()).unwrap();
+    /// assert!(server.top_up_poll_response(&sid, &mut response));
+    /// assert_eq!(response.body, "4a\x1e4b");
+    /// assert!(!server.top_up_poll_response(&sid, &mut response)); // nothing left
+    /// ```
     pub fn top_up_poll_response(&mut self, sid: &str, response: &mut HttpResponse) -> bool {
         let Some(session) = self.sessions.get_mut(sid) else {
             return false;
@@ -810,6 +1451,35 @@ impl Server {
 
     /// The HTTP connection carrying held poll `poll` went away. As in Node,
     /// the session closes (`transport error`).
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use bytes::Bytes;
+    /// # use switchboard_core::engineio::*;
+    /// # use switchboard_core::http::{Limits, Request};
+    /// # use switchboard_core::ws::Message;
+    /// # fn request(method: &str, target: &str, headers: &str) -> Request {
+    /// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+    /// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+    /// # }
+    /// # fn get(target: &str) -> Request { request("GET", target, "") }
+    /// # fn post(target: &str) -> Request { request("POST", target, "") }
+    /// # fn upgrade(target: &str) -> Request {
+    /// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+    /// # }
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.handle_request(&get("/engine.io/?EIO=4&transport=polling"), Bytes::new(), now);
+    /// # let Some(ServerEvent::Open { sid, .. }) = server.poll_event() else { panic!() };
+    /// # let polling = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    /// // A polling session `sid`, `polling` the target of its polls:
+    /// let RequestOutcome::Hold(poll) = server.handle_request(&get(&polling), Bytes::new(), now) else {
+    ///     panic!()
+    /// };
+    /// server.poll_aborted(poll, now); // the client hung up
+    /// let Some(ServerEvent::Close { reason, .. }) = server.poll_event() else { panic!() };
+    /// assert_eq!(reason, CloseReason::TransportError);
+    /// ```
     pub fn poll_aborted(&mut self, poll: PollId, _now: Instant) {
         let Some(sid) = self.polls.remove(&poll) else {
             return;
@@ -824,6 +1494,33 @@ impl Server {
     /// driver still holds the answer to the last one. As in Node ("data
     /// request overlap from client"), the session closes (`transport
     /// error`) and the request gets a `400`.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use bytes::Bytes;
+    /// # use switchboard_core::engineio::*;
+    /// # use switchboard_core::http::{Limits, Request};
+    /// # use switchboard_core::ws::Message;
+    /// # fn request(method: &str, target: &str, headers: &str) -> Request {
+    /// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+    /// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+    /// # }
+    /// # fn get(target: &str) -> Request { request("GET", target, "") }
+    /// # fn post(target: &str) -> Request { request("POST", target, "") }
+    /// # fn upgrade(target: &str) -> Request {
+    /// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+    /// # }
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.handle_request(&get("/engine.io/?EIO=4&transport=polling"), Bytes::new(), now);
+    /// # let Some(ServerEvent::Open { sid, .. }) = server.poll_event() else { panic!() };
+    /// # let polling = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    /// // The driver holds the answer to a `POST` of session `sid` when another comes.
+    /// let response = server.post_overlapped(&sid, now);
+    /// assert_eq!(response.status, 400);
+    /// let Some(ServerEvent::Close { reason, .. }) = server.poll_event() else { panic!() };
+    /// assert_eq!(reason, CloseReason::TransportError);
+    /// ```
     pub fn post_overlapped(&mut self, sid: &str, now: Instant) -> HttpResponse {
         self.post_aborted(sid, now);
         HttpResponse {
@@ -837,6 +1534,32 @@ impl Server {
     /// away while the driver held its answer. As in Node ("data request
     /// connection closed prematurely"), the session closes (`transport
     /// error`).
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use bytes::Bytes;
+    /// # use switchboard_core::engineio::*;
+    /// # use switchboard_core::http::{Limits, Request};
+    /// # use switchboard_core::ws::Message;
+    /// # fn request(method: &str, target: &str, headers: &str) -> Request {
+    /// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+    /// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+    /// # }
+    /// # fn get(target: &str) -> Request { request("GET", target, "") }
+    /// # fn post(target: &str) -> Request { request("POST", target, "") }
+    /// # fn upgrade(target: &str) -> Request {
+    /// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+    /// # }
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.handle_request(&get("/engine.io/?EIO=4&transport=polling"), Bytes::new(), now);
+    /// # let Some(ServerEvent::Open { sid, .. }) = server.poll_event() else { panic!() };
+    /// # let polling = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    /// // The connection of a `POST` of session `sid` went away.
+    /// server.post_aborted(&sid, now);
+    /// let Some(ServerEvent::Close { reason, .. }) = server.poll_event() else { panic!() };
+    /// assert_eq!(reason, CloseReason::TransportError);
+    /// ```
     pub fn post_aborted(&mut self, sid: &str, _now: Instant) {
         if self.sessions.contains_key(sid) {
             self.close_session(sid, CloseReason::TransportError, None);
@@ -845,6 +1568,37 @@ impl Server {
 
     /// Sends a message to session `sid`. Over polling it is queued (and a
     /// held poll released); over WebSocket it is sent at once.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use bytes::Bytes;
+    /// # use switchboard_core::engineio::*;
+    /// # use switchboard_core::http::{Limits, Request};
+    /// # use switchboard_core::ws::Message;
+    /// # fn request(method: &str, target: &str, headers: &str) -> Request {
+    /// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+    /// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+    /// # }
+    /// # fn get(target: &str) -> Request { request("GET", target, "") }
+    /// # fn post(target: &str) -> Request { request("POST", target, "") }
+    /// # fn upgrade(target: &str) -> Request {
+    /// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+    /// # }
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.handle_request(&get("/engine.io/?EIO=4&transport=polling"), Bytes::new(), now);
+    /// # let Some(ServerEvent::Open { sid, .. }) = server.poll_event() else { panic!() };
+    /// # let polling = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    /// // A polling session: queued for the next poll, which takes it at once.
+    /// server.send(&sid, "one".into()).unwrap();
+    /// server.send(&sid, MessageData::Binary(vec![1, 2, 3].into())).unwrap();
+    /// assert_eq!(server.poll_transmit(), None);
+    /// let RequestOutcome::Respond(response) = server.handle_request(&get(&polling), Bytes::new(), now)
+    /// else {
+    ///     panic!()
+    /// };
+    /// assert_eq!(response.body, "4one\x1ebAQID"); // binary as base64 in a v4 payload
+    /// ```
     pub fn send(&mut self, sid: &str, data: MessageData) -> Result<(), SendError> {
         if !self.sessions.contains_key(sid) {
             return Err(SendError::UnknownSession);
@@ -929,6 +1683,35 @@ impl Server {
     /// them at once (Socket.IO's volatile emits): over WebSocket always,
     /// over polling only while a poll is held with nothing queued before
     /// them. Returns whether they were sent; all or none are.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use bytes::Bytes;
+    /// # use switchboard_core::engineio::*;
+    /// # use switchboard_core::http::{Limits, Request};
+    /// # use switchboard_core::ws::Message;
+    /// # fn request(method: &str, target: &str, headers: &str) -> Request {
+    /// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+    /// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+    /// # }
+    /// # fn get(target: &str) -> Request { request("GET", target, "") }
+    /// # fn post(target: &str) -> Request { request("POST", target, "") }
+    /// # fn upgrade(target: &str) -> Request {
+    /// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+    /// # }
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.handle_request(&get("/engine.io/?EIO=4&transport=polling"), Bytes::new(), now);
+    /// # let Some(ServerEvent::Open { sid, .. }) = server.poll_event() else { panic!() };
+    /// # let polling = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    /// // A polling session without a poll held: dropped.
+    /// assert_eq!(server.send_volatile(&sid, ["tick".into()]), Ok(false));
+    /// // Once a poll is held: sent.
+    /// server.handle_request(&get(&polling), Bytes::new(), now);
+    /// assert_eq!(server.send_volatile(&sid, ["tick".into(), "tock".into()]), Ok(true));
+    /// let Some(Transmit::PollResponse { response, .. }) = server.poll_transmit() else { panic!() };
+    /// assert_eq!(response.body, "4tick\x1e4tock");
+    /// ```
     pub fn send_volatile(
         &mut self,
         sid: &str,
@@ -950,19 +1733,125 @@ impl Server {
         Ok(true)
     }
 
-    /// Closes session `sid` (`forced close`). Packets already queued go out
-    /// with the `close` packet if a poll is held.
+    /// Closes session `sid` (`forced close`). On polling, packets already
+    /// queued go out with the `close` packet: in the held poll's answer,
+    /// or, with no poll held, in the answer to the client's next poll (if
+    /// it comes within the ping interval plus the ping timeout). A
+    /// WebSocket is closed ([`Transmit::WsClose`]).
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use bytes::Bytes;
+    /// # use switchboard_core::engineio::*;
+    /// # use switchboard_core::http::{Limits, Request};
+    /// # use switchboard_core::ws::Message;
+    /// # fn request(method: &str, target: &str, headers: &str) -> Request {
+    /// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+    /// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+    /// # }
+    /// # fn get(target: &str) -> Request { request("GET", target, "") }
+    /// # fn post(target: &str) -> Request { request("POST", target, "") }
+    /// # fn upgrade(target: &str) -> Request {
+    /// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+    /// # }
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.handle_request(&get("/engine.io/?EIO=4&transport=polling"), Bytes::new(), now);
+    /// # let Some(ServerEvent::Open { sid, .. }) = server.poll_event() else { panic!() };
+    /// # let polling = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    /// // A polling session, not polling at the moment:
+    /// server.send(&sid, "bye".into()).unwrap();
+    /// server.close(&sid);
+    /// let closed = ServerEvent::Close { sid: sid.clone(), reason: CloseReason::ForcedClose };
+    /// assert_eq!(server.poll_event(), Some(closed));
+    /// assert_eq!(server.send(&sid, "late".into()), Err(SendError::UnknownSession));
+    ///
+    /// let RequestOutcome::Respond(last) = server.handle_request(&get(&polling), Bytes::new(), now)
+    /// else {
+    ///     panic!()
+    /// };
+    /// assert_eq!(last.body, "4bye\x1e1");
+    /// ```
     pub fn close(&mut self, sid: &str) {
         self.close_session(sid, CloseReason::ForcedClose, None);
     }
 
     /// Whether [`Server::poll_transmit`] or [`Server::poll_event`] has
     /// something to hand out.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use bytes::Bytes;
+    /// # use switchboard_core::engineio::*;
+    /// # use switchboard_core::http::{Limits, Request};
+    /// # use switchboard_core::ws::Message;
+    /// # fn request(method: &str, target: &str, headers: &str) -> Request {
+    /// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+    /// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+    /// # }
+    /// # fn get(target: &str) -> Request { request("GET", target, "") }
+    /// # fn post(target: &str) -> Request { request("POST", target, "") }
+    /// # fn upgrade(target: &str) -> Request {
+    /// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+    /// # }
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # let target = "/engine.io/?EIO=4&transport=websocket";
+    /// # let outcome = server.handle_request(&upgrade(target), Bytes::new(), now);
+    /// # let RequestOutcome::AcceptWebSocket { conn } = outcome else { panic!() };
+    /// # let Some(ServerEvent::Open { sid, .. }) = server.poll_event() else { panic!() };
+    /// # server.poll_transmit(); // the open packet
+    /// // A WebSocket session `sid`:
+    /// assert!(!server.has_pending_output());
+    /// server.send(&sid, "hi".into()).unwrap();
+    /// assert!(server.has_pending_output());
+    /// while server.poll_transmit().is_some() {}
+    /// assert!(!server.has_pending_output());
+    /// ```
     pub fn has_pending_output(&self) -> bool {
         !self.transmits.is_empty() || !self.flush_queue.is_empty() || !self.events.is_empty()
     }
 
     /// Runs the timers due at `now`: heartbeats and upgrade timeouts.
+    ///
+    /// In protocol v4 the server pings every `ping_interval` and closes a
+    /// session whose pong does not come within `ping_timeout`:
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use bytes::Bytes;
+    /// # use switchboard_core::engineio::*;
+    /// # use switchboard_core::http::{Limits, Request};
+    /// # use switchboard_core::ws::Message;
+    /// # fn request(method: &str, target: &str, headers: &str) -> Request {
+    /// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+    /// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+    /// # }
+    /// # fn get(target: &str) -> Request { request("GET", target, "") }
+    /// # fn post(target: &str) -> Request { request("POST", target, "") }
+    /// # fn upgrade(target: &str) -> Request {
+    /// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+    /// # }
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # let target = "/engine.io/?EIO=4&transport=websocket";
+    /// # let outcome = server.handle_request(&upgrade(target), Bytes::new(), now);
+    /// # let RequestOutcome::AcceptWebSocket { conn } = outcome else { panic!() };
+    /// # let Some(ServerEvent::Open { sid, .. }) = server.poll_event() else { panic!() };
+    /// # server.poll_transmit(); // the open packet
+    /// let secs = Duration::from_secs;
+    /// // A WebSocket session opened at `now`, with the default 25 s and 20 s:
+    /// assert_eq!(server.poll_timeout(), Some(now + secs(25)));
+    /// server.handle_timeout(now + secs(25));
+    /// assert_eq!(server.poll_transmit(), Some(Transmit::WsSend { conn, message: Message::text("2") }));
+    /// assert_eq!(server.poll_timeout(), Some(now + secs(45)));
+    ///
+    /// // No pong.
+    /// server.handle_timeout(now + secs(45));
+    /// assert_eq!(server.poll_transmit(), Some(Transmit::WsClose { conn }));
+    /// let Some(ServerEvent::Close { reason, .. }) = server.poll_event() else { panic!() };
+    /// assert_eq!(reason, CloseReason::PingTimeout);
+    /// ```
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = Some(now);
         let mut due = Vec::new();
@@ -982,8 +1871,13 @@ impl Server {
                     .closing
                     .get(sid)
                     .is_some_and(|closing| closing.expires <= now)
+                    && let Some(Closing {
+                        upgrade: Some(conn),
+                        ..
+                    }) = self.closing.remove(sid)
                 {
-                    self.closing.remove(sid);
+                    self.conns.remove(&conn);
+                    self.transmits.push_back(Transmit::WsClose { conn });
                 }
                 continue;
             };
@@ -1021,7 +1915,43 @@ impl Server {
         }
     }
 
-    /// The next time [`Server::handle_timeout`] should run.
+    /// The next time [`Server::handle_timeout`] should run. It may come
+    /// before any timer is due (a deadline that moved later, as a pong
+    /// moves the next ping, leaves its earlier time behind); running the
+    /// timers then does nothing but find the next one.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use bytes::Bytes;
+    /// # use switchboard_core::engineio::*;
+    /// # use switchboard_core::http::{Limits, Request};
+    /// # use switchboard_core::ws::Message;
+    /// # fn request(method: &str, target: &str, headers: &str) -> Request {
+    /// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+    /// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+    /// # }
+    /// # fn get(target: &str) -> Request { request("GET", target, "") }
+    /// # fn post(target: &str) -> Request { request("POST", target, "") }
+    /// # fn upgrade(target: &str) -> Request {
+    /// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+    /// # }
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # let target = "/engine.io/?EIO=4&transport=websocket";
+    /// # let outcome = server.handle_request(&upgrade(target), Bytes::new(), now);
+    /// # let RequestOutcome::AcceptWebSocket { conn } = outcome else { panic!() };
+    /// # let Some(ServerEvent::Open { sid, .. }) = server.poll_event() else { panic!() };
+    /// # server.poll_transmit(); // the open packet
+    /// let secs = Duration::from_secs;
+    /// server.handle_timeout(now + secs(25)); // the ping
+    /// # server.poll_transmit();
+    /// server.ws_message(conn, Message::text("3"), now + secs(26)); // the pong
+    /// // The pong deadline is still asked for, then the next ping.
+    /// assert_eq!(server.poll_timeout(), Some(now + secs(45)));
+    /// server.handle_timeout(now + secs(45));
+    /// assert_eq!(server.poll_event(), None);
+    /// assert_eq!(server.poll_timeout(), Some(now + secs(51)));
+    /// ```
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.deadlines.first().map(|(at, _)| *at)
     }
@@ -1031,7 +1961,38 @@ impl Server {
         self.events.pop_front()
     }
 
-    /// The next thing to write.
+    /// The next thing to write (see [`Transmit`]). A held poll is answered
+    /// here with everything queued for its session by then, so call it
+    /// after a batch of sends rather than after each.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use bytes::Bytes;
+    /// # use switchboard_core::engineio::*;
+    /// # use switchboard_core::http::{Limits, Request};
+    /// # use switchboard_core::ws::Message;
+    /// # fn request(method: &str, target: &str, headers: &str) -> Request {
+    /// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+    /// #     Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap().0
+    /// # }
+    /// # fn get(target: &str) -> Request { request("GET", target, "") }
+    /// # fn post(target: &str) -> Request { request("POST", target, "") }
+    /// # fn upgrade(target: &str) -> Request {
+    /// #     request("GET", target, "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+    /// # }
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.handle_request(&get("/engine.io/?EIO=4&transport=polling"), Bytes::new(), now);
+    /// # let Some(ServerEvent::Open { sid, .. }) = server.poll_event() else { panic!() };
+    /// # let polling = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    /// # server.handle_request(&get(&polling), Bytes::new(), now);
+    /// // A polling session, its poll held:
+    /// server.send(&sid, "a".into()).unwrap();
+    /// server.send(&sid, "b".into()).unwrap();
+    /// let Some(Transmit::PollResponse { response, .. }) = server.poll_transmit() else { panic!() };
+    /// assert_eq!(response.body, "4a\x1e4b");
+    /// assert_eq!(server.poll_transmit(), None);
+    /// ```
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         loop {
             if let Some(transmit) = self.transmits.pop_front() {
@@ -1318,6 +2279,63 @@ impl Server {
         }
     }
 
+    /// A message on the upgrade WebSocket of a session closed while no
+    /// poll was held ([`Closing::upgrade`]): the probe is answered, and the
+    /// upgrade gets the packets and `close` instead of the next poll.
+    fn closing_upgrade_message(
+        &mut self,
+        sid: &Arc<str>,
+        conn: ConnId,
+        message: Message,
+        now: Instant,
+    ) {
+        let Some(closing) = self
+            .closing
+            .get(sid)
+            .filter(|closing| closing.upgrade == Some(conn))
+        else {
+            self.conns.remove(&conn);
+            return;
+        };
+        let version = closing.version;
+        let packet = match message {
+            Message::Text(text) if text.len() <= self.config.max_payload => {
+                Packet::decode_ws_text(text, version).ok()
+            }
+            Message::Close(_) => return self.ws_closed(conn, now),
+            Message::Ping(_) | Message::Pong(_) => return,
+            Message::Text(_) | Message::Binary(_) => None,
+        };
+        match packet {
+            Some(Packet::Ping(Some(data))) if data == PROBE => {
+                self.transmits.push_back(Transmit::WsSend {
+                    conn,
+                    message: Packet::Pong(Some(PROBE.into())).encode_ws(version),
+                });
+            }
+            Some(Packet::Upgrade) => {
+                let closing = self.closing.remove(sid).expect("looked up above");
+                self.conns.remove(&conn);
+                for packet in closing.packets {
+                    self.transmits.push_back(Transmit::WsSend {
+                        conn,
+                        message: packet.encode_ws(version),
+                    });
+                }
+                self.transmits.push_back(Transmit::WsClose { conn });
+            }
+            // Anything else: the upgrade is given up, as for an open session;
+            // the next poll still gets the packets.
+            _ => {
+                if let Some(closing) = self.closing.get_mut(sid) {
+                    closing.upgrade = None;
+                }
+                self.conns.remove(&conn);
+                self.transmits.push_back(Transmit::WsClose { conn });
+            }
+        }
+    }
+
     fn drop_probe(&mut self, sid: &str) {
         if let Some(upgrade) = self.sessions.get_mut(sid).and_then(|s| s.upgrade.take()) {
             self.conns.remove(&upgrade.conn);
@@ -1396,6 +2414,7 @@ impl Server {
                     supports_binary: session.supports_binary,
                     packets,
                     expires,
+                    upgrade: session.upgrade.take().map(|upgrade| upgrade.conn),
                 },
             );
         }
@@ -2455,6 +3474,78 @@ mod tests {
         server.handle_timeout(ms(t0, 500));
         assert_eq!(closed(&mut server), CloseReason::PingTimeout);
         assert_eq!(server.poll_transmit(), Some(Transmit::WsClose { conn }));
+    }
+
+    /// A session closed by the server during an upgrade, with no poll held:
+    /// what was queued before the close, and the close, reach the client
+    /// over the WebSocket it upgrades to (Node's server flushes a closing
+    /// socket's buffer over the new transport), or on its next poll if it
+    /// polls instead.
+    #[test]
+    fn a_forced_close_during_an_upgrade_goes_out_where_the_client_is() {
+        let mut server = Server::new(config());
+        let t0 = Instant::now();
+        // A polling session with a WebSocket open to upgrade to.
+        let upgrading = |server: &mut Server| {
+            let sid = handshake(server, t0);
+            let ws_target = format!("/engine.io/?EIO=4&transport=websocket&sid={sid}");
+            let ws_req = request("GET", &ws_target, WS);
+            let conn = accepted(server.handle_request(&ws_req, Bytes::new(), t0));
+            (sid, conn)
+        };
+        let close = |server: &mut Server, sid: &str| {
+            server.close(sid);
+            assert_eq!(closed(server), CloseReason::ForcedClose);
+        };
+        for probed_first in [true, false] {
+            let (sid, conn) = upgrading(&mut server);
+            if probed_first {
+                server.ws_message(conn, Message::text("2probe"), ms(t0, 10));
+                assert_eq!(ws_send(&mut server), (conn, Message::text("3probe")));
+            }
+            server.send(&sid, MessageData::from("last")).unwrap();
+            close(&mut server, &sid);
+            assert_eq!(server.poll_transmit(), None, "the upgrade stays open");
+            if !probed_first {
+                server.ws_message(conn, Message::text("2probe"), ms(t0, 10));
+                assert_eq!(ws_send(&mut server), (conn, Message::text("3probe")));
+            }
+            server.ws_message(conn, Message::text("5"), ms(t0, 20));
+            assert_eq!(ws_send(&mut server), (conn, Message::text("4last")));
+            assert_eq!(ws_send(&mut server), (conn, Message::text("1")));
+            assert_eq!(server.poll_transmit(), Some(Transmit::WsClose { conn }));
+            assert_eq!(server.poll_transmit(), None);
+            assert_eq!(respond(poll(&mut server, &sid, ms(t0, 30))).0, 400);
+            assert!(server.closing.is_empty() && server.conns.is_empty());
+        }
+        // The client polls instead: the poll gets them, the upgrade closes.
+        let (sid, conn) = upgrading(&mut server);
+        server.send(&sid, MessageData::from("last")).unwrap();
+        close(&mut server, &sid);
+        assert_eq!(
+            respond(poll(&mut server, &sid, ms(t0, 10))),
+            (200, "4last\u{1e}1".into())
+        );
+        assert_eq!(server.poll_transmit(), Some(Transmit::WsClose { conn }));
+        server.ws_message(conn, Message::text("5"), ms(t0, 20));
+        assert_eq!(server.poll_transmit(), None, "that WebSocket is forgotten");
+        // Neither: the upgrade closes when the session is forgotten.
+        let (sid, conn) = upgrading(&mut server);
+        close(&mut server, &sid);
+        let config = config();
+        server.handle_timeout(t0 + config.ping_interval + config.ping_timeout);
+        assert_eq!(server.poll_transmit(), Some(Transmit::WsClose { conn }));
+        assert!(server.closing.is_empty() && server.conns.is_empty());
+        // A WebSocket that ends first is just forgotten; the poll still
+        // gets the close.
+        let (sid, conn) = upgrading(&mut server);
+        close(&mut server, &sid);
+        server.ws_closed(conn, ms(t0, 10));
+        assert_eq!(
+            respond(poll(&mut server, &sid, ms(t0, 20))),
+            (200, "1".into())
+        );
+        assert_eq!(server.poll_transmit(), None);
     }
 
     #[test]

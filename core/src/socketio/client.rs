@@ -165,6 +165,17 @@ impl Default for ClientConfig {
 
 /// Why a namespace disconnected, as Node's client words it
 /// ([`DisconnectReason::as_str`]).
+///
+/// ```
+/// use switchboard_core::engineio::client::ClientCloseReason;
+/// use switchboard_core::socketio::client::DisconnectReason;
+/// let reason = DisconnectReason::from_engine(ClientCloseReason::PingTimeout);
+/// assert_eq!(reason, DisconnectReason::PingTimeout);
+/// assert_eq!(reason.as_str(), "ping timeout");
+/// assert!(reason.reconnects());
+/// assert!(!DisconnectReason::IoServerDisconnect.reconnects());
+/// assert_eq!(DisconnectReason::IoClientDisconnect.to_string(), "io client disconnect");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DisconnectReason {
@@ -225,6 +236,26 @@ impl fmt::Display for DisconnectReason {
 }
 
 /// Why joining a namespace failed.
+///
+/// ```
+/// # use std::time::Instant;
+/// use switchboard_core::engineio::MessageData;
+/// use switchboard_core::socketio::client::{Client, ClientConfig, ClientEvent, ConnectError};
+/// # let now = Instant::now();
+/// let mut client = Client::new(ClientConfig::default());
+/// client.connect("/admin", None, now);
+/// client.handle_engine_open("e1", now);
+/// # while client.poll_transmit().is_some() {}
+/// let refusal = r#"4/admin,{"message":"not authorized","data":{"code":401}}"#;
+/// client.handle_engine_message(MessageData::Text(refusal.into()), now);
+///
+/// let Some(ClientEvent::ConnectError { namespace, error }) = client.poll_event() else { panic!() };
+/// assert_eq!(namespace, "/admin");
+/// assert_eq!(error.to_string(), "not authorized");
+/// let ConnectError::Refused { data, .. } = error else { panic!() };
+/// assert_eq!(data, Some(serde_json::json!({"code": 401})));
+/// assert!(!client.is_active("/admin")); // not joined again
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
@@ -249,6 +280,18 @@ pub enum ConnectError {
 }
 
 /// An emit or ack that was not made.
+///
+/// ```
+/// # use std::time::Instant;
+/// use switchboard_core::socketio::client::{Client, ClientConfig, EmitError};
+/// # let now = Instant::now();
+/// let config = ClientConfig { max_buffered_packets: 1, ..ClientConfig::default() };
+/// let mut client = Client::new(config);
+/// client.emit("/", "first", &()).unwrap(); // buffered: `/` is not connected
+/// assert!(matches!(client.emit("/", "second", &()), Err(EmitError::BufferFull)));
+/// assert!(matches!(client.emit("/", "disconnect", &()), Err(EmitError::Encode(_))));
+/// assert!(matches!(client.ack("/", 0, &()), Err(EmitError::NotConnected)));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EmitError {
@@ -266,6 +309,34 @@ pub enum EmitError {
 }
 
 /// Something for the application.
+///
+/// An event from the server that asks for an answer, and the answer:
+///
+/// ```
+/// # use std::time::Instant;
+/// # use switchboard_core::engineio::MessageData;
+/// # use switchboard_core::socketio::client::{Client, ClientConfig};
+/// # let now = Instant::now();
+/// # let mut client = Client::with_seed(ClientConfig::default(), 1);
+/// # client.connect("/", None, now);
+/// # client.handle_engine_open("e1", now);
+/// # while client.poll_transmit().is_some() {}
+/// # client.handle_engine_message(MessageData::Text(r#"0{"sid":"s1"}"#.into()), now);
+/// # while client.poll_event().is_some() {}
+/// use switchboard_core::socketio::client::{ClientEvent, ClientTransmit};
+/// // `/` is connected.
+/// let event = r#"25["question","six times seven?"]"#;
+/// client.handle_engine_message(MessageData::Text(event.into()), now);
+/// let Some(ClientEvent::Event { namespace, packet }) = client.poll_event() else { panic!() };
+/// assert_eq!(namespace, "/");
+/// assert_eq!(packet.event_name().as_deref(), Some("question"));
+/// assert_eq!(packet.arg::<&str>(0).unwrap(), "six times seven?");
+///
+/// let id = packet.id.expect("the server asks for an ack");
+/// client.ack(&namespace, id, &(42,)).unwrap();
+/// let answer = ClientTransmit::Send(MessageData::Text("35[42]".into()));
+/// assert_eq!(client.poll_transmit(), Some(answer));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientEvent {
     /// A namespace is connected (again, after a reconnection).
@@ -334,6 +405,49 @@ pub enum ClientEvent {
 }
 
 /// Something for the adapter to do with the Engine.IO session.
+///
+/// The adapter's glue with an [Engine.IO client](crate::engineio::client::Client),
+/// here over a WebSocket-only session whose frames are made up:
+///
+/// ```
+/// use std::time::Instant;
+/// use switchboard_core::engineio::client as eio;
+/// use switchboard_core::socketio::client::{Client, ClientConfig, ClientEvent, ClientTransmit};
+/// use switchboard_core::ws::Message;
+/// # let now = Instant::now();
+/// let mut client = Client::new(ClientConfig::default());
+/// client.connect("/", None, now);
+///
+/// // Open: start an Engine.IO session; report its `open`.
+/// assert_eq!(client.poll_transmit(), Some(ClientTransmit::Open));
+/// let config = eio::ClientConfig { polling: false, ..eio::ClientConfig::new("localhost", 3000) };
+/// let mut engine = eio::Client::new(config, now).unwrap();
+/// # engine.poll_transmit();
+/// # engine.ws_opened(now);
+/// let open = r#"0{"sid":"e1","upgrades":[],"pingInterval":25000,"pingTimeout":20000}"#;
+/// engine.ws_message(Message::text(open), now);
+/// let Some(eio::ClientEvent::Open { sid, .. }) = engine.poll_event() else { panic!() };
+/// client.handle_engine_open(&sid, now);
+///
+/// // Send: a Socket.IO packet (CONNECT, `0`) in an Engine.IO message (`4`).
+/// let Some(ClientTransmit::Send(data)) = client.poll_transmit() else { panic!() };
+/// engine.send(data).unwrap();
+/// assert_eq!(engine.poll_transmit(), Some(eio::ClientTransmit::WsSend(Message::text("40"))));
+///
+/// // The session's messages go back the other way.
+/// engine.ws_message(Message::text(r#"40{"sid":"s1"}"#), now);
+/// let Some(eio::ClientEvent::Message(data)) = engine.poll_event() else { panic!() };
+/// client.handle_engine_message(data, now);
+/// assert!(matches!(client.poll_event(), Some(ClientEvent::Connect { .. })));
+///
+/// // Close: after what was sent before (here the DISCONNECT).
+/// client.close();
+/// let Some(ClientTransmit::Send(data)) = client.poll_transmit() else { panic!() };
+/// engine.send(data).unwrap();
+/// assert_eq!(client.poll_transmit(), Some(ClientTransmit::Close));
+/// engine.close();
+/// assert_eq!(engine.poll_transmit(), Some(eio::ClientTransmit::WsSend(Message::text("41"))));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientTransmit {
     /// Open a new Engine.IO session, and report how that went.
@@ -386,6 +500,43 @@ struct PendingAck {
 }
 
 /// The Socket.IO client state machine (see the [module docs](self)).
+///
+/// A lost session, and the reconnection:
+///
+/// ```
+/// # use std::time::{Duration, Instant};
+/// use switchboard_core::engineio::client::ClientCloseReason;
+/// use switchboard_core::engineio::MessageData;
+/// use switchboard_core::socketio::client::{
+///     Client, ClientConfig, ClientEvent, ClientTransmit, DisconnectReason,
+/// };
+/// # let now = Instant::now();
+/// // No jitter: the first attempt comes after exactly `reconnection_delay`.
+/// let config = ClientConfig { randomization_factor: 0.0, ..ClientConfig::default() };
+/// let mut client = Client::new(config);
+/// # client.connect("/", None, now);
+/// # client.handle_engine_open("e1", now);
+/// # while client.poll_transmit().is_some() {}
+/// # client.handle_engine_message(MessageData::Text(r#"0{"sid":"s1"}"#.into()), now);
+/// # while client.poll_event().is_some() {}
+/// // ... connected on `/` ...
+/// client.handle_engine_close(ClientCloseReason::TransportClose, now);
+/// let reason = DisconnectReason::TransportClose;
+/// assert_eq!(client.poll_event(), Some(ClientEvent::Disconnect { namespace: "/".into(), reason }));
+/// assert!(client.is_reconnecting());
+///
+/// let at = client.poll_timeout().unwrap();
+/// assert_eq!(at, now + Duration::from_secs(1));
+/// client.handle_timeout(at);
+/// assert_eq!(client.poll_event(), Some(ClientEvent::ReconnectAttempt { attempt: 1 }));
+/// assert_eq!(client.poll_transmit(), Some(ClientTransmit::Open));
+///
+/// client.handle_engine_open("e2", at);
+/// assert_eq!(client.poll_event(), Some(ClientEvent::Reconnected { attempt: 1 }));
+/// assert_eq!(client.poll_transmit(), Some(ClientTransmit::Send(MessageData::Text("0".into()))));
+/// client.handle_engine_message(MessageData::Text(r#"0{"sid":"s2"}"#.into()), at);
+/// assert_eq!(client.sid("/"), Some("s2"));
+/// ```
 #[derive(Debug)]
 pub struct Client {
     config: ClientConfig,
@@ -410,7 +561,16 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client with no namespace yet, its jitter seeded at random.
+    /// A client with no namespace yet, its jitter seeded at random. It asks
+    /// for nothing until a namespace is [connected](Client::connect).
+    ///
+    /// ```
+    /// use switchboard_core::socketio::client::{Client, ClientConfig};
+    /// let mut client = Client::new(ClientConfig::default());
+    /// assert_eq!(client.poll_transmit(), None);
+    /// assert!(!client.is_engine_open());
+    /// assert_eq!(client.config().max_buffered_packets, 1024);
+    /// ```
     pub fn new(config: ClientConfig) -> Self {
         let mut seed = [0u8; 8];
         // Only jitter: a failure leaves a fixed seed.
@@ -463,6 +623,29 @@ impl Client {
     }
 
     /// The socket id of `namespace`, while it is connected.
+    ///
+    /// This and the other getters, as a namespace connects:
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use switchboard_core::engineio::MessageData;
+    /// use switchboard_core::socketio::client::{Client, ClientConfig};
+    /// # let now = Instant::now();
+    /// let mut client = Client::new(ClientConfig::default());
+    /// client.connect("/chat", None, now);
+    /// assert!(client.is_active("/chat") && !client.is_connected("/chat"));
+    /// client.emit_with_ack("/chat", "hello", &(), None, now).unwrap();
+    /// assert_eq!((client.buffered("/chat"), client.pending_acks()), (1, 1));
+    ///
+    /// client.handle_engine_open("e1", now);
+    /// assert!(client.is_engine_open());
+    /// let connect = MessageData::Text(r#"0/chat,{"sid":"s1"}"#.into());
+    /// client.handle_engine_message(connect, now);
+    /// assert_eq!(client.sid("/chat"), Some("s1"));
+    /// assert!(client.is_connected("chat")); // the leading `/` may be left out
+    /// assert_eq!(client.buffered("/chat"), 0); // sent on connecting
+    /// assert!(!client.is_reconnecting());
+    /// ```
     pub fn sid(&self, namespace: &str) -> Option<&str> {
         match &self.namespaces.get(&*normalize(namespace))?.state {
             NsState::Connected { sid } => Some(sid),
@@ -493,6 +676,30 @@ impl Client {
     /// is scheduled: it will carry the CONNECT). For a namespace connected
     /// or connecting already, only a new `auth` is kept, for the next
     /// CONNECT.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use switchboard_core::engineio::MessageData;
+    /// # use switchboard_core::socketio::client::{Client, ClientConfig};
+    /// # let now = Instant::now();
+    /// # let mut client = Client::with_seed(ClientConfig::default(), 1);
+    /// # client.connect("/", None, now);
+    /// # client.handle_engine_open("e1", now);
+    /// # while client.poll_transmit().is_some() {}
+    /// # client.handle_engine_message(MessageData::Text(r#"0{"sid":"s1"}"#.into()), now);
+    /// # while client.poll_event().is_some() {}
+    /// # use switchboard_core::socketio::client::ClientTransmit;
+    /// # let text = |t: &str| ClientTransmit::Send(MessageData::Text(t.to_owned().into()));
+    /// use switchboard_core::socketio::RawJson;
+    /// // The session is open, `/` connected: another namespace joins at once.
+    /// let auth = RawJson::new(r#"{"token":"t"}"#).unwrap();
+    /// client.connect("admin", Some(auth), now);
+    /// assert_eq!(client.poll_transmit(), Some(text(r#"0/admin,{"token":"t"}"#)));
+    /// assert!(client.is_active("/admin"));
+    /// // Asking again while connecting sends nothing more.
+    /// client.connect("/admin", None, now);
+    /// assert_eq!(client.poll_transmit(), None);
+    /// ```
     pub fn connect(&mut self, namespace: &str, auth: Option<RawJson>, _now: Instant) {
         let namespace = &*normalize(namespace);
         let version = self.config.version;
@@ -517,6 +724,29 @@ impl Client {
     /// [`DisconnectReason::IoClientDisconnect`]; acks of packets sent on it
     /// fail. When no namespace is left, the session is closed and
     /// reconnection stops.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use switchboard_core::engineio::MessageData;
+    /// # use switchboard_core::socketio::client::{Client, ClientConfig};
+    /// # let now = Instant::now();
+    /// # let mut client = Client::with_seed(ClientConfig::default(), 1);
+    /// # client.connect("/", None, now);
+    /// # client.handle_engine_open("e1", now);
+    /// # while client.poll_transmit().is_some() {}
+    /// # client.handle_engine_message(MessageData::Text(r#"0{"sid":"s1"}"#.into()), now);
+    /// # while client.poll_event().is_some() {}
+    /// # use switchboard_core::socketio::client::ClientTransmit;
+    /// # let text = |t: &str| ClientTransmit::Send(MessageData::Text(t.to_owned().into()));
+    /// use switchboard_core::socketio::client::{ClientEvent, DisconnectReason};
+    /// // `/` is the only namespace connected.
+    /// client.disconnect("/");
+    /// assert_eq!(client.poll_transmit(), Some(text("1")));
+    /// assert_eq!(client.poll_transmit(), Some(ClientTransmit::Close)); // the session too
+    /// let reason = DisconnectReason::IoClientDisconnect;
+    /// assert_eq!(client.poll_event(), Some(ClientEvent::Disconnect { namespace: "/".into(), reason }));
+    /// assert!(!client.is_active("/") && !client.is_engine_open());
+    /// ```
     pub fn disconnect(&mut self, namespace: &str) {
         let namespace = &*normalize(namespace);
         let version = self.config.version;
@@ -537,6 +767,29 @@ impl Client {
 
     /// Leaves every namespace (as [`Client::disconnect`]) and closes the
     /// session; no reconnection follows.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use switchboard_core::engineio::MessageData;
+    /// # use switchboard_core::socketio::client::{Client, ClientConfig};
+    /// # let now = Instant::now();
+    /// # let mut client = Client::with_seed(ClientConfig::default(), 1);
+    /// # client.connect("/", None, now);
+    /// # client.handle_engine_open("e1", now);
+    /// # while client.poll_transmit().is_some() {}
+    /// # client.handle_engine_message(MessageData::Text(r#"0{"sid":"s1"}"#.into()), now);
+    /// # while client.poll_event().is_some() {}
+    /// # use switchboard_core::socketio::client::ClientTransmit;
+    /// # let text = |t: &str| ClientTransmit::Send(MessageData::Text(t.to_owned().into()));
+    /// // `/` is connected and `/admin` waits for the server's answer.
+    /// client.connect("/admin", None, now);
+    /// # client.poll_transmit();
+    /// client.close();
+    /// assert_eq!(client.poll_transmit(), Some(text("1"))); // `/` leaves
+    /// assert_eq!(client.poll_transmit(), Some(ClientTransmit::Close));
+    /// assert!(!client.is_active("/admin") && !client.is_reconnecting());
+    /// assert_eq!(client.poll_timeout(), None);
+    /// ```
     pub fn close(&mut self) {
         let names: Vec<String> = self.namespaces.keys().cloned().collect();
         for namespace in names {
@@ -549,6 +802,26 @@ impl Client {
     /// [`encode_event`] for how `args` become
     /// arguments): sent at once when the namespace is connected, buffered
     /// otherwise.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use switchboard_core::engineio::MessageData;
+    /// use switchboard_core::socketio::client::{Client, ClientConfig, ClientTransmit};
+    /// # let now = Instant::now();
+    /// let text = |t: &str| ClientTransmit::Send(MessageData::Text(t.to_owned().into()));
+    /// let mut client = Client::new(ClientConfig::default());
+    /// client.connect("/", None, now);
+    /// client.emit("/", "move", &(3, "left")).unwrap(); // buffered until connected
+    ///
+    /// assert_eq!(client.poll_transmit(), Some(ClientTransmit::Open));
+    /// client.handle_engine_open("e1", now);
+    /// assert_eq!(client.poll_transmit(), Some(text("0")));
+    /// client.handle_engine_message(MessageData::Text(r#"0{"sid":"s1"}"#.into()), now);
+    /// assert_eq!(client.poll_transmit(), Some(text(r#"2["move",3,"left"]"#)));
+    ///
+    /// client.emit("/", "chat", "hi").unwrap(); // one argument needs no tuple
+    /// assert_eq!(client.poll_transmit(), Some(text(r#"2["chat","hi"]"#)));
+    /// ```
     pub fn emit<T: Serialize + ?Sized>(
         &mut self,
         namespace: &str,
@@ -563,6 +836,33 @@ impl Client {
     /// Emits `event` asking for an ack, which must come within `timeout`
     /// (`None`: no deadline); returns the ack id that
     /// [`ClientEvent::Ack`] or [`ClientEvent::AckFailed`] will carry.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use switchboard_core::engineio::MessageData;
+    /// # use switchboard_core::socketio::client::{Client, ClientConfig};
+    /// # let now = Instant::now();
+    /// # let mut client = Client::with_seed(ClientConfig::default(), 1);
+    /// # client.connect("/", None, now);
+    /// # client.handle_engine_open("e1", now);
+    /// # while client.poll_transmit().is_some() {}
+    /// # client.handle_engine_message(MessageData::Text(r#"0{"sid":"s1"}"#.into()), now);
+    /// # while client.poll_event().is_some() {}
+    /// # use switchboard_core::socketio::client::ClientTransmit;
+    /// # let text = |t: &str| ClientTransmit::Send(MessageData::Text(t.to_owned().into()));
+    /// use std::time::Duration;
+    /// use switchboard_core::socketio::client::{AckError, ClientEvent};
+    /// // `/` is connected.
+    /// let id = client.emit_with_ack("/", "ping", &(), Some(Duration::from_secs(2)), now).unwrap();
+    /// assert_eq!(client.poll_transmit(), Some(text(&format!(r#"2{id}["ping"]"#))));
+    /// assert_eq!(client.poll_timeout(), Some(now + Duration::from_secs(2)));
+    ///
+    /// // No answer in time.
+    /// client.handle_timeout(now + Duration::from_secs(2));
+    /// let failed = ClientEvent::AckFailed { namespace: "/".into(), id, error: AckError::Timeout };
+    /// assert_eq!(client.poll_event(), Some(failed));
+    /// assert_eq!(client.pending_acks(), 0);
+    /// ```
     pub fn emit_with_ack<T: Serialize + ?Sized>(
         &mut self,
         namespace: &str,
@@ -595,7 +895,28 @@ impl Client {
         Ok(id)
     }
 
-    /// Answers the server's event that carried ack id `id` on `namespace`.
+    /// Answers the server's event that carried ack id `id` on `namespace`
+    /// (see [`ClientEvent`] for the whole exchange).
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use switchboard_core::engineio::MessageData;
+    /// # use switchboard_core::socketio::client::{Client, ClientConfig};
+    /// # let now = Instant::now();
+    /// # let mut client = Client::with_seed(ClientConfig::default(), 1);
+    /// # client.connect("/", None, now);
+    /// # client.handle_engine_open("e1", now);
+    /// # while client.poll_transmit().is_some() {}
+    /// # client.handle_engine_message(MessageData::Text(r#"0{"sid":"s1"}"#.into()), now);
+    /// # while client.poll_event().is_some() {}
+    /// # use switchboard_core::socketio::client::ClientTransmit;
+    /// # let text = |t: &str| ClientTransmit::Send(MessageData::Text(t.to_owned().into()));
+    /// // `/` is connected; the server's `21["sum",1,2]` asks for ack 1.
+    /// # client.handle_engine_message(MessageData::Text(r#"21["sum",1,2]"#.into()), now);
+    /// # client.poll_event();
+    /// client.ack("/", 1, &(3,)).unwrap();
+    /// assert_eq!(client.poll_transmit(), Some(text("31[3]")));
+    /// ```
     pub fn ack<T: Serialize + ?Sized>(
         &mut self,
         namespace: &str,
@@ -614,6 +935,23 @@ impl Client {
     /// The session asked for by [`ClientTransmit::Open`] completed its
     /// handshake, with Engine.IO session id `sid`: every namespace that
     /// wants to be connected sends its CONNECT.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use switchboard_core::engineio::MessageData;
+    /// use switchboard_core::socketio::client::{Client, ClientConfig, ClientTransmit};
+    /// # let now = Instant::now();
+    /// let text = |t: &str| ClientTransmit::Send(MessageData::Text(t.to_owned().into()));
+    /// let mut client = Client::new(ClientConfig::default());
+    /// client.connect("/", None, now);
+    /// client.connect("/admin", None, now);
+    /// assert_eq!(client.poll_transmit(), Some(ClientTransmit::Open)); // one session for both
+    /// assert_eq!(client.poll_transmit(), None);
+    ///
+    /// client.handle_engine_open("e1", now);
+    /// assert_eq!(client.poll_transmit(), Some(text("0")));
+    /// assert_eq!(client.poll_transmit(), Some(text("0/admin,")));
+    /// ```
     pub fn handle_engine_open(&mut self, sid: &str, _now: Instant) {
         if self.engine != Engine::Opening {
             return;
@@ -649,6 +987,24 @@ impl Client {
     /// (`error` says why): namespaces waiting for it report
     /// [`ClientEvent::ConnectError`], and the client tries again later when
     /// reconnection is on.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use switchboard_core::socketio::client::{
+    ///     Client, ClientConfig, ClientEvent, ClientTransmit, ConnectError,
+    /// };
+    /// # let now = Instant::now();
+    /// let mut client = Client::new(ClientConfig::default());
+    /// client.connect("/", None, now);
+    /// assert_eq!(client.poll_transmit(), Some(ClientTransmit::Open));
+    /// client.handle_engine_error("connection refused", now);
+    ///
+    /// let error = ConnectError::Transport("connection refused".into());
+    /// let namespace = "/".into();
+    /// assert_eq!(client.poll_event(), Some(ClientEvent::ConnectError { namespace, error }));
+    /// assert!(client.is_reconnecting() && client.is_active("/"));
+    /// assert!(client.poll_timeout().is_some()); // the next attempt
+    /// ```
     pub fn handle_engine_error(&mut self, error: impl Into<String>, now: Instant) {
         if self.engine != Engine::Opening {
             return;
@@ -668,7 +1024,38 @@ impl Client {
         self.settle_without_engine();
     }
 
-    /// A message arrived on the session.
+    /// A message arrived on the session. A binary packet takes its text
+    /// message and one binary message per attachment; it is handed out
+    /// once complete. Something unreadable closes the session
+    /// ([`DisconnectReason::ParseError`]) and the client reconnects.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use switchboard_core::engineio::MessageData;
+    /// # use switchboard_core::socketio::client::{Client, ClientConfig};
+    /// # let now = Instant::now();
+    /// # let mut client = Client::with_seed(ClientConfig::default(), 1);
+    /// # client.connect("/", None, now);
+    /// # client.handle_engine_open("e1", now);
+    /// # while client.poll_transmit().is_some() {}
+    /// # client.handle_engine_message(MessageData::Text(r#"0{"sid":"s1"}"#.into()), now);
+    /// # while client.poll_event().is_some() {}
+    /// # use switchboard_core::socketio::client::ClientTransmit;
+    /// use switchboard_core::socketio::client::{ClientEvent, DisconnectReason};
+    /// // `/` is connected.
+    /// let event = r#"51-["file",{"_placeholder":true,"num":0}]"#;
+    /// client.handle_engine_message(MessageData::Text(event.into()), now);
+    /// assert_eq!(client.poll_event(), None); // its attachment is still to come
+    /// client.handle_engine_message(MessageData::Binary(vec![1, 2, 3].into()), now);
+    /// let Some(ClientEvent::Event { packet, .. }) = client.poll_event() else { panic!() };
+    /// assert_eq!(packet.attachments, [vec![1, 2, 3]]);
+    ///
+    /// client.handle_engine_message(MessageData::Text("not a packet".into()), now);
+    /// assert_eq!(client.poll_transmit(), Some(ClientTransmit::Close));
+    /// let reason = DisconnectReason::ParseError;
+    /// assert_eq!(client.poll_event(), Some(ClientEvent::Disconnect { namespace: "/".into(), reason }));
+    /// assert!(client.is_reconnecting());
+    /// ```
     pub fn handle_engine_message(&mut self, message: MessageData, now: Instant) {
         if !self.is_engine_open() {
             return;
@@ -686,7 +1073,33 @@ impl Client {
 
     /// The open session closed with `reason` (not after
     /// [`ClientTransmit::Close`]): connected namespaces disconnect, and the
-    /// client reconnects when reconnection is on.
+    /// client reconnects when reconnection is on. Acks of packets already
+    /// sent fail (see [`Client`] for the reconnection).
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use switchboard_core::engineio::MessageData;
+    /// # use switchboard_core::socketio::client::{Client, ClientConfig};
+    /// # let now = Instant::now();
+    /// # let mut client = Client::with_seed(ClientConfig::default(), 1);
+    /// # client.connect("/", None, now);
+    /// # client.handle_engine_open("e1", now);
+    /// # while client.poll_transmit().is_some() {}
+    /// # client.handle_engine_message(MessageData::Text(r#"0{"sid":"s1"}"#.into()), now);
+    /// # while client.poll_event().is_some() {}
+    /// use switchboard_core::engineio::client::ClientCloseReason;
+    /// use switchboard_core::socketio::client::{AckError, ClientEvent, DisconnectReason};
+    /// // `/` is connected, an ack awaited.
+    /// let id = client.emit_with_ack("/", "save", &(), None, now).unwrap();
+    /// client.handle_engine_close(ClientCloseReason::PingTimeout, now);
+    ///
+    /// let reason = DisconnectReason::PingTimeout;
+    /// assert_eq!(client.poll_event(), Some(ClientEvent::Disconnect { namespace: "/".into(), reason }));
+    /// let error = AckError::Disconnected;
+    /// let failed = ClientEvent::AckFailed { namespace: "/".into(), id, error };
+    /// assert_eq!(client.poll_event(), Some(failed));
+    /// assert!(client.is_reconnecting());
+    /// ```
     pub fn handle_engine_close(&mut self, reason: ClientCloseReason, now: Instant) {
         if !self.is_engine_open() {
             return;
@@ -695,6 +1108,9 @@ impl Client {
     }
 
     /// Runs what is due at `now`: ack timeouts and the reconnection timer.
+    ///
+    /// See [`Client::emit_with_ack`] for an ack timeout and [`Client`] for
+    /// a reconnection.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(&(deadline, id)) = self.ack_deadlines.first() {
             if deadline > now {
@@ -729,7 +1145,36 @@ impl Client {
         }
     }
 
-    /// The next time [`Client::handle_timeout`] should run.
+    /// The next time [`Client::handle_timeout`] should run: the earliest
+    /// ack deadline or reconnection attempt.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use switchboard_core::socketio::client::{Client, ClientConfig, ClientEvent, ClientTransmit};
+    /// let t0 = Instant::now();
+    /// let config = ClientConfig {
+    ///     randomization_factor: 0.0,
+    ///     reconnection_attempts: Some(2),
+    ///     ..ClientConfig::default()
+    /// };
+    /// let mut client = Client::new(config);
+    /// client.connect("/", None, t0);
+    /// # client.poll_transmit();
+    /// client.handle_engine_error("refused", t0);
+    /// # client.poll_event();
+    /// // Attempts after 1 s, then 2 s more (the delay doubles), then none.
+    /// let first = client.poll_timeout().unwrap();
+    /// assert_eq!(first, t0 + Duration::from_secs(1));
+    /// client.handle_timeout(first);
+    /// assert_eq!(client.poll_transmit(), Some(ClientTransmit::Open));
+    /// client.handle_engine_error("refused", first);
+    /// let second = client.poll_timeout().unwrap();
+    /// assert_eq!(second, first + Duration::from_secs(2));
+    /// client.handle_timeout(second);
+    /// client.handle_engine_error("refused", second);
+    /// assert_eq!(client.poll_timeout(), None);
+    /// assert!(std::iter::from_fn(|| client.poll_event()).any(|e| e == ClientEvent::ReconnectFailed));
+    /// ```
     pub fn poll_timeout(&self) -> Option<Instant> {
         let ack = self.ack_deadlines.first().map(|&(deadline, _)| deadline);
         [ack, self.reconnect_at].into_iter().flatten().min()

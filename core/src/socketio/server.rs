@@ -51,13 +51,50 @@ use crate::ws::Text;
 
 /// A socket's id: unique, unguessable, URL-safe (as Engine.IO session
 /// ids). Cheap to clone.
+///
+/// ```
+/// # use std::time::Instant;
+/// # use switchboard_core::engineio::{self, MessageData};
+/// use switchboard_core::socketio::server::{Server, ServerConfig, ServerEvent, SocketId};
+/// # let now = Instant::now();
+/// # let mut server = Server::new(ServerConfig::default());
+/// # server.add_namespace("/");
+/// # server.handle_open("e1", engineio::ProtocolVersion::V4, now);
+/// # server.handle_message("e1", MessageData::Text("0".into()), now);
+/// // A client asks to join `/`:
+/// let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+/// let kept: SocketId = socket.clone(); // shares the string
+/// server.accept(&socket).unwrap();
+/// assert_eq!(server.socket_info(&kept), Some(("/", "e1")));
+/// ```
 pub type SocketId = Arc<str>;
 
 /// A predicate deciding whether a namespace name belongs to a dynamic
 /// namespace (e.g. every `/room-*`).
+///
+/// ```
+/// use switchboard_core::socketio::server::{NamespaceMatcher, Server, ServerConfig};
+/// let rooms: NamespaceMatcher = Box::new(|name| name.starts_with("/room-"));
+/// let mut server = Server::new(ServerConfig::default());
+/// assert_eq!(server.add_dynamic_namespace(rooms), 0);
+/// ```
 pub type NamespaceMatcher = Box<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// Settings of a [`Server`].
+///
+/// ```
+/// # use std::time::{Duration, Instant};
+/// use switchboard_core::engineio;
+/// use switchboard_core::socketio::server::{Server, ServerConfig, Transmit};
+/// # let now = Instant::now();
+/// // A session that joins no namespace in time is closed.
+/// let config = ServerConfig { connect_timeout: Duration::from_secs(10), ..ServerConfig::default() };
+/// let mut server = Server::new(config);
+/// server.handle_open("e1", engineio::ProtocolVersion::V4, now);
+/// assert_eq!(server.poll_timeout(), Some(now + Duration::from_secs(10)));
+/// server.handle_timeout(now + Duration::from_secs(10));
+/// assert_eq!(server.poll_transmit(), Some(Transmit::Close { sid: "e1".into() }));
+/// ```
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// How long a new session may take to connect to a namespace before it
@@ -95,6 +132,12 @@ impl Default for ServerConfig {
 
 /// Why a socket left its namespace; [`DisconnectReason::as_str`] gives
 /// Node's wording.
+///
+/// ```
+/// use switchboard_core::socketio::server::DisconnectReason;
+/// assert_eq!(DisconnectReason::ClientNamespaceDisconnect.as_str(), "client namespace disconnect");
+/// assert_eq!(DisconnectReason::PingTimeout.to_string(), "ping timeout");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DisconnectReason {
@@ -146,6 +189,14 @@ impl fmt::Display for DisconnectReason {
 }
 
 /// Why an ack the server asked for will not come.
+///
+/// See [`Server::emit_with_ack`] and [`Server::handle_close`].
+///
+/// ```
+/// use switchboard_core::socketio::server::AckError;
+/// assert_eq!(AckError::Timeout.to_string(), "ack timed out");
+/// assert_eq!(AckError::Disconnected.to_string(), "socket disconnected");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AckError {
     /// No answer within the timeout.
@@ -157,6 +208,32 @@ pub enum AckError {
 }
 
 /// A command named a socket that is not connected.
+///
+/// ```
+/// # use std::time::{Duration, Instant};
+/// # use switchboard_core::engineio::{self, MessageData};
+/// # use switchboard_core::socketio::server::*;
+/// # fn connect(server: &mut Server, sid: &str, now: Instant) -> SocketId {
+/// #     server.handle_open(sid, engineio::ProtocolVersion::V4, now);
+/// #     server.handle_message(sid, MessageData::Text("0".into()), now);
+/// #     let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+/// #     server.accept(&socket).unwrap();
+/// #     while server.poll_transmit().is_some() {}
+/// #     socket
+/// # }
+/// # let text = |t: &str| MessageData::Text(t.to_owned().into());
+/// # let send = |sid: &str, t: &str| Transmit::Send { sid: sid.into(), message: text(t) };
+/// # let now = Instant::now();
+/// # let mut server = Server::new(ServerConfig::default());
+/// # server.add_namespace("/");
+/// # let socket = connect(&mut server, "e1", now);
+/// // `socket` is connected.
+/// let long = "x".repeat(2000);
+/// assert!(matches!(server.join(&socket, &long), Err(EmitError::RoomNameTooLong { limit: 1024 })));
+/// assert!(matches!(server.emit(&socket, "disconnect", &()), Err(EmitError::Encode(_))));
+/// server.disconnect(&socket);
+/// assert!(matches!(server.emit(&socket, "news", &()), Err(EmitError::UnknownSocket)));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EmitError {
@@ -182,7 +259,21 @@ pub enum EmitError {
     },
 }
 
-/// Which namespace a CONNECT matched.
+/// Which namespace a CONNECT matched (see
+/// [`Server::add_dynamic_namespace`] for a dynamic one).
+///
+/// ```
+/// # use std::time::Instant;
+/// # use switchboard_core::engineio::{self, MessageData};
+/// use switchboard_core::socketio::server::{NamespaceMatch, Server, ServerConfig, ServerEvent};
+/// # let now = Instant::now();
+/// let mut server = Server::new(ServerConfig::default());
+/// server.add_namespace("/chat");
+/// # server.handle_open("e1", engineio::ProtocolVersion::V4, now);
+/// server.handle_message("e1", MessageData::Text("0/chat,".into()), now);
+/// let Some(ServerEvent::Connect { matched, .. }) = server.poll_event() else { panic!() };
+/// assert_eq!(matched, NamespaceMatch::Static);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NamespaceMatch {
     /// A namespace added with [`Server::add_namespace`].
@@ -193,6 +284,55 @@ pub enum NamespaceMatch {
 }
 
 /// Something for the application.
+///
+/// ```
+/// # use std::time::{Duration, Instant};
+/// # use switchboard_core::engineio::{self, MessageData};
+/// # use switchboard_core::socketio::server::*;
+/// # fn connect(server: &mut Server, sid: &str, now: Instant) -> SocketId {
+/// #     server.handle_open(sid, engineio::ProtocolVersion::V4, now);
+/// #     server.handle_message(sid, MessageData::Text("0".into()), now);
+/// #     let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+/// #     server.accept(&socket).unwrap();
+/// #     while server.poll_transmit().is_some() {}
+/// #     socket
+/// # }
+/// # let text = |t: &str| MessageData::Text(t.to_owned().into());
+/// # let send = |sid: &str, t: &str| Transmit::Send { sid: sid.into(), message: text(t) };
+/// # let now = Instant::now();
+/// # let mut server = Server::new(ServerConfig::default());
+/// # server.add_namespace("/");
+/// use switchboard_core::socketio::server::ServerEvent;
+/// /// The application's side: a middleware, and an event handler.
+/// fn handle(server: &mut Server, event: ServerEvent) {
+///     match event {
+///         ServerEvent::Connect { socket, auth, .. } => match auth.to_value()["token"].as_str() {
+///             Some("secret") => server.accept(&socket).unwrap(),
+///             _ => server.reject(&socket, "not authorized", None),
+///         },
+///         ServerEvent::Event { socket, packet } => {
+///             if let (Some(id), Ok((a, b))) = (packet.id, packet.args::<(i64, i64)>()) {
+///                 server.ack(&socket, id, &(a + b,)).unwrap();
+///             }
+///         }
+///         ServerEvent::Ack { .. } | ServerEvent::AckFailed { .. } => {}
+///         ServerEvent::Disconnect { .. } => {}
+///     }
+/// }
+///
+/// // Events are handled as they come: the socket must be accepted
+/// // before its first event arrives.
+/// server.handle_open("e1", engineio::ProtocolVersion::V4, now);
+/// for message in [r#"0{"token":"secret"}"#, r#"21["sum",1,2]"#] {
+///     server.handle_message("e1", text(message), now);
+///     while let Some(event) = server.poll_event() {
+///         handle(&mut server, event);
+///     }
+/// }
+/// let Some(Transmit::Send { message: connected, .. }) = server.poll_transmit() else { panic!() };
+/// assert!(matches!(connected, MessageData::Text(t) if t.starts_with(r#"0{"sid":"#)));
+/// assert_eq!(server.poll_transmit(), Some(send("e1", "31[3]")));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerEvent {
     /// A client asks to join a namespace: answer with [`Server::accept`]
@@ -269,6 +409,32 @@ impl ServerEvent {
 }
 
 /// Something for the adapter to do on the Engine.IO endpoint.
+///
+/// See [`Server`] for the whole loop.
+///
+/// ```
+/// use switchboard_core::engineio;
+/// use switchboard_core::socketio::server::Transmit;
+/// /// Carries out a transmit on the Engine.IO endpoint the server sits on.
+/// fn apply(endpoint: &mut engineio::Server, transmit: Transmit) {
+///     match transmit {
+///         Transmit::Send { sid, message } => {
+///             let _ = endpoint.send(&sid, message); // the session may have closed
+///         }
+///         Transmit::SendMany { sids, messages } => {
+///             for message in &messages {
+///                 endpoint.send_many(sids.iter().map(|sid| &**sid), message);
+///             }
+///         }
+///         Transmit::SendVolatile { sid, messages } => {
+///             let _ = endpoint.send_volatile(&sid, messages);
+///         }
+///         Transmit::Close { sid } => endpoint.close(&sid),
+///     }
+/// }
+/// # let mut endpoint = engineio::Server::new(engineio::ServerConfig::default());
+/// # apply(&mut endpoint, Transmit::Close { sid: "gone".into() });
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transmit {
     /// Send this message on session `sid`.
@@ -304,6 +470,46 @@ pub enum Transmit {
 /// Who a broadcast reaches: the sockets of a namespace in any of `rooms`
 /// (all of the namespace's sockets when `rooms` is empty), minus those in
 /// any of `except` and minus `except_socket`.
+///
+/// ```
+/// # use std::time::{Duration, Instant};
+/// # use switchboard_core::engineio::{self, MessageData};
+/// # use switchboard_core::socketio::server::*;
+/// # fn connect(server: &mut Server, sid: &str, now: Instant) -> SocketId {
+/// #     server.handle_open(sid, engineio::ProtocolVersion::V4, now);
+/// #     server.handle_message(sid, MessageData::Text("0".into()), now);
+/// #     let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+/// #     server.accept(&socket).unwrap();
+/// #     while server.poll_transmit().is_some() {}
+/// #     socket
+/// # }
+/// # let text = |t: &str| MessageData::Text(t.to_owned().into());
+/// # let send = |sid: &str, t: &str| Transmit::Send { sid: sid.into(), message: text(t) };
+/// # let now = Instant::now();
+/// # let mut server = Server::new(ServerConfig::default());
+/// # server.add_namespace("/");
+/// use switchboard_core::socketio::encode_event;
+/// let alice = connect(&mut server, "e1", now);
+/// let bob = connect(&mut server, "e2", now);
+/// let carol = connect(&mut server, "e3", now);
+/// server.join(&alice, "lobby").unwrap();
+/// server.join(&bob, "lobby").unwrap();
+///
+/// // To the lobby, but not from Alice to herself.
+/// let target = BroadcastTarget {
+///     rooms: vec!["lobby".into()],
+///     except_socket: Some(alice.clone()),
+///     ..BroadcastTarget::namespace("/")
+/// };
+/// let packet = encode_event("/", "joined", "alice", None).unwrap();
+/// assert_eq!(server.broadcast(&target, &packet), 1);
+/// let sids = vec!["e2".into()];
+/// let messages = vec![text(r#"2["joined","alice"]"#)];
+/// assert_eq!(server.poll_transmit(), Some(Transmit::SendMany { sids, messages }));
+///
+/// // Everyone.
+/// assert_eq!(server.broadcast(&BroadcastTarget::namespace("/"), &packet), 3);
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BroadcastTarget {
     /// The namespace.
@@ -329,6 +535,47 @@ impl BroadcastTarget {
 /// Room membership: the place a multi-node adapter (one that forwards
 /// broadcasts to other servers) plugs in. [`LocalRooms`] keeps it in
 /// memory.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+/// use switchboard_core::socketio::server::{BroadcastTarget, LocalRooms, Rooms, SocketId};
+/// use switchboard_core::socketio::Encoded;
+///
+/// /// Local rooms, and every broadcast handed on (here: counted).
+/// #[derive(Debug, Default)]
+/// struct Forwarding {
+///     local: LocalRooms,
+///     forwarded: Arc<AtomicUsize>,
+/// }
+///
+/// impl Rooms for Forwarding {
+///     fn join(&mut self, ns: &str, room: &str, s: &SocketId) { self.local.join(ns, room, s) }
+///     fn leave(&mut self, ns: &str, room: &str, s: &SocketId) { self.local.leave(ns, room, s) }
+///     fn leave_all(&mut self, ns: &str, s: &SocketId) { self.local.leave_all(ns, s) }
+///     fn rooms_of(&self, ns: &str, s: &SocketId) -> Vec<String> { self.local.rooms_of(ns, s) }
+///     fn room_size(&self, ns: &str, room: &str) -> usize { self.local.room_size(ns, room) }
+///     fn members(
+///         &self,
+///         target: &BroadcastTarget,
+///         all: &mut dyn Iterator<Item = SocketId>,
+///     ) -> Vec<SocketId> {
+///         self.local.members(target, all)
+///     }
+///     fn on_broadcast(&mut self, _target: &BroadcastTarget, _packet: &Encoded) {
+///         self.forwarded.fetch_add(1, Ordering::Relaxed); // to the other nodes
+///     }
+/// }
+///
+/// # use switchboard_core::socketio::server::{Server, ServerConfig};
+/// let rooms = Forwarding::default();
+/// let forwarded = rooms.forwarded.clone();
+/// let mut server = Server::with_rooms(ServerConfig::default(), Box::new(rooms));
+/// server.add_namespace("/");
+/// let packet = switchboard_core::socketio::encode_event("/", "news", &(), None).unwrap();
+/// assert_eq!(server.broadcast(&BroadcastTarget::namespace("/"), &packet), 0); // no local socket
+/// assert_eq!(forwarded.load(Ordering::Relaxed), 1);
+/// ```
 pub trait Rooms: Send + fmt::Debug {
     /// Adds `socket` of `namespace` to `room`.
     fn join(&mut self, namespace: &str, room: &str, socket: &SocketId);
@@ -361,6 +608,24 @@ pub trait Rooms: Send + fmt::Debug {
 }
 
 /// In-memory rooms: the default [`Rooms`].
+///
+/// ```
+/// use switchboard_core::socketio::server::{BroadcastTarget, LocalRooms, Rooms, SocketId};
+/// let mut rooms = LocalRooms::default();
+/// let (a, b): (SocketId, SocketId) = ("a".into(), "b".into());
+/// rooms.join("/", "lobby", &a);
+/// rooms.join("/", "lobby", &b);
+/// rooms.join("/", "admins", &a);
+/// assert_eq!(rooms.room_size("/", "lobby"), 2);
+/// let target = BroadcastTarget {
+///     rooms: vec!["lobby".into()],
+///     except: vec!["admins".into()],
+///     ..BroadcastTarget::namespace("/")
+/// };
+/// assert_eq!(rooms.members(&target, &mut std::iter::empty()), [b.clone()]);
+/// rooms.leave_all("/", &a);
+/// assert_eq!(rooms.room_size("/", "lobby"), 1);
+/// ```
 #[derive(Debug, Default)]
 pub struct LocalRooms {
     /// namespace → room → sockets.
@@ -513,6 +778,77 @@ struct SocketState {
 }
 
 /// The Socket.IO server state machine (see the [module docs](self)).
+///
+/// Stacked on an [Engine.IO server](crate::engineio::Server), with a
+/// WebSocket session:
+///
+/// ```
+/// use std::time::Instant;
+/// use bytes::Bytes;
+/// use switchboard_core::engineio;
+/// use switchboard_core::socketio::server::{Server, ServerConfig, ServerEvent, Transmit};
+/// use switchboard_core::ws::Message;
+/// # use switchboard_core::http::{Limits, Request};
+///
+/// /// One turn of the loop: Engine.IO events in, the application, transmits out.
+/// fn pump(endpoint: &mut engineio::Server, server: &mut Server, now: Instant) {
+///     while let Some(event) = endpoint.poll_event() {
+///         match event {
+///             engineio::ServerEvent::Open { sid, version, .. } => {
+///                 server.handle_open(&sid, version, now)
+///             }
+///             engineio::ServerEvent::Message { sid, data } => server.handle_message(&sid, data, now),
+///             engineio::ServerEvent::Close { sid, reason } => server.handle_close(&sid, reason),
+///         }
+///     }
+///     while let Some(event) = server.poll_event() {
+///         match event {
+///             ServerEvent::Connect { socket, .. } => server.accept(&socket).unwrap(),
+///             ServerEvent::Event { socket, packet } => {
+///                 if packet.event_name().as_deref() == Some("hello") {
+///                     server.emit(&socket, "world", &()).unwrap();
+///                 }
+///             }
+///             _ => {}
+///         }
+///     }
+///     while let Some(transmit) = server.poll_transmit() {
+///         match transmit {
+///             Transmit::Send { sid, message } => drop(endpoint.send(&sid, message)),
+///             Transmit::Close { sid } => endpoint.close(&sid),
+///             _ => unreachable!("no broadcast or volatile emit here"),
+///         }
+///     }
+/// }
+///
+/// let now = Instant::now();
+/// let mut endpoint = engineio::Server::new(engineio::ServerConfig::default());
+/// let mut server = Server::new(ServerConfig::default());
+/// server.add_namespace("/");
+/// # let head = "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: localhost\r\n\
+/// #     Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+/// # let (request, _) = Request::parse(head.as_bytes(), &Limits::default()).unwrap().unwrap();
+/// // A client opens a WebSocket session, joins `/` and says hello.
+/// let engineio::RequestOutcome::AcceptWebSocket { conn } =
+///     endpoint.handle_request(&request, Bytes::new(), now)
+/// else {
+///     panic!()
+/// };
+/// endpoint.ws_message(conn, Message::text("40"), now);
+/// pump(&mut endpoint, &mut server, now);
+/// endpoint.ws_message(conn, Message::text(r#"42["hello"]"#), now);
+/// pump(&mut endpoint, &mut server, now);
+///
+/// let sent: Vec<Message> = std::iter::from_fn(|| endpoint.poll_transmit())
+///     .map(|transmit| match transmit {
+///         engineio::Transmit::WsSend { message, .. } => message,
+///         other => panic!("{other:?}"),
+///     })
+///     .collect();
+/// assert!(sent[0].as_text().unwrap().starts_with(r#"0{"sid":"#)); // Engine.IO open
+/// assert!(sent[1].as_text().unwrap().starts_with(r#"40{"sid":"#)); // Socket.IO CONNECT
+/// assert_eq!(sent[2], Message::text(r#"42["world"]"#));
+/// ```
 pub struct Server {
     config: ServerConfig,
     namespaces: HashSet<String>,
@@ -547,12 +883,20 @@ impl fmt::Debug for Server {
 }
 
 impl Server {
-    /// A server with no namespaces, keeping rooms in memory.
+    /// A server with no namespaces, keeping rooms in memory
+    /// ([`LocalRooms`]).
+    ///
+    /// ```
+    /// use switchboard_core::socketio::server::{Server, ServerConfig};
+    /// let server = Server::new(ServerConfig::default());
+    /// assert_eq!(server.socket_count(), 0);
+    /// assert_eq!(server.config().max_namespaces_per_session, 64);
+    /// ```
     pub fn new(config: ServerConfig) -> Self {
         Self::with_rooms(config, Box::new(LocalRooms::default()))
     }
 
-    /// A server keeping rooms in `rooms`.
+    /// A server keeping rooms in `rooms` (see [`Rooms`] for an example).
     pub fn with_rooms(config: ServerConfig, rooms: Box<dyn Rooms>) -> Self {
         Server {
             config,
@@ -575,6 +919,35 @@ impl Server {
     }
 
     /// Accepts connections to namespace `path` (such as `/` or `/chat`).
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use switchboard_core::engineio::{self, MessageData};
+    /// # use switchboard_core::socketio::server::*;
+    /// # fn connect(server: &mut Server, sid: &str, now: Instant) -> SocketId {
+    /// #     server.handle_open(sid, engineio::ProtocolVersion::V4, now);
+    /// #     server.handle_message(sid, MessageData::Text("0".into()), now);
+    /// #     let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+    /// #     server.accept(&socket).unwrap();
+    /// #     while server.poll_transmit().is_some() {}
+    /// #     socket
+    /// # }
+    /// # let text = |t: &str| MessageData::Text(t.to_owned().into());
+    /// # let send = |sid: &str, t: &str| Transmit::Send { sid: sid.into(), message: text(t) };
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.add_namespace("/");
+    /// server.add_namespace("/chat");
+    /// server.handle_open("e1", engineio::ProtocolVersion::V4, now);
+    /// server.handle_message("e1", text("0/chat,"), now);
+    /// assert!(matches!(server.poll_event(), Some(ServerEvent::Connect { .. })));
+    ///
+    /// // A namespace nobody added is refused without asking the application.
+    /// server.handle_message("e1", text("0/elsewhere,"), now);
+    /// assert_eq!(server.poll_event(), None);
+    /// let refusal = r#"4/elsewhere,{"message":"Invalid namespace"}"#;
+    /// assert_eq!(server.poll_transmit(), Some(send("e1", refusal)));
+    /// ```
     pub fn add_namespace(&mut self, path: &str) {
         self.namespaces.insert(path.to_owned());
     }
@@ -582,12 +955,68 @@ impl Server {
     /// Accepts connections to every namespace `matcher` says yes to (tried
     /// after the static ones, in order); returns its index for
     /// [`NamespaceMatch::Dynamic`].
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use switchboard_core::engineio::{self, MessageData};
+    /// # use switchboard_core::socketio::server::*;
+    /// # fn connect(server: &mut Server, sid: &str, now: Instant) -> SocketId {
+    /// #     server.handle_open(sid, engineio::ProtocolVersion::V4, now);
+    /// #     server.handle_message(sid, MessageData::Text("0".into()), now);
+    /// #     let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+    /// #     server.accept(&socket).unwrap();
+    /// #     while server.poll_transmit().is_some() {}
+    /// #     socket
+    /// # }
+    /// # let text = |t: &str| MessageData::Text(t.to_owned().into());
+    /// # let send = |sid: &str, t: &str| Transmit::Send { sid: sid.into(), message: text(t) };
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.add_namespace("/");
+    /// let rooms = server.add_dynamic_namespace(Box::new(|name: &str| name.starts_with("/room-")));
+    /// server.handle_open("e1", engineio::ProtocolVersion::V4, now);
+    /// server.handle_message("e1", text("0/room-42,"), now);
+    /// let Some(ServerEvent::Connect { namespace, matched, .. }) = server.poll_event() else {
+    ///     panic!()
+    /// };
+    /// assert_eq!((&*namespace, matched), ("/room-42", NamespaceMatch::Dynamic(rooms)));
+    /// ```
     pub fn add_dynamic_namespace(&mut self, matcher: NamespaceMatcher) -> usize {
         self.dynamic.push(matcher);
         self.dynamic.len() - 1
     }
 
-    /// A new Engine.IO session opened.
+    /// A new Engine.IO session opened, speaking Engine.IO `version`: its
+    /// connect timeout starts. An Engine.IO v3 session (a Socket.IO v2
+    /// client) asks for `/` at once, without a CONNECT.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use switchboard_core::engineio::{self, MessageData};
+    /// # use switchboard_core::socketio::server::*;
+    /// # fn connect(server: &mut Server, sid: &str, now: Instant) -> SocketId {
+    /// #     server.handle_open(sid, engineio::ProtocolVersion::V4, now);
+    /// #     server.handle_message(sid, MessageData::Text("0".into()), now);
+    /// #     let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+    /// #     server.accept(&socket).unwrap();
+    /// #     while server.poll_transmit().is_some() {}
+    /// #     socket
+    /// # }
+    /// # let text = |t: &str| MessageData::Text(t.to_owned().into());
+    /// # let send = |sid: &str, t: &str| Transmit::Send { sid: sid.into(), message: text(t) };
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.add_namespace("/");
+    /// server.handle_open("e1", engineio::ProtocolVersion::V4, now);
+    /// assert_eq!(server.poll_event(), None); // waits for the client's CONNECT
+    /// assert_eq!(server.poll_timeout(), Some(now + Duration::from_secs(45)));
+    ///
+    /// server.handle_open("old", engineio::ProtocolVersion::V3, now);
+    /// let Some(ServerEvent::Connect { socket, namespace, .. }) = server.poll_event() else { panic!() };
+    /// assert_eq!(&*namespace, "/");
+    /// server.accept(&socket).unwrap();
+    /// assert_eq!(server.poll_transmit(), Some(send("old", "0"))); // no socket id in v4
+    /// ```
     pub fn handle_open(&mut self, sid: &str, version: engineio::ProtocolVersion, now: Instant) {
         let version = ProtocolVersion::from_engineio(version);
         let connect_deadline = now + self.config.connect_timeout;
@@ -608,7 +1037,38 @@ impl Server {
         }
     }
 
-    /// A message arrived on session `sid`.
+    /// A message arrived on session `sid`. A binary packet takes its text
+    /// message and one binary message per attachment. A packet that does
+    /// not decode closes the session.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use switchboard_core::engineio::{self, MessageData};
+    /// # use switchboard_core::socketio::server::*;
+    /// # fn connect(server: &mut Server, sid: &str, now: Instant) -> SocketId {
+    /// #     server.handle_open(sid, engineio::ProtocolVersion::V4, now);
+    /// #     server.handle_message(sid, MessageData::Text("0".into()), now);
+    /// #     let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+    /// #     server.accept(&socket).unwrap();
+    /// #     while server.poll_transmit().is_some() {}
+    /// #     socket
+    /// # }
+    /// # let text = |t: &str| MessageData::Text(t.to_owned().into());
+    /// # let send = |sid: &str, t: &str| Transmit::Send { sid: sid.into(), message: text(t) };
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.add_namespace("/");
+    /// # let socket = connect(&mut server, "e1", now);
+    /// // `socket` is connected on session `e1`.
+    /// server.handle_message("e1", text(r#"2["chat","hi"]"#), now);
+    /// let Some(ServerEvent::Event { socket: from, packet }) = server.poll_event() else { panic!() };
+    /// assert_eq!((from, packet.arg::<&str>(0).unwrap()), (socket.clone(), "hi"));
+    ///
+    /// server.handle_message("e1", text("9 is no packet type"), now);
+    /// assert_eq!(server.poll_transmit(), Some(Transmit::Close { sid: "e1".into() }));
+    /// let Some(ServerEvent::Disconnect { reason, .. }) = server.poll_event() else { panic!() };
+    /// assert_eq!(reason, DisconnectReason::ParseError);
+    /// ```
     pub fn handle_message(&mut self, sid: &str, message: MessageData, now: Instant) {
         let Some(session) = self.sessions.get_mut(sid) else {
             return;
@@ -624,13 +1084,71 @@ impl Server {
         self.handle_packet(sid, packet, now);
     }
 
-    /// Session `sid` closed: its sockets disconnect.
+    /// Session `sid` closed: its sockets disconnect, and the acks they
+    /// wait for fail.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use switchboard_core::engineio::{self, MessageData};
+    /// # use switchboard_core::socketio::server::*;
+    /// # fn connect(server: &mut Server, sid: &str, now: Instant) -> SocketId {
+    /// #     server.handle_open(sid, engineio::ProtocolVersion::V4, now);
+    /// #     server.handle_message(sid, MessageData::Text("0".into()), now);
+    /// #     let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+    /// #     server.accept(&socket).unwrap();
+    /// #     while server.poll_transmit().is_some() {}
+    /// #     socket
+    /// # }
+    /// # let text = |t: &str| MessageData::Text(t.to_owned().into());
+    /// # let send = |sid: &str, t: &str| Transmit::Send { sid: sid.into(), message: text(t) };
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.add_namespace("/");
+    /// # let socket = connect(&mut server, "e1", now);
+    /// // `socket` is connected on session `e1`, and waits for an ack.
+    /// let id = server.emit_with_ack(&socket, "save", &(), Duration::from_secs(5), now).unwrap();
+    /// server.handle_close("e1", engineio::CloseReason::PingTimeout);
+    ///
+    /// let error = AckError::Disconnected;
+    /// let failed = ServerEvent::AckFailed { socket: socket.clone(), id, error };
+    /// assert_eq!(server.poll_event(), Some(failed));
+    /// let Some(ServerEvent::Disconnect { reason, .. }) = server.poll_event() else { panic!() };
+    /// assert_eq!(reason, DisconnectReason::PingTimeout);
+    /// assert_eq!(server.socket_count(), 0);
+    /// ```
     pub fn handle_close(&mut self, sid: &str, reason: engineio::CloseReason) {
         self.end_session(sid, DisconnectReason::from_engine(reason));
     }
 
     /// Accepts the connection [`ServerEvent::Connect`] asked for: the
     /// client gets CONNECT, and the socket joins the room of its own id.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use switchboard_core::engineio::{self, MessageData};
+    /// # use switchboard_core::socketio::server::*;
+    /// # fn connect(server: &mut Server, sid: &str, now: Instant) -> SocketId {
+    /// #     server.handle_open(sid, engineio::ProtocolVersion::V4, now);
+    /// #     server.handle_message(sid, MessageData::Text("0".into()), now);
+    /// #     let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+    /// #     server.accept(&socket).unwrap();
+    /// #     while server.poll_transmit().is_some() {}
+    /// #     socket
+    /// # }
+    /// # let text = |t: &str| MessageData::Text(t.to_owned().into());
+    /// # let send = |sid: &str, t: &str| Transmit::Send { sid: sid.into(), message: text(t) };
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.add_namespace("/");
+    /// server.handle_open("e1", engineio::ProtocolVersion::V4, now);
+    /// server.handle_message("e1", text("0"), now);
+    /// let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+    /// server.accept(&socket).unwrap();
+    ///
+    /// assert_eq!(server.poll_transmit(), Some(send("e1", &format!(r#"0{{"sid":"{socket}"}}"#))));
+    /// assert_eq!(server.rooms_of(&socket), [socket.to_string()]);
+    /// assert_eq!(server.socket_info(&socket), Some(("/", "e1")));
+    /// ```
     pub fn accept(&mut self, socket: &SocketId) -> Result<(), EmitError> {
         let state = self
             .sockets
@@ -656,6 +1174,35 @@ impl Server {
 
     /// Refuses the connection [`ServerEvent::Connect`] asked for: the
     /// client gets CONNECT_ERROR with `message` and `data`.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use switchboard_core::engineio::{self, MessageData};
+    /// # use switchboard_core::socketio::server::*;
+    /// # fn connect(server: &mut Server, sid: &str, now: Instant) -> SocketId {
+    /// #     server.handle_open(sid, engineio::ProtocolVersion::V4, now);
+    /// #     server.handle_message(sid, MessageData::Text("0".into()), now);
+    /// #     let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+    /// #     server.accept(&socket).unwrap();
+    /// #     while server.poll_transmit().is_some() {}
+    /// #     socket
+    /// # }
+    /// # let text = |t: &str| MessageData::Text(t.to_owned().into());
+    /// # let send = |sid: &str, t: &str| Transmit::Send { sid: sid.into(), message: text(t) };
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.add_namespace("/");
+    /// use switchboard_core::socketio::RawJson;
+    /// server.handle_open("e1", engineio::ProtocolVersion::V4, now);
+    /// server.handle_message("e1", text("0"), now);
+    /// let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+    /// let data = RawJson::new(r#"{"retry":false}"#).unwrap();
+    /// server.reject(&socket, "not authorized", Some(&data));
+    ///
+    /// let refusal = r#"4{"message":"not authorized","data":{"retry":false}}"#;
+    /// assert_eq!(server.poll_transmit(), Some(send("e1", refusal)));
+    /// assert_eq!(server.socket_info(&socket), None);
+    /// ```
     pub fn reject(&mut self, socket: &SocketId, message: &str, data: Option<&RawJson>) {
         let Some(state) = self.sockets.get(socket) else {
             return;
@@ -674,6 +1221,35 @@ impl Server {
 
     /// Sends an encoded packet (from [`encode_event`]) to a connected
     /// socket. The packet's namespace must be the socket's.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use switchboard_core::engineio::{self, MessageData};
+    /// # use switchboard_core::socketio::server::*;
+    /// # fn connect(server: &mut Server, sid: &str, now: Instant) -> SocketId {
+    /// #     server.handle_open(sid, engineio::ProtocolVersion::V4, now);
+    /// #     server.handle_message(sid, MessageData::Text("0".into()), now);
+    /// #     let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+    /// #     server.accept(&socket).unwrap();
+    /// #     while server.poll_transmit().is_some() {}
+    /// #     socket
+    /// # }
+    /// # let text = |t: &str| MessageData::Text(t.to_owned().into());
+    /// # let send = |sid: &str, t: &str| Transmit::Send { sid: sid.into(), message: text(t) };
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.add_namespace("/");
+    /// # let socket = connect(&mut server, "e1", now);
+    /// use switchboard_core::socketio::encode_event;
+    /// // Encoded once, sent to several sockets.
+    /// let packet = encode_event("/", "tick", &(1,), None).unwrap();
+    /// # let other = connect(&mut server, "e2", now);
+    /// for to in [&socket, &other] {
+    ///     server.emit_encoded(to, &packet).unwrap();
+    /// }
+    /// assert_eq!(server.poll_transmit(), Some(send("e1", r#"2["tick",1]"#)));
+    /// assert_eq!(server.poll_transmit(), Some(send("e2", r#"2["tick",1]"#)));
+    /// ```
     pub fn emit_encoded(&mut self, socket: &SocketId, packet: &Encoded) -> Result<(), EmitError> {
         let state = self.connected(socket)?;
         let sid = state.sid.clone();
@@ -682,6 +1258,37 @@ impl Server {
     }
 
     /// Emits event `event` with `args` to a connected socket.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use switchboard_core::engineio::{self, MessageData};
+    /// # use switchboard_core::socketio::server::*;
+    /// # fn connect(server: &mut Server, sid: &str, now: Instant) -> SocketId {
+    /// #     server.handle_open(sid, engineio::ProtocolVersion::V4, now);
+    /// #     server.handle_message(sid, MessageData::Text("0".into()), now);
+    /// #     let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+    /// #     server.accept(&socket).unwrap();
+    /// #     while server.poll_transmit().is_some() {}
+    /// #     socket
+    /// # }
+    /// # let text = |t: &str| MessageData::Text(t.to_owned().into());
+    /// # let send = |sid: &str, t: &str| Transmit::Send { sid: sid.into(), message: text(t) };
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.add_namespace("/");
+    /// # let socket = connect(&mut server, "e1", now);
+    /// use switchboard_core::socketio::Binary;
+    /// server.emit(&socket, "news", &("headline", 3)).unwrap();
+    /// assert_eq!(server.poll_transmit(), Some(send("e1", r#"2["news","headline",3]"#)));
+    ///
+    /// // Binary data travels as an attachment, in a message of its own.
+    /// server.emit(&socket, "file", &Binary::from(vec![1, 2])).unwrap();
+    /// let placeholder = r#"51-["file",{"_placeholder":true,"num":0}]"#;
+    /// assert_eq!(server.poll_transmit(), Some(send("e1", placeholder)));
+    /// let message = MessageData::Binary(vec![1, 2].into());
+    /// let attachment = Transmit::Send { sid: "e1".into(), message };
+    /// assert_eq!(server.poll_transmit(), Some(attachment));
+    /// ```
     pub fn emit<T: Serialize + ?Sized>(
         &mut self,
         socket: &SocketId,
@@ -698,6 +1305,29 @@ impl Server {
     /// Emits event `event` with `args` only if the client's transport can
     /// take it at once; otherwise it is dropped (Node's `volatile`), for
     /// data that is stale by the time it could be sent.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use switchboard_core::engineio::{self, MessageData};
+    /// # use switchboard_core::socketio::server::*;
+    /// # fn connect(server: &mut Server, sid: &str, now: Instant) -> SocketId {
+    /// #     server.handle_open(sid, engineio::ProtocolVersion::V4, now);
+    /// #     server.handle_message(sid, MessageData::Text("0".into()), now);
+    /// #     let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+    /// #     server.accept(&socket).unwrap();
+    /// #     while server.poll_transmit().is_some() {}
+    /// #     socket
+    /// # }
+    /// # let text = |t: &str| MessageData::Text(t.to_owned().into());
+    /// # let send = |sid: &str, t: &str| Transmit::Send { sid: sid.into(), message: text(t) };
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.add_namespace("/");
+    /// # let socket = connect(&mut server, "e1", now);
+    /// server.emit_volatile(&socket, "position", &(10, 20)).unwrap();
+    /// let messages = vec![text(r#"2["position",10,20]"#)];
+    /// assert_eq!(server.poll_transmit(), Some(Transmit::SendVolatile { sid: "e1".into(), messages }));
+    /// ```
     pub fn emit_volatile<T: Serialize + ?Sized>(
         &mut self,
         socket: &SocketId,
@@ -717,6 +1347,32 @@ impl Server {
     /// Emits event `event` with `args` asking for an ack within `timeout`;
     /// returns the ack id. The answer comes as [`ServerEvent::Ack`], or
     /// [`ServerEvent::AckFailed`].
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use switchboard_core::engineio::{self, MessageData};
+    /// # use switchboard_core::socketio::server::*;
+    /// # fn connect(server: &mut Server, sid: &str, now: Instant) -> SocketId {
+    /// #     server.handle_open(sid, engineio::ProtocolVersion::V4, now);
+    /// #     server.handle_message(sid, MessageData::Text("0".into()), now);
+    /// #     let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+    /// #     server.accept(&socket).unwrap();
+    /// #     while server.poll_transmit().is_some() {}
+    /// #     socket
+    /// # }
+    /// # let text = |t: &str| MessageData::Text(t.to_owned().into());
+    /// # let send = |sid: &str, t: &str| Transmit::Send { sid: sid.into(), message: text(t) };
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.add_namespace("/");
+    /// # let socket = connect(&mut server, "e1", now);
+    /// let id = server.emit_with_ack(&socket, "confirm", &(), Duration::from_secs(5), now).unwrap();
+    /// assert_eq!(server.poll_transmit(), Some(send("e1", &format!(r#"2{id}["confirm"]"#))));
+    ///
+    /// server.handle_message("e1", text(&format!(r#"3{id}["yes"]"#)), now);
+    /// let Some(ServerEvent::Ack { id: answered, packet, .. }) = server.poll_event() else { panic!() };
+    /// assert_eq!((answered, packet.arg::<&str>(0).unwrap()), (id, "yes"));
+    /// ```
     pub fn emit_with_ack<T: Serialize + ?Sized>(
         &mut self,
         socket: &SocketId,
@@ -742,6 +1398,32 @@ impl Server {
     }
 
     /// Answers the client's event with ack id `id` with `args`.
+    ///
+    /// See [`ServerEvent`] for a handler answering acks.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use switchboard_core::engineio::{self, MessageData};
+    /// # use switchboard_core::socketio::server::*;
+    /// # fn connect(server: &mut Server, sid: &str, now: Instant) -> SocketId {
+    /// #     server.handle_open(sid, engineio::ProtocolVersion::V4, now);
+    /// #     server.handle_message(sid, MessageData::Text("0".into()), now);
+    /// #     let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+    /// #     server.accept(&socket).unwrap();
+    /// #     while server.poll_transmit().is_some() {}
+    /// #     socket
+    /// # }
+    /// # let text = |t: &str| MessageData::Text(t.to_owned().into());
+    /// # let send = |sid: &str, t: &str| Transmit::Send { sid: sid.into(), message: text(t) };
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.add_namespace("/");
+    /// # let socket = connect(&mut server, "e1", now);
+    /// server.handle_message("e1", text(r#"27["time"]"#), now);
+    /// let Some(ServerEvent::Event { packet, .. }) = server.poll_event() else { panic!() };
+    /// server.ack(&socket, packet.id.unwrap(), &("12:00",)).unwrap();
+    /// assert_eq!(server.poll_transmit(), Some(send("e1", r#"37["12:00"]"#)));
+    /// ```
     pub fn ack<T: Serialize + ?Sized>(
         &mut self,
         socket: &SocketId,
@@ -756,13 +1438,46 @@ impl Server {
     }
 
     /// Sends `packet` (encoded once, for `target.namespace`) to every
-    /// socket `target` reaches; returns how many.
+    /// socket `target` reaches; returns how many. See [`BroadcastTarget`]
+    /// for an example.
     pub fn broadcast(&mut self, target: &BroadcastTarget, packet: &Encoded) -> usize {
         self.broadcast_with(target, packet, false)
     }
 
     /// Like [`Server::broadcast`], dropping the packet for each client whose
     /// transport cannot take it at once.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use switchboard_core::engineio::{self, MessageData};
+    /// # use switchboard_core::socketio::server::*;
+    /// # fn connect(server: &mut Server, sid: &str, now: Instant) -> SocketId {
+    /// #     server.handle_open(sid, engineio::ProtocolVersion::V4, now);
+    /// #     server.handle_message(sid, MessageData::Text("0".into()), now);
+    /// #     let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+    /// #     server.accept(&socket).unwrap();
+    /// #     while server.poll_transmit().is_some() {}
+    /// #     socket
+    /// # }
+    /// # let text = |t: &str| MessageData::Text(t.to_owned().into());
+    /// # let send = |sid: &str, t: &str| Transmit::Send { sid: sid.into(), message: text(t) };
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.add_namespace("/");
+    /// use switchboard_core::socketio::encode_event;
+    /// connect(&mut server, "e1", now);
+    /// connect(&mut server, "e2", now);
+    /// let packet = encode_event("/", "position", &(10, 20), None).unwrap();
+    /// assert_eq!(server.broadcast_volatile(&BroadcastTarget::namespace("/"), &packet), 2);
+    /// // One volatile send per session, each dropped if its transport is busy.
+    /// let sessions: Vec<_> = std::iter::from_fn(|| server.poll_transmit())
+    ///     .map(|transmit| match transmit {
+    ///         Transmit::SendVolatile { sid, .. } => sid,
+    ///         other => panic!("{other:?}"),
+    ///     })
+    ///     .collect();
+    /// assert_eq!(sessions.len(), 2);
+    /// ```
     pub fn broadcast_volatile(&mut self, target: &BroadcastTarget, packet: &Encoded) -> usize {
         self.broadcast_with(target, packet, true)
     }
@@ -813,6 +1528,35 @@ impl Server {
     /// succeeds), and a name longer than
     /// [`ServerConfig::max_room_name_len`] with
     /// [`EmitError::RoomNameTooLong`].
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use switchboard_core::engineio::{self, MessageData};
+    /// # use switchboard_core::socketio::server::*;
+    /// # fn connect(server: &mut Server, sid: &str, now: Instant) -> SocketId {
+    /// #     server.handle_open(sid, engineio::ProtocolVersion::V4, now);
+    /// #     server.handle_message(sid, MessageData::Text("0".into()), now);
+    /// #     let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+    /// #     server.accept(&socket).unwrap();
+    /// #     while server.poll_transmit().is_some() {}
+    /// #     socket
+    /// # }
+    /// # let text = |t: &str| MessageData::Text(t.to_owned().into());
+    /// # let send = |sid: &str, t: &str| Transmit::Send { sid: sid.into(), message: text(t) };
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.add_namespace("/");
+    /// # let socket = connect(&mut server, "e1", now);
+    /// server.join(&socket, "lobby").unwrap();
+    /// server.join(&socket, "lobby").unwrap(); // once is enough
+    /// assert_eq!(server.room_size("/", "lobby"), 1);
+    /// let rooms = server.rooms_of(&socket); // in no particular order
+    /// assert_eq!(rooms.len(), 2);
+    /// assert!(rooms.contains(&"lobby".to_owned()) && rooms.contains(&socket.to_string()));
+    ///
+    /// server.leave(&socket, "lobby").unwrap();
+    /// assert_eq!(server.room_size("/", "lobby"), 0);
+    /// ```
     pub fn join(&mut self, socket: &SocketId, room: &str) -> Result<(), EmitError> {
         let namespace = self.connected(socket)?.namespace.clone();
         if room.len() > self.config.max_room_name_len {
@@ -830,7 +1574,7 @@ impl Server {
         Ok(())
     }
 
-    /// Removes a socket from `room`.
+    /// Removes a socket from `room` (see [`Server::join`]).
     pub fn leave(&mut self, socket: &SocketId, room: &str) -> Result<(), EmitError> {
         let namespace = self.connected(socket)?.namespace.clone();
         self.rooms.leave(&namespace, room, socket);
@@ -864,6 +1608,37 @@ impl Server {
     }
 
     /// The namespace and Engine.IO session of a connected socket.
+    ///
+    /// This and the other queries:
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use switchboard_core::engineio::{self, MessageData};
+    /// # use switchboard_core::socketio::server::*;
+    /// # fn connect(server: &mut Server, sid: &str, now: Instant) -> SocketId {
+    /// #     server.handle_open(sid, engineio::ProtocolVersion::V4, now);
+    /// #     server.handle_message(sid, MessageData::Text("0".into()), now);
+    /// #     let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+    /// #     server.accept(&socket).unwrap();
+    /// #     while server.poll_transmit().is_some() {}
+    /// #     socket
+    /// # }
+    /// # let text = |t: &str| MessageData::Text(t.to_owned().into());
+    /// # let send = |sid: &str, t: &str| Transmit::Send { sid: sid.into(), message: text(t) };
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.add_namespace("/");
+    /// server.add_namespace("/chat");
+    /// let a = connect(&mut server, "e1", now);
+    /// # server.handle_message("e1", text("0/chat,"), now);
+    /// # let Some(ServerEvent::Connect { socket: b, .. }) = server.poll_event() else { panic!() };
+    /// # server.accept(&b).unwrap();
+    /// // Session `e1` has socket `a` in `/` and socket `b` in `/chat`.
+    /// assert_eq!(server.socket_info(&b), Some(("/chat", "e1")));
+    /// assert_eq!(server.sockets_of("/"), [a.clone()]);
+    /// assert_eq!(server.socket_count(), 2);
+    /// assert_eq!(server.socket_info(&"nobody".into()), None);
+    /// ```
     pub fn socket_info(&self, socket: &SocketId) -> Option<(&str, &str)> {
         self.sockets
             .get(socket)
@@ -873,6 +1648,32 @@ impl Server {
 
     /// Removes a socket from its namespace: the client gets DISCONNECT
     /// (`io server disconnect` on its side).
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use switchboard_core::engineio::{self, MessageData};
+    /// # use switchboard_core::socketio::server::*;
+    /// # fn connect(server: &mut Server, sid: &str, now: Instant) -> SocketId {
+    /// #     server.handle_open(sid, engineio::ProtocolVersion::V4, now);
+    /// #     server.handle_message(sid, MessageData::Text("0".into()), now);
+    /// #     let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+    /// #     server.accept(&socket).unwrap();
+    /// #     while server.poll_transmit().is_some() {}
+    /// #     socket
+    /// # }
+    /// # let text = |t: &str| MessageData::Text(t.to_owned().into());
+    /// # let send = |sid: &str, t: &str| Transmit::Send { sid: sid.into(), message: text(t) };
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.add_namespace("/");
+    /// # let socket = connect(&mut server, "e1", now);
+    /// server.disconnect(&socket);
+    /// assert_eq!(server.poll_transmit(), Some(send("e1", "1")));
+    /// let Some(ServerEvent::Disconnect { reason, .. }) = server.poll_event() else { panic!() };
+    /// assert_eq!(reason, DisconnectReason::ServerNamespaceDisconnect);
+    /// // The session stays open for its other namespaces.
+    /// assert_eq!(server.poll_transmit(), None);
+    /// ```
     pub fn disconnect(&mut self, socket: &SocketId) {
         let Some(state) = self.sockets.get(socket).filter(|s| s.connected) else {
             return;
@@ -885,6 +1686,30 @@ impl Server {
     /// Closes Engine.IO session `sid` without DISCONNECT packets, as a lost
     /// connection looks to the client; its sockets disconnect with `forced
     /// close`.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use switchboard_core::engineio::{self, MessageData};
+    /// # use switchboard_core::socketio::server::*;
+    /// # fn connect(server: &mut Server, sid: &str, now: Instant) -> SocketId {
+    /// #     server.handle_open(sid, engineio::ProtocolVersion::V4, now);
+    /// #     server.handle_message(sid, MessageData::Text("0".into()), now);
+    /// #     let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+    /// #     server.accept(&socket).unwrap();
+    /// #     while server.poll_transmit().is_some() {}
+    /// #     socket
+    /// # }
+    /// # let text = |t: &str| MessageData::Text(t.to_owned().into());
+    /// # let send = |sid: &str, t: &str| Transmit::Send { sid: sid.into(), message: text(t) };
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.add_namespace("/");
+    /// # let socket = connect(&mut server, "e1", now);
+    /// server.close_session("e1");
+    /// assert_eq!(server.poll_transmit(), Some(Transmit::Close { sid: "e1".into() }));
+    /// let Some(ServerEvent::Disconnect { reason, .. }) = server.poll_event() else { panic!() };
+    /// assert_eq!(reason, DisconnectReason::ForcedClose);
+    /// ```
     pub fn close_session(&mut self, sid: &str) {
         if self.sessions.contains_key(sid) {
             self.transmits
@@ -894,6 +1719,33 @@ impl Server {
     }
 
     /// Runs the deadlines due at `now`: connect timeouts and ack timeouts.
+    ///
+    /// See [`ServerConfig`] for a connect timeout.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use switchboard_core::engineio::{self, MessageData};
+    /// # use switchboard_core::socketio::server::*;
+    /// # fn connect(server: &mut Server, sid: &str, now: Instant) -> SocketId {
+    /// #     server.handle_open(sid, engineio::ProtocolVersion::V4, now);
+    /// #     server.handle_message(sid, MessageData::Text("0".into()), now);
+    /// #     let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+    /// #     server.accept(&socket).unwrap();
+    /// #     while server.poll_transmit().is_some() {}
+    /// #     socket
+    /// # }
+    /// # let text = |t: &str| MessageData::Text(t.to_owned().into());
+    /// # let send = |sid: &str, t: &str| Transmit::Send { sid: sid.into(), message: text(t) };
+    /// # let now = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.add_namespace("/");
+    /// # let socket = connect(&mut server, "e1", now);
+    /// let id = server.emit_with_ack(&socket, "ping", &(), Duration::from_secs(2), now).unwrap();
+    /// assert_eq!(server.poll_timeout(), Some(now + Duration::from_secs(2)));
+    /// server.handle_timeout(now + Duration::from_secs(2));
+    /// let failed = ServerEvent::AckFailed { socket: socket.clone(), id, error: AckError::Timeout };
+    /// assert_eq!(server.poll_event(), Some(failed));
+    /// ```
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(entry) = self.deadlines.first_entry() {
             if entry.key().0 > now {
@@ -929,7 +1781,10 @@ impl Server {
         }
     }
 
-    /// When [`Server::handle_timeout`] should next run.
+    /// When [`Server::handle_timeout`] should next run (see its example).
+    /// It may come before anything is due: a session's connect deadline
+    /// stays until its time even once a namespace connected, and running
+    /// the timers then finds nothing to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.deadlines.keys().next().map(|(deadline, _)| *deadline)
     }

@@ -60,6 +60,25 @@ impl Scan {
 }
 
 /// Where the connection stands in its lifetime.
+///
+/// ```
+/// # use std::sync::Arc;
+/// use switchboard_core::ws::{CloseFrame, Config, Connection, Message, Role, State};
+/// let config = Arc::new(Config::default());
+/// let mut server = Connection::new(Role::Server, config.clone(), None);
+/// let mut client = Connection::new(Role::Client, config, None);
+/// assert_eq!(server.state(), State::Open);
+///
+/// server.close(Some(CloseFrame::new(1000u16, "bye"))).unwrap();
+/// assert_eq!(server.state(), State::CloseSent);
+///
+/// // The client reads the close frame and echoes it: its side is done.
+/// client.receive(server.transmit());
+/// assert_eq!(client.state(), State::Closed);
+/// // The echo reaches the server: the handshake is over.
+/// server.receive(client.transmit());
+/// assert_eq!(server.state(), State::Closed);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     /// Messages flow both ways.
@@ -72,6 +91,27 @@ pub enum State {
 }
 
 /// What the connection reports to the application.
+///
+/// A peer that breaks the protocol fails the connection: the event carries
+/// the error, and the close frame with its
+/// [`close_code`](ProtocolError::close_code) waits in the transmit buffer.
+///
+/// ```
+/// # use std::sync::Arc;
+/// use bytes::BytesMut;
+/// use switchboard_core::ws::{encode_frame, Config, Connection, Event, OpCode, ProtocolError, Role};
+/// let mut server = Connection::new(Role::Server, Arc::new(Config::default()), None);
+///
+/// // A client frame must be masked; this one is not.
+/// let mut frame = BytesMut::new();
+/// encode_frame(&mut frame, OpCode::Text, true, false, None, b"hi");
+/// server.receive(&frame);
+///
+/// assert_eq!(server.poll_event(), Some(Event::Failed(ProtocolError::UnmaskedFrame)));
+/// assert_eq!(ProtocolError::UnmaskedFrame.close_code().0, 1002);
+/// assert_eq!(server.transmit(), b"\x88\x02\x03\xea"); // close, 1002
+/// assert!(server.should_close_transport());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A message, or an observed ping, pong or close frame.
@@ -85,6 +125,15 @@ pub enum Event {
 impl Event {
     /// The message, or the error that failed the connection: what a driver
     /// hands its application for each event.
+    ///
+    /// ```
+    /// use switchboard_core::ws::{Event, Message, ProtocolError};
+    /// assert_eq!(Event::Message(Message::text("hi")).into_result(), Ok(Message::text("hi")));
+    /// assert_eq!(
+    ///     Event::Failed(ProtocolError::InvalidUtf8).into_result(),
+    ///     Err(ProtocolError::InvalidUtf8),
+    /// );
+    /// ```
     pub fn into_result(self) -> Result<Message, ProtocolError> {
         match self {
             Event::Message(message) => Ok(message),
@@ -175,6 +224,55 @@ impl MaskKeys {
 /// feeding input or sending, and again at [`poll_timeout`](Self::poll_timeout).
 /// Once [`should_close_transport`](Self::should_close_transport) holds and
 /// the transmit buffer is empty, close the transport.
+///
+/// # Example
+///
+/// An echo server's loop over any [`Read`](std::io::Read) and
+/// [`Write`](std::io::Write), here fed the bytes of a client-role
+/// connection and writing into a `Vec`:
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::sync::Arc;
+/// use std::time::Instant;
+/// use switchboard_core::ws::{CloseFrame, Config, Connection, Event, Message, Role};
+///
+/// fn serve(conn: &mut Connection, mut rx: impl Read, mut tx: impl Write) -> std::io::Result<()> {
+///     let mut buf = [0u8; 4096];
+///     while !conn.should_close_transport() {
+///         // A real loop also wakes at `conn.poll_timeout()`.
+///         match rx.read(&mut buf)? {
+///             0 => conn.handle_eof(),
+///             n => conn.receive(&buf[..n]),
+///         }
+///         conn.handle_timeout(Instant::now());
+///         while let Some(event) = conn.poll_event() {
+///             if let Ok(message @ (Message::Text(_) | Message::Binary(_))) = event.into_result() {
+///                 let _ = conn.send(message); // refused only once closing
+///             }
+///         }
+///         while !conn.transmit().is_empty() {
+///             let n = tx.write(conn.transmit())?;
+///             conn.advance_transmit(n);
+///         }
+///     }
+///     Ok(())
+/// }
+///
+/// # let config = Arc::new(Config::default());
+/// let mut client = Connection::new(Role::Client, config.clone(), None);
+/// client.send(Message::text("Hello")).unwrap();
+/// client.close(Some(CloseFrame::new(1000u16, "done"))).unwrap();
+///
+/// let mut server = Connection::new(Role::Server, config, None);
+/// let mut written = Vec::new();
+/// serve(&mut server, client.transmit(), &mut written).unwrap();
+///
+/// client.receive(&written);
+/// assert_eq!(client.poll_event(), Some(Event::Message(Message::text("Hello"))));
+/// let echo = Message::Close(Some(CloseFrame::new(1000u16, "")));
+/// assert_eq!(client.poll_event(), Some(Event::Message(echo)));
+/// ```
 pub struct Connection {
     role: Role,
     config: Arc<Config>,
@@ -206,6 +304,23 @@ pub struct Connection {
 impl Connection {
     /// A connection in `role` after a successful opening handshake, with the
     /// permessage-deflate parameters it negotiated (if any).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use switchboard_core::http::{Limits, Request};
+    /// use switchboard_core::ws::{handshake, Config, Connection, Role, State};
+    /// let raw = b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
+    ///     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+    ///     Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+    /// let (request, _) = Request::parse(raw, &Limits::default()).unwrap().unwrap();
+    /// let config = Arc::new(Config::default());
+    /// let accepted = handshake::accept(&request, &config).unwrap();
+    /// // Write `accepted.response`, then speak WebSocket:
+    /// let conn = Connection::new(Role::Server, config, accepted.deflate);
+    /// assert_eq!((conn.role(), conn.state()), (Role::Server, State::Open));
+    /// assert!(conn.is_compressed());
+    /// assert_eq!(conn.config().max_message_size, 4 << 20);
+    /// ```
     pub fn new(role: Role, config: Arc<Config>, deflate: Option<DeflateParams>) -> Self {
         let deflate = deflate.map(|params| {
             let deflate_config = config.deflate.clone().unwrap_or_default();
@@ -267,6 +382,23 @@ impl Connection {
     /// up to the next event here, the rest as events are polled, so a
     /// protocol error further on never overtakes the answers the application
     /// gives to the messages before it.
+    ///
+    /// Reads may split frames anywhere:
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use switchboard_core::ws::{Config, Connection, Event, Message, Role};
+    /// # let config = Arc::new(Config::default());
+    /// let mut client = Connection::new(Role::Client, config.clone(), None);
+    /// let mut server = Connection::new(Role::Server, config, None);
+    /// client.send(Message::text("Hello")).unwrap();
+    /// let bytes = client.transmit(); // a masked frame of 11 bytes
+    ///
+    /// server.receive(&bytes[..4]);
+    /// assert_eq!(server.poll_event(), None);
+    /// server.receive(&bytes[4..]);
+    /// assert_eq!(server.poll_event(), Some(Event::Message(Message::text("Hello"))));
+    /// ```
     pub fn receive(&mut self, data: &[u8]) {
         if self.state == State::Closed || data.is_empty() {
             return;
@@ -372,7 +504,22 @@ impl Connection {
         }
     }
 
-    /// The transport reached end of stream.
+    /// The transport reached end of stream. Before the close handshake
+    /// finished, this fails the connection with
+    /// [`ProtocolError::AbnormalClosure`] (code 1006, never sent); after it,
+    /// it only lets [`should_close_transport`](Self::should_close_transport)
+    /// hold.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use switchboard_core::ws::{Config, Connection, Event, ProtocolError, Role, State};
+    /// let mut server = Connection::new(Role::Server, Arc::new(Config::default()), None);
+    /// server.handle_eof();
+    /// assert_eq!(server.poll_event(), Some(Event::Failed(ProtocolError::AbnormalClosure)));
+    /// assert_eq!(server.state(), State::Closed);
+    /// assert!(server.transmit().is_empty());
+    /// assert!(server.should_close_transport());
+    /// ```
     pub fn handle_eof(&mut self) {
         self.eof = true;
         if self.state != State::Closed {
@@ -380,7 +527,30 @@ impl Connection {
         }
     }
 
-    /// The next event, if any.
+    /// The next event, if any. Drain it after every
+    /// [`receive`](Self::receive): each call decodes as far as the next
+    /// event, so what the application sends in answer goes out before the
+    /// close frame of an error further on in the same read.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use bytes::BytesMut;
+    /// use switchboard_core::ws::{encode_frame, Config, Connection, Event, Message, OpCode};
+    /// use switchboard_core::ws::{ProtocolError, Role};
+    /// let mut server = Connection::new(Role::Server, Arc::new(Config::default()), None);
+    /// // One read: a text frame "ok", then one that is not UTF-8.
+    /// let mut read = BytesMut::new();
+    /// encode_frame(&mut read, OpCode::Text, true, false, Some([1, 2, 3, 4]), b"ok");
+    /// encode_frame(&mut read, OpCode::Text, true, false, Some([5, 6, 7, 8]), b"\xff");
+    /// server.receive(&read);
+    ///
+    /// assert_eq!(server.poll_event(), Some(Event::Message(Message::text("ok"))));
+    /// server.send(Message::text("answer")).unwrap();
+    /// assert_eq!(server.poll_event(), Some(Event::Failed(ProtocolError::InvalidUtf8)));
+    /// assert_eq!(server.poll_event(), None);
+    /// // The answer, then the close frame with code 1007.
+    /// assert_eq!(server.transmit(), b"\x81\x06answer\x88\x02\x03\xef");
+    /// ```
     pub fn poll_event(&mut self) -> Option<Event> {
         if self.events.is_empty() && self.state != State::Closed {
             self.process();
@@ -388,7 +558,24 @@ impl Connection {
         self.events.pop_front()
     }
 
-    /// Queues a message (or a ping, pong or close) for sending.
+    /// Queues a message (or a ping, pong or close) for sending: its frame
+    /// appears in [`transmit`](Self::transmit). A close goes through
+    /// [`close`](Self::close). Once a close frame was sent or received,
+    /// anything but a close is refused with [`SendError::Closed`].
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use switchboard_core::ws::{Config, Connection, Message, Role, SendError};
+    /// let mut server = Connection::new(Role::Server, Arc::new(Config::default()), None);
+    /// server.send(Message::text("Hi")).unwrap();
+    /// server.send(Message::Ping("p".into())).unwrap();
+    /// assert_eq!(server.transmit(), b"\x81\x02Hi\x89\x01p");
+    ///
+    /// let too_long = Message::Ping(vec![0; 126].into());
+    /// assert_eq!(server.send(too_long), Err(SendError::ControlFrameTooLong(126)));
+    /// server.send(Message::Close(None)).unwrap();
+    /// assert_eq!(server.send(Message::text("late")), Err(SendError::Closed));
+    /// ```
     pub fn send(&mut self, message: Message) -> Result<(), SendError> {
         match message {
             Message::Text(text) => self.send_data(OpCode::Text, text.into_bytes()),
@@ -400,6 +587,37 @@ impl Connection {
     }
 
     /// Starts the close handshake. Closing twice is harmless.
+    ///
+    /// The close frame is queued and the state becomes
+    /// [`State::CloseSent`]; the peer's close frame finishes the handshake
+    /// (or [`handle_timeout`](Self::handle_timeout) gives up after
+    /// [`Config::close_timeout`]). A code that may not be sent, or a reason
+    /// over 123 bytes, is refused.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use switchboard_core::ws::{CloseCode, CloseFrame, Config, Connection, Event, Message, Role};
+    /// use switchboard_core::ws::{SendError, State};
+    /// # let config = Arc::new(Config::default());
+    /// let mut server = Connection::new(Role::Server, config.clone(), None);
+    /// let mut client = Connection::new(Role::Client, config, None);
+    /// let reserved = CloseFrame::new(1005u16, ""); // "no status": never sent
+    /// assert_eq!(server.close(Some(reserved)), Err(SendError::InvalidCloseCode(1005)));
+    ///
+    /// server.close(Some(CloseFrame::new(CloseCode::NORMAL, "bye"))).unwrap();
+    /// assert_eq!(server.transmit(), b"\x88\x05\x03\xe8bye");
+    /// client.receive(server.transmit());
+    /// server.advance_transmit(server.transmit_len());
+    /// let bye = CloseFrame::new(1000u16, "bye");
+    /// assert_eq!(client.poll_event(), Some(Event::Message(Message::Close(Some(bye)))));
+    ///
+    /// // The client echoed the code; the echo ends the handshake.
+    /// server.receive(client.transmit());
+    /// let echo = CloseFrame::new(1000u16, "");
+    /// assert_eq!(server.poll_event(), Some(Event::Message(Message::Close(Some(echo)))));
+    /// assert_eq!(server.state(), State::Closed);
+    /// assert!(server.should_close_transport());
+    /// ```
     pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), SendError> {
         if self.state != State::Open {
             return Ok(());
@@ -421,6 +639,24 @@ impl Connection {
     /// Bytes waiting to be written to the transport: the first contiguous
     /// piece of them (empty when there are none). See also
     /// [`transmit_vectored`](Self::transmit_vectored).
+    ///
+    /// Write until it is empty, acknowledging what the socket took:
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use std::io::Write;
+    /// use switchboard_core::ws::{Config, Connection, Message, Role};
+    /// let mut server = Connection::new(Role::Server, Arc::new(Config::default()), None);
+    /// server.send(Message::binary(vec![1u8; 5000])).unwrap();
+    ///
+    /// let mut socket = Vec::new();
+    /// while !server.transmit().is_empty() {
+    ///     let n = socket.write(server.transmit()).unwrap();
+    ///     server.advance_transmit(n);
+    /// }
+    /// assert_eq!(socket.len(), 4 + 5000); // header with a 16-bit length, payload
+    /// assert_eq!(&socket[..4], b"\x82\x7e\x13\x88");
+    /// ```
     pub fn transmit(&self) -> &[u8] {
         match self.out_chunks.front() {
             Some(chunk) => chunk,
@@ -429,7 +665,28 @@ impl Connection {
     }
 
     /// Fills `bufs` with the pieces of what waits to be written, in order,
-    /// for a vectored write; returns how many it filled.
+    /// for a vectored write; returns how many it filled. A server-role
+    /// connection queues large payloads by reference, as pieces of their
+    /// own, so a vectored write sends them without a copy.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use std::io::{IoSlice, Write};
+    /// use switchboard_core::ws::{Config, Connection, Message, Role};
+    /// let mut server = Connection::new(Role::Server, Arc::new(Config::default()), None);
+    /// server.send(Message::text("hi")).unwrap();
+    /// server.send(Message::binary(vec![7u8; 4096])).unwrap();
+    /// assert_eq!(server.transmit(), b"\x81\x02hi"); // only the first piece
+    ///
+    /// let mut bufs = [IoSlice::new(&[]); 8];
+    /// let n = server.transmit_vectored(&mut bufs);
+    /// let mut socket = Vec::new();
+    /// let written = socket.write_vectored(&bufs[..n]).unwrap();
+    /// server.advance_transmit(written);
+    /// assert_eq!(written, 4 + 4 + 4096);
+    /// assert_eq!(&socket[..8], b"\x81\x02hi\x82\x7e\x10\x00");
+    /// assert_eq!(server.transmit_len(), 0);
+    /// ```
     pub fn transmit_vectored<'a>(&'a self, bufs: &mut [std::io::IoSlice<'a>]) -> usize {
         let pieces = self
             .out_chunks
@@ -445,7 +702,22 @@ impl Connection {
         filled
     }
 
-    /// Marks `n` bytes of what waits as written.
+    /// Marks `n` bytes of what waits as written: the first `n` bytes of
+    /// [`transmit_vectored`](Self::transmit_vectored)'s pieces, which may
+    /// reach past [`transmit`](Self::transmit)'s.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use switchboard_core::ws::{Config, Connection, Message, Role};
+    /// let mut server = Connection::new(Role::Server, Arc::new(Config::default()), None);
+    /// server.send(Message::text("Hello")).unwrap();
+    /// assert_eq!(server.transmit(), b"\x81\x05Hello");
+    /// server.advance_transmit(4); // a short write
+    /// assert_eq!(server.transmit(), b"llo");
+    /// assert_eq!(server.transmit_len(), 3);
+    /// server.advance_transmit(3);
+    /// assert!(server.transmit().is_empty());
+    /// ```
     pub fn advance_transmit(&mut self, mut n: usize) {
         while n > 0
             && let Some(chunk) = self.out_chunks.front_mut()
@@ -474,7 +746,8 @@ impl Connection {
         }
     }
 
-    /// How many bytes wait to be written.
+    /// How many bytes wait to be written, over every piece (see
+    /// [`can_send`](Self::can_send)).
     pub fn transmit_len(&self) -> usize {
         self.out_chunks.iter().map(Bytes::len).sum::<usize>() + self.out.len()
     }
@@ -482,6 +755,18 @@ impl Connection {
     /// Whether the transmit buffer is below the
     /// [`write_buffer_limit`](Config::write_buffer_limit), so more may be
     /// queued without growing past the bound.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use switchboard_core::ws::{Config, Connection, Message, Role};
+    /// let config = Config { write_buffer_limit: 16, ..Config::default() };
+    /// let mut server = Connection::new(Role::Server, Arc::new(config), None);
+    /// server.send(Message::text("twenty bytes of text")).unwrap();
+    /// assert_eq!(server.transmit_len(), 2 + 20);
+    /// assert!(!server.can_send()); // the sender waits for the socket
+    /// server.advance_transmit(10);
+    /// assert!(server.can_send());
+    /// ```
     pub fn can_send(&self) -> bool {
         self.transmit_len() < self.config.write_buffer_limit
     }
@@ -490,6 +775,27 @@ impl Connection {
     /// written: the server closes first after the close handshake; the client
     /// waits for that (or gives up after the close timeout); a failed
     /// connection closes at once.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use switchboard_core::ws::{CloseFrame, Config, Connection, Event, Message, Role, State};
+    /// # let config = Arc::new(Config::default());
+    /// let mut server = Connection::new(Role::Server, config.clone(), None);
+    /// let mut client = Connection::new(Role::Client, config, None);
+    /// server.close(Some(CloseFrame::new(1001u16, "restart"))).unwrap();
+    /// client.receive(server.transmit());
+    /// server.receive(client.transmit());
+    ///
+    /// // Both sides are closed; the server closes the TCP connection ...
+    /// assert_eq!((server.state(), client.state()), (State::Closed, State::Closed));
+    /// assert!(server.should_close_transport());
+    /// // ... and the client waits for it to do so.
+    /// assert!(!client.should_close_transport());
+    /// assert!(matches!(client.poll_event(), Some(Event::Message(Message::Close(_)))));
+    /// client.handle_eof();
+    /// assert_eq!(client.poll_event(), None); // not an error after the close handshake
+    /// assert!(client.should_close_transport());
+    /// ```
     pub fn should_close_transport(&self) -> bool {
         if self.eof || self.close_timed_out {
             return true;
@@ -498,6 +804,27 @@ impl Connection {
     }
 
     /// The earliest time [`handle_timeout`](Self::handle_timeout) has work.
+    /// Timers start at the `handle_timeout` call after whatever started
+    /// them, so call it before asking.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use std::time::{Duration, Instant};
+    /// use switchboard_core::ws::{CloseFrame, Config, Connection, Role};
+    /// let config = Config { close_timeout: Duration::from_secs(5), ..Config::default() };
+    /// let mut server = Connection::new(Role::Server, Arc::new(config), None);
+    /// assert_eq!(server.poll_timeout(), None); // no keep-alive by default
+    ///
+    /// let t0 = Instant::now();
+    /// server.close(Some(CloseFrame::new(1000u16, ""))).unwrap();
+    /// server.handle_timeout(t0);
+    /// assert_eq!(server.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+    ///
+    /// // The client never answers: give up on it.
+    /// server.handle_timeout(t0 + Duration::from_secs(5));
+    /// assert!(server.should_close_transport());
+    /// assert_eq!(server.poll_timeout(), None);
+    /// ```
     pub fn poll_timeout(&self) -> Option<Instant> {
         [self.next_ping, self.pong_deadline, self.close_deadline]
             .iter()
@@ -507,6 +834,38 @@ impl Connection {
 
     /// Arms timers started since the last call and acts on those that
     /// expired: keep-alive pings, missing pongs, and close timeouts.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use std::time::{Duration, Instant};
+    /// use switchboard_core::ws::{Config, Connection, Event, KeepAlive, Message, ProtocolError, Role};
+    /// let secs = Duration::from_secs;
+    /// let keepalive = KeepAlive { interval: secs(10), timeout: secs(5) };
+    /// let config = Arc::new(Config { keepalive: Some(keepalive), ..Config::default() });
+    /// let mut server = Connection::new(Role::Server, config.clone(), None);
+    /// let mut client = Connection::new(Role::Client, config, None);
+    ///
+    /// let t0 = Instant::now();
+    /// server.handle_timeout(t0);
+    /// assert_eq!(server.poll_timeout(), Some(t0 + secs(10)));
+    /// server.handle_timeout(t0 + secs(10));
+    /// assert_eq!(server.transmit(), b"\x89\x00"); // a ping
+    /// assert_eq!(server.poll_timeout(), Some(t0 + secs(15))); // its pong's deadline
+    ///
+    /// // The client answers pings by itself.
+    /// client.receive(server.transmit());
+    /// server.advance_transmit(2);
+    /// assert_eq!(client.poll_event(), Some(Event::Message(Message::Ping("".into()))));
+    /// server.receive(client.transmit());
+    /// assert_eq!(server.poll_event(), Some(Event::Message(Message::Pong("".into()))));
+    /// assert_eq!(server.poll_timeout(), Some(t0 + secs(20))); // the next ping
+    ///
+    /// // That one goes unanswered.
+    /// server.handle_timeout(t0 + secs(20));
+    /// server.handle_timeout(t0 + secs(25));
+    /// assert_eq!(server.poll_event(), Some(Event::Failed(ProtocolError::KeepAliveTimeout)));
+    /// assert!(server.should_close_transport());
+    /// ```
     pub fn handle_timeout(&mut self, now: Instant) {
         self.next_ping.arm(now);
         self.pong_deadline.arm(now);
