@@ -13,6 +13,8 @@
 //!   5 s without progress), so TCP holds the client back.
 //! - A handler that panics, sync or async, loses only its own event: the
 //!   same socket's next event is handled.
+//! - An async connection handler (`SocketIo::ns_async`) registers the
+//!   socket's handlers, waits, and goes on after its wait.
 //! - Our client, on every runtime's driver, runs at most
 //!   `ClientBuilder::max_running_handlers` async handlers at once: past
 //!   them it reads nothing more from the server (which keeps the rest
@@ -518,6 +520,34 @@ fn stuck_handlers(runtime: RuntimeKind) -> (SocketIo, async_channel::Sender<()>)
 
 /// The scenarios on `$kind`, as the modules `tokio`, `smol`, `async_std`
 /// and `threads`.
+/// An async connection handler that registers an event's handler and then
+/// waits: the client's first event is handled at once, and what the
+/// handler does after its wait still happens.
+fn async_connect_handlers(runtime: RuntimeKind) {
+    let io = SocketIo::new(SocketIoConfig::default());
+    let (release, released) = async_channel::bounded::<()>(1);
+    io.ns_async("/", move |socket| {
+        let released = released.clone();
+        async move {
+            socket.on("hello", |socket, _| {
+                let _ = socket.emit("hi", &());
+            });
+            // A slow lookup, say.
+            let _ = released.recv().await;
+            let _ = socket.emit("ready", &());
+        }
+    });
+    let addr = spawn_socketio(runtime, io);
+    let mut conn = eio_cases::ws_open(addr, "/socket.io/?EIO=4&transport=websocket");
+    assert!(next_text(&mut conn).starts_with('0'), "the open packet");
+    eio_cases::ws_text(&mut conn, "40");
+    assert!(next_text(&mut conn).starts_with("40"), "the CONNECT answer");
+    eio_cases::ws_text(&mut conn, r#"42["hello"]"#);
+    assert_eq!(next_text(&mut conn), r#"42["hi"]"#);
+    release.try_send(()).unwrap();
+    assert_eq!(next_text(&mut conn), r#"42["ready"]"#);
+}
+
 macro_rules! runtime_suite {
     ($module:ident, $kind:expr) => {
         mod $module {
@@ -561,6 +591,11 @@ macro_rules! runtime_suite {
             #[test]
             fn a_polling_burst_waits_for_the_async_handlers() {
                 super::a_polling_burst_waits_for_the_async_handlers($kind);
+            }
+
+            #[test]
+            fn async_connect_handlers() {
+                super::async_connect_handlers($kind);
             }
 
             #[test]

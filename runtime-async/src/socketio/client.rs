@@ -45,6 +45,16 @@
 //! The client lives while a handle to it ([`SocketIoClient`],
 //! [`ClientSocket`]) does; a handler that keeps a socket keeps it alive, so
 //! end it with [`SocketIoClient::disconnect`] (or leave every namespace).
+//!
+//! # The examples
+//!
+//! `runtime` in the examples is what runs the client:
+//! `switchboard_tokio::Tokio`, `switchboard_smol::Smol::new()`, or
+//! `switchboard_threads::socketio::client::Threads` (which blocks with
+//! `wait()` where these `.await`); any [`ClientDriver`]. Examples that talk
+//! to a server only compile here; the others run, with a stand-in runtime
+//! that opens no session: their namespace keeps waiting for it, never
+//! connected, and their emits wait in its buffer.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -90,7 +100,24 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// An Engine.IO transport the client may use.
+/// An Engine.IO transport the client may use
+/// ([`ClientBuilder::transports`]).
+///
+/// ```
+/// use switchboard_async::socketio::client::{ClientBuilder, Transport};
+/// # #[derive(Clone, Copy)]
+/// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+/// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+/// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+/// # }
+/// # let runtime = Offline;
+///
+/// // socket.io-client: io(url, { transports: ["websocket"] })
+/// let socket = ClientBuilder::new("http://localhost:3000")
+///     .transports([Transport::WebSocket])
+///     .build(runtime)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
     /// HTTP long-polling.
@@ -99,7 +126,35 @@ pub enum Transport {
     WebSocket,
 }
 
-/// A client that could not be set up.
+/// A client that could not be set up: from [`ClientBuilder::build`] and
+/// [`SocketIoClient::new`] ([`ClientBuilder::connect`] reports it as
+/// [`ConnectError::Transport`] with its message).
+///
+/// ```
+/// use std::collections::HashMap;
+/// use switchboard_async::socketio::client::{BuildError, ClientBuilder};
+/// use switchboard_core::engineio::client::ConfigError;
+/// # #[derive(Clone, Copy)]
+/// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+/// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+/// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+/// # }
+/// # let runtime = Offline;
+///
+/// let tls = ClientBuilder::new("https://example.com").build(runtime);
+/// assert_eq!(tls.unwrap_err(), BuildError::TlsUnsupported);
+///
+/// let no_scheme = ClientBuilder::new("localhost:3000").build(runtime);
+/// assert!(matches!(no_scheme, Err(BuildError::Config(ConfigError::InvalidUrl(_)))));
+///
+/// let nothing_allowed = ClientBuilder::new("http://localhost:3000").transports([]);
+/// let error = nothing_allowed.build(runtime).unwrap_err();
+/// assert_eq!(error, BuildError::Config(ConfigError::NoTransport));
+///
+/// let not_json = HashMap::from([((1, 2), "keys that are not strings")]);
+/// let bad_auth = ClientBuilder::new("http://localhost:3000").auth(&not_json);
+/// assert!(matches!(bad_auth.build(runtime), Err(BuildError::Auth(_))));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
@@ -118,7 +173,36 @@ pub enum BuildError {
 // The driver's side.
 
 /// An open Engine.IO session, as the hub sees it: a runtime's client
-/// sender.
+/// sender. A driver hands one to [`ClientHub::session_opened`].
+///
+/// A session that keeps what it is sent, for a test:
+///
+/// ```
+/// use std::sync::Mutex;
+/// use switchboard_async::socketio::client::EngineLink;
+/// use switchboard_core::engineio::MessageData;
+/// use switchboard_core::engineio::client::ClientSendError;
+///
+/// #[derive(Default)]
+/// struct Recorder(Mutex<Option<Vec<MessageData>>>); // `None` once closed
+///
+/// impl EngineLink for Recorder {
+///     fn send(&self, message: MessageData) -> Result<(), ClientSendError> {
+///         let mut sent = self.0.lock().unwrap();
+///         sent.as_mut().ok_or(ClientSendError::Closed)?.push(message);
+///         Ok(())
+///     }
+///
+///     fn close(&self) {
+///         self.0.lock().unwrap().take();
+///     }
+/// }
+///
+/// let link = Recorder(Mutex::new(Some(Vec::new())));
+/// link.send(r#"2["chat","hi"]"#.into()).unwrap();
+/// link.close();
+/// assert_eq!(link.send("2".into()), Err(ClientSendError::Closed));
+/// ```
 pub trait EngineLink: Send + Sync {
     /// Queues a message on the session.
     fn send(&self, message: MessageData) -> Result<(), ClientSendError>;
@@ -139,10 +223,65 @@ impl EngineLink for ClientSender {
 /// What runs a client: opens the Engine.IO sessions its [`ClientHub`] asks
 /// for and reports on them, and runs its timers. Every async [`Runtime`]
 /// is one (a driver task); `switchboard-threads` has its own (a driver
-/// thread).
+/// thread). [`ClientHub`] shows the driver's side step by step.
+///
+/// A driver that is one of two runtimes, chosen at run time (a test suite
+/// running the same cases on each, say):
+///
+/// ```
+/// use std::sync::Arc;
+/// use switchboard_async::Runtime;
+/// use switchboard_async::socketio::client::{ClientBuilder, ClientDriver, ClientHub};
+///
+/// enum Either<A, B> {
+///     Left(A),
+///     Right(B),
+/// }
+///
+/// impl<A: Runtime, B: Runtime> ClientDriver for Either<A, B> {
+///     fn start(self, hub: Arc<ClientHub>) {
+///         match self {
+///             Either::Left(runtime) => runtime.start(hub),
+///             Either::Right(runtime) => runtime.start(hub),
+///         }
+///     }
+/// }
+///
+/// async fn join<A, B>(driver: Either<A, B>) -> Result<(), Box<dyn std::error::Error>>
+/// where
+///     A: Runtime,
+///     B: Runtime,
+/// {
+///     let socket = ClientBuilder::new("http://localhost:3000").connect(driver).await?;
+///     socket.emit("hello", &())?;
+///     Ok(())
+/// }
+/// ```
 pub trait ClientDriver {
     /// Starts driving `hub`: called once, when the client is made. The
     /// driver should hold the hub weakly, and stop once it is gone.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Weak};
+    /// use switchboard_async::socketio::client::{ClientBuilder, ClientDriver, ClientHub};
+    ///
+    /// /// Keeps the hub for a test to drive by hand.
+    /// struct Keep(Arc<std::sync::Mutex<Weak<ClientHub>>>);
+    ///
+    /// impl ClientDriver for Keep {
+    ///     fn start(self, hub: Arc<ClientHub>) {
+    ///         *self.0.lock().unwrap() = Arc::downgrade(&hub);
+    ///     }
+    /// }
+    ///
+    /// let kept = Arc::default();
+    /// let socket = ClientBuilder::new("http://localhost:3000").build(Keep(Arc::clone(&kept)))?;
+    /// let hub = kept.lock().unwrap().upgrade().expect("alive while the socket is");
+    /// assert!(hub.take_open_request().is_some()); // the session to open
+    /// drop((socket, hub));
+    /// assert!(kept.lock().unwrap().upgrade().is_none()); // the client is gone: stop
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn start(self, hub: Arc<ClientHub>);
 }
 
@@ -268,6 +407,15 @@ async fn run_session<R: Runtime>(
 
 /// How many of a client's async handlers may run at once by default
 /// ([`ClientBuilder::max_running_handlers`]).
+///
+/// ```
+/// use switchboard_async::socketio::client::{ClientBuilder, DEFAULT_MAX_RUNNING_HANDLERS};
+///
+/// assert_eq!(DEFAULT_MAX_RUNNING_HANDLERS, 1024);
+/// // Twice the default, for handlers that mostly wait on something else:
+/// let builder = ClientBuilder::new("http://localhost:3000")
+///     .max_running_handlers(2 * DEFAULT_MAX_RUNNING_HANDLERS);
+/// ```
 pub const DEFAULT_MAX_RUNNING_HANDLERS: usize = 1024;
 
 /// The client's async handlers running at once, and the driver waiting for
@@ -316,6 +464,15 @@ impl fmt::Debug for HandlerGate {
 
 impl HandlerGate {
     /// A gate letting `max` handlers (at least one) run at once.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::HandlerGate;
+    ///
+    /// let gate = HandlerGate::new(0); // taken as 1
+    /// let first = gate.enter();
+    /// assert_eq!(gate.running(), 1);
+    /// assert!(!gate.has_room());
+    /// ```
     pub fn new(max: usize) -> Arc<Self> {
         Arc::new(HandlerGate {
             state: Mutex::new(GateState {
@@ -344,6 +501,16 @@ impl HandlerGate {
 
     /// A pass for a handler starting now, held until it ends. Never waits:
     /// the driver waits for room before it hands over what starts handlers.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::HandlerGate;
+    ///
+    /// let gate = HandlerGate::new(1);
+    /// let passes = [gate.enter(), gate.enter()]; // past the limit: still given
+    /// assert_eq!(gate.running(), 2);
+    /// drop(passes);
+    /// assert_eq!(gate.running(), 0);
+    /// ```
     pub fn enter(self: &Arc<Self>) -> HandlerPass {
         self.state().running += 1;
         HandlerPass { gate: self.clone() }
@@ -364,6 +531,19 @@ impl HandlerGate {
     /// Blocks until fewer than the limit run, `deadline` passes, or
     /// [`HandlerGate::nudge`] is called (for a driver thread); whether
     /// there is room.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use switchboard_async::socketio::client::HandlerGate;
+    ///
+    /// let gate = HandlerGate::new(1);
+    /// assert!(gate.wait_for_room(None)); // room: at once
+    /// let pass = gate.enter();
+    /// let soon = Instant::now() + Duration::from_millis(10);
+    /// assert!(!gate.wait_for_room(Some(soon))); // full until the deadline
+    /// std::thread::spawn(move || drop(pass)); // the handler ends elsewhere
+    /// assert!(gate.wait_for_room(None));
+    /// ```
     pub fn wait_for_room(&self, deadline: Option<Instant>) -> bool {
         let mut state = self.state();
         while state.running >= self.max {
@@ -393,6 +573,15 @@ impl HandlerGate {
     /// Has a driver thread blocked in [`HandlerGate::wait_for_room`] return
     /// (now, or at its next wait): the deadline it waits with moved, say
     /// because a handler asked for an ack.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::HandlerGate;
+    ///
+    /// let gate = HandlerGate::new(1);
+    /// let _pass = gate.enter();
+    /// gate.nudge();
+    /// assert!(!gate.wait_for_room(None)); // returns, without room, to look again
+    /// ```
     pub fn nudge(&self) {
         self.state().nudged = true;
         self.freed.notify_all();
@@ -401,6 +590,20 @@ impl HandlerGate {
 
 /// A running handler's place under [`HandlerGate`]'s limit; dropping it
 /// (the handler ended, or its task was dropped) frees it.
+///
+/// ```
+/// use switchboard_async::socketio::client::HandlerGate;
+///
+/// let gate = HandlerGate::new(1);
+/// let pass = gate.enter();
+/// let handler = async move {
+///     // ... the handler's work ...
+///     drop(pass); // or dropped with the task, if it never ends
+/// };
+/// assert!(!gate.has_room());
+/// futures_executor::block_on(handler);
+/// assert!(gate.has_room());
+/// ```
 #[derive(Debug)]
 pub struct HandlerPass {
     gate: Arc<HandlerGate>,
@@ -476,6 +679,64 @@ struct Session {
 /// lock, the handlers, the acks waited for, and the session. Applications
 /// use [`SocketIoClient`] and [`ClientSocket`]; the methods here are for
 /// [`ClientDriver`]s.
+///
+/// A driver opens the session [`ClientHub::take_open_request`] asks for and
+/// reports on it ([`ClientHub::session_opened`], then each message to
+/// [`ClientHub::session_message`], and [`ClientHub::session_closed`];
+/// [`ClientHub::session_failed`] if it could not be opened), and runs
+/// [`ClientHub::run_timers`] at [`ClientHub::poll_timeout`]. Here, as in the
+/// examples of these methods, a test does it by hand: `driver` hands over
+/// the hub it is started with (`handed`), and `Wire` is an [`EngineLink`]
+/// keeping the text it is sent (`Wire::take`).
+///
+/// ```
+/// use switchboard_async::socketio::client::ClientBuilder;
+/// # type Hub = std::sync::Arc<switchboard_async::socketio::client::ClientHub>;
+/// # struct ByHand(std::sync::mpsc::Sender<Hub>); // a driver that hands its hub over
+/// # impl switchboard_async::socketio::client::ClientDriver for ByHand {
+/// #     fn start(self, hub: Hub) {
+/// #         self.0.send(hub).unwrap()
+/// #     }
+/// # }
+/// # #[derive(Clone, Default)] // a session that keeps the text it is sent
+/// # struct Wire(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+/// # impl Wire {
+/// #     fn take(&self) -> Vec<String> {
+/// #         std::mem::take(&mut *self.0.lock().unwrap())
+/// #     }
+/// # }
+/// # impl switchboard_async::socketio::client::EngineLink for Wire {
+/// #     fn send(
+/// #         &self,
+/// #         message: switchboard_core::engineio::MessageData,
+/// #     ) -> Result<(), switchboard_core::engineio::client::ClientSendError> {
+/// #         if let switchboard_core::engineio::MessageData::Text(text) = message {
+/// #             self.0.lock().unwrap().push(text.as_str().to_owned());
+/// #         }
+/// #         Ok(())
+/// #     }
+/// #     fn close(&self) {}
+/// # }
+/// # let (driver, handed) = {
+/// #     let (tx, rx) = std::sync::mpsc::channel();
+/// #     (ByHand(tx), rx)
+/// # };
+///
+/// let socket = ClientBuilder::new("http://localhost:3000")
+///     .on("question", |_socket, mut event| {
+///         let _ = event.take_ack().unwrap().send("42");
+///     })
+///     .build(driver)?;
+/// let hub = handed.recv()?;
+/// let generation = hub.take_open_request().expect("a session is asked for");
+/// let wire = Wire::default();
+/// hub.session_opened(generation, Box::new(wire.clone()), "eio-sid");
+/// hub.session_message(generation, r#"0{"sid":"s1"}"#.into()); // the server's CONNECT
+/// assert_eq!(socket.id().as_deref(), Some("s1"));
+/// hub.session_message(generation, r#"21["question"]"#.into()); // asks for ack 1
+/// assert_eq!(wire.take(), ["0", r#"31["42"]"#]); // our CONNECT, our answer
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct ClientHub {
     core: Mutex<Core>,
     engine_config: EngineConfig,
@@ -513,46 +774,378 @@ impl Drop for ClientHub {
 
 impl ClientHub {
     /// The Engine.IO settings of the sessions to open.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # type Hub = std::sync::Arc<switchboard_async::socketio::client::ClientHub>;
+    /// # struct ByHand(std::sync::mpsc::Sender<Hub>); // a driver that hands its hub over
+    /// # impl switchboard_async::socketio::client::ClientDriver for ByHand {
+    /// #     fn start(self, hub: Hub) {
+    /// #         self.0.send(hub).unwrap()
+    /// #     }
+    /// # }
+    /// # #[derive(Clone, Default)] // a session that keeps the text it is sent
+    /// # struct Wire(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+    /// # impl Wire {
+    /// #     fn take(&self) -> Vec<String> {
+    /// #         std::mem::take(&mut *self.0.lock().unwrap())
+    /// #     }
+    /// # }
+    /// # impl switchboard_async::socketio::client::EngineLink for Wire {
+    /// #     fn send(
+    /// #         &self,
+    /// #         message: switchboard_core::engineio::MessageData,
+    /// #     ) -> Result<(), switchboard_core::engineio::client::ClientSendError> {
+    /// #         if let switchboard_core::engineio::MessageData::Text(text) = message {
+    /// #             self.0.lock().unwrap().push(text.as_str().to_owned());
+    /// #         }
+    /// #         Ok(())
+    /// #     }
+    /// #     fn close(&self) {}
+    /// # }
+    /// # let (driver, handed) = {
+    /// #     let (tx, rx) = std::sync::mpsc::channel();
+    /// #     (ByHand(tx), rx)
+    /// # };
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000/chat?v=2")
+    ///     .path("/realtime")
+    ///     .build(driver)?;
+    /// let engine = handed.recv()?.engine_config().clone();
+    /// assert_eq!((engine.host.as_str(), engine.port), ("localhost", 3000));
+    /// assert_eq!(engine.path, "/realtime/");
+    /// assert_eq!(engine.query, [("v".to_owned(), "2".to_owned())]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn engine_config(&self) -> &EngineConfig {
         &self.engine_config
     }
 
     /// Sets how to wake the driver (when a command moved the deadline or
     /// asked for a session). Only the first call counts.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use switchboard_async::socketio::client::{CoreConfig, SocketIoClient};
+    /// use switchboard_core::engineio::client::ClientConfig as EngineConfig;
+    /// # type Hub = std::sync::Arc<switchboard_async::socketio::client::ClientHub>;
+    /// # struct ByHand(std::sync::mpsc::Sender<Hub>); // a driver that hands its hub over
+    /// # impl switchboard_async::socketio::client::ClientDriver for ByHand {
+    /// #     fn start(self, hub: Hub) {
+    /// #         self.0.send(hub).unwrap()
+    /// #     }
+    /// # }
+    /// # #[derive(Clone, Default)] // a session that keeps the text it is sent
+    /// # struct Wire(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+    /// # impl Wire {
+    /// #     fn take(&self) -> Vec<String> {
+    /// #         std::mem::take(&mut *self.0.lock().unwrap())
+    /// #     }
+    /// # }
+    /// # impl switchboard_async::socketio::client::EngineLink for Wire {
+    /// #     fn send(
+    /// #         &self,
+    /// #         message: switchboard_core::engineio::MessageData,
+    /// #     ) -> Result<(), switchboard_core::engineio::client::ClientSendError> {
+    /// #         if let switchboard_core::engineio::MessageData::Text(text) = message {
+    /// #             self.0.lock().unwrap().push(text.as_str().to_owned());
+    /// #         }
+    /// #         Ok(())
+    /// #     }
+    /// #     fn close(&self) {}
+    /// # }
+    /// # let (driver, handed) = {
+    /// #     let (tx, rx) = std::sync::mpsc::channel();
+    /// #     (ByHand(tx), rx)
+    /// # };
+    ///
+    /// let engine = EngineConfig::from_url("http://localhost:3000/socket.io/")?;
+    /// let io = SocketIoClient::new(driver, engine, CoreConfig::default())?;
+    /// let hub = handed.recv()?;
+    /// let wakes = Arc::new(AtomicUsize::new(0));
+    /// let counter = Arc::clone(&wakes);
+    /// hub.set_wake(move || {
+    ///     counter.fetch_add(1, Ordering::Relaxed);
+    /// });
+    /// let _joining = io.socket("/").connect(); // asks for a session
+    /// assert_eq!(wakes.load(Ordering::Relaxed), 1);
+    /// assert!(hub.take_open_request().is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_wake(&self, wake: impl Fn() + Send + Sync + 'static) {
         let _ = self.wake.set(Box::new(wake));
     }
 
     /// Runs async handlers through `spawner`. Only the first call counts;
     /// without one, an async handler runs on a thread of its own.
+    ///
+    /// A driver on a runtime spawns them as tasks:
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use switchboard_async::Runtime;
+    /// use switchboard_async::socketio::client::ClientHub;
+    ///
+    /// fn spawn_handlers_on<R: Runtime>(runtime: R, hub: &ClientHub) {
+    ///     hub.set_spawner(Arc::new(move |handler| runtime.spawn(handler)));
+    /// }
+    /// ```
     pub fn set_spawner(&self, spawner: Spawner) {
         let _ = self.spawner.set(spawner);
     }
 
     /// The async handlers running: a driver hands the hub nothing more from
     /// the session ([`ClientHub::session_message`]) while it has no room.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # type Hub = std::sync::Arc<switchboard_async::socketio::client::ClientHub>;
+    /// # struct ByHand(std::sync::mpsc::Sender<Hub>); // a driver that hands its hub over
+    /// # impl switchboard_async::socketio::client::ClientDriver for ByHand {
+    /// #     fn start(self, hub: Hub) {
+    /// #         self.0.send(hub).unwrap()
+    /// #     }
+    /// # }
+    /// # #[derive(Clone, Default)] // a session that keeps the text it is sent
+    /// # struct Wire(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+    /// # impl Wire {
+    /// #     fn take(&self) -> Vec<String> {
+    /// #         std::mem::take(&mut *self.0.lock().unwrap())
+    /// #     }
+    /// # }
+    /// # impl switchboard_async::socketio::client::EngineLink for Wire {
+    /// #     fn send(
+    /// #         &self,
+    /// #         message: switchboard_core::engineio::MessageData,
+    /// #     ) -> Result<(), switchboard_core::engineio::client::ClientSendError> {
+    /// #         if let switchboard_core::engineio::MessageData::Text(text) = message {
+    /// #             self.0.lock().unwrap().push(text.as_str().to_owned());
+    /// #         }
+    /// #         Ok(())
+    /// #     }
+    /// #     fn close(&self) {}
+    /// # }
+    /// # let (driver, handed) = {
+    /// #     let (tx, rx) = std::sync::mpsc::channel();
+    /// #     (ByHand(tx), rx)
+    /// # };
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .max_running_handlers(8)
+    ///     .build(driver)?;
+    /// let hub = handed.recv()?;
+    /// // A driver thread, before it reads from the session again:
+    /// if hub.handler_gate().wait_for_room(hub.poll_timeout()) {
+    ///     // ... read, and hand the messages to hub.session_message ...
+    /// } else {
+    ///     hub.run_timers(); // a deadline came first
+    /// }
+    /// assert_eq!(hub.handler_gate().running(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn handler_gate(&self) -> &Arc<HandlerGate> {
         &self.handlers_running
     }
 
     /// A session to open, if one was asked for: its generation, to report
     /// it with.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # type Hub = std::sync::Arc<switchboard_async::socketio::client::ClientHub>;
+    /// # struct ByHand(std::sync::mpsc::Sender<Hub>); // a driver that hands its hub over
+    /// # impl switchboard_async::socketio::client::ClientDriver for ByHand {
+    /// #     fn start(self, hub: Hub) {
+    /// #         self.0.send(hub).unwrap()
+    /// #     }
+    /// # }
+    /// # #[derive(Clone, Default)] // a session that keeps the text it is sent
+    /// # struct Wire(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+    /// # impl Wire {
+    /// #     fn take(&self) -> Vec<String> {
+    /// #         std::mem::take(&mut *self.0.lock().unwrap())
+    /// #     }
+    /// # }
+    /// # impl switchboard_async::socketio::client::EngineLink for Wire {
+    /// #     fn send(
+    /// #         &self,
+    /// #         message: switchboard_core::engineio::MessageData,
+    /// #     ) -> Result<(), switchboard_core::engineio::client::ClientSendError> {
+    /// #         if let switchboard_core::engineio::MessageData::Text(text) = message {
+    /// #             self.0.lock().unwrap().push(text.as_str().to_owned());
+    /// #         }
+    /// #         Ok(())
+    /// #     }
+    /// #     fn close(&self) {}
+    /// # }
+    /// # let (driver, handed) = {
+    /// #     let (tx, rx) = std::sync::mpsc::channel();
+    /// #     (ByHand(tx), rx)
+    /// # };
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000").build(driver)?;
+    /// let hub = handed.recv()?;
+    /// let generation = hub.take_open_request().expect("joining asks for a session");
+    /// assert_eq!(hub.take_open_request(), None); // taken
+    /// // ... open it, then report with `generation`:
+    /// hub.session_failed(generation, "connection refused".to_owned());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn take_open_request(&self) -> Option<u64> {
         let mut session = lock(&self.session);
         std::mem::take(&mut session.open_requested).then_some(session.generation)
     }
 
-    /// When [`ClientHub::run_timers`] should run next.
+    /// When [`ClientHub::run_timers`] should run next: an ack's deadline, or
+    /// the next reconnection attempt.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # type Hub = std::sync::Arc<switchboard_async::socketio::client::ClientHub>;
+    /// # struct ByHand(std::sync::mpsc::Sender<Hub>); // a driver that hands its hub over
+    /// # impl switchboard_async::socketio::client::ClientDriver for ByHand {
+    /// #     fn start(self, hub: Hub) {
+    /// #         self.0.send(hub).unwrap()
+    /// #     }
+    /// # }
+    /// # #[derive(Clone, Default)] // a session that keeps the text it is sent
+    /// # struct Wire(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+    /// # impl Wire {
+    /// #     fn take(&self) -> Vec<String> {
+    /// #         std::mem::take(&mut *self.0.lock().unwrap())
+    /// #     }
+    /// # }
+    /// # impl switchboard_async::socketio::client::EngineLink for Wire {
+    /// #     fn send(
+    /// #         &self,
+    /// #         message: switchboard_core::engineio::MessageData,
+    /// #     ) -> Result<(), switchboard_core::engineio::client::ClientSendError> {
+    /// #         if let switchboard_core::engineio::MessageData::Text(text) = message {
+    /// #             self.0.lock().unwrap().push(text.as_str().to_owned());
+    /// #         }
+    /// #         Ok(())
+    /// #     }
+    /// #     fn close(&self) {}
+    /// # }
+    /// # let (driver, handed) = {
+    /// #     let (tx, rx) = std::sync::mpsc::channel();
+    /// #     (ByHand(tx), rx)
+    /// # };
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000").build(driver)?;
+    /// let hub = handed.recv()?;
+    /// assert_eq!(hub.poll_timeout(), None); // nothing due
+    /// let before = Instant::now();
+    /// let _answer = socket.emit_with_ack("sum", &(1, 2), Duration::from_secs(5))?;
+    /// let due = hub.poll_timeout().expect("the ack's deadline");
+    /// assert!(due >= before + Duration::from_secs(5));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn poll_timeout(&self) -> Option<Instant> {
         lock(&self.core).poll_timeout()
     }
 
-    /// Runs the core's timers.
+    /// Runs the core's timers: fails the acks past their deadline, and starts
+    /// a reconnection attempt when its delay is over (see
+    /// [`ClientHub::session_closed`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_async::socketio::client::{AckError, ClientBuilder};
+    /// # type Hub = std::sync::Arc<switchboard_async::socketio::client::ClientHub>;
+    /// # struct ByHand(std::sync::mpsc::Sender<Hub>); // a driver that hands its hub over
+    /// # impl switchboard_async::socketio::client::ClientDriver for ByHand {
+    /// #     fn start(self, hub: Hub) {
+    /// #         self.0.send(hub).unwrap()
+    /// #     }
+    /// # }
+    /// # #[derive(Clone, Default)] // a session that keeps the text it is sent
+    /// # struct Wire(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+    /// # impl Wire {
+    /// #     fn take(&self) -> Vec<String> {
+    /// #         std::mem::take(&mut *self.0.lock().unwrap())
+    /// #     }
+    /// # }
+    /// # impl switchboard_async::socketio::client::EngineLink for Wire {
+    /// #     fn send(
+    /// #         &self,
+    /// #         message: switchboard_core::engineio::MessageData,
+    /// #     ) -> Result<(), switchboard_core::engineio::client::ClientSendError> {
+    /// #         if let switchboard_core::engineio::MessageData::Text(text) = message {
+    /// #             self.0.lock().unwrap().push(text.as_str().to_owned());
+    /// #         }
+    /// #         Ok(())
+    /// #     }
+    /// #     fn close(&self) {}
+    /// # }
+    /// # let (driver, handed) = {
+    /// #     let (tx, rx) = std::sync::mpsc::channel();
+    /// #     (ByHand(tx), rx)
+    /// # };
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000").build(driver)?;
+    /// let hub = handed.recv()?;
+    /// let answer = socket.emit_with_ack("sum", &(1, 2), Duration::ZERO)?;
+    /// hub.run_timers(); // the deadline passed
+    /// assert_eq!(answer.wait(), Err(AckError::Timeout));
+    /// assert_eq!(hub.poll_timeout(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn run_timers(&self) {
         self.with_core(|core| core.handle_timeout(Instant::now()));
     }
 
-    /// The session of `generation` opened, with Engine.IO session id `sid`.
+    /// The session of `generation` opened, with Engine.IO session id `sid`:
+    /// every namespace waiting for it sends its CONNECT over `link`. The link
+    /// of a stale generation (the session was closed, or another asked for,
+    /// meanwhile) is closed at once.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # type Hub = std::sync::Arc<switchboard_async::socketio::client::ClientHub>;
+    /// # struct ByHand(std::sync::mpsc::Sender<Hub>); // a driver that hands its hub over
+    /// # impl switchboard_async::socketio::client::ClientDriver for ByHand {
+    /// #     fn start(self, hub: Hub) {
+    /// #         self.0.send(hub).unwrap()
+    /// #     }
+    /// # }
+    /// # #[derive(Clone, Default)] // a session that keeps the text it is sent
+    /// # struct Wire(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+    /// # impl Wire {
+    /// #     fn take(&self) -> Vec<String> {
+    /// #         std::mem::take(&mut *self.0.lock().unwrap())
+    /// #     }
+    /// # }
+    /// # impl switchboard_async::socketio::client::EngineLink for Wire {
+    /// #     fn send(
+    /// #         &self,
+    /// #         message: switchboard_core::engineio::MessageData,
+    /// #     ) -> Result<(), switchboard_core::engineio::client::ClientSendError> {
+    /// #         if let switchboard_core::engineio::MessageData::Text(text) = message {
+    /// #             self.0.lock().unwrap().push(text.as_str().to_owned());
+    /// #         }
+    /// #         Ok(())
+    /// #     }
+    /// #     fn close(&self) {}
+    /// # }
+    /// # let (driver, handed) = {
+    /// #     let (tx, rx) = std::sync::mpsc::channel();
+    /// #     (ByHand(tx), rx)
+    /// # };
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .auth(&serde_json::json!({ "token": "abc" }))
+    ///     .build(driver)?;
+    /// let hub = handed.recv()?;
+    /// let generation = hub.take_open_request().unwrap();
+    /// let wire = Wire::default();
+    /// hub.session_opened(generation, Box::new(wire.clone()), "eio-sid");
+    /// assert_eq!(wire.take(), [r#"0{"token":"abc"}"#]); // CONNECT with the auth
+    /// assert!(hub.poll_timeout().is_none() && !socket.connected()); // waiting for the answer
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn session_opened(&self, generation: u64, link: Box<dyn EngineLink>, sid: &str) {
         {
             let mut session = lock(&self.session);
@@ -566,7 +1159,56 @@ impl ClientHub {
         self.with_core(|core| core.handle_engine_open(sid, Instant::now()));
     }
 
-    /// The session of `generation` failed to open.
+    /// The session of `generation` failed to open (`error` says why): the
+    /// namespaces waiting for it get [`ConnectError::Transport`], and the
+    /// client tries again later when reconnection is on. Stale generations are
+    /// ignored.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::{ClientBuilder, ConnectError};
+    /// # type Hub = std::sync::Arc<switchboard_async::socketio::client::ClientHub>;
+    /// # struct ByHand(std::sync::mpsc::Sender<Hub>); // a driver that hands its hub over
+    /// # impl switchboard_async::socketio::client::ClientDriver for ByHand {
+    /// #     fn start(self, hub: Hub) {
+    /// #         self.0.send(hub).unwrap()
+    /// #     }
+    /// # }
+    /// # #[derive(Clone, Default)] // a session that keeps the text it is sent
+    /// # struct Wire(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+    /// # impl Wire {
+    /// #     fn take(&self) -> Vec<String> {
+    /// #         std::mem::take(&mut *self.0.lock().unwrap())
+    /// #     }
+    /// # }
+    /// # impl switchboard_async::socketio::client::EngineLink for Wire {
+    /// #     fn send(
+    /// #         &self,
+    /// #         message: switchboard_core::engineio::MessageData,
+    /// #     ) -> Result<(), switchboard_core::engineio::client::ClientSendError> {
+    /// #         if let switchboard_core::engineio::MessageData::Text(text) = message {
+    /// #             self.0.lock().unwrap().push(text.as_str().to_owned());
+    /// #         }
+    /// #         Ok(())
+    /// #     }
+    /// #     fn close(&self) {}
+    /// # }
+    /// # let (driver, handed) = {
+    /// #     let (tx, rx) = std::sync::mpsc::channel();
+    /// #     (ByHand(tx), rx)
+    /// # };
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .reconnection(false)
+    ///     .build(driver)?;
+    /// let hub = handed.recv()?;
+    /// let joining = socket.connect(); // also waits for the answer
+    /// let generation = hub.take_open_request().unwrap();
+    /// hub.session_failed(generation, "connection refused".to_owned());
+    /// let error = ConnectError::Transport("connection refused".to_owned());
+    /// assert_eq!(joining.wait(), Err(error));
+    /// assert!(!socket.active()); // no reconnection
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn session_failed(&self, generation: u64, error: String) {
         if !self.current(generation) {
             return;
@@ -574,7 +1216,57 @@ impl ClientHub {
         self.with_core(|core| core.handle_engine_error(error, Instant::now()));
     }
 
-    /// A message arrived on the session of `generation`.
+    /// A message arrived on the session of `generation` (stale generations
+    /// are ignored). The handlers of sync events run before it returns.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # type Hub = std::sync::Arc<switchboard_async::socketio::client::ClientHub>;
+    /// # struct ByHand(std::sync::mpsc::Sender<Hub>); // a driver that hands its hub over
+    /// # impl switchboard_async::socketio::client::ClientDriver for ByHand {
+    /// #     fn start(self, hub: Hub) {
+    /// #         self.0.send(hub).unwrap()
+    /// #     }
+    /// # }
+    /// # #[derive(Clone, Default)] // a session that keeps the text it is sent
+    /// # struct Wire(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+    /// # impl Wire {
+    /// #     fn take(&self) -> Vec<String> {
+    /// #         std::mem::take(&mut *self.0.lock().unwrap())
+    /// #     }
+    /// # }
+    /// # impl switchboard_async::socketio::client::EngineLink for Wire {
+    /// #     fn send(
+    /// #         &self,
+    /// #         message: switchboard_core::engineio::MessageData,
+    /// #     ) -> Result<(), switchboard_core::engineio::client::ClientSendError> {
+    /// #         if let switchboard_core::engineio::MessageData::Text(text) = message {
+    /// #             self.0.lock().unwrap().push(text.as_str().to_owned());
+    /// #         }
+    /// #         Ok(())
+    /// #     }
+    /// #     fn close(&self) {}
+    /// # }
+    /// # let (driver, handed) = {
+    /// #     let (tx, rx) = std::sync::mpsc::channel();
+    /// #     (ByHand(tx), rx)
+    /// # };
+    ///
+    /// let (news_tx, news) = mpsc::channel();
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .on("news", move |_socket, event| {
+    ///         news_tx.send(event.arg::<String>(0).unwrap()).unwrap();
+    ///     })
+    ///     .build(driver)?;
+    /// let hub = handed.recv()?;
+    /// let generation = hub.take_open_request().unwrap();
+    /// hub.session_opened(generation, Box::new(Wire::default()), "eio-sid");
+    /// hub.session_message(generation, r#"0{"sid":"s1"}"#.into());
+    /// hub.session_message(generation, r#"2["news","rain"]"#.into());
+    /// assert_eq!(news.try_recv()?, "rain");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn session_message(&self, generation: u64, message: MessageData) {
         if !self.current(generation) {
             return;
@@ -582,7 +1274,62 @@ impl ClientHub {
         self.with_core(|core| core.handle_engine_message(message, Instant::now()));
     }
 
-    /// The session of `generation` closed.
+    /// The session of `generation` closed on its own (stale generations are
+    /// ignored): connected namespaces disconnect, and the client reconnects
+    /// when reconnection is on.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use std::time::Duration;
+    /// use switchboard_async::socketio::client::{ClientBuilder, DisconnectReason};
+    /// use switchboard_core::engineio::client::ClientCloseReason;
+    /// # type Hub = std::sync::Arc<switchboard_async::socketio::client::ClientHub>;
+    /// # struct ByHand(std::sync::mpsc::Sender<Hub>); // a driver that hands its hub over
+    /// # impl switchboard_async::socketio::client::ClientDriver for ByHand {
+    /// #     fn start(self, hub: Hub) {
+    /// #         self.0.send(hub).unwrap()
+    /// #     }
+    /// # }
+    /// # #[derive(Clone, Default)] // a session that keeps the text it is sent
+    /// # struct Wire(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+    /// # impl Wire {
+    /// #     fn take(&self) -> Vec<String> {
+    /// #         std::mem::take(&mut *self.0.lock().unwrap())
+    /// #     }
+    /// # }
+    /// # impl switchboard_async::socketio::client::EngineLink for Wire {
+    /// #     fn send(
+    /// #         &self,
+    /// #         message: switchboard_core::engineio::MessageData,
+    /// #     ) -> Result<(), switchboard_core::engineio::client::ClientSendError> {
+    /// #         if let switchboard_core::engineio::MessageData::Text(text) = message {
+    /// #             self.0.lock().unwrap().push(text.as_str().to_owned());
+    /// #         }
+    /// #         Ok(())
+    /// #     }
+    /// #     fn close(&self) {}
+    /// # }
+    /// # let (driver, handed) = {
+    /// #     let (tx, rx) = std::sync::mpsc::channel();
+    /// #     (ByHand(tx), rx)
+    /// # };
+    ///
+    /// let (reasons_tx, reasons) = mpsc::channel();
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .reconnection_delay(Duration::ZERO) // reconnect at once, for the test
+    ///     .on_disconnect(move |_socket, reason| reasons_tx.send(reason).unwrap())
+    ///     .build(driver)?;
+    /// let hub = handed.recv()?;
+    /// let generation = hub.take_open_request().unwrap();
+    /// hub.session_opened(generation, Box::new(Wire::default()), "eio-sid");
+    /// hub.session_message(generation, r#"0{"sid":"s1"}"#.into());
+    /// hub.session_closed(generation, ClientCloseReason::TransportClose);
+    /// assert_eq!(reasons.try_recv()?, DisconnectReason::TransportClose);
+    /// assert!(!socket.connected() && socket.active()); // reconnecting
+    /// hub.run_timers(); // the delay is over
+    /// assert!(hub.take_open_request().is_some()); // the next session
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn session_closed(&self, generation: u64, reason: ClientCloseReason) {
         {
             let mut session = lock(&self.session);
@@ -830,6 +1577,25 @@ impl ClientHub {
 /// A Socket.IO client: one Engine.IO session at a time (reopened on its
 /// own after a loss), shared by the namespaces joined over it (Node's
 /// `Manager`). Cloning is cheap.
+///
+/// Two namespaces over one session, as with socket.io-client's
+/// `socket.io.socket("/admin")`:
+///
+/// ```
+/// use switchboard_async::socketio::client::ClientBuilder;
+/// # async fn run<R: switchboard_async::Runtime>(runtime: R) -> Result<(), Box<dyn std::error::Error>> {
+/// let socket = ClientBuilder::new("http://localhost:3000").connect(runtime).await?;
+/// let io = socket.io();
+/// io.on_reconnect(|attempts| println!("back after {attempts} attempts"));
+///
+/// let admin = io.socket("/admin");
+/// admin.on("stats", |_admin, event| println!("stats: {:?}", event.payload().values()));
+/// admin.connect_with_auth(&serde_json::json!({ "token": "secret" }))?.await?;
+/// admin.emit("subscribe", "load")?;
+/// // ...
+/// io.disconnect(); // leaves `/` and `/admin`, and closes the session
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct SocketIoClient {
     hub: Arc<ClientHub>,
@@ -845,7 +1611,28 @@ impl SocketIoClient {
     /// A client for the Engine.IO endpoint `engine`, run by `driver`. It
     /// opens no session until a namespace connects. At most
     /// [`DEFAULT_MAX_RUNNING_HANDLERS`] async handlers run at once (see
-    /// [`SocketIoClient::with_max_running_handlers`]).
+    /// [`SocketIoClient::with_max_running_handlers`]). [`ClientBuilder`]
+    /// makes both configurations from a URL; here, for protocol v4, set
+    /// `engine.version` to match (as [`ClientBuilder::protocol`] does).
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::{CoreConfig, SocketIoClient};
+    /// use switchboard_core::engineio::client::ClientConfig as EngineConfig;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let engine = EngineConfig::from_url("http://localhost:3000/socket.io/")?;
+    /// let config = CoreConfig { reconnection_attempts: Some(5), ..CoreConfig::default() };
+    /// let io = SocketIoClient::new(runtime, engine, config)?;
+    /// assert!(!io.is_open()); // no session yet
+    /// let chat = io.socket("/chat");
+    /// let _joining = chat.connect(); // now one is asked for
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(
         driver: impl ClientDriver,
         engine: EngineConfig,
@@ -857,6 +1644,22 @@ impl SocketIoClient {
     /// [`SocketIoClient::new`] letting `max_running_handlers` async
     /// handlers run at once: at the limit the client reads nothing more
     /// from the server until one of them ends.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::{CoreConfig, SocketIoClient};
+    /// use switchboard_core::engineio::client::ClientConfig as EngineConfig;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let engine = EngineConfig::from_url("http://localhost:3000/socket.io/")?;
+    /// let config = CoreConfig::default();
+    /// let io = SocketIoClient::with_max_running_handlers(runtime, engine, config, 16)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn with_max_running_handlers(
         driver: impl ClientDriver,
         engine: EngineConfig,
@@ -888,8 +1691,18 @@ impl SocketIoClient {
         Ok(SocketIoClient { hub })
     }
 
-    /// Connects to namespace `/` of the server at `url` with the default
-    /// settings (see [`ClientBuilder`] for more).
+    /// Connects to the server at `url` with the default settings, joining
+    /// the namespace the URL's path names (`/` without a path), as
+    /// socket.io-client's `io(url)`; see [`ClientBuilder`] for more.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::SocketIoClient;
+    /// # async fn run<R: switchboard_async::Runtime>(runtime: R) -> Result<(), Box<dyn std::error::Error>> {
+    /// let socket = SocketIoClient::connect(runtime, "http://localhost:3000/chat").await?;
+    /// assert_eq!(socket.namespace(), "/chat");
+    /// socket.emit("message", "hello")?;
+    /// # Ok(()) }
+    /// ```
     pub fn connect(driver: impl ClientDriver, url: &str) -> Connecting {
         ClientBuilder::new(url).connect(driver)
     }
@@ -897,6 +1710,25 @@ impl SocketIoClient {
     /// The socket of `namespace` (`/` or a path such as `/admin`; the
     /// leading `/` may be left out), made on first use, not connected
     /// until [`ClientSocket::connect`].
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000").build(runtime)?;
+    /// let io = socket.io();
+    /// let admin = io.socket("admin");
+    /// assert_eq!(admin.namespace(), "/admin");
+    /// assert!(!admin.active()); // not joined yet
+    /// let _joining = admin.connect(); // over the same session as `/`
+    /// assert!(io.socket("/admin").active()); // the same socket
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn socket(&self, namespace: &str) -> ClientSocket {
         let namespace = match namespace {
             "" => "/".to_owned(),
@@ -921,17 +1753,57 @@ impl SocketIoClient {
 
     /// Leaves every namespace (DISCONNECT, `io client disconnect`) and
     /// closes the session; nothing reconnects until a namespace connects
-    /// again.
+    /// again. Joins still waiting for an answer fail with
+    /// [`ConnectError::Closed`]. (python-socketio's `sio.disconnect()`.)
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::{ClientBuilder, ConnectError};
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000").build(runtime)?;
+    /// let io = socket.io();
+    /// let admin = io.socket("/admin");
+    /// let joining = admin.connect();
+    /// io.disconnect();
+    /// assert!(!socket.active() && !admin.active());
+    /// assert_eq!(joining.wait(), Err(ConnectError::Closed));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn disconnect(&self) {
         self.hub.with_core(Core::close);
     }
 
-    /// Whether an Engine.IO session is open.
+    /// Whether an Engine.IO session is open (example:
+    /// [`SocketIoClient::new`]).
     pub fn is_open(&self) -> bool {
         lock(&self.hub.core).is_engine_open()
     }
 
-    /// Runs `handler` when a reconnection attempt starts, with its number.
+    /// Runs `handler` when a reconnection attempt starts, with its number
+    /// (from 1), as socket.io-client's `socket.io.on("reconnect_attempt")`.
+    /// Reconnection handlers run where the event is delivered: keep them
+    /// short.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .reconnection_attempts(5)
+    ///     .build(runtime)?;
+    /// socket.io().on_reconnect_attempt(|attempt| println!("reconnecting ({attempt} of 5)"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn on_reconnect_attempt(&self, handler: impl Fn(u32) + Send + Sync + 'static) {
         write(&self.hub.manager)
             .reconnect_attempt
@@ -939,12 +1811,50 @@ impl SocketIoClient {
     }
 
     /// Runs `handler` when a reconnection succeeded, with the number of
-    /// attempts it took.
+    /// attempts it took (`socket.io.on("reconnect")`). The namespaces then
+    /// join again; their connect handlers run once each has.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000").build(runtime)?;
+    /// socket.io().on_reconnect(|attempts| println!("reconnected after {attempts} attempt(s)"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn on_reconnect(&self, handler: impl Fn(u32) + Send + Sync + 'static) {
         write(&self.hub.manager).reconnect.push(Arc::new(handler));
     }
 
-    /// Runs `handler` when every allowed reconnection attempt failed.
+    /// Runs `handler` when every allowed reconnection attempt failed
+    /// ([`ClientBuilder::reconnection_attempts`];
+    /// `socket.io.on("reconnect_failed")`).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .reconnection_attempts(3)
+    ///     .build(runtime)?;
+    /// let gave_up = Arc::new(AtomicBool::new(false));
+    /// let flag = Arc::clone(&gave_up);
+    /// socket.io().on_reconnect_failed(move || flag.store(true, Ordering::Relaxed));
+    /// // ... the application's loop stops once `gave_up` is set.
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn on_reconnect_failed(&self, handler: impl Fn() + Send + Sync + 'static) {
         write(&self.hub.manager)
             .reconnect_failed
@@ -953,7 +1863,26 @@ impl SocketIoClient {
 }
 
 /// The client's connection to one namespace (Node's `Socket`). Cloning is
-/// cheap.
+/// cheap: clones are the same connection, and each handler gets one.
+///
+/// ```
+/// use switchboard_async::socketio::client::ClientBuilder;
+/// # #[derive(Clone, Copy)]
+/// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+/// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+/// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+/// # }
+/// # let runtime = Offline;
+///
+/// let socket = ClientBuilder::new("http://localhost:3000").build(runtime)?;
+/// socket.on("ping", |socket, _event| {
+///     let _ = socket.emit("pong", &());
+/// });
+/// let for_later = socket.clone();
+/// for_later.emit("hello", "world")?; // waits in the buffer until connected
+/// assert_eq!(for_later.namespace(), socket.namespace());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct ClientSocket {
     entry: Arc<SocketEntry>,
@@ -970,30 +1899,81 @@ impl fmt::Debug for ClientSocket {
 }
 
 impl ClientSocket {
-    /// The namespace.
+    /// The namespace (example: [`ClientSocket::active`]).
     pub fn namespace(&self) -> &str {
         &self.entry.namespace
     }
 
-    /// The socket id the server gave, while connected.
+    /// The socket id the server gave, while connected (socket.io-client's
+    /// `socket.id`).
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .on_connect(|socket| println!("connected as {}", socket.id().unwrap_or_default()))
+    ///     .build(runtime)?;
+    /// assert_eq!(socket.id(), None); // not connected
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn id(&self) -> Option<String> {
         lock(&self.hub.core)
             .sid(&self.entry.namespace)
             .map(str::to_owned)
     }
 
-    /// Whether the namespace is connected.
+    /// Whether the namespace is connected (example:
+    /// [`ClientSocket::active`]).
     pub fn connected(&self) -> bool {
         lock(&self.hub.core).is_connected(&self.entry.namespace)
     }
 
     /// Whether the namespace wants to be connected (connected, or waiting
-    /// for the session, a reconnection or the server's answer).
+    /// for the session, a reconnection or the server's answer;
+    /// socket.io-client's `socket.active`).
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000/admin").build(runtime)?;
+    /// assert_eq!(socket.namespace(), "/admin");
+    /// assert!(socket.active() && !socket.connected()); // waiting for the session
+    /// socket.disconnect();
+    /// assert!(!socket.active()); // left: not joined again
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn active(&self) -> bool {
         lock(&self.hub.core).is_active(&self.entry.namespace)
     }
 
-    /// The client (the shared session).
+    /// The client (the shared session; socket.io-client's `socket.io`).
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000").build(runtime)?;
+    /// socket.io().on_reconnect(|attempts| println!("reconnected after {attempts} attempt(s)"));
+    /// let admin = socket.io().socket("/admin"); // another namespace, same session
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn io(&self) -> SocketIoClient {
         SocketIoClient {
             hub: self.hub.clone(),
@@ -1002,13 +1982,46 @@ impl ClientSocket {
 
     /// Joins the namespace with the auth payload given before (if any);
     /// the future resolves once the server answered (or the session could
-    /// not be opened). Reconnections join again on their own.
+    /// not be opened), at once when the namespace is connected already.
+    /// Reconnections join again on their own; this is for a namespace left
+    /// ([`ClientSocket::disconnect`]) or one the server disconnected.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::{ClientBuilder, DisconnectReason};
+    /// # async fn run<R: switchboard_async::Runtime>(runtime: R) -> Result<(), Box<dyn std::error::Error>> {
+    /// let socket = ClientBuilder::new("http://localhost:3000").connect(runtime).await?;
+    /// socket.on_disconnect(|socket, reason| {
+    ///     if reason == DisconnectReason::IoServerDisconnect {
+    ///         let _ = socket.connect(); // kicked out: join again
+    ///     }
+    /// });
+    /// socket.disconnect();
+    /// // ... later
+    /// socket.connect().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn connect(&self) -> ConnectFuture {
         self.connect_inner(None)
     }
 
     /// Joins the namespace with `auth` as the CONNECT's payload (kept for
-    /// reconnections).
+    /// reconnections). For a namespace connected or joining already, `auth`
+    /// is kept for its next CONNECT (after a reconnection), and the future
+    /// answers as [`ClientSocket::connect`]'s does.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use switchboard_async::socketio::client::{ClientBuilder, ConnectError};
+    /// # async fn run<R: switchboard_async::Runtime>(runtime: R) -> Result<(), Box<dyn std::error::Error>> {
+    /// let socket = ClientBuilder::new("http://localhost:3000").connect(runtime).await?;
+    /// let admin = socket.io().socket("/admin");
+    /// match admin.connect_with_auth(&json!({ "token": "secret" }))?.await {
+    ///     Ok(()) => println!("admin as {:?}", admin.id()),
+    ///     Err(ConnectError::Refused { message, .. }) => eprintln!("not let in: {message}"),
+    ///     Err(error) => return Err(error.into()),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn connect_with_auth<T: Serialize + ?Sized>(
         &self,
         auth: &T,
@@ -1035,7 +2048,29 @@ impl ClientSocket {
 
     /// Handles event `event` with a sync handler (replacing an earlier
     /// one); the [`Event`] carries the [`Ack`] when the server asked for
-    /// one.
+    /// one. It runs where the event is delivered: keep it short, and do not
+    /// wait in it for an ack ([`ClientSocket::on_async`] may).
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000").build(runtime)?;
+    /// // socket.on("question", (text, callback) => callback("42"))
+    /// socket.on("question", |_socket, mut event| {
+    ///     let text: String = event.arg(0).unwrap_or_default();
+    ///     println!("asked: {text}");
+    ///     if let Some(ack) = event.take_ack() {
+    ///         let _ = ack.send("42");
+    ///     }
+    /// });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn on(&self, event: &str, handler: impl Fn(ClientSocket, Event) + Send + Sync + 'static) {
         write(&self.entry.handlers).events.insert(
             event.to_owned(),
@@ -1043,7 +2078,33 @@ impl ClientSocket {
         );
     }
 
-    /// Handles event `event` with an async handler, spawned per event.
+    /// Handles event `event` with an async handler, spawned per event
+    /// (replacing an earlier handler), at most
+    /// [`ClientBuilder::max_running_handlers`] at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000").build(runtime)?;
+    /// socket.on_async("job", |socket, event| async move {
+    ///     let id: u64 = event.arg(0).unwrap_or_default();
+    ///     // An async handler may wait for an ack of its own.
+    ///     let Ok(claim) = socket.emit_with_ack("claim", &(id,), Duration::from_secs(5)) else {
+    ///         return;
+    ///     };
+    ///     if let Ok(answer) = claim.await {
+    ///         println!("job {id}: {:?}", answer.values());
+    ///     }
+    /// });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn on_async<F, Fut>(&self, event: &str, handler: F)
     where
         F: Fn(ClientSocket, Event) -> Fut + Send + Sync + 'static,
@@ -1056,14 +2117,50 @@ impl ClientSocket {
             .insert(event.to_owned(), Callback::Async(f));
     }
 
-    /// Handles every event that has no handler of its own.
+    /// Handles every event that has no handler of its own (replacing an
+    /// earlier catch-all), like python-socketio's `@sio.on("*")`; unlike
+    /// socket.io-client's `onAny`, it does not see the events that have one.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000").build(runtime)?;
+    /// socket.on("chat", |_socket, _event| { /* chat only */ });
+    /// socket.on_any(|_socket, event| {
+    ///     println!("unhandled {}: {:?}", event.name(), event.payload().values());
+    /// });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn on_any(&self, handler: impl Fn(ClientSocket, Event) + Send + Sync + 'static) {
         write(&self.entry.handlers).any =
             Some(Callback::Sync(Arc::new(move |(s, e)| handler(s, e))));
     }
 
     /// Runs `handler` each time the namespace connects (again after a
-    /// reconnection).
+    /// reconnection). Handlers add up: each one given runs.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000").build(runtime)?;
+    /// socket.on_connect(|socket| {
+    ///     // After a reconnection too: subscribe again.
+    ///     let _ = socket.emit("subscribe", "news");
+    /// });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn on_connect(&self, handler: impl Fn(ClientSocket) + Send + Sync + 'static) {
         write(&self.entry.handlers)
             .connect
@@ -1071,7 +2168,27 @@ impl ClientSocket {
     }
 
     /// Runs `handler` each time the namespace disconnects, with the reason
-    /// (`io server disconnect`, `transport close`, ...).
+    /// (`io server disconnect`, `transport close`, ...). Handlers add up.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000").build(runtime)?;
+    /// socket.on_disconnect(|_socket, reason| {
+    ///     if reason.reconnects() {
+    ///         println!("lost ({reason}): reconnecting");
+    ///     } else {
+    ///         println!("disconnected ({reason})"); // left, or kicked out
+    ///     }
+    /// });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn on_disconnect(
         &self,
         handler: impl Fn(ClientSocket, DisconnectReason) + Send + Sync + 'static,
@@ -1082,7 +2199,28 @@ impl ClientSocket {
     }
 
     /// Runs `handler` when joining the namespace fails: refused by the
-    /// server (CONNECT_ERROR), or the session could not be opened.
+    /// server (CONNECT_ERROR), or the session could not be opened. Handlers
+    /// add up.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::{ClientBuilder, ConnectError};
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000").build(runtime)?;
+    /// socket.on_connect_error(|_socket, error| match error {
+    ///     // A middleware's `next(new Error("not authorized"))`: not retried.
+    ///     ConnectError::Refused { message, data } => eprintln!("refused: {message} {data:?}"),
+    ///     // Retried as the reconnection settings say.
+    ///     ConnectError::Transport(why) => eprintln!("server unreachable: {why}"),
+    ///     _ => {}
+    /// });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn on_connect_error(
         &self,
         handler: impl Fn(ClientSocket, ConnectError) + Send + Sync + 'static,
@@ -1101,13 +2239,55 @@ impl ClientSocket {
     /// [`ClientSocket::connect`] (check [`ClientSocket::connected`] first
     /// to drop it instead); [`EmitError::BufferFull`] past
     /// `max_buffered_packets`.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::{ClientBuilder, EmitError};
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000").build(runtime)?;
+    /// socket.emit("chat", "hello")?; // one argument
+    /// socket.emit("move", &(3, 4))?; // a tuple spreads: two arguments
+    /// socket.emit("scores", &(vec![1, 2],))?; // one array argument
+    /// socket.emit("ping", &())?; // no argument
+    /// // Names the official clients keep for themselves are refused:
+    /// assert!(matches!(socket.emit("disconnect", &()), Err(EmitError::Encode(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, args: &T) -> Result<(), EmitError> {
         self.hub
             .with_core(|core| core.emit(&self.entry.namespace, event, args))
     }
 
     /// Emits `event` asking for an ack within `timeout`; `callback` gets
-    /// the answer's arguments, or why none came.
+    /// the answer's arguments, or why none came. It runs where the answer is
+    /// delivered, like a sync handler: keep it short. (Dropped uncalled if
+    /// the client is dropped first.)
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_async::socketio::client::{AckError, ClientBuilder};
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000").build(runtime)?;
+    /// // socket.timeout(5000).emit("sum", 1, 2, (err, total) => ...)
+    /// let timeout = Duration::from_secs(5);
+    /// socket.emit_with_ack_callback("sum", &(1, 2), timeout, |answer| match answer {
+    ///     Ok(total) => println!("1 + 2 = {:?}", total.arg::<i64>(0)),
+    ///     Err(AckError::Timeout) => eprintln!("no answer within 5 s"),
+    ///     Err(AckError::Disconnected) => eprintln!("disconnected before the answer"),
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn emit_with_ack_callback<T: Serialize + ?Sized>(
         &self,
         event: &str,
@@ -1120,7 +2300,22 @@ impl ClientSocket {
 
     /// Emits `event` asking for an ack within `timeout`; the returned
     /// [`AckFuture`] resolves with the answer (or blocks for it with
-    /// [`AckFuture::wait`] on threads).
+    /// [`AckFuture::wait`] on threads). The timeout runs from now, also
+    /// while the emit waits in the buffer. Do not block on it in a sync
+    /// handler (use [`ClientSocket::emit_with_ack_callback`] there).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_async::socketio::client::{AckError, ClientSocket};
+    /// # async fn run(socket: ClientSocket) -> Result<(), Box<dyn std::error::Error>> {
+    /// // python-socketio: total = await sio.call("sum", (1, 2), timeout=5)
+    /// match socket.emit_with_ack("sum", &(1, 2), Duration::from_secs(5))?.await {
+    ///     Ok(answer) => println!("1 + 2 = {}", answer.arg::<i64>(0)?),
+    ///     Err(AckError::Timeout) => eprintln!("no answer within 5 s"),
+    ///     Err(AckError::Disconnected) => eprintln!("disconnected before the answer"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn emit_with_ack<T: Serialize + ?Sized>(
         &self,
         event: &str,
@@ -1158,7 +2353,27 @@ impl ClientSocket {
 
     /// Leaves the namespace: DISCONNECT to the server, `io client
     /// disconnect` to the disconnect handlers; no reconnection joins it
-    /// again. The session closes when no namespace is left.
+    /// again. The session closes when no namespace is left. A join still
+    /// waiting for its answer fails with [`ConnectError::Closed`].
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000").build(runtime)?;
+    /// socket.disconnect();
+    /// assert!(!socket.active()); // reconnections leave it out
+    /// // An emit now would wait for a later connect(); drop it instead:
+    /// if socket.connected() {
+    ///     socket.emit("bye", &())?;
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn disconnect(&self) {
         self.hub
             .with_core(|core| core.disconnect(&self.entry.namespace));
@@ -1168,10 +2383,59 @@ impl ClientSocket {
     }
 }
 
-/// An event from the server (see [`super::Event`]).
+/// An event from the server (see [`super::Event`]): its name, its
+/// arguments, read typed or as they came, and the [`Ack`] when the server
+/// asked for an answer.
+///
+/// ```
+/// use switchboard_async::socketio::client::{ClientBuilder, ClientSocket, Event};
+/// # #[derive(Clone, Copy)]
+/// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+/// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+/// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+/// # }
+/// # let runtime = Offline;
+///
+/// fn on_order(_socket: ClientSocket, mut event: Event) {
+///     assert_eq!(event.name(), "order");
+///     let Ok((item, quantity)) = event.args::<(String, u32)>() else {
+///         return; // not the arguments expected
+///     };
+///     let raw = event.payload(); // JSON values and binary attachments, as received
+///     println!("{quantity} x {item} ({} arguments)", raw.len());
+///     if let Some(ack) = event.take_ack() {
+///         let _ = ack.send(&("ok", quantity));
+///     }
+/// }
+/// let socket = ClientBuilder::new("http://localhost:3000")
+///     .on("order", on_order)
+///     .build(runtime)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub type Event = super::Event<Ack>;
 
-/// The answer the server asked for with its event; send it once.
+/// The answer the server asked for with its event; send it once (the
+/// callback a socket.io-client handler gets last, or the return value of
+/// a python-socketio one).
+///
+/// ```
+/// use switchboard_async::socketio::client::ClientBuilder;
+/// # #[derive(Clone, Copy)]
+/// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+/// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+/// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+/// # }
+/// # let runtime = Offline;
+///
+/// let socket = ClientBuilder::new("http://localhost:3000").build(runtime)?;
+/// socket.on("sum", |_socket, mut event| {
+///     let (a, b): (i64, i64) = event.args().unwrap_or_default();
+///     if let Some(ack) = event.take_ack() {
+///         let _ = ack.send(&(a + b,));
+///     }
+/// });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Ack {
     socket: ClientSocket,
@@ -1179,7 +2443,30 @@ pub struct Ack {
 }
 
 impl Ack {
-    /// Answers with `args` (arguments as for [`ClientSocket::emit`]).
+    /// Answers with `args` (arguments as for [`ClientSocket::emit`]), at
+    /// once; [`EmitError::NotConnected`] when the namespace is not
+    /// connected now (it disconnected since the event came).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_async::socketio::client::{ClientBuilder, EmitError};
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000").build(runtime)?;
+    /// socket.on_async("report", |_socket, mut event| async move {
+    ///     let Some(ack) = event.take_ack() else { return };
+    ///     let report = "...".to_owned(); // slow work, awaited here
+    ///     if let Err(EmitError::NotConnected) = ack.send(&(report,)) {
+    ///         eprintln!("disconnected meanwhile: the report is lost");
+    ///     }
+    /// });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send<T: Serialize + ?Sized>(self, args: &T) -> Result<(), EmitError> {
         let Ack { socket, id } = self;
         socket
@@ -1190,14 +2477,46 @@ impl Ack {
 
 pub use super::AckFuture;
 
-/// The server's answer to [`ClientSocket::connect`].
+/// The server's answer to [`ClientSocket::connect`]: `.await` it, or
+/// [`ConnectFuture::wait`] on threads. Dropping it changes nothing: the
+/// namespace keeps joining.
+///
+/// ```
+/// use switchboard_async::socketio::client::{ClientSocket, ConnectError};
+/// # async fn run(socket: ClientSocket) -> Result<(), Box<dyn std::error::Error>> {
+/// let admin = socket.io().socket("/admin");
+/// match admin.connect().await {
+///     Ok(()) => println!("in /admin as {:?}", admin.id()),
+///     Err(ConnectError::Refused { message, data }) => eprintln!("refused: {message} {data:?}"),
+///     Err(ConnectError::Transport(why)) => eprintln!("no session: {why}"),
+///     Err(error) => eprintln!("{error}"), // left before the answer came
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct ConnectFuture {
     rx: oneshot::Receiver<Result<(), ConnectError>>,
 }
 
 impl ConnectFuture {
-    /// Blocks the thread until the answer comes.
+    /// Blocks the thread until the answer comes (for threads; not in a
+    /// handler, nor in async code).
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::{ClientBuilder, ConnectError};
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000").build(runtime)?;
+    /// let joining = socket.connect();
+    /// socket.disconnect(); // gave up before the server answered
+    /// assert_eq!(joining.wait(), Err(ConnectError::Closed));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait(self) -> Result<(), ConnectError> {
         block_on(self)
     }
@@ -1216,13 +2535,48 @@ impl Future for ConnectFuture {
 /// A connection being made by [`ClientBuilder::connect`]: `.await` it, or
 /// [`Connecting::wait`] on threads. On failure the client is closed (no
 /// reconnection continues).
+///
+/// ```
+/// use switchboard_async::socketio::client::{ClientBuilder, ConnectError};
+/// # async fn run<R: switchboard_async::Runtime>(runtime: R) -> Result<(), Box<dyn std::error::Error>> {
+/// let connecting = ClientBuilder::new("http://localhost:3000")
+///     .auth(&serde_json::json!({ "token": "expired" }))
+///     .connect(runtime);
+/// let socket = match connecting.await {
+///     Ok(socket) => socket,
+///     Err(ConnectError::Refused { message, data }) => {
+///         eprintln!("refused: {message} ({data:?})");
+///         return Ok(());
+///     }
+///     Err(error) => return Err(error.into()), // the server is not there
+/// };
+/// socket.emit("hello", &())?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Connecting {
     state: Result<(ClientSocket, ConnectFuture), Option<ConnectError>>,
 }
 
 impl Connecting {
-    /// Blocks the thread until the namespace is connected or refused.
+    /// Blocks the thread until the namespace is connected or refused (for
+    /// threads; not in a handler, nor in async code).
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::{ClientBuilder, ConnectError};
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// // No TLS yet: the connection fails at once.
+    /// let connecting = ClientBuilder::new("https://localhost:3000").connect(runtime);
+    /// let error = connecting.wait().unwrap_err();
+    /// let expected = "TLS is not supported by this driver".to_owned();
+    /// assert_eq!(error, ConnectError::Transport(expected));
+    /// ```
     pub fn wait(self) -> Result<ClientSocket, ConnectError> {
         block_on(self)
     }
@@ -1263,6 +2617,31 @@ type Setup = Box<dyn FnOnce(&ClientSocket) + Send>;
 /// `/socket.io/` unless [`ClientBuilder::path`] says otherwise; the URL's
 /// query goes with every request. Handlers given here are in place before
 /// the first event can arrive.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard_async::socketio::client::{ClientBuilder, Transport};
+/// # #[derive(Clone, Copy)]
+/// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+/// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+/// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+/// # }
+/// # let runtime = Offline;
+///
+/// // io("http://localhost:3000/chat", { auth: {...}, transports: ["websocket"], ... })
+/// let socket = ClientBuilder::new("http://localhost:3000/chat")
+///     .auth(&serde_json::json!({ "token": "abc" }))
+///     .transports([Transport::WebSocket])
+///     .reconnection_attempts(10)
+///     .reconnection_delay(Duration::from_millis(500))
+///     .on("message", |_socket, event| {
+///         let text: String = event.arg(0).unwrap_or_default();
+///         println!("message: {text}");
+///     })
+///     .build(runtime)?; // or `.connect(runtime).await?`, to wait for the server
+/// assert_eq!(socket.namespace(), "/chat");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct ClientBuilder {
     engine: Result<EngineConfig, BuildError>,
     config: CoreConfig,
@@ -1309,7 +2688,26 @@ fn split_url(url: &str) -> (String, String) {
 impl ClientBuilder {
     /// A client for the server at `url` (`http://`, `https://`, `ws://` or
     /// `wss://`), with Node's defaults: polling then the upgrade to
-    /// WebSocket, reconnection forever with 1 s to 5 s delays.
+    /// WebSocket, reconnection forever with delays from 1 s, doubling up to
+    /// 5 s, each moved at random by up to half. A URL that cannot work fails
+    /// [`ClientBuilder::build`] or [`ClientBuilder::connect`].
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000").build(runtime)?;
+    /// assert_eq!(socket.namespace(), "/");
+    /// // The path is the namespace; the query goes with every request.
+    /// let admin = ClientBuilder::new("ws://localhost:3000/admin?token=abc").build(runtime)?;
+    /// assert_eq!(admin.namespace(), "/admin");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(url: &str) -> Self {
         let (engine_url, namespace) = split_url(url);
         let engine = EngineConfig::from_url(&engine_url).map_err(BuildError::from);
@@ -1331,6 +2729,22 @@ impl ClientBuilder {
     }
 
     /// The namespace to join (instead of the URL's path).
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .namespace("/admin")
+    ///     .build(runtime)?;
+    /// assert_eq!(socket.namespace(), "/admin");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn namespace(mut self, namespace: &str) -> Self {
         self.namespace = if namespace.is_empty() {
             "/".to_owned()
@@ -1341,7 +2755,24 @@ impl ClientBuilder {
     }
 
     /// The auth payload of the CONNECT (an object), sent again on every
-    /// reconnection.
+    /// reconnection: socket.io-client's `auth` option, python-socketio's
+    /// `auth` argument. One that does not serialize as JSON fails the build
+    /// ([`BuildError::Auth`]).
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .auth(&serde_json::json!({ "token": "abc", "room": 42 }))
+    ///     .build(runtime)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn auth<T: Serialize + ?Sized>(mut self, auth: &T) -> Self {
         self.auth = RawJson::from_serialize(auth)
             .map(Some)
@@ -1349,7 +2780,24 @@ impl ClientBuilder {
         self
     }
 
-    /// The Engine.IO path (default `/socket.io/`).
+    /// The Engine.IO path (default `/socket.io/`; a missing trailing `/` is
+    /// added), as socket.io-client's `path` option.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// // Requests go to http://localhost:3000/realtime/
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .path("/realtime")
+    ///     .build(runtime)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn path(self, path: &str) -> Self {
         let path = if path.ends_with('/') {
             path.to_owned()
@@ -1359,12 +2807,47 @@ impl ClientBuilder {
         self.engine(|engine| engine.path = path)
     }
 
-    /// Adds a query parameter to every request (already URL-encoded).
+    /// Adds a query parameter to every request (already URL-encoded), as
+    /// one in the URL does (socket.io-client's `query` option).
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// // The same as "http://localhost:3000/?token=a%2Bb&lang=en"
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .query("token", "a%2Bb")
+    ///     .query("lang", "en")
+    ///     .build(runtime)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn query(self, key: &str, value: &str) -> Self {
         self.engine(|engine| engine.query.push((key.to_owned(), value.to_owned())))
     }
 
-    /// Adds a header to every HTTP request and WebSocket handshake.
+    /// Adds a header to every HTTP request and WebSocket handshake (Node's
+    /// `extraHeaders` option).
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .header("Authorization", "Bearer abc")
+    ///     .header("Cookie", "session=xyz")
+    ///     .build(runtime)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn header(self, name: &str, value: &str) -> Self {
         self.engine(|engine| {
             engine
@@ -1374,7 +2857,28 @@ impl ClientBuilder {
     }
 
     /// The transports allowed (default both: polling first, then the
-    /// upgrade). `[Transport::WebSocket]` connects straight over WebSocket.
+    /// upgrade). `[Transport::WebSocket]` connects straight over WebSocket;
+    /// none fails the build.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::{ClientBuilder, Transport};
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// // io(url, { transports: ["websocket"] }): no polling at all
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .transports([Transport::WebSocket])
+    ///     .build(runtime)?;
+    /// // Long-polling only (through a proxy that drops WebSockets, say)
+    /// let polling = ClientBuilder::new("http://localhost:3000")
+    ///     .transports([Transport::Polling])
+    ///     .build(runtime)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn transports(self, transports: impl IntoIterator<Item = Transport>) -> Self {
         let transports: Vec<Transport> = transports.into_iter().collect();
         self.engine(|engine| {
@@ -1384,56 +2888,223 @@ impl ClientBuilder {
     }
 
     /// Whether to upgrade from polling to WebSocket (default true).
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// // Stay on long-polling even when the server offers WebSocket.
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .upgrade(false)
+    ///     .build(runtime)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn upgrade(self, upgrade: bool) -> Self {
         self.engine(|engine| engine.upgrade = upgrade)
     }
 
-    /// How long an Engine.IO handshake may take (default 20 s).
+    /// How long an Engine.IO handshake may take (default 20 s, as
+    /// socket.io-client's `timeout`): a session not open by then could not
+    /// be opened ([`ConnectError::Transport`]; reconnection goes on as set).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .timeout(Duration::from_secs(5))
+    ///     .build(runtime)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn timeout(self, timeout: Duration) -> Self {
         self.engine(|engine| engine.connect_timeout = Some(timeout))
     }
 
     /// The protocol revision: v5 (default), or v4 for socket.io 2.x
-    /// servers (over Engine.IO v3).
+    /// servers (over Engine.IO v3). This sets the Engine.IO revision to go
+    /// with it too.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// use switchboard_core::socketio::ProtocolVersion;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// // A socket.io 2.x server
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .protocol(ProtocolVersion::V4)
+    ///     .build(runtime)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn protocol(mut self, version: ProtocolVersion) -> Self {
         self.config.version = version;
         self.engine(|engine| engine.version = version.engineio())
     }
 
-    /// Whether to reconnect after the session is lost (default true).
+    /// Whether to reconnect after the session is lost (default true). With
+    /// false, a session that could not be opened is not tried again either:
+    /// its namespaces stop waiting (their connect error handlers get
+    /// [`ConnectError::Transport`]).
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .reconnection(false)
+    ///     .on_disconnect(|_socket, reason| println!("gone for good: {reason}"))
+    ///     .build(runtime)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn reconnection(mut self, reconnection: bool) -> Self {
         self.config.reconnection = reconnection;
         self
     }
 
     /// How many reconnection attempts in a row before giving up (default:
-    /// no limit).
+    /// no limit); then [`SocketIoClient::on_reconnect_failed`]'s handlers
+    /// run. A successful reconnection starts the count again.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .reconnection_attempts(5)
+    ///     .build(runtime)?;
+    /// socket.io().on_reconnect_failed(|| eprintln!("5 attempts failed: giving up"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn reconnection_attempts(mut self, attempts: u32) -> Self {
         self.config.reconnection_attempts = Some(attempts);
         self
     }
 
     /// The delay before the first reconnection attempt, doubled for each
-    /// further one (default 1 s).
+    /// further one (default 1 s); each is then moved at random
+    /// ([`ClientBuilder::randomization_factor`]) and capped
+    /// ([`ClientBuilder::reconnection_delay_max`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// // Waits 0.5 s, 1 s, 2 s, 4 s, 8 s, then 10 s before each attempt.
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .reconnection_delay(Duration::from_millis(500))
+    ///     .reconnection_delay_max(Duration::from_secs(10))
+    ///     .randomization_factor(0.0)
+    ///     .build(runtime)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn reconnection_delay(mut self, delay: Duration) -> Self {
         self.config.reconnection_delay = delay;
         self
     }
 
-    /// The longest delay between reconnection attempts (default 5 s).
+    /// The longest delay between reconnection attempts (default 5 s),
+    /// random move included.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// // 1 s, 2 s, 4 s, ... each ±50 %, never more than a minute.
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .reconnection_delay_max(Duration::from_secs(60))
+    ///     .build(runtime)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn reconnection_delay_max(mut self, delay: Duration) -> Self {
         self.config.reconnection_delay_max = delay;
         self
     }
 
-    /// How far, as a fraction, each delay is moved at random (default 0.5).
+    /// How far, as a fraction, each delay is moved at random (default 0.5,
+    /// taken between 0 and 1): up or down by up to this share of itself, so
+    /// that clients a server restart dropped do not all come back at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// // First delay 0.2 s to 1.8 s, then 0.4 s to 3.6 s, ...
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .reconnection_delay(Duration::from_secs(1))
+    ///     .randomization_factor(0.8)
+    ///     .build(runtime)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn randomization_factor(mut self, factor: f64) -> Self {
         self.config.randomization_factor = factor;
         self
     }
 
     /// The most packets buffered per namespace while it is not connected
-    /// (default 1024).
+    /// (default 1024); an emit beyond it fails with
+    /// [`EmitError::BufferFull`]. With 0, an emit made while not connected
+    /// fails instead of waiting.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::{ClientBuilder, EmitError};
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .max_buffered_packets(2)
+    ///     .build(runtime)?;
+    /// socket.emit("a", &())?; // not connected: buffered
+    /// socket.emit("b", &())?;
+    /// assert!(matches!(socket.emit("c", &()), Err(EmitError::BufferFull)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_buffered_packets(mut self, max: usize) -> Self {
         self.config.max_buffered_packets = max;
         self
@@ -1446,17 +3117,71 @@ impl ClientBuilder {
     /// here. Ack answers and the heartbeat wait too, so a handler that
     /// awaits an ack while the limit is reached waits for the ack's
     /// timeout.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .max_running_handlers(8) // a ninth job waits for one of these to end
+    ///     .on_async("job", |_socket, event| async move {
+    ///         println!("working on {:?}", event.payload().values());
+    ///     })
+    ///     .build(runtime)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_running_handlers(mut self, max: usize) -> Self {
         self.max_running_handlers = max;
         self
     }
 
-    /// Changes the Engine.IO settings directly.
+    /// Changes the Engine.IO settings directly (those with no method here).
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .engine_config(|engine| {
+    ///         engine.max_payload = 1 << 20; // refuse messages over 1 MiB
+    ///         engine.timestamp_requests = false;
+    ///     })
+    ///     .build(runtime)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn engine_config(self, f: impl FnOnce(&mut EngineConfig)) -> Self {
         self.engine(f)
     }
 
-    /// Changes the Socket.IO settings directly.
+    /// Changes the Socket.IO settings directly (those with no method here).
+    /// Its `version` is the Socket.IO side only: change the revision with
+    /// [`ClientBuilder::protocol`].
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     // More binary values per packet than the official parser's 10:
+    ///     .config(|config| config.decoder.max_attachments = 32)
+    ///     .build(runtime)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn config(mut self, f: impl FnOnce(&mut CoreConfig)) -> Self {
         f(&mut self.config);
         self
@@ -1464,12 +3189,49 @@ impl ClientBuilder {
 
     /// Runs `setup` on the socket before it connects (to register
     /// handlers, for instance).
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::{ClientBuilder, ClientSocket};
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// fn chat_handlers(socket: &ClientSocket) {
+    ///     socket.on("message", |_socket, event| println!("{:?}", event.payload().values()));
+    ///     socket.on("typing", |_socket, _event| println!("someone is typing"));
+    /// }
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .setup(chat_handlers)
+    ///     .build(runtime)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn setup(mut self, setup: impl FnOnce(&ClientSocket) + Send + 'static) -> Self {
         self.setups.push(Box::new(setup));
         self
     }
 
-    /// See [`ClientSocket::on`].
+    /// [`ClientSocket::on`], in place before the first event.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .on("news", |_socket, event| {
+    ///         let (title, body): (String, String) = event.args().unwrap_or_default();
+    ///         println!("{title}: {body}");
+    ///     })
+    ///     .build(runtime)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn on(
         self,
         event: &str,
@@ -1479,7 +3241,30 @@ impl ClientBuilder {
         self.setup(move |socket| socket.on(&event, handler))
     }
 
-    /// See [`ClientSocket::on_async`].
+    /// [`ClientSocket::on_async`], in place before the first event.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .on_async("refresh", |socket, _event| async move {
+    ///         let Ok(state) = socket.emit_with_ack("state", &(), Duration::from_secs(5)) else {
+    ///             return;
+    ///         };
+    ///         if let Ok(state) = state.await {
+    ///             println!("state: {:?}", state.values());
+    ///         }
+    ///     })
+    ///     .build(runtime)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn on_async<F, Fut>(self, event: &str, handler: F) -> Self
     where
         F: Fn(ClientSocket, Event) -> Fut + Send + Sync + 'static,
@@ -1489,17 +3274,67 @@ impl ClientBuilder {
         self.setup(move |socket| socket.on_async(&event, handler))
     }
 
-    /// See [`ClientSocket::on_any`].
+    /// [`ClientSocket::on_any`], in place before the first event.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .on_any(|_socket, event| println!("{}: {:?}", event.name(), event.payload().values()))
+    ///     .build(runtime)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn on_any(self, handler: impl Fn(ClientSocket, Event) + Send + Sync + 'static) -> Self {
         self.setup(move |socket| socket.on_any(handler))
     }
 
-    /// See [`ClientSocket::on_connect`].
+    /// [`ClientSocket::on_connect`], in place before the first connection.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .on_connect(|socket| println!("connected as {:?}", socket.id()))
+    ///     .build(runtime)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn on_connect(self, handler: impl Fn(ClientSocket) + Send + Sync + 'static) -> Self {
         self.setup(move |socket| socket.on_connect(handler))
     }
 
-    /// See [`ClientSocket::on_disconnect`].
+    /// [`ClientSocket::on_disconnect`], in place before the first
+    /// connection.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::{ClientBuilder, DisconnectReason};
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .on_disconnect(|socket, reason| {
+    ///         if reason == DisconnectReason::IoServerDisconnect {
+    ///             let _ = socket.connect(); // the server kicked us out: join again
+    ///         }
+    ///     })
+    ///     .build(runtime)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn on_disconnect(
         self,
         handler: impl Fn(ClientSocket, DisconnectReason) + Send + Sync + 'static,
@@ -1507,7 +3342,22 @@ impl ClientBuilder {
         self.setup(move |socket| socket.on_disconnect(handler))
     }
 
-    /// See [`ClientSocket::on_connect_error`].
+    /// [`ClientSocket::on_connect_error`], in place before the first answer.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .on_connect_error(|_socket, error| eprintln!("cannot join: {error}"))
+    ///     .build(runtime)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn on_connect_error(
         self,
         handler: impl Fn(ClientSocket, ConnectError) + Send + Sync + 'static,
@@ -1518,7 +3368,23 @@ impl ClientBuilder {
     /// Makes the client and starts joining the namespace, without waiting:
     /// the socket is returned at once (emits are buffered until it is
     /// connected), and the client keeps trying as its reconnection settings
-    /// say.
+    /// say. This is socket.io-client's `io(url)`; errors are the settings'
+    /// ([`BuildError`]).
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # #[derive(Clone, Copy)]
+    /// # struct Offline; // in place of `Tokio` or `Smol::new()`: opens no session
+    /// # impl switchboard_async::socketio::client::ClientDriver for Offline {
+    /// #     fn start(self, _: std::sync::Arc<switchboard_async::socketio::client::ClientHub>) {}
+    /// # }
+    /// # let runtime = Offline;
+    ///
+    /// let socket = ClientBuilder::new("http://localhost:3000").build(runtime)?;
+    /// socket.emit("hello", "world")?; // sent once connected
+    /// assert!(socket.active() && !socket.connected());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn build(self, driver: impl ClientDriver) -> Result<ClientSocket, BuildError> {
         let (socket, connecting) = self.start(driver)?;
         drop(connecting);
@@ -1527,7 +3393,20 @@ impl ClientBuilder {
 
     /// Makes the client and joins the namespace: resolves once the server
     /// accepted (or refused, or the first session could not be opened; the
-    /// client is then closed).
+    /// client is then closed), as python-socketio's `await sio.connect(url)`.
+    /// Settings that cannot work ([`BuildError`]) fail it at once with
+    /// [`ConnectError::Transport`] and their message.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::client::ClientBuilder;
+    /// # async fn run<R: switchboard_async::Runtime>(runtime: R) -> Result<(), Box<dyn std::error::Error>> {
+    /// let socket = ClientBuilder::new("http://localhost:3000")
+    ///     .auth(&serde_json::json!({ "token": "abc" }))
+    ///     .connect(runtime)
+    ///     .await?;
+    /// println!("connected as {:?}", socket.id());
+    /// # Ok(()) }
+    /// ```
     pub fn connect(self, driver: impl ClientDriver) -> Connecting {
         Connecting {
             state: self

@@ -66,9 +66,49 @@ enum Lane {
 
 /// Runs a job elsewhere, such as on a thread pool (see
 /// [`SocketIo::set_handler_runner`]).
+///
+/// A pool of four handler threads, where sync handlers may block:
+///
+/// ```
+/// use std::sync::{Arc, Mutex, mpsc};
+/// use switchboard_async::socketio::{HandlerRunner, SocketIo, SocketIoConfig};
+///
+/// let (jobs, queue) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
+/// let queue = Arc::new(Mutex::new(queue));
+/// for _ in 0..4 {
+///     let queue = queue.clone();
+///     std::thread::spawn(move || loop {
+///         let job = queue.lock().unwrap().recv(); // the lock is let go here
+///         match job {
+///             Ok(job) => job(),
+///             Err(_) => break, // the server is gone
+///         }
+///     });
+/// }
+/// let runner: HandlerRunner = Arc::new(move |job| {
+///     let _ = jobs.send(job);
+/// });
+/// let io = SocketIo::new(SocketIoConfig::default());
+/// io.set_handler_runner(runner);
+/// ```
 pub type HandlerRunner = Arc<dyn Fn(Box<dyn FnOnce() + Send>) + Send + Sync>;
 
-/// Runs a future in the background (a runtime's `spawn`).
+/// Runs a future in the background (a runtime's `spawn`; with tokio,
+/// `Arc::new(|task| { tokio::spawn(task); })`). See
+/// [`SocketIo::set_spawner`].
+///
+/// ```
+/// use std::sync::{Arc, mpsc};
+/// use switchboard_async::socketio::Spawner;
+///
+/// // Without a runtime at hand: a thread per task.
+/// let spawner: Spawner = Arc::new(|task| {
+///     std::thread::spawn(move || futures_executor::block_on(task));
+/// });
+/// let (done, finished) = mpsc::channel();
+/// spawner(Box::pin(async move { done.send("ran").unwrap() }));
+/// assert_eq!(finished.recv().unwrap(), "ran");
+/// ```
 pub type Spawner = Arc<dyn Fn(BoxFuture) + Send + Sync>;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -76,6 +116,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Settings of a [`SocketIo`] server.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+///
+/// let mut config = SocketIoConfig::default();
+/// config.engine.ping_interval = Duration::from_secs(10); // the heartbeat
+/// config.engine.allow_eio3 = true; // Socket.IO 2 clients too
+/// config.socketio.connect_timeout = Duration::from_secs(10);
+/// config.socketio.max_rooms_per_socket = 100;
+/// config.max_pending_events = 256;
+/// let io = SocketIo::new(config);
+/// # assert_eq!(io.socket_count(), 0);
+/// ```
 #[derive(Debug, Clone)]
 pub struct SocketIoConfig {
     /// The Engine.IO endpoint under it (heartbeat, limits, CORS, v3
@@ -111,6 +165,19 @@ impl Default for SocketIoConfig {
 
 /// Why a connection to a namespace was refused: the client gets
 /// CONNECT_ERROR with this message and data.
+///
+/// A middleware returns it (see [`SocketIo::ns_with`]); the client's
+/// `connect_error` handler gets them as `err.message` and `err.data`:
+///
+/// ```
+/// use serde_json::json;
+/// use switchboard_async::socketio::ConnectError;
+///
+/// let refusal = ConnectError::new("not authorized")
+///     .with_data(json!({ "reason": "token expired" }));
+/// assert_eq!(refusal.to_string(), "not authorized");
+/// assert_eq!(refusal.data, Some(json!({ "reason": "token expired" })));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct ConnectError {
@@ -136,7 +203,33 @@ impl ConnectError {
     }
 }
 
-/// What a client sent when it joined a namespace.
+/// What a client sent when it joined a namespace: what a middleware
+/// checks, and what [`Socket::handshake`] keeps.
+///
+/// The client's `auth` option (`io({ auth: { token: "s3cret" } })`)
+/// arrives as `auth`. A middleware is a plain function of it, easy to
+/// test:
+///
+/// ```
+/// use serde_json::json;
+/// use switchboard_async::socketio::{ConnectError, Handshake};
+///
+/// fn check_token(handshake: &Handshake) -> Result<(), ConnectError> {
+///     match handshake.auth["token"].as_str() {
+///         Some("s3cret") => Ok(()),
+///         _ => Err(ConnectError::new("not authorized")),
+///     }
+/// }
+///
+/// let handshake = Handshake {
+///     namespace: "/".into(),
+///     auth: json!({ "token": "s3cret" }),
+///     sid: "AZ3xWqL0".into(),
+/// };
+/// assert!(check_token(&handshake).is_ok());
+/// let anonymous = Handshake { auth: json!({}), ..handshake };
+/// assert!(check_token(&anonymous).is_err());
+/// ```
 #[derive(Debug, Clone)]
 pub struct Handshake {
     /// The namespace.
@@ -171,12 +264,76 @@ struct NamespaceHandlers {
 
 /// A namespace being set up: middlewares run in order before the
 /// connection handler; the first refusal answers the client.
+///
+/// [`SocketIo::ns_with`] and [`SocketIo::dynamic_ns`] hand one to their
+/// `setup`:
+///
+/// ```
+/// use switchboard_async::socketio::{ConnectError, SocketIo, SocketIoConfig};
+///
+/// let io = SocketIo::new(SocketIoConfig::default());
+/// io.ns_with(
+///     "/admin",
+///     |ns| {
+///         ns.middleware(|handshake| match handshake.auth.get("token") {
+///             Some(_) => Ok(()),
+///             None => Err(ConnectError::new("log in first")),
+///         })
+///         // Only for the clients the first one let through.
+///         .middleware(|handshake| match handshake.auth["role"].as_str() {
+///             Some("admin") => Ok(()),
+///             _ => Err(ConnectError::new("admins only")),
+///         })
+///     },
+///     |socket| {
+///         let _ = socket.emit("welcome", "admin");
+///     },
+/// );
+/// # use switchboard_async::engineio::{Routed, WsCommand, WsCommands};
+/// # use switchboard_core::{http::{Limits, Request}, ws::Message};
+/// # // In-memory clients, no network: `open()` connects one over WebSocket, `send` hands the server a packet from it, `recv` takes what the server sent it.
+/// # let request = Request::parse(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &Limits::default()).unwrap().unwrap().0;
+/// # let open = || match io.engine().handle_request(&request, Default::default()) { Routed::WebSocket(conn, mut queue) => { recv(&mut queue); (conn, queue) } _ => unreachable!() };
+/// # let send = |conn, packet: &str| io.engine().ws_message(conn, Message::text(packet.to_owned()));
+/// # fn recv(queue: &mut WsCommands) -> Vec<String> { std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect() }
+/// # let ((a, mut qa), (b, mut qb)) = (open(), open());
+/// # send(a, r#"40/admin,{"role":"admin"}"#);
+/// # assert_eq!(recv(&mut qa), [r#"44/admin,{"message":"log in first"}"#]);
+/// # send(b, r#"40/admin,{"token":"t","role":"admin"}"#);
+/// # assert_eq!(recv(&mut qb)[1], r#"42/admin,["welcome","admin"]"#);
+/// ```
 pub struct Namespace {
     middlewares: Vec<Middleware>,
 }
 
 impl Namespace {
-    /// Adds a middleware.
+    /// Adds a middleware, run after those added before it: `Ok(())` lets the
+    /// client through, a [`ConnectError`] refuses it. It runs where the
+    /// client's CONNECT is handled, so keep it quick. It may hold state:
+    ///
+    /// ```
+    /// use std::collections::HashSet;
+    /// use std::sync::{Arc, RwLock};
+    /// use switchboard_async::socketio::{ConnectError, SocketIo, SocketIoConfig};
+    ///
+    /// let banned: Arc<RwLock<HashSet<String>>> = Arc::default();
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// let list = banned.clone();
+    /// io.ns_with(
+    ///     "/",
+    ///     move |ns| {
+    ///         ns.middleware(move |handshake| {
+    ///             let user = handshake.auth["user"].as_str().unwrap_or_default();
+    ///             match list.read().unwrap().contains(user) {
+    ///                 true => Err(ConnectError::new("banned")),
+    ///                 false => Ok(()),
+    ///             }
+    ///         })
+    ///     },
+    ///     |_socket| {},
+    /// );
+    /// banned.write().unwrap().insert("mallory".into()); // from now on
+    /// ```
     pub fn middleware(
         mut self,
         check: impl Fn(&Handshake) -> Result<(), ConnectError> + Send + Sync + 'static,
@@ -243,6 +400,53 @@ impl Drop for Hub {
 }
 
 /// The Socket.IO server handle (`io`). Cloning is cheap.
+///
+/// Register namespaces and their handlers, then serve
+/// [`engine`](SocketIo::engine) at `/socket.io/` (a runtime's
+/// [`Routes::socketio`](crate::server::Routes::socketio) does it). A chat
+/// with rooms:
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Chat { room: String, text: String }
+///
+/// let io = SocketIo::new(SocketIoConfig::default());
+/// io.ns("/", |socket| {
+///     // Client: socket.emit("join", "rust")
+///     socket.on("join", |socket, event| {
+///         if let Ok(room) = event.arg::<String>(0) {
+///             let _ = socket.join(&room);
+///         }
+///     });
+///     // Client: socket.emit("chat", { room: "rust", text: "hi" })
+///     socket.on("chat", |socket, event| {
+///         if let Ok(chat) = event.arg::<Chat>(0) {
+///             // Everyone else in the room.
+///             let _ = socket.to(chat.room.clone()).emit("chat", &chat);
+///         }
+///     });
+/// });
+/// assert_eq!(io.socket_count(), 0); // no client yet
+/// # use switchboard_async::engineio::{Routed, WsCommand, WsCommands};
+/// # use switchboard_core::{http::{Limits, Request}, ws::Message};
+/// # // In-memory clients, no network: `open()` connects one over WebSocket, `send` hands the server a packet from it, `recv` takes what the server sent it.
+/// # let request = Request::parse(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &Limits::default()).unwrap().unwrap().0;
+/// # let open = || match io.engine().handle_request(&request, Default::default()) { Routed::WebSocket(conn, mut queue) => { recv(&mut queue); (conn, queue) } _ => unreachable!() };
+/// # let send = |conn, packet: &str| io.engine().ws_message(conn, Message::text(packet.to_owned()));
+/// # fn recv(queue: &mut WsCommands) -> Vec<String> { std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect() }
+/// # let ((a, mut qa), (b, mut qb), (c, mut qc)) = (open(), open(), open());
+/// # for conn in [a, b, c] { send(conn, "40"); }
+/// # assert_eq!(io.socket_count(), 3);
+/// # send(a, r#"42["join","rust"]"#);
+/// # send(b, r#"42["join","rust"]"#);
+/// # (recv(&mut qa), recv(&mut qb), recv(&mut qc));
+/// # send(a, r#"42["chat",{"room":"rust","text":"hi"}]"#);
+/// # assert_eq!(recv(&mut qb), [r#"42["chat",{"room":"rust","text":"hi"}]"#]);
+/// # assert!(recv(&mut qa).is_empty() && recv(&mut qc).is_empty());
+/// ```
 #[derive(Clone)]
 pub struct SocketIo {
     hub: Arc<Hub>,
@@ -291,6 +495,17 @@ impl SocketIo {
     /// the server with `Routes::socketio` sets the runtime's; only the
     /// first call counts. Until one is set, an async handler runs on a
     /// thread of its own.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    ///
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// // With tokio: io.set_spawner(Arc::new(|task| { tokio::spawn(task); }));
+    /// io.set_spawner(Arc::new(|task| {
+    ///     std::thread::spawn(move || futures_executor::block_on(task));
+    /// }));
+    /// ```
     pub fn set_spawner(&self, spawner: Spawner) {
         let _ = self.hub.spawner.set(spawner);
     }
@@ -319,23 +534,99 @@ impl SocketIo {
     }
 
     /// The Engine.IO endpoint to mount (at `/socket.io/` by convention).
+    ///
+    /// ```
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// let engine = io.engine();
+    /// assert_eq!(engine.session_count(), 0); // no client connected
+    /// ```
     pub fn engine(&self) -> &EngineIo {
         self.hub.engine.get().expect("set at construction")
     }
 
     /// The server's timer (connect and ack timeouts), for a runtime to
     /// drive.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    ///
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// let timer = io.timed();
+    /// // Runs what is due and says when to come back: nothing waits yet.
+    /// assert_eq!(timer.run_timers(Instant::now()), None);
+    /// ```
     pub fn timed(&self) -> Arc<dyn Timed> {
         self.hub.clone()
     }
 
     /// Accepts connections to namespace `path`, handing each new socket to
-    /// `on_connect` (a sync handler).
+    /// `on_connect` (a sync handler). It runs before the socket's events
+    /// are handled, so the handlers it registers see them all. Another call
+    /// for the same `path` replaces its handlers, for the clients that
+    /// connect after it.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    ///
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     println!("{} connected", socket.id());
+    ///     socket.on("echo", |socket, event| {
+    ///         let _ = socket.emit("echo", &event.payload());
+    ///     });
+    /// });
+    /// io.ns("/admin", |socket| {
+    ///     let _ = socket.emit("welcome", "admin area");
+    /// });
+    /// assert!(io.sockets("/").is_empty() && io.sockets("/admin").is_empty());
+    /// ```
     pub fn ns(&self, path: &str, on_connect: impl Fn(Socket) + Send + Sync + 'static) {
         self.ns_with(path, |ns| ns, on_connect)
     }
 
-    /// Like [`SocketIo::ns`], with middlewares set up by `setup`.
+    /// Like [`SocketIo::ns`], with middlewares set up by `setup`: they run in
+    /// order when a client asks to join, the first [`ConnectError`] refuses
+    /// it (the client's `connect_error` handler gets its message and data),
+    /// and `on_connect` runs for the clients they all let through.
+    ///
+    /// A client connecting with `io({ auth: { token: "s3cret" } })` gets in;
+    /// any other gets `err.message == "not authorized"`:
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use switchboard_async::socketio::{ConnectError, SocketIo, SocketIoConfig};
+    ///
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns_with(
+    ///     "/",
+    ///     |ns| {
+    ///         ns.middleware(|handshake| match handshake.auth["token"].as_str() {
+    ///             Some("s3cret") => Ok(()),
+    ///             _ => Err(ConnectError::new("not authorized")
+    ///                 .with_data(json!({ "hint": "log in first" }))),
+    ///         })
+    ///     },
+    ///     |socket| {
+    ///         let _ = socket.emit("welcome", &());
+    ///     },
+    /// );
+    /// # use switchboard_async::engineio::{Routed, WsCommand, WsCommands};
+    /// # use switchboard_core::{http::{Limits, Request}, ws::Message};
+    /// # // In-memory clients, no network: `open()` connects one over WebSocket, `send` hands the server a packet from it, `recv` takes what the server sent it.
+    /// # let request = Request::parse(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &Limits::default()).unwrap().unwrap().0;
+    /// # let open = || match io.engine().handle_request(&request, Default::default()) { Routed::WebSocket(conn, mut queue) => { recv(&mut queue); (conn, queue) } _ => unreachable!() };
+    /// # let send = |conn, packet: &str| io.engine().ws_message(conn, Message::text(packet.to_owned()));
+    /// # fn recv(queue: &mut WsCommands) -> Vec<String> { std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect() }
+    /// # let ((a, mut qa), (b, mut qb)) = (open(), open());
+    /// # send(a, r#"40{"token":"guess"}"#);
+    /// # assert_eq!(recv(&mut qa), [r#"44{"message":"not authorized","data":{"hint":"log in first"}}"#]);
+    /// # send(b, r#"40{"token":"s3cret"}"#);
+    /// # let sent = recv(&mut qb);
+    /// # assert!(sent[0].starts_with(r#"40{"sid":"#) && sent[1] == r#"42["welcome"]"#);
+    /// # assert_eq!(io.socket_count(), 1);
+    /// ```
     pub fn ns_with(
         &self,
         path: &str,
@@ -345,7 +636,26 @@ impl SocketIo {
         self.add_namespace(path, setup, Callback::Sync(Arc::new(on_connect)));
     }
 
-    /// Like [`SocketIo::ns`] with an async connection handler.
+    /// Like [`SocketIo::ns`] with an async connection handler. The client is
+    /// accepted first; the handler then runs in place up to its first
+    /// `.await` that waits, and on the runtime from there, as a JavaScript
+    /// `async` connection listener does. Register the socket's event
+    /// handlers before the handler first waits: the socket's events do not
+    /// wait for the rest of it, and an event with no handler is dropped.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    ///
+    /// async fn load_history(room: &str) -> Vec<String> {
+    ///     vec![format!("welcome to {room}")] // a database query, say
+    /// }
+    ///
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns_async("/", |socket| async move {
+    ///     let history = load_history("lobby").await;
+    ///     let _ = socket.emit("history", &(history,)); // one argument, an array
+    /// });
+    /// ```
     pub fn ns_async<F, Fut>(&self, path: &str, on_connect: F)
     where
         F: Fn(Socket) -> Fut + Send + Sync + 'static,
@@ -357,7 +667,40 @@ impl SocketIo {
     }
 
     /// Accepts connections to every namespace `matches` says yes to (e.g.
-    /// `/room-*`), all sharing these handlers.
+    /// `/room-*`), all sharing these middlewares and handlers. Namespaces of
+    /// [`ns`](SocketIo::ns) are tried first, then these in the order they
+    /// were added; [`Socket::namespace`] tells which one a socket joined.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    ///
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// // Client: io("https://example.com/game-7")
+    /// io.dynamic_ns(
+    ///     |name| name.starts_with("/game-"),
+    ///     |ns| ns,
+    ///     |socket| {
+    ///         // The others in the same game hear of the newcomer.
+    ///         let _ = socket.broadcast().emit("joined", socket.id().as_ref());
+    ///     },
+    /// );
+    /// # use switchboard_async::engineio::{Routed, WsCommand, WsCommands};
+    /// # use switchboard_core::{http::{Limits, Request}, ws::Message};
+    /// # // In-memory clients, no network: `open()` connects one over WebSocket, `send` hands the server a packet from it, `recv` takes what the server sent it.
+    /// # let request = Request::parse(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &Limits::default()).unwrap().unwrap().0;
+    /// # let open = || match io.engine().handle_request(&request, Default::default()) { Routed::WebSocket(conn, mut queue) => { recv(&mut queue); (conn, queue) } _ => unreachable!() };
+    /// # let send = |conn, packet: &str| io.engine().ws_message(conn, Message::text(packet.to_owned()));
+    /// # fn recv(queue: &mut WsCommands) -> Vec<String> { std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect() }
+    /// # let ((a, mut qa), (b, mut qb)) = (open(), open());
+    /// # send(a, "40/game-7,");
+    /// # assert!(recv(&mut qa)[0].starts_with(r#"40/game-7,{"sid":"#));
+    /// # send(b, "40/game-7,");
+    /// # recv(&mut qb);
+    /// # assert!(recv(&mut qa)[0].starts_with(r#"42/game-7,["joined","#));
+    /// # assert_eq!(io.sockets("/game-7")[0].namespace(), "/game-7");
+    /// # send(a, "40/chat,");
+    /// # assert_eq!(recv(&mut qa), [r#"44/chat,{"message":"Invalid namespace"}"#]);
+    /// ```
     pub fn dynamic_ns(
         &self,
         matches: impl Fn(&str) -> bool + Send + Sync + 'static,
@@ -401,7 +744,19 @@ impl SocketIo {
         lock(&self.hub.core).add_namespace(path);
     }
 
-    /// Broadcasts in namespace `path`.
+    /// Broadcasts in namespace `path`: to all of its sockets, or to some
+    /// rooms of it with [`Broadcast::to`].
+    ///
+    /// ```
+    /// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    ///
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/admin", |_socket| {});
+    /// // From anywhere: another thread, a timer, an HTTP route.
+    /// let reached = io.of("/admin").emit("alert", "restarting in 5 minutes")?;
+    /// assert_eq!(reached, 0); // nobody connected yet
+    /// # Ok::<(), switchboard_async::socketio::EmitError>(())
+    /// ```
     pub fn of(&self, path: &str) -> Broadcast {
         Broadcast {
             hub: self.hub.clone(),
@@ -410,16 +765,49 @@ impl SocketIo {
     }
 
     /// Broadcasts to `room` of namespace `/`.
+    ///
+    /// ```
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     let _ = socket.join("news");
+    /// });
+    /// let reached = io.to("news").emit("headline", &("Rust 2024 is out", 1))?;
+    /// assert_eq!(reached, 0);
+    /// # Ok::<(), switchboard_async::socketio::EmitError>(())
+    /// ```
     pub fn to(&self, room: impl Into<String>) -> Broadcast {
         self.of("/").to(room)
     }
 
-    /// Emits to every socket of namespace `/`.
+    /// Emits to every socket of namespace `/`; returns how many it reached.
+    /// A reserved event name (`connect`, `disconnect`, ...) fails with
+    /// [`EmitError::Encode`].
+    ///
+    /// ```
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |_socket| {});
+    /// assert_eq!(io.emit("tick", &42).unwrap(), 0);
+    /// assert!(io.emit("disconnect", &()).is_err());
+    /// ```
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, args: &T) -> Result<usize, EmitError> {
         self.of("/").emit(event, args)
     }
 
     /// The connected sockets of namespace `path`.
+    ///
+    /// ```
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |_socket| {});
+    /// // Say goodbye to everyone, then let them go.
+    /// for socket in io.sockets("/") {
+    ///     let _ = socket.emit("bye", "the server is shutting down");
+    ///     socket.disconnect();
+    /// }
+    /// assert!(io.sockets("/").is_empty());
+    /// ```
     pub fn sockets(&self, path: &str) -> Vec<Socket> {
         let ids = lock(&self.hub.core).sockets_of(path);
         ids.into_iter()
@@ -428,6 +816,17 @@ impl SocketIo {
     }
 
     /// How many sockets are connected, in every namespace.
+    ///
+    /// ```
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     // Tell everyone how many are online.
+    ///     let online = socket.io().socket_count();
+    ///     let _ = socket.io().emit("online", &online);
+    /// });
+    /// assert_eq!(io.socket_count(), 0);
+    /// ```
     pub fn socket_count(&self) -> usize {
         lock(&self.hub.core).socket_count()
     }
@@ -675,7 +1074,25 @@ impl Hub {
     fn run<A: Send + 'static>(&self, callback: &Callback<A>, arg: A) {
         match callback {
             Callback::Sync(f) => f(arg),
-            Callback::Async(f) => self.spawn(f(arg)),
+            Callback::Async(f) => self.start(f(arg)),
+        }
+    }
+
+    /// Runs an async connection or disconnection handler here up to its
+    /// first wait, and the rest on the runtime, as a JavaScript `async`
+    /// listener runs: the event handlers it registers (and the rooms it
+    /// joins) before it first waits are in place before the socket's next
+    /// event is dispatched.
+    fn start(&self, mut handler: BoxFuture) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handler.as_mut().poll(&mut cx)
+        })) {
+            Ok(Poll::Ready(())) => {}
+            // A spawned task is polled at once, with its own waker: nothing
+            // woken meanwhile is missed.
+            Ok(Poll::Pending) => self.spawn(handler),
+            Err(panic) => log_handler_panic(&*panic),
         }
     }
 
@@ -872,6 +1289,25 @@ pub(crate) fn complete(slot: Option<AckSlot>, answer: Result<Payload, AckError>)
 
 /// One client's connection to one namespace. Cloning is cheap; a clone
 /// kept after the disconnect just fails to emit.
+///
+/// A namespace's connection handler gets one per client that joins, and
+/// registers its event handlers on it:
+///
+/// ```
+/// use switchboard_async::socketio::{Socket, SocketIo, SocketIoConfig};
+///
+/// fn on_connect(socket: Socket) {
+///     println!("{} joined {}", socket.id(), socket.namespace());
+///     let _ = socket.emit("welcome", &format!("you are {}", socket.id()));
+///     socket.on("ping", |socket, _event| {
+///         let _ = socket.emit("pong", &());
+///     });
+/// }
+///
+/// let io = SocketIo::new(SocketIoConfig::default());
+/// io.ns("/", on_connect);
+/// io.ns("/chat", on_connect);
+/// ```
 #[derive(Clone)]
 pub struct Socket {
     id: SocketId,
@@ -889,7 +1325,8 @@ impl fmt::Debug for Socket {
 }
 
 impl Socket {
-    /// The socket's id (also the name of a room it is always in).
+    /// The socket's id (also the name of a room it is always in). See
+    /// [`Socket`] for an example.
     pub fn id(&self) -> &SocketId {
         &self.id
     }
@@ -899,12 +1336,23 @@ impl Socket {
         &self.entry.namespace
     }
 
-    /// What the client sent when it connected.
+    /// What the client sent when it connected: its `auth` payload
+    /// (`io({ auth: { name: "ann" } })` on the client), the namespace and the
+    /// Engine.IO session id.
+    ///
+    /// ```
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     let name = socket.handshake().auth["name"].as_str().unwrap_or("stranger");
+    ///     let _ = socket.emit("hello", &format!("hello, {name}"));
+    /// });
+    /// ```
     pub fn handshake(&self) -> &Handshake {
         &self.entry.handshake
     }
 
-    /// The server handle.
+    /// The server handle (see [`SocketIo::socket_count`] for an example).
     pub fn io(&self) -> SocketIo {
         SocketIo {
             hub: self.hub.clone(),
@@ -921,11 +1369,72 @@ impl Socket {
     /// blocking there holds that connection and a worker thread: use
     /// [`on_async`](Self::on_async) for slow work (see
     /// [`SocketIo::set_handler_runner`]).
+    ///
+    /// ```
+    /// use serde::Deserialize;
+    /// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    ///
+    /// #[derive(Deserialize)]
+    /// struct Move { x: i32, y: i32 }
+    ///
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     // Client: socket.emit("move", { x: 1, y: 2 })
+    ///     socket.on("move", |socket, event| match event.arg::<Move>(0) {
+    ///         Ok(Move { x, y }) => {
+    ///             let _ = socket.broadcast().emit("moved", &(socket.id().as_ref(), x, y));
+    ///         }
+    ///         Err(error) => {
+    ///             let _ = socket.emit("error", &error.to_string());
+    ///         }
+    ///     });
+    /// });
+    /// ```
     pub fn on(&self, event: &str, handler: impl Fn(Socket, Event) + Send + Sync + 'static) {
         self.set_handler(event, Callback::Sync(Arc::new(move |(s, e)| handler(s, e))));
     }
 
-    /// Handles event `event` with an async handler, spawned per event.
+    /// Handles event `event` with an async handler, spawned per event: a
+    /// slow one holds back nothing, so the socket's handlers may run at the
+    /// same time and finish in any order.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    ///
+    /// async fn search(query: &str) -> Vec<String> {
+    ///     vec![format!("{query}: 3 results")] // a database or an HTTP API, say
+    /// }
+    ///
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     // Client: socket.emit("search", "rust", (results) => ...)
+    ///     socket.on_async("search", |_socket, mut event| async move {
+    ///         let query: String = event.arg(0).unwrap_or_default();
+    ///         let results = search(&query).await;
+    ///         if let Some(ack) = event.take_ack() {
+    ///             let _ = ack.send(&(results,)); // one argument, an array
+    ///         }
+    ///     });
+    /// });
+    /// # use switchboard_async::engineio::{Routed, WsCommand, WsCommands};
+    /// # use switchboard_core::{http::{Limits, Request}, ws::Message};
+    /// # // In-memory clients, no network: `open()` connects one over WebSocket, `send` hands the server a packet from it, `recv` takes what the server sent it.
+    /// # let request = Request::parse(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &Limits::default()).unwrap().unwrap().0;
+    /// # let open = || match io.engine().handle_request(&request, Default::default()) { Routed::WebSocket(conn, mut queue) => { recv(&mut queue); (conn, queue) } _ => unreachable!() };
+    /// # let send = |conn, packet: &str| io.engine().ws_message(conn, Message::text(packet.to_owned()));
+    /// # fn recv(queue: &mut WsCommands) -> Vec<String> { std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect() }
+    /// # let (a, mut qa) = open();
+    /// # send(a, "40");
+    /// # recv(&mut qa);
+    /// # send(a, r#"421["search","rust"]"#);
+    /// # let mut answer = Vec::new();
+    /// # for _ in 0..1000 {
+    /// #     answer = recv(&mut qa);
+    /// #     if !answer.is_empty() { break }
+    /// #     std::thread::sleep(std::time::Duration::from_millis(10));
+    /// # }
+    /// # assert_eq!(answer, [r#"431[["rust: 3 results"]]"#]);
+    /// ```
     pub fn on_async<F, Fut>(&self, event: &str, handler: F)
     where
         F: Fn(Socket, Event) -> Fut + Send + Sync + 'static,
@@ -936,7 +1445,32 @@ impl Socket {
         self.set_handler(event, Callback::Async(f));
     }
 
-    /// Handles every event that has no handler of its own.
+    /// Handles every event that has no handler of its own (replacing an
+    /// earlier one); [`Event::name`] tells which it is.
+    ///
+    /// ```
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     socket.on("chat", |_socket, _event| { /* ... */ });
+    ///     socket.on_any(|socket, event| {
+    ///         let _ = socket.emit("error", &format!("unknown event: {}", event.name()));
+    ///     });
+    /// });
+    /// # use switchboard_async::engineio::{Routed, WsCommand, WsCommands};
+    /// # use switchboard_core::{http::{Limits, Request}, ws::Message};
+    /// # // In-memory clients, no network: `open()` connects one over WebSocket, `send` hands the server a packet from it, `recv` takes what the server sent it.
+    /// # let request = Request::parse(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &Limits::default()).unwrap().unwrap().0;
+    /// # let open = || match io.engine().handle_request(&request, Default::default()) { Routed::WebSocket(conn, mut queue) => { recv(&mut queue); (conn, queue) } _ => unreachable!() };
+    /// # let send = |conn, packet: &str| io.engine().ws_message(conn, Message::text(packet.to_owned()));
+    /// # fn recv(queue: &mut WsCommands) -> Vec<String> { std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect() }
+    /// # let (a, mut qa) = open();
+    /// # send(a, "40");
+    /// # recv(&mut qa);
+    /// # send(a, r#"42["chat","hi"]"#);
+    /// # send(a, r#"42["dance"]"#);
+    /// # assert_eq!(recv(&mut qa), [r#"42["error","unknown event: dance"]"#]);
+    /// ```
     pub fn on_any(&self, handler: impl Fn(Socket, Event) + Send + Sync + 'static) {
         self.entry
             .handlers
@@ -946,7 +1480,46 @@ impl Socket {
     }
 
     /// Runs `handler` when the socket leaves its namespace, with the
-    /// reason.
+    /// reason (every handler registered, in order). By then the socket has
+    /// left its rooms ([`rooms`](Self::rooms) is empty) and cannot emit,
+    /// but its [`extension`](Self::extension)s are still there.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    ///
+    /// #[derive(Clone)]
+    /// struct Room(String);
+    ///
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     // Client: socket.emit("enter", "lobby")
+    ///     socket.on("enter", |socket, event| {
+    ///         let Ok(room) = event.arg::<String>(0) else { return };
+    ///         if socket.join(&room).is_ok() {
+    ///             socket.insert_extension(Room(room));
+    ///         }
+    ///     });
+    ///     socket.on_disconnect(|socket, reason| {
+    ///         if let Some(Room(room)) = socket.extension::<Room>() {
+    ///             let _ = socket.to(room).emit("left", &(socket.id().as_ref(), reason.as_str()));
+    ///         }
+    ///     });
+    /// });
+    /// # use switchboard_async::engineio::{Routed, WsCommand, WsCommands};
+    /// # use switchboard_core::{http::{Limits, Request}, ws::Message};
+    /// # // In-memory clients, no network: `open()` connects one over WebSocket, `send` hands the server a packet from it, `recv` takes what the server sent it.
+    /// # let request = Request::parse(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &Limits::default()).unwrap().unwrap().0;
+    /// # let open = || match io.engine().handle_request(&request, Default::default()) { Routed::WebSocket(conn, mut queue) => { recv(&mut queue); (conn, queue) } _ => unreachable!() };
+    /// # let send = |conn, packet: &str| io.engine().ws_message(conn, Message::text(packet.to_owned()));
+    /// # fn recv(queue: &mut WsCommands) -> Vec<String> { std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect() }
+    /// # let ((a, mut qa), (b, mut qb)) = (open(), open());
+    /// # for conn in [a, b] { send(conn, "40"); send(conn, r#"42["enter","lobby"]"#); }
+    /// # (recv(&mut qa), recv(&mut qb));
+    /// # send(a, "41"); // the client leaves the namespace
+    /// # let left = recv(&mut qb);
+    /// # assert!(left[0].starts_with(r#"42["left","#), "{left:?}");
+    /// # assert!(left[0].ends_with(r#","client namespace disconnect"]"#), "{left:?}");
+    /// ```
     pub fn on_disconnect(
         &self,
         handler: impl Fn(Socket, DisconnectReason) + Send + Sync + 'static,
@@ -971,13 +1544,68 @@ impl Socket {
     /// Emits `event` with `args` to this client (see
     /// [`encode_event`] for how
     /// `args` become arguments: a tuple or array spreads, anything else is
-    /// one argument).
+    /// one argument). Fails with [`EmitError::UnknownSocket`] once the
+    /// socket is gone, and with [`EmitError::Encode`] for a reserved event
+    /// name or arguments that do not serialize.
+    ///
+    /// ```
+    /// use serde::Serialize;
+    /// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    ///
+    /// #[derive(Serialize)]
+    /// struct Score { player: String, points: u32 }
+    ///
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     // Client: socket.on("hello", (text) => ...), and so on.
+    ///     let _ = socket.emit("hello", "world"); // one argument
+    ///     let _ = socket.emit("point", &(3, 4)); // a tuple: two arguments
+    ///     let _ = socket.emit("ranks", &(vec![1, 2, 3],)); // one array
+    ///     let _ = socket.emit("score", &Score { player: "ann".into(), points: 7 });
+    ///     let _ = socket.emit("ready", &()); // no argument
+    /// });
+    /// # use switchboard_async::engineio::{Routed, WsCommand, WsCommands};
+    /// # use switchboard_core::{http::{Limits, Request}, ws::Message};
+    /// # // In-memory clients, no network: `open()` connects one over WebSocket, `send` hands the server a packet from it, `recv` takes what the server sent it.
+    /// # let request = Request::parse(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &Limits::default()).unwrap().unwrap().0;
+    /// # let open = || match io.engine().handle_request(&request, Default::default()) { Routed::WebSocket(conn, mut queue) => { recv(&mut queue); (conn, queue) } _ => unreachable!() };
+    /// # let send = |conn, packet: &str| io.engine().ws_message(conn, Message::text(packet.to_owned()));
+    /// # fn recv(queue: &mut WsCommands) -> Vec<String> { std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect() }
+    /// # let (a, mut qa) = open();
+    /// # send(a, "40");
+    /// # let sent = recv(&mut qa);
+    /// # assert_eq!(sent[1..], [
+    /// #     r#"42["hello","world"]"#,
+    /// #     r#"42["point",3,4]"#,
+    /// #     r#"42["ranks",[1,2,3]]"#,
+    /// #     r#"42["score",{"player":"ann","points":7}]"#,
+    /// #     r#"42["ready"]"#,
+    /// # ]);
+    /// ```
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, args: &T) -> Result<(), EmitError> {
         self.hub.with_core(|core| core.emit(&self.id, event, args))
     }
 
     /// Emits `event` only if the client's transport can take it now,
-    /// dropping it otherwise (Node's `socket.volatile.emit`).
+    /// dropping it otherwise (Node's `socket.volatile.emit`): for data that
+    /// is stale by the time it could be sent.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// # fn read_sensor() -> f64 { 21.5 }
+    ///
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     // A live reading every 100 ms, for as long as the client stays.
+    ///     std::thread::spawn(move || {
+    ///         while socket.connected() {
+    ///             let _ = socket.emit_volatile("temperature", &read_sensor());
+    ///             std::thread::sleep(Duration::from_millis(100));
+    ///         }
+    ///     });
+    /// });
+    /// ```
     pub fn emit_volatile<T: Serialize + ?Sized>(
         &self,
         event: &str,
@@ -988,7 +1616,45 @@ impl Socket {
     }
 
     /// Emits `event` asking for an ack within `timeout`; `callback` gets
-    /// the answer's arguments, or why none came.
+    /// the answer's arguments, or why none came ([`AckError::Timeout`], or
+    /// [`AckError::Disconnected`] when the socket left first). Nothing
+    /// waits for the answer, so a sync handler can ask and return.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_async::socketio::{AckError, SocketIo, SocketIoConfig};
+    ///
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     // Client: socket.on("nickname?", (callback) => callback("ann"))
+    ///     let me = socket.clone();
+    ///     let _ = socket.emit_with_ack_callback(
+    ///         "nickname?",
+    ///         &(),
+    ///         Duration::from_secs(10),
+    ///         move |answer| match answer {
+    ///             Ok(args) => {
+    ///                 let name: String = args.arg(0).unwrap_or_default();
+    ///                 let _ = me.emit("welcome", &name);
+    ///             }
+    ///             Err(AckError::Timeout) => me.disconnect(),
+    ///             Err(AckError::Disconnected) => {}
+    ///         },
+    ///     );
+    /// });
+    /// # use switchboard_async::engineio::{Routed, WsCommand, WsCommands};
+    /// # use switchboard_core::{http::{Limits, Request}, ws::Message};
+    /// # // In-memory clients, no network: `open()` connects one over WebSocket, `send` hands the server a packet from it, `recv` takes what the server sent it.
+    /// # let request = Request::parse(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &Limits::default()).unwrap().unwrap().0;
+    /// # let open = || match io.engine().handle_request(&request, Default::default()) { Routed::WebSocket(conn, mut queue) => { recv(&mut queue); (conn, queue) } _ => unreachable!() };
+    /// # let send = |conn, packet: &str| io.engine().ws_message(conn, Message::text(packet.to_owned()));
+    /// # fn recv(queue: &mut WsCommands) -> Vec<String> { std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect() }
+    /// # let (a, mut qa) = open();
+    /// # send(a, "40");
+    /// # assert_eq!(recv(&mut qa)[1], r#"420["nickname?"]"#);
+    /// # send(a, r#"430["ann"]"#);
+    /// # assert_eq!(recv(&mut qa), [r#"42["welcome","ann"]"#]);
+    /// ```
     pub fn emit_with_ack_callback<T: Serialize + ?Sized>(
         &self,
         event: &str,
@@ -1002,6 +1668,26 @@ impl Socket {
     /// Emits `event` asking for an ack within `timeout`; the returned
     /// [`AckFuture`] resolves with the answer (or blocks for it with
     /// [`AckFuture::wait`] on threads).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    ///
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     socket.on_async("checkout", |socket, _event| async move {
+    ///         // Client: socket.on("confirm", (total, callback) => callback(true))
+    ///         let Ok(answer) = socket.emit_with_ack("confirm", &42.5, Duration::from_secs(30)) else {
+    ///             return; // the socket is gone
+    ///         };
+    ///         let confirmed = match answer.await {
+    ///             Ok(args) => args.arg::<bool>(0).unwrap_or(false),
+    ///             Err(_) => false, // no answer in time, or the client left
+    ///         };
+    ///         let _ = socket.emit(if confirmed { "order placed" } else { "order cancelled" }, &());
+    ///     });
+    /// });
+    /// ```
     pub fn emit_with_ack<T: Serialize + ?Sized>(
         &self,
         event: &str,
@@ -1035,32 +1721,143 @@ impl Socket {
     /// is in `max_rooms_per_socket` rooms (its own included; default
     /// 4,096), and with `EmitError::RoomNameTooLong` for a name longer
     /// than `max_room_name_len` bytes (default 1,024); both set in
-    /// [`SocketIoConfig::socketio`].
+    /// [`SocketIoConfig::socketio`]. Joining a room it is in already
+    /// succeeds.
+    ///
+    /// ```
+    /// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    ///
+    /// let mut config = SocketIoConfig::default();
+    /// config.socketio.max_rooms_per_socket = 2; // its own and one more
+    /// let io = SocketIo::new(config);
+    /// io.ns("/", |socket| {
+    ///     // Client: socket.emit("join", "rust", (joined) => ...)
+    ///     socket.on("join", |socket, mut event| {
+    ///         let room: String = event.arg(0).unwrap_or_default();
+    ///         let joined = socket.join(&room).is_ok();
+    ///         if let Some(ack) = event.take_ack() {
+    ///             let _ = ack.send(&joined);
+    ///         }
+    ///     });
+    /// });
+    /// # use switchboard_async::engineio::{Routed, WsCommand, WsCommands};
+    /// # use switchboard_core::{http::{Limits, Request}, ws::Message};
+    /// # // In-memory clients, no network: `open()` connects one over WebSocket, `send` hands the server a packet from it, `recv` takes what the server sent it.
+    /// # let request = Request::parse(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &Limits::default()).unwrap().unwrap().0;
+    /// # let open = || match io.engine().handle_request(&request, Default::default()) { Routed::WebSocket(conn, mut queue) => { recv(&mut queue); (conn, queue) } _ => unreachable!() };
+    /// # let send = |conn, packet: &str| io.engine().ws_message(conn, Message::text(packet.to_owned()));
+    /// # fn recv(queue: &mut WsCommands) -> Vec<String> { std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect() }
+    /// # let (a, mut qa) = open();
+    /// # send(a, "40");
+    /// # recv(&mut qa);
+    /// # send(a, r#"420["join","rust"]"#);
+    /// # send(a, r#"421["join","rust"]"#);
+    /// # send(a, r#"422["join","go"]"#);
+    /// # assert_eq!(recv(&mut qa), ["430[true]", "431[true]", "432[false]"]);
+    /// ```
     pub fn join(&self, room: &str) -> Result<(), EmitError> {
         self.hub.with_core(|core| core.join(&self.id, room))
     }
 
     /// Leaves `room`.
+    ///
+    /// ```
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     // Client: socket.emit("switch", "general")
+    ///     socket.on("switch", |socket, event| {
+    ///         let Ok(room) = event.arg::<String>(0) else { return };
+    ///         let own = socket.id().to_string(); // stay in the room of its id
+    ///         for old in socket.rooms().into_iter().filter(|old| *old != own) {
+    ///             let _ = socket.leave(&old);
+    ///         }
+    ///         let _ = socket.join(&room);
+    ///     });
+    /// });
+    /// # use switchboard_async::engineio::{Routed, WsCommand, WsCommands};
+    /// # use switchboard_core::{http::{Limits, Request}, ws::Message};
+    /// # // In-memory clients, no network: `open()` connects one over WebSocket, `send` hands the server a packet from it, `recv` takes what the server sent it.
+    /// # let request = Request::parse(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &Limits::default()).unwrap().unwrap().0;
+    /// # let open = || match io.engine().handle_request(&request, Default::default()) { Routed::WebSocket(conn, mut queue) => { recv(&mut queue); (conn, queue) } _ => unreachable!() };
+    /// # let send = |conn, packet: &str| io.engine().ws_message(conn, Message::text(packet.to_owned()));
+    /// # fn recv(queue: &mut WsCommands) -> Vec<String> { std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect() }
+    /// # let (a, _qa) = open();
+    /// # send(a, "40");
+    /// # send(a, r#"42["switch","random"]"#);
+    /// # send(a, r#"42["switch","general"]"#);
+    /// # let socket = &io.sockets("/")[0];
+    /// # let mut rooms = socket.rooms();
+    /// # rooms.sort();
+    /// # let mut expected = vec!["general".to_owned(), socket.id().to_string()];
+    /// # expected.sort();
+    /// # assert_eq!(rooms, expected);
+    /// ```
     pub fn leave(&self, room: &str) -> Result<(), EmitError> {
         self.hub.with_core(|core| core.leave(&self.id, room))
     }
 
-    /// The rooms this socket is in.
+    /// The rooms this socket is in, the one named by its id included (none
+    /// once it is disconnected).
+    ///
+    /// ```
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     // Client: socket.emit("my rooms", (rooms) => ...)
+    ///     socket.on("my rooms", |socket, mut event| {
+    ///         if let Some(ack) = event.take_ack() {
+    ///             let _ = ack.send(&(socket.rooms(),));
+    ///         }
+    ///     });
+    /// });
+    /// ```
     pub fn rooms(&self) -> Vec<String> {
         lock(&self.hub.core).rooms_of(&self.id)
     }
 
     /// How many sockets of this namespace are in `room`.
+    ///
+    /// ```
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     let _ = socket.join("lobby");
+    ///     let _ = socket.emit("players in the lobby", &socket.room_size("lobby"));
+    /// });
+    /// ```
     pub fn room_size(&self, room: &str) -> usize {
         lock(&self.hub.core).room_size(&self.entry.namespace, room)
     }
 
-    /// Broadcasts to `room` of this namespace, leaving this socket out.
+    /// Broadcasts to `room` of this namespace, leaving this socket out (more
+    /// rooms with [`Broadcast::to`]).
+    ///
+    /// ```
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     // Client: socket.emit("typing", "rust")
+    ///     socket.on("typing", |socket, event| {
+    ///         if let Ok(room) = event.arg::<String>(0) {
+    ///             let _ = socket.to(room).emit("typing", socket.id().as_ref());
+    ///         }
+    ///     });
+    /// });
+    /// ```
     pub fn to(&self, room: impl Into<String>) -> Broadcast {
         self.broadcast().to(room)
     }
 
     /// Broadcasts to every other socket of this namespace.
+    ///
+    /// ```
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     let _ = socket.broadcast().emit("user joined", socket.id().as_ref());
+    /// });
+    /// ```
     pub fn broadcast(&self) -> Broadcast {
         Broadcast {
             hub: self.hub.clone(),
@@ -1072,29 +1869,150 @@ impl Socket {
     }
 
     /// Removes the socket from its namespace: the client gets a
-    /// DISCONNECT (`io server disconnect`).
+    /// DISCONNECT (`io server disconnect`; it does not reconnect on its
+    /// own, as it does after [`close_connection`](Self::close_connection)).
+    ///
+    /// ```
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     socket.on("chat", |socket, event| {
+    ///         let text: String = event.arg(0).unwrap_or_default();
+    ///         if text.contains("buy now") {
+    ///             socket.disconnect(); // no spam here
+    ///         } else {
+    ///             let _ = socket.broadcast().emit("chat", &text);
+    ///         }
+    ///     });
+    /// });
+    /// # use switchboard_async::engineio::{Routed, WsCommand, WsCommands};
+    /// # use switchboard_core::{http::{Limits, Request}, ws::Message};
+    /// # // In-memory clients, no network: `open()` connects one over WebSocket, `send` hands the server a packet from it, `recv` takes what the server sent it.
+    /// # let request = Request::parse(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &Limits::default()).unwrap().unwrap().0;
+    /// # let open = || match io.engine().handle_request(&request, Default::default()) { Routed::WebSocket(conn, mut queue) => { recv(&mut queue); (conn, queue) } _ => unreachable!() };
+    /// # let send = |conn, packet: &str| io.engine().ws_message(conn, Message::text(packet.to_owned()));
+    /// # fn recv(queue: &mut WsCommands) -> Vec<String> { std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect() }
+    /// # let (a, mut qa) = open();
+    /// # send(a, "40");
+    /// # recv(&mut qa);
+    /// # send(a, r#"42["chat","buy now!"]"#);
+    /// # assert_eq!(recv(&mut qa), ["41"]);
+    /// # assert_eq!(io.socket_count(), 0);
+    /// ```
     pub fn disconnect(&self) {
         self.hub.with_core(|core| core.disconnect(&self.id));
     }
 
     /// Closes the client's whole connection without DISCONNECT packets, as
-    /// a lost connection looks to it (it will reconnect on its own).
+    /// a lost connection looks to it (it will reconnect on its own). Every
+    /// socket of that connection leaves with
+    /// [`DisconnectReason::ForcedClose`].
+    ///
+    /// ```
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     // Client: socket.emit("reconnect me")
+    ///     socket.on("reconnect me", |socket, _event| socket.close_connection());
+    /// });
+    /// ```
     pub fn close_connection(&self) {
         let sid = self.entry.handshake.sid.clone();
         self.hub.with_core(|core| core.close_session(&sid));
     }
 
-    /// Whether the socket is still connected.
+    /// Whether the socket is still connected. A clone kept elsewhere (a
+    /// task, a map of users) can tell; once the socket is gone, its emits
+    /// fail with [`EmitError::UnknownSocket`].
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use switchboard_async::socketio::{EmitError, Socket, SocketIo, SocketIoConfig};
+    ///
+    /// let last: Arc<Mutex<Option<Socket>>> = Arc::default();
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// let keep = last.clone();
+    /// io.ns("/", move |socket| *keep.lock().unwrap() = Some(socket));
+    /// # use switchboard_async::engineio::{Routed, WsCommand, WsCommands};
+    /// # use switchboard_core::{http::{Limits, Request}, ws::Message};
+    /// # // In-memory clients, no network: `open()` connects one over WebSocket, `send` hands the server a packet from it, `recv` takes what the server sent it.
+    /// # let request = Request::parse(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &Limits::default()).unwrap().unwrap().0;
+    /// # let open = || match io.engine().handle_request(&request, Default::default()) { Routed::WebSocket(conn, mut queue) => { recv(&mut queue); (conn, queue) } _ => unreachable!() };
+    /// # let send = |conn, packet: &str| io.engine().ws_message(conn, Message::text(packet.to_owned()));
+    /// # fn recv(queue: &mut WsCommands) -> Vec<String> { std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect() }
+    /// # let (a, _qa) = open();
+    /// # send(a, "40");
+    /// # send(a, "41");
+    /// // ... a client connected, then left.
+    /// let socket = last.lock().unwrap().clone().expect("a client connected");
+    /// assert!(!socket.connected());
+    /// assert!(matches!(socket.emit("hello", &()), Err(EmitError::UnknownSocket)));
+    /// ```
     pub fn connected(&self) -> bool {
         lock(&self.hub.core).socket_info(&self.id).is_some()
     }
 
-    /// Stores a value of type `T` on the socket (replacing one).
+    /// Stores a value of type `T` on the socket (replacing one): state of
+    /// the connection, such as the user it logged in as, for its handlers
+    /// (see [`extension`](Self::extension)).
+    ///
+    /// ```
+    /// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    ///
+    /// #[derive(Clone)]
+    /// struct User { name: String }
+    ///
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     // Client: io({ auth: { name: "ann" } })
+    ///     let name = socket.handshake().auth["name"].as_str().unwrap_or("anonymous");
+    ///     socket.insert_extension(User { name: name.to_owned() });
+    ///     socket.on("chat", |socket, event| {
+    ///         let Some(user) = socket.extension::<User>() else { return };
+    ///         let text: String = event.arg(0).unwrap_or_default();
+    ///         let _ = socket.broadcast().emit("chat", &(user.name, text));
+    ///     });
+    /// });
+    /// # use switchboard_async::engineio::{Routed, WsCommand, WsCommands};
+    /// # use switchboard_core::{http::{Limits, Request}, ws::Message};
+    /// # // In-memory clients, no network: `open()` connects one over WebSocket, `send` hands the server a packet from it, `recv` takes what the server sent it.
+    /// # let request = Request::parse(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &Limits::default()).unwrap().unwrap().0;
+    /// # let open = || match io.engine().handle_request(&request, Default::default()) { Routed::WebSocket(conn, mut queue) => { recv(&mut queue); (conn, queue) } _ => unreachable!() };
+    /// # let send = |conn, packet: &str| io.engine().ws_message(conn, Message::text(packet.to_owned()));
+    /// # fn recv(queue: &mut WsCommands) -> Vec<String> { std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect() }
+    /// # let ((a, mut qa), (b, mut qb)) = (open(), open());
+    /// # send(a, r#"40{"name":"ann"}"#);
+    /// # send(b, "40");
+    /// # (recv(&mut qa), recv(&mut qb));
+    /// # send(a, r#"42["chat","hi"]"#);
+    /// # assert_eq!(recv(&mut qb), [r#"42["chat","ann","hi"]"#]);
+    /// ```
     pub fn insert_extension<T: Any + Send + Sync>(&self, value: T) {
         lock(&self.entry.extensions).insert(TypeId::of::<T>(), Box::new(value));
     }
 
-    /// A copy of the stored value of type `T`.
+    /// A copy of the stored value of type `T`. For state the handlers
+    /// change, store a shared value (an `Arc` of an atomic or a `Mutex`).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    ///
+    /// #[derive(Clone, Default)]
+    /// struct Sent(Arc<AtomicU32>);
+    ///
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     socket.insert_extension(Sent::default());
+    ///     socket.on("chat", |socket, _event| {
+    ///         let sent = socket.extension::<Sent>().unwrap_or_default();
+    ///         if sent.0.fetch_add(1, Ordering::Relaxed) >= 100 {
+    ///             socket.disconnect(); // that will do
+    ///         }
+    ///     });
+    /// });
+    /// ```
     pub fn extension<T: Any + Send + Sync + Clone>(&self) -> Option<T> {
         lock(&self.entry.extensions)
             .get(&TypeId::of::<T>())
@@ -1106,6 +2024,31 @@ impl Socket {
 /// An event received with its arguments, and the answer its sender asked
 /// for: `A` is the server's [`Ack`] for an event from a client, or the
 /// client's [`client::Ack`] for one from the server.
+///
+/// A client's `socket.emit("greet", "ann", { lang: "fr" }, (reply) => ...)`
+/// reads as:
+///
+/// ```
+/// use serde::Deserialize;
+/// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+///
+/// #[derive(Deserialize)]
+/// struct Options { lang: String }
+///
+/// let io = SocketIo::new(SocketIoConfig::default());
+/// io.ns("/", |socket| {
+///     socket.on("greet", |_socket, mut event| {
+///         let Ok((name, options)) = event.args::<(String, Options)>() else { return };
+///         let greeting = match options.lang.as_str() {
+///             "fr" => format!("bonjour {name}"),
+///             _ => format!("hello {name}"),
+///         };
+///         if let Some(ack) = event.take_ack() {
+///             let _ = ack.send(&greeting);
+///         }
+///     });
+/// });
+/// ```
 #[derive(Debug)]
 pub struct Event<A = Ack> {
     name: String,
@@ -1118,23 +2061,85 @@ impl<A> Event<A> {
         Event { name, packet, ack }
     }
 
-    /// The event's name.
+    /// The event's name (see [`Socket::on_any`] for an example).
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The arguments read as `T`: a tuple (`(T,)` for one), a `Vec`, a
     /// struct read positionally; binary values come from the attachments.
+    ///
+    /// ```
+    /// use serde::Deserialize;
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    ///
+    /// // Client: socket.emit("move", 3, 4)
+    /// #[derive(Deserialize)]
+    /// struct Move { x: i32, y: i32 } // x = 3, y = 4
+    ///
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     socket.on("move", |socket, event| {
+    ///         if let Ok(Move { x, y }) = event.args() {
+    ///             let _ = socket.broadcast().emit("moved", &(x, y));
+    ///         }
+    ///     });
+    ///     // Client: socket.emit("sum", 1, 2, 3)
+    ///     socket.on("sum", |socket, event| {
+    ///         let numbers: Vec<f64> = event.args().unwrap_or_default();
+    ///         let _ = socket.emit("sum", &numbers.iter().sum::<f64>());
+    ///     });
+    /// });
+    /// # use switchboard_async::engineio::{Routed, WsCommand, WsCommands};
+    /// # use switchboard_core::{http::{Limits, Request}, ws::Message};
+    /// # // In-memory clients, no network: `open()` connects one over WebSocket, `send` hands the server a packet from it, `recv` takes what the server sent it.
+    /// # let request = Request::parse(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &Limits::default()).unwrap().unwrap().0;
+    /// # let open = || match io.engine().handle_request(&request, Default::default()) { Routed::WebSocket(conn, mut queue) => { recv(&mut queue); (conn, queue) } _ => unreachable!() };
+    /// # let send = |conn, packet: &str| io.engine().ws_message(conn, Message::text(packet.to_owned()));
+    /// # fn recv(queue: &mut WsCommands) -> Vec<String> { std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect() }
+    /// # let ((a, mut qa), (b, mut qb)) = (open(), open());
+    /// # for conn in [a, b] { send(conn, "40"); }
+    /// # (recv(&mut qa), recv(&mut qb));
+    /// # send(a, r#"42["move",3,4]"#);
+    /// # assert_eq!(recv(&mut qb), [r#"42["moved",3,4]"#]);
+    /// # send(a, r#"42["sum",1,2,3.5]"#);
+    /// # assert_eq!(recv(&mut qa), [r#"42["sum",6.5]"#]);
+    /// ```
     pub fn args<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         self.packet.args()
     }
 
-    /// Argument `index` read as `T`.
+    /// Argument `index` read as `T`. A missing argument reads as `None` into
+    /// an `Option` (JavaScript's `undefined`), and fails otherwise.
+    ///
+    /// ```
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     // Client: socket.emit("page", 2) or socket.emit("page", 2, 50)
+    ///     socket.on("page", |socket, event| {
+    ///         let page: u32 = event.arg(0).unwrap_or(1);
+    ///         let size = event.arg::<Option<u32>>(1).ok().flatten().unwrap_or(20);
+    ///         let _ = socket.emit("page", &(page, size));
+    ///     });
+    /// });
+    /// ```
     pub fn arg<T: DeserializeOwned>(&self, index: usize) -> Result<T, serde_json::Error> {
         self.packet.arg(index)
     }
 
     /// The arguments as received, binary included, to send on unchanged.
+    ///
+    /// ```
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     // A relay: what one client sends, files included, the others get.
+    ///     socket.on("relay", |socket, event| {
+    ///         let _ = socket.broadcast().emit("relay", &event.payload());
+    ///     });
+    /// });
+    /// ```
     pub fn payload(&self) -> Payload {
         Payload::from_packet(&self.packet).unwrap_or_default()
     }
@@ -1144,13 +2149,61 @@ impl<A> Event<A> {
         &self.packet
     }
 
-    /// Takes the ack the sender asked for, if it did.
+    /// Takes the ack the sender asked for, if it did (`None` when the
+    /// client emitted without a callback, or once taken).
+    ///
+    /// An echo: the client's `socket.emit("echo", "hi", 1, (a, b) => ...)`
+    /// gets `"hi", 1` back.
+    ///
+    /// ```
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     socket.on("echo", |_socket, mut event| {
+    ///         if let Some(ack) = event.take_ack() {
+    ///             let _ = ack.send(&event.payload());
+    ///         }
+    ///     });
+    /// });
+    /// # use switchboard_async::engineio::{Routed, WsCommand, WsCommands};
+    /// # use switchboard_core::{http::{Limits, Request}, ws::Message};
+    /// # // In-memory clients, no network: `open()` connects one over WebSocket, `send` hands the server a packet from it, `recv` takes what the server sent it.
+    /// # let request = Request::parse(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &Limits::default()).unwrap().unwrap().0;
+    /// # let open = || match io.engine().handle_request(&request, Default::default()) { Routed::WebSocket(conn, mut queue) => { recv(&mut queue); (conn, queue) } _ => unreachable!() };
+    /// # let send = |conn, packet: &str| io.engine().ws_message(conn, Message::text(packet.to_owned()));
+    /// # fn recv(queue: &mut WsCommands) -> Vec<String> { std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect() }
+    /// # let (a, mut qa) = open();
+    /// # send(a, "40");
+    /// # recv(&mut qa);
+    /// # send(a, r#"427["echo","hi",1]"#);
+    /// # send(a, r#"42["echo","no callback"]"#);
+    /// # assert_eq!(recv(&mut qa), [r#"437["hi",1]"#]);
+    /// ```
     pub fn take_ack(&mut self) -> Option<A> {
         self.ack.take()
     }
 }
 
-/// The answer a client asked for with its event; send it once.
+/// The answer a client asked for with its event; send it once. Left
+/// unsent, the client hears nothing (its callback never runs, unless
+/// the client used a timeout). It can go elsewhere to be sent later:
+///
+/// ```
+/// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+/// # fn render_report(_: &str) -> String { String::new() }
+/// let io = SocketIo::new(SocketIoConfig::default());
+/// io.ns("/", |socket| {
+///     // Client: socket.emit("report", "2024-q1", (pdf) => ...)
+///     socket.on("report", |_socket, mut event| {
+///         let (Some(ack), Ok(quarter)) = (event.take_ack(), event.arg::<String>(0)) else {
+///             return;
+///         };
+///         std::thread::spawn(move || {
+///             let _ = ack.send(&render_report(&quarter)); // slow
+///         });
+///     });
+/// });
+/// ```
 #[derive(Debug)]
 pub struct Ack {
     socket: Socket,
@@ -1158,14 +2211,79 @@ pub struct Ack {
 }
 
 impl Ack {
-    /// Answers with `args` (arguments as for [`Socket::emit`]).
+    /// Answers with `args` (arguments as for [`Socket::emit`]). Fails with
+    /// [`EmitError::UnknownSocket`] once the socket is gone.
+    ///
+    /// ```
+    /// use serde::Serialize;
+    /// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    ///
+    /// #[derive(Serialize)]
+    /// struct Created { id: u64, name: String }
+    ///
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     // Client: socket.emit("create room", "rust", (room) => room.id)
+    ///     socket.on("create room", |_socket, mut event| {
+    ///         let name: String = event.arg(0).unwrap_or_default();
+    ///         if let Some(ack) = event.take_ack() {
+    ///             let _ = ack.send(&Created { id: 1, name });
+    ///         }
+    ///     });
+    /// });
+    /// # use switchboard_async::engineio::{Routed, WsCommand, WsCommands};
+    /// # use switchboard_core::{http::{Limits, Request}, ws::Message};
+    /// # // In-memory clients, no network: `open()` connects one over WebSocket, `send` hands the server a packet from it, `recv` takes what the server sent it.
+    /// # let request = Request::parse(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &Limits::default()).unwrap().unwrap().0;
+    /// # let open = || match io.engine().handle_request(&request, Default::default()) { Routed::WebSocket(conn, mut queue) => { recv(&mut queue); (conn, queue) } _ => unreachable!() };
+    /// # let send = |conn, packet: &str| io.engine().ws_message(conn, Message::text(packet.to_owned()));
+    /// # fn recv(queue: &mut WsCommands) -> Vec<String> { std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect() }
+    /// # let (a, mut qa) = open();
+    /// # send(a, "40");
+    /// # recv(&mut qa);
+    /// # send(a, r#"425["create room","rust"]"#);
+    /// # assert_eq!(recv(&mut qa), [r#"435[{"id":1,"name":"rust"}]"#]);
+    /// ```
     pub fn send<T: Serialize + ?Sized>(self, args: &T) -> Result<(), EmitError> {
         let Ack { socket, id } = self;
         socket.hub.with_core(|core| core.ack(&socket.id, id, args))
     }
 }
 
-/// The answer to [`Socket::emit_with_ack`].
+/// The answer to [`Socket::emit_with_ack`]: `.await` it, or
+/// [`wait`](AckFuture::wait) for it on a thread. It fails with
+/// [`AckError::Timeout`] when no answer came in time (the server's
+/// [`timer`](SocketIo::timed) must run, as it does once the server is
+/// mounted), or [`AckError::Disconnected`].
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard_async::socketio::Socket;
+///
+/// // Asks the client for its nickname: `None` if it did not say.
+/// async fn nickname(socket: &Socket) -> Option<String> {
+///     let answer = socket.emit_with_ack("nickname?", &(), Duration::from_secs(5));
+///     answer.ok()?.await.ok()?.arg(0).ok()
+/// }
+/// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+/// # let io = SocketIo::new(SocketIoConfig::default());
+/// # io.ns("/", |_socket| {});
+/// # use switchboard_async::engineio::{Routed, WsCommand, WsCommands};
+/// # use switchboard_core::{http::{Limits, Request}, ws::Message};
+/// # // In-memory clients, no network: `open()` connects one over WebSocket, `send` hands the server a packet from it, `recv` takes what the server sent it.
+/// # let request = Request::parse(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &Limits::default()).unwrap().unwrap().0;
+/// # let open = || match io.engine().handle_request(&request, Default::default()) { Routed::WebSocket(conn, mut queue) => { recv(&mut queue); (conn, queue) } _ => unreachable!() };
+/// # let send = |conn, packet: &str| io.engine().ws_message(conn, Message::text(packet.to_owned()));
+/// # fn recv(queue: &mut WsCommands) -> Vec<String> { std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect() }
+/// # let (a, _qa) = open();
+/// # send(a, "40");
+/// # let socket = io.sockets("/").pop().unwrap();
+/// # let (name, ()) = futures_executor::block_on(futures_util::future::join(
+/// #     nickname(&socket),
+/// #     async { send(a, r#"430["ann"]"#) },
+/// # ));
+/// # assert_eq!(name.as_deref(), Some("ann"));
+/// ```
 #[derive(Debug)]
 pub struct AckFuture {
     pub(crate) rx: oneshot::Receiver<Result<Payload, AckError>>,
@@ -1173,7 +2291,32 @@ pub struct AckFuture {
 
 impl AckFuture {
     /// Blocks the thread until the answer comes (for threads; in async code
-    /// `.await` it instead).
+    /// `.await` it instead). Not in a sync handler on an async runtime: it
+    /// runs on the task that reads the answer (see [`Socket::on`]).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// # let io = SocketIo::new(SocketIoConfig::default());
+    /// # io.ns("/", |_socket| {});
+    /// # use switchboard_async::engineio::{Routed, WsCommand, WsCommands};
+    /// # use switchboard_core::{http::{Limits, Request}, ws::Message};
+    /// # // In-memory clients, no network: `open()` connects one over WebSocket, `send` hands the server a packet from it, `recv` takes what the server sent it.
+    /// # let request = Request::parse(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &Limits::default()).unwrap().unwrap().0;
+    /// # let open = || match io.engine().handle_request(&request, Default::default()) { Routed::WebSocket(conn, mut queue) => { recv(&mut queue); (conn, queue) } _ => unreachable!() };
+    /// # let send = |conn, packet: &str| io.engine().ws_message(conn, Message::text(packet.to_owned()));
+    /// # fn recv(queue: &mut WsCommands) -> Vec<String> { std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect() }
+    /// # let (a, _qa) = open();
+    /// # send(a, "40");
+    /// // On a thread of its own, or in a handler on the threads adapter.
+    /// let socket = io.sockets("/").pop().expect("a client connected");
+    /// // Client: socket.on("add", (a, b, callback) => callback(a + b))
+    /// let answer = socket.emit_with_ack("add", &(2, 3), Duration::from_secs(5))?;
+    /// # send(a, "430[5]");
+    /// let sum: i32 = answer.wait()?.arg(0)?;
+    /// assert_eq!(sum, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait(self) -> Result<Payload, AckError> {
         block_on(self)
     }
@@ -1233,7 +2376,20 @@ pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
-/// A broadcast being aimed: rooms to reach, rooms to leave out.
+/// A broadcast being aimed: rooms to reach, rooms to leave out. Start
+/// one with [`SocketIo::of`], [`SocketIo::to`], [`Socket::to`] or
+/// [`Socket::broadcast`]; keep a clone to reach the same sockets again.
+///
+/// ```
+/// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+/// let io = SocketIo::new(SocketIoConfig::default());
+/// io.ns("/chat", |_socket| {});
+/// // The sockets of /chat in room "rust" or "go", but not those in "muted".
+/// let devs = io.of("/chat").to("rust").to("go").except("muted");
+/// assert!(devs.sockets().is_empty());
+/// devs.emit("meetup", "Thursday, 7 pm")?;
+/// # Ok::<(), switchboard_async::socketio::EmitError>(())
+/// ```
 #[derive(Clone)]
 pub struct Broadcast {
     hub: Arc<Hub>,
@@ -1249,13 +2405,52 @@ impl fmt::Debug for Broadcast {
 }
 
 impl Broadcast {
-    /// Also reaches `room` (with no room given, the whole namespace).
+    /// Also reaches `room` (with no room given, the whole namespace): a
+    /// socket in any of the rooms is reached, once.
+    ///
+    /// ```
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |_socket| {});
+    /// let staff = io.to("admins").to("moderators");
+    /// assert_eq!(staff.emit("report", "user 42 flagged")?, 0);
+    /// # Ok::<(), switchboard_async::socketio::EmitError>(())
+    /// ```
     pub fn to(mut self, room: impl Into<String>) -> Self {
         self.target.rooms.push(room.into());
         self
     }
 
     /// Leaves out the sockets in `room`.
+    ///
+    /// ```
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     let _ = socket.join("players");
+    ///     // Client: socket.emit("lost")
+    ///     socket.on("lost", |socket, _event| {
+    ///         let _ = socket.join("out");
+    ///     });
+    /// });
+    /// # use switchboard_async::engineio::{Routed, WsCommand, WsCommands};
+    /// # use switchboard_core::{http::{Limits, Request}, ws::Message};
+    /// # // In-memory clients, no network: `open()` connects one over WebSocket, `send` hands the server a packet from it, `recv` takes what the server sent it.
+    /// # let request = Request::parse(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &Limits::default()).unwrap().unwrap().0;
+    /// # let open = || match io.engine().handle_request(&request, Default::default()) { Routed::WebSocket(conn, mut queue) => { recv(&mut queue); (conn, queue) } _ => unreachable!() };
+    /// # let send = |conn, packet: &str| io.engine().ws_message(conn, Message::text(packet.to_owned()));
+    /// # fn recv(queue: &mut WsCommands) -> Vec<String> { std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect() }
+    /// # let ((a, mut qa), (b, mut qb)) = (open(), open());
+    /// # for conn in [a, b] { send(conn, "40"); }
+    /// # send(b, r#"42["lost"]"#);
+    /// # (recv(&mut qa), recv(&mut qb));
+    /// // ... two players connected; one lost.
+    /// let reached = io.to("players").except("out").emit("next round", &2)?;
+    /// assert_eq!(reached, 1);
+    /// # assert_eq!(recv(&mut qa), [r#"42["next round",2]"#]);
+    /// # assert!(recv(&mut qb).is_empty());
+    /// # Ok::<(), switchboard_async::socketio::EmitError>(())
+    /// ```
     pub fn except(mut self, room: impl Into<String>) -> Self {
         self.target.except.push(room.into());
         self
@@ -1263,6 +2458,21 @@ impl Broadcast {
 
     /// Emits `event` with `args` (encoded once) to every socket reached;
     /// returns how many.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    ///
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     let _ = socket.join("prices");
+    /// });
+    /// let ticker = io.clone();
+    /// std::thread::spawn(move || loop {
+    ///     let _ = ticker.to("prices").emit("price", &("BTC", 64_000.5));
+    ///     std::thread::sleep(Duration::from_secs(1));
+    /// });
+    /// ```
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, args: &T) -> Result<usize, EmitError> {
         let packet = encode_event(&self.target.namespace, event, args, None)?;
         Ok(self
@@ -1272,6 +2482,15 @@ impl Broadcast {
 
     /// Like [`Broadcast::emit`], dropping the packet for each client whose
     /// transport cannot take it at once.
+    ///
+    /// ```
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// # let positions: Vec<(u32, f32, f32)> = Vec::new();
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/game", |_socket| {});
+    /// // Each tick of the game loop: a client that cannot keep up skips one.
+    /// let _ = io.of("/game").emit_volatile("positions", &(positions,));
+    /// ```
     pub fn emit_volatile<T: Serialize + ?Sized>(
         &self,
         event: &str,
@@ -1284,6 +2503,26 @@ impl Broadcast {
     }
 
     /// The sockets this broadcast would reach.
+    ///
+    /// ```
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     let _ = socket.join("lobby");
+    ///     // Client: socket.emit("who else is here", (ids) => ...)
+    ///     socket.on("who else is here", |socket, mut event| {
+    ///         let ids: Vec<String> = socket
+    ///             .to("lobby")
+    ///             .sockets()
+    ///             .iter()
+    ///             .map(|other| other.id().to_string())
+    ///             .collect();
+    ///         if let Some(ack) = event.take_ack() {
+    ///             let _ = ack.send(&(ids,));
+    ///         }
+    ///     });
+    /// });
+    /// ```
     pub fn sockets(&self) -> Vec<Socket> {
         let core = lock(&self.hub.core);
         let ids: Vec<SocketId> = core
@@ -1302,11 +2541,28 @@ impl Broadcast {
     }
 
     /// How many sockets of the namespace are in `room`.
+    ///
+    /// ```
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/chat", |_socket| {});
+    /// assert_eq!(io.of("/chat").room_size("rust"), 0);
+    /// ```
     pub fn room_size(&self, room: &str) -> usize {
         lock(&self.hub.core).room_size(&self.target.namespace, room)
     }
 
     /// Disconnects every socket reached.
+    ///
+    /// ```
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     let _ = socket.join("game-7");
+    /// });
+    /// // The game is over: everyone in it leaves.
+    /// io.to("game-7").disconnect();
+    /// ```
     pub fn disconnect(&self) {
         for socket in self.sockets() {
             socket.disconnect();
