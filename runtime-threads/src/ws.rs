@@ -1,4 +1,52 @@
 //! Blocking WebSocket server and client.
+//!
+//! A [`WebSocket`] is one connection: its thread reads with
+//! [`WebSocket::recv`] (or iterates it), and anyone writes, the connection
+//! itself with [`WebSocket::send`] or other threads through a cloneable
+//! [`Sender`]. Servers take connections with [`serve`] (an accept loop, a
+//! thread per connection) or [`accept`] (a stream the application accepted
+//! itself); clients [`connect`].
+//!
+//! ```
+//! use switchboard_threads::ws::{self, Config, Message};
+//!
+//! let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! let addr = listener.local_addr()?;
+//! std::thread::spawn(move || ws::serve(listener, Config::default(), ws::echo));
+//!
+//! let mut socket = ws::connect(&format!("ws://{addr}/"))?;
+//! socket.send(Message::text("hello"))?;
+//! assert_eq!(socket.recv().unwrap()?, Message::text("hello"));
+//! socket.close(None)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Keep-alive
+//!
+//! With [`Config::keepalive`], a side pings its peer every interval and
+//! fails the connection when no pong comes within the timeout
+//! ([`ProtocolError::KeepAliveTimeout`]); its timers run while a thread
+//! waits in [`WebSocket::recv`]. Pings are answered on their own; both are
+//! handed to the application too.
+//!
+//! ```
+//! use std::time::Duration;
+//! use switchboard_threads::ws::{self, Config, KeepAlive, Message};
+//!
+//! let keepalive = KeepAlive {
+//!     interval: Duration::from_millis(50),
+//!     timeout: Duration::from_secs(5),
+//! };
+//! let config = Config { keepalive: Some(keepalive), ..Config::default() };
+//! # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! # let addr = listener.local_addr()?;
+//! std::thread::spawn(move || ws::serve(listener, config, ws::echo));
+//!
+//! // A quiet client: the server's ping arrives (and is answered).
+//! let mut socket = ws::connect(&format!("ws://{addr}/"))?;
+//! assert!(matches!(socket.recv().unwrap()?, Message::Ping(_)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -20,6 +68,19 @@ mod watch;
 
 /// Anything that can go wrong on a WebSocket: the same type on every
 /// runtime.
+///
+/// ```
+/// use switchboard_threads::ws::{self, Config, Error, Message};
+/// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let addr = listener.local_addr()?;
+/// # std::thread::spawn(move || ws::serve(listener, Config::default(), ws::echo));
+/// let mut socket = ws::connect(&format!("ws://{addr}/"))?;
+/// socket.close(None)?;
+/// assert!(matches!(socket.send(Message::text("too late")), Err(Error::Closed)));
+/// // This adapter has no TLS.
+/// assert!(matches!(ws::connect("wss://example.com/"), Err(Error::Handshake(_))));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub use switchboard_async::Error;
 
 struct Writer {
@@ -197,7 +258,35 @@ fn send_all_on(
     Ok(())
 }
 
-/// A cloneable handle that sends on a [`WebSocket`] from any thread.
+/// A cloneable handle that sends on a [`WebSocket`] from any thread
+/// ([`WebSocket::sender`]), while the connection's own thread blocks in
+/// [`recv`](WebSocket::recv). Each thread's messages go out in the order
+/// it sent them.
+///
+/// ```
+/// use switchboard_threads::ws::{self, Message};
+/// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let addr = listener.local_addr()?;
+/// # std::thread::spawn(move || ws::serve(listener, ws::Config::default(), ws::echo));
+/// let mut socket = ws::connect(&format!("ws://{addr}/"))?;
+/// let writers: Vec<_> = (0..2)
+///     .map(|i| {
+///         let sender = socket.sender();
+///         std::thread::spawn(move || sender.send(Message::text(format!("from thread {i}"))))
+///     })
+///     .collect();
+/// for writer in writers {
+///     writer.join().unwrap()?;
+/// }
+/// // The echoes, in whichever order the threads sent.
+/// let mut echoes = Vec::new();
+/// for _ in 0..2 {
+///     echoes.push(socket.recv().unwrap()?.as_text().unwrap().to_owned());
+/// }
+/// echoes.sort();
+/// assert_eq!(echoes, ["from thread 0", "from thread 1"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct Sender {
     shared: Arc<Shared>,
@@ -205,6 +294,18 @@ pub struct Sender {
 
 impl Sender {
     /// Sends a message, blocking while the socket's send buffer is full.
+    ///
+    /// ```
+    /// use switchboard_threads::ws::{self, Message};
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = listener.local_addr()?;
+    /// # std::thread::spawn(move || ws::serve(listener, ws::Config::default(), ws::echo));
+    /// let mut socket = ws::connect(&format!("ws://{addr}/"))?;
+    /// let sender = socket.sender();
+    /// std::thread::spawn(move || sender.send(Message::text("from elsewhere")));
+    /// assert_eq!(socket.recv().unwrap()?, Message::text("from elsewhere"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send(&self, message: impl Into<Message>) -> Result<(), Error> {
         send_on(&self.shared, message.into())
     }
@@ -213,13 +314,18 @@ impl Sender {
     /// socket's send buffer is full): cheaper than one [`send`](Self::send)
     /// each when they are ready together.
     ///
-    /// ```no_run
+    /// ```
     /// use switchboard_threads::ws::{self, Message};
-    ///
-    /// let socket = ws::connect("ws://127.0.0.1:9001/")?;
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = listener.local_addr()?;
+    /// # std::thread::spawn(move || ws::serve(listener, ws::Config::default(), ws::echo));
+    /// let mut socket = ws::connect(&format!("ws://{addr}/"))?;
     /// let sender = socket.sender();
     /// sender.send_all((0..3).map(|i| Message::text(format!("part {i}"))))?;
-    /// # Ok::<(), switchboard_threads::ws::Error>(())
+    /// for i in 0..3 {
+    ///     assert_eq!(socket.recv().unwrap()?, Message::text(format!("part {i}")));
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send_all(&self, messages: impl IntoIterator<Item = Message>) -> Result<(), Error> {
         send_all_on(&self.shared, messages)
@@ -227,6 +333,21 @@ impl Sender {
 
     /// Starts the close handshake; the [`WebSocket`]'s `recv` sees it end
     /// (at the latest at the close timeout, if the peer does not answer).
+    ///
+    /// ```
+    /// use switchboard_threads::ws::{self, CloseCode, CloseFrame, Message};
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = listener.local_addr()?;
+    /// # std::thread::spawn(move || ws::serve(listener, ws::Config::default(), ws::echo));
+    /// let mut socket = ws::connect(&format!("ws://{addr}/"))?;
+    /// let sender = socket.sender();
+    /// std::thread::spawn(move || sender.close(Some(CloseFrame::new(CloseCode::NORMAL, "bye"))));
+    /// // The reading thread gets the peer's answer (its status code), then the end.
+    /// let answer = CloseFrame::new(CloseCode::NORMAL, "");
+    /// assert_eq!(socket.recv().unwrap()?, Message::Close(Some(answer)));
+    /// assert!(socket.recv().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(&self, frame: Option<CloseFrame>) -> Result<(), Error> {
         send_on(&self.shared, Message::Close(frame))
     }
@@ -242,7 +363,23 @@ impl std::fmt::Debug for Sender {
 ///
 /// [`recv`](Self::recv) blocks for the next message (answering pings and
 /// keeping timers meanwhile); [`send`](Self::send) and every [`Sender`]
-/// write at once, blocking while the socket is full.
+/// write at once, blocking while the socket is full. Iterating a
+/// `WebSocket` calls `recv` until the connection ends.
+///
+/// ```
+/// use switchboard_threads::ws::{self, Message};
+/// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let addr = listener.local_addr()?;
+/// # std::thread::spawn(move || ws::serve(listener, ws::Config::default(), ws::echo));
+/// let mut socket = ws::connect(&format!("ws://{addr}/"))?;
+/// socket.send(Message::text("one"))?;
+/// socket.send(Message::binary(vec![2u8]))?;
+/// socket.sender().close(None)?;
+/// // The echoes, the server's close frame, then the end.
+/// let received = socket.by_ref().collect::<Result<Vec<_>, _>>()?;
+/// assert_eq!(received, [Message::text("one"), Message::binary(vec![2u8]), Message::Close(None)]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct WebSocket {
     reader: TcpStream,
     shared: Arc<Shared>,
@@ -288,17 +425,68 @@ impl WebSocket {
         })
     }
 
-    /// The sub-protocol agreed in the handshake.
+    /// The sub-protocol agreed in the handshake: the first one in the
+    /// client's [`Config::protocols`] that the server supports.
+    ///
+    /// ```
+    /// use switchboard_threads::ws::{self, Config};
+    /// let protocols = |names: &[&str]| Config {
+    ///     protocols: names.iter().map(|name| name.to_string()).collect(),
+    ///     ..Config::default()
+    /// };
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = listener.local_addr()?;
+    /// let server = protocols(&["chat"]);
+    /// std::thread::spawn(move || ws::serve(listener, server, ws::echo));
+    /// let url = format!("ws://{addr}/");
+    /// let socket = ws::connect_with_config(&url, protocols(&["chat.v2", "chat"]))?;
+    /// assert_eq!(socket.protocol(), Some("chat"));
+    /// assert_eq!(ws::connect(&url)?.protocol(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn protocol(&self) -> Option<&str> {
         self.protocol.as_deref()
     }
 
-    /// Whether permessage-deflate is in use.
+    /// Whether permessage-deflate is in use: by default clients offer it
+    /// and servers accept it ([`Config::deflate`]).
+    ///
+    /// ```
+    /// use switchboard_threads::ws::{self, Config};
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = listener.local_addr()?;
+    /// # std::thread::spawn(move || ws::serve(listener, ws::Config::default(), ws::echo));
+    /// let url = format!("ws://{addr}/");
+    /// assert!(ws::connect(&url)?.is_compressed());
+    /// let plain = Config { deflate: None, ..Config::default() };
+    /// assert!(!ws::connect_with_config(&url, plain)?.is_compressed());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_compressed(&self) -> bool {
         lock(&self.shared).conn.is_compressed()
     }
 
-    /// A cloneable sender for other threads.
+    /// A cloneable sender for other threads (see [`Sender`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_threads::ws::{self, Message};
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = listener.local_addr()?;
+    /// # std::thread::spawn(move || ws::serve(listener, ws::Config::default(), ws::echo));
+    /// let mut socket = ws::connect(&format!("ws://{addr}/"))?;
+    /// // A ticker thread writes while this one reads.
+    /// let sender = socket.sender();
+    /// std::thread::spawn(move || {
+    ///     for _ in 0..2 {
+    ///         let _ = sender.send(Message::text("tick"));
+    ///         std::thread::sleep(Duration::from_millis(10));
+    ///     }
+    /// });
+    /// assert_eq!(socket.recv().unwrap()?, Message::text("tick"));
+    /// assert_eq!(socket.recv().unwrap()?, Message::text("tick"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn sender(&self) -> Sender {
         Sender {
             shared: self.shared.clone(),
@@ -306,12 +494,37 @@ impl WebSocket {
     }
 
     /// Sends a message, blocking while the socket's send buffer is full.
+    ///
+    /// ```
+    /// use switchboard_threads::ws::{self, Message};
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = listener.local_addr()?;
+    /// # std::thread::spawn(move || ws::serve(listener, ws::Config::default(), ws::echo));
+    /// let mut socket = ws::connect(&format!("ws://{addr}/"))?;
+    /// socket.send(Message::text("text"))?;
+    /// socket.send(Message::binary(vec![1u8, 2, 3]))?;
+    /// assert_eq!(socket.recv().unwrap()?, Message::text("text"));
+    /// assert_eq!(socket.recv().unwrap()?, Message::binary(vec![1u8, 2, 3]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send(&self, message: impl Into<Message>) -> Result<(), Error> {
         send_on(&self.shared, message.into())
     }
 
     /// Sends several messages, in order, in one write; see
     /// [`Sender::send_all`].
+    ///
+    /// ```
+    /// use switchboard_threads::ws::{self, Message};
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = listener.local_addr()?;
+    /// # std::thread::spawn(move || ws::serve(listener, ws::Config::default(), ws::echo));
+    /// let mut socket = ws::connect(&format!("ws://{addr}/"))?;
+    /// socket.send_all([Message::text("a"), Message::text("b")])?;
+    /// assert_eq!(socket.recv().unwrap()?, Message::text("a"));
+    /// assert_eq!(socket.recv().unwrap()?, Message::text("b"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send_all(&self, messages: impl IntoIterator<Item = Message>) -> Result<(), Error> {
         send_all_on(&self.shared, messages)
     }
@@ -319,12 +532,47 @@ impl WebSocket {
     /// The next message already received and decoded, without reading:
     /// `None` when the next one needs a read. After [`recv`](Self::recv),
     /// this gathers the rest of the same read to handle as one batch.
+    ///
+    /// ```
+    /// use switchboard_threads::ws::{self, Message};
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = listener.local_addr()?;
+    /// # std::thread::spawn(move || ws::serve(listener, ws::Config::default(), ws::echo));
+    /// let mut socket = ws::connect(&format!("ws://{addr}/"))?;
+    /// socket.send_all((0..10).map(|i| Message::text(i.to_string())))?;
+    /// let mut received = Vec::new();
+    /// while received.len() < 10 {
+    ///     // One blocking read, then whatever else it brought.
+    ///     let mut batch = vec![socket.recv().unwrap()?];
+    ///     while let Some(message) = socket.next_buffered() {
+    ///         batch.push(message?);
+    ///     }
+    ///     received.extend(batch);
+    /// }
+    /// assert_eq!(received[9], Message::text("9"));
+    /// // Nothing more was read: the next message needs a read.
+    /// assert!(socket.next_buffered().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn next_buffered(&mut self) -> Option<Result<Message, Error>> {
         take_event(&mut lock(&self.shared), &mut self.finished)
     }
 
     /// Starts the close handshake and waits (up to the close timeout) for it
     /// to finish. Messages that arrive meanwhile are dropped.
+    ///
+    /// ```
+    /// use switchboard_threads::ws::{self, CloseCode, CloseFrame, Error, Message};
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = listener.local_addr()?;
+    /// # std::thread::spawn(move || ws::serve(listener, ws::Config::default(), ws::echo));
+    /// let mut socket = ws::connect(&format!("ws://{addr}/"))?;
+    /// socket.close(Some(CloseFrame::new(CloseCode::NORMAL, "done")))?;
+    /// // The handshake is over and the connection gone.
+    /// assert!(socket.recv().is_none());
+    /// assert!(matches!(socket.send(Message::text("late")), Err(Error::Closed)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
         send_on(&self.shared, Message::Close(frame))?;
         while let Some(item) = self.recv() {
@@ -336,6 +584,25 @@ impl WebSocket {
     }
 
     /// Blocks for the next message; `None` once the connection is closed.
+    /// Besides text and binary messages it hands over the control frames
+    /// it saw (pings, already answered; pongs; the peer's close frame), and
+    /// the error that failed the connection, if one did.
+    ///
+    /// ```
+    /// use switchboard_threads::ws::{self, CloseCode, CloseFrame, Config, Message, WebSocket};
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = listener.local_addr()?;
+    /// std::thread::spawn(move || ws::serve(listener, Config::default(), |mut ws: WebSocket| {
+    ///     let _ = ws.send(Message::text("welcome"));
+    ///     let _ = ws.close(Some(CloseFrame::new(CloseCode::NORMAL, "done")));
+    /// }));
+    /// let mut socket = ws::connect(&format!("ws://{addr}/"))?;
+    /// assert_eq!(socket.recv().unwrap()?, Message::text("welcome"));
+    /// let frame = CloseFrame::new(CloseCode::NORMAL, "done");
+    /// assert_eq!(socket.recv().unwrap()?, Message::Close(Some(frame)));
+    /// assert!(socket.recv().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn recv(&mut self) -> Option<Result<Message, Error>> {
         loop {
             let timeout = {
@@ -458,7 +725,37 @@ fn refuse(stream: &mut TcpStream, rejection: Rejection) -> Error {
 }
 
 /// Reads an HTTP request head from `stream` within the handshake timeout.
-/// Returns it with the bytes that came after it.
+/// Returns it with the bytes that came after it. With [`accept_request`],
+/// this lets the application look at the request (its path, query and
+/// headers) before it accepts the connection, or answers it itself.
+///
+/// ```
+/// use std::io::Write;
+/// use std::sync::Arc;
+/// use switchboard_threads::ws::{self, Config, Message};
+/// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let addr = listener.local_addr()?;
+/// std::thread::spawn(move || {
+///     let config = Arc::new(Config::default());
+///     for mut stream in listener.incoming().flatten() {
+///         let config = config.clone();
+///         std::thread::spawn(move || -> Result<(), ws::Error> {
+///             let (request, rest) = ws::read_request(&mut stream, &config)?;
+///             if request.path() == "/chat" {
+///                 ws::echo(ws::accept_request(stream, &request, &rest, config)?);
+///             } else {
+///                 stream.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")?;
+///             }
+///             Ok(())
+///         });
+///     }
+/// });
+/// assert!(ws::connect(&format!("ws://{addr}/elsewhere")).is_err());
+/// let mut socket = ws::connect(&format!("ws://{addr}/chat"))?;
+/// socket.send(Message::text("hi"))?;
+/// assert_eq!(socket.recv().unwrap()?, Message::text("hi"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn read_request(stream: &mut TcpStream, config: &Config) -> Result<(Request, Vec<u8>), Error> {
     let deadline = Instant::now() + config.handshake_timeout;
     let mut reader = HeadReader::new(limits(config));
@@ -473,7 +770,29 @@ pub fn read_request(stream: &mut TcpStream, config: &Config) -> Result<(Request,
     }
 }
 
-/// Completes the server handshake for a request the caller already read.
+/// Completes the server handshake for a request the caller already read
+/// (with [`read_request`], or its own HTTP server): `buffered` holds the
+/// bytes read after the request head, which belong to the WebSocket. A
+/// request that is not a valid upgrade, or that `config` refuses (its
+/// origin, say), is answered with its error status and the stream closed.
+///
+/// ```
+/// use std::sync::Arc;
+/// use switchboard_threads::ws::{self, Config, Message};
+/// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let addr = listener.local_addr()?;
+/// std::thread::spawn(move || -> Result<(), ws::Error> {
+///     let config = Arc::new(Config::default());
+///     let (mut stream, _) = listener.accept()?;
+///     let (request, rest) = ws::read_request(&mut stream, &config)?;
+///     let user = request.query_param("user").unwrap_or_default().into_owned();
+///     let socket = ws::accept_request(stream, &request, &rest, config)?;
+///     socket.send(Message::text(format!("hello, {user}")))
+/// });
+/// let mut socket = ws::connect(&format!("ws://{addr}/?user=ada"))?;
+/// assert_eq!(socket.recv().unwrap()?, Message::text("hello, ada"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn accept_request(
     mut stream: TcpStream,
     request: &Request,
@@ -491,19 +810,75 @@ pub fn accept_request(
     }
 }
 
-/// Performs the server handshake on a stream the application accepted.
+/// Performs the server handshake on a stream the application accepted:
+/// reads the request (within [`Config::handshake_timeout`]) and answers
+/// it. Use [`read_request`] and [`accept_request`] to look at the request
+/// first.
+///
+/// ```
+/// use switchboard_threads::ws::{self, Config, Message};
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let addr = listener.local_addr()?;
+/// // The application's own accept loop, a thread per connection (the
+/// // handshake on it too, so that a slow client holds up no other).
+/// std::thread::spawn(move || {
+///     for stream in listener.incoming().flatten() {
+///         std::thread::spawn(move || {
+///             if let Ok(socket) = ws::accept(stream, Config::default()) {
+///                 ws::echo(socket);
+///             }
+///         });
+///     }
+/// });
+/// let mut socket = ws::connect(&format!("ws://{addr}/"))?;
+/// socket.send(Message::text("hi"))?;
+/// assert_eq!(socket.recv().unwrap()?, Message::text("hi"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn accept(mut stream: TcpStream, config: Config) -> Result<WebSocket, Error> {
     stream.set_nodelay(true)?;
     let (request, buffered) = read_request(&mut stream, &config)?;
     accept_request(stream, &request, &buffered, Arc::new(config))
 }
 
-/// Connects to a `ws://` URL with the default [`Config`].
+/// Connects to a `ws://` URL with the default [`Config`]. `wss://` is
+/// refused: this adapter has no TLS.
+///
+/// ```
+/// use switchboard_threads::ws::{self, Message};
+/// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let addr = listener.local_addr()?;
+/// # std::thread::spawn(move || ws::serve(listener, ws::Config::default(), ws::echo));
+/// let mut socket = ws::connect(&format!("ws://{addr}/chat?room=1"))?;
+/// socket.send(Message::text("hi"))?;
+/// assert_eq!(socket.recv().unwrap()?, Message::text("hi"));
+/// assert!(ws::connect("wss://example.com/").is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn connect(url: &str) -> Result<WebSocket, Error> {
     connect_with_config(url, Config::default())
 }
 
-/// Connects to a `ws://` URL.
+/// Connects to a `ws://` URL with the given settings (limits, timeouts,
+/// sub-protocols, compression, keep-alive).
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard_threads::ws::{self, Config, KeepAlive, Message};
+/// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let addr = listener.local_addr()?;
+/// # std::thread::spawn(move || ws::serve(listener, ws::Config::default(), ws::echo));
+/// // Ping the server every 50 ms; give up if a pong takes more than 5 s.
+/// let keepalive = KeepAlive {
+///     interval: Duration::from_millis(50),
+///     timeout: Duration::from_secs(5),
+/// };
+/// let config = Config { keepalive: Some(keepalive), ..Config::default() };
+/// let mut socket = ws::connect_with_config(&format!("ws://{addr}/"), config)?;
+/// // Waiting in `recv` runs the timer: the server's pong comes back.
+/// assert!(matches!(socket.recv().unwrap()?, Message::Pong(_)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn connect_with_config(url: &str, config: Config) -> Result<WebSocket, Error> {
     let url = WsUrl::parse(url)?;
     if url.secure {
@@ -514,7 +889,33 @@ pub fn connect_with_config(url: &str, config: Config) -> Result<WebSocket, Error
     client_handshake(stream, &url, Arc::new(config), &[])
 }
 
-/// Performs the client handshake on a connected stream.
+/// Performs the client handshake on a connected stream, with
+/// `extra_headers` added to the request (`Authorization`, `Cookie`,
+/// `Origin`...), within [`Config::handshake_timeout`].
+///
+/// ```
+/// use std::net::TcpStream;
+/// use std::sync::Arc;
+/// use switchboard_core::ws::handshake::WsUrl;
+/// use switchboard_threads::ws::{self, Config, Message};
+/// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let addr = listener.local_addr()?;
+/// # // Answers with the request's `Authorization` header.
+/// # std::thread::spawn(move || -> Result<(), ws::Error> {
+/// #     let config = Arc::new(Config::default());
+/// #     let (mut stream, _) = listener.accept()?;
+/// #     let (request, rest) = ws::read_request(&mut stream, &config)?;
+/// #     let auth = request.headers.get("authorization").unwrap_or("").to_owned();
+/// #     ws::accept_request(stream, &request, &rest, config)?.send(Message::text(auth))
+/// # });
+/// let url = WsUrl::parse(&format!("ws://{addr}/private"))?;
+/// let stream = TcpStream::connect((url.host.as_str(), url.port))?;
+/// let config = Arc::new(Config::default());
+/// let headers = [("Authorization", "Bearer abc")];
+/// let mut socket = ws::client_handshake(stream, &url, config, &headers)?;
+/// assert_eq!(socket.recv().unwrap()?, Message::text("Bearer abc"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn client_handshake(
     mut stream: TcpStream,
     url: &WsUrl,
@@ -552,6 +953,29 @@ pub fn client_handshake(
 /// is accepted until one closes. Accept errors, and a connection thread
 /// that cannot be started (the connection is then closed), are logged and
 /// retried after a short pause: this never returns.
+///
+/// ```
+/// use switchboard_threads::ws::{self, Config, Message, WebSocket};
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let addr = listener.local_addr()?;
+/// let config = Config { max_connections: 1_000, ..Config::default() };
+/// // `serve` blocks for good: give it a thread.
+/// std::thread::spawn(move || {
+///     ws::serve(listener, config, |mut ws: WebSocket| {
+///         // The connection's own thread: blocking here holds up no other
+///         // connection.
+///         while let Some(Ok(message)) = ws.recv() {
+///             if let Some(text) = message.as_text() {
+///                 let _ = ws.send(Message::text(text.to_uppercase()));
+///             }
+///         }
+///     })
+/// });
+/// let mut socket = ws::connect(&format!("ws://{addr}/"))?;
+/// socket.send(Message::text("shout"))?;
+/// assert_eq!(socket.recv().unwrap()?, Message::text("SHOUT"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn serve<F>(listener: TcpListener, config: Config, handler: F) -> io::Result<()>
 where
     F: Fn(WebSocket) + Send + Sync + 'static,
@@ -575,7 +999,19 @@ where
     )
 }
 
-/// Echoes text and binary messages until the peer closes.
+/// Echoes text and binary messages until the peer closes: a handler for
+/// [`serve`] and for routes.
+///
+/// ```
+/// use switchboard_threads::ws::{self, Config, Message};
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let addr = listener.local_addr()?;
+/// std::thread::spawn(move || ws::serve(listener, Config::default(), ws::echo));
+/// let mut socket = ws::connect(&format!("ws://{addr}/"))?;
+/// socket.send(Message::binary(vec![1u8, 2, 3]))?;
+/// assert_eq!(socket.recv().unwrap()?, Message::binary(vec![1u8, 2, 3]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn echo(mut ws: WebSocket) {
     while let Some(item) = ws.recv() {
         match item {

@@ -7,6 +7,42 @@
 //! core, and carries out what the core asks for. The application's sends go
 //! straight into the core under a lock, so [`EngineIoClient::send`] answers
 //! at once.
+//!
+//! ```
+//! use switchboard_threads::engineio::client::{ClientEvent, EngineIoClient};
+//! # use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
+//! # let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+//! # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! # let url = format!("http://{}", listener.local_addr()?);
+//! # let routes = Routes::new().engineio("/engine.io/", engine);
+//! # std::thread::spawn(move || engineio::serve(listener, routes));
+//! # // An echo server.
+//! # std::thread::spawn(move || {
+//! #     for mut socket in engineio::blocking(sockets) {
+//! #         std::thread::spawn(move || {
+//! #             while let Some(message) = socket.recv() {
+//! #                 let _ = socket.send(message);
+//! #             }
+//! #         });
+//! #     }
+//! # });
+//! // An echo server at `url` (`http://127.0.0.1:port`).
+//! let mut client = EngineIoClient::connect(&url)?;
+//! client.send("hello")?;
+//! // Besides messages, events tell of the upgrade and the close.
+//! loop {
+//!     match client.recv() {
+//!         Some(ClientEvent::Message(message)) => {
+//!             assert_eq!(message, "hello".into());
+//!             break;
+//!         }
+//!         Some(ClientEvent::Upgraded) => println!("now on WebSocket"),
+//!         other => panic!("unexpected {other:?}"),
+//!     }
+//! }
+//! client.close();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -27,6 +63,16 @@ use switchboard_core::http::{Limits, ResponseReader};
 use crate::ws::{self, Config, Message, Sender as WsSender};
 
 /// Connecting failed (the same error as on the async runtimes).
+///
+/// ```
+/// use switchboard_threads::engineio::client::{ConnectError, EngineIoClient};
+/// assert!(matches!(EngineIoClient::connect("not a url"), Err(ConnectError::Config(_))));
+/// // This adapter has no TLS.
+/// assert!(matches!(
+///     EngineIoClient::connect("https://example.com"),
+///     Err(ConnectError::TlsUnsupported)
+/// ));
+/// ```
 pub use switchboard_async::engineio::client::ConnectError;
 
 enum Input {
@@ -44,7 +90,36 @@ fn lock(shared: &Shared) -> MutexGuard<'_, Client> {
     shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Sends on an [`EngineIoClient`] from any thread; cloneable.
+/// Sends on an [`EngineIoClient`] from any thread; cloneable
+/// ([`EngineIoClient::sender`]).
+///
+/// ```
+/// use switchboard_threads::engineio::client::EngineIoClient;
+/// # use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
+/// # let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+/// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let url = format!("http://{}", listener.local_addr()?);
+/// # let routes = Routes::new().engineio("/engine.io/", engine);
+/// # std::thread::spawn(move || engineio::serve(listener, routes));
+/// # let mut sessions = engineio::blocking(sockets);
+/// let client = EngineIoClient::connect(&url)?;
+/// let mut socket = sessions.next().unwrap();
+/// let writers: Vec<_> = (0..2)
+///     .map(|i| {
+///         let sender = client.sender();
+///         std::thread::spawn(move || sender.send(format!("from thread {i}")))
+///     })
+///     .collect();
+/// for writer in writers {
+///     writer.join().unwrap()?;
+/// }
+/// // In whichever order the threads sent.
+/// let received = [socket.recv().unwrap(), socket.recv().unwrap()];
+/// for i in 0..2 {
+///     assert!(received.contains(&format!("from thread {i}").into()));
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct ClientSender {
     client: Shared,
@@ -60,13 +135,51 @@ impl std::fmt::Debug for ClientSender {
 impl ClientSender {
     /// Queues a message: over WebSocket it goes out at once, over polling
     /// with the next `POST`.
+    ///
+    /// ```
+    /// use switchboard_threads::engineio::client::EngineIoClient;
+    /// # use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
+    /// # let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let url = format!("http://{}", listener.local_addr()?);
+    /// # let routes = Routes::new().engineio("/engine.io/", engine);
+    /// # std::thread::spawn(move || engineio::serve(listener, routes));
+    /// # let mut sessions = engineio::blocking(sockets);
+    /// let client = EngineIoClient::connect(&url)?;
+    /// let mut socket = sessions.next().unwrap();
+    /// let sender = client.sender();
+    /// std::thread::spawn(move || sender.send("from another thread"));
+    /// assert_eq!(socket.recv(), Some("from another thread".into()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send(&self, data: impl Into<MessageData>) -> Result<(), ClientSendError> {
         lock(&self.client).send(data.into())?;
         self.wake();
         Ok(())
     }
 
-    /// Closes the session (`forced close`).
+    /// Closes the session (`forced close`), without waiting: the
+    /// [`EngineIoClient`]'s `recv` sees it end.
+    ///
+    /// ```
+    /// use switchboard_threads::engineio::client::{ClientCloseReason, ClientEvent, EngineIoClient};
+    /// # use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
+    /// # let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let url = format!("http://{}", listener.local_addr()?);
+    /// # let routes = Routes::new().engineio("/engine.io/", engine);
+    /// # std::thread::spawn(move || engineio::serve(listener, routes));
+    /// # let mut sessions = engineio::blocking(sockets);
+    /// let mut client = EngineIoClient::connect(&url)?;
+    /// let mut socket = sessions.next().unwrap();
+    /// let sender = client.sender();
+    /// std::thread::spawn(move || sender.close());
+    /// // The reading thread sees the close last.
+    /// let last = std::iter::from_fn(|| client.recv()).last();
+    /// assert_eq!(last, Some(ClientEvent::Closed { reason: ClientCloseReason::ForcedClose, error: None }));
+    /// assert_eq!(socket.recv(), None); // the server's side closed too
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(&self) {
         lock(&self.client).close();
         self.wake();
@@ -78,7 +191,32 @@ impl ClientSender {
     }
 }
 
-/// A connected blocking Engine.IO client session.
+/// A connected blocking Engine.IO client session: it starts on HTTP
+/// long-polling and moves to WebSocket when the server offers it (by
+/// default). [`recv`](Self::recv) blocks for its events; sends go out from
+/// any thread (through [`sender`](Self::sender)). Dropping it closes the
+/// session.
+///
+/// ```
+/// use switchboard_threads::engineio::client::EngineIoClient;
+/// # use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
+/// # let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+/// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let url = format!("http://{}", listener.local_addr()?);
+/// # let routes = Routes::new().engineio("/engine.io/", engine);
+/// # std::thread::spawn(move || engineio::serve(listener, routes));
+/// # let mut sessions = engineio::blocking(sockets);
+/// // An Engine.IO server at `url` (`http://127.0.0.1:port`).
+/// let mut client = EngineIoClient::connect(&url)?;
+/// let mut socket = sessions.next().unwrap();
+/// client.send("question")?;
+/// assert_eq!(socket.recv(), Some("question".into()));
+/// socket.send("answer")?;
+/// assert_eq!(client.recv_message(), Some("answer".into()));
+/// client.close();
+/// assert_eq!(socket.recv(), None);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct EngineIoClient {
     sender: ClientSender,
     events: Receiver<ClientEvent>,
@@ -98,12 +236,50 @@ impl std::fmt::Debug for EngineIoClient {
 impl EngineIoClient {
     /// Connects to the Engine.IO server at `url` (`http://host:port`, with
     /// an optional path replacing `/engine.io/`): polling first, then the
-    /// upgrade to WebSocket.
+    /// upgrade to WebSocket. Returns once the handshake is done; the query
+    /// goes with every request.
+    ///
+    /// ```
+    /// use switchboard_threads::engineio::client::EngineIoClient;
+    /// # use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
+    /// # let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let url = format!("http://{}", listener.local_addr()?);
+    /// # let routes = Routes::new().engineio("/engine.io/", engine);
+    /// # std::thread::spawn(move || engineio::serve(listener, routes));
+    /// # let mut sessions = engineio::blocking(sockets);
+    /// let client = EngineIoClient::connect(&format!("{url}/engine.io/?token=abc"))?;
+    /// let socket = sessions.next().unwrap();
+    /// assert_eq!(socket.sid(), client.sid());
+    /// assert_eq!(socket.request().query_param("token").as_deref(), Some("abc"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn connect(url: &str) -> Result<Self, ConnectError> {
         Self::connect_with_config(ClientConfig::from_url(url)?)
     }
 
     /// Connects with explicit settings.
+    ///
+    /// ```
+    /// use switchboard_core::engineio::TransportKind;
+    /// use switchboard_threads::engineio::client::{ClientConfig, EngineIoClient};
+    /// # use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
+    /// # let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let url = format!("http://{}", listener.local_addr()?);
+    /// # let routes = Routes::new().engineio("/engine.io/", engine);
+    /// # std::thread::spawn(move || engineio::serve(listener, routes));
+    /// # let mut sessions = engineio::blocking(sockets);
+    /// // WebSocket only, from the start.
+    /// let mut config = ClientConfig::from_url(&url)?;
+    /// config.polling = false;
+    /// config.extra_headers.push(("Authorization".into(), "Bearer abc".into()));
+    /// let client = EngineIoClient::connect_with_config(config)?;
+    /// assert_eq!(client.transport(), TransportKind::WebSocket);
+    /// let socket = sessions.next().unwrap();
+    /// assert_eq!(socket.request().headers.get("authorization"), Some("Bearer abc"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn connect_with_config(config: ClientConfig) -> Result<Self, ConnectError> {
         if config.secure {
             return Err(ConnectError::TlsUnsupported);
@@ -149,16 +325,73 @@ impl EngineIoClient {
     }
 
     /// The server's handshake.
+    ///
+    /// ```
+    /// use switchboard_threads::engineio::client::EngineIoClient;
+    /// # use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
+    /// # let (engine, _sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let url = format!("http://{}", listener.local_addr()?);
+    /// # let routes = Routes::new().engineio("/engine.io/", engine);
+    /// # std::thread::spawn(move || engineio::serve(listener, routes));
+    /// let client = EngineIoClient::connect(&url)?;
+    /// let handshake = client.handshake();
+    /// assert_eq!(handshake.sid, client.sid());
+    /// assert_eq!(handshake.ping_interval, 25_000); // ServerConfig's default, in ms
+    /// assert_eq!(handshake.upgrades, ["websocket"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn handshake(&self) -> &OpenPacket {
         &self.handshake
     }
 
     /// The session's transport at the moment.
+    ///
+    /// ```
+    /// use switchboard_core::engineio::TransportKind;
+    /// use switchboard_threads::engineio::client::{ClientConfig, ClientEvent, EngineIoClient};
+    /// # use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
+    /// # let (engine, _sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let url = format!("http://{}", listener.local_addr()?);
+    /// # let routes = Routes::new().engineio("/engine.io/", engine);
+    /// # std::thread::spawn(move || engineio::serve(listener, routes));
+    /// // Polling first, then the upgrade (unless the config says otherwise).
+    /// let mut client = EngineIoClient::connect(&url)?;
+    /// assert_eq!(client.recv(), Some(ClientEvent::Upgraded));
+    /// assert_eq!(client.transport(), TransportKind::WebSocket);
+    /// let mut config = ClientConfig::from_url(&url)?;
+    /// config.upgrade = false;
+    /// let client = EngineIoClient::connect_with_config(config)?;
+    /// assert_eq!(client.transport(), TransportKind::Polling);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn transport(&self) -> TransportKind {
         lock(&self.sender.client).transport()
     }
 
     /// Blocks for the next event; `None` after [`ClientEvent::Closed`].
+    ///
+    /// ```
+    /// use switchboard_threads::engineio::client::{ClientCloseReason, ClientEvent, EngineIoClient};
+    /// # use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
+    /// # let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let url = format!("http://{}", listener.local_addr()?);
+    /// # let routes = Routes::new().engineio("/engine.io/", engine);
+    /// # std::thread::spawn(move || engineio::serve(listener, routes));
+    /// # let mut sessions = engineio::blocking(sockets);
+    /// let mut client = EngineIoClient::connect(&url)?;
+    /// let socket = sessions.next().unwrap();
+    /// assert_eq!(client.recv(), Some(ClientEvent::Upgraded));
+    /// socket.send("news")?;
+    /// assert_eq!(client.recv(), Some(ClientEvent::Message("news".into())));
+    /// socket.close();
+    /// let closed = ClientEvent::Closed { reason: ClientCloseReason::TransportClose, error: None };
+    /// assert_eq!(client.recv(), Some(closed));
+    /// assert_eq!(client.recv(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn recv(&mut self) -> Option<ClientEvent> {
         if self.closed {
             return None;
@@ -168,7 +401,25 @@ impl EngineIoClient {
         event
     }
 
-    /// Like [`recv`](Self::recv), giving up after `timeout`.
+    /// Like [`recv`](Self::recv), giving up after `timeout`: `None` then
+    /// too (the session may still be open).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_threads::engineio::client::{ClientEvent, EngineIoClient};
+    /// # use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
+    /// # let (engine, _sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let url = format!("http://{}", listener.local_addr()?);
+    /// # let routes = Routes::new().engineio("/engine.io/", engine);
+    /// # std::thread::spawn(move || engineio::serve(listener, routes));
+    /// let mut client = EngineIoClient::connect(&url)?;
+    /// let wait = Duration::from_secs(5);
+    /// assert_eq!(client.recv_timeout(wait), Some(ClientEvent::Upgraded));
+    /// // Nothing more comes.
+    /// assert_eq!(client.recv_timeout(Duration::from_millis(50)), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn recv_timeout(&mut self, timeout: std::time::Duration) -> Option<ClientEvent> {
         if self.closed {
             return None;
@@ -188,6 +439,27 @@ impl EngineIoClient {
 
     /// Blocks for the next message, skipping other events; `None` once the
     /// session closed.
+    ///
+    /// ```
+    /// use switchboard_threads::engineio::client::EngineIoClient;
+    /// # use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
+    /// # let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let url = format!("http://{}", listener.local_addr()?);
+    /// # let routes = Routes::new().engineio("/engine.io/", engine);
+    /// # std::thread::spawn(move || engineio::serve(listener, routes));
+    /// # let mut sessions = engineio::blocking(sockets);
+    /// let mut client = EngineIoClient::connect(&url)?;
+    /// let socket = sessions.next().unwrap();
+    /// socket.send("text")?;
+    /// socket.send(vec![1u8, 2])?;
+    /// // Whether or not the upgrade's `Upgraded` event comes in between.
+    /// assert_eq!(client.recv_message(), Some("text".into()));
+    /// assert_eq!(client.recv_message(), Some(vec![1u8, 2].into()));
+    /// client.close();
+    /// assert_eq!(client.recv_message(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn recv_message(&mut self) -> Option<MessageData> {
         loop {
             if let ClientEvent::Message(data) = self.recv()? {
@@ -196,17 +468,56 @@ impl EngineIoClient {
         }
     }
 
-    /// Queues a message (see [`ClientSender::send`]).
+    /// Queues a message (see [`ClientSender::send`]): text or binary.
+    ///
+    /// ```
+    /// use switchboard_threads::engineio::MessageData;
+    /// use switchboard_threads::engineio::client::EngineIoClient;
+    /// # use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
+    /// # let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let url = format!("http://{}", listener.local_addr()?);
+    /// # let routes = Routes::new().engineio("/engine.io/", engine);
+    /// # std::thread::spawn(move || engineio::serve(listener, routes));
+    /// # let mut sessions = engineio::blocking(sockets);
+    /// let client = EngineIoClient::connect(&url)?;
+    /// let mut socket = sessions.next().unwrap();
+    /// client.send("text")?;
+    /// client.send(vec![1u8, 2])?;
+    /// assert_eq!(socket.recv(), Some(MessageData::Text("text".into())));
+    /// assert_eq!(socket.recv(), Some(MessageData::Binary(vec![1u8, 2].into())));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send(&self, data: impl Into<MessageData>) -> Result<(), ClientSendError> {
         self.sender.send(data)
     }
 
-    /// A cloneable sender for other threads.
+    /// A cloneable sender for other threads (see [`ClientSender`]).
     pub fn sender(&self) -> ClientSender {
         self.sender.clone()
     }
 
-    /// Closes the session (`forced close`) and waits for it to end.
+    /// Closes the session (`forced close`) and waits for it to end; events
+    /// not yet received are dropped.
+    ///
+    /// ```
+    /// use switchboard_threads::engineio::CloseReason;
+    /// use switchboard_threads::engineio::client::EngineIoClient;
+    /// # use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
+    /// # let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let url = format!("http://{}", listener.local_addr()?);
+    /// # let routes = Routes::new().engineio("/engine.io/", engine);
+    /// # std::thread::spawn(move || engineio::serve(listener, routes));
+    /// # let mut sessions = engineio::blocking(sockets);
+    /// let mut client = EngineIoClient::connect(&url)?;
+    /// let mut socket = sessions.next().unwrap();
+    /// client.close();
+    /// assert_eq!(client.recv(), None);
+    /// assert_eq!(socket.recv(), None);
+    /// assert_eq!(socket.close_reason(), Some(CloseReason::TransportClose));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(&mut self) {
         self.sender.close();
         while self.recv().is_some() {}

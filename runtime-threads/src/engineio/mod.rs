@@ -5,20 +5,30 @@
 //! this module only moves its requests, responses and messages over
 //! blocking sockets and runs its timer on a thread.
 //!
-//! ```no_run
-//! use switchboard_threads::engineio::{EngineIo, Routes, ServerConfig, serve};
-//! # fn main() -> std::io::Result<()> {
+//! ```
+//! use switchboard_threads::engineio::client::EngineIoClient;
+//! use switchboard_threads::engineio::{EngineIo, MessageData, Routes, ServerConfig, serve};
+//!
 //! let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
-//! let listener = std::net::TcpListener::bind("127.0.0.1:3000")?;
+//! let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! let addr = listener.local_addr()?;
 //! std::thread::spawn(move || serve(listener, Routes::new().engineio("/engine.io/", engine)));
-//! for mut socket in switchboard_threads::engineio::blocking(sockets) {
-//!     std::thread::spawn(move || {
-//!         while let Some(message) = socket.recv() {
-//!             let _ = socket.send(message); // echo
-//!         }
-//!     });
-//! }
-//! # Ok(()) }
+//! // Each new session on a thread of its own, echoing.
+//! std::thread::spawn(move || {
+//!     for mut socket in switchboard_threads::engineio::blocking(sockets) {
+//!         std::thread::spawn(move || {
+//!             while let Some(message) = socket.recv() {
+//!                 let _ = socket.send(message);
+//!             }
+//!         });
+//!     }
+//! });
+//!
+//! let mut client = EngineIoClient::connect(&format!("http://{addr}"))?;
+//! client.send("hello")?;
+//! assert_eq!(client.recv_message(), Some(MessageData::from("hello")));
+//! client.close();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! One deviation from the async adapters: a blocking thread cannot wait for
@@ -55,7 +65,37 @@ use switchboard_core::ws::handshake::{self, Rejection};
 use crate::accept::accept_loop;
 use crate::ws::{self, Config, WebSocket};
 
-/// One Engine.IO session, read with blocking calls.
+/// One Engine.IO session, read with blocking calls: the sessions of an
+/// [`EngineIo::with_sockets`] endpoint, from [`blocking`]. Iterating a
+/// `Socket` calls [`recv`](Self::recv) until the session closes.
+///
+/// ```
+/// # use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
+/// # use switchboard_threads::engineio::client::EngineIoClient;
+/// # let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+/// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let url = format!("http://{}", listener.local_addr()?);
+/// # let routes = Routes::new().engineio("/engine.io/", engine);
+/// # std::thread::spawn(move || engineio::serve(listener, routes));
+/// # let mut sessions = engineio::blocking(sockets);
+/// let mut client = EngineIoClient::connect(&url)?;
+/// let socket = sessions.next().unwrap();
+/// assert_eq!(socket.sid(), client.sid());
+/// // The session's thread: answer every message, until the session closes.
+/// let server = std::thread::spawn(move || {
+///     let (sender, mut count) = (socket.sender(), 0);
+///     for message in socket {
+///         let _ = sender.send(message);
+///         count += 1;
+///     }
+///     count
+/// });
+/// client.send("ping")?;
+/// assert_eq!(client.recv_message(), Some("ping".into()));
+/// client.close();
+/// assert_eq!(server.join().unwrap(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Socket(AsyncSocket);
 
@@ -66,32 +106,125 @@ impl Socket {
     }
 
     /// The handshake request (query and headers).
+    ///
+    /// ```
+    /// # use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
+    /// # use switchboard_threads::engineio::client::EngineIoClient;
+    /// # let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let url = format!("http://{}", listener.local_addr()?);
+    /// # let routes = Routes::new().engineio("/engine.io/", engine);
+    /// # std::thread::spawn(move || engineio::serve(listener, routes));
+    /// # let mut sessions = engineio::blocking(sockets);
+    /// let client = EngineIoClient::connect(&format!("{url}/engine.io/?room=lobby"))?;
+    /// let socket = sessions.next().unwrap();
+    /// assert_eq!(socket.request().query_param("room").as_deref(), Some("lobby"));
+    /// assert_eq!(socket.sid(), client.sid());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn request(&self) -> &switchboard_core::http::Request {
         self.0.request()
     }
 
     /// Blocks for the next message; `None` once the session closed.
+    ///
+    /// ```
+    /// use switchboard_threads::engineio::CloseReason;
+    /// # use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
+    /// # use switchboard_threads::engineio::client::EngineIoClient;
+    /// # let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let url = format!("http://{}", listener.local_addr()?);
+    /// # let routes = Routes::new().engineio("/engine.io/", engine);
+    /// # std::thread::spawn(move || engineio::serve(listener, routes));
+    /// # let mut sessions = engineio::blocking(sockets);
+    /// let mut client = EngineIoClient::connect(&url)?;
+    /// let mut socket = sessions.next().unwrap();
+    /// client.send("text")?;
+    /// client.send(vec![1u8, 2])?;
+    /// client.close();
+    /// assert_eq!(socket.recv(), Some("text".into()));
+    /// assert_eq!(socket.recv(), Some(vec![1u8, 2].into()));
+    /// assert_eq!(socket.recv(), None);
+    /// assert_eq!(socket.close_reason(), Some(CloseReason::TransportClose));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn recv(&mut self) -> Option<MessageData> {
         futures_executor::block_on(self.0.recv())
     }
 
     /// Sends a message: at once over WebSocket, with the next poll response
     /// over long-polling.
+    ///
+    /// ```
+    /// # use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
+    /// # use switchboard_threads::engineio::client::EngineIoClient;
+    /// # let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let url = format!("http://{}", listener.local_addr()?);
+    /// # let routes = Routes::new().engineio("/engine.io/", engine);
+    /// # std::thread::spawn(move || engineio::serve(listener, routes));
+    /// # let mut sessions = engineio::blocking(sockets);
+    /// let mut client = EngineIoClient::connect(&url)?;
+    /// let socket = sessions.next().unwrap();
+    /// socket.send("welcome")?;
+    /// socket.send(vec![0u8, 1])?;
+    /// assert_eq!(client.recv_message(), Some("welcome".into()));
+    /// assert_eq!(client.recv_message(), Some(vec![0u8, 1].into()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send(&self, data: impl Into<MessageData>) -> Result<(), SendError> {
         self.0.send(data)
     }
 
     /// A cloneable handle that sends to this session from other threads.
+    ///
+    /// ```
+    /// # use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
+    /// # use switchboard_threads::engineio::client::EngineIoClient;
+    /// # let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let url = format!("http://{}", listener.local_addr()?);
+    /// # let routes = Routes::new().engineio("/engine.io/", engine);
+    /// # std::thread::spawn(move || engineio::serve(listener, routes));
+    /// # let mut sessions = engineio::blocking(sockets);
+    /// let mut client = EngineIoClient::connect(&url)?;
+    /// let socket = sessions.next().unwrap();
+    /// let sender = socket.sender();
+    /// std::thread::spawn(move || sender.send("from another thread"));
+    /// assert_eq!(client.recv_message(), Some("from another thread".into()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn sender(&self) -> SocketSender {
         self.0.sender()
     }
 
-    /// Closes the session (`forced close`).
+    /// Closes the session (`forced close`): the client's side ends too, and
+    /// [`recv`](Self::recv) returns `None`.
+    ///
+    /// ```
+    /// use switchboard_threads::engineio::CloseReason;
+    /// # use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
+    /// # use switchboard_threads::engineio::client::EngineIoClient;
+    /// # let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let url = format!("http://{}", listener.local_addr()?);
+    /// # let routes = Routes::new().engineio("/engine.io/", engine);
+    /// # std::thread::spawn(move || engineio::serve(listener, routes));
+    /// # let mut sessions = engineio::blocking(sockets);
+    /// let mut client = EngineIoClient::connect(&url)?;
+    /// let mut socket = sessions.next().unwrap();
+    /// socket.close();
+    /// assert_eq!(socket.recv(), None);
+    /// assert_eq!(socket.close_reason(), Some(CloseReason::ForcedClose));
+    /// assert_eq!(client.recv_message(), None); // the client's side ended
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(&self) {
         self.0.close()
     }
 
-    /// Why the session closed, once it has.
+    /// Why the session closed, once it has (see [`Socket::recv`]).
     pub fn close_reason(&self) -> Option<CloseReason> {
         self.0.close_reason()
     }
@@ -105,7 +238,22 @@ impl Iterator for Socket {
 }
 
 /// The new sessions of an [`EngineIo::with_sockets`] endpoint, as a
-/// blocking iterator.
+/// blocking iterator (ending once the endpoint is gone).
+///
+/// ```
+/// use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
+/// # use switchboard_threads::engineio::client::EngineIoClient;
+/// let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+/// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let url = format!("http://{}", listener.local_addr()?);
+/// let routes = Routes::new().engineio("/engine.io/", engine);
+/// std::thread::spawn(move || engineio::serve(listener, routes));
+/// let mut sessions = engineio::blocking(sockets);
+/// let (first, second) = (EngineIoClient::connect(&url)?, EngineIoClient::connect(&url)?);
+/// assert_eq!(sessions.next().unwrap().sid(), first.sid());
+/// assert_eq!(sessions.next().unwrap().sid(), second.sid());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn blocking(sockets: Sockets) -> impl Iterator<Item = Socket> {
     futures_executor::block_on_stream(sockets).map(Socket)
 }
@@ -116,6 +264,29 @@ use switchboard_async::server::WsRoutes;
 
 /// What a server serves: Engine.IO endpoints by path, WebSocket handlers
 /// on paths of their own, and one for upgrades on every other path.
+/// Cloning is cheap (the endpoints and handlers are shared).
+///
+/// ```
+/// use switchboard_threads::engineio::{self, EngineIo, HttpResponse, Routes, ServerConfig};
+/// use switchboard_threads::engineio::client::EngineIoClient;
+/// use switchboard_threads::ws::{self, Message};
+///
+/// let (engine, _sockets) = EngineIo::with_sockets(ServerConfig::default());
+/// let routes = Routes::new()
+///     .engineio("/engine.io/", engine)
+///     .websocket_at("/echo", ws::echo)
+///     .http(|_request, _body| HttpResponse { status: 200, headers: vec![], body: "home".into() });
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let addr = listener.local_addr()?;
+/// std::thread::spawn(move || engineio::serve(listener, routes));
+///
+/// let mut socket = ws::connect(&format!("ws://{addr}/echo"))?;
+/// socket.send(Message::text("hi"))?;
+/// assert_eq!(socket.recv().unwrap()?, Message::text("hi"));
+/// let client = EngineIoClient::connect(&format!("http://{addr}"))?;
+/// assert!(!client.sid().is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct Routes {
     table: RouteTable,
@@ -151,6 +322,29 @@ impl Routes {
     }
 
     /// Serves `engine` under `path` (such as `/engine.io/`).
+    ///
+    /// An endpoint made with [`EngineIo::new`] hands every session's
+    /// events to one handler, in order per session, on the thread that
+    /// produced them (usually the session's connection thread):
+    ///
+    /// ```
+    /// use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig, ServerEvent};
+    /// use switchboard_threads::engineio::client::EngineIoClient;
+    ///
+    /// let engine = EngineIo::new(ServerConfig::default(), |engine: &EngineIo, event| {
+    ///     if let ServerEvent::Message { sid, data } = event {
+    ///         let _ = engine.send(&sid, data);
+    ///     }
+    /// });
+    /// let routes = Routes::new().engineio("/realtime/", engine);
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = listener.local_addr()?;
+    /// std::thread::spawn(move || engineio::serve(listener, routes));
+    /// let mut client = EngineIoClient::connect(&format!("http://{addr}/realtime/"))?;
+    /// client.send("echo me")?;
+    /// assert_eq!(client.recv_message(), Some("echo me".into()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn engineio(mut self, path: &str, engine: EngineIo) -> Self {
         self.table.mount_engineio(path, engine);
         self
@@ -159,6 +353,31 @@ impl Routes {
     /// Serves the Socket.IO server `io` under `path` (such as
     /// `/socket.io/`). Its sync handlers run on the adapter's handler
     /// threads (see [`SocketIo::set_handler_runner`]), so they may block.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_threads::engineio::{self, Routes};
+    /// use switchboard_threads::socketio::client::{ClientBuilder, Threads};
+    /// use switchboard_threads::socketio::{SocketIo, SocketIoConfig};
+    ///
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     socket.on("sum", |_, mut event| {
+    ///         let (a, b): (i64, i64) = event.args().unwrap_or_default();
+    ///         if let Some(ack) = event.take_ack() {
+    ///             let _ = ack.send(&(a + b));
+    ///         }
+    ///     });
+    /// });
+    /// let routes = Routes::new().socketio("/socket.io/", &io);
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = listener.local_addr()?;
+    /// std::thread::spawn(move || engineio::serve(listener, routes));
+    /// let client = ClientBuilder::new(&format!("http://{addr}")).connect(Threads).wait()?;
+    /// let answer = client.emit_with_ack("sum", &(1, 2), Duration::from_secs(5))?.wait()?;
+    /// assert_eq!(answer.args::<(i64,)>()?, (3,));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn socketio(mut self, path: &str, io: &SocketIo) -> Self {
         io.set_handler_runner(crate::pool::handler_runner());
         self.table.mount_socketio(path, io);
@@ -168,6 +387,19 @@ impl Routes {
     /// Hands WebSocket upgrades on any other path (no Engine.IO endpoint
     /// and no [`Routes::websocket_at`] of its own) to `handler`, on the
     /// connection's thread.
+    ///
+    /// ```
+    /// use switchboard_threads::engineio::{self, Routes};
+    /// use switchboard_threads::ws::{self, Message};
+    /// let routes = Routes::new().websocket(ws::echo);
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = listener.local_addr()?;
+    /// std::thread::spawn(move || engineio::serve(listener, routes));
+    /// let mut socket = ws::connect(&format!("ws://{addr}/any/path"))?;
+    /// socket.send(Message::text("hi"))?;
+    /// assert_eq!(socket.recv().unwrap()?, Message::text("hi"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn websocket(mut self, handler: impl Fn(WebSocket) + Send + Sync + 'static) -> Self {
         self.websocket.set_fallback(Arc::new(handler));
         self
@@ -176,6 +408,23 @@ impl Routes {
     /// Hands WebSocket upgrades on exactly `path` (whatever the query) to
     /// `handler`, on the connection's thread; other paths go to
     /// [`Routes::websocket`]'s handler, or get 404 without one.
+    ///
+    /// ```
+    /// use switchboard_threads::engineio::{self, Routes};
+    /// use switchboard_threads::ws::{self, Message, WebSocket};
+    /// let routes = Routes::new()
+    ///     .websocket_at("/echo", ws::echo)
+    ///     .websocket_at("/hello", |ws: WebSocket| {
+    ///         let _ = ws.send(Message::text("hello"));
+    ///     });
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = listener.local_addr()?;
+    /// std::thread::spawn(move || engineio::serve(listener, routes));
+    /// let mut socket = ws::connect(&format!("ws://{addr}/hello?lang=en"))?;
+    /// assert_eq!(socket.recv().unwrap()?, Message::text("hello"));
+    /// assert!(ws::connect(&format!("ws://{addr}/elsewhere")).is_err()); // 404
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn websocket_at(
         mut self,
         path: &str,
@@ -185,7 +434,23 @@ impl Routes {
         self
     }
 
-    /// The WebSocket configuration.
+    /// The WebSocket configuration: as given for the WebSocket routes; for
+    /// the Engine.IO endpoints' WebSocket transport without
+    /// permessage-deflate unless the endpoint enables it
+    /// ([`ServerConfig::per_message_deflate`]).
+    ///
+    /// ```
+    /// use switchboard_threads::engineio::{self, Routes};
+    /// use switchboard_threads::ws::{self, Config};
+    /// let config = Config { protocols: vec!["chat".into()], ..Config::default() };
+    /// let routes = Routes::new().ws_config(config.clone()).websocket(ws::echo);
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = listener.local_addr()?;
+    /// std::thread::spawn(move || engineio::serve(listener, routes));
+    /// let socket = ws::connect_with_config(&format!("ws://{addr}/"), config)?;
+    /// assert_eq!(socket.protocol(), Some("chat"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn ws_config(mut self, config: Config) -> Self {
         self.table.set_ws_config(config);
         self
@@ -194,6 +459,26 @@ impl Routes {
     /// Answers every other HTTP request (no Engine.IO path, no WebSocket
     /// upgrade) with `handler`, e.g. to serve the application's pages;
     /// without one they get 404.
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use switchboard_threads::engineio::{self, HttpResponse, Routes};
+    /// let routes = Routes::new().http(|request, _body| HttpResponse {
+    ///     status: 200,
+    ///     headers: vec![("Content-Type".into(), "text/plain".into())],
+    ///     body: format!("you asked for {}", request.path()).into(),
+    /// });
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = listener.local_addr()?;
+    /// std::thread::spawn(move || engineio::serve(listener, routes));
+    /// let mut stream = std::net::TcpStream::connect(addr)?;
+    /// stream.write_all(b"GET /about HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    /// let mut response = String::new();
+    /// stream.read_to_string(&mut response)?;
+    /// assert!(response.starts_with("HTTP/1.1 200 OK\r\n"));
+    /// assert!(response.ends_with("\r\n\r\nyou asked for /about"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn http(
         mut self,
         handler: impl Fn(&Request, Bytes) -> HttpResponse + Send + Sync + 'static,
@@ -202,14 +487,45 @@ impl Routes {
         self
     }
 
-    /// HTTP limits and timeouts.
+    /// HTTP limits and timeouts, and the most connections [`serve`] keeps
+    /// open at once.
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use std::time::Duration;
+    /// use switchboard_threads::engineio::{self, Routes, ServerLimits};
+    /// let limits = ServerLimits {
+    ///     request_timeout: Duration::from_millis(100),
+    ///     max_connections: 1_000,
+    ///     ..ServerLimits::default()
+    /// };
+    /// let routes = Routes::new().limits(limits);
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = listener.local_addr()?;
+    /// std::thread::spawn(move || engineio::serve(listener, routes));
+    /// // A client that sends nothing is answered 408 and let go.
+    /// let mut response = String::new();
+    /// std::net::TcpStream::connect(addr)?.read_to_string(&mut response)?;
+    /// assert!(response.starts_with("HTTP/1.1 408 "));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn limits(mut self, limits: ServerLimits) -> Self {
         self.table.set_limits(limits);
         self
     }
 
     /// Starts the timer thread of every Engine.IO endpoint (once per
-    /// endpoint, however often it is called).
+    /// endpoint, however often it is called). [`serve`] calls it; call it
+    /// once before [`serve_connection`].
+    ///
+    /// ```
+    /// use switchboard_threads::engineio::{EngineIo, Routes, ServerConfig};
+    /// let (engine, _sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// let routes = Routes::new().engineio("/engine.io/", engine);
+    /// routes.start_timers()?; // heartbeats and session timeouts run from now on
+    /// routes.start_timers()?; // starts nothing more
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn start_timers(&self) -> io::Result<()> {
         for timed in self.table.timers() {
             spawn_timer(timed.clone())?;
@@ -228,7 +544,16 @@ impl Wake for Unpark {
 
 /// Runs the timers of `timed` (an Engine.IO endpoint's heartbeats, a
 /// Socket.IO server's ack deadlines) on a thread, until it is dropped. Only
-/// the first call per owner starts one.
+/// the first call per owner starts one. [`Routes::start_timers`] does this
+/// for the endpoints it serves; this is for an endpoint driven otherwise
+/// (through [`EngineIo::handle_request`], say).
+///
+/// ```
+/// use switchboard_threads::engineio::{self, EngineIo, ServerConfig};
+/// let (engine, _sockets) = EngineIo::with_sockets(ServerConfig::default());
+/// engineio::spawn_timer(engine.timed())?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn spawn_timer(timed: Arc<dyn Timed>) -> io::Result<()> {
     if !timed.timer_signal().claim() {
         return Ok(());
@@ -261,6 +586,21 @@ pub fn spawn_timer(timed: Arc<dyn Timed>) -> io::Result<()> {
 /// errors, and a connection thread that cannot be started (the connection
 /// is then closed), are logged and retried after a short pause: this
 /// returns only if the timer threads cannot be started.
+///
+/// ```
+/// use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
+/// use switchboard_threads::engineio::client::EngineIoClient;
+/// let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let url = format!("http://{}", listener.local_addr()?);
+/// // `serve` blocks for good: give it a thread.
+/// std::thread::spawn(move || engineio::serve(listener, Routes::new().engineio("/engine.io/", engine)));
+/// let mut client = EngineIoClient::connect(&url)?;
+/// let socket = engineio::blocking(sockets).next().unwrap();
+/// socket.send("hello")?;
+/// assert_eq!(client.recv_message(), Some("hello".into()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn serve(listener: TcpListener, routes: Routes) -> io::Result<()> {
     routes.start_timers()?;
     let max_connections = routes.table.limits().max_connections;
@@ -280,6 +620,26 @@ pub fn serve(listener: TcpListener, routes: Routes) -> io::Result<()> {
 /// calling thread, until the client closes it, a timeout passes, or it is
 /// upgraded to a WebSocket (then this returns when the WebSocket ends).
 /// Call [`Routes::start_timers`] once beforehand when not using [`serve`].
+///
+/// ```
+/// use switchboard_threads::engineio::{self, Routes};
+/// use switchboard_threads::ws::{self, Message};
+/// let routes = Routes::new().websocket_at("/ws", ws::echo);
+/// routes.start_timers()?;
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let addr = listener.local_addr()?;
+/// // The application's own accept loop, a thread per connection.
+/// std::thread::spawn(move || {
+///     for stream in listener.incoming().flatten() {
+///         let routes = routes.clone();
+///         std::thread::spawn(move || engineio::serve_connection(stream, routes));
+///     }
+/// });
+/// let mut socket = ws::connect(&format!("ws://{addr}/ws"))?;
+/// socket.send(Message::text("hi"))?;
+/// assert_eq!(socket.recv().unwrap()?, Message::text("hi"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn serve_connection(mut stream: TcpStream, routes: Routes) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut reader = routes.table.request_reader();

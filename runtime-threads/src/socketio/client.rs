@@ -2,19 +2,45 @@
 //! ([`ClientBuilder`], [`ClientSocket`], [`SocketIoClient`]), run by
 //! [`Threads`], a driver thread over the blocking Engine.IO client.
 //!
-//! ```no_run
+//! ```
 //! use std::time::Duration;
 //! use switchboard_threads::socketio::client::{ClientBuilder, Threads};
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let socket = ClientBuilder::new("http://localhost:3000")
+//! # use switchboard_threads::engineio::{self, Routes};
+//! # use switchboard_threads::socketio::{SocketIo, SocketIoConfig};
+//! # // `chat` is sent back with the auth's token; `sum` is answered.
+//! # let io = SocketIo::new(SocketIoConfig::default());
+//! # io.ns("/", |socket| {
+//! #     socket.on("chat", |socket, event| {
+//! #         let token = socket.handshake().auth["token"].as_str().unwrap_or("").to_owned();
+//! #         let text: String = event.arg(0).unwrap_or_default();
+//! #         let _ = socket.emit("chat", &format!("{token}: {text}"));
+//! #     });
+//! #     socket.on("sum", |_, mut event| {
+//! #         let (a, b): (i64, i64) = event.args().unwrap_or_default();
+//! #         if let Some(ack) = event.take_ack() {
+//! #             let _ = ack.send(&(a + b));
+//! #         }
+//! #     });
+//! # });
+//! # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! # let url = format!("http://{}", listener.local_addr()?);
+//! # let routes = Routes::new().socketio("/socket.io/", &io);
+//! # std::thread::spawn(move || engineio::serve(listener, routes));
+//! // A server at `url` (`http://127.0.0.1:port`).
+//! let (chats, chat) = std::sync::mpsc::channel();
+//! let socket = ClientBuilder::new(&url)
 //!     .auth(&std::collections::HashMap::from([("token", "abc")]))
-//!     .on("chat", |_socket, event| println!("chat: {:?}", event.payload().values()))
+//!     .on("chat", move |_socket, event| {
+//!         let _ = chats.send(event.arg::<String>(0).unwrap_or_default());
+//!     })
 //!     .connect(Threads)
 //!     .wait()?;
 //! socket.emit("chat", "hello")?;
+//! assert_eq!(chat.recv_timeout(Duration::from_secs(5))?, "abc: hello");
 //! let answer = socket.emit_with_ack("sum", &(1, 2), Duration::from_secs(5))?.wait()?;
-//! println!("1 + 2 = {}", answer.values()[0]);
-//! # Ok(()) }
+//! assert_eq!(answer.args::<(i64,)>()?, (3,));
+//! socket.io().disconnect();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! One driver thread per client waits for what its session threads report
@@ -36,7 +62,29 @@ use switchboard_core::engineio::client::ClientConfig as EngineConfig;
 use crate::engineio::client::{ClientEvent, ClientSendError, ClientSender, EngineIoClient};
 
 /// The driver of a client on threads: pass it where async runtimes pass
-/// theirs (`ClientBuilder::connect(Threads)`).
+/// theirs (`ClientBuilder::connect(Threads)`). Each client gets a driver
+/// thread of its own; what waits for the server ([`Connecting::wait`],
+/// [`ConnectFuture::wait`], [`AckFuture::wait`]) blocks the calling
+/// thread.
+///
+/// ```
+/// use switchboard_threads::socketio::client::{ClientBuilder, SocketIoClient, Threads};
+/// # use switchboard_threads::engineio::{self, Routes};
+/// # use switchboard_threads::socketio::{SocketIo, SocketIoConfig};
+/// # let io = SocketIo::new(SocketIoConfig::default());
+/// # io.ns("/", |_| {});
+/// # io.ns("/admin", |_| {});
+/// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let url = format!("http://{}", listener.local_addr()?);
+/// # let routes = Routes::new().socketio("/socket.io/", &io);
+/// # std::thread::spawn(move || engineio::serve(listener, routes));
+/// // A server at `url` with namespaces `/` and `/admin`.
+/// let socket = SocketIoClient::connect(Threads, &url).wait()?;
+/// let admin = ClientBuilder::new(&format!("{url}/admin")).connect(Threads).wait()?;
+/// assert!(socket.connected() && admin.connected());
+/// assert_eq!(io.socket_count(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Threads;
 
