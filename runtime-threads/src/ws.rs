@@ -55,7 +55,8 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use switchboard_core::http::{HeadReader, Limits, Request};
-use switchboard_core::ws::handshake::{self, ClientHandshake, HandshakeError, Rejection, WsUrl};
+pub use switchboard_core::ws::handshake::WsUrl;
+use switchboard_core::ws::handshake::{self, ClientHandshake, HandshakeError, Rejection};
 pub use switchboard_core::ws::{
     CloseCode, CloseFrame, Config, DeflateConfig, KeepAlive, Message, OriginPolicy, ProtocolError,
     SendError, Text,
@@ -896,7 +897,7 @@ pub fn connect_with_config(url: &str, config: Config) -> Result<WebSocket, Error
 /// ```
 /// use std::net::TcpStream;
 /// use std::sync::Arc;
-/// use switchboard_core::ws::handshake::WsUrl;
+/// use switchboard_threads::ws::WsUrl;
 /// use switchboard_threads::ws::{self, Config, Message};
 /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
 /// # let addr = listener.local_addr()?;

@@ -207,7 +207,9 @@ pub enum AckError {
     Disconnected,
 }
 
-/// A command named a socket that is not connected.
+/// Why an emit, or a join, was refused: the socket is not connected, the
+/// data cannot be sent (a reserved event name, unencodable data), or a
+/// room limit.
 ///
 /// ```
 /// # use std::time::{Duration, Instant};

@@ -51,13 +51,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use bytes::Bytes;
+use switchboard_core::engineio::MessageData;
 use switchboard_core::engineio::client::{
     Client, ClientTransmit, HttpRequest, RequestId, WsConnect,
 };
 pub use switchboard_core::engineio::client::{
     ClientCloseReason, ClientConfig, ClientError, ClientEvent, ClientSendError, ConfigError,
 };
-use switchboard_core::engineio::{MessageData, OpenPacket, TransportKind};
+pub use switchboard_core::engineio::{OpenPacket, TransportKind};
 use switchboard_core::http::{Limits, ResponseReader};
 
 use crate::ws::{self, Config, Message, Sender as WsSender};
@@ -261,7 +262,7 @@ impl EngineIoClient {
     /// Connects with explicit settings.
     ///
     /// ```
-    /// use switchboard_core::engineio::TransportKind;
+    /// use switchboard_threads::engineio::client::TransportKind;
     /// use switchboard_threads::engineio::client::{ClientConfig, EngineIoClient};
     /// # use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
     /// # let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
@@ -348,7 +349,7 @@ impl EngineIoClient {
     /// The session's transport at the moment.
     ///
     /// ```
-    /// use switchboard_core::engineio::TransportKind;
+    /// use switchboard_threads::engineio::client::TransportKind;
     /// use switchboard_threads::engineio::client::{ClientConfig, ClientEvent, EngineIoClient};
     /// # use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
     /// # let (engine, _sockets) = EngineIo::with_sockets(ServerConfig::default());
