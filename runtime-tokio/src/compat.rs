@@ -9,11 +9,57 @@ use std::task::{Context, Poll};
 /// `tokio_util::compat::Compat` but forwarding vectored writes (which
 /// `Compat` turns into one write per slice), so a frame header and its
 /// payload go out in one `writev`.
+///
+/// It is what [`Tokio`](crate::Tokio)'s streams are, and how any other
+/// tokio stream reaches `switchboard_async`'s functions: a TLS stream
+/// (tokio-rustls) for a `wss://` client, say. Here a client handshake over
+/// an in-memory pipe, with the server on its other end:
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use switchboard_core::ws::handshake::WsUrl;
+/// use switchboard_tokio::{Tokio, TokioIo, ws};
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (client_end, server_end) = tokio::io::duplex(64 << 10);
+/// tokio::spawn(async move {
+///     if let Ok(socket) = ws::accept(server_end, ws::Config::default()).await {
+///         ws::echo(socket).await;
+///     }
+/// });
+///
+/// let url = WsUrl::parse("wss://example.com/chat")?; // Host and path of the request
+/// let config = Arc::new(ws::Config::default());
+/// let mut client =
+///     switchboard_async::ws::client_handshake(Tokio, TokioIo(client_end), &url, config, &[])
+///         .await?;
+/// client.send(ws::Message::text("hi")).await?;
+/// let echo = tokio::time::timeout(Duration::from_secs(5), client.recv()).await?;
+/// assert_eq!(echo.expect("open")?, ws::Message::text("hi"));
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct TokioIo<T>(pub T);
 
 impl<T> TokioIo<T> {
-    /// The wrapped tokio IO object.
+    /// The wrapped tokio IO object (also the public field `.0`).
+    ///
+    /// ```
+    /// use futures_util::AsyncWriteExt; // the futures traits, on `TokioIo`
+    /// use switchboard_tokio::TokioIo;
+    /// use tokio::io::AsyncReadExt; // tokio's, on the stream itself
+    /// # #[tokio::main]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let (end, mut other_end) = tokio::io::duplex(64);
+    /// let mut io = TokioIo(end);
+    /// io.write_all(b"ping").await?;
+    /// let _end: tokio::io::DuplexStream = io.into_inner();
+    /// let mut buf = [0; 4];
+    /// other_end.read_exact(&mut buf).await?;
+    /// assert_eq!(&buf, b"ping");
+    /// # Ok(()) }
+    /// ```
     pub fn into_inner(self) -> T {
         self.0
     }

@@ -10,22 +10,77 @@
 //! connections with upgrades enabled (`axum::serve` does; with hyper, use
 //! `serve_connection_with_upgrades` or `.with_upgrades()`).
 //!
-//! ```ignore
-//! use axum::{Router, routing::get};
+//! With axum, the layer goes on the app's `Router`, and `axum::serve`
+//! serves both on the app's listener:
+//! `Router::new().route("/api/health", get(|| async { "ok" })).layer(SwitchboardLayer::new().socketio("/socket.io/", &io))`
+//! (the `switchboard` crate's docs run it, with its `tower` feature;
+//! `examples/axum.rs` adds a REST route that emits to a Socket.IO room).
+//!
+//! Below, the layer wraps `App`, standing for the application's service,
+//! and requests are handed to the service directly, as a server would:
+//!
+//! ```
 //! use switchboard_tokio::socketio::{SocketIo, SocketIoConfig};
 //! use switchboard_tokio::tower::SwitchboardLayer;
-//!
+//! use tower_layer::Layer;
+//! # use http_body_util::BodyExt;
+//! # use std::convert::Infallible;
+//! # use std::future::{Ready, poll_fn, ready};
+//! # use std::task::{Context, Poll};
+//! # use tower_service::Service;
+//! # #[derive(Clone)]
+//! # struct App; // the application's own routes: an axum `Router`, say
+//! # impl<B> Service<http::Request<B>> for App {
+//! #     type Response = http::Response<String>;
+//! #     type Error = Infallible;
+//! #     type Future = Ready<Result<Self::Response, Infallible>>;
+//! #     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+//! #         Poll::Ready(Ok(()))
+//! #     }
+//! #     fn call(&mut self, _: http::Request<B>) -> Self::Future {
+//! #         ready(Ok(http::Response::new("ok".into())))
+//! #     }
+//! # }
+//! # /// A GET request through `service`: the status and the body.
+//! # async fn get<S, B>(service: &mut S, uri: &str) -> (u16, String)
+//! # where
+//! #     S: Service<http::Request<String>, Response = http::Response<B>>,
+//! #     S::Error: std::fmt::Debug,
+//! #     B: http_body::Body,
+//! #     B::Error: std::fmt::Debug,
+//! # {
+//! #     poll_fn(|cx| service.poll_ready(cx)).await.unwrap();
+//! #     let request = http::Request::get(uri).body(String::new()).unwrap();
+//! #     let response = service.call(request).await.unwrap();
+//! #     let status = response.status().as_u16();
+//! #     let body = response.into_body().collect().await.unwrap().to_bytes();
+//! #     (status, String::from_utf8(body.to_vec()).unwrap())
+//! # }
+//! # #[tokio::main]
+//! # async fn main() {
 //! let io = SocketIo::new(SocketIoConfig::default());
-//! io.ns("/", |socket| { /* handlers */ });
-//! let app = Router::new()
-//!     .route("/api/health", get(|| async { "ok" }))
-//!     .layer(SwitchboardLayer::new().socketio("/socket.io/", &io));
-//! axum::serve(listener, app).await?;
+//! io.ns("/", |socket| {
+//!     socket.on("ping", |socket, _event| {
+//!         let _ = socket.emit("pong", &());
+//!     });
+//! });
+//! let mut app = SwitchboardLayer::new().socketio("/socket.io/", &io).layer(App);
+//!
+//! // The application's own paths reach it:
+//! assert_eq!(get(&mut app, "/api/health").await, (200, "ok".into()));
+//! // Socket.IO's are Switchboard's (here Engine.IO's polling handshake):
+//! let (status, open) = get(&mut app, "/socket.io/?EIO=4&transport=polling").await;
+//! assert!(status == 200 && open.starts_with(r#"0{"sid":"#));
+//! assert_eq!(io.engine().session_count(), 1);
+//! # }
 //! ```
 //!
+//! With hyper 1.x, serve each connection with
+//! `hyper::server::conn::http1::Builder::new().serve_connection(io, TowerToHyperService::new(service)).with_upgrades()`
+//! (or hyper-util's `serve_connection_with_upgrades`).
 //! [`SwitchboardLayer::into_service`] gives a service of its own that
-//! answers 404 to anything else (for `Router::fallback_service`, or a plain
-//! hyper server through `hyper_util::service::TowerToHyperService`).
+//! answers 404 to anything else (for that, or for axum's
+//! `Router::fallback_service`).
 //!
 //! Building the layer (or its first request) inside a tokio runtime starts
 //! the endpoints' timers (heartbeats, ack deadlines) and has the Socket.IO
@@ -59,13 +114,35 @@ use tower_service::Service;
 
 use crate::{Tokio, TokioIo};
 
-/// A boxed error, as bodies report them.
+/// A boxed error, as bodies report them ([`ResponseBody`]'s error).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// An upgraded hyper connection, seen through the `futures` IO traits.
+/// An upgraded hyper connection, seen through the `futures` IO traits: the
+/// stream under a [`WebSocket`].
 pub type UpgradedIo = TokioIo<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
-/// A WebSocket upgraded through hyper, as WebSocket routes receive it.
+/// A WebSocket upgraded through hyper, as WebSocket routes receive it
+/// ([`SwitchboardLayer::websocket`]); the same API as
+/// [`crate::ws::WebSocket`], so a handler generic over the stream (as
+/// [`crate::ws::echo`] is) serves both.
+///
+/// ```
+/// use switchboard_tokio::tower::{SwitchboardLayer, WebSocket};
+/// use switchboard_tokio::ws::Message;
+///
+/// // A handler: each text back in upper case.
+/// async fn shout(mut socket: WebSocket) {
+///     while let Some(Ok(message)) = socket.recv().await {
+///         if let Some(text) = message.as_text() {
+///             if socket.send(Message::text(text.to_uppercase())).await.is_err() {
+///                 break;
+///             }
+///         }
+///     }
+/// }
+/// let layer = SwitchboardLayer::new().websocket("/shout", shout);
+/// # drop(layer);
+/// ```
 pub type WebSocket = switchboard_async::ws::WebSocket<UpgradedIo, Tokio>;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -106,7 +183,8 @@ impl Mounts {
 }
 
 /// A tower [`Layer`] that serves Socket.IO, Engine.IO and WebSocket routes
-/// in front of the application's service; see the [module](self) docs.
+/// in front of the application's service; see the [module](self) docs for
+/// an example. Clones share what is mounted.
 #[derive(Clone)]
 pub struct SwitchboardLayer {
     mounts: Arc<Mounts>,
@@ -130,7 +208,15 @@ impl Default for SwitchboardLayer {
 }
 
 impl SwitchboardLayer {
-    /// Nothing mounted: every request goes to the inner service.
+    /// Nothing mounted: every request goes to the inner service. Mount
+    /// endpoints with the methods below.
+    ///
+    /// ```
+    /// use switchboard_tokio::tower::SwitchboardLayer;
+    ///
+    /// let layer = SwitchboardLayer::new();
+    /// assert_eq!(format!("{layer:?}"), "SwitchboardLayer { engines: [], websockets: [], .. }");
+    /// ```
     pub fn new() -> Self {
         SwitchboardLayer {
             mounts: Arc::new(Mounts {
@@ -153,7 +239,43 @@ impl SwitchboardLayer {
     }
 
     /// Serves `engine` under `path` (such as `/engine.io/`): every request
-    /// whose path starts with it.
+    /// whose path starts with it. Inside a tokio runtime its timers start
+    /// at once, else with the first request.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_tokio::engineio::{EngineIo, ServerConfig};
+    /// use switchboard_tokio::tower::SwitchboardLayer;
+    /// # use http_body_util::BodyExt;
+    /// # use std::future::poll_fn;
+    /// # use tower_service::Service;
+    /// # async fn get<S, B>(service: &mut S, uri: &str) -> (u16, String)
+    /// # where
+    /// #     S: Service<http::Request<String>, Response = http::Response<B>>,
+    /// #     S::Error: std::fmt::Debug,
+    /// #     B: http_body::Body,
+    /// #     B::Error: std::fmt::Debug,
+    /// # {
+    /// #     poll_fn(|cx| service.poll_ready(cx)).await.unwrap();
+    /// #     let request = http::Request::get(uri).body(String::new()).unwrap();
+    /// #     let response = service.call(request).await.unwrap();
+    /// #     let status = response.status().as_u16();
+    /// #     let body = response.into_body().collect().await.unwrap().to_bytes();
+    /// #     (status, String::from_utf8(body.to_vec()).unwrap())
+    /// # }
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (engine, mut sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// let mut service = SwitchboardLayer::new()
+    ///     .engineio("/engine.io/", engine)
+    ///     .into_service();
+    /// // `get` hands the service a GET request and reads its answer.
+    /// let (status, _open) = get(&mut service, "/engine.io/?EIO=4&transport=polling").await;
+    /// assert_eq!(status, 200);
+    /// let socket = tokio::time::timeout(Duration::from_secs(5), sockets.accept()).await?;
+    /// assert!(socket.is_some(), "the new session");
+    /// # Ok(()) }
+    /// ```
     pub fn engineio(mut self, path: &str, engine: EngineIo) -> Self {
         let mounts = self.mounts();
         mounts.timers.push(engine.timed());
@@ -163,7 +285,9 @@ impl SwitchboardLayer {
     }
 
     /// Serves the Socket.IO server `io` under `path` (such as
-    /// `/socket.io/`).
+    /// `/socket.io/`). Inside a tokio runtime its timers start at once,
+    /// else with the first request; its async handlers are spawned with
+    /// `tokio::spawn`. See the [module](self) docs for an example.
     pub fn socketio(mut self, path: &str, io: &SocketIo) -> Self {
         let mounts = self.mounts();
         mounts.timers.push(io.timed());
@@ -173,6 +297,48 @@ impl SwitchboardLayer {
 
     /// Hands WebSocket upgrades on exactly `path` to `handler`; other
     /// requests on that path go to the inner service.
+    ///
+    /// The upgrade is hyper's: a request that hyper cannot upgrade (over
+    /// HTTP/2, or from a server without upgrades enabled) gets 501.
+    ///
+    /// ```
+    /// use switchboard_tokio::tower::SwitchboardLayer;
+    /// use switchboard_tokio::ws;
+    /// # use http_body_util::BodyExt;
+    /// # use std::future::poll_fn;
+    /// # use tower_service::Service;
+    /// # async fn send<S, B>(service: &mut S, request: http::Request<String>) -> (u16, String)
+    /// # where
+    /// #     S: Service<http::Request<String>, Response = http::Response<B>>,
+    /// #     S::Error: std::fmt::Debug,
+    /// #     B: http_body::Body,
+    /// #     B::Error: std::fmt::Debug,
+    /// # {
+    /// #     poll_fn(|cx| service.poll_ready(cx)).await.unwrap();
+    /// #     let response = service.call(request).await.unwrap();
+    /// #     let status = response.status().as_u16();
+    /// #     let body = response.into_body().collect().await.unwrap().to_bytes();
+    /// #     (status, String::from_utf8(body.to_vec()).unwrap())
+    /// # }
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), http::Error> {
+    /// let mut service = SwitchboardLayer::new()
+    ///     .websocket("/ws", ws::echo)
+    ///     .into_service();
+    /// // `send` hands the service a request and reads its answer.
+    /// let plain = http::Request::get("/ws").body(String::new())?;
+    /// assert_eq!(send(&mut service, plain).await.0, 404); // the inner service's
+    ///
+    /// let upgrade = http::Request::get("/ws")
+    ///     .header("host", "localhost")
+    ///     .header("connection", "Upgrade")
+    ///     .header("upgrade", "websocket")
+    ///     .header("sec-websocket-version", "13")
+    ///     .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+    ///     .body(String::new())?;
+    /// assert_eq!(send(&mut service, upgrade).await.0, 501); // not through hyper
+    /// # Ok(()) }
+    /// ```
     pub fn websocket<F, Fut>(mut self, path: &str, handler: F) -> Self
     where
         F: Fn(WebSocket) -> Fut + Send + Sync + 'static,
@@ -183,8 +349,25 @@ impl SwitchboardLayer {
         self
     }
 
-    /// The WebSocket configuration, for Engine.IO's WebSocket transport and
-    /// the WebSocket routes.
+    /// The WebSocket configuration, for the WebSocket routes and Engine.IO's
+    /// WebSocket transport (which goes without permessage-deflate unless
+    /// the endpoint's `ServerConfig::per_message_deflate` is on). It
+    /// applies to every route, mounted before or after.
+    ///
+    /// ```
+    /// use switchboard_tokio::tower::SwitchboardLayer;
+    /// use switchboard_tokio::ws;
+    ///
+    /// let config = ws::Config {
+    ///     max_message_size: 64 << 10,
+    ///     deflate: None,
+    ///     ..ws::Config::default()
+    /// };
+    /// let layer = SwitchboardLayer::new()
+    ///     .websocket("/ws", ws::echo)
+    ///     .ws_config(config);
+    /// # drop(layer);
+    /// ```
     pub fn ws_config(mut self, config: Config) -> Self {
         self.mounts().engine_ws_config = Arc::new(Config {
             deflate: None,
@@ -194,7 +377,42 @@ impl SwitchboardLayer {
         self
     }
 
-    /// A service of its own: the mounted routes, and 404 for anything else.
+    /// A service of its own: the mounted routes, and 404 for anything else
+    /// (for axum's `Router::fallback_service`, or a plain hyper server
+    /// through `hyper_util::service::TowerToHyperService`).
+    ///
+    /// ```
+    /// use switchboard_tokio::socketio::{SocketIo, SocketIoConfig};
+    /// use switchboard_tokio::tower::SwitchboardLayer;
+    /// # use http_body_util::BodyExt;
+    /// # use std::future::poll_fn;
+    /// # use tower_service::Service;
+    /// # async fn get<S, B>(service: &mut S, uri: &str) -> (u16, String)
+    /// # where
+    /// #     S: Service<http::Request<String>, Response = http::Response<B>>,
+    /// #     S::Error: std::fmt::Debug,
+    /// #     B: http_body::Body,
+    /// #     B::Error: std::fmt::Debug,
+    /// # {
+    /// #     poll_fn(|cx| service.poll_ready(cx)).await.unwrap();
+    /// #     let request = http::Request::get(uri).body(String::new()).unwrap();
+    /// #     let response = service.call(request).await.unwrap();
+    /// #     let status = response.status().as_u16();
+    /// #     let body = response.into_body().collect().await.unwrap().to_bytes();
+    /// #     (status, String::from_utf8(body.to_vec()).unwrap())
+    /// # }
+    /// # #[tokio::main]
+    /// # async fn main() {
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// let mut service = SwitchboardLayer::new()
+    ///     .socketio("/socket.io/", &io)
+    ///     .into_service();
+    /// // `get` hands the service a GET request and reads its answer.
+    /// assert_eq!(get(&mut service, "/").await, (404, "Not Found".into()));
+    /// let (status, _open) = get(&mut service, "/socket.io/?EIO=4&transport=polling").await;
+    /// assert_eq!(status, 200);
+    /// # }
+    /// ```
     pub fn into_service(self) -> SwitchboardService<NotFound> {
         self.layer(NotFound)
     }
@@ -223,7 +441,8 @@ impl<S> Layer<S> for SwitchboardLayer {
 }
 
 /// The service [`SwitchboardLayer`] makes: Switchboard's routes, then the
-/// inner service `S`.
+/// inner service `S` (see the [module](self) docs for an example). Its
+/// responses' bodies are [`ResponseBody`]s.
 #[derive(Clone)]
 pub struct SwitchboardService<S = NotFound> {
     mounts: Arc<Mounts>,
@@ -532,7 +751,7 @@ fn text_response(status: u16, text: &'static str) -> http::Response<Full<Bytes>>
 }
 
 /// The inner service of [`SwitchboardLayer::into_service`]: 404 for
-/// everything.
+/// everything (see its example).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NotFound;
 
@@ -551,7 +770,8 @@ impl<B> Service<http::Request<B>> for NotFound {
 }
 
 pin_project_lite::pin_project! {
-    /// The response future of [`SwitchboardService`].
+    /// The response future of [`SwitchboardService`]: the inner service's
+    /// future, or Switchboard's answer.
     pub struct ResponseFuture<F> {
         #[pin]
         kind: FutureKind<F>,

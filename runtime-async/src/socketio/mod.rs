@@ -567,6 +567,14 @@ impl SocketIo {
     /// for the same `path` replaces its handlers, for the clients that
     /// connect after it.
     ///
+    /// The client's CONNECT answer is on its way before `on_connect` runs.
+    /// Unlike Node's server, where everything the connection listener does
+    /// happens before the answer leaves, a room `on_connect` joins may not
+    /// hold the socket yet at the moment the client learns it is connected:
+    /// code elsewhere that emits to that room right then can miss it. A
+    /// client that must be in a room first can ask for it with an acked
+    /// event.
+    ///
     /// ```
     /// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
     ///
