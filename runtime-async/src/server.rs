@@ -12,6 +12,10 @@
 //! An application with an accept loop of its own hands a connection over
 //! with [`serve_connection`], or, after reading its first request head
 //! itself (to answer its own paths), with [`serve_request`].
+//!
+//! Examples with a `runtime` (`switchboard_tokio::Tokio`,
+//! `switchboard_smol::Smol::new()`, any [`Runtime`]) only compile here;
+//! the others run.
 
 use std::future::Future;
 use std::io;
@@ -39,6 +43,30 @@ use crate::ws::{WebSocket, accept_request};
 
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// Answers plain HTTP requests (see [`Routes::http`]).
+///
+/// It gets the body as read: up to one byte past the largest mounted
+/// Engine.IO endpoint's `max_payload`, silently cut there (see
+/// [`RouteTable::request_reader`]).
+///
+/// ```
+/// use std::sync::Arc;
+/// use bytes::Bytes;
+/// use switchboard_async::server::HttpHandler;
+/// use switchboard_core::engineio::HttpResponse;
+/// use switchboard_core::http::{Limits, Request};
+///
+/// let pages: HttpHandler = Arc::new(|request: &Request, _body: Bytes| match request.path() {
+///     "/" => HttpResponse {
+///         status: 200,
+///         headers: vec![("Content-Type".into(), "text/html".into())],
+///         body: "<h1>Hello</h1>".into(),
+///     },
+///     _ => HttpResponse { status: 404, headers: vec![], body: "not found".into() },
+/// });
+/// let (request, _) = Request::parse(b"GET /nope HTTP/1.1\r\n\r\n", &Limits::default())?.unwrap();
+/// assert_eq!(pages(&request, Bytes::new()).status, 404);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub type HttpHandler = Arc<dyn Fn(&Request, Bytes) -> HttpResponse + Send + Sync>;
 type WsHandler<S, R> = Arc<dyn Fn(WebSocket<S, R>) -> BoxFuture + Send + Sync>;
 
@@ -46,6 +74,26 @@ type WsHandler<S, R> = Arc<dyn Fn(WebSocket<S, R>) -> BoxFuture + Send + Sync>;
 /// path (with the timers they need and the Socket.IO servers behind them),
 /// the application's own pages, the WebSocket settings and the HTTP limits.
 /// Each runtime's `Routes` is this plus its kind of WebSocket handler.
+///
+/// ```
+/// use std::sync::Arc;
+/// use bytes::Bytes;
+/// use switchboard_async::server::RouteTable;
+/// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+/// use switchboard_core::engineio::HttpResponse;
+/// use switchboard_core::http::Request;
+///
+/// let io = SocketIo::new(SocketIoConfig::default());
+/// let mut table = RouteTable::default();
+/// table.mount_socketio("/socket.io", &io);
+/// table.set_http(Arc::new(|_: &Request, _: Bytes| HttpResponse {
+///     status: 200,
+///     headers: vec![],
+///     body: "home".into(),
+/// }));
+/// assert!(table.engines().engine_for("/socket.io/").is_some());
+/// assert!(table.http().is_some());
+/// ```
 #[derive(Clone)]
 pub struct RouteTable {
     engines: EngineMounts,
@@ -88,12 +136,36 @@ impl std::fmt::Debug for RouteTable {
 impl RouteTable {
     /// Serves `engine` under `path` (see [`EngineMounts::mount`]); its
     /// timer is among [`RouteTable::timers`].
+    ///
+    /// ```
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_async::server::RouteTable;
+    /// use switchboard_core::engineio::ServerConfig;
+    ///
+    /// let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+    /// let mut table = RouteTable::default();
+    /// table.mount_engineio("/engine.io", engine);
+    /// assert!(table.engines().engine_for("/engine.io/").is_some());
+    /// assert_eq!(table.timers().len(), 1);
+    /// ```
     pub fn mount_engineio(&mut self, path: &str, engine: EngineIo) {
         self.timers.push(engine.timed());
         self.engines.mount(path, engine);
     }
 
     /// Serves the Socket.IO server `io` under `path`.
+    ///
+    /// ```
+    /// use switchboard_async::server::RouteTable;
+    /// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    ///
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// let mut table = RouteTable::default();
+    /// table.mount_socketio("/socket.io", &io);
+    /// assert!(table.engines().engine_for("/socket.io/").is_some());
+    /// assert_eq!(table.socketios().len(), 1);
+    /// assert_eq!(table.timers().len(), 2); // the Socket.IO server's and its endpoint's
+    /// ```
     pub fn mount_socketio(&mut self, path: &str, io: &SocketIo) {
         self.timers.push(io.timed());
         self.socketios.push(io.clone());
@@ -103,6 +175,21 @@ impl RouteTable {
     /// Sets the WebSocket settings: as given for plain WebSocket routes,
     /// without permessage-deflate for Engine.IO endpoints that do not
     /// enable it.
+    ///
+    /// ```
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_async::server::RouteTable;
+    /// use switchboard_core::engineio::ServerConfig;
+    /// use switchboard_core::ws::Config;
+    ///
+    /// let mut table = RouteTable::default();
+    /// table.set_ws_config(Config { max_message_size: 1 << 20, ..Config::default() });
+    /// assert!(table.ws_config().deflate.is_some()); // as given
+    /// let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+    /// let for_engine = table.engine_ws_config(&engine);
+    /// assert!(for_engine.deflate.is_none()); // the endpoint does not enable it
+    /// assert_eq!(for_engine.max_message_size, 1 << 20);
+    /// ```
     pub fn set_ws_config(&mut self, config: Config) {
         self.engine_ws_config = Arc::new(Config {
             deflate: None,
@@ -112,53 +199,119 @@ impl RouteTable {
     }
 
     /// Answers requests no other route takes.
+    ///
+    /// See [`RouteTable`]'s example, and [`HttpHandler`] for what it gets.
     pub fn set_http(&mut self, handler: HttpHandler) {
         self.http = Some(handler);
     }
 
     /// Sets the HTTP limits and timeouts.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_async::server::RouteTable;
+    /// use switchboard_core::http::ServerLimits;
+    ///
+    /// let mut table = RouteTable::default();
+    /// table.set_limits(ServerLimits {
+    ///     keep_alive_timeout: Duration::from_secs(5),
+    ///     max_connections: 1_000,
+    ///     ..ServerLimits::default()
+    /// });
+    /// assert_eq!(table.limits().max_connections, 1_000);
+    /// ```
     pub fn set_limits(&mut self, limits: ServerLimits) {
         self.limits = limits;
     }
 
     /// The Engine.IO endpoints.
+    ///
+    /// See [`RouteTable`]'s example.
     pub fn engines(&self) -> &EngineMounts {
         &self.engines
     }
 
     /// The timers of the endpoints and Socket.IO servers, for the runtime
     /// to drive.
+    ///
+    /// A server of one's own starts each with [`spawn_timer`]; by hand here:
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use switchboard_async::server::RouteTable;
+    /// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    ///
+    /// let mut table = RouteTable::default();
+    /// table.mount_socketio("/socket.io", &SocketIo::new(SocketIoConfig::default()));
+    /// for timed in table.timers() {
+    ///     let next = timed.run_timers(Instant::now());
+    ///     assert_eq!(next, None); // no client yet: nothing ahead
+    /// }
+    /// ```
     pub fn timers(&self) -> &[Arc<dyn Timed>] {
         &self.timers
     }
 
     /// The Socket.IO servers mounted (to give them the runtime's spawner).
+    ///
+    /// See [`RouteTable::mount_socketio`]'s example.
     pub fn socketios(&self) -> &[SocketIo] {
         &self.socketios
     }
 
     /// The handler for the application's own pages, if any.
+    ///
+    /// See [`RouteTable`]'s example.
     pub fn http(&self) -> Option<&HttpHandler> {
         self.http.as_ref()
     }
 
     /// The settings for plain WebSocket routes.
+    ///
+    /// See [`RouteTable::set_ws_config`]'s example.
     pub fn ws_config(&self) -> &Arc<Config> {
         &self.ws_config
     }
 
     /// The settings for `engine`'s WebSocket transport.
+    ///
+    /// See [`RouteTable::set_ws_config`]'s example.
     pub fn engine_ws_config(&self, engine: &EngineIo) -> Arc<Config> {
         engine.websocket_config(&self.ws_config, &self.engine_ws_config)
     }
 
     /// The HTTP limits and timeouts.
+    ///
+    /// See [`RouteTable::set_limits`]'s example.
     pub fn limits(&self) -> &ServerLimits {
         &self.limits
     }
 
     /// A request reader for a new connection: heads within the limits,
     /// bodies up to the largest endpoint's payload limit.
+    ///
+    /// A longer body is cut one byte past the limit (and marked
+    /// [`truncated`](switchboard_core::http::IncomingRequest::truncated)),
+    /// also one for the [`http`](Self::http) handler: with no endpoint
+    /// mounted, every body is cut at one byte.
+    ///
+    /// ```
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_async::server::RouteTable;
+    /// use switchboard_core::engineio::ServerConfig;
+    ///
+    /// let mut table = RouteTable::default();
+    /// let config = ServerConfig { max_payload: 4, ..ServerConfig::default() };
+    /// table.mount_engineio("/engine.io", EngineIo::new(config, |_: &EngineIo, _| {}));
+    /// let mut reader = table.request_reader();
+    /// reader.receive(b"POST /engine.io/?EIO=4 HTTP/1.1\r\nContent-Length: 3\r\n\r\n4hi");
+    /// reader.receive(b"POST /upload HTTP/1.1\r\nContent-Length: 9\r\n\r\n123456789");
+    /// let first = reader.next_request()?.unwrap();
+    /// assert_eq!((&first.body[..], first.truncated), (&b"4hi"[..], false));
+    /// let second = reader.next_request()?.unwrap();
+    /// assert_eq!((&second.body[..], second.truncated), (&b"12345"[..], true));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn request_reader(&self) -> RequestReader {
         RequestReader::new(self.limits.head, self.engines.max_body())
     }
@@ -196,6 +349,16 @@ impl<H> Default for WsRoutes<H> {
 impl<H> WsRoutes<H> {
     /// Handles upgrades on exactly `path` with `handler` (replacing an
     /// earlier handler for that path).
+    ///
+    /// ```
+    /// use switchboard_async::server::WsRoutes;
+    ///
+    /// let mut routes = WsRoutes::default();
+    /// routes.add("/chat", "first");
+    /// routes.add("/chat", "second"); // replaces it
+    /// assert_eq!(routes.find("/chat"), Some(&"second"));
+    /// assert_eq!(routes.find("/chat?room=1"), None); // a path, without the query
+    /// ```
     pub fn add(&mut self, path: &str, handler: H) {
         match self.exact.iter_mut().find(|(p, _)| p == path) {
             Some((_, existing)) => *existing = handler,
@@ -204,11 +367,15 @@ impl<H> WsRoutes<H> {
     }
 
     /// Handles upgrades on every path without a handler of its own.
+    ///
+    /// See [`WsRoutes`]'s example.
     pub fn set_fallback(&mut self, handler: H) {
         self.fallback = Some(handler);
     }
 
     /// The handler for an upgrade on `path`, if any.
+    ///
+    /// See [`WsRoutes`]'s example.
     pub fn find(&self, path: &str) -> Option<&H> {
         self.exact
             .iter()
@@ -217,11 +384,25 @@ impl<H> WsRoutes<H> {
     }
 
     /// The paths with a handler of their own.
+    ///
+    /// ```
+    /// use switchboard_async::server::WsRoutes;
+    ///
+    /// let mut routes = WsRoutes::default();
+    /// routes.add("/chat", 1);
+    /// routes.add("/feed", 2);
+    /// assert_eq!(routes.paths().collect::<Vec<_>>(), ["/chat", "/feed"]);
+    /// assert!(!routes.has_fallback());
+    /// routes.set_fallback(0);
+    /// assert!(routes.has_fallback());
+    /// ```
     pub fn paths(&self) -> impl Iterator<Item = &str> {
         self.exact.iter().map(|(path, _)| path.as_str())
     }
 
     /// Whether there is a handler for every other path.
+    ///
+    /// See [`WsRoutes::paths`]'s example.
     pub fn has_fallback(&self) -> bool {
         self.fallback.is_some()
     }
@@ -229,6 +410,30 @@ impl<H> WsRoutes<H> {
 
 /// What a server serves: Engine.IO endpoints by path, WebSocket handlers
 /// on paths of their own, and one for upgrades on every other path.
+///
+/// ```
+/// use switchboard_async::server::{self, Routes};
+/// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+/// use switchboard_async::{Runtime, ws};
+/// use switchboard_core::engineio::HttpResponse;
+///
+/// // `runtime`: `switchboard_tokio::Tokio`, `switchboard_smol::Smol::new()`, ...
+/// async fn run<R: Runtime>(runtime: R, listener: R::TcpListener) {
+///     let io = SocketIo::new(SocketIoConfig::default());
+///     io.ns("/", |socket| {
+///         let _ = socket.emit("welcome", "hello");
+///     });
+///     let routes = Routes::new()
+///         .socketio("/socket.io/", &io)
+///         .websocket_at("/echo", ws::echo)
+///         .http(|_request, _body| HttpResponse {
+///             status: 200,
+///             headers: vec![("Content-Type".into(), "text/plain".into())],
+///             body: "home".into(),
+///         });
+///     server::serve(runtime, listener, routes).await;
+/// }
+/// ```
 pub struct Routes<S, R: Runtime> {
     table: RouteTable,
     websocket: WsRoutes<WsHandler<S, R>>,
@@ -272,6 +477,8 @@ where
     R: Runtime,
 {
     /// No routes: every request gets 404.
+    ///
+    /// See [`Routes`]'s example.
     pub fn new() -> Self {
         Routes {
             table: RouteTable::default(),
@@ -281,6 +488,23 @@ where
 
     /// Serves `engine` under `path` (such as `/engine.io/`): every request
     /// whose path starts with it.
+    ///
+    /// ```
+    /// use switchboard_async::Runtime;
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_async::server::Routes;
+    /// use switchboard_core::engineio::{ServerConfig, ServerEvent};
+    ///
+    /// fn routes<R: Runtime>() -> Routes<R::TcpStream, R> {
+    ///     let engine = EngineIo::new(ServerConfig::default(), |engine: &EngineIo, event| {
+    ///         if let ServerEvent::Message { sid, data } = event {
+    ///             let _ = engine.send(&sid, data); // echo
+    ///         }
+    ///     });
+    ///     // Engine.IO clients of `http://host:port/engine.io/`.
+    ///     Routes::new().engineio("/engine.io/", engine)
+    /// }
+    /// ```
     pub fn engineio(mut self, path: &str, engine: EngineIo) -> Self {
         self.table.mount_engineio(path, engine);
         self
@@ -288,6 +512,18 @@ where
 
     /// Serves the Socket.IO server `io` under `path` (such as
     /// `/socket.io/`).
+    ///
+    /// ```
+    /// use switchboard_async::Runtime;
+    /// use switchboard_async::server::Routes;
+    /// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    ///
+    /// fn routes<R: Runtime>(io: &SocketIo) -> Routes<R::TcpStream, R> {
+    ///     // socket.io-client's default path; a second server on another one.
+    ///     let admin = SocketIo::new(SocketIoConfig::default());
+    ///     Routes::new().socketio("/socket.io/", io).socketio("/admin/socket.io/", &admin)
+    /// }
+    /// ```
     pub fn socketio(mut self, path: &str, io: &SocketIo) -> Self {
         self.table.mount_socketio(path, io);
         self
@@ -295,6 +531,23 @@ where
 
     /// Hands WebSocket upgrades on any other path (no Engine.IO endpoint
     /// and no [`Routes::websocket_at`] of its own) to `handler`.
+    ///
+    /// ```
+    /// use switchboard_async::Runtime;
+    /// use switchboard_async::server::Routes;
+    /// use switchboard_core::ws::Message;
+    ///
+    /// fn routes<R: Runtime>() -> Routes<R::TcpStream, R> {
+    ///     Routes::new().websocket(|mut ws| async move {
+    ///         let _ = ws.send(Message::text("hello")).await;
+    ///         while let Some(Ok(message)) = ws.recv().await {
+    ///             if message.is_data() && ws.send(message).await.is_err() {
+    ///                 break;
+    ///             }
+    ///         }
+    ///     })
+    /// }
+    /// ```
     pub fn websocket<F, Fut>(mut self, handler: F) -> Self
     where
         F: Fn(WebSocket<S, R>) -> Fut + Send + Sync + 'static,
@@ -308,6 +561,30 @@ where
     /// Hands WebSocket upgrades on exactly `path` (whatever the query) to
     /// `handler`; other paths go to [`Routes::websocket`]'s handler, or get
     /// 404 without one.
+    ///
+    /// ```
+    /// use switchboard_async::server::Routes;
+    /// use switchboard_async::ws::{self, WebSocket};
+    /// use switchboard_async::{Error, Runtime};
+    /// use switchboard_core::ws::Message;
+    ///
+    /// async fn clock<S, R>(mut ws: WebSocket<S, R>) -> Result<(), Error>
+    /// where
+    ///     S: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin,
+    ///     R: Runtime,
+    /// {
+    ///     ws.send(Message::text(format!("{:?}", std::time::SystemTime::now()))).await?;
+    ///     ws.close(None).await
+    /// }
+    ///
+    /// fn routes<R: Runtime>() -> Routes<R::TcpStream, R> {
+    ///     Routes::new()
+    ///         .websocket_at("/echo", ws::echo) // ws://host:port/echo?any=query
+    ///         .websocket_at("/clock", |ws| async move {
+    ///             let _ = clock(ws).await;
+    ///         })
+    /// }
+    /// ```
     pub fn websocket_at<F, Fut>(mut self, path: &str, handler: F) -> Self
     where
         F: Fn(WebSocket<S, R>) -> Fut + Send + Sync + 'static,
@@ -320,6 +597,24 @@ where
 
     /// The WebSocket configuration, for Engine.IO's WebSocket transport and
     /// the WebSocket handler.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_async::server::Routes;
+    /// use switchboard_async::{Runtime, ws};
+    /// use switchboard_core::ws::{Config, KeepAlive};
+    ///
+    /// fn routes<R: Runtime>() -> Routes<R::TcpStream, R> {
+    ///     Routes::new().websocket(ws::echo).ws_config(Config {
+    ///         max_message_size: 64 << 10,
+    ///         keepalive: Some(KeepAlive {
+    ///             interval: Duration::from_secs(30),
+    ///             timeout: Duration::from_secs(10),
+    ///         }),
+    ///         ..Config::default()
+    ///     })
+    /// }
+    /// ```
     pub fn ws_config(mut self, config: Config) -> Self {
         self.table.set_ws_config(config);
         self
@@ -328,6 +623,27 @@ where
     /// Answers every other HTTP request (no Engine.IO path, no WebSocket
     /// upgrade) with `handler`, e.g. to serve the application's pages;
     /// without one they get 404.
+    ///
+    /// It gets the body as read: up to one byte past the largest mounted
+    /// Engine.IO endpoint's `max_payload`, silently cut there (see
+    /// [`RouteTable::request_reader`]).
+    ///
+    /// ```
+    /// use switchboard_async::Runtime;
+    /// use switchboard_async::server::Routes;
+    /// use switchboard_core::engineio::HttpResponse;
+    ///
+    /// fn routes<R: Runtime>() -> Routes<R::TcpStream, R> {
+    ///     Routes::new().http(|request, _body| match request.path() {
+    ///         "/" => HttpResponse {
+    ///             status: 200,
+    ///             headers: vec![("Content-Type".into(), "text/html".into())],
+    ///             body: "<h1>Hello</h1>".into(),
+    ///         },
+    ///         _ => HttpResponse { status: 404, headers: vec![], body: "not found".into() },
+    ///     })
+    /// }
+    /// ```
     pub fn http(
         mut self,
         handler: impl Fn(&Request, Bytes) -> HttpResponse + Send + Sync + 'static,
@@ -337,6 +653,21 @@ where
     }
 
     /// HTTP limits and timeouts.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_async::Runtime;
+    /// use switchboard_async::server::Routes;
+    /// use switchboard_core::http::ServerLimits;
+    ///
+    /// fn routes<R: Runtime>() -> Routes<R::TcpStream, R> {
+    ///     Routes::new().limits(ServerLimits {
+    ///         keep_alive_timeout: Duration::from_secs(10),
+    ///         max_connections: 2_000,
+    ///         ..ServerLimits::default()
+    ///     })
+    /// }
+    /// ```
     pub fn limits(mut self, limits: ServerLimits) -> Self {
         self.table.set_limits(limits);
         self
@@ -345,6 +676,8 @@ where
     /// Starts the timers of every Engine.IO endpoint and Socket.IO server
     /// on `runtime` (once each, however often it is called), and has the
     /// Socket.IO servers spawn their async handlers on it.
+    ///
+    /// See [`serve_connection`]'s example: [`serve`] calls it itself.
     pub fn start_timers(&self, runtime: &R) {
         for timed in self.table.timers() {
             spawn_timer(runtime, timed.clone());
@@ -359,6 +692,23 @@ where
 /// Runs the timers of `timed` (an Engine.IO endpoint's heartbeats, a
 /// Socket.IO server's ack deadlines) on `runtime`, until it is dropped.
 /// Only the first call per owner starts a timer.
+///
+/// An endpoint served by an HTTP server of one's own needs its timer run
+/// (heartbeats, upgrade timeouts):
+///
+/// ```
+/// use switchboard_async::Runtime;
+/// use switchboard_async::engineio::EngineIo;
+/// use switchboard_async::server::spawn_timer;
+/// use switchboard_core::engineio::ServerConfig;
+///
+/// fn endpoint<R: Runtime>(runtime: &R) -> EngineIo {
+///     let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+///     spawn_timer(runtime, engine.timed());
+///     spawn_timer(runtime, engine.timed()); // no second timer
+///     engine // the timer ends once the endpoint is dropped
+/// }
+/// ```
 pub fn spawn_timer<R: Runtime>(runtime: &R, timed: Arc<dyn Timed>) {
     if !timed.timer_signal().claim() {
         return;
@@ -384,6 +734,18 @@ pub fn spawn_timer<R: Runtime>(runtime: &R, timed: Arc<dyn Timed>) {
 /// one task per connection. Accept errors are logged and retried. At most
 /// [`ServerLimits::max_connections`] are open at once; at the limit nothing
 /// more is accepted until one closes.
+///
+/// ```
+/// use switchboard_async::server::{Routes, serve};
+/// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+/// use switchboard_async::{Runtime, ws};
+///
+/// // `runtime`: `switchboard_tokio::Tokio`, `switchboard_smol::Smol::new()`, ...
+/// async fn run<R: Runtime>(runtime: R, listener: R::TcpListener, io: SocketIo) {
+///     let routes = Routes::new().socketio("/socket.io/", &io).websocket(ws::echo);
+///     serve(runtime, listener, routes).await; // runs forever
+/// }
+/// ```
 pub async fn serve<R>(runtime: R, listener: R::TcpListener, routes: Routes<R::TcpStream, R>)
 where
     R: Runtime,
@@ -406,6 +768,30 @@ where
 /// Serves `routes` on one connection the application accepted, until the
 /// client closes it, a timeout passes, or it is upgraded to a WebSocket (in
 /// which case this returns when the WebSocket ends).
+///
+/// An accept loop of the application's own:
+///
+/// ```
+/// use switchboard_async::Runtime;
+/// use switchboard_async::server::{Routes, serve_connection};
+///
+/// async fn run<R: Runtime>(
+///     runtime: R,
+///     listener: R::TcpListener,
+///     routes: Routes<R::TcpStream, R>,
+/// ) -> std::io::Result<()> {
+///     routes.start_timers(&runtime);
+///     loop {
+///         let (io, peer) = runtime.accept(&listener).await?;
+///         let connection = serve_connection(runtime.clone(), io, routes.clone());
+///         runtime.spawn(async move {
+///             if let Err(error) = connection.await {
+///                 eprintln!("{peer}: {error}");
+///             }
+///         });
+///     }
+/// }
+/// ```
 pub fn serve_connection<S, R>(
     runtime: R,
     io: S,
@@ -426,6 +812,27 @@ where
 /// from `io`. Then goes on like [`serve_connection`] (keep-alive, upgrades).
 ///
 /// Call [`Routes::start_timers`] once beforehand when not using [`serve`].
+///
+/// ```
+/// use futures_util::AsyncWriteExt;
+/// use switchboard_async::server::{Routes, serve_request};
+/// use switchboard_async::{Error, Runtime, ws};
+/// use switchboard_core::ws::Config;
+///
+/// /// Answers `/health` itself; hands everything else to `routes`.
+/// async fn handle<R: Runtime>(
+///     runtime: R,
+///     mut io: R::TcpStream,
+///     routes: Routes<R::TcpStream, R>,
+/// ) -> Result<(), Error> {
+///     let (request, buffered) = ws::read_request(&mut io, &Config::default()).await?;
+///     if request.path() == "/health" {
+///         io.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await?;
+///         return Ok(io.close().await?);
+///     }
+///     Ok(serve_request(runtime, io, &request, &buffered, routes).await?)
+/// }
+/// ```
 pub fn serve_request<S, R>(
     runtime: R,
     io: S,
@@ -701,6 +1108,37 @@ where
 ///
 /// For servers that do the WebSocket handshake themselves (such as an
 /// upgrade through hyper): call it with what [`Routed::WebSocket`] gave.
+///
+/// ```
+/// use std::sync::Arc;
+/// use bytes::Bytes;
+/// use switchboard_async::engineio::{EngineIo, Routed};
+/// use switchboard_async::server::pump_engine_ws;
+/// use switchboard_async::{Runtime, ws};
+/// use switchboard_core::http::Request;
+/// use switchboard_core::ws::Config;
+///
+/// /// An Engine.IO request an HTTP server of one's own read from `io`, with
+/// /// `buffered` bytes after it.
+/// async fn engine_request<R: Runtime>(
+///     runtime: R,
+///     engine: EngineIo,
+///     io: R::TcpStream,
+///     request: Request,
+///     buffered: Bytes,
+/// ) {
+///     match engine.handle_request(&request, Bytes::new()) {
+///         Routed::WebSocket(conn, commands) => {
+///             let config = Arc::new(Config { deflate: None, ..Config::default() });
+///             match ws::accept_request(runtime, io, &request, &buffered, config).await {
+///                 Ok(ws) => pump_engine_ws(&engine, conn, ws, commands).await,
+///                 Err(_) => engine.ws_closed(conn), // the handshake failed
+///             }
+///         }
+///         Routed::Respond(_) | Routed::Hold(..) => { /* answer over HTTP */ }
+///     }
+/// }
+/// ```
 pub async fn pump_engine_ws<S, R>(
     engine: &EngineIo,
     conn: switchboard_core::engineio::ConnId,

@@ -1,6 +1,10 @@
 //! WebSocket over any async stream: the [`WebSocket`] driver (a `Stream` of
 //! messages and a `Sink` for them), the server's [`accept`] and [`serve`],
 //! and the client's [`connect`].
+//!
+//! Examples with a `runtime` (`switchboard_tokio::Tokio`,
+//! `switchboard_smol::Smol::new()`, any [`Runtime`]) and a network only
+//! compile here; the others run in memory.
 
 use std::future::Future;
 use std::io;
@@ -40,6 +44,57 @@ const EARLY_WRITE_BYTES: usize = 16 << 10;
 /// flushed to the transport at once.
 ///
 /// To read and write from two tasks, [`split`](StreamExt::split) it.
+///
+/// ```
+/// use futures_util::{AsyncRead, AsyncWrite};
+/// use switchboard_async::ws::WebSocket;
+/// use switchboard_async::{Error, Runtime};
+/// use switchboard_core::ws::Message;
+///
+/// /// Answers each text message with its length, until the peer closes.
+/// async fn lengths<S, R>(mut ws: WebSocket<S, R>) -> Result<(), Error>
+/// where
+///     S: AsyncRead + AsyncWrite + Unpin,
+///     R: Runtime,
+/// {
+///     while let Some(message) = ws.recv().await {
+///         if let Some(text) = message?.as_text() {
+///             ws.send(Message::text(text.len().to_string())).await?;
+///         }
+///     }
+///     Ok(())
+/// }
+/// ```
+///
+/// Split, a task writes while another reads:
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use futures_util::{AsyncRead, AsyncWrite, SinkExt, StreamExt};
+/// use switchboard_async::Runtime;
+/// use switchboard_async::ws::WebSocket;
+/// use switchboard_core::ws::Message;
+///
+/// async fn ticker<S, R>(ws: WebSocket<S, R>, runtime: R)
+/// where
+///     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+///     R: Runtime,
+/// {
+///     let (mut sink, mut stream) = ws.split();
+///     let clock = runtime.clone();
+///     runtime.spawn(async move {
+///         for n in 0.. {
+///             clock.sleep_until(Instant::now() + Duration::from_secs(1)).await;
+///             if sink.send(Message::text(format!("tick {n}"))).await.is_err() {
+///                 break;
+///             }
+///         }
+///     });
+///     while let Some(Ok(message)) = stream.next().await {
+///         println!("received {message:?}");
+///     }
+/// }
+/// ```
 pub struct WebSocket<S, R: Runtime> {
     io: S,
     conn: Connection,
@@ -56,6 +111,40 @@ where
 {
     /// Wraps a stream on which the opening handshake is done. `buffered`
     /// holds bytes that arrived after the handshake.
+    ///
+    /// For a connection whose handshake was made elsewhere (by an HTTP server
+    /// that upgraded it, say); a client's first frame came in the same read as
+    /// its request:
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use futures_util::io::Cursor;
+    /// use switchboard_async::ws::WebSocket;
+    /// use switchboard_core::ws::{Config, Connection, Message, Role};
+    /// # #[derive(Clone)]
+    /// # struct InMemory; // a runtime that never sleeps, spawns or connects: enough here
+    /// # impl switchboard_async::Runtime for InMemory {
+    /// #     type Sleep = std::future::Pending<()>;
+    /// #     type TcpStream = futures_util::io::Cursor<Vec<u8>>;
+    /// #     type TcpListener = ();
+    /// #     fn sleep_until(&self, _: std::time::Instant) -> Self::Sleep { std::future::pending() }
+    /// #     fn spawn<F: Future<Output = ()> + Send + 'static>(&self, _: F) {}
+    /// #     async fn connect(&self, _: &str, _: u16) -> std::io::Result<Self::TcpStream> { unimplemented!() }
+    /// #     async fn accept(&self, _: &()) -> std::io::Result<(Self::TcpStream, std::net::SocketAddr)> { unimplemented!() }
+    /// # }
+    /// # let runtime = InMemory; // `Tokio`, `Smol::new()`, ...
+    /// # let config = Arc::new(Config::default());
+    /// # let mut client = Connection::new(Role::Client, config.clone(), None);
+    /// # client.send(Message::text("hello"))?;
+    /// # let buffered = client.transmit().to_vec();
+    ///
+    /// // `buffered`: what was read after the request head.
+    /// let io = Cursor::new(Vec::new()); // the upgraded connection
+    /// let conn = Connection::new(Role::Server, config, None);
+    /// let mut ws = WebSocket::from_parts(io, runtime, conn, None, &buffered);
+    /// assert_eq!(ws.next_buffered().transpose()?, Some(Message::text("hello")));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_parts(
         io: S,
         runtime: R,
@@ -82,21 +171,85 @@ where
     }
 
     /// The sub-protocol agreed in the handshake.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use switchboard_async::ws::{self, WebSocket};
+    /// use switchboard_async::{Error, Runtime};
+    /// use switchboard_core::ws::Config;
+    ///
+    /// // `runtime`: `switchboard_tokio::Tokio`, `switchboard_smol::Smol::new()`, ...
+    /// async fn chat<R: Runtime>(runtime: R, io: R::TcpStream) -> Result<(), Error> {
+    ///     let protocols = vec!["chat.v2".into(), "chat.v1".into()];
+    ///     let config = Config { protocols, ..Config::default() };
+    ///     let ws = ws::accept(runtime, io, Arc::new(config)).await?;
+    ///     match ws.protocol() {
+    ///         Some("chat.v2") => { /* the new protocol */ }
+    ///         _ => { /* the old one, also for clients that asked for none */ }
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn protocol(&self) -> Option<&str> {
         self.protocol.as_deref()
     }
 
     /// Whether permessage-deflate is in use.
+    ///
+    /// ```
+    /// use futures_util::{AsyncRead, AsyncWrite};
+    /// use switchboard_async::Runtime;
+    /// use switchboard_async::ws::WebSocket;
+    ///
+    /// fn describe<S: AsyncRead + AsyncWrite + Unpin, R: Runtime>(ws: &WebSocket<S, R>) -> String {
+    ///     let compressed = if ws.is_compressed() { "permessage-deflate" } else { "uncompressed" };
+    ///     format!("{compressed}, protocol {:?}", ws.protocol())
+    /// }
+    /// ```
     pub fn is_compressed(&self) -> bool {
         self.conn.is_compressed()
     }
 
     /// The sans-IO connection underneath.
+    ///
+    /// ```
+    /// use futures_util::{AsyncRead, AsyncWrite};
+    /// use switchboard_async::Runtime;
+    /// use switchboard_async::ws::WebSocket;
+    /// use switchboard_core::ws::Role;
+    ///
+    /// fn is_server<S: AsyncRead + AsyncWrite + Unpin, R: Runtime>(ws: &WebSocket<S, R>) -> bool {
+    ///     ws.connection().role() == Role::Server
+    /// }
+    /// ```
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
 
     /// Receives the next message; `None` once the connection is closed.
+    ///
+    /// ```
+    /// use futures_util::{AsyncRead, AsyncWrite};
+    /// use switchboard_async::ws::WebSocket;
+    /// use switchboard_async::{Error, Runtime};
+    /// use switchboard_core::ws::Message;
+    ///
+    /// /// Counts the messages until the peer closes.
+    /// async fn count<S, R>(mut ws: WebSocket<S, R>) -> Result<usize, Error>
+    /// where
+    ///     S: AsyncRead + AsyncWrite + Unpin,
+    ///     R: Runtime,
+    /// {
+    ///     let mut count = 0;
+    ///     while let Some(message) = ws.recv().await {
+    ///         match message? {
+    ///             Message::Text(_) | Message::Binary(_) => count += 1,
+    ///             _ => {} // pings (answered already), pongs, the close frame
+    ///         }
+    ///     }
+    ///     Ok(count)
+    /// }
+    /// ```
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
         self.next().await
     }
@@ -105,6 +258,40 @@ where
     /// writing the transport: `None` when the next one needs a read. A
     /// driver that takes a message with [`recv`](Self::recv) can gather the
     /// rest of the same read this way and handle them as one batch.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use futures_executor::block_on;
+    /// use futures_util::io::Cursor;
+    /// use switchboard_async::ws::WebSocket;
+    /// use switchboard_core::ws::{Config, Connection, Message, Role};
+    /// # #[derive(Clone)]
+    /// # struct InMemory; // a runtime that never sleeps, spawns or connects: enough here
+    /// # impl switchboard_async::Runtime for InMemory {
+    /// #     type Sleep = std::future::Pending<()>;
+    /// #     type TcpStream = futures_util::io::Cursor<Vec<u8>>;
+    /// #     type TcpListener = ();
+    /// #     fn sleep_until(&self, _: std::time::Instant) -> Self::Sleep { std::future::pending() }
+    /// #     fn spawn<F: Future<Output = ()> + Send + 'static>(&self, _: F) {}
+    /// #     async fn connect(&self, _: &str, _: u16) -> std::io::Result<Self::TcpStream> { unimplemented!() }
+    /// #     async fn accept(&self, _: &()) -> std::io::Result<(Self::TcpStream, std::net::SocketAddr)> { unimplemented!() }
+    /// # }
+    /// # let runtime = InMemory; // `Tokio`, `Smol::new()`, ...
+    /// # let config = Arc::new(Config::default());
+    /// # let mut client = Connection::new(Role::Client, config.clone(), None);
+    /// # for text in ["a", "b", "c"] { client.send(Message::text(text))?; }
+    /// # let server = Connection::new(Role::Server, config, None);
+    /// # let mut ws = WebSocket::from_parts(Cursor::new(Vec::new()), runtime, server, None, client.transmit());
+    ///
+    /// // Three messages arrived in one read:
+    /// let first = block_on(ws.recv()).unwrap()?;
+    /// let mut batch = vec![first];
+    /// while let Some(message) = ws.next_buffered() {
+    ///     batch.push(message?);
+    /// }
+    /// assert_eq!(batch, ["a", "b", "c"].map(Message::text));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn next_buffered(&mut self) -> Option<Result<Message, Error>> {
         self.conn
             .poll_event()
@@ -112,6 +299,22 @@ where
     }
 
     /// Sends a message and flushes it to the transport.
+    ///
+    /// ```
+    /// use futures_util::{AsyncRead, AsyncWrite};
+    /// use switchboard_async::ws::WebSocket;
+    /// use switchboard_async::{Error, Runtime};
+    /// use switchboard_core::ws::Message;
+    ///
+    /// async fn greet<S, R>(ws: &mut WebSocket<S, R>) -> Result<(), Error>
+    /// where
+    ///     S: AsyncRead + AsyncWrite + Unpin,
+    ///     R: Runtime,
+    /// {
+    ///     ws.send(Message::text("hello")).await?;
+    ///     ws.send(Message::binary(vec![0u8, 1, 2])).await // waits while the buffer is full
+    /// }
+    /// ```
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         SinkExt::send(self, message.into()).await
     }
@@ -119,6 +322,22 @@ where
     /// Starts the close handshake and waits (up to the close timeout) until
     /// the peer answers and the transport is closed. Messages that arrive
     /// meanwhile are dropped.
+    ///
+    /// ```
+    /// use futures_util::{AsyncRead, AsyncWrite};
+    /// use switchboard_async::ws::WebSocket;
+    /// use switchboard_async::{Error, Runtime};
+    /// use switchboard_core::ws::CloseFrame;
+    ///
+    /// async fn shut_down<S, R>(mut ws: WebSocket<S, R>) -> Result<(), Error>
+    /// where
+    ///     S: AsyncRead + AsyncWrite + Unpin,
+    ///     R: Runtime,
+    /// {
+    ///     // 1001 "going away": the client may come back later.
+    ///     ws.close(Some(CloseFrame::new(1001, "restarting"))).await
+    /// }
+    /// ```
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
         self.conn.close(frame)?;
         self.flush().await?;
@@ -322,6 +541,27 @@ where
 
 /// Reads an HTTP request head from `io`. Returns it with the bytes that came
 /// after it. A head over the limits is answered (431 or 400) and refused.
+///
+/// Routing by path before the handshake:
+///
+/// ```
+/// use std::sync::Arc;
+/// use futures_util::AsyncWriteExt;
+/// use switchboard_async::{Error, Runtime, ws};
+/// use switchboard_core::ws::Config;
+///
+/// async fn route<R: Runtime>(runtime: R, mut io: R::TcpStream) -> Result<(), Error> {
+///     let config = Arc::new(Config::default());
+///     let (request, buffered) = ws::read_request(&mut io, &config).await?;
+///     if request.path() != "/chat" {
+///         io.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n").await?;
+///         return Ok(io.close().await?);
+///     }
+///     let ws = ws::accept_request(runtime, io, &request, &buffered, config).await?;
+///     ws::echo(ws).await;
+///     Ok(())
+/// }
+/// ```
 pub async fn read_request<S>(io: &mut S, config: &Config) -> Result<(Request, Bytes), Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -350,6 +590,28 @@ where
 /// (embedding in an HTTP server, or routing by path). `buffered` holds bytes
 /// read after the request head. A refused handshake is answered with its
 /// HTTP status before the error is returned.
+///
+/// Checking a token in the query first (a request this function refuses,
+/// one that is no WebSocket upgrade say, it answers itself):
+///
+/// ```
+/// use std::sync::Arc;
+/// use futures_util::AsyncWriteExt;
+/// use switchboard_async::{Error, Runtime, ws};
+/// use switchboard_core::ws::Config;
+///
+/// async fn authenticated<R: Runtime>(runtime: R, mut io: R::TcpStream) -> Result<(), Error> {
+///     let config = Arc::new(Config::default());
+///     let (request, buffered) = ws::read_request(&mut io, &config).await?;
+///     if request.query_param("token").as_deref() != Some("s3cret") {
+///         io.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n").await?;
+///         return Ok(io.close().await?);
+///     }
+///     let ws = ws::accept_request(runtime, io, &request, &buffered, config).await?;
+///     ws::echo(ws).await;
+///     Ok(())
+/// }
+/// ```
 pub async fn accept_request<S, R>(
     runtime: R,
     mut io: S,
@@ -385,6 +647,29 @@ where
 
 /// Performs the server side of the opening handshake on a stream the caller
 /// accepted, within [`Config::handshake_timeout`].
+///
+/// An accept loop of one's own (see [`serve`] for the ready-made one):
+///
+/// ```
+/// use std::sync::Arc;
+/// use switchboard_async::{Runtime, ws};
+/// use switchboard_core::ws::Config;
+///
+/// // `runtime`: `switchboard_tokio::Tokio`, `switchboard_smol::Smol::new()`, ...
+/// async fn run<R: Runtime>(runtime: R, listener: R::TcpListener) -> std::io::Result<()> {
+///     let config = Arc::new(Config::default());
+///     loop {
+///         let (io, peer) = runtime.accept(&listener).await?;
+///         let accepted = ws::accept(runtime.clone(), io, config.clone());
+///         runtime.spawn(async move {
+///             match accepted.await {
+///                 Ok(ws) => ws::echo(ws).await,
+///                 Err(error) => eprintln!("{peer}: {error}"), // answered already
+///             }
+///         });
+///     }
+/// }
+/// ```
 pub async fn accept<S, R>(
     runtime: R,
     mut io: S,
@@ -403,6 +688,30 @@ where
 }
 
 /// Performs the client side of the opening handshake on a connected stream.
+///
+/// Over a stream connected by other means (a TLS stream, a proxy's tunnel):
+///
+/// ```
+/// use std::sync::Arc;
+/// use futures_util::{AsyncRead, AsyncWrite};
+/// use switchboard_async::{Error, Runtime, ws};
+/// use switchboard_core::ws::Config;
+/// use switchboard_core::ws::handshake::WsUrl;
+/// use switchboard_core::ws::Message;
+///
+/// async fn hello<S, R>(runtime: R, stream: S) -> Result<(), Error>
+/// where
+///     S: AsyncRead + AsyncWrite + Unpin,
+///     R: Runtime,
+/// {
+///     let url = WsUrl::parse("wss://example.com/chat")?;
+///     let headers = [("Authorization", "Bearer s3cret")];
+///     let config = Arc::new(Config::default());
+///     let mut ws = ws::client_handshake(runtime, stream, &url, config, &headers).await?;
+///     ws.send(Message::text("hello")).await?;
+///     ws.close(None).await
+/// }
+/// ```
 pub async fn client_handshake<S, R>(
     runtime: R,
     mut io: S,
@@ -447,6 +756,22 @@ where
 }
 
 /// Connects to a `ws://` URL over TCP and performs the client handshake.
+///
+/// ```
+/// use std::sync::Arc;
+/// use switchboard_async::{Error, Runtime, ws};
+/// use switchboard_core::ws::{Config, Message};
+///
+/// // `runtime`: `switchboard_tokio::Tokio`, `switchboard_smol::Smol::new()`, ...
+/// async fn ask<R: Runtime>(runtime: R) -> Result<Option<Message>, Error> {
+///     let config = Arc::new(Config::default());
+///     let mut ws = ws::connect(runtime, "ws://localhost:9001/echo", config).await?;
+///     ws.send(Message::text("hello")).await?;
+///     let answer = ws.recv().await.transpose()?;
+///     ws.close(None).await?;
+///     Ok(answer)
+/// }
+/// ```
 pub async fn connect<R: Runtime>(
     runtime: R,
     url: &str,
@@ -469,6 +794,24 @@ pub async fn connect<R: Runtime>(
 /// file descriptors) are logged and retried after a short pause. At most
 /// [`Config::max_connections`] are open at once; at the limit nothing more
 /// is accepted until one closes.
+///
+/// ```
+/// use std::sync::Arc;
+/// use switchboard_async::{Runtime, ws};
+/// use switchboard_core::ws::{Config, Message};
+///
+/// // `runtime`: `switchboard_tokio::Tokio`, `switchboard_smol::Smol::new()`, ...
+/// async fn run<R: Runtime>(runtime: R, listener: R::TcpListener) {
+///     let config = Arc::new(Config { max_message_size: 1 << 20, ..Config::default() });
+///     ws::serve(runtime, listener, config, |mut ws| async move {
+///         let _ = ws.send(Message::text("welcome")).await;
+///         while let Some(Ok(message)) = ws.recv().await {
+///             println!("{message:?}");
+///         }
+///     })
+///     .await; // runs forever
+/// }
+/// ```
 pub async fn serve<R, F, Fut>(runtime: R, listener: R::TcpListener, config: Arc<Config>, handler: F)
 where
     R: Runtime,
@@ -496,6 +839,42 @@ where
 
 /// Echoes every text and binary message back until the peer closes: the
 /// WebSocket echo of `conformance-server` and of the demos.
+///
+/// ```
+/// use std::sync::Arc;
+/// use futures_executor::block_on;
+/// use futures_util::io::Cursor;
+/// use switchboard_async::ws::{self, WebSocket};
+/// use switchboard_core::ws::{Config, Connection, Message, Role};
+/// # #[derive(Clone)]
+/// # struct InMemory; // a runtime that never sleeps, spawns or connects: enough here
+/// # impl switchboard_async::Runtime for InMemory {
+/// #     type Sleep = std::future::Pending<()>;
+/// #     type TcpStream = futures_util::io::Cursor<Vec<u8>>;
+/// #     type TcpListener = ();
+/// #     fn sleep_until(&self, _: std::time::Instant) -> Self::Sleep { std::future::pending() }
+/// #     fn spawn<F: Future<Output = ()> + Send + 'static>(&self, _: F) {}
+/// #     async fn connect(&self, _: &str, _: u16) -> std::io::Result<Self::TcpStream> { unimplemented!() }
+/// #     async fn accept(&self, _: &()) -> std::io::Result<(Self::TcpStream, std::net::SocketAddr)> { unimplemented!() }
+/// # }
+/// # let runtime = InMemory; // `Tokio`, `Smol::new()`, ...
+/// # let config = Arc::new(Config::default());
+/// # let mut client = Connection::new(Role::Client, config.clone(), None);
+///
+/// // A client sent two messages, then its connection ended.
+/// client.send(Message::text("hi"))?;
+/// client.send(Message::binary(vec![1u8, 2]))?;
+/// let mut stream = Cursor::new(Vec::new()); // keeps what the server writes
+/// let server = Connection::new(Role::Server, config, None);
+/// let ws = WebSocket::from_parts(&mut stream, runtime, server, None, client.transmit());
+/// block_on(ws::echo(ws));
+/// client.receive(stream.get_ref());
+/// let echoed: Vec<Message> = std::iter::from_fn(|| client.poll_event())
+///     .filter_map(|event| event.into_result().ok())
+///     .collect();
+/// assert_eq!(echoed, [Message::text("hi"), Message::binary(vec![1u8, 2])]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub async fn echo<S, R>(mut ws: WebSocket<S, R>)
 where
     S: AsyncRead + AsyncWrite + Unpin,

@@ -9,6 +9,10 @@
 //! application's sends go straight into the core under a lock, so
 //! [`EngineIoClient::send`] answers at once; the driver is woken to carry
 //! them out.
+//!
+//! Examples with a `runtime` (`switchboard_tokio::Tokio`,
+//! `switchboard_smol::Smol::new()`, any [`Runtime`]) that talk to a server
+//! only compile here.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -30,6 +34,37 @@ use crate::Runtime;
 use crate::ws::{WebSocket, client_handshake};
 
 /// Connecting failed.
+///
+/// Settings that cannot work fail before anything is sent:
+///
+/// ```
+/// use futures_executor::block_on;
+/// use switchboard_async::engineio::client::{ConnectError, EngineIoClient};
+/// use switchboard_core::engineio::client::{ClientConfig, ConfigError};
+/// # #[derive(Clone)]
+/// # struct InMemory; // a runtime that never sleeps, spawns or connects: enough here
+/// # impl switchboard_async::Runtime for InMemory {
+/// #     type Sleep = std::future::Pending<()>;
+/// #     type TcpStream = futures_util::io::Cursor<Vec<u8>>;
+/// #     type TcpListener = ();
+/// #     fn sleep_until(&self, _: std::time::Instant) -> Self::Sleep { std::future::pending() }
+/// #     fn spawn<F: Future<Output = ()> + Send + 'static>(&self, _: F) {}
+/// #     async fn connect(&self, _: &str, _: u16) -> std::io::Result<Self::TcpStream> { unimplemented!() }
+/// #     async fn accept(&self, _: &()) -> std::io::Result<(Self::TcpStream, std::net::SocketAddr)> { unimplemented!() }
+/// # }
+/// # let runtime = InMemory; // `Tokio`, `Smol::new()`, ...
+///
+/// let tls = ClientConfig::from_url("https://example.com")?;
+/// let error = block_on(EngineIoClient::connect(runtime.clone(), tls)).unwrap_err();
+/// assert!(matches!(error, ConnectError::TlsUnsupported));
+///
+/// let mut neither = ClientConfig::new("localhost", 80);
+/// (neither.polling, neither.websocket) = (false, false);
+/// let error = block_on(EngineIoClient::connect(runtime, neither)).unwrap_err();
+/// assert!(matches!(error, ConnectError::Config(ConfigError::NoTransport)));
+/// assert_eq!(error.to_string(), "invalid configuration: no transport allowed");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
@@ -75,6 +110,24 @@ fn lock(shared: &Shared) -> MutexGuard<'_, Client> {
 /// the session ([`ClientEvent::Message`], [`ClientEvent::Upgraded`], ...,
 /// ending with [`ClientEvent::Closed`]); [`send`](Self::send) queues a
 /// message and returns at once.
+///
+/// ```
+/// use switchboard_async::Runtime;
+/// use switchboard_async::engineio::client::EngineIoClient;
+/// use switchboard_core::engineio::client::ClientConfig;
+///
+/// // `runtime`: `switchboard_tokio::Tokio`, `switchboard_smol::Smol::new()`, ...
+/// async fn ask<R: Runtime>(runtime: R) -> Result<(), Box<dyn std::error::Error>> {
+///     let config = ClientConfig::from_url("http://localhost:3000")?;
+///     let mut client = EngineIoClient::connect(runtime, config).await?;
+///     client.send("hello")?;
+///     if let Some(answer) = client.recv_message().await {
+///         println!("the server says {answer:?}");
+///     }
+///     client.close().await;
+///     Ok(())
+/// }
+/// ```
 pub struct EngineIoClient {
     sender: ClientSender,
     events: mpsc::Receiver<ClientEvent>,
@@ -91,6 +144,31 @@ impl std::fmt::Debug for EngineIoClient {
 }
 
 /// Sends on an [`EngineIoClient`] from anywhere; cloneable.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard_async::Runtime;
+/// use switchboard_async::engineio::client::EngineIoClient;
+/// use switchboard_core::engineio::client::ClientConfig;
+///
+/// async fn run<R: Runtime>(runtime: R) -> Result<(), Box<dyn std::error::Error>> {
+///     let config = ClientConfig::from_url("http://localhost:3000")?;
+///     let mut client = EngineIoClient::connect(runtime, config).await?;
+///     let sender = client.sender();
+///     std::thread::spawn(move || {
+///         for n in 0.. {
+///             if sender.send(format!("tick {n}")).is_err() {
+///                 break; // the session closed
+///             }
+///             std::thread::sleep(Duration::from_secs(1));
+///         }
+///     });
+///     while let Some(message) = client.recv_message().await {
+///         println!("{message:?}");
+///     }
+///     Ok(())
+/// }
+/// ```
 #[derive(Clone)]
 pub struct ClientSender {
     shared: Arc<Shared>,
@@ -106,6 +184,16 @@ impl std::fmt::Debug for ClientSender {
 impl ClientSender {
     /// Queues a message: over WebSocket it goes out at once, over polling
     /// with the next `POST`.
+    ///
+    /// ```
+    /// use switchboard_async::engineio::client::ClientSender;
+    /// use switchboard_core::engineio::client::ClientSendError;
+    ///
+    /// fn report(sender: &ClientSender, reading: f64) -> Result<(), ClientSendError> {
+    ///     sender.send(format!("{reading}"))?; // text
+    ///     sender.send(reading.to_le_bytes().to_vec()) // binary
+    /// }
+    /// ```
     pub fn send(&self, data: impl Into<MessageData>) -> Result<(), ClientSendError> {
         lock(&self.shared).send(data.into())?;
         self.wake();
@@ -113,6 +201,21 @@ impl ClientSender {
     }
 
     /// Closes the session (`forced close`).
+    ///
+    /// A watchdog that ends the session after a while; the task reading it sees
+    /// [`ClientEvent::Closed`]:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_async::engineio::client::ClientSender;
+    ///
+    /// fn close_after(sender: ClientSender, after: Duration) {
+    ///     std::thread::spawn(move || {
+    ///         std::thread::sleep(after);
+    ///         sender.close();
+    ///     });
+    /// }
+    /// ```
     pub fn close(&self) {
         lock(&self.shared).close();
         self.wake();
@@ -126,6 +229,34 @@ impl ClientSender {
 
 impl EngineIoClient {
     /// Connects to an Engine.IO server and completes the handshake.
+    ///
+    /// ```
+    /// use switchboard_async::Runtime;
+    /// use switchboard_async::engineio::client::{ConnectError, EngineIoClient};
+    /// use switchboard_core::engineio::client::ClientConfig;
+    ///
+    /// // `runtime`: `switchboard_tokio::Tokio`, `switchboard_smol::Smol::new()`, ...
+    /// async fn open<R: Runtime>(runtime: R) -> Option<EngineIoClient> {
+    ///     // WebSocket only, with a token in the query.
+    ///     let config = ClientConfig {
+    ///         polling: false,
+    ///         query: vec![("token".into(), "s3cret".into())],
+    ///         ..ClientConfig::new("localhost", 3000)
+    ///     };
+    ///     match EngineIoClient::connect(runtime, config).await {
+    ///         Ok(client) => Some(client),
+    ///         // Refused (an HTTP 403, say), unreachable, timed out:
+    ///         Err(ConnectError::Closed { reason, error }) => {
+    ///             eprintln!("closed during the handshake: {reason} ({error:?})");
+    ///             None
+    ///         }
+    ///         Err(error) => {
+    ///             eprintln!("cannot connect: {error}");
+    ///             None
+    ///         }
+    ///     }
+    /// }
+    /// ```
     pub async fn connect<R: Runtime>(
         runtime: R,
         config: ClientConfig,
@@ -161,28 +292,83 @@ impl EngineIoClient {
     }
 
     /// The session id.
+    ///
+    /// See [`EngineIoClient::handshake`]'s example.
     pub fn sid(&self) -> &str {
         &self.sid
     }
 
     /// The server's handshake (ping interval and timeout, `maxPayload`,
     /// upgrades).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_async::engineio::client::EngineIoClient;
+    ///
+    /// fn describe(client: &EngineIoClient) -> String {
+    ///     let (sid, open) = (client.sid(), client.handshake());
+    ///     let every = Duration::from_millis(open.ping_interval);
+    ///     format!("session {sid}: a heartbeat every {every:?}, upgrades {:?}", open.upgrades)
+    /// }
+    /// ```
     pub fn handshake(&self) -> &OpenPacket {
         &self.handshake
     }
 
     /// The session's transport at the moment.
+    ///
+    /// ```
+    /// use switchboard_async::engineio::client::EngineIoClient;
+    /// use switchboard_core::engineio::TransportKind;
+    ///
+    /// /// Polling first (unless only WebSocket is allowed), WebSocket once
+    /// /// `ClientEvent::Upgraded` came.
+    /// fn over_websocket(client: &EngineIoClient) -> bool {
+    ///     client.transport() == TransportKind::WebSocket
+    /// }
+    /// ```
     pub fn transport(&self) -> TransportKind {
         lock(&self.sender.shared).transport()
     }
 
     /// The next event; `None` after [`ClientEvent::Closed`].
+    ///
+    /// ```
+    /// use switchboard_async::engineio::client::EngineIoClient;
+    /// use switchboard_core::engineio::client::ClientEvent;
+    ///
+    /// async fn follow(client: &mut EngineIoClient) {
+    ///     while let Some(event) = client.recv().await {
+    ///         match event {
+    ///             ClientEvent::Message(data) => println!("message: {data:?}"),
+    ///             ClientEvent::Upgraded => println!("now over WebSocket"),
+    ///             ClientEvent::UpgradeFailed(error) => println!("still polling: {error}"),
+    ///             ClientEvent::Closed { reason, .. } => println!("closed: {reason}"),
+    ///             _ => {} // `Open` came with `connect`
+    ///         }
+    ///     }
+    /// }
+    /// ```
     pub async fn recv(&mut self) -> Option<ClientEvent> {
         self.events.next().await
     }
 
     /// The next message from the server, skipping other events; `None` once
     /// the session closed.
+    ///
+    /// ```
+    /// use switchboard_async::engineio::client::EngineIoClient;
+    /// use switchboard_core::engineio::MessageData;
+    ///
+    /// /// Sends `question`, and waits for the next message.
+    /// async fn ask(client: &mut EngineIoClient, question: &str) -> Option<String> {
+    ///     client.send(question.to_owned()).ok()?;
+    ///     match client.recv_message().await? {
+    ///         MessageData::Text(text) => Some(text.to_string()),
+    ///         MessageData::Binary(_) => None,
+    ///     }
+    /// }
+    /// ```
     pub async fn recv_message(&mut self) -> Option<MessageData> {
         loop {
             match self.events.next().await? {
@@ -194,16 +380,38 @@ impl EngineIoClient {
     }
 
     /// Queues a message (see [`ClientSender::send`]).
+    ///
+    /// ```
+    /// use switchboard_async::engineio::client::EngineIoClient;
+    /// use switchboard_core::engineio::client::ClientSendError;
+    ///
+    /// fn upload(client: &EngineIoClient, name: &str, data: Vec<u8>) -> Result<(), ClientSendError> {
+    ///     client.send(name.to_owned())?; // text
+    ///     client.send(data) // binary
+    /// }
+    /// ```
     pub fn send(&self, data: impl Into<MessageData>) -> Result<(), ClientSendError> {
         self.sender.send(data)
     }
 
     /// A cloneable sender for other tasks and threads.
+    ///
+    /// See [`ClientSender`]'s example.
     pub fn sender(&self) -> ClientSender {
         self.sender.clone()
     }
 
     /// Closes the session (`forced close`) and waits for it to end.
+    ///
+    /// ```
+    /// use switchboard_async::engineio::client::EngineIoClient;
+    ///
+    /// async fn goodbye(mut client: EngineIoClient) {
+    ///     let _ = client.send("bye");
+    ///     client.close().await; // `bye` goes out first
+    ///     assert!(client.recv().await.is_none());
+    /// }
+    /// ```
     pub async fn close(&mut self) {
         self.sender.close();
         while let Some(event) = self.events.next().await {

@@ -18,6 +18,44 @@
 //!
 //! Nothing in this module is tied to an async runtime: it uses only locks
 //! and `futures` channels, which block or await equally well.
+//!
+//! An endpoint driven in memory, as a server's connection task drives it:
+//! the task hands it the request, then each message it reads, and writes
+//! what the endpoint queues for it.
+//!
+//! ```
+//! use switchboard_async::engineio::{EngineIo, Routed, WsCommand};
+//! use switchboard_core::engineio::{ServerConfig, ServerEvent};
+//! use switchboard_core::http::{Limits, Request};
+//! use switchboard_core::ws::Message;
+//!
+//! // Echoes every message to the session it came from.
+//! let engine = EngineIo::new(ServerConfig::default(), |engine: &EngineIo, event: ServerEvent| {
+//!     if let ServerEvent::Message { sid, data } = event {
+//!         let _ = engine.send(&sid, data);
+//!     }
+//! });
+//! // A client's WebSocket request, as the connection task read it.
+//! let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\n\
+//!              Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+//! let (request, _) = Request::parse(head, &Limits::default())?.unwrap();
+//! let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default())
+//! else {
+//!     panic!("not a WebSocket request")
+//! };
+//! // (The task completes the WebSocket handshake here.) It writes the
+//! // session's `open` packet first ...
+//! let Ok(WsCommand::Send(open)) = queue.try_recv() else { panic!() };
+//! assert!(open.as_text().unwrap().starts_with(r#"0{"sid":"#));
+//! // ... then hands over what it reads, and writes the answers.
+//! engine.ws_message(conn, Message::text("4hello"));
+//! let Ok(WsCommand::Send(echo)) = queue.try_recv() else { panic!() };
+//! assert_eq!(echo.as_text(), Some("4hello"));
+//! // The client goes away: the task tells the endpoint.
+//! engine.ws_closed(conn);
+//! assert_eq!(engine.session_count(), 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod client;
 mod queue;
@@ -52,6 +90,8 @@ const SHARDS_PER_CPU: usize = 4;
 /// handlers to make room for its session's messages
 /// ([`EngineIo::room_wait`]) before handing them over anyway (a handler
 /// backlog then over its limit closes the socket).
+///
+/// See [`EventHandler::no_room_made`]'s example.
 pub const HANDLERS_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(5);
 /// How often a waiting connection looks again.
 const HANDLERS_POLL: std::time::Duration = std::time::Duration::from_millis(1);
@@ -66,8 +106,66 @@ const HANDLERS_POLL: std::time::Duration = std::time::Duration::from_millis(1);
 /// it also holds the task or thread it runs on: keep it short on async
 /// runtimes (hand long work to a task or channel). It may call
 /// [`EngineIo::send`] and [`EngineIo::close`].
+///
+/// A handler that echoes, and counts the sessions open:
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use switchboard_async::engineio::{EngineIo, EventHandler};
+/// use switchboard_core::engineio::{ServerConfig, ServerEvent};
+/// use switchboard_core::ws::Message;
+/// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid), `sent` takes the texts queued for it.
+/// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+/// #     use switchboard_async::engineio::{Routed, WsCommand};
+/// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+/// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+/// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+/// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+/// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+/// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+/// # }
+/// # fn sent(queue: &mut switchboard_async::engineio::WsCommands) -> Vec<String> {
+/// #     use switchboard_async::engineio::WsCommand;
+/// #     std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect()
+/// # }
+///
+/// struct Echo {
+///     open: Arc<AtomicUsize>,
+/// }
+///
+/// impl EventHandler for Echo {
+///     fn handle(&self, engine: &EngineIo, event: ServerEvent) {
+///         match event {
+///             ServerEvent::Open { .. } => {
+///                 self.open.fetch_add(1, Ordering::Relaxed);
+///             }
+///             ServerEvent::Message { sid, data } => {
+///                 let _ = engine.send(&sid, data);
+///             }
+///             ServerEvent::Close { .. } => {
+///                 self.open.fetch_sub(1, Ordering::Relaxed);
+///             }
+///         }
+///     }
+/// }
+///
+/// let open = Arc::new(AtomicUsize::new(0));
+/// let engine = EngineIo::new(ServerConfig::default(), Echo { open: open.clone() });
+/// let (conn, mut queue, _sid) = connect(&engine); // an in-memory WebSocket client
+/// assert_eq!(open.load(Ordering::Relaxed), 1);
+/// engine.ws_message(conn, Message::text("4hi"));
+/// assert_eq!(sent(&mut queue), ["4hi"]);
+/// engine.ws_closed(conn);
+/// assert_eq!(open.load(Ordering::Relaxed), 0);
+/// ```
+///
+/// A closure `Fn(&EngineIo, ServerEvent)` is a handler too (see
+/// [`EngineIo::new`]).
 pub trait EventHandler: Send + Sync + 'static {
     /// Handles one event.
+    ///
+    /// See [`EventHandler`]'s example.
     fn handle(&self, engine: &EngineIo, event: ServerEvent);
 
     /// Whether the application takes more of session `sid`'s messages
@@ -77,6 +175,57 @@ pub trait EventHandler: Send + Sync + 'static {
     /// [`EngineIo::answer_wait`]), so a handler backlog a client's burst
     /// would overflow is met by TCP backpressure instead. Always `true` by
     /// default.
+    ///
+    /// A handler that queues the messages for a worker holds them back while
+    /// two wait:
+    ///
+    /// ```
+    /// use std::collections::VecDeque;
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Instant;
+    /// use switchboard_async::engineio::{EngineIo, EventHandler};
+    /// use switchboard_core::engineio::{MessageData, ServerConfig, ServerEvent};
+    /// use switchboard_core::ws::Message;
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid).
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    ///
+    /// struct ToWorker(Arc<Mutex<VecDeque<MessageData>>>);
+    ///
+    /// impl EventHandler for ToWorker {
+    ///     fn handle(&self, _: &EngineIo, event: ServerEvent) {
+    ///         if let ServerEvent::Message { data, .. } = event {
+    ///             self.0.lock().unwrap().push_back(data);
+    ///         }
+    ///     }
+    ///
+    ///     fn has_room(&self, _sid: &str) -> bool {
+    ///         self.0.lock().unwrap().len() < 2
+    ///     }
+    ///
+    ///     fn may_lack_room(&self) -> bool {
+    ///         !self.has_room("")
+    ///     }
+    /// }
+    ///
+    /// let work = Arc::new(Mutex::new(VecDeque::new()));
+    /// let engine = EngineIo::new(ServerConfig::default(), ToWorker(work.clone()));
+    /// let (conn, _queue, _sid) = connect(&engine); // an in-memory WebSocket client
+    /// engine.ws_messages(conn, ["4a", "4b", "4c"].map(Message::text));
+    /// assert_eq!(work.lock().unwrap().len(), 2); // "c" waits, not delivered
+    /// work.lock().unwrap().pop_front(); // the worker takes "a"
+    /// // The endpoint's timer (or the connection, see `EngineIo::room_wait`)
+    /// // finds room, and delivers "c".
+    /// engine.timed().run_timers(Instant::now());
+    /// assert_eq!(*work.lock().unwrap(), ["b".into(), "c".into()]);
+    /// ```
     fn has_room(&self, sid: &str) -> bool {
         let _ = sid;
         true
@@ -86,6 +235,9 @@ pub trait EventHandler: Send + Sync + 'static {
     /// session: a cheap check a connection makes before every hand-over,
     /// asking `has_room` (which may look through the session's sockets)
     /// only when this says so. `false` by default.
+    ///
+    /// See [`has_room`](Self::has_room)'s example, whose handler lacks room
+    /// exactly when its queue is full.
     fn may_lack_room(&self) -> bool {
         false
     }
@@ -96,6 +248,64 @@ pub trait EventHandler: Send + Sync + 'static {
     /// holds the session back until it makes progress (its backlog then
     /// reaches its limit, as a slow flood's does), so connections do not
     /// wait for stuck handlers again and again.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    /// use std::time::Instant;
+    /// use switchboard_async::engineio::{EngineIo, EventHandler, HANDLERS_CATCH_UP};
+    /// use switchboard_core::engineio::{ServerConfig, ServerEvent};
+    /// use switchboard_core::ws::Message;
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid).
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    ///
+    /// /// Room for two messages, which nobody reads: once a session waited in
+    /// /// vain, its messages go through.
+    /// #[derive(Clone, Default)]
+    /// struct Backlog {
+    ///     messages: Arc<AtomicUsize>,
+    ///     stuck: Arc<AtomicBool>,
+    /// }
+    ///
+    /// impl EventHandler for Backlog {
+    ///     fn handle(&self, _: &EngineIo, event: ServerEvent) {
+    ///         if let ServerEvent::Message { .. } = event {
+    ///             self.messages.fetch_add(1, Ordering::Relaxed);
+    ///         }
+    ///     }
+    ///
+    ///     fn has_room(&self, _sid: &str) -> bool {
+    ///         self.stuck.load(Ordering::Relaxed) || self.messages.load(Ordering::Relaxed) < 2
+    ///     }
+    ///
+    ///     fn may_lack_room(&self) -> bool {
+    ///         true
+    ///     }
+    ///
+    ///     fn no_room_made(&self, sid: &str) {
+    ///         eprintln!("session {sid}: nobody reads its messages");
+    ///         self.stuck.store(true, Ordering::Relaxed);
+    ///     }
+    /// }
+    ///
+    /// let backlog = Backlog::default();
+    /// let engine = EngineIo::new(ServerConfig::default(), backlog.clone());
+    /// let (conn, _queue, _sid) = connect(&engine); // an in-memory WebSocket client
+    /// engine.ws_messages(conn, ["4a", "4b", "4c"].map(Message::text));
+    /// assert_eq!(backlog.messages.load(Ordering::Relaxed), 2); // "c" waits
+    /// // The endpoint's timer, once the session waited long enough:
+    /// engine.timed().run_timers(Instant::now() + HANDLERS_CATCH_UP);
+    /// assert!(backlog.stuck.load(Ordering::Relaxed));
+    /// assert_eq!(backlog.messages.load(Ordering::Relaxed), 3);
+    /// ```
     fn no_room_made(&self, sid: &str) {
         let _ = sid;
     }
@@ -111,6 +321,37 @@ where
 }
 
 /// What the hub asks a WebSocket task to do.
+///
+/// A WebSocket connection's task carries them out in order:
+///
+/// ```
+/// use switchboard_async::engineio::{EngineIo, WsCommand};
+/// use switchboard_core::engineio::ServerConfig;
+/// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid).
+/// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+/// #     use switchboard_async::engineio::{Routed, WsCommand};
+/// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+/// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+/// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+/// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+/// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+/// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+/// # }
+///
+/// let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+/// let (_conn, mut queue, sid) = connect(&engine); // an in-memory WebSocket client
+/// engine.send(&sid, "bye")?;
+/// engine.close(&sid);
+/// let mut written = Vec::new();
+/// while let Ok(command) = queue.try_recv() {
+///     match command {
+///         WsCommand::Send(message) => written.push(message), // write it
+///         WsCommand::Close => break, // close the WebSocket, and stop
+///     }
+/// }
+/// assert_eq!(written[0].as_text(), Some("4bye"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub enum WsCommand {
     /// Send this message.
@@ -126,6 +367,33 @@ pub enum WsCommand {
 /// ([`Server::top_up_poll_response`](switchboard_core::engineio::Server::top_up_poll_response)),
 /// so the echoes of the rest of a POST go in this response rather than in
 /// one more round trip.
+///
+/// ```
+/// use futures_executor::block_on;
+/// use switchboard_async::engineio::{EngineIo, Routed};
+/// use switchboard_core::engineio::ServerConfig;
+/// # // An in-memory polling client, no network: `request` makes its requests, `handshake` opens its session (its sid).
+/// # fn request(method: &str, target: &str) -> switchboard_core::http::Request {
+/// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+/// #     switchboard_core::http::Request::parse(head.as_bytes(), &Default::default()).unwrap().unwrap().0
+/// # }
+/// # fn handshake(engine: &switchboard_async::engineio::EngineIo) -> String {
+/// #     let switchboard_async::engineio::Routed::Respond(open) = engine.handle_request(&request("GET", "/engine.io/?EIO=4&transport=polling"), Default::default()) else { unreachable!() };
+/// #     serde_json::from_slice::<serde_json::Value>(&open.body[1..]).unwrap()["sid"].as_str().unwrap().to_owned()
+/// # }
+///
+/// let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+/// let sid = handshake(&engine); // an in-memory polling client
+/// let poll = request("GET", &format!("/engine.io/?EIO=4&transport=polling&sid={sid}"));
+/// let Routed::Hold(_poll, held) = engine.handle_request(&poll, Default::default()) else {
+///     panic!("nothing queued yet: the poll waits")
+/// };
+/// engine.send(&sid, "one")?; // answers the poll ...
+/// engine.send(&sid, "two")?; // ... and this goes along, not yet written
+/// let response = block_on(held)?;
+/// assert_eq!(response.body, "4one\x1e4two");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct HeldPoll {
     rx: oneshot::Receiver<HttpResponse>,
@@ -153,6 +421,40 @@ impl std::future::Future for HeldPoll {
 /// [`EngineIo::answer_wait`]). Dropped before [`wait_until`](Self::wait_until) said
 /// `None`, it closes the session (`transport error`), as Node does when a
 /// data request's connection closes early.
+///
+/// ```
+/// use switchboard_async::engineio::{EngineIo, EventHandler};
+/// use switchboard_core::engineio::{CloseReason, ServerConfig, ServerEvent};
+/// # use std::sync::{Arc, Mutex};
+/// # // An in-memory polling client, no network: `request` makes its requests, `handshake` opens its session (its sid).
+/// # fn request(method: &str, target: &str) -> switchboard_core::http::Request {
+/// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+/// #     switchboard_core::http::Request::parse(head.as_bytes(), &Default::default()).unwrap().unwrap().0
+/// # }
+/// # fn handshake(engine: &switchboard_async::engineio::EngineIo) -> String {
+/// #     let switchboard_async::engineio::Routed::Respond(open) = engine.handle_request(&request("GET", "/engine.io/?EIO=4&transport=polling"), Default::default()) else { unreachable!() };
+/// #     serde_json::from_slice::<serde_json::Value>(&open.body[1..]).unwrap()["sid"].as_str().unwrap().to_owned()
+/// # }
+/// # /// Has no room for any message, and records the events it gets.
+/// # struct Full(Arc<Mutex<Vec<ServerEvent>>>);
+/// # impl EventHandler for Full {
+/// #     fn handle(&self, _: &EngineIo, event: ServerEvent) { self.0.lock().unwrap().push(event) }
+/// #     fn has_room(&self, _: &str) -> bool { false }
+/// #     fn may_lack_room(&self) -> bool { true }
+/// # }
+/// # let events = Arc::new(Mutex::new(Vec::new()));
+///
+/// // A handler without room for the messages (`Full`):
+/// let engine = EngineIo::new(ServerConfig::default(), Full(events.clone()));
+/// let sid = handshake(&engine); // an in-memory polling client
+/// let post = request("POST", &format!("/engine.io/?EIO=4&transport=polling&sid={sid}"));
+/// engine.handle_request(&post, "4hello".into());
+/// let answer = engine.answer_wait(&post).expect("the answer waits for the handler");
+/// drop(answer); // the client went away before it was written
+/// assert_eq!(engine.session_count(), 0);
+/// let last = events.lock().unwrap().pop();
+/// assert!(matches!(last, Some(ServerEvent::Close { reason: CloseReason::TransportError, .. })));
+/// ```
 #[derive(Debug)]
 pub struct PostAnswer {
     engine: EngineIo,
@@ -164,6 +466,52 @@ pub struct PostAnswer {
 
 impl PostAnswer {
     /// `None` once the answer can be written; otherwise when to ask again.
+    ///
+    /// A connection waits as told, then writes the answer:
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::time::{Duration, Instant};
+    /// use switchboard_async::engineio::{EngineIo, EventHandler, Routed};
+    /// use switchboard_core::engineio::{ServerConfig, ServerEvent};
+    /// # // An in-memory polling client, no network: `request` makes its requests, `handshake` opens its session (its sid).
+    /// # fn request(method: &str, target: &str) -> switchboard_core::http::Request {
+    /// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    /// #     switchboard_core::http::Request::parse(head.as_bytes(), &Default::default()).unwrap().unwrap().0
+    /// # }
+    /// # fn handshake(engine: &switchboard_async::engineio::EngineIo) -> String {
+    /// #     let switchboard_async::engineio::Routed::Respond(open) = engine.handle_request(&request("GET", "/engine.io/?EIO=4&transport=polling"), Default::default()) else { unreachable!() };
+    /// #     serde_json::from_slice::<serde_json::Value>(&open.body[1..]).unwrap()["sid"].as_str().unwrap().to_owned()
+    /// # }
+    /// # /// Has room while its flag says so.
+    /// # struct Gate(Arc<AtomicBool>);
+    /// # impl EventHandler for Gate {
+    /// #     fn handle(&self, _: &EngineIo, _: ServerEvent) {}
+    /// #     fn has_room(&self, _: &str) -> bool { self.0.load(Ordering::Relaxed) }
+    /// #     fn may_lack_room(&self) -> bool { true }
+    /// # }
+    ///
+    /// // A handler with room while `room` says so (`Gate`), none for now:
+    /// let room = Arc::new(AtomicBool::new(false));
+    /// let engine = EngineIo::new(ServerConfig::default(), Gate(room.clone()));
+    /// let sid = handshake(&engine); // an in-memory polling client
+    /// let post = request("POST", &format!("/engine.io/?EIO=4&transport=polling&sid={sid}"));
+    /// let Routed::Respond(response) = engine.handle_request(&post, "4hello".into()) else {
+    ///     panic!()
+    /// };
+    /// // The application catches up, elsewhere.
+    /// std::thread::spawn(move || {
+    ///     std::thread::sleep(Duration::from_millis(20));
+    ///     room.store(true, Ordering::Relaxed);
+    /// });
+    /// if let Some(mut answer) = engine.answer_wait(&post) {
+    ///     while let Some(again) = answer.wait_until() {
+    ///         std::thread::sleep(again.saturating_duration_since(Instant::now()));
+    ///     }
+    /// }
+    /// assert_eq!(response.body, "ok"); // now written
+    /// ```
     pub fn wait_until(&mut self) -> Option<Instant> {
         let again = self.engine.wait_for_session(&self.sid, self.since, false);
         self.done = again.is_none();
@@ -184,6 +532,49 @@ impl Drop for PostAnswer {
 }
 
 /// What to do with an HTTP request on the Engine.IO path.
+///
+/// How a connection answers a request on the Engine.IO path, here with
+/// blocking calls (an async server awaits the held poll instead, while it
+/// watches the connection):
+///
+/// ```
+/// use bytes::Bytes;
+/// use futures_executor::block_on;
+/// use switchboard_async::engineio::{EngineIo, Routed};
+/// use switchboard_core::engineio::ServerConfig;
+/// use switchboard_core::http::Request;
+/// # // An in-memory polling client, no network: `request` makes its requests, `handshake` opens its session (its sid).
+/// # fn request(method: &str, target: &str) -> switchboard_core::http::Request {
+/// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+/// #     switchboard_core::http::Request::parse(head.as_bytes(), &Default::default()).unwrap().unwrap().0
+/// # }
+/// # fn handshake(engine: &switchboard_async::engineio::EngineIo) -> String {
+/// #     let switchboard_async::engineio::Routed::Respond(open) = engine.handle_request(&request("GET", "/engine.io/?EIO=4&transport=polling"), Default::default()) else { unreachable!() };
+/// #     serde_json::from_slice::<serde_json::Value>(&open.body[1..]).unwrap()["sid"].as_str().unwrap().to_owned()
+/// # }
+///
+/// /// The response to write, if the request is answered over HTTP.
+/// fn answer(engine: &EngineIo, request: &Request, body: Bytes) -> Option<Vec<u8>> {
+///     let response = match engine.handle_request(request, body) {
+///         Routed::Respond(response) => response,
+///         // (A client that hangs up meanwhile: `engine.poll_aborted(poll)`.)
+///         Routed::Hold(_poll, held) => block_on(held).ok()?,
+///         // Upgrade, then carry the messages: see `server::pump_engine_ws`.
+///         Routed::WebSocket(..) => return None,
+///     };
+///     Some(response.encode_for(&request.method))
+/// }
+///
+/// let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+/// let first = request("GET", "/engine.io/?EIO=4&transport=polling"); // a handshake
+/// let open = answer(&engine, &first, Bytes::new());
+/// assert!(open.unwrap().starts_with(b"HTTP/1.1 200 OK\r\n"));
+/// # let sid = handshake(&engine);
+/// let poll = request("GET", &format!("/engine.io/?EIO=4&transport=polling&sid={sid}"));
+/// let sender = engine.clone();
+/// std::thread::spawn(move || sender.send(&sid, "news"));
+/// assert!(answer(&engine, &poll, Bytes::new()).unwrap().ends_with(b"4news"));
+/// ```
 #[derive(Debug)]
 pub enum Routed {
     /// Write this response.
@@ -257,6 +648,39 @@ impl Timed for Hub {
 
 /// An Engine.IO endpoint: the shared session table and the handle the
 /// application sends and closes with. Cloning is cheap (one `Arc`).
+///
+/// ```
+/// use switchboard_async::engineio::EngineIo;
+/// use switchboard_core::engineio::{ServerConfig, ServerEvent};
+/// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid), `sent` takes the texts queued for it.
+/// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+/// #     use switchboard_async::engineio::{Routed, WsCommand};
+/// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+/// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+/// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+/// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+/// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+/// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+/// # }
+/// # fn sent(queue: &mut switchboard_async::engineio::WsCommands) -> Vec<String> {
+/// #     use switchboard_async::engineio::WsCommand;
+/// #     std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect()
+/// # }
+///
+/// // Greets every new session.
+/// let engine = EngineIo::new(ServerConfig::default(), |engine: &EngineIo, event: ServerEvent| {
+///     if let ServerEvent::Open { sid, .. } = event {
+///         let _ = engine.send(&sid, "welcome");
+///     }
+/// });
+/// let (_conn, mut queue, sid) = connect(&engine); // an in-memory WebSocket client
+/// assert_eq!(sent(&mut queue), ["4welcome"]);
+/// // Any clone sends to any session, from any thread.
+/// let handle = engine.clone();
+/// std::thread::spawn(move || handle.send(&sid, "news")).join().unwrap()?;
+/// assert_eq!(sent(&mut queue), ["4news"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct EngineIo {
     hub: Arc<Hub>,
@@ -288,6 +712,22 @@ impl EngineIo {
     ///
     /// Its timers (heartbeats, upgrade timeouts) run only while a runtime
     /// drives its [`EngineIo::timed`] handle: the adapters' `serve` functions do.
+    ///
+    /// ```
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_core::engineio::{ServerConfig, ServerEvent};
+    ///
+    /// let engine = EngineIo::new(ServerConfig::default(), |engine: &EngineIo, event: ServerEvent| {
+    ///     match event {
+    ///         ServerEvent::Open { sid, request, .. } => println!("{sid} opened {}", request.target),
+    ///         ServerEvent::Message { sid, data } => {
+    ///             let _ = engine.send(&sid, data); // echo
+    ///         }
+    ///         ServerEvent::Close { sid, reason } => println!("{sid} closed: {reason}"),
+    ///     }
+    /// });
+    /// assert_eq!(engine.session_count(), 0);
+    /// ```
     pub fn new(config: ServerConfig, handler: impl EventHandler) -> Self {
         Self::with_shards(config, handler, default_shards())
     }
@@ -342,6 +782,40 @@ impl EngineIo {
 
     /// An endpoint that hands each new session to the returned stream as
     /// a [`Socket`] (see [`Sockets`]).
+    ///
+    /// Accept the sessions and read their messages: a session with
+    /// [`ServerConfig::max_buffered_packets`] messages unread is closed, and
+    /// so is a new one while as many wait to be accepted.
+    ///
+    /// ```
+    /// use futures_executor::block_on;
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_core::engineio::ServerConfig;
+    /// use switchboard_core::ws::Message;
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid), `sent` takes the texts queued for it.
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    /// # fn sent(queue: &mut switchboard_async::engineio::WsCommands) -> Vec<String> {
+    /// #     use switchboard_async::engineio::WsCommand;
+    /// #     std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect()
+    /// # }
+    ///
+    /// let (engine, mut sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// let (conn, mut queue, _sid) = connect(&engine); // an in-memory WebSocket client
+    /// let mut socket = block_on(sockets.accept()).unwrap();
+    /// engine.ws_message(conn, Message::text("4ping"));
+    /// let message = block_on(socket.recv()).unwrap();
+    /// socket.send(message)?; // echo
+    /// assert_eq!(sent(&mut queue), ["4ping"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn with_sockets(config: ServerConfig) -> (Self, Sockets) {
         let buffer = config.max_buffered_packets.max(1);
         let (tx, rx) = mpsc::channel(buffer);
@@ -355,6 +829,28 @@ impl EngineIo {
     }
 
     /// How many sessions are open.
+    ///
+    /// ```
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_core::engineio::ServerConfig;
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid).
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    ///
+    /// let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+    /// assert_eq!(engine.session_count(), 0);
+    /// let (conn, _queue, _sid) = connect(&engine); // an in-memory WebSocket client
+    /// assert_eq!(engine.session_count(), 1);
+    /// engine.ws_closed(conn);
+    /// assert_eq!(engine.session_count(), 0);
+    /// ```
     pub fn session_count(&self) -> usize {
         self.hub
             .shards
@@ -364,17 +860,49 @@ impl EngineIo {
     }
 
     /// The largest message or polling body accepted.
+    ///
+    /// ```
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_core::engineio::ServerConfig;
+    ///
+    /// let config = ServerConfig { max_payload: 64 << 10, ..ServerConfig::default() };
+    /// let engine = EngineIo::new(config, |_: &EngineIo, _| {});
+    /// assert_eq!(engine.max_payload(), 65_536);
+    /// ```
     pub fn max_payload(&self) -> usize {
         self.hub.max_payload
     }
 
     /// Whether its WebSocket transport accepts permessage-deflate.
+    ///
+    /// ```
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_core::engineio::ServerConfig;
+    ///
+    /// let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+    /// assert!(!engine.per_message_deflate()); // off by default
+    /// let config = ServerConfig { per_message_deflate: true, ..ServerConfig::default() };
+    /// assert!(EngineIo::new(config, |_: &EngineIo, _| {}).per_message_deflate());
+    /// ```
     pub fn per_message_deflate(&self) -> bool {
         self.hub.per_message_deflate
     }
 
     /// The WebSocket settings for this endpoint's connections: `base`,
     /// without compression unless the endpoint enables it.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_core::engineio::ServerConfig;
+    /// use switchboard_core::ws::Config;
+    ///
+    /// let base = Arc::new(Config::default()); // permessage-deflate on
+    /// let without_deflate = Arc::new(Config { deflate: None, ..Config::default() });
+    /// let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+    /// let config = engine.websocket_config(&base, &without_deflate);
+    /// assert!(config.deflate.is_none()); // the endpoint does not enable it
+    /// ```
     pub fn websocket_config(
         &self,
         base: &Arc<switchboard_core::ws::Config>,
@@ -389,6 +917,33 @@ impl EngineIo {
 
     /// Sends a message to session `sid`: at once over WebSocket, or with
     /// the next poll response (a held poll is released now).
+    ///
+    /// ```
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_core::engineio::{SendError, ServerConfig};
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid), `sent` takes the texts queued for it.
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    /// # fn sent(queue: &mut switchboard_async::engineio::WsCommands) -> Vec<String> {
+    /// #     use switchboard_async::engineio::WsCommand;
+    /// #     std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect()
+    /// # }
+    ///
+    /// let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+    /// let (_conn, mut queue, sid) = connect(&engine); // an in-memory WebSocket client
+    /// engine.send(&sid, "hello")?;
+    /// engine.send(&sid, String::from("world"))?;
+    /// assert_eq!(sent(&mut queue), ["4hello", "4world"]);
+    /// assert_eq!(engine.send("no-such-session", "hello"), Err(SendError::UnknownSession));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send(&self, sid: &str, data: impl Into<MessageData>) -> Result<(), SendError> {
         let data = data.into();
         self.with_server(self.sid_shard(sid), |server| server.send(sid, data))
@@ -396,6 +951,41 @@ impl EngineIo {
 
     /// Sends `messages` only if the session's transport can take them now
     /// (see the core's `Server::send_volatile`); returns whether it did.
+    ///
+    /// ```
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_core::engineio::ServerConfig;
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid), `sent` takes the texts queued for it.
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    /// # fn sent(queue: &mut switchboard_async::engineio::WsCommands) -> Vec<String> {
+    /// #     use switchboard_async::engineio::WsCommand;
+    /// #     std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect()
+    /// # }
+    /// # // An in-memory polling client, no network: `request` makes its requests, `handshake` opens its session (its sid).
+    /// # fn request(method: &str, target: &str) -> switchboard_core::http::Request {
+    /// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    /// #     switchboard_core::http::Request::parse(head.as_bytes(), &Default::default()).unwrap().unwrap().0
+    /// # }
+    /// # fn handshake(engine: &switchboard_async::engineio::EngineIo) -> String {
+    /// #     let switchboard_async::engineio::Routed::Respond(open) = engine.handle_request(&request("GET", "/engine.io/?EIO=4&transport=polling"), Default::default()) else { unreachable!() };
+    /// #     serde_json::from_slice::<serde_json::Value>(&open.body[1..]).unwrap()["sid"].as_str().unwrap().to_owned()
+    /// # }
+    ///
+    /// let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+    /// let (_conn, mut queue, sid) = connect(&engine); // a WebSocket client
+    /// assert_eq!(engine.send_volatile(&sid, ["tick".into()]), Ok(true));
+    /// assert_eq!(sent(&mut queue), ["4tick"]);
+    /// let sid = handshake(&engine); // a polling client, between two polls
+    /// assert_eq!(engine.send_volatile(&sid, ["tick".into()]), Ok(false)); // dropped
+    /// ```
     pub fn send_volatile(
         &self,
         sid: &str,
@@ -407,6 +997,31 @@ impl EngineIo {
     }
 
     /// Closes session `sid` (`forced close`).
+    ///
+    /// ```
+    /// use switchboard_async::engineio::{EngineIo, WsCommand};
+    /// use switchboard_core::engineio::{CloseReason, ServerConfig, ServerEvent};
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid).
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    ///
+    /// let (events, handled) = std::sync::mpsc::channel();
+    /// let engine = EngineIo::new(ServerConfig::default(), move |_: &EngineIo, event| {
+    ///     let _ = events.send(event);
+    /// });
+    /// let (_conn, mut queue, sid) = connect(&engine); // an in-memory WebSocket client
+    /// engine.close(&sid);
+    /// assert!(matches!(queue.try_recv(), Ok(WsCommand::Close))); // its WebSocket closes
+    /// let closed = ServerEvent::Close { sid: sid.into(), reason: CloseReason::ForcedClose };
+    /// assert_eq!(handled.try_iter().last(), Some(closed));
+    /// ```
     pub fn close(&self, sid: &str) {
         self.with_server(self.sid_shard(sid), |server| server.close(sid));
     }
@@ -439,6 +1054,45 @@ impl EngineIo {
 
     /// Handles an HTTP request on the Engine.IO path, with its body (cut at
     /// [`ServerConfig::max_payload`] + 1 bytes).
+    ///
+    /// A polling client's requests:
+    ///
+    /// ```
+    /// use futures_executor::block_on;
+    /// use switchboard_async::engineio::{EngineIo, Routed};
+    /// use switchboard_core::engineio::{ServerConfig, ServerEvent};
+    /// # // An in-memory polling client, no network: `request` makes its requests, `handshake` opens its session (its sid).
+    /// # fn request(method: &str, target: &str) -> switchboard_core::http::Request {
+    /// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    /// #     switchboard_core::http::Request::parse(head.as_bytes(), &Default::default()).unwrap().unwrap().0
+    /// # }
+    /// # fn handshake(engine: &switchboard_async::engineio::EngineIo) -> String {
+    /// #     let switchboard_async::engineio::Routed::Respond(open) = engine.handle_request(&request("GET", "/engine.io/?EIO=4&transport=polling"), Default::default()) else { unreachable!() };
+    /// #     serde_json::from_slice::<serde_json::Value>(&open.body[1..]).unwrap()["sid"].as_str().unwrap().to_owned()
+    /// # }
+    ///
+    /// let engine = EngineIo::new(ServerConfig::default(), |engine: &EngineIo, event: ServerEvent| {
+    ///     if let ServerEvent::Message { sid, data } = event {
+    ///         let _ = engine.send(&sid, data); // echo
+    ///     }
+    /// });
+    /// let handshake = request("GET", "/engine.io/?EIO=4&transport=polling");
+    /// let Routed::Respond(open) = engine.handle_request(&handshake, Default::default()) else {
+    ///     panic!()
+    /// };
+    /// assert!(open.body.starts_with(br#"0{"sid":""#));
+    /// # let sid = serde_json::from_slice::<serde_json::Value>(&open.body[1..])?["sid"].as_str().unwrap().to_owned();
+    /// let target = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    /// // A poll waits for something to send; a POST brings messages.
+    /// let (poll, post) = (request("GET", &target), request("POST", &target));
+    /// let Routed::Hold(_poll, held) = engine.handle_request(&poll, Default::default()) else {
+    ///     panic!()
+    /// };
+    /// let Routed::Respond(ok) = engine.handle_request(&post, "4hi".into()) else { panic!() };
+    /// assert_eq!((ok.status, &ok.body[..]), (200, &b"ok"[..]));
+    /// assert_eq!(block_on(held)?.body, "4hi"); // the echo
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn handle_request(&self, request: &Request, body: Bytes) -> Routed {
         let count = self.hub.shards.len();
         let shard = Shard::of_request(request, count).unwrap_or_else(|| self.handshake_shard());
@@ -488,6 +1142,31 @@ impl EngineIo {
     }
 
     /// The client of held poll `poll` went away before its response.
+    ///
+    /// ```
+    /// use switchboard_async::engineio::{EngineIo, Routed};
+    /// use switchboard_core::engineio::ServerConfig;
+    /// # // An in-memory polling client, no network: `request` makes its requests, `handshake` opens its session (its sid).
+    /// # fn request(method: &str, target: &str) -> switchboard_core::http::Request {
+    /// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    /// #     switchboard_core::http::Request::parse(head.as_bytes(), &Default::default()).unwrap().unwrap().0
+    /// # }
+    /// # fn handshake(engine: &switchboard_async::engineio::EngineIo) -> String {
+    /// #     let switchboard_async::engineio::Routed::Respond(open) = engine.handle_request(&request("GET", "/engine.io/?EIO=4&transport=polling"), Default::default()) else { unreachable!() };
+    /// #     serde_json::from_slice::<serde_json::Value>(&open.body[1..]).unwrap()["sid"].as_str().unwrap().to_owned()
+    /// # }
+    ///
+    /// let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+    /// let sid = handshake(&engine); // an in-memory polling client
+    /// let poll = request("GET", &format!("/engine.io/?EIO=4&transport=polling&sid={sid}"));
+    /// let Routed::Hold(poll, _held) = engine.handle_request(&poll, Default::default()) else {
+    ///     panic!()
+    /// };
+    /// // The client hung up while its poll waited: the session ends
+    /// // (`transport error`), as in Node.
+    /// engine.poll_aborted(poll);
+    /// assert_eq!(engine.session_count(), 0);
+    /// ```
     pub fn poll_aborted(&self, poll: PollId) {
         self.with_state(poll.shard(), |state| {
             state.polls.remove(&poll);
@@ -496,6 +1175,31 @@ impl EngineIo {
     }
 
     /// A message arrived on WebSocket `conn`.
+    ///
+    /// ```
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_core::engineio::{MessageData, ServerConfig, ServerEvent};
+    /// use switchboard_core::ws::Message;
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid).
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    ///
+    /// let (events, handled) = std::sync::mpsc::channel();
+    /// let engine = EngineIo::new(ServerConfig::default(), move |_: &EngineIo, event| {
+    ///     let _ = events.send(event);
+    /// });
+    /// let (conn, _queue, sid) = connect(&engine); // an in-memory WebSocket client
+    /// engine.ws_message(conn, Message::text("4hello")); // a `message` packet
+    /// let message = ServerEvent::Message { sid: sid.into(), data: MessageData::from("hello") };
+    /// assert_eq!(handled.try_iter().last(), Some(message));
+    /// ```
     pub fn ws_message(&self, conn: ConnId, message: Message) {
         self.with_server(conn.shard(), |server| {
             server.ws_message(conn, message, Instant::now())
@@ -504,6 +1208,36 @@ impl EngineIo {
 
     /// Messages that arrived together on WebSocket `conn` (one read's
     /// worth), handled in order with one lock and one routing pass.
+    ///
+    /// ```
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_core::engineio::{ServerConfig, ServerEvent};
+    /// use switchboard_core::ws::Message;
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid), `sent` takes the texts queued for it.
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    /// # fn sent(queue: &mut switchboard_async::engineio::WsCommands) -> Vec<String> {
+    /// #     use switchboard_async::engineio::WsCommand;
+    /// #     std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect()
+    /// # }
+    ///
+    /// let engine = EngineIo::new(ServerConfig::default(), |engine: &EngineIo, event: ServerEvent| {
+    ///     if let ServerEvent::Message { sid, data } = event {
+    ///         let _ = engine.send(&sid, data); // echo
+    ///     }
+    /// });
+    /// let (conn, mut queue, _sid) = connect(&engine); // an in-memory WebSocket client
+    /// // Every message of one read from the socket:
+    /// engine.ws_messages(conn, [Message::text("4a"), Message::text("4b")]);
+    /// assert_eq!(sent(&mut queue), ["4a", "4b"]);
+    /// ```
     pub fn ws_messages(&self, conn: ConnId, messages: impl IntoIterator<Item = Message>) {
         self.with_server(conn.shard(), |server| {
             let now = Instant::now();
@@ -524,6 +1258,39 @@ impl EngineIo {
     /// hand-over, `since` being when it started waiting; after
     /// [`HANDLERS_CATCH_UP`] it goes on anyway, and the handler is told
     /// its session made no room ([`EventHandler::no_room_made`]).
+    ///
+    /// A connection's loop, blocking here (the async pump sleeps on its
+    /// runtime, writing what is queued meanwhile):
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_core::engineio::ConnId;
+    /// use switchboard_core::ws::Message;
+    ///
+    /// fn hand_over(engine: &EngineIo, conn: ConnId, read: Vec<Message>) {
+    ///     let since = Instant::now();
+    ///     while let Some(again) = engine.room_wait(conn, since) {
+    ///         std::thread::sleep(again.saturating_duration_since(Instant::now()));
+    ///     }
+    ///     engine.ws_messages(conn, read);
+    /// }
+    /// # use switchboard_core::engineio::ServerConfig;
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid).
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    ///
+    /// let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+    /// let (conn, _queue, _sid) = connect(&engine); // an in-memory WebSocket client
+    /// hand_over(&engine, conn, vec![Message::text("4hi")]); // room at once
+    /// ```
     pub fn room_wait(&self, conn: ConnId, since: Instant) -> Option<Instant> {
         let hub = &*self.hub;
         if hub.events.paused() == 0
@@ -540,6 +1307,32 @@ impl EngineIo {
     /// for the handler to make room for them (delivery paused): `None`
     /// when they are all handed to it, or when to look again (meanwhile
     /// the connection reads nothing more; see [`EngineIo::room_wait`]).
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_core::engineio::ServerConfig;
+    /// use switchboard_core::ws::Message;
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid).
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    ///
+    /// let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+    /// let (conn, _queue, _sid) = connect(&engine); // an in-memory WebSocket client
+    /// engine.ws_messages(conn, [Message::text("4hi")]);
+    /// // Before reading on, the connection lets the handler catch up.
+    /// let since = Instant::now();
+    /// while let Some(again) = engine.handed_over_wait(conn, since) {
+    ///     std::thread::sleep(again.saturating_duration_since(Instant::now()));
+    /// }
+    /// ```
     pub fn handed_over_wait(&self, conn: ConnId, since: Instant) -> Option<Instant> {
         if self.hub.events.paused() == 0 {
             return None;
@@ -558,6 +1351,30 @@ impl EngineIo {
     /// then write it. Another `POST` of the session meanwhile, or the
     /// [`PostAnswer`] dropped before it is done (the client went away),
     /// closes the session, as in Node.
+    ///
+    /// See [`PostAnswer::wait_until`] for a connection waiting, and
+    /// [`PostAnswer`] for a client going away meanwhile. With room in the
+    /// handler, nothing waits:
+    ///
+    /// ```
+    /// use switchboard_async::engineio::{EngineIo, Routed};
+    /// use switchboard_core::engineio::ServerConfig;
+    /// # // An in-memory polling client, no network: `request` makes its requests, `handshake` opens its session (its sid).
+    /// # fn request(method: &str, target: &str) -> switchboard_core::http::Request {
+    /// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    /// #     switchboard_core::http::Request::parse(head.as_bytes(), &Default::default()).unwrap().unwrap().0
+    /// # }
+    /// # fn handshake(engine: &switchboard_async::engineio::EngineIo) -> String {
+    /// #     let switchboard_async::engineio::Routed::Respond(open) = engine.handle_request(&request("GET", "/engine.io/?EIO=4&transport=polling"), Default::default()) else { unreachable!() };
+    /// #     serde_json::from_slice::<serde_json::Value>(&open.body[1..]).unwrap()["sid"].as_str().unwrap().to_owned()
+    /// # }
+    ///
+    /// let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+    /// let sid = handshake(&engine); // an in-memory polling client
+    /// let post = request("POST", &format!("/engine.io/?EIO=4&transport=polling&sid={sid}"));
+    /// let Routed::Respond(response) = engine.handle_request(&post, "4hi".into()) else { panic!() };
+    /// assert!(engine.answer_wait(&post).is_none()); // write `response` now
+    /// ```
     pub fn answer_wait(&self, request: &Request) -> Option<PostAnswer> {
         if self.hub.events.paused() == 0 || request.method != "POST" {
             return None;
@@ -646,6 +1463,31 @@ impl EngineIo {
     }
 
     /// WebSocket `conn` closed, failed, or its handshake failed.
+    ///
+    /// ```
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_core::engineio::{CloseReason, ServerConfig, ServerEvent};
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid).
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    ///
+    /// let (events, handled) = std::sync::mpsc::channel();
+    /// let engine = EngineIo::new(ServerConfig::default(), move |_: &EngineIo, event| {
+    ///     let _ = events.send(event);
+    /// });
+    /// let (conn, _queue, sid) = connect(&engine); // an in-memory WebSocket client
+    /// engine.ws_closed(conn); // the client went away
+    /// let closed = ServerEvent::Close { sid: sid.into(), reason: CloseReason::TransportClose };
+    /// assert_eq!(handled.try_iter().last(), Some(closed));
+    /// assert_eq!(engine.session_count(), 0);
+    /// ```
     pub fn ws_closed(&self, conn: ConnId) {
         self.with_state(conn.shard(), |state| {
             state.conns.remove(&conn);
@@ -655,11 +1497,53 @@ impl EngineIo {
 
     /// The endpoint's timer (heartbeats, upgrade timeouts), for a runtime
     /// to drive: see `server::spawn_timer`.
+    ///
+    /// A runtime drives it (`server::spawn_timer`); by hand here:
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_core::engineio::ServerConfig;
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid), `sent` takes the texts queued for it.
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    /// # fn sent(queue: &mut switchboard_async::engineio::WsCommands) -> Vec<String> {
+    /// #     use switchboard_async::engineio::WsCommand;
+    /// #     std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect()
+    /// # }
+    ///
+    /// let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+    /// let timer = engine.timed();
+    /// assert_eq!(timer.run_timers(Instant::now()), None); // no session, nothing due
+    /// let (_conn, mut queue, _sid) = connect(&engine); // an in-memory WebSocket client
+    /// let ping_due = timer.run_timers(Instant::now()).expect("a heartbeat ahead");
+    /// assert!(ping_due > Instant::now() + Duration::from_secs(20)); // every 25 s
+    /// timer.run_timers(ping_due);
+    /// assert_eq!(sent(&mut queue), ["2"]); // a ping
+    /// ```
     pub fn timed(&self) -> Arc<dyn Timed> {
         self.hub.clone()
     }
 
     /// A weak handle, for holders that must not keep the endpoint alive.
+    ///
+    /// ```
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_core::engineio::ServerConfig;
+    ///
+    /// let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+    /// let weak = engine.downgrade();
+    /// assert!(weak.upgrade().is_some());
+    /// drop(engine);
+    /// assert!(weak.upgrade().is_none());
+    /// ```
     pub fn downgrade(&self) -> WeakEngineIo {
         WeakEngineIo {
             hub: Arc::downgrade(&self.hub),
@@ -787,6 +1671,40 @@ impl EngineIo {
 /// its session's shard lock, which stays held while the next one is for
 /// the same shard, so a run of operations costs one lock and one routing
 /// pass per shard it touches.
+///
+/// ```
+/// use switchboard_async::engineio::EngineIo;
+/// use switchboard_core::engineio::{SendError, ServerConfig};
+/// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid), `sent` takes the texts queued for it.
+/// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+/// #     use switchboard_async::engineio::{Routed, WsCommand};
+/// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+/// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+/// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+/// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+/// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+/// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+/// # }
+/// # fn sent(queue: &mut switchboard_async::engineio::WsCommands) -> Vec<String> {
+/// #     use switchboard_async::engineio::WsCommand;
+/// #     std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect()
+/// # }
+///
+/// let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+/// let (_, mut first, a) = connect(&engine); // in-memory WebSocket clients
+/// let (_, mut second, b) = connect(&engine);
+/// engine.batch(|batch| {
+///     batch.send(&a, "just you")?;
+///     let everyone = [a.as_str(), b.as_str()];
+///     batch.send_many(everyone, &"news".into());
+///     batch.close(&b);
+///     Ok::<_, SendError>(())
+/// })?;
+/// assert_eq!(sent(&mut first), ["4just you", "4news"]);
+/// assert_eq!(sent(&mut second), ["4news"]); // then its WebSocket closes
+/// assert_eq!(engine.session_count(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Batch<'a> {
     hub: &'a Hub,
     /// The shard locked now, and its lock.
@@ -801,12 +1719,36 @@ impl fmt::Debug for Batch<'_> {
 
 impl<'a> Batch<'a> {
     /// As [`EngineIo::send`].
+    ///
+    /// See [`Batch`]'s example.
     pub fn send(&mut self, sid: &str, data: impl Into<MessageData>) -> Result<(), SendError> {
         self.server_of(sid).send(sid, data.into())
     }
 
     /// Sends `data` to each session of `sids`, encoded once per shard (see
     /// the core's `Server::send_many`); returns how many it reached.
+    ///
+    /// ```
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_core::engineio::{MessageData, ServerConfig};
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid).
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    ///
+    /// let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+    /// let clients: Vec<_> = (0..3).map(|_| connect(&engine)).collect(); // in memory
+    /// let sids = clients.iter().map(|(_, _, sid)| sid.as_str());
+    /// let news = MessageData::from("news");
+    /// let reached = engine.batch(|batch| batch.send_many(sids.chain(["gone"]), &news));
+    /// assert_eq!(reached, 3); // not the unknown session
+    /// ```
     pub fn send_many<'s>(
         &mut self,
         sids: impl IntoIterator<Item = &'s str>,
@@ -834,6 +1776,32 @@ impl<'a> Batch<'a> {
     }
 
     /// As [`EngineIo::send_volatile`].
+    ///
+    /// ```
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_core::engineio::ServerConfig;
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid), `sent` takes the texts queued for it.
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    /// # fn sent(queue: &mut switchboard_async::engineio::WsCommands) -> Vec<String> {
+    /// #     use switchboard_async::engineio::WsCommand;
+    /// #     std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect()
+    /// # }
+    ///
+    /// let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+    /// let (_conn, mut queue, sid) = connect(&engine); // an in-memory WebSocket client
+    /// let sent_now = engine.batch(|batch| batch.send_volatile(&sid, ["tick".into()]))?;
+    /// assert!(sent_now); // a WebSocket takes it at once
+    /// assert_eq!(sent(&mut queue), ["4tick"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send_volatile(
         &mut self,
         sid: &str,
@@ -843,6 +1811,8 @@ impl<'a> Batch<'a> {
     }
 
     /// As [`EngineIo::close`].
+    ///
+    /// See [`Batch`]'s example.
     pub fn close(&mut self, sid: &str) {
         self.server_of(sid).close(sid);
     }
@@ -902,6 +1872,17 @@ impl fmt::Debug for EngineMounts {
 impl EngineMounts {
     /// Serves `engine` under `path` (`/engine.io` and `/engine.io/` are
     /// the same): that path and every path below it.
+    ///
+    /// ```
+    /// use switchboard_async::engineio::{EngineIo, EngineMounts};
+    /// use switchboard_core::engineio::ServerConfig;
+    ///
+    /// let mut mounts = EngineMounts::default();
+    /// mounts.mount("/engine.io", EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {}));
+    /// mounts.mount("/chat/", EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {}));
+    /// assert!(mounts.engine_for("/chat/").is_some());
+    /// assert_eq!(mounts.paths().collect::<Vec<_>>(), ["/engine.io/", "/chat/"]);
+    /// ```
     pub fn mount(&mut self, path: &str, engine: EngineIo) {
         let prefix = format!("{}/", path.trim_end_matches('/'));
         self.engines.push((prefix, engine));
@@ -909,6 +1890,18 @@ impl EngineMounts {
 
     /// The endpoint serving request path `path`, the first mounted that
     /// matches.
+    ///
+    /// ```
+    /// use switchboard_async::engineio::{EngineIo, EngineMounts};
+    /// use switchboard_core::engineio::ServerConfig;
+    ///
+    /// let mut mounts = EngineMounts::default();
+    /// mounts.mount("/engine.io", EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {}));
+    /// // The request path, without the query:
+    /// assert!(mounts.engine_for("/engine.io/").is_some());
+    /// assert!(mounts.engine_for("/engine.io/anything/below").is_some());
+    /// assert!(mounts.engine_for("/socket.io/").is_none());
+    /// ```
     pub fn engine_for(&self, path: &str) -> Option<&EngineIo> {
         self.engines
             .iter()
@@ -919,6 +1912,18 @@ impl EngineMounts {
     }
 
     /// The largest request body any endpoint takes (its `maxPayload`).
+    ///
+    /// ```
+    /// use switchboard_async::engineio::{EngineIo, EngineMounts};
+    /// use switchboard_core::engineio::ServerConfig;
+    ///
+    /// let mut mounts = EngineMounts::default();
+    /// assert_eq!(mounts.max_body(), 0);
+    /// let small = ServerConfig { max_payload: 1 << 10, ..ServerConfig::default() };
+    /// mounts.mount("/small", EngineIo::new(small, |_: &EngineIo, _| {}));
+    /// mounts.mount("/engine.io", EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {}));
+    /// assert_eq!(mounts.max_body(), 1_000_000); // the default `max_payload`
+    /// ```
     pub fn max_body(&self) -> usize {
         self.engines
             .iter()
@@ -928,12 +1933,50 @@ impl EngineMounts {
     }
 
     /// The mounted prefixes, in order.
+    ///
+    /// See [`EngineMounts::mount`]'s example.
     pub fn paths(&self) -> impl Iterator<Item = &str> {
         self.engines.iter().map(|(prefix, _)| prefix.as_str())
     }
 }
 
 /// A handle on an [`EngineIo`] that does not keep it alive.
+///
+/// For a task that works for the endpoint but must not keep it alive:
+///
+/// ```
+/// use std::time::Duration;
+/// use futures_executor::block_on;
+/// use futures_util::StreamExt;
+/// use switchboard_async::engineio::{EngineIo, WsCommand};
+/// use switchboard_core::engineio::{ServerConfig, ServerEvent};
+/// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid).
+/// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+/// #     use switchboard_async::engineio::{Routed, WsCommand};
+/// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+/// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+/// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+/// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+/// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+/// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+/// # }
+///
+/// // Greets each new session a little later, if the endpoint is still there.
+/// let engine = EngineIo::new(ServerConfig::default(), |engine: &EngineIo, event: ServerEvent| {
+///     if let ServerEvent::Open { sid, .. } = event {
+///         let weak = engine.downgrade();
+///         std::thread::spawn(move || {
+///             std::thread::sleep(Duration::from_millis(10));
+///             if let Some(engine) = weak.upgrade() {
+///                 let _ = engine.send(&sid, "welcome");
+///             }
+///         });
+///     }
+/// });
+/// let (_conn, mut queue, _sid) = connect(&engine); // an in-memory WebSocket client
+/// let Some(WsCommand::Send(welcome)) = block_on(queue.next()) else { panic!() };
+/// assert_eq!(welcome.as_text(), Some("4welcome"));
+/// ```
 #[derive(Debug, Clone)]
 pub struct WeakEngineIo {
     hub: std::sync::Weak<Hub>,
@@ -941,6 +1984,8 @@ pub struct WeakEngineIo {
 
 impl WeakEngineIo {
     /// The endpoint, if it still exists.
+    ///
+    /// See [`EngineIo::downgrade`]'s example.
     pub fn upgrade(&self) -> Option<EngineIo> {
         self.hub.upgrade().map(|hub| EngineIo { hub })
     }
@@ -954,6 +1999,30 @@ impl fmt::Debug for Hub {
 
 /// The sessions of an endpoint made by [`EngineIo::with_sockets`], as they
 /// open: a [`Stream`] of [`Socket`]s.
+///
+/// ```
+/// use futures_executor::block_on;
+/// use futures_util::StreamExt;
+/// use switchboard_async::engineio::EngineIo;
+/// use switchboard_core::engineio::ServerConfig;
+/// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid).
+/// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+/// #     use switchboard_async::engineio::{Routed, WsCommand};
+/// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+/// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+/// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+/// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+/// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+/// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+/// # }
+///
+/// let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+/// let clients = [connect(&engine), connect(&engine)]; // in-memory WebSocket clients
+/// // As a stream: the first two sessions.
+/// let opened: Vec<_> = block_on(sockets.take(2).collect());
+/// assert_eq!(opened[0].sid(), clients[0].2);
+/// assert_eq!(opened[1].sid(), clients[1].2);
+/// ```
 #[derive(Debug)]
 pub struct Sockets {
     rx: mpsc::Receiver<Socket>,
@@ -961,6 +2030,48 @@ pub struct Sockets {
 
 impl Sockets {
     /// The next new session; `None` once the endpoint is gone.
+    ///
+    /// An accept loop, each session served by a task of its own (on a runtime:
+    /// `runtime.spawn(...)`; a thread here):
+    ///
+    /// ```
+    /// use futures_executor::block_on;
+    /// use futures_util::StreamExt;
+    /// use switchboard_async::engineio::{EngineIo, WsCommand};
+    /// use switchboard_core::engineio::ServerConfig;
+    /// use switchboard_core::ws::Message;
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid).
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    ///
+    /// let (engine, mut sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// let accepting = std::thread::spawn(move || {
+    ///     block_on(async {
+    ///         while let Some(mut socket) = sockets.accept().await {
+    ///             std::thread::spawn(move || {
+    ///                 block_on(async {
+    ///                     while let Some(message) = socket.recv().await {
+    ///                         let _ = socket.send(message); // echo
+    ///                     }
+    ///                 })
+    ///             });
+    ///         }
+    ///     })
+    /// });
+    /// let (conn, mut queue, _sid) = connect(&engine); // an in-memory WebSocket client
+    /// engine.ws_message(conn, Message::text("4hello"));
+    /// let Some(WsCommand::Send(echo)) = block_on(queue.next()) else { panic!() };
+    /// assert_eq!(echo.as_text(), Some("4hello"));
+    /// drop(engine); // the endpoint is gone: the loop ends
+    /// accepting.join().unwrap();
+    /// ```
     pub async fn accept(&mut self) -> Option<Socket> {
         futures_util::StreamExt::next(&mut self.rx).await
     }
@@ -976,6 +2087,38 @@ impl Stream for Sockets {
 
 /// One Engine.IO session: its messages as a [`Stream`] (ending when the
 /// session closes), and sending.
+///
+/// Served by a task of its own (see [`Sockets::accept`]), or read here:
+///
+/// ```
+/// use futures_executor::block_on;
+/// use switchboard_async::engineio::EngineIo;
+/// use switchboard_core::engineio::ServerConfig;
+/// use switchboard_core::ws::Message;
+/// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid), `sent` takes the texts queued for it.
+/// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+/// #     use switchboard_async::engineio::{Routed, WsCommand};
+/// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+/// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+/// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+/// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+/// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+/// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+/// # }
+/// # fn sent(queue: &mut switchboard_async::engineio::WsCommands) -> Vec<String> {
+/// #     use switchboard_async::engineio::WsCommand;
+/// #     std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect()
+/// # }
+///
+/// let (engine, mut sockets) = EngineIo::with_sockets(ServerConfig::default());
+/// let (conn, mut queue, _sid) = connect(&engine); // an in-memory WebSocket client
+/// let mut socket = block_on(sockets.accept()).unwrap();
+/// socket.send("welcome")?;
+/// engine.ws_message(conn, Message::text("4thanks"));
+/// assert_eq!(block_on(socket.recv()), Some("thanks".into()));
+/// assert_eq!(sent(&mut queue), ["4welcome"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Socket {
     sid: Arc<str>,
     engine: WeakEngineIo,
@@ -993,21 +2136,121 @@ impl fmt::Debug for Socket {
 
 impl Socket {
     /// The session id.
+    ///
+    /// ```
+    /// # use futures_executor::block_on;
+    /// # use switchboard_async::engineio::EngineIo;
+    /// # use switchboard_core::engineio::ServerConfig;
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid).
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    /// let (engine, mut sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// let (_conn, _queue, sid) = connect(&engine); // an in-memory WebSocket client
+    /// let socket = block_on(sockets.accept()).unwrap();
+    /// assert_eq!(socket.sid(), sid); // the `sid` the client got in its `open` packet
+    /// ```
     pub fn sid(&self) -> &str {
         &self.sid
     }
 
     /// The handshake request (query and headers).
+    ///
+    /// ```
+    /// use futures_executor::block_on;
+    /// use switchboard_async::engineio::{EngineIo, Routed};
+    /// use switchboard_core::engineio::ServerConfig;
+    /// # // An in-memory polling client, no network: `request` makes its requests, `handshake` opens its session (its sid).
+    /// # fn request(method: &str, target: &str) -> switchboard_core::http::Request {
+    /// #     let head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    /// #     switchboard_core::http::Request::parse(head.as_bytes(), &Default::default()).unwrap().unwrap().0
+    /// # }
+    /// # fn handshake(engine: &switchboard_async::engineio::EngineIo) -> String {
+    /// #     let switchboard_async::engineio::Routed::Respond(open) = engine.handle_request(&request("GET", "/engine.io/?EIO=4&transport=polling"), Default::default()) else { unreachable!() };
+    /// #     serde_json::from_slice::<serde_json::Value>(&open.body[1..]).unwrap()["sid"].as_str().unwrap().to_owned()
+    /// # }
+    ///
+    /// let (engine, mut sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// // An in-memory polling client's handshake:
+    /// let handshake = request("GET", "/engine.io/?EIO=4&transport=polling&room=lobby");
+    /// let Routed::Respond(_open) = engine.handle_request(&handshake, Default::default()) else {
+    ///     panic!()
+    /// };
+    /// let socket = block_on(sockets.accept()).unwrap();
+    /// assert_eq!(socket.request().query_param("room").as_deref(), Some("lobby"));
+    /// assert_eq!(socket.request().headers.get("host"), Some("localhost"));
+    /// ```
     pub fn request(&self) -> &Request {
         &self.request
     }
 
     /// The next message; `None` once the session closed.
+    ///
+    /// ```
+    /// use switchboard_core::engineio::{CloseReason, MessageData};
+    /// use switchboard_core::ws::Message;
+    /// # use futures_executor::block_on;
+    /// # use switchboard_async::engineio::EngineIo;
+    /// # use switchboard_core::engineio::ServerConfig;
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid).
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    ///
+    /// let (engine, mut sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// let (conn, _queue, _sid) = connect(&engine); // an in-memory WebSocket client
+    /// let mut socket = block_on(sockets.accept()).unwrap();
+    /// engine.ws_messages(conn, [Message::text("4text"), Message::binary(vec![1u8, 2])]);
+    /// engine.ws_closed(conn); // then the client goes away
+    /// assert_eq!(block_on(socket.recv()), Some(MessageData::from("text")));
+    /// assert_eq!(block_on(socket.recv()), Some(MessageData::from(vec![1u8, 2])));
+    /// assert_eq!(block_on(socket.recv()), None);
+    /// assert_eq!(socket.close_reason(), Some(CloseReason::TransportClose));
+    /// ```
     pub async fn recv(&mut self) -> Option<MessageData> {
         futures_util::StreamExt::next(self).await
     }
 
     /// Sends a message (see [`EngineIo::send`]).
+    ///
+    /// ```
+    /// # use futures_executor::block_on;
+    /// # use switchboard_async::engineio::EngineIo;
+    /// # use switchboard_core::engineio::ServerConfig;
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid), `sent` takes the texts queued for it.
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    /// # fn sent(queue: &mut switchboard_async::engineio::WsCommands) -> Vec<String> {
+    /// #     use switchboard_async::engineio::WsCommand;
+    /// #     std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect()
+    /// # }
+    /// let (engine, mut sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// let (_conn, mut queue, _sid) = connect(&engine); // an in-memory WebSocket client
+    /// let socket = block_on(sockets.accept()).unwrap();
+    /// socket.send("text")?;
+    /// socket.send(String::from("more"))?;
+    /// assert_eq!(sent(&mut queue), ["4text", "4more"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send(&self, data: impl Into<MessageData>) -> Result<(), SendError> {
         match self.engine.upgrade() {
             Some(engine) => engine.send(&self.sid, data),
@@ -1016,6 +2259,33 @@ impl Socket {
     }
 
     /// A handle that sends to this session from elsewhere.
+    ///
+    /// ```
+    /// # use futures_executor::block_on;
+    /// # use switchboard_async::engineio::EngineIo;
+    /// # use switchboard_core::engineio::ServerConfig;
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid), `sent` takes the texts queued for it.
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    /// # fn sent(queue: &mut switchboard_async::engineio::WsCommands) -> Vec<String> {
+    /// #     use switchboard_async::engineio::WsCommand;
+    /// #     std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect()
+    /// # }
+    /// let (engine, mut sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// let (_conn, mut queue, _sid) = connect(&engine); // an in-memory WebSocket client
+    /// let socket = block_on(sockets.accept()).unwrap();
+    /// let sender = socket.sender();
+    /// std::thread::spawn(move || sender.send("from elsewhere")).join().unwrap()?;
+    /// assert_eq!(sent(&mut queue), ["4from elsewhere"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn sender(&self) -> SocketSender {
         SocketSender {
             sid: self.sid.clone(),
@@ -1024,6 +2294,32 @@ impl Socket {
     }
 
     /// Closes the session (`forced close`).
+    ///
+    /// ```
+    /// use switchboard_async::engineio::WsCommand;
+    /// use switchboard_core::engineio::CloseReason;
+    /// # use futures_executor::block_on;
+    /// # use switchboard_async::engineio::EngineIo;
+    /// # use switchboard_core::engineio::ServerConfig;
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid).
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    ///
+    /// let (engine, mut sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// let (_conn, mut queue, _sid) = connect(&engine); // an in-memory WebSocket client
+    /// let mut socket = block_on(sockets.accept()).unwrap();
+    /// socket.close();
+    /// assert!(matches!(queue.try_recv(), Ok(WsCommand::Close))); // its WebSocket closes
+    /// assert_eq!(block_on(socket.recv()), None);
+    /// assert_eq!(socket.close_reason(), Some(CloseReason::ForcedClose));
+    /// ```
     pub fn close(&self) {
         if let Some(engine) = self.engine.upgrade() {
             engine.close(&self.sid);
@@ -1031,6 +2327,8 @@ impl Socket {
     }
 
     /// Why the session closed, once it has.
+    ///
+    /// See [`Socket::recv`]'s and [`Socket::close`]'s examples.
     pub fn close_reason(&self) -> Option<CloseReason> {
         *lock(&self.close_reason)
     }
@@ -1092,6 +2390,38 @@ impl Unread {
 }
 
 /// Sends to one session; cloneable, usable from any task or thread.
+///
+/// ```
+/// # use futures_executor::block_on;
+/// # use switchboard_async::engineio::EngineIo;
+/// # use switchboard_core::engineio::ServerConfig;
+/// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid), `sent` takes the texts queued for it.
+/// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+/// #     use switchboard_async::engineio::{Routed, WsCommand};
+/// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+/// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+/// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+/// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+/// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+/// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+/// # }
+/// # fn sent(queue: &mut switchboard_async::engineio::WsCommands) -> Vec<String> {
+/// #     use switchboard_async::engineio::WsCommand;
+/// #     std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect()
+/// # }
+/// let (engine, mut sockets) = EngineIo::with_sockets(ServerConfig::default());
+/// let (_conn, mut queue, _sid) = connect(&engine); // an in-memory WebSocket client
+/// let socket = block_on(sockets.accept()).unwrap();
+/// let ticker = socket.sender();
+/// std::thread::spawn(move || {
+///     for n in 1..=3 {
+///         ticker.send(format!("tick {n}")).unwrap();
+///     }
+/// })
+/// .join()
+/// .unwrap();
+/// assert_eq!(sent(&mut queue), ["4tick 1", "4tick 2", "4tick 3"]);
+/// ```
 #[derive(Debug, Clone)]
 pub struct SocketSender {
     sid: Arc<str>,
@@ -1100,6 +2430,33 @@ pub struct SocketSender {
 
 impl SocketSender {
     /// Sends a message (see [`EngineIo::send`]).
+    ///
+    /// Once the session closed (or the endpoint is gone), it fails:
+    ///
+    /// ```
+    /// use switchboard_core::engineio::SendError;
+    /// # use futures_executor::block_on;
+    /// # use switchboard_async::engineio::EngineIo;
+    /// # use switchboard_core::engineio::ServerConfig;
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid).
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    ///
+    /// let (engine, mut sockets) = EngineIo::with_sockets(ServerConfig::default());
+    /// let (_conn, _queue, _sid) = connect(&engine); // an in-memory WebSocket client
+    /// let socket = block_on(sockets.accept()).unwrap();
+    /// let sender = socket.sender();
+    /// assert_eq!(sender.send("hi"), Ok(()));
+    /// socket.close();
+    /// assert_eq!(sender.send("hi"), Err(SendError::UnknownSession));
+    /// ```
     pub fn send(&self, data: impl Into<MessageData>) -> Result<(), SendError> {
         match self.engine.upgrade() {
             Some(engine) => engine.send(&self.sid, data),

@@ -116,6 +116,28 @@ impl Drop for WsCommandSender {
 }
 
 /// [`WsCommands::try_recv`] found nothing.
+///
+/// ```
+/// use switchboard_async::engineio::{EngineIo, TryRecvError, WsCommand};
+/// use switchboard_core::engineio::ServerConfig;
+/// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid).
+/// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+/// #     use switchboard_async::engineio::{Routed, WsCommand};
+/// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+/// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+/// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+/// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+/// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+/// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+/// # }
+///
+/// let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+/// let (_conn, mut queue, sid) = connect(&engine); // an in-memory WebSocket client
+/// assert_eq!(queue.try_recv().unwrap_err(), TryRecvError::Empty);
+/// engine.close(&sid);
+/// assert!(matches!(queue.try_recv(), Ok(WsCommand::Close)));
+/// assert_eq!(queue.try_recv().unwrap_err(), TryRecvError::Closed);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TryRecvError {
     /// Nothing queued right now.
@@ -126,6 +148,43 @@ pub enum TryRecvError {
 
 /// What the hub asks one Engine.IO WebSocket connection to do, in order: a
 /// [`Stream`] of [`WsCommand`]s, ending when the hub forgets the connection.
+///
+/// A connection's task writes the messages until it is told to close:
+///
+/// ```
+/// use futures_executor::block_on;
+/// use futures_util::StreamExt;
+/// use switchboard_async::engineio::{EngineIo, WsCommand};
+/// use switchboard_core::engineio::ServerConfig;
+/// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid).
+/// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+/// #     use switchboard_async::engineio::{Routed, WsCommand};
+/// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+/// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+/// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+/// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+/// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+/// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+/// # }
+///
+/// let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+/// let (_conn, mut queue, sid) = connect(&engine); // an in-memory WebSocket client
+/// engine.send(&sid, "one")?;
+/// engine.send(&sid, "two")?;
+/// engine.close(&sid);
+/// let written = block_on(async {
+///     let mut written = Vec::new();
+///     while let Some(command) = queue.next().await {
+///         match command {
+///             WsCommand::Send(message) => written.push(message), // write it
+///             WsCommand::Close => break,                          // close the WebSocket
+///         }
+///     }
+///     written
+/// });
+/// assert_eq!(written.len(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct WsCommands {
     shared: Arc<Shared>,
     /// The batch taken out of the shared queue, handed out one by one.
@@ -147,6 +206,37 @@ impl WsCommands {
     /// for this queue held back: the answers `f` causes are queued for the
     /// caller to take right after, and waking the task that is running
     /// would only have it polled again for nothing.
+    ///
+    /// ```
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_core::engineio::ServerConfig;
+    /// use switchboard_core::ws::Message;
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid), `sent` takes the texts queued for it.
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    /// # fn sent(queue: &mut switchboard_async::engineio::WsCommands) -> Vec<String> {
+    /// #     use switchboard_async::engineio::WsCommand;
+    /// #     std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect()
+    /// # }
+    /// # use switchboard_core::engineio::ServerEvent;
+    /// # // An endpoint that echoes every message.
+    /// # let engine = EngineIo::new(ServerConfig::default(), |engine: &EngineIo, event: ServerEvent| {
+    /// #     if let ServerEvent::Message { sid, data } = event { let _ = engine.send(&sid, data); }
+    /// # });
+    ///
+    /// // `engine` echoes every message.
+    /// let (conn, mut queue, _sid) = connect(&engine); // an in-memory WebSocket client
+    /// let read = vec![Message::text("4a"), Message::text("4b")];
+    /// queue.while_busy(|| engine.ws_messages(conn, read));
+    /// assert_eq!(sent(&mut queue), ["4a", "4b"]); // the answers, taken right after
+    /// ```
     pub fn while_busy<T>(&mut self, f: impl FnOnce() -> T) -> T {
         /// Clears the flag also if `f` unwinds, so later sends wake again.
         struct Busy<'a>(&'a Shared);
@@ -163,12 +253,54 @@ impl WsCommands {
     /// How many received messages to hand the hub at once before taking
     /// the answers they caused (see [`WsQueueRoom`] where another thread
     /// takes them).
+    ///
+    /// A read of more messages than the queue holds, handed over a burst at a
+    /// time:
+    ///
+    /// ```
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_core::engineio::{ServerConfig, ServerEvent};
+    /// use switchboard_core::ws::Message;
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid), `sent` takes the texts queued for it.
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    /// # fn sent(queue: &mut switchboard_async::engineio::WsCommands) -> Vec<String> {
+    /// #     use switchboard_async::engineio::WsCommand;
+    /// #     std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect()
+    /// # }
+    ///
+    /// let config = ServerConfig { max_buffered_packets: 16, ..ServerConfig::default() };
+    /// let engine = EngineIo::new(config, |engine: &EngineIo, event: ServerEvent| {
+    ///     if let ServerEvent::Message { sid, data } = event {
+    ///         let _ = engine.send(&sid, data); // echo
+    ///     }
+    /// });
+    /// let (conn, mut queue, _sid) = connect(&engine); // an in-memory WebSocket client
+    /// assert_eq!(queue.burst_limit(), 8); // half the queue
+    /// let read: Vec<Message> = (0..20).map(|n| Message::text(format!("4{n}"))).collect();
+    /// let mut echoes = 0;
+    /// for burst in read.chunks(queue.burst_limit()) {
+    ///     queue.while_busy(|| engine.ws_messages(conn, burst.to_vec()));
+    ///     echoes += sent(&mut queue).len(); // written before the next burst
+    /// }
+    /// assert_eq!(echoes, 20);
+    /// assert_eq!(engine.session_count(), 1); // the queue never overflowed
+    /// ```
     pub fn burst_limit(&self) -> usize {
         MAX_BURST.min(self.shared.capacity.div_ceil(2))
     }
 
     /// A handle for the connection's reader, when another thread takes the
     /// commands.
+    ///
+    /// See [`WsQueueRoom`]'s example.
     pub fn room(&self) -> WsQueueRoom {
         WsQueueRoom {
             shared: self.shared.clone(),
@@ -176,6 +308,34 @@ impl WsCommands {
     }
 
     /// The next command if one is queued, without waiting.
+    ///
+    /// ```
+    /// use switchboard_async::engineio::{EngineIo, TryRecvError, WsCommand};
+    /// use switchboard_core::engineio::ServerConfig;
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid).
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    ///
+    /// let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+    /// let (_conn, mut queue, sid) = connect(&engine); // an in-memory WebSocket client
+    /// engine.send(&sid, "a")?;
+    /// engine.send(&sid, "b")?;
+    /// // Everything queued, in one write:
+    /// let mut batch = Vec::new();
+    /// while let Ok(WsCommand::Send(message)) = queue.try_recv() {
+    ///     batch.push(message);
+    /// }
+    /// assert_eq!(batch.len(), 2);
+    /// assert_eq!(queue.try_recv().unwrap_err(), TryRecvError::Empty); // for now
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_recv(&mut self) -> Result<WsCommand, TryRecvError> {
         if let Some(command) = self.taken.pop_front() {
             return Ok(command);
@@ -239,6 +399,50 @@ impl Drop for WsCommands {
 /// A connection reader's view of its queue, when another thread takes the
 /// commands (the threads adapter's writer): before handing the hub more
 /// messages, the reader waits for the writer to catch up.
+///
+/// A reader thread hands the endpoint what it reads while a writer thread
+/// empties the queue (the threads adapter's split):
+///
+/// ```
+/// use std::time::Duration;
+/// use futures_executor::block_on;
+/// use futures_util::StreamExt;
+/// use switchboard_async::engineio::{EngineIo, WsCommand};
+/// use switchboard_core::engineio::ServerConfig;
+/// use switchboard_core::ws::Message;
+/// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid).
+/// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+/// #     use switchboard_async::engineio::{Routed, WsCommand};
+/// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+/// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+/// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+/// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+/// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+/// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+/// # }
+/// # use switchboard_core::engineio::ServerEvent;
+/// # // An endpoint that echoes every message.
+/// # let engine = EngineIo::new(ServerConfig::default(), |engine: &EngineIo, event: ServerEvent| {
+/// #     if let ServerEvent::Message { sid, data } = event { let _ = engine.send(&sid, data); }
+/// # });
+///
+/// // `engine` echoes every message.
+/// let (conn, mut queue, sid) = connect(&engine); // an in-memory WebSocket client
+/// let room = queue.room();
+/// let writer = std::thread::spawn(move || {
+///     let mut written = 0;
+///     while let Some(WsCommand::Send(_message)) = block_on(queue.next()) {
+///         written += 1; // write it
+///     }
+///     written
+/// });
+/// for n in 0..100 {
+///     room.wait(Duration::from_secs(5)); // until the writer caught up
+///     engine.ws_message(conn, Message::text(format!("4{n}")));
+/// }
+/// engine.close(&sid);
+/// assert_eq!(writer.join().unwrap(), 100);
+/// ```
 #[derive(Clone)]
 pub struct WsQueueRoom {
     shared: Arc<Shared>,
@@ -254,6 +458,40 @@ impl WsQueueRoom {
     /// Blocks until at most half the queue is taken up, the receiver is
     /// gone, or `timeout` passed (a writer stuck on a peer that does not
     /// read: the hub then finds the queue full and closes the session).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_core::engineio::ServerConfig;
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid), `sent` takes the texts queued for it.
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    /// # fn sent(queue: &mut switchboard_async::engineio::WsCommands) -> Vec<String> {
+    /// #     use switchboard_async::engineio::WsCommand;
+    /// #     std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect()
+    /// # }
+    ///
+    /// let config = ServerConfig { max_buffered_packets: 4, ..ServerConfig::default() };
+    /// let engine = EngineIo::new(config, |_: &EngineIo, _| {});
+    /// let (_conn, mut queue, sid) = connect(&engine); // an in-memory WebSocket client
+    /// let room = queue.room();
+    /// for _ in 0..3 {
+    ///     engine.send(&sid, "data")?; // more than half the queue
+    /// }
+    /// let started = Instant::now();
+    /// room.wait(Duration::from_millis(50)); // nobody takes them: the timeout passes
+    /// assert!(started.elapsed() >= Duration::from_millis(50));
+    /// sent(&mut queue); // the writer takes them
+    /// room.wait(Duration::from_secs(5)); // room: at once
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait(&self, timeout: Duration) {
         let mut state = self.shared.lock();
         let half = self.shared.capacity / 2;

@@ -31,6 +31,18 @@ pub struct Payload {
 
 impl Payload {
     /// The arguments of an event or ack packet.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use switchboard_async::socketio::Payload;
+    /// use switchboard_core::socketio::Packet;
+    ///
+    /// // An ack answering with two values (`callback("ok", 42)` on the client).
+    /// let ack = Packet::ack("/", 7, &("ok", 42)).unwrap();
+    /// let payload = Payload::from_packet(&ack)?;
+    /// assert_eq!(payload.values(), [json!("ok"), json!(42)]);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
     pub fn from_packet(
         packet: &switchboard_core::socketio::Packet,
     ) -> Result<Self, serde_json::Error> {
@@ -41,6 +53,16 @@ impl Payload {
     }
 
     /// Arguments without binary data.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use switchboard_async::socketio::Payload;
+    /// use switchboard_core::socketio::encode_event;
+    ///
+    /// let payload = Payload::from_values(vec![json!("alice"), json!({ "x": 3 })]);
+    /// let packet = encode_event("/", "move", &payload, None).unwrap();
+    /// assert_eq!(packet.text, r#"2["move","alice",{"x":3}]"#);
+    /// ```
     pub fn from_values(values: Vec<Value>) -> Self {
         Payload {
             values,
@@ -50,21 +72,44 @@ impl Payload {
 
     /// The arguments, binary values as their placeholder objects
     /// (`{"_placeholder":true,"num":N}`, see [`Payload::attachments`]).
+    ///
+    /// ```
+    /// use switchboard_async::socketio::Payload;
+    /// use switchboard_core::socketio::{Binary, Packet};
+    ///
+    /// let packet = Packet::event("/", "upload", &("a.png", Binary::from(vec![1, 2])), None).unwrap();
+    /// let payload = Payload::from_packet(&packet).unwrap();
+    /// assert_eq!(payload.values()[0], "a.png");
+    /// assert_eq!(payload.values()[1]["_placeholder"], true); // the binary
+    /// assert_eq!(payload.attachments()[0], vec![1u8, 2]);
+    /// ```
     pub fn values(&self) -> &[Value] {
         &self.values
     }
 
     /// The binary attachments, by placeholder number.
+    ///
+    /// See [`Payload::values`]'s example.
     pub fn attachments(&self) -> &[Bytes] {
         &self.attachments
     }
 
     /// How many arguments.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use switchboard_async::socketio::Payload;
+    ///
+    /// assert_eq!(Payload::from_values(vec![json!(1), json!("two")]).len(), 2);
+    /// assert!(Payload::default().is_empty());
+    /// ```
     pub fn len(&self) -> usize {
         self.values.len()
     }
 
     /// Whether there are no arguments.
+    ///
+    /// See [`Payload::len`]'s example.
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
@@ -89,6 +134,19 @@ impl Payload {
 
     /// Reads argument `index` as `T`; a missing argument reads as `None`
     /// into an `Option`, an error otherwise (see [`Payload::args`]).
+    ///
+    /// ```
+    /// use switchboard_async::socketio::Payload;
+    /// use switchboard_core::socketio::{Binary, Packet};
+    ///
+    /// let packet = Packet::event("/", "upload", &("a.png", Binary::from(vec![1, 2])), None).unwrap();
+    /// let payload = Payload::from_packet(&packet)?;
+    /// assert_eq!(payload.arg::<String>(0)?, "a.png");
+    /// assert_eq!(payload.arg::<Binary>(1)?.0, vec![1u8, 2]); // from its attachment
+    /// assert_eq!(payload.arg::<Option<u32>>(2)?, None); // not sent
+    /// assert!(payload.arg::<u32>(0).is_err()); // not a number
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
     pub fn arg<T: DeserializeOwned>(&self, index: usize) -> Result<T, serde_json::Error> {
         self.as_packet()?.arg(index)
     }
@@ -103,6 +161,20 @@ impl Payload {
     }
 
     /// The arguments after the first `n`.
+    ///
+    /// A relay whose first argument names the room, forwarding the rest (binary
+    /// values included) unchanged:
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use switchboard_async::socketio::Payload;
+    /// use switchboard_core::socketio::encode_event;
+    ///
+    /// let received = Payload::from_values(vec![json!("lobby"), json!("hi"), json!(2)]);
+    /// let room: String = received.arg(0).unwrap();
+    /// let forwarded = encode_event("/", "say", &received.skip(1), None).unwrap();
+    /// assert_eq!((room.as_str(), forwarded.text.as_str()), ("lobby", r#"2["say","hi",2]"#));
+    /// ```
     pub fn skip(&self, n: usize) -> Payload {
         Payload {
             values: self.values.iter().skip(n).cloned().collect(),
@@ -111,6 +183,19 @@ impl Payload {
     }
 
     /// The arguments with `value` put first.
+    ///
+    /// A relay that tells the receivers who sent it:
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use switchboard_async::socketio::Payload;
+    /// use switchboard_core::socketio::encode_event;
+    ///
+    /// let received = Payload::from_values(vec![json!("hi")]);
+    /// let relayed = received.prepend(json!("alice"));
+    /// let packet = encode_event("/", "chat", &relayed, None).unwrap();
+    /// assert_eq!(packet.text, r#"2["chat","alice","hi"]"#);
+    /// ```
     pub fn prepend(&self, value: Value) -> Payload {
         let mut values = Vec::with_capacity(self.values.len() + 1);
         values.push(value);
