@@ -773,7 +773,16 @@ pub struct ServerLimits {
     /// 10,000); further clients wait in the listen backlog until one
     /// closes (see [`connections`](crate::connections)).
     pub max_connections: usize,
+    /// The longest request body handed to the application's own HTTP
+    /// handler (default [`DEFAULT_MAX_HTTP_BODY`], 2 MiB, as axum's
+    /// default body limit); a longer one is answered `413 Payload Too
+    /// Large` instead. Engine.IO requests have their endpoint's
+    /// `max_payload`.
+    pub max_http_body: usize,
 }
+
+/// [`ServerLimits::max_http_body`]'s default: 2 MiB.
+pub const DEFAULT_MAX_HTTP_BODY: usize = 2 << 20;
 
 impl Default for ServerLimits {
     fn default() -> Self {
@@ -782,6 +791,7 @@ impl Default for ServerLimits {
             keep_alive_timeout: std::time::Duration::from_secs(60),
             request_timeout: std::time::Duration::from_secs(30),
             max_connections: crate::connections::DEFAULT_MAX_CONNECTIONS,
+            max_http_body: DEFAULT_MAX_HTTP_BODY,
         }
     }
 }

@@ -44,9 +44,9 @@ use crate::ws::{WebSocket, accept_request};
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// Answers plain HTTP requests (see [`Routes::http`]).
 ///
-/// It gets the body as read: up to one byte past the largest mounted
-/// Engine.IO endpoint's `max_payload`, silently cut there (see
-/// [`RouteTable::request_reader`]).
+/// It gets the whole body, up to [`ServerLimits::max_http_body`]; a
+/// request with a longer one is answered 413 without calling it (see
+/// [`RouteTable::answer_http`]).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -288,21 +288,25 @@ impl RouteTable {
     }
 
     /// A request reader for a new connection: heads within the limits,
-    /// bodies up to the largest endpoint's payload limit.
+    /// bodies up to the largest endpoint's payload limit or
+    /// [`ServerLimits::max_http_body`], whichever is larger.
     ///
-    /// A longer body is cut one byte past the limit (and marked
+    /// A longer body is cut one byte past that (and marked
     /// [`truncated`](switchboard_core::http::IncomingRequest::truncated)),
-    /// also one for the [`http`](Self::http) handler: with no endpoint
-    /// mounted, every body is cut at one byte.
+    /// so the connection never holds more; the endpoint or
+    /// [`answer_http`](Self::answer_http) refuses it.
     ///
     /// ```
     /// use switchboard_async::engineio::EngineIo;
     /// use switchboard_async::server::RouteTable;
     /// use switchboard_core::engineio::ServerConfig;
     ///
+    /// use switchboard_core::http::ServerLimits;
+    ///
     /// let mut table = RouteTable::default();
     /// let config = ServerConfig { max_payload: 4, ..ServerConfig::default() };
     /// table.mount_engineio("/engine.io", EngineIo::new(config, |_: &EngineIo, _| {}));
+    /// table.set_limits(ServerLimits { max_http_body: 2, ..ServerLimits::default() });
     /// let mut reader = table.request_reader();
     /// reader.receive(b"POST /engine.io/?EIO=4 HTTP/1.1\r\nContent-Length: 3\r\n\r\n4hi");
     /// reader.receive(b"POST /upload HTTP/1.1\r\nContent-Length: 9\r\n\r\n123456789");
@@ -313,7 +317,57 @@ impl RouteTable {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn request_reader(&self) -> RequestReader {
-        RequestReader::new(self.limits.head, self.engines.max_body())
+        let max_body = self.engines.max_body().max(self.limits.max_http_body);
+        RequestReader::new(self.limits.head, max_body)
+    }
+
+    /// The [`http`](Self::http) handler's answer to a request that no
+    /// endpoint or WebSocket route took (`None` without a handler): 413
+    /// when its body is over [`ServerLimits::max_http_body`] (or was cut
+    /// by the reader: `truncated`), without calling the handler.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use bytes::Bytes;
+    /// use switchboard_async::server::RouteTable;
+    /// use switchboard_core::engineio::HttpResponse;
+    /// use switchboard_core::http::{Limits, Request, ServerLimits};
+    ///
+    /// let mut table = RouteTable::default();
+    /// let (post, _) = Request::parse(b"POST /upload HTTP/1.1\r\n\r\n", &Limits::default())?.unwrap();
+    /// assert!(table.answer_http(&post, Bytes::new(), false).is_none()); // no handler
+    /// table.set_http(Arc::new(|_: &Request, body: Bytes| HttpResponse {
+    ///     status: 200,
+    ///     headers: vec![],
+    ///     body: format!("{} bytes", body.len()).into(),
+    /// }));
+    /// table.set_limits(ServerLimits { max_http_body: 4, ..ServerLimits::default() });
+    /// let fits = table.answer_http(&post, Bytes::from_static(b"1234"), false).unwrap();
+    /// assert_eq!((fits.status, &fits.body[..]), (200, &b"4 bytes"[..]));
+    /// let over = table.answer_http(&post, Bytes::from_static(b"12345"), false).unwrap();
+    /// assert_eq!(over.status, 413);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn answer_http(
+        &self,
+        request: &Request,
+        body: Bytes,
+        truncated: bool,
+    ) -> Option<HttpResponse> {
+        let handler = self.http.as_ref()?;
+        if truncated || body.len() > self.limits.max_http_body {
+            tracing::debug!(
+                path = request.path(),
+                limit = self.limits.max_http_body,
+                "request body over the limit: 413"
+            );
+            return Some(HttpResponse {
+                status: 413,
+                headers: vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
+                body: "Payload Too Large".into(),
+            });
+        }
+        Some(handler(request, body))
     }
 }
 
@@ -624,9 +678,9 @@ where
     /// upgrade) with `handler`, e.g. to serve the application's pages;
     /// without one they get 404.
     ///
-    /// It gets the body as read: up to one byte past the largest mounted
-    /// Engine.IO endpoint's `max_payload`, silently cut there (see
-    /// [`RouteTable::request_reader`]).
+    /// It gets the whole body, up to [`ServerLimits::max_http_body`]
+    /// (2 MiB by default, set with [`limits`](Self::limits)); a request
+    /// with a longer one is answered 413 without calling it.
     ///
     /// ```
     /// use switchboard_async::Runtime;
@@ -981,8 +1035,8 @@ where
                     },
                 );
             }
-            None => match routes.table.http() {
-                Some(handler) => handler(&request, body),
+            None => match routes.table.answer_http(&request, body, truncated) {
+                Some(response) => response,
                 None => {
                     write_status(&mut io, &request.method, 404, keep_alive).await?;
                     if !keep_alive {

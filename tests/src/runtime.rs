@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use switchboard_async::engineio::EngineIo;
 use switchboard_async::socketio::SocketIo;
-use switchboard_core::engineio::{ServerConfig, ServerEvent};
+use switchboard_core::engineio::{HttpResponse, ServerConfig, ServerEvent};
 use switchboard_core::http::ServerLimits;
 use switchboard_core::ws::{Config, Message};
 
@@ -203,7 +203,8 @@ struct Served {
     /// server at `/socket.io/`.
     endpoints: Option<(ServerConfig, SocketIo)>,
     limits: ServerLimits,
-    /// A WebSocket handler of its own at `/shout` (see [`spawn_ws_routes`]).
+    /// A WebSocket handler of its own at `/shout` and an HTTP handler of
+    /// its own (see [`spawn_ws_routes`]).
     shout: bool,
 }
 
@@ -269,7 +270,9 @@ fn run_routes(runtime: RuntimeKind, listener: TcpListener, served: Served) {
                     .socketio("/socket.io/", &io);
             }
             if with_shout {
-                routes = routes.websocket_at("/shout", shout_blocking);
+                routes = routes
+                    .websocket_at("/shout", shout_blocking)
+                    .http(body_size);
             }
             let routes = routes.websocket(switchboard_threads::ws::echo);
             switchboard_threads::engineio::serve(listener, routes).expect("threads server")
@@ -297,24 +300,39 @@ where
             .socketio("/socket.io/", &io);
     }
     if with_shout {
-        routes = routes.websocket_at("/shout", shout);
+        routes = routes.websocket_at("/shout", shout).http(body_size);
     }
     routes.websocket(switchboard_async::ws::echo)
 }
 
 /// Starts, on an ephemeral loopback port in a background thread, routes
 /// with a WebSocket handler of its own at `/shout` (answers each text
-/// message in capitals) and the WebSocket echo on every other path; no
-/// Engine.IO. Returns its address.
+/// message in capitals), the WebSocket echo on every other path, and an
+/// HTTP handler answering every other request with its body's size
+/// (`"N bytes"`); no Engine.IO. Returns its address.
 pub fn spawn_ws_routes(runtime: RuntimeKind) -> SocketAddr {
+    spawn_ws_routes_with_limits(runtime, ServerLimits::default())
+}
+
+/// [`spawn_ws_routes`] with `limits`.
+pub fn spawn_ws_routes_with_limits(runtime: RuntimeKind, limits: ServerLimits) -> SocketAddr {
     spawn_on_free_port(format!("ws-routes-{runtime}"), move |listener| {
         let served = Served {
             endpoints: None,
-            limits: ServerLimits::default(),
+            limits,
             shout: true,
         };
         run_routes(runtime, listener, served)
     })
+}
+
+/// The HTTP handler of [`spawn_ws_routes`]: the size of the body it got.
+fn body_size(_: &switchboard_core::http::Request, body: bytes::Bytes) -> HttpResponse {
+    HttpResponse {
+        status: 200,
+        headers: vec![("Content-Type".into(), "text/plain".into())],
+        body: format!("{} bytes", body.len()).into(),
+    }
 }
 
 /// `/shout` of [`spawn_ws_routes`] on the threads runtime.

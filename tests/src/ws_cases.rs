@@ -13,7 +13,11 @@ use switchboard_core::ws::{CloseCode, CloseFrame, Config, KeepAlive, Message, Or
 use crate::RuntimeKind;
 use crate::client::{Received, TestClient};
 use crate::raw::{self, RawConn, RawServer, ReadResult, close_payload, frame};
-use crate::runtime::{conformance_config, spawn_ws_echo, spawn_ws_routes};
+use switchboard_core::http::ServerLimits;
+
+use crate::runtime::{
+    conformance_config, spawn_ws_echo, spawn_ws_routes, spawn_ws_routes_with_limits,
+};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -569,6 +573,39 @@ pub fn server_routes_by_path(rt: RuntimeKind) {
         conn.write(&frame(1, true, 0, b"hello", true));
         expect_data(&mut conn, 1, expected);
     }
+}
+
+/// The application's own HTTP handler gets whole bodies up to
+/// `ServerLimits::max_http_body` (2 MiB by default), with no Engine.IO
+/// endpoint mounted; a longer body is answered 413 without it.
+pub fn server_routes_http_bodies(rt: RuntimeKind) {
+    let post = |addr, size: usize| {
+        let mut conn = raw::connect(addr);
+        let head = format!(
+            "POST /upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {size}\r\n\r\n"
+        );
+        conn.write(head.as_bytes());
+        conn.write(&vec![b'x'; size]);
+        String::from_utf8_lossy(&conn.read_to_end(T)).into_owned()
+    };
+    let addr = spawn_ws_routes(rt);
+    for size in [0, 1, 100_000] {
+        let response = post(addr, size);
+        assert!(response.starts_with("HTTP/1.1 200 "), "{size}: {response}");
+        assert!(
+            response.ends_with(&format!("\r\n\r\n{size} bytes")),
+            "{size}: {response}"
+        );
+    }
+    let limits = ServerLimits {
+        max_http_body: 1000,
+        ..ServerLimits::default()
+    };
+    let addr = spawn_ws_routes_with_limits(rt, limits);
+    let fits = post(addr, 1000);
+    assert!(fits.ends_with("\r\n\r\n1000 bytes"), "{fits}");
+    let over = post(addr, 1001);
+    assert!(over.starts_with("HTTP/1.1 413 "), "{over}");
 }
 
 /// The client's request is a valid RFC 6455 upgrade with a fresh 16-byte

@@ -22,6 +22,7 @@ macro_rules! runtime_suite {
                 server_answers_bad_handshakes,
                 server_origin_policy,
                 server_negotiates_subprotocol,
+                server_routes_http_bodies,
                 server_negotiates_deflate,
                 server_fails_unmasked_frame,
                 server_fails_reserved_bits_and_opcodes,

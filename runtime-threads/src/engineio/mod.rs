@@ -709,8 +709,8 @@ pub fn serve_connection(mut stream: TcpStream, routes: Routes) -> io::Result<()>
                 }
                 return Ok(());
             }
-            None => match routes.table.http() {
-                Some(handler) => handler(&request, body),
+            None => match routes.table.answer_http(&request, body, truncated) {
+                Some(response) => response,
                 None => {
                     write_status(&mut stream, &request.method, 404, keep_alive)?;
                     if !keep_alive {
