@@ -372,6 +372,12 @@ struct Hub {
     core: Mutex<Core>,
     engine: std::sync::OnceLock<EngineIo>,
     outbox: Mutex<VecDeque<Transmit>>,
+    /// CONNECT answers held back while their connection handler runs
+    /// (see [`Hub::accept_held`]), by Engine.IO session; locked after
+    /// `outbox` when both are.
+    held: Mutex<Vec<(Arc<str>, Transmit)>>,
+    /// Whether `held` has anything: the one look most sends pay.
+    holding: AtomicBool,
     flushing: Mutex<()>,
     /// The core's events, waiting for the handlers, in order per socket
     /// and lane.
@@ -467,6 +473,8 @@ impl SocketIo {
             core: Mutex::new(Core::new(config.socketio)),
             engine: std::sync::OnceLock::new(),
             outbox: Mutex::new(VecDeque::new()),
+            held: Mutex::new(Vec::new()),
+            holding: AtomicBool::new(false),
             flushing: Mutex::new(()),
             events: OrderedDispatch::with_shards(crate::engineio::default_shards()),
             handler_runner: std::sync::OnceLock::new(),
@@ -567,13 +575,10 @@ impl SocketIo {
     /// for the same `path` replaces its handlers, for the clients that
     /// connect after it.
     ///
-    /// The client's CONNECT answer is on its way before `on_connect` runs.
-    /// Unlike Node's server, where everything the connection listener does
-    /// happens before the answer leaves, a room `on_connect` joins may not
-    /// hold the socket yet at the moment the client learns it is connected:
-    /// code elsewhere that emits to that room right then can miss it. A
-    /// client that must be in a room first can ask for it with an acked
-    /// event.
+    /// The client's CONNECT answer leaves when `on_connect` returns, or
+    /// with its first emit (which it precedes), as with Node's server: the
+    /// rooms `on_connect` joins before it emits hold the socket by the
+    /// time the client learns it is connected.
     ///
     /// ```
     /// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
@@ -946,7 +951,7 @@ impl Hub {
             let mut core = lock(&self.core);
             let result = f(&mut core);
             loop {
-                lock(&self.outbox).extend(std::iter::from_fn(|| core.poll_transmit()));
+                self.queue_transmits(&mut core);
                 let events = std::iter::from_fn(|| core.poll_event()).map(|event| {
                     let lane = match event {
                         ServerEvent::Ack { .. } | ServerEvent::AckFailed { .. } => Lane::Acks,
@@ -977,6 +982,57 @@ impl Hub {
         self.flush();
         self.deliver();
         result
+    }
+
+    /// Moves the core's transmits to the outbox. One for a session whose
+    /// CONNECT answer is held goes after it: the answer is released first.
+    fn queue_transmits(&self, core: &mut Core) {
+        let mut outbox = lock(&self.outbox);
+        if !self.holding.load(Ordering::Acquire) {
+            outbox.extend(std::iter::from_fn(|| core.poll_transmit()));
+            return;
+        }
+        let mut held = lock(&self.held);
+        while let Some(transmit) = core.poll_transmit() {
+            let sids: &[Arc<str>] = match &transmit {
+                Transmit::Send { sid, .. }
+                | Transmit::SendVolatile { sid, .. }
+                | Transmit::Close { sid } => std::slice::from_ref(sid),
+                Transmit::SendMany { sids, .. } => sids,
+            };
+            for sid in sids {
+                release_held(&mut held, sid, &mut outbox);
+            }
+            outbox.push_back(transmit);
+        }
+        self.holding.store(!held.is_empty(), Ordering::Release);
+    }
+
+    /// Accepts `socket`, holding its CONNECT answer back until the guard
+    /// is dropped or the session is sent anything else: what the
+    /// connection handler does before it first emits (joining rooms,
+    /// above all) is done before the client learns it is connected, as
+    /// with Node's server, where the answer leaves after the connection
+    /// listener returns.
+    fn accept_held(&self, socket: &SocketId) -> Result<HeldConnect<'_>, EmitError> {
+        let sid = self.with_core(|core| {
+            core.accept(socket)?;
+            let mut outbox = lock(&self.outbox);
+            let mut held = lock(&self.held);
+            let mut sid = None;
+            while let Some(transmit) = core.poll_transmit() {
+                match &transmit {
+                    Transmit::Send { sid: to, .. } if sid.as_ref().is_none_or(|s| s == to) => {
+                        sid = Some(to.clone());
+                        held.push((to.clone(), transmit));
+                    }
+                    _ => outbox.push_back(transmit),
+                }
+            }
+            self.holding.store(!held.is_empty(), Ordering::Release);
+            Ok::<_, EmitError>(sid)
+        })?;
+        Ok(HeldConnect { hub: self, sid })
     }
 
     fn warn_overflow(&self, socket: &SocketId) {
@@ -1166,20 +1222,21 @@ impl Hub {
                     .write()
                     .unwrap_or_else(PoisonError::into_inner)
                     .insert(socket.clone(), entry.clone());
-                if self.with_core(|core| core.accept(&socket)).is_err() {
+                let Ok(held) = self.accept_held(&socket) else {
                     // The session went away meanwhile.
                     self.sockets
                         .write()
                         .unwrap_or_else(PoisonError::into_inner)
                         .remove(&socket);
                     return;
-                }
+                };
                 let socket = Socket {
                     id: socket,
                     entry,
                     hub: self.clone(),
                 };
                 self.run(&handlers.on_connect, socket);
+                drop(held);
             }
             ServerEvent::Event { socket, packet } => {
                 let Some(socket) = self.socket(&socket) else {
@@ -1282,6 +1339,40 @@ fn apply(engine: &mut engineio::Batch<'_>, transmit: Transmit) {
             }
         }
         Transmit::Close { sid } => engine.close(&sid),
+    }
+}
+
+/// A CONNECT answer held back by [`Hub::accept_held`]: sent when this is
+/// dropped (after the connection handler, or when it panics), if nothing
+/// sent it earlier.
+struct HeldConnect<'a> {
+    hub: &'a Hub,
+    sid: Option<Arc<str>>,
+}
+
+impl Drop for HeldConnect<'_> {
+    fn drop(&mut self) {
+        let Some(sid) = &self.sid else {
+            return;
+        };
+        {
+            let mut outbox = lock(&self.hub.outbox);
+            let mut held = lock(&self.hub.held);
+            release_held(&mut held, sid, &mut outbox);
+            self.hub.holding.store(!held.is_empty(), Ordering::Release);
+        }
+        self.hub.flush();
+    }
+}
+
+/// Moves what is held for session `sid` to the outbox, in order.
+fn release_held(held: &mut Vec<(Arc<str>, Transmit)>, sid: &str, outbox: &mut VecDeque<Transmit>) {
+    if held.iter().any(|(held_sid, _)| **held_sid == *sid) {
+        let (released, kept): (Vec<_>, Vec<_>) = std::mem::take(held)
+            .into_iter()
+            .partition(|(held_sid, _)| **held_sid == *sid);
+        *held = kept;
+        outbox.extend(released.into_iter().map(|(_, transmit)| transmit));
     }
 }
 

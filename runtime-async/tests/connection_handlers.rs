@@ -1,7 +1,12 @@
-//! An async connection handler (`SocketIo::ns_async`) runs in place up to
-//! its first wait, as a JavaScript `async` connection listener does: the
-//! event handlers it registers before that are there for the client's first
-//! event, however late the runtime gets to the rest of the handler.
+//! Connection handlers and what the client sees, as with Node's server:
+//!
+//! - The CONNECT answer leaves once the connection handler returns, or
+//!   with its first emit: the rooms it joined before are joined when the
+//!   client learns it is connected.
+//! - An async connection handler (`SocketIo::ns_async`) runs in place up
+//!   to its first wait, as a JavaScript `async` listener does: the event
+//!   handlers it registers before that are there for the client's first
+//!   event, however late the runtime gets to the rest of the handler.
 //!
 //! The clients are in memory (the Engine.IO endpoint's requests and
 //! WebSocket messages, no network), and the spawner keeps the tasks it is
@@ -119,14 +124,18 @@ fn a_handler_that_never_waits_is_not_spawned() {
 fn a_panic_before_the_first_wait_loses_only_the_handler() {
     let (io, parked) = server();
     io.ns_async("/", |socket| async move {
-        if socket.handshake().auth.is_null() {
-            panic!("no auth");
+        if socket.handshake().auth.get("token").is_none() {
+            panic!("no token");
         }
         let _ = socket.emit("welcome", &());
     });
     let (first, mut first_queue) = open(&io);
     send(&io, first, "40");
-    assert!(sent(&mut first_queue)[0].starts_with("40"));
+    assert_eq!(
+        sent(&mut first_queue).len(),
+        1,
+        "the CONNECT answer, no welcome"
+    );
     let (second, mut second_queue) = open(&io);
     send(&io, second, r#"40{"token":"t"}"#);
     let answers = sent(&mut second_queue);
@@ -134,4 +143,65 @@ fn a_panic_before_the_first_wait_loses_only_the_handler() {
     assert_eq!(answers[1..], [r#"42["welcome"]"#]);
     assert!(parked.lock().unwrap().is_empty());
     assert_eq!(io.socket_count(), 2);
+}
+
+#[test]
+fn the_connect_answer_leaves_after_the_handler_or_with_its_first_emit() {
+    let (io, _parked) = server();
+    // What the client had been sent at points inside the handler.
+    let queue: Arc<Mutex<Option<WsCommands>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    {
+        let (queue, seen) = (queue.clone(), seen.clone());
+        io.ns("/", move |socket| {
+            let look = || sent(queue.lock().unwrap().as_mut().unwrap());
+            socket.join("lobby").unwrap();
+            seen.lock().unwrap().push(look());
+            if socket.handshake().auth.get("again").is_some() {
+                socket.emit("welcome", &()).unwrap();
+                seen.lock().unwrap().push(look());
+                socket.join("second").unwrap();
+            }
+        });
+    }
+    for auth in ["", r#"{"again":true}"#] {
+        let (conn, own_queue) = open(&io);
+        *queue.lock().unwrap() = Some(own_queue);
+        send(&io, conn, &format!("40{auth}"));
+        let mut after = sent(queue.lock().unwrap().as_mut().unwrap());
+        let mut seen = std::mem::take(&mut *seen.lock().unwrap());
+        assert_eq!(
+            seen.remove(0),
+            Vec::<String>::new(),
+            "nothing before the handler joined"
+        );
+        if auth.is_empty() {
+            assert!(seen.is_empty());
+            assert_eq!(after.len(), 1);
+        } else {
+            // The first emit takes the answer along, first.
+            let during = seen.remove(0);
+            assert!(during[0].starts_with("40"), "{during:?}");
+            assert_eq!(during[1..], [r#"42["welcome"]"#]);
+            after = during;
+        }
+        assert!(after[0].starts_with(r#"40{"sid":"#), "{after:?}");
+    }
+    assert_eq!(io.of("/").room_size("lobby"), 2);
+    assert_eq!(io.of("/").room_size("second"), 1);
+}
+
+#[test]
+fn a_panicking_connection_handler_still_lets_the_answer_go() {
+    let (io, _parked) = server();
+    io.ns("/", |socket| {
+        socket.join("lobby").unwrap();
+        panic!("the handler failed");
+    });
+    let (conn, mut queue) = open(&io);
+    send(&io, conn, "40");
+    assert!(sent(&mut queue)[0].starts_with("40"), "the CONNECT answer");
+    // The socket stays connected and is served.
+    send(&io, conn, r#"42["anything"]"#);
+    assert_eq!(io.socket_count(), 1);
 }
