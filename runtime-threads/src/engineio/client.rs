@@ -198,6 +198,11 @@ impl ClientSender {
 /// any thread (through [`sender`](Self::sender)). Dropping it closes the
 /// session.
 ///
+/// It keeps at most 64 events the application has not read. Past them its
+/// driver thread waits for `recv`, reading nothing more from the server
+/// (and answering no pings meanwhile), so a client left unread for longer
+/// than the server's ping timeout loses its session (`ping timeout`).
+///
 /// ```
 /// use switchboard_threads::engineio::client::EngineIoClient;
 /// # use switchboard_threads::engineio::{self, EngineIo, Routes, ServerConfig};
