@@ -1099,8 +1099,9 @@ impl Hub {
         }
     }
 
-    /// Runs an async event handler in a task of its own, counted among the
-    /// socket's running handlers until it ends; past
+    /// Runs an async event handler, in place up to its first wait and then
+    /// in a task of its own, counted among the socket's running handlers
+    /// until it ends; past
     /// [`SocketIoConfig::max_pending_events`] of them the event is dropped
     /// and the socket disconnected.
     fn spawn_event_handler(
@@ -1128,7 +1129,10 @@ impl Hub {
             self.with_core(|core| core.disconnect(&socket.id));
             return;
         }
-        let handling = handler((socket, event));
+        let mut handling = handler((socket, event));
+        if poll_in_place(&mut handling) {
+            return;
+        }
         self.spawn(async move {
             let _running = running;
             handling.await;
@@ -1148,15 +1152,8 @@ impl Hub {
     /// joins) before it first waits are in place before the socket's next
     /// event is dispatched.
     fn start(&self, mut handler: BoxFuture) {
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            handler.as_mut().poll(&mut cx)
-        })) {
-            Ok(Poll::Ready(())) => {}
-            // A spawned task is polled at once, with its own waker: nothing
-            // woken meanwhile is missed.
-            Ok(Poll::Pending) => self.spawn(handler),
-            Err(panic) => log_handler_panic(&*panic),
+        if !poll_in_place(&mut handler) {
+            self.spawn(handler);
         }
     }
 
@@ -1342,6 +1339,23 @@ fn apply(engine: &mut engineio::Batch<'_>, transmit: Transmit) {
     }
 }
 
+/// Polls an async handler once, here: whether it is done (or panicked,
+/// which is logged). One that is not goes on in a spawned task, which is
+/// polled at once with its own waker, so nothing woken meanwhile is missed.
+fn poll_in_place(handler: &mut BoxFuture) -> bool {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        handler.as_mut().poll(&mut cx)
+    })) {
+        Ok(Poll::Ready(())) => true,
+        Ok(Poll::Pending) => false,
+        Err(panic) => {
+            log_handler_panic(&*panic);
+            true
+        }
+    }
+}
+
 /// A CONNECT answer held back by [`Hub::accept_held`]: sent when this is
 /// dropped (after the connection handler, or when it panics), if nothing
 /// sent it earlier.
@@ -1493,9 +1507,12 @@ impl Socket {
         self.set_handler(event, Callback::Sync(Arc::new(move |(s, e)| handler(s, e))));
     }
 
-    /// Handles event `event` with an async handler, spawned per event: a
-    /// slow one holds back nothing, so the socket's handlers may run at the
-    /// same time and finish in any order.
+    /// Handles event `event` with an async handler. Each call runs in place
+    /// up to its first `.await` that waits, in the order of the socket's
+    /// events (as a JavaScript `async` listener does), and on the runtime
+    /// from there: a slow one holds back nothing, so the socket's handlers
+    /// may run at the same time and finish in any order. One that never
+    /// waits costs no task.
     ///
     /// ```
     /// use switchboard_async::socketio::{SocketIo, SocketIoConfig};

@@ -1,4 +1,4 @@
-//! Connection handlers and what the client sees, as with Node's server:
+//! When handlers run and when the client sees their work, as with Node's server:
 //!
 //! - The CONNECT answer leaves once the connection handler returns, or
 //!   with its first emit: the rooms it joined before are joined when the
@@ -7,6 +7,8 @@
 //!   to its first wait, as a JavaScript `async` listener does: the event
 //!   handlers it registers before that are there for the client's first
 //!   event, however late the runtime gets to the rest of the handler.
+//! - Async event handlers (`Socket::on_async`) run in place up to their
+//!   first wait too, in the order of the socket's events.
 //!
 //! The clients are in memory (the Engine.IO endpoint's requests and
 //! WebSocket messages, no network), and the spawner keeps the tasks it is
@@ -204,4 +206,42 @@ fn a_panicking_connection_handler_still_lets_the_answer_go() {
     // The socket stays connected and is served.
     send(&io, conn, r#"42["anything"]"#);
     assert_eq!(io.socket_count(), 1);
+}
+
+#[test]
+fn async_event_handlers_run_in_place_up_to_their_first_wait() {
+    let (io, parked) = server();
+    let (release, released) = futures_channel::oneshot::channel::<()>();
+    let released = Arc::new(Mutex::new(Some(released)));
+    io.ns("/", move |socket| {
+        let released = released.clone();
+        socket.on_async("slow", move |socket, _| {
+            let released = released.lock().unwrap().take();
+            async move {
+                let _ = socket.emit("slow started", &());
+                if let Some(released) = released {
+                    let _ = released.await;
+                }
+                let _ = socket.emit("slow done", &());
+            }
+        });
+        socket.on_async("quick", |socket, _| async move {
+            let _ = socket.emit("quick done", &());
+        });
+    });
+    let (conn, mut queue) = open(&io);
+    send(&io, conn, "40");
+    assert!(sent(&mut queue)[0].starts_with("40"), "the CONNECT answer");
+    io.engine().ws_messages(
+        conn,
+        [r#"42["slow"]"#, r#"42["quick"]"#].map(|text| Message::text(text.to_owned())),
+    );
+    assert_eq!(
+        sent(&mut queue),
+        [r#"42["slow started"]"#, r#"42["quick done"]"#]
+    );
+    assert_eq!(parked.lock().unwrap().len(), 1, "only the one that waits");
+    release.send(()).unwrap();
+    run_parked(&parked);
+    assert_eq!(sent(&mut queue), [r#"42["slow done"]"#]);
 }
