@@ -48,8 +48,10 @@
 //! use std::time::Duration;
 //! use switchboard::socketio::client::ClientBuilder;
 //! use switchboard::socketio::{SocketIo, SocketIoConfig};
+//! # #[cfg(feature = "tokio")]
 //! use switchboard::tokio::engineio::{Routes, serve};
 //!
+//! # #[cfg(feature = "tokio")]
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let io = SocketIo::new(SocketIoConfig::default());
@@ -80,6 +82,8 @@
 //!     assert_eq!(text.as_deref(), Some("hello"));
 //!     Ok(())
 //! }
+//! # #[cfg(not(feature = "tokio"))]
+//! # fn main() {}
 //! ```
 //!
 //! # WebSocket
@@ -89,7 +93,9 @@
 //!
 //! ```
 //! use std::time::Duration;
+//! # #[cfg(feature = "tokio")]
 //! use switchboard::tokio::ws;
+//! # #[cfg(feature = "tokio")]
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -101,6 +107,8 @@
 //! let echo = tokio::time::timeout(Duration::from_secs(5), client.recv()).await?;
 //! assert_eq!(echo.expect("open")?, ws::Message::text("hello"));
 //! # Ok(()) }
+//! # #[cfg(not(feature = "tokio"))]
+//! # fn main() {}
 //! ```
 //!
 //! The same names exist in `smol::ws` and, blocking, in `threads::ws`; the
@@ -327,8 +335,9 @@ pub use switchboard_smol as smol;
 #[cfg(feature = "threads")]
 pub use switchboard_threads as threads;
 
-/// The README's examples, compiled as doctests.
-#[cfg(doctest)]
+/// The README's examples, compiled as doctests (they use the default
+/// runtime, tokio).
+#[cfg(all(doctest, feature = "tokio"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
