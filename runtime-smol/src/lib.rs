@@ -658,7 +658,7 @@ pub mod engineio {
         ClientCloseReason, ClientConfig, ClientEvent, ClientSendError,
     };
     pub use switchboard_core::engineio::{
-        CloseReason, MessageData, SendError, ServerConfig, ServerEvent,
+        CloseReason, MessageData, OpenPacket, SendError, ServerConfig, ServerEvent, TransportKind,
     };
     pub use switchboard_core::http::{Request, ServerLimits};
 
