@@ -1079,8 +1079,7 @@ impl Server {
             if transport == TransportKind::Polling && req.method == "GET" {
                 if let Some(closing) = self.closing.remove(sid.as_ref()) {
                     if let Some(conn) = closing.upgrade {
-                        self.conns.remove(&conn);
-                        self.transmits.push_back(Transmit::WsClose { conn });
+                        self.drop_ws(conn);
                     }
                     let payload =
                         encode_payload(&closing.packets, closing.version, closing.supports_binary);
@@ -1876,8 +1875,7 @@ impl Server {
                         ..
                     }) = self.closing.remove(sid)
                 {
-                    self.conns.remove(&conn);
-                    self.transmits.push_back(Transmit::WsClose { conn });
+                    self.drop_ws(conn);
                 }
                 continue;
             };
@@ -1897,8 +1895,7 @@ impl Server {
             }
         }
         for conn in dropped {
-            self.conns.remove(&conn);
-            self.transmits.push_back(Transmit::WsClose { conn });
+            self.drop_ws(conn);
         }
         for sid in pings {
             if let Err(reason) = self.enqueue(&sid, Packet::Ping(None)) {
@@ -2254,10 +2251,7 @@ impl Server {
         };
         match packet {
             Packet::Ping(Some(data)) if data == PROBE => {
-                self.transmits.push_back(Transmit::WsSend {
-                    conn,
-                    message: Packet::Pong(Some(PROBE.into())).encode_ws(session.version),
-                });
+                send_ws(&mut self.transmits, conn, session.version, [probe_answer()]);
                 if let Some(upgrade) = &mut session.upgrade {
                     upgrade.probed = true;
                 }
@@ -2267,13 +2261,12 @@ impl Server {
                 session.upgrade = None;
                 release_with_noop(session, &mut self.polls, &mut self.transmits);
                 session.transport = Transport::WebSocket(conn);
-                let version = session.version;
-                for packet in session.queue.drain() {
-                    self.transmits.push_back(Transmit::WsSend {
-                        conn,
-                        message: packet.encode_ws(version),
-                    });
-                }
+                send_ws(
+                    &mut self.transmits,
+                    conn,
+                    session.version,
+                    session.queue.drain(),
+                );
             }
             _ => self.drop_probe(sid),
         }
@@ -2308,21 +2301,12 @@ impl Server {
         };
         match packet {
             Some(Packet::Ping(Some(data))) if data == PROBE => {
-                self.transmits.push_back(Transmit::WsSend {
-                    conn,
-                    message: Packet::Pong(Some(PROBE.into())).encode_ws(version),
-                });
+                send_ws(&mut self.transmits, conn, version, [probe_answer()]);
             }
             Some(Packet::Upgrade) => {
                 let closing = self.closing.remove(sid).expect("looked up above");
-                self.conns.remove(&conn);
-                for packet in closing.packets {
-                    self.transmits.push_back(Transmit::WsSend {
-                        conn,
-                        message: packet.encode_ws(version),
-                    });
-                }
-                self.transmits.push_back(Transmit::WsClose { conn });
+                send_ws(&mut self.transmits, conn, version, closing.packets);
+                self.drop_ws(conn);
             }
             // Anything else: the upgrade is given up, as for an open session;
             // the next poll still gets the packets.
@@ -2330,18 +2314,21 @@ impl Server {
                 if let Some(closing) = self.closing.get_mut(sid) {
                     closing.upgrade = None;
                 }
-                self.conns.remove(&conn);
-                self.transmits.push_back(Transmit::WsClose { conn });
+                self.drop_ws(conn);
             }
         }
     }
 
     fn drop_probe(&mut self, sid: &str) {
         if let Some(upgrade) = self.sessions.get_mut(sid).and_then(|s| s.upgrade.take()) {
-            self.conns.remove(&upgrade.conn);
-            self.transmits
-                .push_back(Transmit::WsClose { conn: upgrade.conn });
+            self.drop_ws(upgrade.conn);
         }
+    }
+
+    /// Forgets WebSocket `conn` and has the adapter close it.
+    fn drop_ws(&mut self, conn: ConnId) {
+        self.conns.remove(&conn);
+        self.transmits.push_back(Transmit::WsClose { conn });
     }
 
     /// Queues a packet for the client (polling) or sends it (WebSocket).
@@ -2479,6 +2466,24 @@ impl Server {
 
 /// Answers a held poll with a `noop`, as Node does once an upgrade probe
 /// succeeds (or what is queued, if anything is).
+/// The server's answer to the client's upgrade probe (`3probe`).
+fn probe_answer() -> Packet {
+    Packet::Pong(Some(PROBE.into()))
+}
+
+/// Queues `packets` for WebSocket `conn`, in order.
+fn send_ws(
+    transmits: &mut VecDeque<Transmit>,
+    conn: ConnId,
+    version: ProtocolVersion,
+    packets: impl IntoIterator<Item = Packet>,
+) {
+    transmits.extend(packets.into_iter().map(|packet| Transmit::WsSend {
+        conn,
+        message: packet.encode_ws(version),
+    }));
+}
+
 fn release_with_noop(
     session: &mut Session,
     polls: &mut IdMap<PollId, Arc<str>>,
