@@ -371,13 +371,7 @@ pub(crate) enum AckSlot {
 struct Hub {
     core: Mutex<Core>,
     engine: std::sync::OnceLock<EngineIo>,
-    outbox: Mutex<VecDeque<Transmit>>,
-    /// CONNECT answers held back while their connection handler runs
-    /// (see [`Hub::accept_held`]), by Engine.IO session; locked after
-    /// `outbox` when both are.
-    held: Mutex<Vec<(Arc<str>, Transmit)>>,
-    /// Whether `held` has anything: the one look most sends pay.
-    holding: AtomicBool,
+    outbox: Mutex<Outbox>,
     flushing: Mutex<()>,
     /// The core's events, waiting for the handlers, in order per socket
     /// and lane.
@@ -472,9 +466,7 @@ impl SocketIo {
         let hub = Arc::new_cyclic(|this: &Weak<Hub>| Hub {
             core: Mutex::new(Core::new(config.socketio)),
             engine: std::sync::OnceLock::new(),
-            outbox: Mutex::new(VecDeque::new()),
-            held: Mutex::new(Vec::new()),
-            holding: AtomicBool::new(false),
+            outbox: Mutex::new(Outbox::default()),
             flushing: Mutex::new(()),
             events: OrderedDispatch::with_shards(crate::engineio::default_shards()),
             handler_runner: std::sync::OnceLock::new(),
@@ -988,11 +980,12 @@ impl Hub {
     /// CONNECT answer is held goes after it: the answer is released first.
     fn queue_transmits(&self, core: &mut Core) {
         let mut outbox = lock(&self.outbox);
-        if !self.holding.load(Ordering::Acquire) {
-            outbox.extend(std::iter::from_fn(|| core.poll_transmit()));
+        if outbox.held.is_empty() {
+            outbox
+                .queue
+                .extend(std::iter::from_fn(|| core.poll_transmit()));
             return;
         }
-        let mut held = lock(&self.held);
         while let Some(transmit) = core.poll_transmit() {
             let sids: &[Arc<str>] = match &transmit {
                 Transmit::Send { sid, .. }
@@ -1001,11 +994,10 @@ impl Hub {
                 Transmit::SendMany { sids, .. } => sids,
             };
             for sid in sids {
-                release_held(&mut held, sid, &mut outbox);
+                outbox.release(sid);
             }
-            outbox.push_back(transmit);
+            outbox.queue.push_back(transmit);
         }
-        self.holding.store(!held.is_empty(), Ordering::Release);
     }
 
     /// Accepts `socket`, holding its CONNECT answer back until the guard
@@ -1018,18 +1010,16 @@ impl Hub {
         let sid = self.with_core(|core| {
             core.accept(socket)?;
             let mut outbox = lock(&self.outbox);
-            let mut held = lock(&self.held);
             let mut sid = None;
             while let Some(transmit) = core.poll_transmit() {
                 match &transmit {
                     Transmit::Send { sid: to, .. } if sid.as_ref().is_none_or(|s| s == to) => {
                         sid = Some(to.clone());
-                        held.push((to.clone(), transmit));
+                        outbox.held.push((to.clone(), transmit));
                     }
-                    _ => outbox.push_back(transmit),
+                    _ => outbox.queue.push_back(transmit),
                 }
             }
-            self.holding.store(!held.is_empty(), Ordering::Release);
             Ok::<_, EmitError>(sid)
         })?;
         Ok(HeldConnect { hub: self, sid })
@@ -1056,7 +1046,7 @@ impl Hub {
                 return;
             };
             loop {
-                std::mem::swap(&mut batch, &mut *lock(&self.outbox));
+                std::mem::swap(&mut batch, &mut lock(&self.outbox).queue);
                 if batch.is_empty() {
                     break;
                 }
@@ -1069,7 +1059,7 @@ impl Hub {
             drop(guard);
             // Queued after the last look but before the unlock, by a
             // caller that found the lock taken: send it now.
-            if lock(&self.outbox).is_empty() {
+            if lock(&self.outbox).queue.is_empty() {
                 return;
             }
         }
@@ -1369,24 +1359,32 @@ impl Drop for HeldConnect<'_> {
         let Some(sid) = &self.sid else {
             return;
         };
-        {
-            let mut outbox = lock(&self.hub.outbox);
-            let mut held = lock(&self.hub.held);
-            release_held(&mut held, sid, &mut outbox);
-            self.hub.holding.store(!held.is_empty(), Ordering::Release);
-        }
+        lock(&self.hub.outbox).release(sid);
         self.hub.flush();
     }
 }
 
-/// Moves what is held for session `sid` to the outbox, in order.
-fn release_held(held: &mut Vec<(Arc<str>, Transmit)>, sid: &str, outbox: &mut VecDeque<Transmit>) {
-    if held.iter().any(|(held_sid, _)| **held_sid == *sid) {
-        let (released, kept): (Vec<_>, Vec<_>) = std::mem::take(held)
-            .into_iter()
-            .partition(|(held_sid, _)| **held_sid == *sid);
-        *held = kept;
-        outbox.extend(released.into_iter().map(|(_, transmit)| transmit));
+/// What the core sent, on its way to the Engine.IO endpoint.
+#[derive(Default)]
+struct Outbox {
+    /// To send, in order.
+    queue: VecDeque<Transmit>,
+    /// CONNECT answers held back while their connection handler runs (see
+    /// [`Hub::accept_held`]), by Engine.IO session.
+    held: Vec<(Arc<str>, Transmit)>,
+}
+
+impl Outbox {
+    /// Queues what is held for session `sid`, in order.
+    fn release(&mut self, sid: &str) {
+        if self.held.iter().any(|(held_sid, _)| **held_sid == *sid) {
+            let (released, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+                .into_iter()
+                .partition(|(held_sid, _)| **held_sid == *sid);
+            self.held = kept;
+            self.queue
+                .extend(released.into_iter().map(|(_, transmit)| transmit));
+        }
     }
 }
 
