@@ -26,6 +26,15 @@
 //! - Emits made while a namespace is not connected are buffered (at most
 //!   [`ClientConfig::max_buffered_packets`] per namespace; more is refused
 //!   with [`EmitError::BufferFull`]) and sent, in order, once it connects.
+//! - Events the server sends on a namespace before its CONNECT (what
+//!   python-socketio's connect handler emits) are kept (as many as
+//!   [`ClientConfig::max_buffered_packets`]) and handed out once it
+//!   connects, before [`ClientEvent::Connect`], as Node's client does; they
+//!   are dropped if the namespace is refused or the session lost first.
+//! - An ack answers the event of one connection of the namespace
+//!   ([`ClientEvent::Event`]'s `connection`): after a reconnection it is
+//!   not sent ([`EmitError::NotConnected`]), since the server's ack ids
+//!   start again with each connection.
 //! - An ack asked for with a timeout fails with [`AckError::Timeout`] when
 //!   no answer came in time (a buffered packet whose ack timed out is not
 //!   sent any more). Acks of packets already sent fail with
@@ -142,7 +151,8 @@ pub struct ClientConfig {
     pub randomization_factor: f64,
     /// The most packets one namespace buffers while it is not connected
     /// (default 1024); an emit beyond it fails with
-    /// [`EmitError::BufferFull`].
+    /// [`EmitError::BufferFull`]. As many events from the server, received
+    /// before the namespace's CONNECT, are kept for it (more are dropped).
     pub max_buffered_packets: usize,
     /// Limits of the packet decoder.
     pub decoder: DecoderConfig,
@@ -290,7 +300,7 @@ pub enum ConnectError {
 /// client.emit("/", "first", &()).unwrap(); // buffered: `/` is not connected
 /// assert!(matches!(client.emit("/", "second", &()), Err(EmitError::BufferFull)));
 /// assert!(matches!(client.emit("/", "disconnect", &()), Err(EmitError::Encode(_))));
-/// assert!(matches!(client.ack("/", 0, &()), Err(EmitError::NotConnected)));
+/// assert!(matches!(client.ack("/", 0, 0, &()), Err(EmitError::NotConnected)));
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -302,8 +312,9 @@ pub enum EmitError {
     /// [`ClientConfig::max_buffered_packets`] packets.
     #[error("the send buffer of the namespace is full")]
     BufferFull,
-    /// An ack for a namespace that is not connected (it answers an event of
-    /// a connection that is gone).
+    /// An ack for a namespace that is not connected, or that connected
+    /// again since the event came (it answers an event of a connection that
+    /// is gone).
     #[error("the namespace is not connected")]
     NotConnected,
 }
@@ -327,13 +338,15 @@ pub enum EmitError {
 /// // `/` is connected.
 /// let event = r#"25["question","six times seven?"]"#;
 /// client.handle_engine_message(MessageData::Text(event.into()), now);
-/// let Some(ClientEvent::Event { namespace, packet }) = client.poll_event() else { panic!() };
+/// let Some(ClientEvent::Event { namespace, connection, packet }) = client.poll_event() else {
+///     panic!()
+/// };
 /// assert_eq!(namespace, "/");
 /// assert_eq!(packet.event_name().as_deref(), Some("question"));
 /// assert_eq!(packet.arg::<&str>(0).unwrap(), "six times seven?");
 ///
 /// let id = packet.id.expect("the server asks for an ack");
-/// client.ack(&namespace, id, &(42,)).unwrap();
+/// client.ack(&namespace, connection, id, &(42,)).unwrap();
 /// let answer = ClientTransmit::Send(MessageData::Text("35[42]".into()));
 /// assert_eq!(client.poll_transmit(), Some(answer));
 /// ```
@@ -356,11 +369,14 @@ pub enum ClientEvent {
         error: ConnectError,
     },
     /// An event from the server. Its name, arguments and ack id (when the
-    /// server asks for an answer: reply with [`Client::ack`]) are in
-    /// `packet`.
+    /// server asks for an answer: reply with [`Client::ack`], passing
+    /// `connection` along) are in `packet`.
     Event {
         /// The namespace.
         namespace: Text,
+        /// Which connection of the namespace the event came on (a number
+        /// of the client's own, new at each [`ClientEvent::Connect`]).
+        connection: u64,
         /// The EVENT or BINARY_EVENT.
         packet: Packet,
     },
@@ -474,6 +490,8 @@ enum NsState {
     Connecting,
     Connected {
         sid: String,
+        /// This connection's number (`Client::next_connection`).
+        connection: u64,
     },
 }
 
@@ -483,6 +501,9 @@ struct Namespace {
     state: NsState,
     /// Packets waiting for the connection, with their ack ids.
     buffer: VecDeque<(Encoded, Option<u64>)>,
+    /// Events from the server that came before its CONNECT, on this
+    /// session.
+    received: VecDeque<Packet>,
 }
 
 impl Namespace {
@@ -544,6 +565,8 @@ pub struct Client {
     decoder: Decoder,
     namespaces: BTreeMap<String, Namespace>,
     next_ack_id: u64,
+    /// The number of the next namespace connection.
+    next_connection: u64,
     acks: HashMap<u64, PendingAck>,
     /// (deadline, ack id)
     ack_deadlines: BTreeSet<(Instant, u64)>,
@@ -587,6 +610,7 @@ impl Client {
             engine: Engine::Idle,
             namespaces: BTreeMap::new(),
             next_ack_id: 0,
+            next_connection: 0,
             acks: HashMap::new(),
             ack_deadlines: BTreeSet::new(),
             attempts: 0,
@@ -648,7 +672,7 @@ impl Client {
     /// ```
     pub fn sid(&self, namespace: &str) -> Option<&str> {
         match &self.namespaces.get(&*normalize(namespace))?.state {
-            NsState::Connected { sid } => Some(sid),
+            NsState::Connected { sid, .. } => Some(sid),
             _ => None,
         }
     }
@@ -754,6 +778,7 @@ impl Client {
             return;
         };
         let was = std::mem::replace(&mut ns.state, NsState::Inactive);
+        ns.received.clear();
         if let NsState::Connected { .. } = was {
             self.send_encoded(Packet::disconnect(text(namespace)).encode(version));
             self.events.push_back(ClientEvent::Disconnect {
@@ -895,8 +920,12 @@ impl Client {
         Ok(id)
     }
 
-    /// Answers the server's event that carried ack id `id` on `namespace`
-    /// (see [`ClientEvent`] for the whole exchange).
+    /// Answers the server's event that carried ack id `id` on `namespace`,
+    /// on connection `connection` (both from its [`ClientEvent::Event`];
+    /// see [`ClientEvent`] for the whole exchange). Fails with
+    /// [`EmitError::NotConnected`] unless that connection is still the
+    /// namespace's: after a reconnection the server's ack ids start again,
+    /// and the answer would go to another of its questions.
     ///
     /// ```
     /// # use std::time::Instant;
@@ -911,20 +940,31 @@ impl Client {
     /// # while client.poll_event().is_some() {}
     /// # use switchboard_core::socketio::client::ClientTransmit;
     /// # let text = |t: &str| ClientTransmit::Send(MessageData::Text(t.to_owned().into()));
+    /// use switchboard_core::engineio::client::ClientCloseReason;
+    /// use switchboard_core::socketio::client::{ClientEvent, EmitError};
     /// // `/` is connected; the server's `21["sum",1,2]` asks for ack 1.
-    /// # client.handle_engine_message(MessageData::Text(r#"21["sum",1,2]"#.into()), now);
-    /// # client.poll_event();
-    /// client.ack("/", 1, &(3,)).unwrap();
+    /// client.handle_engine_message(MessageData::Text(r#"21["sum",1,2]"#.into()), now);
+    /// let Some(ClientEvent::Event { connection, .. }) = client.poll_event() else { panic!() };
+    /// client.ack("/", connection, 1, &(3,)).unwrap();
     /// assert_eq!(client.poll_transmit(), Some(text("31[3]")));
+    ///
+    /// // Once the session is lost, the answer has no connection to go to,
+    /// // not even the next one.
+    /// client.handle_engine_close(ClientCloseReason::TransportClose, now);
+    /// assert!(matches!(client.ack("/", connection, 1, &(3,)), Err(EmitError::NotConnected)));
     /// ```
     pub fn ack<T: Serialize + ?Sized>(
         &mut self,
         namespace: &str,
+        connection: u64,
         id: u64,
         args: &T,
     ) -> Result<(), EmitError> {
         let namespace = &*normalize(namespace);
-        if !self.is_connected(namespace) {
+        let current = self.namespaces.get(namespace).is_some_and(
+            |ns| matches!(ns.state, NsState::Connected { connection: c, .. } if c == connection),
+        );
+        if !current {
             return Err(EmitError::NotConnected);
         }
         let encoded = encode_ack(namespace, id, args)?;
@@ -1197,6 +1237,7 @@ impl Client {
                 auth: None,
                 state: NsState::Inactive,
                 buffer: VecDeque::new(),
+                received: VecDeque::new(),
             })
     }
 
@@ -1247,6 +1288,7 @@ impl Client {
     fn set_state(&mut self, namespace: &str, state: NsState) {
         if let Some(ns) = self.namespaces.get_mut(namespace) {
             ns.state = state;
+            ns.received.clear();
         }
     }
 
@@ -1302,19 +1344,35 @@ impl Client {
                 }
                 _ => {}
             },
-            PacketKind::Event | PacketKind::BinaryEvent => {
-                if matches!(state, Some(NsState::Connected { .. })) {
+            PacketKind::Event | PacketKind::BinaryEvent => match state {
+                Some(NsState::Connected { connection, .. }) => {
                     self.events.push_back(ClientEvent::Event {
                         namespace: namespace.clone(),
+                        connection,
                         packet,
                     });
-                } else {
+                }
+                Some(NsState::Connecting) => {
+                    // Before the server's CONNECT (python-socketio sends it
+                    // after its connect handler): kept for the connection.
+                    let limit = self.config.max_buffered_packets;
+                    let ns = self.namespace_mut(name);
+                    if ns.received.len() < limit {
+                        ns.received.push_back(packet);
+                    } else {
+                        tracing::debug!(
+                            namespace = name,
+                            "too many events before the CONNECT; dropped"
+                        );
+                    }
+                }
+                _ => {
                     tracing::debug!(
                         namespace = name,
                         "event on a namespace not connected; dropped"
                     );
                 }
-            }
+            },
             PacketKind::Ack | PacketKind::BinaryAck => {
                 let Some(id) = packet.id else {
                     return;
@@ -1370,8 +1428,21 @@ impl Client {
         let Some(ns) = self.namespaces.get_mut(namespace) else {
             return;
         };
-        ns.state = NsState::Connected { sid: sid.clone() };
+        let connection = self.next_connection;
+        self.next_connection = self.next_connection.wrapping_add(1);
+        ns.state = NsState::Connected {
+            sid: sid.clone(),
+            connection,
+        };
         let buffered = std::mem::take(&mut ns.buffer);
+        // As Node's client: the events that came first, then `connect`.
+        for packet in std::mem::take(&mut ns.received) {
+            self.events.push_back(ClientEvent::Event {
+                namespace: text(namespace),
+                connection,
+                packet,
+            });
+        }
         self.events.push_back(ClientEvent::Connect {
             namespace: text(namespace),
             sid,
@@ -1420,6 +1491,7 @@ impl Client {
         self.decoder.reset();
         let mut disconnected = Vec::new();
         for (name, ns) in &mut self.namespaces {
+            ns.received.clear();
             if let NsState::Connected { .. } = ns.state {
                 ns.state = NsState::Connecting;
                 disconnected.push(name.clone());
@@ -1445,6 +1517,7 @@ impl Client {
             for ns in self.namespaces.values_mut() {
                 if ns.state == NsState::Connecting {
                     ns.state = NsState::Inactive;
+                    ns.received.clear();
                 }
             }
         }

@@ -1147,16 +1147,25 @@ impl ClientHub {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn session_opened(&self, generation: u64, link: Box<dyn EngineLink>, sid: &str) {
-        {
+        let stale = self.with_core(|core| {
+            // Under the core's lock, where its transmits are queued: a
+            // close or open it asked for and not yet carried out also makes
+            // this session stale (the core may be opening the next one).
+            let moved_on = lock(&self.outbox)
+                .iter()
+                .any(|transmit| !matches!(transmit, ClientTransmit::Send(_)));
             let mut session = lock(&self.session);
-            if session.generation != generation {
-                drop(session);
-                link.close();
-                return;
+            if session.generation != generation || moved_on {
+                return Some(link);
             }
             session.link = Some(link);
+            drop(session);
+            core.handle_engine_open(sid, Instant::now());
+            None
+        });
+        if let Some(link) = stale {
+            link.close();
         }
-        self.with_core(|core| core.handle_engine_open(sid, Instant::now()));
     }
 
     /// The session of `generation` failed to open (`error` says why): the
@@ -1484,7 +1493,11 @@ impl ClientHub {
                     self.run(handler, (socket.clone(), error.clone()));
                 }
             }
-            ClientEvent::Event { namespace, packet } => {
+            ClientEvent::Event {
+                namespace,
+                connection,
+                packet,
+            } => {
                 let Some(socket) = self.socket(&namespace) else {
                     return;
                 };
@@ -1505,6 +1518,7 @@ impl ClientHub {
                 };
                 let ack = packet.id.map(|id| Ack {
                     socket: socket.clone(),
+                    connection,
                     id,
                 });
                 let event = Event::new(name, packet, ack);
@@ -2439,13 +2453,16 @@ pub type Event = super::Event<Ack>;
 #[derive(Debug)]
 pub struct Ack {
     socket: ClientSocket,
+    /// The connection of the namespace the event came on.
+    connection: u64,
     id: u64,
 }
 
 impl Ack {
     /// Answers with `args` (arguments as for [`ClientSocket::emit`]), at
-    /// once; [`EmitError::NotConnected`] when the namespace is not
-    /// connected now (it disconnected since the event came).
+    /// once; [`EmitError::NotConnected`] when the namespace disconnected
+    /// since the event came, even if it has connected again (the answer
+    /// belongs to the connection that asked).
     ///
     /// ```
     /// use std::time::Duration;
@@ -2468,10 +2485,14 @@ impl Ack {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send<T: Serialize + ?Sized>(self, args: &T) -> Result<(), EmitError> {
-        let Ack { socket, id } = self;
+        let Ack {
+            socket,
+            connection,
+            id,
+        } = self;
         socket
             .hub
-            .with_core(|core| core.ack(&socket.entry.namespace, id, args))
+            .with_core(|core| core.ack(&socket.entry.namespace, connection, id, args))
     }
 }
 
@@ -3435,6 +3456,107 @@ impl ClientBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A driver that hands its hub over, for a test to play the sessions.
+    struct ByHand(std::sync::mpsc::Sender<Arc<ClientHub>>);
+
+    impl ClientDriver for ByHand {
+        fn start(self, hub: Arc<ClientHub>) {
+            self.0.send(hub).unwrap();
+        }
+    }
+
+    /// A session that keeps the text it is sent, and whether it was closed.
+    #[derive(Clone, Default)]
+    struct Wire(Arc<Mutex<(Vec<String>, bool)>>);
+
+    impl Wire {
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut lock(&self.0).0)
+        }
+
+        fn closed(&self) -> bool {
+            lock(&self.0).1
+        }
+    }
+
+    impl EngineLink for Wire {
+        fn send(&self, message: MessageData) -> Result<(), ClientSendError> {
+            if let MessageData::Text(text) = message {
+                lock(&self.0).0.push(text.as_str().to_owned());
+            }
+            Ok(())
+        }
+
+        fn close(&self) {
+            lock(&self.0).1 = true;
+        }
+    }
+
+    /// A client on `/` without reconnection delay, and its hub.
+    fn by_hand() -> (ClientSocket, Arc<ClientHub>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let socket = ClientBuilder::new("http://localhost:3000")
+            .reconnection_delay(Duration::ZERO)
+            .randomization_factor(0.0)
+            .build(ByHand(tx))
+            .unwrap();
+        (socket, rx.recv().unwrap())
+    }
+
+    /// Opens the session asked for and connects `/` over it.
+    fn open_session(hub: &ClientHub, sid: &str) -> (u64, Wire) {
+        let generation = hub.take_open_request().expect("a session is asked for");
+        let wire = Wire::default();
+        hub.session_opened(generation, Box::new(wire.clone()), sid);
+        assert_eq!(wire.take(), ["0"]);
+        hub.session_message(generation, format!(r#"0{{"sid":"{sid}"}}"#).into());
+        (generation, wire)
+    }
+
+    #[test]
+    fn an_ack_held_over_a_reconnection_is_not_sent() {
+        let (socket, hub) = by_hand();
+        let held: Arc<Mutex<Option<Ack>>> = Arc::default();
+        let keep = held.clone();
+        socket.on("question", move |_socket, mut event| {
+            *lock(&keep) = event.take_ack();
+        });
+        let (generation, _first) = open_session(&hub, "s1");
+        hub.session_message(generation, r#"20["question"]"#.into());
+        let ack = lock(&held).take().expect("the server asked for an ack");
+        // The session is lost; the client reconnects; the server's ack ids
+        // start again on the new connection.
+        hub.session_closed(generation, ClientCloseReason::TransportClose);
+        hub.run_timers();
+        let (_, second) = open_session(&hub, "s2");
+        assert!(socket.connected());
+        assert!(matches!(ack.send("late"), Err(EmitError::NotConnected)));
+        assert_eq!(second.take(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_session_opened_after_the_core_moved_on_is_not_taken() {
+        let (socket, hub) = by_hand();
+        let generation = hub.take_open_request().expect("a session is asked for");
+        // Another thread is flushing: what follows waits in the outbox.
+        let flushing = lock(&hub.flushing);
+        socket.disconnect(); // the session asked for is closed ...
+        drop(socket.connect()); // ... and another asked for
+        // The first session's handshake completes meanwhile.
+        let stale = Wire::default();
+        hub.session_opened(generation, Box::new(stale.clone()), "e1");
+        drop(flushing);
+        hub.flush();
+        assert!(stale.closed());
+        // The session asked for last is the one the namespace joins over.
+        let generation = hub.take_open_request().expect("a new session is asked for");
+        let wire = Wire::default();
+        hub.session_opened(generation, Box::new(wire.clone()), "e2");
+        assert_eq!(wire.take(), ["0"]);
+        hub.session_message(generation, r#"0{"sid":"s2"}"#.into());
+        assert_eq!(socket.id().as_deref(), Some("s2"));
+    }
 
     #[test]
     fn urls() {

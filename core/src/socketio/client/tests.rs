@@ -223,13 +223,20 @@ fn events_and_acks_both_ways() {
     // The server asks; the application answers.
     f.receive(r#"27["question","why?"]"#);
     let events = f.events();
-    let [ClientEvent::Event { namespace, packet }] = &events[..] else {
+    let [
+        ClientEvent::Event {
+            namespace,
+            connection,
+            packet,
+        },
+    ] = &events[..]
+    else {
         panic!("{events:?}")
     };
     assert_eq!(namespace.as_str(), "/");
     assert_eq!(packet.event_name().as_deref(), Some("question"));
     assert_eq!(packet.id, Some(7));
-    f.client.ack("/", 7, &("because",)).unwrap();
+    f.client.ack("/", *connection, 7, &("because",)).unwrap();
     assert_eq!(f.transmits(), [send(r#"37["because"]"#)]);
 }
 
@@ -771,16 +778,19 @@ fn a_session_opened_for_nobody_is_closed() {
 }
 
 #[test]
-fn events_before_the_connect_are_dropped_and_acks_need_a_connection() {
+fn acks_need_a_connection() {
     let mut f = Fixture::new(config());
     let now = f.now;
     f.client.connect("/", None, now);
     f.open("e1");
     f.transmits();
-    f.receive(r#"2["early"]"#);
-    assert_eq!(f.events(), []);
     assert!(matches!(
-        f.client.ack("/", 1, &()),
+        f.client.ack("/", 0, 1, &()),
+        Err(EmitError::NotConnected)
+    ));
+    // Nor on a namespace never connected.
+    assert!(matches!(
+        f.client.ack("/other", 0, 1, &()),
         Err(EmitError::NotConnected)
     ));
 }
@@ -879,6 +889,153 @@ fn protocol_v4_implicit_main_namespace_not_wanted() {
     assert_eq!(f.transmits(), []);
 }
 
+#[test]
+fn events_before_the_connect_wait_for_it() {
+    // python-socketio's server runs its connect handler before it sends the
+    // CONNECT: what that handler emits arrives first. Node's client keeps
+    // it (`receiveBuffer`) and hands it out once connected, before `connect`.
+    let mut f = Fixture::new(config());
+    let now = f.now;
+    f.client.connect("/", None, now);
+    f.open("e1");
+    assert_eq!(f.transmits(), [ClientTransmit::Open, send("0")]);
+    f.receive(r#"2["welcome",1]"#);
+    f.receive(r#"23["question"]"#);
+    assert_eq!(f.events(), []);
+    f.receive(r#"0{"sid":"s1"}"#);
+    let events = f.events();
+    let [
+        ClientEvent::Event { packet: first, .. },
+        ClientEvent::Event { packet: second, .. },
+        ClientEvent::Connect { sid, .. },
+    ] = &events[..]
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(first.event_name().as_deref(), Some("welcome"));
+    assert_eq!(
+        (second.event_name().as_deref(), second.id),
+        (Some("question"), Some(3))
+    );
+    assert_eq!(sid, "s1");
+    assert!(f.client.is_connected("/"));
+}
+
+#[test]
+fn events_before_a_refusal_or_a_lost_session_are_dropped() {
+    let mut f = Fixture::connected(ClientConfig {
+        max_buffered_packets: 2,
+        ..config()
+    });
+    let now = f.now;
+    f.client.connect("/admin", None, now);
+    assert_eq!(f.transmits(), [send("0/admin,")]);
+    // At most `max_buffered_packets` of them are kept.
+    for n in 0..3 {
+        f.receive(&format!(r#"2/admin,["early",{n}]"#));
+    }
+    f.receive(r#"4/admin,{"message":"no"}"#);
+    assert!(matches!(
+        &f.events()[..],
+        [ClientEvent::ConnectError { .. }]
+    ));
+    f.client.connect("/admin", None, now);
+    f.receive(r#"0/admin,{"sid":"a1"}"#);
+    assert!(matches!(&f.events()[..], [ClientEvent::Connect { .. }]));
+    // Bounded, and not carried over to the next session.
+    f.client.disconnect("/admin");
+    f.client.connect("/admin", None, now);
+    f.transmits();
+    f.events();
+    for n in 0..3 {
+        f.receive(&format!(r#"2/admin,["early",{n}]"#));
+    }
+    let events = f.events();
+    assert_eq!(events, []);
+    f.receive(r#"0/admin,{"sid":"a2"}"#);
+    let names: Vec<_> = f
+        .events()
+        .iter()
+        .map(|event| match event {
+            ClientEvent::Event { packet, .. } => packet.arg::<u32>(0).unwrap().to_string(),
+            ClientEvent::Connect { .. } => "connect".to_owned(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(names, ["0", "1", "connect"]);
+    f.client.disconnect("/admin");
+    f.client.connect("/admin", None, now);
+    f.receive(r#"2/admin,["early",9]"#);
+    f.client
+        .handle_engine_close(ClientCloseReason::TransportClose, now);
+    f.advance(Duration::from_secs(2));
+    f.open("e2");
+    f.receive(r#"0/admin,{"sid":"a3"}"#);
+    assert!(
+        !f.events()
+            .iter()
+            .any(|event| matches!(event, ClientEvent::Event { .. }))
+    );
+}
+
+#[test]
+fn an_ack_for_an_event_of_an_earlier_connection_is_refused() {
+    // The server's ack ids start again with each connection (ours, and
+    // python-socketio's): an answer to the event of a connection that is
+    // gone would answer another question on the new one.
+    let mut f = Fixture::connected(config());
+    let now = f.now;
+    f.receive(r#"20["question"]"#);
+    let events = f.events();
+    let [
+        ClientEvent::Event {
+            packet, connection, ..
+        },
+    ] = &events[..]
+    else {
+        panic!("{events:?}")
+    };
+    let old = *connection;
+    assert_eq!(packet.id, Some(0));
+    f.client
+        .handle_engine_close(ClientCloseReason::TransportClose, now);
+    f.advance(Duration::from_secs(2));
+    f.open("e2");
+    f.receive(r#"0{"sid":"s2"}"#);
+    f.transmits();
+    f.events();
+    assert!(f.client.is_connected("/"));
+    assert!(matches!(
+        f.client.ack("/", old, 0, &("late",)),
+        Err(EmitError::NotConnected)
+    ));
+    assert_eq!(f.transmits(), []);
+    // The new connection's own question is answered.
+    f.receive(r#"20["question"]"#);
+    let events = f.events();
+    let [ClientEvent::Event { connection, .. }] = &events[..] else {
+        panic!("{events:?}")
+    };
+    assert_ne!(*connection, old);
+    f.client.ack("/", *connection, 0, &("now",)).unwrap();
+    assert_eq!(f.transmits(), [send(r#"30["now"]"#)]);
+    // So is one that came before the CONNECT, on the connection it waited for.
+    f.client.connect("/admin", None, now);
+    f.receive(r#"2/admin,1["early"]"#);
+    f.receive(r#"0/admin,{"sid":"a1"}"#);
+    let events = f.events();
+    let [
+        ClientEvent::Event { connection, .. },
+        ClientEvent::Connect { .. },
+    ] = &events[..]
+    else {
+        panic!("{events:?}")
+    };
+    f.transmits();
+    f.client.ack("/admin", *connection, 1, &()).unwrap();
+    assert_eq!(f.transmits(), [send("3/admin,1[]")]);
+}
+
 // ---------------------------------------------------------------------------
 // Random input.
 
@@ -889,7 +1046,7 @@ enum Input {
     Close,
     Emit(u8, bool),
     EmitWithAck(u8, u16),
-    Ack(u8, u64),
+    Ack(u8, u64, u64),
     EngineOpen,
     EngineError,
     EngineClose(u8),
@@ -929,7 +1086,8 @@ fn input() -> impl Strategy<Value = Input> {
         Just(Input::Close),
         (any::<u8>(), any::<bool>()).prop_map(|(n, binary)| Input::Emit(n, binary)),
         (any::<u8>(), 0u16..3000).prop_map(|(n, ms)| Input::EmitWithAck(n, ms)),
-        (any::<u8>(), 0u64..6).prop_map(|(n, id)| Input::Ack(n, id)),
+        (any::<u8>(), 0u64..4, 0u64..6)
+            .prop_map(|(n, connection, id)| Input::Ack(n, connection, id)),
         Just(Input::EngineOpen),
         Just(Input::EngineError),
         any::<u8>().prop_map(Input::EngineClose),
@@ -983,7 +1141,9 @@ proptest! {
                     let _ = client.emit_with_ack(
                         namespace(n), "e", &(), Some(Duration::from_millis(ms.into())), now);
                 }
-                Input::Ack(n, id) => { let _ = client.ack(namespace(n), id, &("a",)); }
+                Input::Ack(n, connection, id) => {
+                    let _ = client.ack(namespace(n), connection, id, &("a",));
+                }
                 Input::EngineOpen => {
                     if session == Session::Opening {
                         client.handle_engine_open("eio", now);
