@@ -343,8 +343,9 @@ impl Packet {
 
     /// A CONNECT_ERROR refusing `namespace`: in protocol v5,
     /// `{"message": message, "data": data}` (`data` left out when `None`);
-    /// in v4, `data` when given, else `message` as a JSON string, as Node's
-    /// server writes `err.data || err.message` to v2 clients.
+    /// in v4, `data` when given and not a value JavaScript takes for false
+    /// (`null`, `false`, `0`, `""`), else `message` as a JSON string, as
+    /// Node's server writes `err.data || err.message` to v2 clients.
     ///
     /// ```
     /// use switchboard_core::socketio::{Packet, ProtocolVersion::*};
@@ -360,8 +361,8 @@ impl Packet {
         version: ProtocolVersion,
     ) -> Self {
         let payload = match (version, data) {
-            (ProtocolVersion::V4, Some(data)) => data.clone(),
-            (ProtocolVersion::V4, None) => {
+            (ProtocolVersion::V4, Some(data)) if !is_falsy(data.as_str()) => data.clone(),
+            (ProtocolVersion::V4, _) => {
                 let mut json = Vec::with_capacity(message.len() + 2);
                 write_json_str(&mut json, message);
                 RawJson::from_valid(Text::from_validated(json.into()))
@@ -705,6 +706,18 @@ fn binary_if(kind: PacketKind, attachments: &[Bytes]) -> PacketKind {
 
 /// The whitespace JSON allows around values.
 const JSON_WHITESPACE: [char; 4] = [' ', '\t', '\n', '\r'];
+
+/// Whether the JSON value `json` is one JavaScript takes for false: `null`,
+/// `false`, a number equal to zero, or the empty string.
+fn is_falsy(json: &str) -> bool {
+    match json.trim_matches(JSON_WHITESPACE) {
+        "null" | "false" | "\"\"" => true,
+        number if number.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
+            number.parse::<f64>().is_ok_and(|n| n == 0.0)
+        }
+        _ => false,
+    }
+}
 
 /// Writes `<kind>[<count>-][<namespace>[?<query>],][<id>]`.
 fn write_header(
@@ -2103,6 +2116,26 @@ mod tests {
             packet(PacketKind::Event, "/", None, None).connect_error_data(V5),
             None
         );
+    }
+
+    #[test]
+    fn v4_connect_errors_send_the_message_for_falsy_data_as_node() {
+        // Node writes `err.data || err.message`: JavaScript's falsy values
+        // of data give way to the message.
+        for falsy in ["null", "false", "0", "-0", "0.0", "0e5", r#""""#] {
+            let data = RawJson::new(falsy).unwrap();
+            let refusal = Packet::connect_error("/admin", "no", Some(&data), V4);
+            assert_eq!(refusal.encode(V4).text, r#"4/admin,"no""#, "{falsy}");
+        }
+        for truthy in ["true", "1", "-1", "0.5", r#"" ""#, r#""0""#, "[]", "{}"] {
+            let data = RawJson::new(truthy).unwrap();
+            let refusal = Packet::connect_error("/admin", "no", Some(&data), V4);
+            assert_eq!(
+                refusal.encode(V4).text.as_str(),
+                format!("4/admin,{truthy}"),
+                "{truthy}"
+            );
+        }
     }
 
     #[test]

@@ -29,9 +29,11 @@
 //! A packet that does not decode closes the whole Engine.IO session (its
 //! sockets disconnect with `parse error`), as the protocol asks. Packets
 //! for a namespace the session has not joined, and acks with unknown ids,
-//! are dropped with a log line. Every table is bounded by what the
-//! application accepts: a session may ask for at most
-//! [`ServerConfig::max_namespaces_per_session`] namespaces.
+//! are dropped with a log line. A CONNECT for a namespace the session is
+//! in already, or a CONNECT_ERROR from the client, closes the session (its
+//! sockets disconnect with `forced close`), as Node's server does. Every
+//! table is bounded by what the application accepts: a session may ask for
+//! at most [`ServerConfig::max_namespaces_per_session`] namespaces.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -98,7 +100,8 @@ pub type NamespaceMatcher = Box<dyn Fn(&str) -> bool + Send + Sync>;
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// How long a new session may take to connect to a namespace before it
-    /// is closed (default 45 s, as Node's `connectTimeout`).
+    /// is closed (default 45 s, as Node's `connectTimeout`); one too long
+    /// to be an instant, such as [`Duration::MAX`], never expires.
     pub connect_timeout: Duration,
     /// Limits of the packet decoder (attachments per packet).
     pub decoder: DecoderConfig,
@@ -149,7 +152,10 @@ pub enum DisconnectReason {
     PingTimeout,
     /// The client sent something unreadable.
     ParseError,
-    /// The server closed the connection ([`Server::close_session`]).
+    /// The server closed the connection ([`Server::close_session`]), or
+    /// the client sent a packet its state does not allow (a CONNECT for a
+    /// namespace it is in, a CONNECT_ERROR), which Node's server also
+    /// closes the connection over.
     ForcedClose,
     /// The client left the namespace (DISCONNECT).
     ClientNamespaceDisconnect,
@@ -660,6 +666,9 @@ impl Rooms for LocalRooms {
                     rooms.remove(room);
                 }
             }
+            if rooms.is_empty() {
+                self.rooms.remove(namespace);
+            }
         }
         if let Some(sockets) = self.by_socket.get_mut(namespace) {
             if let Some(joined) = sockets.get_mut(socket) {
@@ -668,15 +677,23 @@ impl Rooms for LocalRooms {
                     sockets.remove(socket);
                 }
             }
+            if sockets.is_empty() {
+                self.by_socket.remove(namespace);
+            }
         }
     }
 
     fn leave_all(&mut self, namespace: &str, socket: &SocketId) {
-        let Some(joined) = self
-            .by_socket
-            .get_mut(namespace)
-            .and_then(|sockets| sockets.remove(socket))
-        else {
+        let Some(sockets) = self.by_socket.get_mut(namespace) else {
+            return;
+        };
+        let joined = sockets.remove(socket);
+        if sockets.is_empty() {
+            // Namespaces may be named by clients (dynamic ones): an empty
+            // one leaves nothing behind.
+            self.by_socket.remove(namespace);
+        }
+        let Some(joined) = joined else {
             return;
         };
         if let Some(rooms) = self.rooms.get_mut(namespace) {
@@ -687,6 +704,9 @@ impl Rooms for LocalRooms {
                         rooms.remove(&room);
                     }
                 }
+            }
+            if rooms.is_empty() {
+                self.rooms.remove(namespace);
             }
         }
     }
@@ -764,8 +784,8 @@ struct Session {
     decoder: Decoder,
     /// namespace → socket (connected, or waiting for the verdict).
     sockets: HashMap<Text, SocketId>,
-    /// Until a namespace is connected.
-    connect_deadline: Option<Instant>,
+    /// Until a namespace is connected: its key in `Server::deadlines`.
+    connect_deadline: Option<DeadlineKey>,
 }
 
 #[derive(Debug)]
@@ -775,9 +795,13 @@ struct SocketState {
     version: ProtocolVersion,
     connected: bool,
     next_ack: u64,
-    /// ack id → deadline
-    acks: HashMap<u64, Instant>,
+    /// ack id → its key in `Server::deadlines` (`None`: no deadline)
+    acks: HashMap<u64, Option<DeadlineKey>>,
 }
+
+/// A key of `Server::deadlines`: the deadline, and a sequence number that
+/// tells apart deadlines at the same instant.
+type DeadlineKey = (Instant, u64);
 
 /// The Socket.IO server state machine (see the [module docs](self)).
 ///
@@ -860,8 +884,9 @@ pub struct Server {
     /// namespace → connected sockets, in connection order.
     by_namespace: HashMap<String, IdSet<SocketId>>,
     rooms: Box<dyn Rooms>,
-    /// (deadline, sequence) → what expires.
-    deadlines: BTreeMap<(Instant, u64), Deadline>,
+    /// (deadline, sequence) → what expires; removed when it no longer can
+    /// (an answered ack, a connected or closed session).
+    deadlines: BTreeMap<DeadlineKey, Deadline>,
     sequence: u64,
     events: VecDeque<ServerEvent>,
     transmits: VecDeque<Transmit>,
@@ -1021,17 +1046,22 @@ impl Server {
     /// ```
     pub fn handle_open(&mut self, sid: &str, version: engineio::ProtocolVersion, now: Instant) {
         let version = ProtocolVersion::from_engineio(version);
-        let connect_deadline = now + self.config.connect_timeout;
-        self.sessions.insert(
+        // A timeout too long to be an instant never expires.
+        let connect_deadline = now
+            .checked_add(self.config.connect_timeout)
+            .map(|at| self.add_deadline(at, Deadline::Connect(sid.to_owned())));
+        let replaced = self.sessions.insert(
             sid.to_owned(),
             Session {
                 version,
                 decoder: Decoder::new(version, self.config.decoder),
                 sockets: HashMap::new(),
-                connect_deadline: Some(connect_deadline),
+                connect_deadline,
             },
         );
-        self.add_deadline(connect_deadline, Deadline::Connect(sid.to_owned()));
+        if let Some(key) = replaced.and_then(|old| old.connect_deadline) {
+            self.deadlines.remove(&key);
+        }
         if version.connects_implicitly() {
             // Socket.IO v2 clients are in `/` from the start.
             let empty = RawJson::new("{}").expect("valid JSON");
@@ -1161,8 +1191,12 @@ impl Server {
         }
         state.connected = true;
         let (sid, namespace, version) = (state.sid.clone(), state.namespace.clone(), state.version);
-        if let Some(session) = self.sessions.get_mut(&*sid) {
-            session.connect_deadline = None;
+        let connect_deadline = self
+            .sessions
+            .get_mut(&*sid)
+            .and_then(|session| session.connect_deadline.take());
+        if let Some(key) = connect_deadline {
+            self.deadlines.remove(&key);
         }
         self.by_namespace
             .entry(namespace.to_string())
@@ -1346,9 +1380,10 @@ impl Server {
         Ok(())
     }
 
-    /// Emits event `event` with `args` asking for an ack within `timeout`;
-    /// returns the ack id. The answer comes as [`ServerEvent::Ack`], or
-    /// [`ServerEvent::AckFailed`].
+    /// Emits event `event` with `args` asking for an ack within `timeout`
+    /// (one too long to be an instant, such as [`Duration::MAX`], never
+    /// expires); returns the ack id. The answer comes as
+    /// [`ServerEvent::Ack`], or [`ServerEvent::AckFailed`].
     ///
     /// ```
     /// # use std::time::{Duration, Instant};
@@ -1391,10 +1426,13 @@ impl Server {
         let id = state.next_ack;
         let encoded = encode_event(&state.namespace, event, args, Some(id))?;
         state.next_ack += 1;
-        let deadline = now + timeout;
-        state.acks.insert(id, deadline);
         let sid = state.sid.clone();
-        self.add_deadline(deadline, Deadline::Ack(socket.clone(), id));
+        let key = now
+            .checked_add(timeout)
+            .map(|at| self.add_deadline(at, Deadline::Ack(socket.clone(), id)));
+        if let Some(state) = self.sockets.get_mut(socket) {
+            state.acks.insert(id, key);
+        }
         self.send_encoded(sid, encoded);
         Ok(id)
     }
@@ -1753,13 +1791,15 @@ impl Server {
             if entry.key().0 > now {
                 break;
             }
+            let key = *entry.key();
             match entry.remove() {
                 Deadline::Connect(sid) => {
                     let due = self
                         .sessions
-                        .get(&sid)
-                        .and_then(|s| s.connect_deadline)
-                        .is_some_and(|deadline| deadline <= now);
+                        .get_mut(&sid)
+                        .filter(|s| s.connect_deadline == Some(key))
+                        .map(|s| s.connect_deadline.take())
+                        .is_some();
                     if due {
                         tracing::debug!(%sid, "no namespace connected in time; closing");
                         self.close_session(&sid);
@@ -1769,8 +1809,7 @@ impl Server {
                     let due = self
                         .sockets
                         .get_mut(&socket)
-                        .and_then(|s| s.acks.remove(&id).map(|deadline| (s, deadline)))
-                        .is_some_and(|(_, deadline)| deadline <= now);
+                        .is_some_and(|s| s.acks.remove(&id).is_some());
                     if due {
                         self.events.push_back(ServerEvent::AckFailed {
                             socket,
@@ -1783,10 +1822,9 @@ impl Server {
         }
     }
 
-    /// When [`Server::handle_timeout`] should next run (see its example).
-    /// It may come before anything is due: a session's connect deadline
-    /// stays until its time even once a namespace connected, and running
-    /// the timers then finds nothing to do.
+    /// When [`Server::handle_timeout`] should next run (see its example):
+    /// the earliest connect timeout of a session not connected yet, or
+    /// ack timeout of an ack not answered yet.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.deadlines.keys().next().map(|(deadline, _)| *deadline)
     }
@@ -1834,8 +1872,11 @@ impl Server {
                 let known = self
                     .sockets
                     .get_mut(&socket)
-                    .is_some_and(|state| state.acks.remove(&id).is_some());
-                if known {
+                    .and_then(|state| state.acks.remove(&id));
+                if let Some(key) = known {
+                    if let Some(key) = key {
+                        self.deadlines.remove(&key);
+                    }
                     self.events
                         .push_back(ServerEvent::Ack { socket, id, packet });
                 } else {
@@ -1843,8 +1884,9 @@ impl Server {
                 }
             }
             PacketKind::ConnectError => {
+                // Node's "invalid state".
                 tracing::debug!(%sid, "CONNECT_ERROR from a client; closing the session");
-                self.fail_session(sid, DisconnectReason::ParseError);
+                self.fail_session(sid, DisconnectReason::ForcedClose);
             }
         }
     }
@@ -1854,8 +1896,13 @@ impl Server {
             return;
         };
         let version = session.version;
-        if session.sockets.contains_key(&namespace) {
-            // Already connected (or asking): Node ignores the repeat.
+        if let Some(socket) = session.sockets.get(&namespace) {
+            if self.sockets.get(socket).is_some_and(|s| s.connected) {
+                // Node's "invalid state": it closes the connection.
+                tracing::debug!(%sid, %namespace, "CONNECT for a joined namespace; closing");
+                return self.fail_session(sid, DisconnectReason::ForcedClose);
+            }
+            // Still waiting for the verdict on the first: ignored.
             return;
         }
         if session.sockets.len() >= self.config.max_namespaces_per_session {
@@ -1871,8 +1918,11 @@ impl Server {
                 .map(NamespaceMatch::Dynamic)
         };
         let Some(matched) = matched else {
-            let refusal = Packet::connect_error(namespace, "Invalid namespace", None, version)
-                .encode(version);
+            // `{"message": ...}` in both revisions: Node's server writes
+            // this one as an object to v2 clients too.
+            let refusal =
+                Packet::connect_error(namespace, "Invalid namespace", None, ProtocolVersion::V5)
+                    .encode(version);
             return self.send_encoded(sid.into(), refusal);
         };
         let socket: SocketId = engineio::new_sid().into();
@@ -1933,8 +1983,15 @@ impl Server {
         }
         if let Some(sockets) = self.by_namespace.get_mut(&*state.namespace) {
             sockets.remove(socket);
+            if sockets.is_empty() {
+                // (A dynamic namespace's name is the client's choice.)
+                self.by_namespace.remove(&*state.namespace);
+            }
         }
         self.rooms.leave_all(&state.namespace, socket);
+        for key in state.acks.values().flatten() {
+            self.deadlines.remove(key);
+        }
         let mut pending: Vec<u64> = state.acks.keys().copied().collect();
         pending.sort_unstable();
         for id in pending {
@@ -1962,6 +2019,9 @@ impl Server {
         let Some(session) = self.sessions.remove(sid) else {
             return;
         };
+        if let Some(key) = session.connect_deadline {
+            self.deadlines.remove(&key);
+        }
         let mut sockets: Vec<SocketId> = session.sockets.into_values().collect();
         sockets.sort();
         for socket in sockets {
@@ -1970,9 +2030,11 @@ impl Server {
         }
     }
 
-    fn add_deadline(&mut self, at: Instant, what: Deadline) {
+    fn add_deadline(&mut self, at: Instant, what: Deadline) -> DeadlineKey {
         self.sequence += 1;
-        self.deadlines.insert((at, self.sequence), what);
+        let key = (at, self.sequence);
+        self.deadlines.insert(key, what);
+        key
     }
 }
 
@@ -2425,6 +2487,151 @@ mod tests {
             sent(&mut server),
             [("old".into(), r#"4/admin,"not authorized""#.into())]
         );
+    }
+
+    #[test]
+    fn answered_and_failed_acks_leave_no_deadline_behind() {
+        let mut server = server();
+        let t0 = Instant::now();
+        server.handle_open("s1", Eio::V4, t0);
+        let socket = connect(&mut server, "s1", "/", t0);
+        // Connected: the connect timeout no longer applies.
+        assert_eq!(server.poll_timeout(), None);
+        let hour = Duration::from_secs(3600);
+        for _ in 0..1000 {
+            let id = server
+                .emit_with_ack(&socket, "question", &(), hour, t0)
+                .unwrap();
+            server.handle_message("s1", text(&format!("3{id}[]")), t0);
+        }
+        assert_eq!(server.deadlines.len(), 0, "answered acks keep deadlines");
+        assert_eq!(server.poll_timeout(), None);
+        server
+            .emit_with_ack(&socket, "question", &(), hour, t0)
+            .unwrap();
+        server.handle_close("s1", engineio::CloseReason::TransportClose);
+        assert_eq!(server.deadlines.len(), 0, "a closed session's acks");
+        // A session closed before connecting drops its connect deadline.
+        server.handle_open("s2", Eio::V4, t0);
+        server.handle_close("s2", engineio::CloseReason::TransportClose);
+        assert_eq!(server.poll_timeout(), None);
+    }
+
+    #[test]
+    fn timeouts_too_far_to_represent_never_expire() {
+        let mut server = Server::new(ServerConfig {
+            connect_timeout: Duration::MAX,
+            ..ServerConfig::default()
+        });
+        server.add_namespace("/");
+        let t0 = Instant::now();
+        server.handle_open("idle", Eio::V4, t0);
+        server.handle_open("s1", Eio::V4, t0);
+        let socket = connect(&mut server, "s1", "/", t0);
+        sent(&mut server);
+        let id = server
+            .emit_with_ack(&socket, "question", &(), Duration::MAX, t0)
+            .unwrap();
+        assert_eq!(server.poll_timeout(), None);
+        server.handle_timeout(t0 + Duration::from_secs(1 << 40));
+        assert!(sent(&mut server).iter().all(|(_, m)| m != "CLOSE"));
+        assert_eq!(server.poll_event(), None);
+        server.handle_message("s1", text(&format!("3{id}[1]")), t0);
+        assert!(matches!(server.poll_event(), Some(ServerEvent::Ack { .. })));
+    }
+
+    #[test]
+    fn a_connect_for_a_joined_namespace_closes_the_session_as_node_does() {
+        let mut server = server();
+        let t0 = Instant::now();
+        server.handle_open("s1", Eio::V4, t0);
+        let socket = connect(&mut server, "s1", "/", t0);
+        sent(&mut server);
+        // Asked again while connected: Node's "invalid state" closes the
+        // connection, its sockets see `forced close`.
+        server.handle_message("s1", text("0"), t0);
+        assert_eq!(sent(&mut server), [("s1".into(), "CLOSE".into())]);
+        assert_eq!(
+            server.poll_event(),
+            Some(ServerEvent::Disconnect {
+                socket,
+                namespace: "/".into(),
+                reason: DisconnectReason::ForcedClose
+            })
+        );
+
+        // Asked again while the first is waiting for its verdict: ignored.
+        server.handle_open("s2", Eio::V4, t0);
+        server.handle_message("s2", text("0/admin,"), t0);
+        server.handle_message("s2", text("0/admin,"), t0);
+        let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else {
+            panic!()
+        };
+        assert_eq!(server.poll_event(), None);
+        server.accept(&socket).unwrap();
+        assert_eq!(sent(&mut server).len(), 1);
+
+        // A CONNECT_ERROR from a client: the same.
+        server.handle_message("s2", text(r#"4/admin,{"message":"x"}"#), t0);
+        assert_eq!(sent(&mut server), [("s2".into(), "CLOSE".into())]);
+        assert!(matches!(
+            server.poll_event(),
+            Some(ServerEvent::Disconnect {
+                reason: DisconnectReason::ForcedClose,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn socket_io_v2_clients_get_invalid_namespace_as_an_object_as_from_node() {
+        let mut server = server();
+        let t0 = Instant::now();
+        server.handle_open("old", Eio::V3, t0);
+        let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else {
+            panic!()
+        };
+        server.accept(&socket).unwrap();
+        sent(&mut server);
+        server.handle_message("old", text("0/nope"), t0);
+        assert_eq!(
+            sent(&mut server),
+            [(
+                "old".into(),
+                r#"4/nope,{"message":"Invalid namespace"}"#.into()
+            )]
+        );
+    }
+
+    #[test]
+    fn dynamic_namespaces_left_leave_nothing_behind() {
+        let mut server = server();
+        server.add_dynamic_namespace(Box::new(|ns: &str| ns.starts_with("/room-")));
+        let t0 = Instant::now();
+        server.handle_open("s1", Eio::V4, t0);
+        // A client walks through namespaces its names: none of them stays.
+        for i in 0..100 {
+            let namespace = format!("/room-{i}");
+            let socket = connect(&mut server, "s1", &namespace, t0);
+            server.join(&socket, "lobby").unwrap();
+            server.handle_message("s1", text(&format!("1{namespace},")), t0);
+            assert!(matches!(
+                server.poll_event(),
+                Some(ServerEvent::Disconnect { .. })
+            ));
+        }
+        assert_eq!(server.by_namespace.len(), 0, "namespaces left behind");
+        // The rooms index, alone.
+        let mut rooms = LocalRooms::default();
+        let socket: SocketId = "a".into();
+        for i in 0..100 {
+            let namespace = format!("/room-{i}");
+            rooms.join(&namespace, "lobby", &socket);
+            rooms.join(&namespace, "other", &socket);
+            rooms.leave(&namespace, "lobby", &socket);
+            rooms.leave_all(&namespace, &socket);
+        }
+        assert_eq!((rooms.rooms.len(), rooms.by_socket.len()), (0, 0));
     }
 
     #[test]

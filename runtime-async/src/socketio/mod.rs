@@ -840,8 +840,15 @@ impl SocketIo {
 impl Timed for Hub {
     fn run_timers(&self, now: Instant) -> Option<Instant> {
         self.with_core(|core| core.handle_timeout(now));
-        let next = lock(&self.core).poll_timeout();
+        // Recorded under the core's lock, as `with_core` compares a new
+        // deadline with the record: one added in between would find a
+        // record already run, not wake the timer, and be overwritten.
+        let core = lock(&self.core);
+        let next = core.poll_timeout();
+        #[cfg(test)]
+        tests::between_read_and_record();
         *lock(&self.timer_deadline) = next;
+        drop(core);
         next
     }
 
@@ -1287,13 +1294,17 @@ impl Hub {
                 else {
                     return;
                 };
-                let callbacks = std::mem::take(
-                    &mut entry
+                // No event of it comes any more: its handlers go, and with
+                // them the clones of the socket they may hold, which would
+                // otherwise keep it (and all they hold) alive for ever.
+                // (Dropped after the lock is let go.)
+                let handlers = std::mem::take(
+                    &mut *entry
                         .handlers
                         .write()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .disconnect,
+                        .unwrap_or_else(PoisonError::into_inner),
                 );
+                let callbacks = handlers.disconnect;
                 let socket = Socket {
                     id: socket,
                     entry,
@@ -2681,5 +2692,124 @@ impl Broadcast {
         for socket in self.sockets() {
             socket.disconnect();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_core::engineio::{CloseReason, MessageData, ProtocolVersion as Eio};
+
+    /// Opens Engine.IO session `sid` on the core (no transport) and
+    /// connects it to `/`; returns its socket.
+    fn connect(io: &SocketIo, sid: &str) -> SocketId {
+        let now = Instant::now();
+        io.hub.with_core(|core| {
+            core.handle_open(sid, Eio::V4, now);
+            core.handle_message(sid, MessageData::Text("0".into()), now);
+        });
+        let sockets = lock(&io.hub.core).sockets_of("/");
+        let socket = sockets
+            .into_iter()
+            .find(|s| lock(&io.hub.core).socket_info(s).map(|(_, e)| e) == Some(sid));
+        socket.expect("connected")
+    }
+
+    #[test]
+    fn a_disconnected_socket_is_freed_though_its_handlers_hold_it() {
+        let io = SocketIo::new(SocketIoConfig::default());
+        let entries: Arc<Mutex<Vec<Weak<SocketEntry>>>> = Arc::default();
+        let seen = entries.clone();
+        io.ns("/", move |socket| {
+            lock(&seen).push(Arc::downgrade(&socket.entry));
+            // Handlers that keep their socket, as closures do.
+            let me = socket.clone();
+            socket.on("ping", move |_, _| {
+                let _ = me.emit("pong", &());
+            });
+            let me = socket.clone();
+            socket.on_any(move |_, _| {
+                let _ = me.emit("what", &());
+            });
+            let me = socket.clone();
+            socket.on_disconnect(move |_, _| {
+                let _ = me.connected();
+            });
+        });
+        connect(&io, "e1");
+        io.hub
+            .with_core(|core| core.handle_close("e1", CloseReason::TransportClose));
+        let entries = lock(&entries);
+        assert_eq!(entries.len(), 1);
+        assert!(entries[0].upgrade().is_none(), "the socket is leaked");
+    }
+
+    std::thread_local! {
+        /// Run by [`Hub::run_timers`] on this thread between reading the
+        /// core's next deadline and recording it for the timer.
+        static BETWEEN_READ_AND_RECORD: std::cell::RefCell<Option<Box<dyn FnMut()>>> =
+            std::cell::RefCell::new(None);
+    }
+
+    pub(super) fn between_read_and_record() {
+        BETWEEN_READ_AND_RECORD.with(|hook| {
+            if let Some(hook) = hook.borrow_mut().as_mut() {
+                hook();
+            }
+        });
+    }
+
+    /// A deadline added while the timer is between reading the core's next
+    /// deadline and recording it must still wake the timer (or be what it
+    /// records): else it sleeps past it, here for ever.
+    #[test]
+    fn a_deadline_added_while_the_timers_run_is_not_missed() {
+        let io = SocketIo::new(SocketIoConfig::default());
+        io.ns("/", |_| {});
+        let socket = connect(&io, "e1");
+        // An ack due at once: the timer records its deadline, then runs it.
+        let t0 = Instant::now();
+        io.hub.with_core(|core| {
+            core.emit_with_ack(&socket, "q", &(), Duration::ZERO, t0)
+                .unwrap();
+        });
+        let timed = io.timed();
+        let signal = timed.timer_signal();
+        signal.clear();
+        // Meanwhile another thread asks for an ack with a later deadline.
+        let added = Arc::new(AtomicBool::new(false));
+        let hook_added = added.clone();
+        let (hook_io, hook_socket) = (io.clone(), socket.clone());
+        BETWEEN_READ_AND_RECORD.with(|hook| {
+            *hook.borrow_mut() = Some(Box::new(move || {
+                let (io, socket, added) =
+                    (hook_io.clone(), hook_socket.clone(), hook_added.clone());
+                let (tx, rx) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    io.hub.with_core(|core| {
+                        let now = Instant::now();
+                        core.emit_with_ack(&socket, "q", &(), Duration::from_secs(1), now)
+                            .unwrap();
+                    });
+                    added.store(true, Ordering::SeqCst);
+                    let _ = tx.send(());
+                });
+                // Done at once when nothing holds it back.
+                let _ = rx.recv_timeout(Duration::from_millis(200));
+            }));
+        });
+        let next = timed.run_timers(Instant::now());
+        BETWEEN_READ_AND_RECORD.with(|hook| hook.borrow_mut().take());
+        while !added.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        let earliest = lock(&io.hub.core).poll_timeout();
+        assert!(earliest.is_some(), "the second ack waits");
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let woken = signal.poll_woken(&mut cx).is_ready();
+        assert!(
+            woken || next.is_some_and(|next| next <= earliest.unwrap()),
+            "the timer sleeps until {next:?}, past the ack's deadline {earliest:?}"
+        );
     }
 }
