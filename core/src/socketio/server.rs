@@ -392,6 +392,10 @@ pub enum ServerEvent {
         namespace: Text,
         /// Why.
         reason: DisconnectReason,
+        /// The rooms it was in as it left, the one named by its id
+        /// included, sorted (what Node's `disconnecting` listener and
+        /// python-socketio's disconnect handler still see).
+        rooms: Vec<String>,
     },
 }
 
@@ -1988,6 +1992,8 @@ impl Server {
                 self.by_namespace.remove(&*state.namespace);
             }
         }
+        let mut rooms = self.rooms.rooms_of(&state.namespace, socket);
+        rooms.sort_unstable();
         self.rooms.leave_all(&state.namespace, socket);
         for key in state.acks.values().flatten() {
             self.deadlines.remove(key);
@@ -2005,6 +2011,7 @@ impl Server {
             socket: socket.clone(),
             namespace: state.namespace,
             reason,
+            rooms,
         });
     }
 
@@ -2372,13 +2379,14 @@ mod tests {
         server.leave(&sockets[1], "room").unwrap();
         assert_eq!(server.room_size("/", "room"), 1);
         server.handle_message("s0", text("1"), t0);
-        assert!(matches!(
-            server.poll_event(),
-            Some(ServerEvent::Disconnect {
-                reason: DisconnectReason::ClientNamespaceDisconnect,
-                ..
-            })
-        ));
+        let Some(ServerEvent::Disconnect { reason, rooms, .. }) = server.poll_event() else {
+            panic!()
+        };
+        assert_eq!(reason, DisconnectReason::ClientNamespaceDisconnect);
+        // The event names the rooms it left.
+        let mut expected = vec!["room".to_owned(), sockets[0].to_string()];
+        expected.sort();
+        assert_eq!(rooms, expected);
         assert_eq!(server.room_size("/", "room"), 0);
         assert_eq!(server.socket_count(), 2);
     }
@@ -2405,9 +2413,10 @@ mod tests {
         assert_eq!(
             server.poll_event(),
             Some(ServerEvent::Disconnect {
+                rooms: vec![root.to_string()],
                 socket: root,
                 namespace: "/".into(),
-                reason: DisconnectReason::ForcedClose
+                reason: DisconnectReason::ForcedClose,
             })
         );
     }
@@ -2554,9 +2563,10 @@ mod tests {
         assert_eq!(
             server.poll_event(),
             Some(ServerEvent::Disconnect {
+                rooms: vec![socket.to_string()],
                 socket,
                 namespace: "/".into(),
-                reason: DisconnectReason::ForcedClose
+                reason: DisconnectReason::ForcedClose,
             })
         );
 

@@ -31,7 +31,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -361,6 +361,8 @@ struct SocketEntry {
     /// ([`EventHandler::no_room_made`]): not
     /// waited for again until one of them ends.
     stuck: AtomicBool,
+    /// Once it has disconnected: the rooms it was in as it left.
+    rooms_left: OnceLock<Vec<String>>,
 }
 
 pub(crate) enum AckSlot {
@@ -1211,6 +1213,7 @@ impl Hub {
                     extensions: Mutex::new(HashMap::new()),
                     running: AtomicUsize::new(0),
                     stuck: AtomicBool::new(false),
+                    rooms_left: OnceLock::new(),
                 });
                 self.sockets
                     .write()
@@ -1285,7 +1288,12 @@ impl Hub {
                 let slot = lock(&self.acks).remove(&(socket, id));
                 complete(slot, Err(error));
             }
-            ServerEvent::Disconnect { socket, reason, .. } => {
+            ServerEvent::Disconnect {
+                socket,
+                reason,
+                rooms,
+                ..
+            } => {
                 let Some(entry) = self
                     .sockets
                     .write()
@@ -1305,6 +1313,7 @@ impl Hub {
                         .unwrap_or_else(PoisonError::into_inner),
                 );
                 let callbacks = handlers.disconnect;
+                let _ = entry.rooms_left.set(rooms);
                 let socket = Socket {
                     id: socket,
                     entry,
@@ -1606,28 +1615,28 @@ impl Socket {
 
     /// Runs `handler` when the socket leaves its namespace, with the
     /// reason (every handler registered, in order). By then the socket has
-    /// left its rooms ([`rooms`](Self::rooms) is empty) and cannot emit,
-    /// but its [`extension`](Self::extension)s are still there.
+    /// left its rooms and cannot emit, but [`rooms`](Self::rooms) still
+    /// names the rooms it was in (as in Node's `disconnecting` listener and
+    /// python-socketio's disconnect handler), so a broadcast to them
+    /// reaches the others, and its [`extension`](Self::extension)s are
+    /// still there.
     ///
     /// ```
     /// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
-    ///
-    /// #[derive(Clone)]
-    /// struct Room(String);
     ///
     /// let io = SocketIo::new(SocketIoConfig::default());
     /// io.ns("/", |socket| {
     ///     // Client: socket.emit("enter", "lobby")
     ///     socket.on("enter", |socket, event| {
-    ///         let Ok(room) = event.arg::<String>(0) else { return };
-    ///         if socket.join(&room).is_ok() {
-    ///             socket.insert_extension(Room(room));
+    ///         if let Ok(room) = event.arg::<String>(0) {
+    ///             let _ = socket.join(&room);
     ///         }
     ///     });
     ///     socket.on_disconnect(|socket, reason| {
-    ///         if let Some(Room(room)) = socket.extension::<Room>() {
-    ///             let _ = socket.to(room).emit("left", &(socket.id().as_ref(), reason.as_str()));
-    ///         }
+    ///         // Whoever shared a room with it hears it, once.
+    ///         let rooms = socket.rooms();
+    ///         let others = rooms.into_iter().fold(socket.broadcast(), |to, room| to.to(room));
+    ///         let _ = others.emit("left", &(socket.id().as_ref(), reason.as_str()));
     ///     });
     /// });
     /// # use switchboard_async::engineio::{Routed, WsCommand, WsCommands};
@@ -1637,13 +1646,16 @@ impl Socket {
     /// # let open = || match io.engine().handle_request(&request, Default::default()) { Routed::WebSocket(conn, mut queue) => { recv(&mut queue); (conn, queue) } _ => unreachable!() };
     /// # let send = |conn, packet: &str| io.engine().ws_message(conn, Message::text(packet.to_owned()));
     /// # fn recv(queue: &mut WsCommands) -> Vec<String> { std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect() }
-    /// # let ((a, mut qa), (b, mut qb)) = (open(), open());
-    /// # for conn in [a, b] { send(conn, "40"); send(conn, r#"42["enter","lobby"]"#); }
-    /// # (recv(&mut qa), recv(&mut qb));
+    /// # let ((a, mut qa), (b, mut qb), (c, mut qc)) = (open(), open(), open());
+    /// # for conn in [a, b] { send(conn, "40"); send(conn, r#"42["enter","lobby"]"#); send(conn, r#"42["enter","games"]"#); }
+    /// # send(c, "40"); // not in the lobby
+    /// # (recv(&mut qa), recv(&mut qb), recv(&mut qc));
     /// # send(a, "41"); // the client leaves the namespace
     /// # let left = recv(&mut qb);
+    /// # assert_eq!(left.len(), 1, "{left:?}");
     /// # assert!(left[0].starts_with(r#"42["left","#), "{left:?}");
     /// # assert!(left[0].ends_with(r#","client namespace disconnect"]"#), "{left:?}");
+    /// # assert_eq!(recv(&mut qc), Vec::<String>::new());
     /// ```
     pub fn on_disconnect(
         &self,
@@ -1922,8 +1934,10 @@ impl Socket {
         self.hub.with_core(|core| core.leave(&self.id, room))
     }
 
-    /// The rooms this socket is in, the one named by its id included (none
-    /// once it is disconnected).
+    /// The rooms this socket is in, the one named by its id included. Once
+    /// it has disconnected (see [`connected`](Self::connected)), the rooms
+    /// it was in as it left, for its [`on_disconnect`](Self::on_disconnect)
+    /// handlers; it is in none of them any more.
     ///
     /// ```
     /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
@@ -1938,6 +1952,9 @@ impl Socket {
     /// });
     /// ```
     pub fn rooms(&self) -> Vec<String> {
+        if let Some(left) = self.entry.rooms_left.get() {
+            return left.clone();
+        }
         lock(&self.hub.core).rooms_of(&self.id)
     }
 
