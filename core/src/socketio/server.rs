@@ -1526,6 +1526,42 @@ impl Server {
         self.broadcast_with(target, packet, true)
     }
 
+    /// The connected sockets `target` reaches, as a broadcast to it would
+    /// (Node's `fetchSockets`).
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use switchboard_core::engineio::{self, MessageData};
+    /// # use switchboard_core::socketio::server::*;
+    /// # fn connect(server: &mut Server, sid: &str, now: Instant) -> SocketId {
+    /// #     server.handle_open(sid, engineio::ProtocolVersion::V4, now);
+    /// #     server.handle_message(sid, MessageData::Text("0".into()), now);
+    /// #     let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+    /// #     server.accept(&socket).unwrap();
+    /// #     socket
+    /// # }
+    /// # let now = Instant::now();
+    /// let mut server = Server::new(ServerConfig::default());
+    /// server.add_namespace("/");
+    /// let (a, b) = (connect(&mut server, "e1", now), connect(&mut server, "e2", now));
+    /// server.join(&a, "lobby").unwrap();
+    /// let lobby = BroadcastTarget { rooms: vec!["lobby".into()], ..BroadcastTarget::namespace("/") };
+    /// assert_eq!(server.members(&lobby), [a.clone()]);
+    /// let others = BroadcastTarget { except_socket: Some(a), ..BroadcastTarget::namespace("/") };
+    /// assert_eq!(server.members(&others), [b]);
+    /// ```
+    pub fn members(&self, target: &BroadcastTarget) -> Vec<SocketId> {
+        let mut all = self
+            .by_namespace
+            .get(&target.namespace)
+            .into_iter()
+            .flatten()
+            .cloned();
+        let mut members = self.rooms.members(target, &mut all);
+        members.retain(|socket| self.sockets.get(socket).is_some_and(|s| s.connected));
+        members
+    }
+
     fn broadcast_with(
         &mut self,
         target: &BroadcastTarget,

@@ -2666,20 +2666,71 @@ impl Broadcast {
     /// });
     /// ```
     pub fn sockets(&self) -> Vec<Socket> {
-        let core = lock(&self.hub.core);
-        let ids: Vec<SocketId> = core
-            .sockets_of(&self.target.namespace)
-            .into_iter()
-            .filter(|id| {
-                let rooms = core.rooms_of(id);
-                (self.target.rooms.is_empty()
-                    || self.target.rooms.iter().any(|r| rooms.contains(r)))
-                    && !self.target.except.iter().any(|r| rooms.contains(r))
-                    && self.target.except_socket.as_ref() != Some(id)
-            })
-            .collect();
-        drop(core);
+        let ids = lock(&self.hub.core).members(&self.target);
         ids.iter().filter_map(|id| self.hub.socket(id)).collect()
+    }
+
+    /// Makes every socket reached join `room` (Node's `socketsJoin`),
+    /// from anywhere: a handler, another task or thread, an HTTP route.
+    /// A socket already in [`ServerConfig::max_rooms_per_socket`] rooms
+    /// stays out of it.
+    ///
+    /// [`ServerConfig::max_rooms_per_socket`]: switchboard_core::socketio::server::ServerConfig::max_rooms_per_socket
+    ///
+    /// ```
+    /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    /// let io = SocketIo::new(SocketIoConfig::default());
+    /// io.ns("/", |socket| {
+    ///     // Client: socket.emit("merge", "red", "blue")
+    ///     socket.on("merge", |socket, event| {
+    ///         let Ok((from, into)) = event.args::<(String, String)>() else { return };
+    ///         // Everyone in `from`, this socket included, moves to `into`.
+    ///         let everyone = socket.io().of(socket.namespace()).to(from.clone());
+    ///         everyone.join(&into);
+    ///         everyone.leave(&from);
+    ///         let _ = socket.io().to(into).emit("merged", &from);
+    ///     });
+    /// });
+    /// # use switchboard_async::engineio::{Routed, WsCommand, WsCommands};
+    /// # use switchboard_core::{http::{Limits, Request}, ws::Message};
+    /// # // In-memory clients, no network: `open()` connects one over WebSocket, `send` hands the server a packet from it, `recv` takes what the server sent it.
+    /// # let request = Request::parse(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &Limits::default()).unwrap().unwrap().0;
+    /// # let open = || match io.engine().handle_request(&request, Default::default()) { Routed::WebSocket(conn, mut queue) => { recv(&mut queue); (conn, queue) } _ => unreachable!() };
+    /// # let send = |conn, packet: &str| io.engine().ws_message(conn, Message::text(packet.to_owned()));
+    /// # fn recv(queue: &mut WsCommands) -> Vec<String> { std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect() }
+    /// # let ((a, mut qa), (b, mut qb), (c, mut qc)) = (open(), open(), open());
+    /// # for conn in [a, b, c] { send(conn, "40"); }
+    /// # io.sockets("/").iter().take(2).for_each(|socket| { socket.join("red").unwrap(); });
+    /// # let red: Vec<String> = io.to("red").sockets().iter().map(|s| s.id().to_string()).collect();
+    /// # assert_eq!(red.len(), 2);
+    /// # (recv(&mut qa), recv(&mut qb), recv(&mut qc));
+    /// # send(a, r#"42["merge","red","blue"]"#);
+    /// # let mut blue: Vec<String> = io.to("blue").sockets().iter().map(|s| s.id().to_string()).collect();
+    /// # let mut expected = red.clone();
+    /// # (blue.sort(), expected.sort());
+    /// # assert_eq!(blue, expected);
+    /// # assert_eq!(io.of("/").room_size("red"), 0);
+    /// # let got = [recv(&mut qa), recv(&mut qb), recv(&mut qc)].map(|m| m.len());
+    /// # assert_eq!(got.iter().sum::<usize>(), 2, "{got:?}");
+    /// ```
+    pub fn join(&self, room: &str) {
+        self.hub.with_core(|core| {
+            for socket in core.members(&self.target) {
+                if let Err(error) = core.join(&socket, room) {
+                    tracing::debug!(%socket, %error, "not joined");
+                }
+            }
+        });
+    }
+
+    /// Makes every socket reached leave `room` (Node's `socketsLeave`).
+    /// See [`Broadcast::join`].
+    pub fn leave(&self, room: &str) {
+        self.hub.with_core(|core| {
+            for socket in core.members(&self.target) {
+                let _ = core.leave(&socket, room);
+            }
+        });
     }
 
     /// How many sockets of the namespace are in `room`.
