@@ -197,7 +197,9 @@ impl Request {
 
     /// Whether the connection stays open after this request's response:
     /// HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with
-    /// `Connection: keep-alive`.
+    /// `Connection: keep-alive`; never after a request whose framing could
+    /// be read two ways (`Transfer-Encoding` with `Content-Length`, or in
+    /// HTTP/1.0), as RFC 9112 (6.1) requires against request smuggling.
     ///
     /// ```
     /// use switchboard_core::http::{Limits, Request};
@@ -205,8 +207,14 @@ impl Request {
     /// assert!(parse("GET / HTTP/1.1\r\n\r\n").keep_alive());
     /// assert!(!parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive());
     /// assert!(!parse("GET / HTTP/1.0\r\n\r\n").keep_alive());
+    /// let both = "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+    /// assert!(!parse(both).keep_alive());
     /// ```
     pub fn keep_alive(&self) -> bool {
+        let chunked = self.headers.get("transfer-encoding").is_some();
+        if chunked && (self.version == 0 || self.headers.get("content-length").is_some()) {
+            return false;
+        }
         if self.version == 0 {
             self.headers.has_token("connection", "keep-alive")
         } else {
@@ -376,12 +384,19 @@ struct BodyReader {
 
 impl BodyReader {
     fn new(headers: &Headers, max: usize, until_close_allowed: bool) -> Result<Self, HttpError> {
-        let chunked = match headers.get("transfer-encoding") {
-            None => false,
-            Some(value) if value.eq_ignore_ascii_case("chunked") => true,
-            Some(other) => {
+        // Every line, as one list: chunked must be the one coding.
+        let mut codings = headers
+            .get_all("transfer-encoding")
+            .flat_map(|value| value.split(','))
+            .map(str::trim);
+        let chunked = match (codings.next(), codings.next()) {
+            (None, _) => false,
+            (Some(coding), None) if coding.eq_ignore_ascii_case("chunked") => true,
+            _ => {
+                let all: Vec<&str> = headers.get_all("transfer-encoding").collect();
                 return Err(HttpError::MalformedBody(format!(
-                    "unsupported transfer-encoding {other:?}"
+                    "unsupported transfer-encoding {:?}",
+                    all.join(", ")
                 )));
             }
         };
@@ -796,6 +811,79 @@ impl Default for ServerLimits {
     }
 }
 
+/// A server connection's wait for its next request, and the rule of
+/// [`ServerLimits`]' two timeouts: a request must arrive whole within
+/// `request_timeout` of its first byte (the first request of a connection,
+/// of the connection's start), or it is answered 408; between requests a
+/// connection idles at most `keep_alive_timeout`, then closes quietly.
+///
+/// A driver makes one per wait, with what its [`RequestReader`] already
+/// holds, reads until [`deadline`](Self::deadline), and tells it of every
+/// read ([`received`](Self::received)).
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use switchboard_core::http::{HttpError, RequestReader, RequestWait, ServerLimits};
+///
+/// let limits = ServerLimits::default(); // 60 s keep-alive, 30 s per request
+/// let mut reader = RequestReader::new(limits.head, 1 << 20);
+/// let t0 = Instant::now();
+/// // Between two requests of a keep-alive connection: idle up to 60 s.
+/// let mut wait = RequestWait::new(&reader, false, t0);
+/// assert_eq!(wait.deadline(&limits), t0 + Duration::from_secs(60));
+/// assert!(wait.timed_out(&limits).is_none()); // at the deadline: closed quietly
+///
+/// // The next request begins after 50 s: it has 30 s from then.
+/// let t1 = t0 + Duration::from_secs(50);
+/// reader.receive(b"GET / HTTP/1.1\r\n");
+/// wait.received(&reader, t1);
+/// assert_eq!(wait.deadline(&limits), t1 + Duration::from_secs(30));
+/// assert!(matches!(wait.timed_out(&limits), Some(HttpError::RequestTimeout(_)))); // 408
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct RequestWait {
+    started: std::time::Instant,
+    began: Option<std::time::Instant>,
+    first: bool,
+}
+
+impl RequestWait {
+    /// A wait starting at `now`, for the connection's `first` request or a
+    /// later one, with what `reader` already buffered.
+    pub fn new(reader: &RequestReader, first: bool, now: std::time::Instant) -> Self {
+        RequestWait {
+            started: now,
+            began: reader.has_partial_request().then_some(now),
+            first,
+        }
+    }
+
+    /// Bytes were read at `now` into `reader`: a request that began with
+    /// them starts its timeout.
+    pub fn received(&mut self, reader: &RequestReader, now: std::time::Instant) {
+        if self.began.is_none() && reader.has_partial_request() {
+            self.began = Some(now);
+        }
+    }
+
+    /// When the wait ends.
+    pub fn deadline(&self, limits: &ServerLimits) -> std::time::Instant {
+        match self.began {
+            Some(at) => at + limits.request_timeout,
+            None if self.first => self.started + limits.request_timeout,
+            None => self.started + limits.keep_alive_timeout,
+        }
+    }
+
+    /// What the deadline passing means: a request that did not arrive in
+    /// time (408), or `None` for an idle keep-alive connection, closed
+    /// without an answer.
+    pub fn timed_out(&self, limits: &ServerLimits) -> Option<HttpError> {
+        (self.first || self.began.is_some())
+            .then_some(HttpError::RequestTimeout(limits.request_timeout))
+    }
+}
+
 /// The standard reason phrase of `status`.
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
@@ -997,6 +1085,46 @@ mod tests {
             reader.receive(head.as_bytes());
             assert_eq!(reader.next_request().unwrap_err().status(), 400, "{head:?}");
         }
+    }
+
+    /// Request smuggling shapes (RFC 9112, 6.1 and 6.3): a request with
+    /// both `Transfer-Encoding` and `Content-Length` is framed by the
+    /// former and the connection closes after its response, as does an
+    /// HTTP/1.0 request with `Transfer-Encoding`.
+    #[test]
+    fn ambiguous_framing_closes_the_connection() {
+        let mut reader = RequestReader::new(Limits::default(), 100);
+        reader.receive(
+            b"POST /a HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n\
+              0\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+        );
+        let first = reader.next_request().unwrap().unwrap();
+        assert_eq!(first.body.len(), 0, "framed by the chunked coding");
+        assert!(!first.request.keep_alive());
+        let head =
+            "POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let (request, _) = Request::parse(head.as_bytes(), &Limits::default())
+            .unwrap()
+            .unwrap();
+        assert!(!request.keep_alive());
+    }
+
+    /// Every `Transfer-Encoding` line counts, as one list (RFC 9110, 5.3):
+    /// chunked must be the only coding, wherever the others are.
+    #[test]
+    fn transfer_encoding_lines_are_read_together() {
+        for head in [
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+        ] {
+            let mut reader = RequestReader::new(Limits::default(), 100);
+            reader.receive(head.as_bytes());
+            assert_eq!(reader.next_request().unwrap_err().status(), 400, "{head:?}");
+        }
+        let mut reader = RequestReader::new(Limits::default(), 100);
+        reader.receive(b"POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n");
+        assert_eq!(&reader.next_request().unwrap().unwrap().body[..], b"x");
     }
 
     #[test]

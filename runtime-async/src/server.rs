@@ -29,7 +29,9 @@ use futures_io::{AsyncRead, AsyncWrite};
 use futures_util::future::{Either, select};
 use futures_util::{AsyncWriteExt, SinkExt, StreamExt};
 use switchboard_core::engineio::HttpResponse;
-use switchboard_core::http::{HttpError, IncomingRequest, Request, RequestReader, ServerLimits};
+use switchboard_core::http::{
+    HttpError, IncomingRequest, Request, RequestReader, RequestWait, ServerLimits,
+};
 use switchboard_core::ws::Config;
 use switchboard_core::ws::handshake::{self, Rejection};
 
@@ -1078,7 +1080,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     R: Runtime,
 {
-    let started = Instant::now();
+    let mut wait = RequestWait::new(reader, first, Instant::now());
     loop {
         if let Some(incoming) = reader.next_request().map_err(RequestError::Http)? {
             return Ok(Some(incoming));
@@ -1087,13 +1089,7 @@ where
             io.write_all(interim).await.map_err(RequestError::Io)?;
             io.flush().await.map_err(RequestError::Io)?;
         }
-        let waiting_for_more = first || reader.has_partial_request();
-        let timeout = if waiting_for_more {
-            limits.request_timeout
-        } else {
-            limits.keep_alive_timeout
-        };
-        let deadline = started + timeout;
+        let deadline = wait.deadline(limits);
         let read = std::future::poll_fn(|cx| {
             let read = poll_read_with(io, cx, |data| {
                 reader.receive(data);
@@ -1113,14 +1109,13 @@ where
                     Ok(None)
                 };
             }
-            Some(Ok(_)) => {}
+            Some(Ok(_)) => wait.received(reader, Instant::now()),
             Some(Err(error)) => return Err(RequestError::Io(error)),
-            None if waiting_for_more => {
-                return Err(RequestError::Http(HttpError::RequestTimeout(
-                    limits.request_timeout,
-                )));
+            None => {
+                return wait
+                    .timed_out(limits)
+                    .map_or(Ok(None), |e| Err(RequestError::Http(e)));
             }
-            None => return Ok(None),
         }
     }
 }

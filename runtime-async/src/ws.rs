@@ -10,7 +10,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -41,7 +41,10 @@ const EARLY_WRITE_BYTES: usize = 16 << 10;
 /// automatically and also yielded, so they can be observed. The stream ends
 /// (`None`) once the connection is closed. Sending waits while the outgoing
 /// buffer is at its bound ([`Config::write_buffer_limit`]) and every send is
-/// flushed to the transport at once.
+/// flushed to the transport at once. The connection's timers run while a
+/// send waits: a peer that reads nothing is still failed by the keep-alive
+/// (or given up on at the close timeout), and the send fails with
+/// [`Error::Closed`].
 ///
 /// To read and write from two tasks, [`split`](StreamExt::split) it.
 ///
@@ -100,8 +103,62 @@ pub struct WebSocket<S, R: Runtime> {
     conn: Connection,
     runtime: R,
     timer: LazyTimer<R::Sleep>,
+    /// The timer a sender polls while its write waits: one of its own, so
+    /// the receiving side's (another task, when split) stays registered.
+    send_timer: LazyTimer<R::Sleep>,
     protocol: Option<String>,
     finished: bool,
+    /// The tasks last left waiting by the `Stream` and the `Sink` side: a
+    /// split socket's halves. A transport wakes only the task that polled
+    /// it last (tokio's rule), so a half that writes wakes the other, which
+    /// may be waiting for just that; one that runs the timers wakes it too
+    /// (the connection may have failed meanwhile). See [`Parked`].
+    parked: Parked,
+}
+
+/// The wakers of [`WebSocket::parked`].
+#[derive(Default)]
+struct Parked {
+    /// The stream side's task.
+    stream: Option<Waker>,
+    /// Whether it waits for writes to go out (output was queued when it
+    /// parked); otherwise only a timer wakes it from here.
+    stream_on_writes: bool,
+    /// The sink side's task, waiting for room or for a flush.
+    sink: Option<Waker>,
+}
+
+impl Parked {
+    /// Remembers the task of `cx` in `slot`.
+    fn park(slot: &mut Option<Waker>, cx: &Context<'_>) {
+        if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *slot = Some(cx.waker().clone());
+        }
+    }
+
+    /// Wakes the task in `slot` unless it is the one of `cx`.
+    fn wake_other(slot: &mut Option<Waker>, cx: &Context<'_>) {
+        if slot.as_ref().is_some_and(|w| !w.will_wake(cx.waker()))
+            && let Some(waker) = slot.take()
+        {
+            waker.wake();
+        }
+    }
+
+    /// Output went out: wakes the other side if it waits for that.
+    fn wrote(&mut self, cx: &Context<'_>) {
+        Self::wake_other(&mut self.sink, cx);
+        if self.stream_on_writes {
+            Self::wake_other(&mut self.stream, cx);
+        }
+    }
+
+    /// The timers ran (a ping may be owed, the connection may have
+    /// failed): wakes the other side.
+    fn timers_ran(&mut self, cx: &Context<'_>) {
+        Self::wake_other(&mut self.sink, cx);
+        Self::wake_other(&mut self.stream, cx);
+    }
 }
 
 impl<S, R> WebSocket<S, R>
@@ -157,8 +214,10 @@ where
             conn,
             runtime,
             timer: LazyTimer::default(),
+            send_timer: LazyTimer::default(),
             protocol,
             finished: false,
+            parked: Parked::default(),
         };
         ws.conn.handle_timeout(Instant::now());
         ws.conn.receive(buffered);
@@ -340,7 +399,12 @@ where
     /// ```
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
         self.conn.close(frame)?;
-        self.flush().await?;
+        match self.flush().await {
+            // The peer took nothing within the close timeout: the rest was
+            // dropped, and the transport closes below.
+            Ok(()) | Err(Error::Closed) => {}
+            Err(error) => return Err(error),
+        }
         while let Some(item) = self.next().await {
             if let Err(error) = item {
                 tracing::debug!(%error, "error while closing");
@@ -351,32 +415,93 @@ where
 
     /// Writes out as much of the transmit buffer as the transport takes.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.conn.transmit().is_empty() {
+        let mut wrote = false;
+        let result = loop {
+            if self.conn.transmit().is_empty() {
+                break Poll::Ready(Ok(()));
+            }
             let mut slices = [io::IoSlice::new(&[]); 8];
             let count = self.conn.transmit_vectored(&mut slices);
-            let n = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]) {
+                Poll::Ready(Ok(0)) => break Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    self.conn.advance_transmit(n);
+                    wrote = true;
+                }
+                Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
+                Poll::Pending => break Poll::Pending,
             }
-            self.conn.advance_transmit(n);
+        };
+        if wrote {
+            self.parked.wrote(cx);
         }
+        result
+    }
+
+    /// Writes out the transmit buffer like `poll_write_out`, running the
+    /// core's timers while the transport takes nothing: a keep-alive or
+    /// close timeout still fires while a sender waits on a peer that does
+    /// not read. [`Error::Closed`] once the core gave up on the connection
+    /// meanwhile (it failed, or its close timed out).
+    fn poll_write_out_timed(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        loop {
+            if let Poll::Ready(result) = self.poll_write_out(cx) {
+                self.send_timer.clear();
+                return Poll::Ready(result.map_err(Error::from));
+            }
+            ready!(self.poll_timer_of(true, cx));
+            if self.conn.should_close_transport() {
+                self.send_timer.clear();
+                return Poll::Ready(Err(Error::Closed));
+            }
+        }
+    }
+
+    /// Writes out the transmit buffer (see `poll_write_out_timed`) and
+    /// flushes the transport.
+    fn poll_flush_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        ready!(self.poll_write_out_timed(cx))?;
+        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
         Poll::Ready(Ok(()))
+    }
+
+    /// Runs a `Sink` side `poll`, parking its task (see `parked`) when it
+    /// is pending.
+    fn sink_parked_unless_ready<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: impl FnOnce(&mut Self, &mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        let result = poll(self, cx);
+        if result.is_pending() {
+            Parked::park(&mut self.parked.sink, cx);
+        }
+        result
     }
 
     /// Keeps one runtime timer at the core's next deadline (re-armed
     /// lazily, as the deadline mostly moves later); returns Ready when it
     /// passed (after telling the core).
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.poll_timer_of(false, cx)
+    }
+
+    /// [`poll_timer`](Self::poll_timer) with the receiving side's timer, or
+    /// a waiting sender's (`send_timer`).
+    fn poll_timer_of(&mut self, sender: bool, cx: &mut Context<'_>) -> Poll<()> {
+        let timer = if sender {
+            &mut self.send_timer
+        } else {
+            &mut self.timer
+        };
         let Some(deadline) = self.conn.poll_timeout() else {
-            self.timer.clear();
+            timer.clear();
             return Poll::Pending;
         };
         let runtime = &self.runtime;
-        ready!(
-            self.timer
-                .poll_until(deadline, cx, |at| runtime.sleep_until(at))
-        );
+        ready!(timer.poll_until(deadline, cx, |at| runtime.sleep_until(at)));
         self.conn.handle_timeout(Instant::now());
+        self.parked.timers_ran(cx);
         Poll::Ready(())
     }
 
@@ -458,7 +583,13 @@ where
     type Item = Result<Message, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().poll_next_message(cx)
+        let this = self.get_mut();
+        let next = this.poll_next_message(cx);
+        if next.is_pending() {
+            Parked::park(&mut this.parked.stream, cx);
+            this.parked.stream_on_writes = !this.conn.transmit().is_empty();
+        }
+        next
     }
 }
 
@@ -475,8 +606,7 @@ where
             this.write_early(cx)?;
             return Poll::Ready(Ok(()));
         }
-        ready!(this.poll_write_out(cx))?;
-        Poll::Ready(Ok(()))
+        this.sink_parked_unless_ready(cx, Self::poll_write_out_timed)
     }
 
     fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
@@ -490,18 +620,14 @@ where
         // Timers armed by what was sent (a close's deadline) start now: one
         // clock read per flush, not per message fed.
         this.conn.handle_timeout(Instant::now());
-        ready!(this.poll_write_out(cx))?;
-        ready!(Pin::new(&mut this.io).poll_flush(cx))?;
-        Poll::Ready(Ok(()))
+        this.sink_parked_unless_ready(cx, Self::poll_flush_out)
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = self.get_mut();
         this.conn.close(None)?;
         this.conn.handle_timeout(Instant::now());
-        ready!(this.poll_write_out(cx))?;
-        ready!(Pin::new(&mut this.io).poll_flush(cx))?;
-        Poll::Ready(Ok(()))
+        this.sink_parked_unless_ready(cx, Self::poll_flush_out)
     }
 }
 
@@ -1000,6 +1126,114 @@ mod tests {
             ws
         });
         std::mem::take(&mut ws.io.writes)
+    }
+
+    /// A transport with tokio's waker rule: only the task that last polled
+    /// a direction is woken when it becomes ready. Reads never complete;
+    /// writes take up to `room` bytes.
+    #[derive(Clone, Default)]
+    struct OneWakerPipe(Arc<std::sync::Mutex<PipeState>>);
+
+    #[derive(Default)]
+    struct PipeState {
+        room: usize,
+        write_waker: Option<std::task::Waker>,
+    }
+
+    impl AsyncRead for OneWakerPipe {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Pending
+        }
+    }
+
+    impl AsyncWrite for OneWakerPipe {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let mut state = self.0.lock().unwrap();
+            if state.room == 0 {
+                state.write_waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            let n = state.room.min(buf.len());
+            state.room -= n;
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A waker that records whether it was woken.
+    struct Flag(std::sync::atomic::AtomicBool);
+
+    impl futures_util::task::ArcWake for Flag {
+        fn wake_by_ref(flag: &Arc<Self>) {
+            flag.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn flag() -> (Arc<Flag>, std::task::Waker) {
+        let flag = Arc::new(Flag(std::sync::atomic::AtomicBool::new(false)));
+        (flag.clone(), futures_util::task::waker(flag))
+    }
+
+    /// Split, a sending task waits for the transport while the receiving
+    /// task, polled after it, took over the transport's one write waker:
+    /// once the receiving task writes the buffer out, the sending task is
+    /// woken too and its send completes (it would otherwise wait for good).
+    #[test]
+    fn both_halves_of_a_split_socket_are_woken_when_the_writes_go_out() {
+        let pipe = OneWakerPipe::default();
+        let config = Config {
+            write_buffer_limit: 1024,
+            ..Config::default()
+        };
+        let conn = Connection::new(Role::Server, Arc::new(config), None);
+        let ws = WebSocket::from_parts(pipe.clone(), NoRuntime, conn, None, &[]);
+        let (mut sink, mut stream) = ws.split();
+        let (sink_woken, sink_waker) = flag();
+        let (_, stream_waker) = flag();
+        let mut sending = sink.send(Message::binary(vec![1u8; 4096]));
+        let mut sending = Pin::new(&mut sending);
+        assert!(
+            sending
+                .as_mut()
+                .poll(&mut Context::from_waker(&sink_waker))
+                .is_pending()
+        );
+        let mut stream_cx = Context::from_waker(&stream_waker);
+        assert!(stream.poll_next_unpin(&mut stream_cx).is_pending());
+        // The peer reads: the transport wakes the task that polled it last.
+        let woken = {
+            let mut state = pipe.0.lock().unwrap();
+            state.room = 1 << 20;
+            state.write_waker.take().expect("a write waiter")
+        };
+        assert!(woken.will_wake(&stream_waker));
+        woken.wake();
+        assert!(stream.poll_next_unpin(&mut stream_cx).is_pending());
+        assert!(
+            sink_woken.0.load(std::sync::atomic::Ordering::SeqCst),
+            "the sending task was never woken"
+        );
+        assert!(
+            sending
+                .as_mut()
+                .poll(&mut Context::from_waker(&sink_waker))
+                .is_ready()
+        );
     }
 
     #[test]

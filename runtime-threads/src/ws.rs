@@ -26,8 +26,10 @@
 //! With [`Config::keepalive`], a side pings its peer every interval and
 //! fails the connection when no pong comes within the timeout
 //! ([`ProtocolError::KeepAliveTimeout`]); its timers run while a thread
-//! waits in [`WebSocket::recv`]. Pings are answered on their own; both are
-//! handed to the application too.
+//! waits in [`WebSocket::recv`], and while a send waits for a full socket
+//! (a peer that reads nothing then fails that send with [`Error::Closed`]).
+//! Pings are answered on their own; both are handed to the application
+//! too.
 //!
 //! ```
 //! use std::time::Duration;
@@ -89,7 +91,15 @@ struct Writer {
     stream: TcpStream,
     transport_closed: bool,
     reading: Reading,
+    /// The write timeout last set on `stream` (see [`WRITE_SLICE`]).
+    write_timeout: Option<Duration>,
 }
+
+/// The longest a blocked write waits before the connection's timers get a
+/// look (sooner when one is due sooner): a sender stuck on a peer that
+/// reads nothing still meets the keep-alive and close timeouts, and sees
+/// the reader's end of stream.
+const WRITE_SLICE: Duration = Duration::from_millis(100);
 
 /// Whether the connection's reader waits in a read, and until when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,16 +114,60 @@ enum Reading {
 
 impl Writer {
     /// Writes the core's transmit buffer out, blocking while the socket is
-    /// full: this is the backpressure senders feel.
-    fn flush(&mut self) -> io::Result<()> {
-        while !self.conn.transmit().is_empty() {
+    /// full: this is the backpressure senders feel. The connection's timers
+    /// run while it blocks: when one that is due leaves the connection
+    /// done (a keep-alive that failed, a close that timed out), it gives up
+    /// with [`Error::Closed`] and closes the transport. An end of stream
+    /// the reader met meanwhile (`peer_ended`) is the core's too. Once the
+    /// transport is closed nothing is written (its callers look at
+    /// `transport_closed`).
+    fn flush(&mut self, peer_ended: &AtomicBool) -> Result<(), Error> {
+        while !self.transport_closed && !self.conn.transmit().is_empty() {
+            self.bound_write()?;
             let mut slices = [io::IoSlice::new(&[]); 8];
             let count = self.conn.transmit_vectored(&mut slices);
-            let n = self.stream.write_vectored(&slices[..count])?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
+            match self.stream.write_vectored(&slices[..count]) {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
+                Ok(n) => self.conn.advance_transmit(n),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    let now = Instant::now();
+                    if peer_ended.load(Ordering::Acquire) {
+                        self.conn.handle_eof();
+                    }
+                    let due = self.conn.poll_timeout().is_some_and(|at| at <= now);
+                    self.conn.handle_timeout(now);
+                    if due && self.conn.should_close_transport() {
+                        self.close_transport();
+                        return Err(Error::Closed);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
             }
-            self.conn.advance_transmit(n);
+        }
+        Ok(())
+    }
+
+    /// Sets the socket's write timeout to [`WRITE_SLICE`], or to the core's
+    /// next deadline when that comes sooner (only when that changes it
+    /// much: a busy connection makes no extra system call per write).
+    fn bound_write(&mut self) -> io::Result<()> {
+        let now = Instant::now();
+        let wanted = self.conn.poll_timeout().map_or(WRITE_SLICE, |at| {
+            at.saturating_duration_since(now)
+                .clamp(Duration::from_millis(1), WRITE_SLICE)
+        });
+        if self
+            .write_timeout
+            .is_none_or(|set| set > wanted || set < wanted / 2)
+        {
+            self.stream.set_write_timeout(Some(wanted))?;
+            self.write_timeout = Some(wanted);
         }
         Ok(())
     }
@@ -160,6 +214,10 @@ struct Shared {
     /// ([`hand_back_missed_deadline`]), so the watcher never blocks on a
     /// connection (a sender may hold the lock while the socket is full).
     deadline_missed: AtomicBool,
+    /// Set by the reader when its read met the end of stream, before it
+    /// waits for `writer`'s lock: a sender blocked writing to a peer that
+    /// shut its side down and reads nothing learns it there.
+    peer_ended: AtomicBool,
 }
 
 /// The deadline watcher's call at a deadline it was handed: runs the
@@ -205,13 +263,17 @@ fn hand_back_missed_deadline(shared: &Arc<Shared>) {
 /// The next decoded event as the application gets it, once what decoding
 /// queued (automatic pongs, a failure's close frame) is written out; a
 /// failed write ends the connection (`finished`).
-fn take_event(writer: &mut Writer, finished: &mut bool) -> Option<Result<Message, Error>> {
+fn take_event(
+    writer: &mut Writer,
+    peer_ended: &AtomicBool,
+    finished: &mut bool,
+) -> Option<Result<Message, Error>> {
     let event = writer.conn.poll_event()?;
-    let flushed = writer.flush();
+    let flushed = writer.flush(peer_ended);
     writer.close_transport_if_due();
     if let Err(e) = flushed {
         *finished = true;
-        return Some(Err(e.into()));
+        return Some(Err(e));
     }
     Some(event.into_result().map_err(Error::from))
 }
@@ -247,7 +309,7 @@ fn send_all_on(
     }
     // Timers armed by what was sent (a close's timeout) start now.
     writer.conn.handle_timeout(Instant::now());
-    let flushed = writer.flush();
+    let flushed = writer.flush(&shared.peer_ended);
     if flushed.is_ok() {
         writer.close_transport_if_due();
     }
@@ -403,22 +465,25 @@ impl WebSocket {
         conn: Connection,
         protocol: Option<String>,
         buffered: &[u8],
-    ) -> io::Result<Self> {
+    ) -> Result<Self, Error> {
         let reader = stream.try_clone()?;
         let mut writer = Writer {
             conn,
             stream,
             transport_closed: false,
             reading: Reading::No,
+            write_timeout: None,
         };
+        let peer_ended = AtomicBool::new(false);
         writer.conn.handle_timeout(Instant::now());
         writer.conn.receive(buffered);
-        writer.flush()?;
+        writer.flush(&peer_ended)?;
         Ok(Self {
             reader,
             shared: Arc::new(Shared {
                 writer: Mutex::new(writer),
                 deadline_missed: AtomicBool::new(false),
+                peer_ended,
             }),
             protocol,
             finished: false,
@@ -556,7 +621,11 @@ impl WebSocket {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn next_buffered(&mut self) -> Option<Result<Message, Error>> {
-        take_event(&mut lock(&self.shared), &mut self.finished)
+        take_event(
+            &mut lock(&self.shared),
+            &self.shared.peer_ended,
+            &mut self.finished,
+        )
     }
 
     /// Starts the close handshake and waits (up to the close timeout) for it
@@ -608,7 +677,8 @@ impl WebSocket {
         loop {
             let timeout = {
                 let mut writer = lock(&self.shared);
-                if let Some(item) = take_event(&mut writer, &mut self.finished) {
+                let peer_ended = &self.shared.peer_ended;
+                if let Some(item) = take_event(&mut writer, peer_ended, &mut self.finished) {
                     return Some(item);
                 }
                 if self.finished {
@@ -616,9 +686,9 @@ impl WebSocket {
                 }
                 let now = Instant::now();
                 writer.conn.handle_timeout(now);
-                if let Err(e) = writer.flush() {
+                if let Err(e) = writer.flush(peer_ended) {
                     self.finished = true;
-                    return Some(Err(e.into()));
+                    return Some(Err(e));
                 }
                 writer.close_transport_if_due();
                 if writer.transport_closed {
@@ -642,6 +712,11 @@ impl WebSocket {
             }
             let (read, mut writer) = READ_BUF.with_borrow_mut(|buf| {
                 let read = self.reader.read(buf);
+                if let Ok(0) = read {
+                    // Before the lock, which a sender blocked on this peer
+                    // may hold: it sees the end there.
+                    self.shared.peer_ended.store(true, Ordering::Release);
+                }
                 let mut writer = lock(&self.shared);
                 writer.reading = Reading::No;
                 if let Ok(n @ 1..) = read {
@@ -805,7 +880,7 @@ pub fn accept_request(
             stream.write_all(&accepted.response)?;
             stream.set_read_timeout(None)?;
             let conn = Connection::new(Role::Server, config, accepted.deflate);
-            Ok(WebSocket::new(stream, conn, accepted.protocol, buffered)?)
+            WebSocket::new(stream, conn, accepted.protocol, buffered)
         }
         Err(rejection) => Err(refuse(&mut stream, rejection)),
     }
@@ -940,12 +1015,7 @@ pub fn client_handshake(
     let negotiated = handshake.finish(&response, &config)?;
     stream.set_read_timeout(None)?;
     let conn = Connection::new(Role::Client, config, negotiated.deflate);
-    Ok(WebSocket::new(
-        stream,
-        conn,
-        negotiated.protocol,
-        &buffered,
-    )?)
+    WebSocket::new(stream, conn, negotiated.protocol, &buffered)
 }
 
 /// Accepts connections on `listener` forever, one thread each, handing each
@@ -1030,6 +1100,68 @@ pub fn echo(mut ws: WebSocket) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A [`Sender`] blocks writing to a peer that reads nothing (no
+    /// keep-alive); the peer then shuts its side down. The reader meets the
+    /// end of stream while the sender holds the connection's lock: the
+    /// send still fails within the close timeout, and `recv` ends, instead
+    /// of both threads waiting for good.
+    #[test]
+    fn a_send_blocked_on_a_peer_that_shut_down_fails() {
+        use std::sync::atomic::AtomicUsize;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let sent = Arc::new(AtomicUsize::new(0));
+        let counted = sent.clone();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            let config = Config {
+                close_timeout: Duration::from_millis(300),
+                keepalive: None,
+                ..Config::default()
+            };
+            let mut ws = accept(stream, config).expect("handshake");
+            let sender = ws.sender();
+            let flooder = std::thread::spawn(move || {
+                loop {
+                    if let Err(error) = sender.send(Message::binary(vec![7u8; 64 << 10])) {
+                        return error;
+                    }
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            while ws.recv().is_some() {}
+            flooder.join().expect("flooder")
+        });
+
+        let mut client = TcpStream::connect(addr).expect("connect");
+        client
+            .write_all(
+                b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            )
+            .expect("request");
+        // Read nothing until the sender is stuck.
+        let mut last = usize::MAX;
+        let give_up = Instant::now() + Duration::from_secs(20);
+        while sent.load(Ordering::Relaxed) != last {
+            assert!(Instant::now() < give_up, "the sender never blocked");
+            last = sent.load(Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        client.shutdown(Shutdown::Write).expect("shutdown");
+        let shut = Instant::now();
+        while !server.is_finished() {
+            assert!(
+                shut.elapsed() < Duration::from_secs(5),
+                "the blocked send (and recv) never ended"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let error = server.join().expect("server");
+        assert!(matches!(error, Error::Closed), "{error}");
+        drop(client);
+    }
 
     /// A [`Sender`] on another thread closes while the connection's reader
     /// waits in a read without a timeout (no keep-alive) and the peer then

@@ -508,6 +508,87 @@ pub fn server_keepalive(rt: RuntimeKind) {
     assert!(saw_ping);
 }
 
+/// Writes `bytes` over and over until the server stops taking them (a
+/// write waits past 500 ms): it stopped reading, because its own writes to
+/// this peer, which reads nothing, are stuck. Returns early if the server
+/// closes the connection meanwhile.
+fn flood_until_blocked(conn: &mut RawConn, bytes: &[u8]) {
+    use std::io::{ErrorKind, Write};
+    conn.stream
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .expect("write timeout");
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < until {
+        match conn.stream.write(bytes) {
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return,
+            Err(_) => return,
+        }
+    }
+    panic!("the server never stopped reading");
+}
+
+/// Whether the server closes the connection within `timeout`, seen by a
+/// peer that still reads nothing: a write to it fails (reset).
+fn closed_while_not_reading(conn: &mut RawConn, timeout: Duration) -> bool {
+    use std::io::{ErrorKind, Write};
+    conn.stream
+        .set_write_timeout(Some(Duration::from_millis(100)))
+        .expect("write timeout");
+    let until = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < until {
+        match conn.stream.write(&[0]) {
+            Ok(_) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// Keep-alive 2 s / 1 s and a 500 ms close timeout, for the cases of a peer
+/// that stops reading.
+fn stalled_peer_config() -> Config {
+    Config {
+        keepalive: Some(KeepAlive {
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+        }),
+        close_timeout: Duration::from_millis(500),
+        ..conformance_config()
+    }
+}
+
+/// A peer sends messages but never reads: the echo handler ends up waiting
+/// in `send` for room. The keep-alive still fires meanwhile (its ping goes
+/// unanswered), and the connection is closed instead of held for good.
+pub fn server_keepalive_fires_while_a_send_waits(rt: RuntimeKind) {
+    let addr = spawn_ws_echo(rt, stalled_peer_config());
+    let (mut conn, _) = raw::open(addr, "");
+    flood_until_blocked(&mut conn, &frame(2, true, 0, &[7; 64 << 10], true));
+    assert!(
+        closed_while_not_reading(&mut conn, Duration::from_secs(10)),
+        "the connection of a peer that reads nothing stayed open past the keep-alive timeout"
+    );
+}
+
+/// A peer sends pings but never reads: the automatic pongs fill the
+/// transmit buffer and the server stops reading. When the keep-alive then
+/// fails the connection, its close frame cannot be written either; within
+/// the close timeout the server gives up on it and closes the connection.
+pub fn server_gives_up_unwritable_output_after_a_failure(rt: RuntimeKind) {
+    let addr = spawn_ws_echo(rt, stalled_peer_config());
+    let (mut conn, _) = raw::open(addr, "");
+    let pings: Vec<u8> = (0..500)
+        .flat_map(|_| frame(9, true, 0, &[1; 125], true))
+        .collect();
+    flood_until_blocked(&mut conn, &pings);
+    assert!(
+        closed_while_not_reading(&mut conn, Duration::from_secs(10)),
+        "a failed connection whose output the peer does not read stayed open"
+    );
+}
+
 /// A handshake that does not finish in time is dropped.
 pub fn server_handshake_deadline(rt: RuntimeKind) {
     let config = Config {
@@ -606,6 +687,31 @@ pub fn server_routes_http_bodies(rt: RuntimeKind) {
     assert!(fits.ends_with("\r\n\r\n1000 bytes"), "{fits}");
     let over = post(addr, 1001);
     assert!(over.starts_with("HTTP/1.1 413 "), "{over}");
+}
+
+/// `ServerLimits::request_timeout` (300 ms) runs from a request's first
+/// byte: a keep-alive connection idle for longer than that (within its
+/// keep-alive timeout) whose next request then arrives in two pieces is
+/// answered, not refused with 408.
+pub fn server_times_a_request_from_its_first_byte(rt: RuntimeKind) {
+    let limits = ServerLimits {
+        request_timeout: Duration::from_millis(300),
+        keep_alive_timeout: Duration::from_secs(10),
+        ..ServerLimits::default()
+    };
+    let addr = spawn_ws_routes_with_limits(rt, limits);
+    let mut conn = raw::connect(addr);
+    conn.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(600));
+    conn.write(b"GET /b HTTP/1.1\r\nHost: x\r\n");
+    std::thread::sleep(Duration::from_millis(100));
+    conn.write(b"Connection: close\r\n\r\n");
+    let answers = String::from_utf8_lossy(&conn.read_to_end(T)).into_owned();
+    assert_eq!(
+        answers.matches("HTTP/1.1 200 ").count(),
+        2,
+        "both requests answered: {answers}"
+    );
 }
 
 /// The client's request is a valid RFC 6455 upgrade with a fresh 16-byte

@@ -51,6 +51,9 @@ pub struct Config {
     pub keepalive: Option<KeepAlive>,
     /// How long to wait for the peer's close frame after sending one, and
     /// (client) for the server to close the TCP connection (default 5 s).
+    /// Also how long a failed or closed connection waits for the peer to
+    /// take what is left to write (its close frame, say) before it drops
+    /// that and closes the transport.
     pub close_timeout: Duration,
     /// How long the opening handshake may take (default 10 s).
     pub handshake_timeout: Duration,

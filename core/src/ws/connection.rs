@@ -223,7 +223,9 @@ impl MaskKeys {
 /// [`handle_timeout`](Self::handle_timeout) with the current time after
 /// feeding input or sending, and again at [`poll_timeout`](Self::poll_timeout).
 /// Once [`should_close_transport`](Self::should_close_transport) holds and
-/// the transmit buffer is empty, close the transport.
+/// the transmit buffer is empty, close the transport; keep calling
+/// `handle_timeout` meanwhile: what the peer has not taken within
+/// [`Config::close_timeout`] is dropped, so the buffer empties.
 ///
 /// # Example
 ///
@@ -874,6 +876,12 @@ impl Connection {
             self.close_deadline = Timer::Off;
             self.close_timed_out = true;
             self.state = State::Closed;
+            // The peer has not taken our close frame (or a failure's) in
+            // all that time: what is still queued is not going out, and
+            // the transport closes without waiting for it (as Node's `ws`
+            // destroys the socket at its close timeout).
+            self.out = BytesMut::new();
+            self.out_chunks = VecDeque::new();
         }
         if self.state != State::Open {
             self.next_ping = Timer::Off;
@@ -973,6 +981,7 @@ impl Connection {
         if self.state == State::Open && code.is_sendable() {
             self.queue_close(Some(&CloseFrame::new(code, "")));
         }
+        self.arm_close_deadline();
         self.state = State::Closed;
         self.failed = true;
         self.read_buf = BytesMut::new();
@@ -1197,9 +1206,9 @@ impl Connection {
             // Echo the status code, as RFC 6455 section 5.5.1 suggests.
             let echo = frame.as_ref().map(|f| CloseFrame::new(f.code, ""));
             self.queue_close(echo.as_ref());
-            if self.role == Role::Client {
-                self.close_deadline = Timer::Arm(self.config.close_timeout);
-            }
+            // A client waits this long for the server to close TCP; a
+            // server, for the peer to take the echo.
+            self.close_deadline = Timer::Arm(self.config.close_timeout);
         } else if self.role == Role::Client {
             self.close_deadline = Timer::Arm(self.config.close_timeout);
         }
@@ -1207,6 +1216,15 @@ impl Connection {
         self.read_buf.clear();
         self.emit(Message::Close(frame));
         Ok(())
+    }
+
+    /// Bounds what is left of a closed connection: the transport gets the
+    /// close timeout to take what is queued (a failure's close frame, a
+    /// close echo), unless a close timeout already runs.
+    fn arm_close_deadline(&mut self) {
+        if self.close_deadline == Timer::Off {
+            self.close_deadline = Timer::Arm(self.config.close_timeout);
+        }
     }
 
     fn emit(&mut self, message: Message) {
@@ -1315,6 +1333,36 @@ mod tests {
         assert_eq!(conn.send(Message::text("late")), Err(SendError::Closed));
         conn.handle_timeout(t0 + Duration::from_secs(5));
         assert!(conn.should_close_transport());
+    }
+
+    /// A peer that reads nothing: once the connection is done (failed, or
+    /// the peer's close echoed), what is queued gets the close timeout to
+    /// go out, then is dropped so the transport can close.
+    #[test]
+    fn unwritten_output_of_a_closed_connection_is_dropped_at_the_close_timeout() {
+        let t0 = Instant::now();
+        let timeout = Config::default().close_timeout;
+        // Failed: a protocol error's close frame stays unwritten.
+        let mut failed = server(Config::default());
+        failed.send(Message::binary(vec![1u8; 4096])).unwrap();
+        failed.receive(b"\x81\x00"); // unmasked
+        assert!(matches!(failed.poll_event(), Some(Event::Failed(_))));
+        // Echoed: the peer's close is answered, the answer stays unwritten.
+        let mut echoed = server(Config::default());
+        echoed.send(Message::binary(vec![1u8; 4096])).unwrap();
+        echoed.receive(&masked(8, true, b"\x03\xe8"));
+        assert!(matches!(
+            echoed.poll_event(),
+            Some(Event::Message(Message::Close(_)))
+        ));
+        for conn in [&mut failed, &mut echoed] {
+            conn.handle_timeout(t0);
+            assert!(conn.should_close_transport());
+            assert_eq!(conn.poll_timeout(), Some(t0 + timeout));
+            conn.handle_timeout(t0 + timeout);
+            assert_eq!(conn.transmit_len(), 0, "the unwritten output is dropped");
+            assert_eq!(conn.poll_timeout(), None);
+        }
     }
 
     #[test]

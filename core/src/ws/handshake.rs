@@ -241,29 +241,37 @@ impl WsUrl {
             "wss" | "https" => true,
             _ => return Err(invalid()),
         };
+        // The fragment is never sent (RFC 6455, 3).
+        let rest = rest.split('#').next().unwrap_or_default();
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, target) = rest.split_at(split);
         let target = match target {
             "" => "/".to_string(),
             t if t.starts_with('?') => format!("/{t}"),
-            t => t.split('#').next().unwrap_or("/").to_string(),
+            t => t.to_string(),
         };
         if authority.is_empty() || authority.contains('@') {
             return Err(invalid());
         }
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             let (host, after) = v6.split_once(']').ok_or_else(invalid)?;
-            (host, after.strip_prefix(':'))
+            match after {
+                "" => (host, None),
+                _ => (host, Some(after.strip_prefix(':').ok_or_else(invalid)?)),
+            }
         } else {
-            match authority.rsplit_once(':') {
+            match authority.split_once(':') {
+                // An IPv6 literal needs its brackets.
+                Some((_, p)) if p.contains(':') => return Err(invalid()),
                 Some((h, p)) => (h, Some(p)),
                 None => (authority, None),
             }
         };
         let port = match port {
-            Some(p) => p.parse().map_err(|_| invalid())?,
-            None if secure => 443,
-            None => 80,
+            // An empty port is the scheme's default (RFC 3986, 3.2.3).
+            Some(p) if !p.is_empty() => p.parse().map_err(|_| invalid())?,
+            _ if secure => 443,
+            _ => 80,
         };
         if host.is_empty() {
             return Err(invalid());
@@ -272,7 +280,7 @@ impl WsUrl {
             secure,
             host: host.to_string(),
             port,
-            authority: authority.to_string(),
+            authority: authority.strip_suffix(':').unwrap_or(authority).to_string(),
             target,
         })
     }
@@ -376,5 +384,56 @@ impl ClientHandshake {
             }
         };
         Ok(Negotiated { protocol, deflate })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(url: &str) -> (String, u16, String, String) {
+        let url = WsUrl::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        (url.host, url.port, url.authority, url.target)
+    }
+
+    /// RFC 6455 (3) and RFC 3986: the fragment is never part of the
+    /// request, an empty port is the scheme's default, and an IPv6
+    /// literal needs its brackets, with nothing but a port after them.
+    #[test]
+    fn urls_split_as_rfc_3986_reads_them() {
+        let own = |host: &str, port, authority: &str, target: &str| {
+            (
+                host.to_owned(),
+                port,
+                authority.to_owned(),
+                target.to_owned(),
+            )
+        };
+        assert_eq!(
+            parts("ws://example.com?room=1#top"),
+            own("example.com", 80, "example.com", "/?room=1")
+        );
+        assert_eq!(
+            parts("ws://example.com#top"),
+            own("example.com", 80, "example.com", "/")
+        );
+        assert_eq!(
+            parts("wss://example.com:/chat"),
+            own("example.com", 443, "example.com", "/chat")
+        );
+        assert_eq!(parts("ws://[::1]/a?b"), own("::1", 80, "[::1]", "/a?b"));
+        for bad in [
+            "ws://[::1]junk/",
+            "ws://[::1]:80x/",
+            "ws://::1:9001/",
+            "ws://[::1/",
+            "ws://host:99999/",
+            "ws:///path",
+        ] {
+            assert!(
+                matches!(WsUrl::parse(bad), Err(HandshakeError::InvalidUrl(_))),
+                "{bad} was accepted"
+            );
+        }
     }
 }

@@ -58,7 +58,7 @@ pub use switchboard_core::engineio::HttpResponse;
 pub use switchboard_core::engineio::{
     CloseReason, MessageData, SendError, ServerConfig, ServerEvent,
 };
-use switchboard_core::http::{HttpError, IncomingRequest, RequestReader};
+use switchboard_core::http::{HttpError, IncomingRequest, RequestReader, RequestWait};
 pub use switchboard_core::http::{Request, ServerLimits};
 use switchboard_core::ws::handshake::{self, Rejection};
 
@@ -749,7 +749,7 @@ fn next_request(
     limits: &ServerLimits,
     first: bool,
 ) -> Result<Option<IncomingRequest>, RequestError> {
-    let started = Instant::now();
+    let mut wait = RequestWait::new(reader, first, Instant::now());
     loop {
         if let Some(incoming) = reader.next_request().map_err(RequestError::Http)? {
             return Ok(Some(incoming));
@@ -757,21 +757,13 @@ fn next_request(
         if let Some(interim) = reader.take_interim() {
             stream.write_all(interim).map_err(RequestError::Io)?;
         }
-        let waiting_for_more = first || reader.has_partial_request();
-        let timeout = if waiting_for_more {
-            limits.request_timeout
-        } else {
-            limits.keep_alive_timeout
-        };
-        let left = (started + timeout).saturating_duration_since(Instant::now());
+        let now = Instant::now();
+        wait.received(reader, now);
+        let left = wait.deadline(limits).saturating_duration_since(now);
         if left.is_zero() {
-            return if waiting_for_more {
-                Err(RequestError::Http(HttpError::RequestTimeout(
-                    limits.request_timeout,
-                )))
-            } else {
-                Ok(None)
-            };
+            return wait
+                .timed_out(limits)
+                .map_or(Ok(None), |e| Err(RequestError::Http(e)));
         }
         stream
             .set_read_timeout(Some(left))
