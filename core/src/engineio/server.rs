@@ -41,8 +41,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::{
-    MessageData, OpenPacket, PROBE, Packet, PayloadKind, PayloadLimits, ProtocolVersion, Shard,
-    decode_payload, encode_payload, new_sid,
+    EncodedPayload, MessageData, OpenPacket, PROBE, Packet, PayloadKind, PayloadLimits,
+    ProtocolVersion, Shard, decode_payload, encode_payload, new_sid,
 };
 use crate::connections::WarningThrottle;
 use crate::http::{self, Request, query_param};
@@ -800,6 +800,9 @@ struct Upgrade {
     conn: ConnId,
     probed: bool,
     deadline: Instant,
+    /// Whether the WebSocket takes binary frames (its request had no
+    /// `b64`).
+    binary: bool,
 }
 
 #[derive(Debug)]
@@ -809,6 +812,10 @@ struct Session {
     version: ProtocolVersion,
     /// v3 polling: whether binary payloads may be sent (no `b64`).
     supports_binary: bool,
+    /// Whether the session's WebSocket takes binary frames (no `b64` on
+    /// its request); otherwise binary messages go as base64 text, as
+    /// Node's WebSocket transport sends them.
+    ws_binary: bool,
     transport: Transport,
     /// Packets waiting for a poll (polling only; WebSocket sends at once).
     queue: PollQueue,
@@ -925,6 +932,8 @@ struct Closing {
     /// there, as Node's server flushes a closing socket's buffer over the
     /// transport it upgraded to.
     upgrade: Option<ConnId>,
+    /// Whether that WebSocket takes binary frames (no `b64`).
+    upgrade_binary: bool,
 }
 
 impl Server {
@@ -1083,17 +1092,7 @@ impl Server {
                     }
                     let payload =
                         encode_payload(&closing.packets, closing.version, closing.supports_binary);
-                    let mut headers = cors;
-                    let content_type = match payload.kind() {
-                        PayloadKind::Text => "text/plain; charset=UTF-8",
-                        PayloadKind::Binary => "application/octet-stream",
-                    };
-                    headers.push(("Content-Type".into(), content_type.into()));
-                    return RequestOutcome::Respond(HttpResponse {
-                        status: 200,
-                        headers,
-                        body: payload.into_bytes(),
-                    });
+                    return RequestOutcome::Respond(polling_response(payload, cors));
                 }
             }
             return error(ErrorCode::UnknownSid, cors);
@@ -1119,6 +1118,7 @@ impl Server {
                     conn,
                     probed: false,
                     deadline,
+                    binary: query_param(query, "b64").is_none(),
                 });
                 self.deadlines.insert((deadline, sid.clone()));
                 self.conns.insert(conn, sid);
@@ -1230,6 +1230,9 @@ impl Server {
         let decoded = match message {
             Message::Text(text) if text.len() <= max => Packet::decode_ws_text(text, version),
             Message::Binary(data) if data.len() <= max => Packet::decode_ws_binary(data, version),
+            // Too large: on a probe, the upgrade fails and the session
+            // goes on polling (as Node's, whose `ws` closes the probe).
+            Message::Text(_) | Message::Binary(_) if is_probe => return self.drop_probe(&sid),
             Message::Text(_) | Message::Binary(_) => {
                 // The WebSocket is still open: the adapter closes it.
                 self.close_session(&sid, CloseReason::TransportError, None);
@@ -1653,7 +1656,8 @@ impl Server {
         sids: impl IntoIterator<Item = &'a str>,
         data: &MessageData,
     ) -> usize {
-        let mut ws_forms: [Option<Message>; 2] = [None, None];
+        // Encoded once per protocol revision, and per binary support.
+        let mut ws_forms: [Option<Message>; 4] = [None, None, None, None];
         let mut sent = 0;
         for sid in sids {
             let Some(session) = self.sessions.get(sid) else {
@@ -1662,9 +1666,13 @@ impl Server {
             let version = session.version;
             match session.transport {
                 Transport::WebSocket(conn) => {
-                    let form = &mut ws_forms[usize::from(version == ProtocolVersion::V4)];
+                    let binary = session.ws_binary;
+                    let form = &mut ws_forms
+                        [usize::from(version == ProtocolVersion::V4) * 2 + usize::from(binary)];
                     let message = form
-                        .get_or_insert_with(|| Packet::Message(data.clone()).encode_ws(version))
+                        .get_or_insert_with(|| {
+                            ws_form(&Packet::Message(data.clone()), version, binary)
+                        })
                         .clone();
                     self.transmits.push_back(Transmit::WsSend { conn, message });
                     sent += 1;
@@ -2075,6 +2083,7 @@ impl Server {
             sid: sid.clone(),
             version,
             supports_binary: query_param(query, "b64").is_none(),
+            ws_binary: query_param(query, "b64").is_none(),
             transport: Transport::Polling,
             queue: PollQueue::default(),
             poll: None,
@@ -2192,6 +2201,7 @@ impl Server {
         }
         let mut headers = cors;
         headers.push(("Content-Type".into(), "text/html".into()));
+        push_no_store(&mut headers);
         RequestOutcome::Respond(HttpResponse {
             status: 200,
             headers,
@@ -2227,7 +2237,12 @@ impl Server {
                     return Err(CloseReason::TransportError);
                 }
                 if session.timeout_at.take().is_some() {
-                    session.ping_at = Some(now + self.config.ping_interval);
+                    let ping_at = now + self.config.ping_interval;
+                    session.ping_at = Some(ping_at);
+                    // The next ping may come before the pong deadline
+                    // the index still holds (an interval shorter than the
+                    // timeout): index it too.
+                    self.deadlines.insert((ping_at, session.sid.clone()));
                 }
             }
             Packet::Ping(data) => {
@@ -2251,20 +2266,29 @@ impl Server {
         };
         match packet {
             Packet::Ping(Some(data)) if data == PROBE => {
-                send_ws(&mut self.transmits, conn, session.version, [probe_answer()]);
+                send_ws(
+                    &mut self.transmits,
+                    conn,
+                    session.version,
+                    true,
+                    [probe_answer()],
+                );
                 if let Some(upgrade) = &mut session.upgrade {
                     upgrade.probed = true;
                 }
                 release_with_noop(session, &mut self.polls, &mut self.transmits);
             }
             Packet::Upgrade => {
-                session.upgrade = None;
+                if let Some(upgrade) = session.upgrade.take() {
+                    session.ws_binary = upgrade.binary;
+                }
                 release_with_noop(session, &mut self.polls, &mut self.transmits);
                 session.transport = Transport::WebSocket(conn);
                 send_ws(
                     &mut self.transmits,
                     conn,
                     session.version,
+                    session.ws_binary,
                     session.queue.drain(),
                 );
             }
@@ -2290,7 +2314,7 @@ impl Server {
             self.conns.remove(&conn);
             return;
         };
-        let version = closing.version;
+        let (version, binary) = (closing.version, closing.upgrade_binary);
         let packet = match message {
             Message::Text(text) if text.len() <= self.config.max_payload => {
                 Packet::decode_ws_text(text, version).ok()
@@ -2301,11 +2325,11 @@ impl Server {
         };
         match packet {
             Some(Packet::Ping(Some(data))) if data == PROBE => {
-                send_ws(&mut self.transmits, conn, version, [probe_answer()]);
+                send_ws(&mut self.transmits, conn, version, true, [probe_answer()]);
             }
             Some(Packet::Upgrade) => {
                 let closing = self.closing.remove(sid).expect("looked up above");
-                send_ws(&mut self.transmits, conn, version, closing.packets);
+                send_ws(&mut self.transmits, conn, version, binary, closing.packets);
                 self.drop_ws(conn);
             }
             // Anything else: the upgrade is given up, as for an open session;
@@ -2340,7 +2364,7 @@ impl Server {
             Transport::WebSocket(conn) => {
                 self.transmits.push_back(Transmit::WsSend {
                     conn,
-                    message: packet.encode_ws(session.version),
+                    message: ws_form(&packet, session.version, session.ws_binary),
                 });
             }
             Transport::Polling => {
@@ -2394,6 +2418,7 @@ impl Server {
             // In the deadline index like the sessions' own deadlines, so
             // that `poll_timeout` never scans the closing sessions.
             self.deadlines.insert((expires, session.sid.clone()));
+            let upgrade = session.upgrade.take();
             self.closing.insert(
                 session.sid.clone(),
                 Closing {
@@ -2401,7 +2426,8 @@ impl Server {
                     supports_binary: session.supports_binary,
                     packets,
                     expires,
-                    upgrade: session.upgrade.take().map(|upgrade| upgrade.conn),
+                    upgrade: upgrade.map(|upgrade| upgrade.conn),
+                    upgrade_binary: upgrade.is_none_or(|upgrade| upgrade.binary),
                 },
             );
         }
@@ -2464,24 +2490,36 @@ impl Server {
     }
 }
 
-/// Answers a held poll with a `noop`, as Node does once an upgrade probe
-/// succeeds (or what is queued, if anything is).
 /// The server's answer to the client's upgrade probe (`3probe`).
 fn probe_answer() -> Packet {
     Packet::Pong(Some(PROBE.into()))
 }
 
-/// Queues `packets` for WebSocket `conn`, in order.
+/// Queues `packets` for WebSocket `conn`, in order; binary messages as
+/// base64 text unless `binary` (see [`ws_form`]).
 fn send_ws(
     transmits: &mut VecDeque<Transmit>,
     conn: ConnId,
     version: ProtocolVersion,
+    binary: bool,
     packets: impl IntoIterator<Item = Packet>,
 ) {
     transmits.extend(packets.into_iter().map(|packet| Transmit::WsSend {
         conn,
-        message: packet.encode_ws(version),
+        message: ws_form(&packet, version, binary),
     }));
+}
+
+/// `packet` as a WebSocket message for a peer that takes binary frames
+/// (`binary`) or not (its WebSocket request had `b64`): then a binary
+/// message goes as its base64 text form, as Node's WebSocket transport
+/// encodes it when `supportsBinary` is false.
+fn ws_form(packet: &Packet, version: ProtocolVersion, binary: bool) -> Message {
+    if !binary && packet.is_binary() {
+        Message::text(packet.encode_text(version))
+    } else {
+        packet.encode_ws(version)
+    }
 }
 
 fn release_with_noop(
@@ -2563,22 +2601,32 @@ impl PollQueue {
     }
 }
 
-fn payload_response(
-    session: &Session,
-    packets: &[Packet],
-    mut headers: HeaderList,
-) -> HttpResponse {
+fn payload_response(session: &Session, packets: &[Packet], headers: HeaderList) -> HttpResponse {
     let payload = encode_payload(packets, session.version, session.supports_binary);
+    polling_response(payload, headers)
+}
+
+/// A poll's answer: `payload`, with its content type.
+fn polling_response(payload: EncodedPayload, mut headers: HeaderList) -> HttpResponse {
     let content_type = match payload.kind() {
         PayloadKind::Text => "text/plain; charset=UTF-8",
         PayloadKind::Binary => "application/octet-stream",
     };
     headers.push(("Content-Type".into(), content_type.into()));
+    push_no_store(&mut headers);
     HttpResponse {
         status: 200,
         headers,
         body: payload.into_bytes(),
     }
+}
+
+/// As Node's polling transport, which marks each of its answers (a poll's
+/// packets, a `POST`'s `ok`) so: a cache must not hand a client an old
+/// answer again (a client whose polls carry no `t` parameter would get
+/// the same packets twice).
+fn push_no_store(headers: &mut HeaderList) {
+    headers.push(("Cache-Control".into(), "no-store".into()));
 }
 
 fn error(code: ErrorCode, headers: HeaderList) -> RequestOutcome {
@@ -2817,6 +2865,51 @@ mod tests {
         assert_eq!(version, ProtocolVersion::V4);
         assert_eq!(transport, TransportKind::Polling);
         assert!(r.encode().starts_with(b"HTTP/1.1 200 OK\r\n"));
+    }
+
+    /// As Node's polling transport (`headers()`): every polling answer is
+    /// marked `Cache-Control: no-store`, so that a cache never hands a
+    /// client an old poll's packets again (a client that does not add a
+    /// `t` parameter to its polls).
+    #[test]
+    fn polling_answers_are_not_stored_by_caches() {
+        let mut server = Server::new(config());
+        let t0 = Instant::now();
+        let no_store = |outcome: RequestOutcome| match outcome {
+            RequestOutcome::Respond(r) => {
+                assert_eq!(r.status, 200);
+                r.header("Cache-Control").map(str::to_owned)
+            }
+            other => panic!("expected a response, got {other:?}"),
+        };
+        let handshake_answer = get(&mut server, "/engine.io/?EIO=4&transport=polling", t0);
+        assert_eq!(no_store(handshake_answer).as_deref(), Some("no-store"));
+        let Some(ServerEvent::Open { sid, .. }) = server.poll_event() else {
+            panic!()
+        };
+        // A POST's `ok`.
+        assert_eq!(
+            no_store(post(&mut server, &sid, "4a", t0)).as_deref(),
+            Some("no-store")
+        );
+        // A poll answered at once, and a held poll answered later.
+        server.send(&sid, "b".into()).unwrap();
+        assert_eq!(
+            no_store(poll(&mut server, &sid, t0)).as_deref(),
+            Some("no-store")
+        );
+        held(poll(&mut server, &sid, t0));
+        server.send(&sid, "c".into()).unwrap();
+        let Some(Transmit::PollResponse { response, .. }) = server.poll_transmit() else {
+            panic!()
+        };
+        assert_eq!(response.header("Cache-Control"), Some("no-store"));
+        // The last packets of a session closed while no poll was held.
+        server.close(&sid);
+        assert_eq!(
+            no_store(poll(&mut server, &sid, t0)).as_deref(),
+            Some("no-store")
+        );
     }
 
     #[test]
@@ -3104,6 +3197,29 @@ mod tests {
         assert!(!closed_at(&mut server));
         server.handle_timeout(ms(t0, 650));
         assert!(closed_at(&mut server));
+    }
+
+    /// As Node (`pingIntervalTimer.refresh()` on a pong), the next ping is
+    /// due `ping_interval` after the pong, also when that comes before the
+    /// pong deadline (a ping interval shorter than the ping timeout).
+    #[test]
+    fn the_next_ping_is_due_an_interval_after_the_pong() {
+        let mut server = Server::new(ServerConfig {
+            ping_interval: Duration::from_millis(100),
+            ping_timeout: Duration::from_millis(500),
+            ..ServerConfig::default()
+        });
+        let t0 = Instant::now();
+        let req = request("GET", "/engine.io/?EIO=4&transport=websocket", WS);
+        let conn = accepted(server.handle_request(&req, Bytes::new(), t0));
+        let _open = ws_send(&mut server);
+        server.handle_timeout(ms(t0, 100));
+        assert_eq!(ws_send(&mut server), (conn, Message::text("2")));
+        server.ws_message(conn, Message::text("3"), ms(t0, 110));
+        assert_eq!(server.poll_timeout(), Some(ms(t0, 210)));
+        server.handle_timeout(ms(t0, 210));
+        assert_eq!(ws_send(&mut server), (conn, Message::text("2")));
+        assert_eq!(server.poll_timeout(), Some(ms(t0, 600)));
     }
 
     #[test]
@@ -3481,6 +3597,55 @@ mod tests {
         assert_eq!(server.poll_transmit(), Some(Transmit::WsClose { conn }));
     }
 
+    /// A WebSocket opened with `b64` (a client without binary support,
+    /// engine.io-client's `forceBase64`) gets binary messages as base64
+    /// text, as Node's WebSocket transport sends them (`supportsBinary`
+    /// comes from that WebSocket's own request): on a WebSocket-first
+    /// session, after an upgrade, in a broadcast; v3 as `b4...`.
+    #[test]
+    fn a_websocket_asking_for_base64_gets_binary_as_text() {
+        let mut server = Server::new(ServerConfig {
+            allow_eio3: true,
+            ..config()
+        });
+        let t0 = Instant::now();
+        let bytes = MessageData::Binary(vec![1, 2, 3].into());
+        // WebSocket first, v4 and v3.
+        for (eio, text) in [(4, "bAQID"), (3, "b4AQID")] {
+            let target = format!("/engine.io/?EIO={eio}&transport=websocket&b64=1");
+            let req = request("GET", &target, WS);
+            let conn = accepted(server.handle_request(&req, Bytes::new(), t0));
+            let _open = ws_send(&mut server);
+            let Some(ServerEvent::Open { sid, .. }) = server.poll_event() else {
+                panic!()
+            };
+            server.send(&sid, bytes.clone()).unwrap();
+            assert_eq!(ws_send(&mut server), (conn, Message::text(text)));
+            assert_eq!(server.send_many([&*sid], &bytes), 1);
+            assert_eq!(ws_send(&mut server), (conn, Message::text(text)));
+        }
+        // An upgrade whose WebSocket asks for base64 (engine.io-client puts
+        // `b64` on every WebSocket request, on a polling one only on the
+        // handshake); what waited for the upgrade too.
+        let sid = handshake(&mut server, t0);
+        let target = format!("/engine.io/?EIO=4&transport=websocket&sid={sid}&b64=1");
+        let conn = accepted(server.handle_request(&request("GET", &target, WS), Bytes::new(), t0));
+        server.ws_message(conn, Message::text("2probe"), t0);
+        assert_eq!(ws_send(&mut server), (conn, Message::text("3probe")));
+        server.send(&sid, bytes.clone()).unwrap();
+        server.ws_message(conn, Message::text("5"), t0);
+        assert_eq!(ws_send(&mut server), (conn, Message::text("bAQID")));
+        server.send(&sid, bytes.clone()).unwrap();
+        assert_eq!(ws_send(&mut server), (conn, Message::text("bAQID")));
+        // Without `b64`, binary frames.
+        let sid = handshake(&mut server, t0);
+        let target = format!("/engine.io/?EIO=4&transport=websocket&sid={sid}");
+        let conn = accepted(server.handle_request(&request("GET", &target, WS), Bytes::new(), t0));
+        server.ws_message(conn, Message::text("5"), t0);
+        server.send(&sid, bytes).unwrap();
+        assert_eq!(ws_send(&mut server), (conn, Message::binary(vec![1, 2, 3])));
+    }
+
     /// A session closed by the server during an upgrade, with no poll held:
     /// what was queued before the close, and the close, reach the client
     /// over the WebSocket it upgrades to (Node's server flushes a closing
@@ -3606,6 +3771,31 @@ mod tests {
         assert_eq!(server.poll_transmit(), Some(Transmit::WsClose { conn }));
         server.ws_closed(conn, t0);
         assert_eq!(server.poll_event(), None);
+    }
+
+    /// An oversize message on an upgrade's probe WebSocket fails the
+    /// upgrade, not the session: Node's `ws` closes the probe (its
+    /// `maxPayload` is `maxHttpBufferSize`), and the upgrade's error
+    /// handler drops it while the session goes on polling.
+    #[test]
+    fn oversize_message_on_a_probe_drops_the_probe_only() {
+        let mut server = Server::new(ServerConfig {
+            max_payload: 10,
+            ..config()
+        });
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        let target = format!("/engine.io/?EIO=4&transport=websocket&sid={sid}");
+        let conn = accepted(server.handle_request(&request("GET", &target, WS), Bytes::new(), t0));
+        server.ws_message(conn, Message::text(format!("4{}", "x".repeat(10))), t0);
+        assert_eq!(server.poll_transmit(), Some(Transmit::WsClose { conn }));
+        assert_eq!(server.poll_event(), None);
+        assert_eq!(server.session_count(), 1);
+        server.send(&sid, "still polling".into()).unwrap();
+        assert_eq!(
+            respond(poll(&mut server, &sid, t0)),
+            (200, "4still polling".into())
+        );
     }
 
     #[test]
