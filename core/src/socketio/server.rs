@@ -1562,6 +1562,83 @@ impl Server {
         members
     }
 
+    /// Emits `event` with `args` to every socket `target` reaches, asking
+    /// each for an ack within `timeout` (Node's `io.timeout(ms).emit(...)`
+    /// with a callback); returns the ack id, one for all of them, and the
+    /// sockets asked. Each answer comes as [`ServerEvent::Ack`] with that
+    /// id, each missing one as [`ServerEvent::AckFailed`] (at the deadline,
+    /// or when its socket disconnects first). The packet is encoded once.
+    /// Only this node's sockets are asked: [`Rooms::on_broadcast`] is not
+    /// called.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use switchboard_core::engineio::{self, MessageData};
+    /// # use switchboard_core::socketio::server::*;
+    /// # fn connect(server: &mut Server, sid: &str, now: Instant) -> SocketId {
+    /// #     server.handle_open(sid, engineio::ProtocolVersion::V4, now);
+    /// #     server.handle_message(sid, MessageData::Text("0".into()), now);
+    /// #     let Some(ServerEvent::Connect { socket, .. }) = server.poll_event() else { panic!() };
+    /// #     server.accept(&socket).unwrap();
+    /// #     while server.poll_transmit().is_some() {}
+    /// #     socket
+    /// # }
+    /// # let text = |t: &str| MessageData::Text(t.to_owned().into());
+    /// # let t0 = Instant::now();
+    /// # let mut server = Server::new(ServerConfig::default());
+    /// # server.add_namespace("/");
+    /// let (a, b) = (connect(&mut server, "e1", t0), connect(&mut server, "e2", t0));
+    /// let everyone = BroadcastTarget::namespace("/");
+    /// let (id, asked) = server
+    ///     .broadcast_with_ack(&everyone, "vote", &(), Duration::from_secs(5), t0)
+    ///     .unwrap();
+    /// assert_eq!(asked.len(), 2);
+    /// let Some(Transmit::SendMany { sids, .. }) = server.poll_transmit() else { panic!() };
+    /// assert_eq!(sids.len(), 2); // one packet, `2<id>["vote"]`, for both sessions
+    ///
+    /// server.handle_message("e1", text(&format!(r#"3{id}["yes"]"#)), t0);
+    /// let Some(ServerEvent::Ack { socket, .. }) = server.poll_event() else { panic!() };
+    /// assert_eq!(socket, a);
+    /// server.handle_timeout(t0 + Duration::from_secs(5)); // e2 never answers
+    /// let Some(ServerEvent::AckFailed { socket, error, .. }) = server.poll_event() else { panic!() };
+    /// assert_eq!((socket, error), (b, AckError::Timeout));
+    /// ```
+    pub fn broadcast_with_ack<T: Serialize + ?Sized>(
+        &mut self,
+        target: &BroadcastTarget,
+        event: &str,
+        args: &T,
+        timeout: Duration,
+        now: Instant,
+    ) -> Result<(u64, Vec<SocketId>), EmitError> {
+        let members = self.members(target);
+        // One id, unused by every socket asked.
+        let id = members
+            .iter()
+            .filter_map(|socket| self.sockets.get(socket))
+            .map(|state| state.next_ack)
+            .max()
+            .unwrap_or(0);
+        let packet = encode_event(&target.namespace, event, args, Some(id))?;
+        let deadline = now.checked_add(timeout);
+        let mut sids = Vec::with_capacity(members.len());
+        for socket in &members {
+            let key = deadline.map(|at| self.add_deadline(at, Deadline::Ack(socket.clone(), id)));
+            if let Some(state) = self.sockets.get_mut(socket) {
+                state.next_ack = id + 1;
+                state.acks.insert(id, key);
+                sids.push(state.sid.clone());
+            }
+        }
+        if !sids.is_empty() {
+            self.transmits.push_back(Transmit::SendMany {
+                sids,
+                messages: packet.into_messages().collect(),
+            });
+        }
+        Ok((id, members))
+    }
+
     fn broadcast_with(
         &mut self,
         target: &BroadcastTarget,

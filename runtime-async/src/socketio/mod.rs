@@ -368,6 +368,50 @@ struct SocketEntry {
 pub(crate) enum AckSlot {
     Callback(Box<dyn FnOnce(Result<Payload, AckError>) + Send>),
     Channel(oneshot::Sender<Result<Payload, AckError>>),
+    /// One socket's part of a broadcast's acks.
+    Group(Arc<AckGroup>, SocketId),
+}
+
+/// What a [`BroadcastAckFuture`] resolves with: every socket asked, with
+/// its answer or why it gave none.
+pub type BroadcastAnswers = Vec<(SocketId, Result<Payload, AckError>)>;
+
+/// The answers to one broadcast's ack request, gathered as they come
+/// ([`Broadcast::emit_with_ack`]).
+pub(crate) struct AckGroup {
+    state: Mutex<AckGroupState>,
+}
+
+struct AckGroupState {
+    /// Sockets asked whose answer (or failure) has not come yet.
+    remaining: usize,
+    answers: BroadcastAnswers,
+    done: Option<oneshot::Sender<BroadcastAnswers>>,
+}
+
+impl AckGroup {
+    fn new(remaining: usize, done: oneshot::Sender<BroadcastAnswers>) -> Self {
+        AckGroup {
+            state: Mutex::new(AckGroupState {
+                remaining,
+                answers: Vec::with_capacity(remaining),
+                done: Some(done),
+            }),
+        }
+    }
+
+    /// Counts `socket`'s answer; the last one resolves the group.
+    fn answer(&self, socket: SocketId, answer: Result<Payload, AckError>) {
+        let mut state = lock(&self.state);
+        state.answers.push((socket, answer));
+        state.remaining = state.remaining.saturating_sub(1);
+        if state.remaining == 0 {
+            let answers = std::mem::take(&mut state.answers);
+            if let Some(done) = state.done.take() {
+                let _ = done.send(answers);
+            }
+        }
+    }
 }
 
 struct Hub {
@@ -1414,6 +1458,7 @@ pub(crate) fn complete(slot: Option<AckSlot>, answer: Result<Payload, AckError>)
         Some(AckSlot::Channel(tx)) => {
             let _ = tx.send(answer);
         }
+        Some(AckSlot::Group(group, socket)) => group.answer(socket, answer),
         None => {}
     }
 }
@@ -2474,7 +2519,53 @@ impl Future for AckFuture {
     }
 }
 
-/// A tiny `block_on` for [`AckFuture::wait`]: parks the thread until woken.
+/// The answers to [`Broadcast::emit_with_ack`]: every socket asked, with
+/// its answer, or why it gave none ([`AckError::Timeout`],
+/// [`AckError::Disconnected`]), in the order they came. `.await` it, or
+/// [`wait`](Self::wait) for it on a thread.
+#[derive(Debug)]
+pub struct BroadcastAckFuture {
+    rx: oneshot::Receiver<BroadcastAnswers>,
+}
+
+impl BroadcastAckFuture {
+    /// Blocks the thread until every answer is in (for threads; in async
+    /// code `.await` it instead). Not in a sync handler on an async
+    /// runtime: it runs on a task that reads the answers.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use switchboard_async::socketio::SocketIo;
+    ///
+    /// // On a thread of its own, or in a handler on the threads adapter.
+    /// fn poll_the_room(io: &SocketIo) -> Result<(), Box<dyn std::error::Error>> {
+    ///     let asking = io.to("room").emit_with_ack("favourite colour?", &(), Duration::from_secs(30))?;
+    ///     for (socket, answer) in asking.wait() {
+    ///         match answer {
+    ///             Ok(args) => println!("{socket}: {:?}", args.arg::<String>(0)),
+    ///             Err(error) => println!("{socket}: no answer ({error})"),
+    ///         }
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn wait(self) -> BroadcastAnswers {
+        block_on(self)
+    }
+}
+
+impl Future for BroadcastAckFuture {
+    type Output = BroadcastAnswers;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // The sender goes only with the server (its acks table): no answer
+        // is coming then.
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|answers| answers.unwrap_or_default())
+    }
+}
+
 /// Runs an async handler with `spawner` (a runtime's spawn), or on a
 /// thread of its own when there is none yet (a server not mounted, a
 /// client not connected).
@@ -2733,6 +2824,84 @@ impl Broadcast {
         });
     }
 
+    /// Emits `event` to every socket reached, asking each for an ack within
+    /// `timeout` (Node's `io.timeout(ms).emitWithAck(...)`, without its
+    /// all-or-nothing error): the returned [`BroadcastAckFuture`] resolves,
+    /// once every socket asked has answered or failed to (no answer in
+    /// time, or it disconnected first), with each socket and its answer.
+    /// The packet is encoded once for all of them. Only sockets of this
+    /// server are asked.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+    ///
+    /// // Asks everyone in `room` whether they are ready: how many said yes.
+    /// async fn ready_count(io: &SocketIo, room: &str) -> usize {
+    ///     // Client: socket.on("ready?", (callback) => callback(true))
+    ///     let Ok(asking) = io.to(room).emit_with_ack("ready?", &(), Duration::from_secs(10)) else {
+    ///         return 0;
+    ///     };
+    ///     let answers = asking.await;
+    ///     answers
+    ///         .iter()
+    ///         .filter(|(_socket, answer)| {
+    ///             answer.as_ref().is_ok_and(|args| args.arg::<bool>(0).unwrap_or(false))
+    ///         })
+    ///         .count()
+    /// }
+    /// # let io = SocketIo::new(SocketIoConfig::default());
+    /// # io.ns("/", |socket| { let _ = socket.join("table-1"); });
+    /// # use switchboard_async::engineio::{Routed, WsCommand, WsCommands};
+    /// # use switchboard_core::{http::{Limits, Request}, ws::Message};
+    /// # // In-memory clients, no network: `open()` connects one over WebSocket, `send` hands the server a packet from it, `recv` takes what the server sent it.
+    /// # let request = Request::parse(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &Limits::default()).unwrap().unwrap().0;
+    /// # let open = || match io.engine().handle_request(&request, Default::default()) { Routed::WebSocket(conn, mut queue) => { recv(&mut queue); (conn, queue) } _ => unreachable!() };
+    /// # let send = |conn, packet: &str| io.engine().ws_message(conn, Message::text(packet.to_owned()));
+    /// # fn recv(queue: &mut WsCommands) -> Vec<String> { std::iter::from_fn(|| match queue.try_recv() { Ok(WsCommand::Send(m)) => m.as_text().map(str::to_owned), _ => None }).collect() }
+    /// # let ((a, mut qa), (b, mut qb), (c, mut qc)) = (open(), open(), open());
+    /// # for conn in [a, b, c] { send(conn, "40"); }
+    /// # (recv(&mut qa), recv(&mut qb), recv(&mut qc));
+    /// # let (count, ()) = futures_executor::block_on(futures_util::future::join(ready_count(&io, "table-1"), async {
+    /// #     let asked = recv(&mut qa);
+    /// #     assert_eq!(asked.len(), 1);
+    /// #     assert_eq!(asked, recv(&mut qb));
+    /// #     let id = asked[0].strip_prefix("42").unwrap().strip_suffix(r#"["ready?"]"#).unwrap().to_owned();
+    /// #     send(a, &format!("43{id}[true]"));
+    /// #     send(b, &format!("43{id}[false]"));
+    /// #     send(c, "41"); // leaves without answering
+    /// # }));
+    /// # assert_eq!(count, 1);
+    /// ```
+    pub fn emit_with_ack<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        args: &T,
+        timeout: Duration,
+    ) -> Result<BroadcastAckFuture, EmitError> {
+        let (tx, rx) = oneshot::channel();
+        let mut done = Some(tx);
+        self.hub.with_core(|core| -> Result<(), EmitError> {
+            let (id, asked) =
+                core.broadcast_with_ack(&self.target, event, args, timeout, Instant::now())?;
+            let Some(done) = done.take() else {
+                return Ok(());
+            };
+            if asked.is_empty() {
+                let _ = done.send(Vec::new());
+                return Ok(());
+            }
+            // Registered before the packet leaves (the flush comes after).
+            let group = Arc::new(AckGroup::new(asked.len(), done));
+            let mut acks = lock(&self.hub.acks);
+            for socket in asked {
+                acks.insert((socket.clone(), id), AckSlot::Group(group.clone(), socket));
+            }
+            Ok(())
+        })?;
+        Ok(BroadcastAckFuture { rx })
+    }
+
     /// How many sockets of the namespace are in `room`.
     ///
     /// ```
@@ -2810,6 +2979,55 @@ mod tests {
         let entries = lock(&entries);
         assert_eq!(entries.len(), 1);
         assert!(entries[0].upgrade().is_none(), "the socket is leaked");
+    }
+
+    #[test]
+    fn a_broadcast_with_ack_resolves_with_every_answer_and_every_silence() {
+        let io = SocketIo::new(SocketIoConfig::default());
+        io.ns("/", |_| {});
+        let (a, b, c) = (connect(&io, "e1"), connect(&io, "e2"), connect(&io, "e3"));
+        let t0 = Instant::now();
+        let mut asking = io
+            .of("/")
+            .emit_with_ack("vote", &(), Duration::from_millis(50))
+            .unwrap();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        // One answers (with ack id 0, the first of every socket), one
+        // leaves, one stays silent: nothing resolves before the deadline.
+        io.hub.with_core(|core| {
+            core.handle_message("e1", MessageData::Text(r#"30["yes"]"#.into()), t0);
+            core.handle_close("e2", CloseReason::TransportClose);
+        });
+        assert!(Pin::new(&mut asking).poll(&mut cx).is_pending());
+        // (The deadline ran from the emit, a moment after t0.)
+        io.timed()
+            .run_timers(Instant::now() + Duration::from_millis(50));
+        let Poll::Ready(answers) = Pin::new(&mut asking).poll(&mut cx) else {
+            panic!("not resolved at the deadline")
+        };
+        let mut seen: Vec<(SocketId, String)> = answers
+            .into_iter()
+            .map(|(socket, answer)| {
+                let answer = match answer {
+                    Ok(args) => args.arg::<String>(0).unwrap(),
+                    Err(error) => format!("{error:?}"),
+                };
+                (socket, answer)
+            })
+            .collect();
+        seen.sort();
+        let mut expected = vec![
+            (a, "yes".to_owned()),
+            (b, "Disconnected".to_owned()),
+            (c, "Timeout".to_owned()),
+        ];
+        expected.sort();
+        assert_eq!(seen, expected);
+        // Nobody to ask: resolved at once.
+        let nobody = io
+            .to("empty room")
+            .emit_with_ack("vote", &(), Duration::from_secs(1));
+        assert_eq!(futures_executor::block_on(nobody.unwrap()).len(), 0);
     }
 
     std::thread_local! {
