@@ -70,9 +70,20 @@ pub async fn run(listener: TcpListener, io: SocketIo) {
     }
 }
 
+/// How long a client has to send its first request line.
+const FIRST_LINE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The path of the first request line, peeked: the bytes stay for
-/// whoever serves the connection.
+/// whoever serves the connection. A peek cannot tell a client that went
+/// away after part of the line from a slow one, so the line must come
+/// within [`FIRST_LINE_TIMEOUT`].
 async fn first_path(stream: &TcpStream) -> io::Result<String> {
+    async_std::future::timeout(FIRST_LINE_TIMEOUT, peek_path(stream))
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+}
+
+async fn peek_path(stream: &TcpStream) -> io::Result<String> {
     let mut buf = [0u8; 1024];
     loop {
         let n = stream.peek(&mut buf).await?;

@@ -12,7 +12,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use switchboard::core::http::encode_response;
 use switchboard::threads::engineio::{Routes, serve_connection};
@@ -69,20 +69,33 @@ pub fn run(listener: TcpListener, io: SocketIo) -> io::Result<()> {
     Ok(())
 }
 
+/// How long a client has to send its first request line.
+const FIRST_LINE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The path of the first request line, peeked: the bytes stay for
-/// whoever serves the connection.
+/// whoever serves the connection. A peek cannot tell a client that went
+/// away after part of the line from a slow one, so the line must come
+/// within [`FIRST_LINE_TIMEOUT`].
 fn first_path(stream: &TcpStream) -> io::Result<String> {
+    let deadline = Instant::now() + FIRST_LINE_TIMEOUT;
     let mut buf = [0u8; 1024];
     loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
         let n = stream.peek(&mut buf)?;
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         if let Some(end) = buf[..n].windows(2).position(|w| w == b"\r\n") {
+            stream.set_read_timeout(None)?;
             let line = String::from_utf8_lossy(&buf[..end]);
             return Ok(line.split(' ').nth(1).unwrap_or("").to_owned());
         }
         if n == buf.len() {
+            stream.set_read_timeout(None)?;
             return Ok(String::new());
         }
         // Only part of the line has arrived.

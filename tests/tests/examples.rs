@@ -14,6 +14,14 @@ use switchboard_core::socketio::Binary;
 #[path = "../../examples/echo.rs"]
 mod echo_example;
 
+#[allow(dead_code)]
+#[path = "../../examples/threads_embed.rs"]
+mod threads_embed_example;
+
+#[allow(dead_code)]
+#[path = "../../examples/async_std_embed.rs"]
+mod async_std_embed_example;
+
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Serves the example's handlers on `runtime` in a background thread.
@@ -95,3 +103,51 @@ runtimes!(
     on_smol => RuntimeKind::Smol,
     on_threads => RuntimeKind::Threads,
 );
+
+/// Sends part of a request line to `addr` and goes away: the server
+/// must let the connection go (not keep peeking at it for good).
+fn leave_mid_line(addr: SocketAddr) {
+    use std::io::{Read, Write};
+
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.write_all(b"GET /socket").expect("write");
+    stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let read = stream.read(&mut [0u8; 64]);
+    assert!(
+        matches!(&read, Ok(0))
+            || matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the example still holds the connection: {read:?}"
+    );
+}
+
+/// `examples/threads_embed.rs` peeks at a connection's request line to
+/// choose who serves it: a client that sends part of a line and goes away
+/// must not keep that thread peeking for good.
+#[test]
+fn threads_embed_lets_go_of_a_client_that_leaves_mid_line() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let io = threads_embed_example::socket_io();
+    std::thread::spawn(move || threads_embed_example::run(listener, io));
+    leave_mid_line(addr);
+}
+
+/// The same for `examples/async_std_embed.rs`, whose task peeks the same
+/// way.
+#[test]
+fn async_std_embed_lets_go_of_a_client_that_leaves_mid_line() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        async_std::task::block_on(async move {
+            let listener = async_std::net::TcpListener::from(listener);
+            async_std_embed_example::run(listener, async_std_embed_example::socket_io()).await;
+        });
+    });
+    leave_mid_line(addr);
+}

@@ -45,10 +45,10 @@
 //! ```
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use switchboard_core::engineio::MessageData;
@@ -293,16 +293,21 @@ impl EngineIoClient {
         let client: Shared = Arc::new(Mutex::new(Client::new(config, Instant::now())?));
         let (inputs_tx, inputs) = sync_channel(64);
         let (events_tx, events) = sync_channel(64);
+        let requests = Arc::new(Requests::default());
         let driver = Driver {
             client: client.clone(),
             inputs_tx: inputs_tx.clone(),
-            pool: Arc::new(Mutex::new(Vec::new())),
+            requests: requests.clone(),
             ws: None,
             ws_generation: 0,
         };
         std::thread::Builder::new()
             .name("switchboard-eio-client".into())
-            .spawn(move || driver.run(inputs, events_tx))?;
+            .spawn(move || {
+                driver.run(inputs, events_tx);
+                // As long as a closing WebSocket gets.
+                requests.end(Config::default().close_timeout);
+            })?;
         let sender = ClientSender {
             client,
             inputs: inputs_tx,
@@ -538,13 +543,107 @@ impl Drop for EngineIoClient {
     }
 }
 
-/// Idle keep-alive HTTP connections of one session.
-type Pool = Arc<Mutex<Vec<TcpStream>>>;
+/// The HTTP requests of one session: their threads, the connections they
+/// use, and the idle keep-alive connections. When the session ends its
+/// requests get a while to finish (a `close` packet's `POST`, a poll the
+/// server answers as it closes the session); then the connections still
+/// in use are shut down, so that a poll a vanished server never answers
+/// does not hold its thread and socket for good.
+#[derive(Default)]
+struct Requests {
+    state: Mutex<RequestsState>,
+    finished: Condvar,
+}
+
+#[derive(Default)]
+struct RequestsState {
+    idle: Vec<TcpStream>,
+    /// Request threads started and not yet finished.
+    running: usize,
+    /// A handle on each connection a request is using, by number.
+    busy: Vec<(u64, TcpStream)>,
+    next_busy: u64,
+    ended: bool,
+}
+
+impl Requests {
+    fn state(&self) -> MutexGuard<'_, RequestsState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A request thread is starting.
+    fn started(&self) {
+        self.state().running += 1;
+    }
+
+    /// A request thread ended (or never started).
+    fn finished(&self) {
+        self.state().running -= 1;
+        self.finished.notify_all();
+    }
+
+    /// An idle keep-alive connection, if any; refused once the session
+    /// has ended.
+    fn take_idle(&self) -> io::Result<Option<TcpStream>> {
+        let mut state = self.state();
+        if state.ended {
+            return Err(io::ErrorKind::ConnectionAborted.into());
+        }
+        Ok(state.idle.pop())
+    }
+
+    /// Notes that `stream` is in use, so that [`Requests::end`] can shut it
+    /// down; refused once the session has ended.
+    fn enter(&self, stream: &TcpStream) -> io::Result<u64> {
+        let handle = stream.try_clone()?;
+        let mut state = self.state();
+        if state.ended {
+            return Err(io::ErrorKind::ConnectionAborted.into());
+        }
+        let number = state.next_busy;
+        state.next_busy += 1;
+        state.busy.push((number, handle));
+        Ok(number)
+    }
+
+    /// The request on connection `number` is over; `stream` is kept for
+    /// the next one if given (and the session goes on).
+    fn leave(&self, number: u64, stream: Option<TcpStream>) {
+        let mut state = self.state();
+        state.busy.retain(|(n, _)| *n != number);
+        if let Some(stream) = stream.filter(|_| !state.ended) {
+            state.idle.push(stream);
+        }
+    }
+
+    /// The session ended: waits up to `linger` for the request threads to
+    /// finish, then shuts down the connections still in use.
+    fn end(&self, linger: Duration) {
+        let deadline = Instant::now() + linger;
+        let mut state = self.state();
+        while state.running > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = self
+                .finished
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        state.ended = true;
+        state.idle.clear();
+        for (_, stream) in state.busy.drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+}
 
 struct Driver {
     client: Shared,
     inputs_tx: SyncSender<Input>,
-    pool: Pool,
+    requests: Arc<Requests>,
     ws: Option<WsSender>,
     ws_generation: u64,
 }
@@ -630,16 +729,19 @@ impl Driver {
         match transmit {
             ClientTransmit::Http(request) => {
                 let id = request.id;
-                let pool = self.pool.clone();
+                let requests = self.requests.clone();
                 let inputs = self.inputs_tx.clone();
                 let host = host.to_owned();
+                self.requests.started();
                 let spawned = std::thread::Builder::new()
                     .name("switchboard-eio-http".into())
                     .spawn(move || {
-                        let result = http_exchange(&pool, &host, port, &request, max_payload);
+                        let result = http_exchange(&requests, &host, port, &request, max_payload);
+                        requests.finished();
                         let _ = inputs.send(Input::Http(request.id, result));
                     });
                 if let Err(error) = spawned {
+                    self.requests.finished();
                     tracing::warn!(%error, "cannot start an HTTP request thread");
                     lock(&self.client).handle_http_error(
                         id,
@@ -733,7 +835,7 @@ fn run_ws(connect: WsConnect, max_payload: usize, generation: u64, inputs: SyncS
 /// Makes one HTTP request on a pooled keep-alive connection (or a new
 /// one), returning the status and body.
 fn http_exchange(
-    pool: &Pool,
+    requests: &Requests,
     host: &str,
     port: u16,
     request: &HttpRequest,
@@ -741,7 +843,7 @@ fn http_exchange(
 ) -> io::Result<(u16, Bytes)> {
     let bytes = request.encode();
     loop {
-        let pooled = pool.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let pooled = requests.take_idle()?;
         let reused = pooled.is_some();
         let mut stream = match pooled {
             Some(stream) => stream,
@@ -751,15 +853,12 @@ fn http_exchange(
                 stream
             }
         };
-        match exchange_on(&mut stream, &bytes, max_body) {
-            Ok((status, body, keep_alive)) => {
-                if keep_alive {
-                    pool.lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(stream);
-                }
-                return Ok((status, body));
-            }
+        let busy = requests.enter(&stream)?;
+        let exchanged = exchange_on(&mut stream, &bytes, max_body);
+        let keep = matches!(exchanged, Ok((_, _, true)));
+        requests.leave(busy, keep.then_some(stream));
+        match exchanged {
+            Ok((status, body, _)) => return Ok((status, body)),
             Err(error) if reused && error.kind() == io::ErrorKind::UnexpectedEof => {}
             Err(error) => return Err(error),
         }
@@ -793,5 +892,105 @@ fn exchange_on(
             && !response.truncated
             && !response.response.headers.has_token("connection", "close");
         return Ok((response.response.status, response.body, keep_alive));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Reads one request head (ours have no body) from `stream`.
+    fn read_head(stream: &mut TcpStream) -> String {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(stream.read(&mut byte).expect("read"), 1, "request ended");
+            head.push(byte[0]);
+        }
+        String::from_utf8(head).expect("text")
+    }
+
+    /// A server that answers the handshake and then goes silent, holding
+    /// the next poll unanswered without closing (a peer that vanished):
+    /// once the session ends on the ping timeout, the client lets go of
+    /// that connection instead of keeping a thread blocked on it for good.
+    #[test]
+    fn a_held_poll_is_let_go_when_the_session_ends() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (released_tx, released) = mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accept");
+            read_head(&mut stream);
+            let open = br#"0{"sid":"s","upgrades":[],"pingInterval":100,"pingTimeout":100,"maxPayload":1000000}"#;
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", open.len());
+            stream.write_all(head.as_bytes()).expect("write");
+            stream.write_all(open).expect("write");
+            // The next poll, held for good.
+            assert!(read_head(&mut stream).starts_with("GET "));
+            stream
+                .set_read_timeout(Some(Duration::from_secs(15)))
+                .expect("timeout");
+            let _ = released_tx.send(matches!(stream.read(&mut [0u8; 64]), Ok(0)));
+        });
+        let mut client = EngineIoClient::connect(&url).expect("connect");
+        let closed = client.recv_timeout(Duration::from_secs(5));
+        assert!(
+            matches!(
+                closed,
+                Some(ClientEvent::Closed {
+                    reason: ClientCloseReason::PingTimeout,
+                    ..
+                })
+            ),
+            "{closed:?}"
+        );
+        assert_eq!(
+            released.recv_timeout(Duration::from_secs(20)),
+            Ok(true),
+            "the held poll's connection is closed"
+        );
+    }
+
+    /// A server that accepts and never answers (a hung process, a proxy
+    /// whose backend is gone): the handshake's connect timeout ends the
+    /// attempt, and its request's connection is let go too, so a client
+    /// reconnecting to it does not gain a blocked thread per attempt.
+    #[test]
+    fn an_unanswered_handshake_is_let_go_at_the_connect_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (released_tx, released) = mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accept");
+            read_head(&mut stream);
+            stream
+                .set_read_timeout(Some(Duration::from_secs(15)))
+                .expect("timeout");
+            let _ = released_tx.send(matches!(stream.read(&mut [0u8; 64]), Ok(0)));
+        });
+        let mut config = ClientConfig::from_url(&url).expect("url");
+        config.connect_timeout = Some(Duration::from_millis(200));
+        let error = EngineIoClient::connect_with_config(config).expect_err("no handshake");
+        assert!(
+            matches!(
+                error,
+                ConnectError::Closed {
+                    error: Some(ClientError::ConnectTimeout),
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(
+            released.recv_timeout(Duration::from_secs(20)),
+            Ok(true),
+            "the handshake's connection is closed"
+        );
     }
 }
