@@ -203,6 +203,54 @@ fn v3_polling_only(runtime: RuntimeKind, target: Target) {
     close_from_client(&client);
 }
 
+/// A server that opens a polling session (100 ms heartbeat), then holds
+/// the next poll and never answers: once the client gives the session up
+/// (`ping timeout`), the held request's connection must be let go too,
+/// within the close timeout (5 s), not left waiting for good.
+fn a_silent_server_is_let_go(runtime: RuntimeKind, _target: Target) {
+    use std::io::{Read, Write};
+
+    fn read_head(stream: &mut std::net::TcpStream) -> String {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(stream.read(&mut byte).expect("read"), 1, "request ended");
+            head.push(byte[0]);
+        }
+        String::from_utf8(head).expect("text")
+    }
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("its address");
+    let (released_tx, released) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        read_head(&mut stream);
+        let open = br#"0{"sid":"s","upgrades":[],"pingInterval":100,"pingTimeout":100,"maxPayload":1000000}"#;
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", open.len());
+        stream.write_all(head.as_bytes()).expect("write");
+        stream.write_all(open).expect("write");
+        assert!(read_head(&mut stream).starts_with("GET "), "the next poll");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let _ = released_tx.send(matches!(stream.read(&mut [0u8; 64]), Ok(0)));
+    });
+    let target = Target { addr, _node: None };
+    let client = EioTestClient::connect(runtime, config(&target, true, false)).expect("connect");
+    match client.event(WAIT) {
+        Some(ClientEvent::Closed { reason, .. }) => {
+            assert_eq!(reason, ClientCloseReason::PingTimeout)
+        }
+        other => panic!("expected the ping timeout, got {other:?}"),
+    }
+    assert_eq!(
+        released.recv_timeout(Duration::from_secs(15)),
+        Ok(true),
+        "the held poll's connection is still open"
+    );
+}
+
 macro_rules! client_cases {
     ($runtime:ident, $kind:expr) => {
         mod $runtime {
@@ -235,6 +283,7 @@ macro_rules! client_cases {
             case!(ours_polling_then_upgrade, polling_then_upgrade, ours());
             case!(ours_heartbeat, heartbeat_keeps_the_session, ours());
             case!(refused, refused_names_its_cause, nobody());
+            case!(silent_server, a_silent_server_is_let_go, nobody());
         }
     };
 }

@@ -18,10 +18,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures_channel::mpsc;
+use futures_channel::{mpsc, oneshot};
 use futures_util::future::{Either, select};
 use futures_util::stream::SplitSink;
-use futures_util::{AsyncReadExt, AsyncWriteExt, SinkExt, StreamExt};
+use futures_util::{AsyncReadExt, AsyncWriteExt, FutureExt, SinkExt, StreamExt};
 use switchboard_core::engineio::client::{
     Client, ClientCloseReason, ClientConfig, ClientError, ClientEvent, ClientSendError,
     ClientTransmit, ConfigError, HttpRequest, RequestId, WsConnect,
@@ -439,6 +439,11 @@ async fn drive<R: Runtime>(
     let mut wake = Some(wake);
     let (inputs_tx, mut inputs) = mpsc::channel::<Input<R::TcpStream, R>>(64);
     let pool: Pool<R::TcpStream> = Arc::new(Mutex::new(Vec::new()));
+    // Requests still waiting when the session ends (a poll a silent server
+    // holds) are dropped, with their connections, a close timeout later:
+    // `ended` resolves once `end` is dropped.
+    let (end, ended) = oneshot::channel::<()>();
+    let ended = ended.shared();
     let mut ws: Option<SplitSink<WebSocket<R::TcpStream, R>, Message>> = None;
     let mut ws_generation = 0u64;
     loop {
@@ -462,12 +467,16 @@ async fn drive<R: Runtime>(
                     let pool = pool.clone();
                     let host = host.clone();
                     let mut inputs = inputs_tx.clone();
+                    let ended = ended.clone();
                     runtime.spawn(async move {
                         let id = request.id;
-                        let result =
-                            http_exchange(&runtime2, &pool, &host, port, &request, max_payload)
-                                .await;
-                        let _ = inputs.send(Input::Http(id, result)).await;
+                        let exchange =
+                            http_exchange(&runtime2, &pool, &host, port, &request, max_payload);
+                        if let Either::Left((result, _)) =
+                            select(std::pin::pin!(exchange), ended).await
+                        {
+                            let _ = inputs.send(Input::Http(id, result)).await;
+                        }
                     });
                 }
                 ClientTransmit::WsConnect(connect) => {
@@ -510,6 +519,13 @@ async fn drive<R: Runtime>(
             if let Some(mut sink) = ws.take() {
                 let _ = sink.close().await;
             }
+            // As long as a closing WebSocket gets, for a `close` POST or a
+            // poll the server is answering.
+            let linger = runtime.sleep_until(Instant::now() + Config::default().close_timeout);
+            runtime.spawn(async move {
+                linger.await;
+                drop(end);
+            });
             return;
         }
         // Wait for something to happen.
