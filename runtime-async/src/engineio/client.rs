@@ -546,6 +546,7 @@ async fn drive<R: Runtime>(
             Either::Right(_) => Woke::Timer,
         };
         let now = Instant::now();
+        let timer = matches!(woke, Woke::Timer);
         let mut client = lock(&shared);
         match woke {
             Woke::Input(Some(input)) => match input {
@@ -581,6 +582,10 @@ async fn drive<R: Runtime>(
                 client.close();
             }
             Woke::Timer => client.handle_timeout(now),
+        }
+        // Inputs that never stop coming must not hold the timers off.
+        if !timer && deadline.is_some_and(|deadline| deadline <= now) {
+            client.handle_timeout(now);
         }
     }
 }

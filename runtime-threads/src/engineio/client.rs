@@ -722,6 +722,10 @@ impl Driver {
                 }
                 Input::WsOpened(..) | Input::WsMessage(..) | Input::WsClosed(..) => {}
             }
+            // Inputs that never stop coming must not hold the timers off.
+            if deadline.is_some_and(|deadline| deadline <= now) {
+                client.handle_timeout(now);
+            }
         }
     }
 
