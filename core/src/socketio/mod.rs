@@ -86,6 +86,10 @@
 //!   attachments;
 //! - an ack must have an ack id, and a namespace must not hold control
 //!   characters;
+//! - JSON must be what a `serde_json::Value` holds: a number out of
+//!   `f64`'s range (`1e400`, which `JSON.parse` reads as `Infinity`) or a
+//!   lone surrogate escape (`"\ud800"`) is refused, so whatever decodes
+//!   can be read as values;
 //! - in protocol v4, a CONNECT's namespace is split at its first `?` and
 //!   the query decoded as `URLSearchParams` would; the path is not
 //!   otherwise normalized, as Node's `URL` would.

@@ -19,6 +19,8 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -171,12 +173,13 @@ pub struct RawJson(Text);
 
 impl RawJson {
     /// Checks that `json` is one JSON value (surrounding whitespace
-    /// allowed), its arrays and objects nested at most [`MAX_JSON_DEPTH`]
-    /// deep, and wraps it.
+    /// allowed) that a [`serde_json::Value`] can hold (numbers within the
+    /// range of `f64`, no lone surrogate escapes), its arrays and objects
+    /// nested at most [`MAX_JSON_DEPTH`] deep, and wraps it.
     pub fn new(json: impl Into<Text>) -> Result<Self, serde_json::Error> {
         let json = json.into();
         let mut de = serde_json::Deserializer::from_str(json.as_str());
-        <IgnoredAny as de::Deserialize>::deserialize(&mut de)?;
+        <Checked as de::Deserialize>::deserialize(&mut de)?;
         de.end()?;
         if !nesting_within_limit(json.as_str()) {
             return Err(de::Error::custom(TOO_DEEP));
@@ -925,15 +928,21 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// A v4 CONNECT's namespace query as a JSON object of strings, as Node's
-/// server reads it into the handshake's auth (later duplicates win).
+/// server reads it into the handshake's auth (later duplicates win, in the
+/// first one's place). Linear in the query's size: keys are chosen by the
+/// peer, so they are found again through a (SipHash) map, not a scan.
 fn query_to_json(query: &str) -> RawJson {
     let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut places: HashMap<String, usize> = HashMap::new();
     for part in query.split('&').filter(|part| !part.is_empty()) {
         let (key, value) = part.split_once('=').unwrap_or((part, ""));
         let (key, value) = (percent_decode(key), percent_decode(value));
-        match pairs.iter_mut().find(|(k, _)| *k == key) {
-            Some(pair) => pair.1 = value,
-            None => pairs.push((key, value)),
+        match places.entry(key) {
+            Entry::Occupied(place) => pairs[*place.get()].1 = value,
+            Entry::Vacant(place) => {
+                pairs.push((place.key().clone(), value));
+                place.insert(pairs.len() - 1);
+            }
         }
     }
     let mut json = Vec::with_capacity(query.len() + 8);
@@ -1247,7 +1256,9 @@ pub enum DecodeError {
     /// An ack (binary or not) without an ack id.
     #[error("ack without an ack id")]
     MissingAckId,
-    /// A payload that is not one JSON value (or nests too deep).
+    /// A payload that is not one JSON value, nests too deep, or holds a
+    /// number beyond the range of `f64` or a lone surrogate escape (which
+    /// `JSON.parse` reads, but a [`serde_json::Value`] cannot hold).
     #[error("invalid JSON payload: {0}")]
     InvalidJson(String),
     /// An event or ack without a payload.
@@ -1466,9 +1477,10 @@ fn nesting_within_limit(json: &str) -> bool {
     true
 }
 
-/// Checks that `json` is one JSON value of the shape `kind` takes, nested
-/// at most [`MAX_JSON_DEPTH`] deep, and, for a binary packet, that its
-/// placeholders point at its `attachments`.
+/// Checks that `json` is one JSON value of the shape `kind` takes, which a
+/// [`serde_json::Value`] can hold (see [`Checked`]), nested at most
+/// [`MAX_JSON_DEPTH`] deep, and, for a binary packet, that its placeholders
+/// point at its `attachments`.
 fn check_payload(
     json: &str,
     kind: PacketKind,
@@ -1500,6 +1512,55 @@ fn check_payload(
             }
             (None, None) => DecodeError::InvalidJson(error.to_string()),
         }),
+    }
+}
+
+/// A JSON value read and dropped, checked as a [`serde_json::Value`]
+/// reads it: numbers within the range of `f64`, no lone surrogate escapes.
+/// (`JSON.parse` takes both, as `Infinity` and as lone surrogates, and
+/// [`IgnoredAny`] skips them unchecked; a `Value` cannot hold them.)
+struct Checked;
+
+impl<'de> de::Deserialize<'de> for Checked {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(Checked)
+    }
+}
+
+impl<'de> Visitor<'de> for Checked {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        while map.next_key::<Checked>()?.is_some() {
+            map.next_value::<Checked>()?;
+        }
+        Ok(Checked)
     }
 }
 
@@ -1561,7 +1622,7 @@ impl PayloadCheck<'_> {
                 .is_some()
             {}
         } else {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            while seq.next_element::<Checked>()?.is_some() {}
         }
         Ok(())
     }
@@ -1597,7 +1658,7 @@ impl<'de> Visitor<'de> for PayloadCheck<'_> {
         if let Err(error) = self.accepts(Found::Object) {
             return Err(self.fail(error));
         }
-        IgnoredAny.visit_map(map).map(|_| ())
+        Checked.visit_map(map).map(|_| ())
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
@@ -2056,6 +2117,27 @@ mod tests {
         // a query.
         assert_eq!(decode("0/a?x=1,", &[], V5).unwrap().namespace, "/a?x=1");
         assert_eq!(decode("1/a?x=1,", &[], V4).unwrap().namespace, "/a?x=1");
+    }
+
+    /// A v4 CONNECT's query is read in time linear in its size, as
+    /// `URLSearchParams` reads it: a client's one CONNECT holding many
+    /// distinct keys (about 45 000 in 300 KB, well within a message) must
+    /// not cost time quadratic in their number, which took seconds here.
+    #[test]
+    fn v4_connect_query_with_many_keys_is_read_whole() {
+        // (Read through a map of the keys seen: a key scan per key made
+        // this one 300 KB packet take seconds.)
+        let keys = 45_000;
+        let mut text = String::from("0/admin?");
+        for i in 0..keys {
+            text.push_str(&format!("k{i}=v&"));
+        }
+        text.push_str("k7=last,");
+        let packet = decode(&text, &[], V4).unwrap();
+        let auth: serde_json::Map<String, serde_json::Value> = packet.data().unwrap();
+        assert_eq!(auth.len(), keys);
+        assert_eq!(auth["k7"], "last");
+        assert_eq!(auth["k44999"], "v");
     }
 
     #[test]
@@ -2645,6 +2727,57 @@ mod tests {
         assert!(decode(&strings, &[], V5).is_ok());
     }
 
+    /// JSON that `JSON.parse` reads but a `serde_json::Value` cannot hold
+    /// (a number beyond `f64`, which Node reads as `Infinity`; a lone
+    /// surrogate escape) is refused wherever JSON comes in, so that reading
+    /// an accepted payload as a value (the server's auth, a client's
+    /// CONNECT_ERROR) never panics.
+    #[test]
+    fn json_a_value_cannot_hold_is_refused() {
+        for json in [
+            "1e400",
+            "-1e400",
+            r#""\ud800""#,
+            r#"{"a":[1e999]}"#,
+            r#"{"\udc00":1}"#,
+        ] {
+            assert!(RawJson::new(json).is_err(), "{json}");
+        }
+        for (text, version) in [
+            (r#"0{"token":1e400}"#, V5),
+            (r#"0/admin,{"x":"\ud800"}"#, V5),
+            (r#"2["e",1e400]"#, V5),
+            (r#"2["e",{"\ud800":1}]"#, V4),
+            (r#"3/a,1[{"k":"\udfff"}]"#, V5),
+            (r#"4{"message":"no","data":1e400}"#, V5),
+            (r#"4[1e400]"#, V4),
+            (r#"51-["e",{"_placeholder":true,"num":0},1e400]"#, V5),
+        ] {
+            assert!(
+                matches!(decode_err(text, version), DecodeError::InvalidJson(_)),
+                "{text}"
+            );
+        }
+        // Numbers and escapes a value holds still pass.
+        for json in [
+            "1e308",
+            "1e-400",
+            "18446744073709551616",
+            "-9223372036854775809",
+            r#""\ud83d\ude00\u0000""#,
+        ] {
+            let raw = RawJson::new(json).unwrap();
+            let _ = raw.to_value();
+        }
+        let error = decode(
+            r#"4{"message":"no","data":[1e308,"\ud83d\ude00"]}"#,
+            &[],
+            V5,
+        );
+        let data = error.unwrap().connect_error_data(V5).unwrap();
+        assert_eq!(data.message, "no");
+    }
+
     /// Packets built from arbitrary parts, as the encoder writes them.
     fn arb_packet() -> impl Strategy<Value = Packet> {
         let kind = (0..=6u8).prop_map(|n| PacketKind::from_u8(n).unwrap());
@@ -2763,6 +2896,23 @@ mod tests {
                     "[2356][0-9\\-\\[\\]{}\"_a-z:,]{0,30}".prop_map(|t| MessageData::Text(Text::from(t))),
                     Just(MessageData::Text(Text::from(r#"52-["a",{"_placeholder":true,"num":1}]"#))),
                     proptest::collection::vec(any::<u8>(), 0..8).prop_map(|b| MessageData::Binary(b.into())),
+                    // JSON at the edges of what a value holds.
+                    (
+                        prop_oneof![Just("2[\"e\","), Just("0{\"k\":["), Just("4{\"data\":[")],
+                        proptest::collection::vec(
+                            prop_oneof![
+                                Just("1e400"), Just("-1e309"), Just("1e308"), Just("1e-400"),
+                                Just("18446744073709551616"), Just(r#""\ud800""#),
+                                Just(r#""\udc00\ud800""#), Just(r#""\ud83d\ude00""#),
+                            ],
+                            0..3,
+                        ),
+                    )
+                        .prop_map(|(head, atoms)| {
+                            let close = if head.starts_with('2') { "]" } else { "]}" };
+                            let text = format!("{head}{}{close}", atoms.join(","));
+                            MessageData::Text(Text::from(text))
+                        }),
                 ],
                 0..12,
             ),
@@ -2773,6 +2923,8 @@ mod tests {
                     // Whatever decodes can be read and encoded again.
                     let _ = packet.event_name();
                     let _ = packet.args::<serde_json::Value>();
+                    let _ = packet.data.as_ref().map(RawJson::to_value);
+                    let _ = packet.connect_error_data(V5);
                     let _ = packet.encode(V5);
                 }
                 prop_assert!(decoder.pending_attachments() <= 10);
