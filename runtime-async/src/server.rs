@@ -21,27 +21,27 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Poll, ready};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use bytes::Bytes;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_util::future::{Either, select};
-use futures_util::{AsyncWriteExt, SinkExt, StreamExt};
+use futures_util::{AsyncWriteExt, Sink, StreamExt};
 use switchboard_core::engineio::HttpResponse;
 use switchboard_core::http::{
     HttpError, IncomingRequest, Request, RequestReader, RequestWait, ServerLimits,
 };
-use switchboard_core::ws::Config;
 use switchboard_core::ws::handshake::{self, Rejection};
+use switchboard_core::ws::{Config, Message};
 
-use crate::Runtime;
 use crate::accept::accept_loop;
 use crate::engineio::{EngineIo, EngineMounts, Routed, TryRecvError, WsCommand, WsCommands};
 use crate::io::poll_read_with;
 use crate::socketio::SocketIo;
 use crate::timer::{self, LazyTimer, Timed, WeakTimed};
 use crate::ws::{WebSocket, accept_request};
+use crate::{Error, Runtime};
 
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// Answers plain HTTP requests (see [`Routes::http`]).
@@ -1263,7 +1263,9 @@ pub async fn pump_engine_ws<S, R>(
                             Ok(false) => closing = true,
                             Err(()) => break,
                         }
-                        let _ = ws.flush().await;
+                        if let Ok(false) = flush_out(&mut ws, &mut commands).await {
+                            closing = true;
+                        }
                         break;
                     }
                     match feed_queued(&mut ws, &mut commands).await {
@@ -1289,8 +1291,10 @@ pub async fn pump_engine_ws<S, R>(
             }
             Either::Left((None, _)) => break End::Transport,
             Either::Right((Some(WsCommand::Send(message)), _)) => {
-                if ws.feed(message).await.is_err() {
-                    break End::Transport;
+                match feed_one(&mut ws, &mut commands, message).await {
+                    Ok(true) => {}
+                    Ok(false) => break End::EndpointAfterSends,
+                    Err(()) => break End::Transport,
                 }
                 // Everything already queued goes out in the same write.
                 match feed_queued(&mut ws, &mut commands).await {
@@ -1298,8 +1302,10 @@ pub async fn pump_engine_ws<S, R>(
                     Ok(false) => break End::EndpointAfterSends,
                     Err(()) => break End::Transport,
                 }
-                if ws.flush().await.is_err() {
-                    break End::Transport;
+                match flush_out(&mut ws, &mut commands).await {
+                    Ok(true) => {}
+                    Ok(false) => break End::EndpointAfterSends,
+                    Err(()) => break End::Transport,
                 }
             }
             Either::Right((Some(WsCommand::Close), _)) | Either::Right((None, _)) => {
@@ -1346,10 +1352,9 @@ where
 {
     let since = Instant::now();
     while let Some(again) = wait(since) {
-        if !feed_queued(ws, commands).await? {
+        if !feed_queued(ws, commands).await? || !flush_out(ws, commands).await? {
             return Ok(false);
         }
-        ws.flush().await.map_err(drop)?;
         ws.runtime().clone().sleep_until(again).await;
     }
     Ok(true)
@@ -1365,9 +1370,111 @@ where
 {
     loop {
         match commands.try_recv() {
-            Ok(WsCommand::Send(message)) => ws.feed(message).await.map_err(drop)?,
+            Ok(WsCommand::Send(message)) => {
+                if !feed_one(ws, commands, message).await? {
+                    return Ok(false);
+                }
+            }
             Ok(WsCommand::Close) | Err(TryRecvError::Closed) => return Ok(false),
             Err(TryRecvError::Empty) => return Ok(true),
+        }
+    }
+}
+
+/// Feeds `message` into an Engine.IO WebSocket once its transmit buffer has
+/// room (see [`poll_unless_ended`]): `Ok(false)` when the endpoint let go
+/// of the connection while it waited, the message and the rest of the queue
+/// then fed all the same ([`feed_rest`]); `Err` when the WebSocket failed.
+/// (A hand-written future, as small as the `Feed` it stands for: it is held
+/// in every connection's pump.)
+fn feed_one<'a, S, R>(
+    ws: &'a mut WebSocket<S, R>,
+    commands: &'a mut WsCommands,
+    message: Message,
+) -> impl Future<Output = Result<bool, ()>> + 'a
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'a,
+    R: Runtime,
+{
+    let mut message = Some(message);
+    std::future::poll_fn(move |cx| {
+        let room = ready!(poll_unless_ended(ws, commands, cx, |ws, cx| {
+            ws.poll_ready(cx)
+        }))?;
+        if let Some(message) = message.take() {
+            // Without room only once the endpoint let go: see `feed_rest`.
+            Pin::new(&mut *ws).start_send(message).map_err(drop)?;
+        }
+        if !room {
+            feed_rest(ws, commands);
+        }
+        Poll::Ready(Ok(room))
+    })
+}
+
+/// Writes out what is fed into an Engine.IO WebSocket (see
+/// [`poll_unless_ended`]): `Ok(false)` when the endpoint let go of the
+/// connection while the write waited, the rest of the queue then fed
+/// ([`feed_rest`]); `Err` when the WebSocket failed.
+fn flush_out<'a, S, R>(
+    ws: &'a mut WebSocket<S, R>,
+    commands: &'a mut WsCommands,
+) -> impl Future<Output = Result<bool, ()>> + 'a
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'a,
+    R: Runtime,
+{
+    std::future::poll_fn(move |cx| {
+        let flushed = ready!(poll_unless_ended(ws, commands, cx, |ws, cx| {
+            ws.poll_flush(cx)
+        }))?;
+        if !flushed {
+            feed_rest(ws, commands);
+        }
+        Poll::Ready(Ok(flushed))
+    })
+}
+
+/// Polls `poll` (a WebSocket's room, or its flush), and while it waits
+/// whether the endpoint let go of the connection (it closed the session:
+/// [`WsCommands::poll_ended`]): `Ok(true)` when `poll` finished,
+/// `Ok(false)` when the endpoint let go while it waited. A peer that reads
+/// nothing holds a write up for good (an Engine.IO WebSocket has no
+/// WebSocket keep-alive of its own); the session's heartbeat then closes
+/// it, and the pump learns of that here instead of never. The queue is
+/// only looked at while `poll` waits: nothing more on the way of a write
+/// that goes through.
+fn poll_unless_ended<S, R>(
+    ws: &mut WebSocket<S, R>,
+    commands: &mut WsCommands,
+    cx: &mut Context<'_>,
+    poll: impl FnOnce(Pin<&mut WebSocket<S, R>>, &mut Context<'_>) -> Poll<Result<(), Error>>,
+) -> Poll<Result<bool, ()>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    R: Runtime,
+{
+    match poll(Pin::new(ws), cx) {
+        Poll::Ready(result) => Poll::Ready(result.map(|()| true).map_err(drop)),
+        Poll::Pending => commands.poll_ended(cx).map(|()| Ok(false)),
+    }
+}
+
+/// The endpoint let go of the connection while a write waited: whatever it
+/// queued before is fed into the WebSocket at once, past its
+/// `write_buffer_limit` (its `start_send` takes a message whatever the
+/// buffer holds; the queue's own bound holds these), so the close that
+/// follows gives it all the close timeout to go out, the core's rule: a
+/// peer that reads on gets everything, one that does not is given up on
+/// then.
+fn feed_rest<S, R>(ws: &mut WebSocket<S, R>, commands: &mut WsCommands)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    R: Runtime,
+{
+    while let Ok(WsCommand::Send(message)) = commands.try_recv() {
+        if Pin::new(&mut *ws).start_send(message).is_err() {
+            return;
         }
     }
 }

@@ -122,6 +122,19 @@ impl Writer {
     /// transport is closed nothing is written (its callers look at
     /// `transport_closed`).
     fn flush(&mut self, peer_ended: &AtomicBool) -> Result<(), Error> {
+        self.flush_waiting(peer_ended, |_| {})
+    }
+
+    /// [`flush`](Self::flush), handing the connection to `on_wait` each
+    /// time the socket took nothing for a write slice, before its timers
+    /// run: a sender that learns elsewhere that the connection is done (an
+    /// Engine.IO session closed meanwhile) starts its close there, so the
+    /// close timeout bounds the wait.
+    fn flush_waiting(
+        &mut self,
+        peer_ended: &AtomicBool,
+        mut on_wait: impl FnMut(&mut Connection),
+    ) -> Result<(), Error> {
         while !self.transport_closed && !self.conn.transmit().is_empty() {
             self.bound_write()?;
             let mut slices = [io::IoSlice::new(&[]); 8];
@@ -136,6 +149,7 @@ impl Writer {
                     ) =>
                 {
                     let now = Instant::now();
+                    on_wait(&mut self.conn);
                     if peer_ended.load(Ordering::Acquire) {
                         self.conn.handle_eof();
                     }
@@ -295,6 +309,16 @@ fn send_all_on(
     shared: &Arc<Shared>,
     messages: impl IntoIterator<Item = Message>,
 ) -> Result<(), Error> {
+    send_all_waiting_on(shared, messages, |_| {})
+}
+
+/// [`send_all_on`], with `on_wait` called while the socket takes nothing
+/// (see [`Writer::flush_waiting`]).
+fn send_all_waiting_on(
+    shared: &Arc<Shared>,
+    messages: impl IntoIterator<Item = Message>,
+    on_wait: impl FnMut(&mut Connection),
+) -> Result<(), Error> {
     let mut writer = lock(shared);
     if writer.transport_closed {
         return Err(Error::Closed);
@@ -309,7 +333,7 @@ fn send_all_on(
     }
     // Timers armed by what was sent (a close's timeout) start now.
     writer.conn.handle_timeout(Instant::now());
-    let flushed = writer.flush(&shared.peer_ended);
+    let flushed = writer.flush_waiting(&shared.peer_ended, on_wait);
     if flushed.is_ok() {
         writer.close_transport_if_due();
     }
@@ -392,6 +416,19 @@ impl Sender {
     /// ```
     pub fn send_all(&self, messages: impl IntoIterator<Item = Message>) -> Result<(), Error> {
         send_all_on(&self.shared, messages)
+    }
+
+    /// [`send_all`](Self::send_all), handing the connection to `on_wait`
+    /// whenever the socket has taken nothing for a while (at most 100 ms),
+    /// before its timers run: the Engine.IO writer starts the close there
+    /// once its session closed, as the session's close otherwise waits
+    /// behind a write that a peer reading nothing never lets finish.
+    pub(crate) fn send_all_waiting(
+        &self,
+        messages: impl IntoIterator<Item = Message>,
+        on_wait: impl FnMut(&mut Connection),
+    ) -> Result<(), Error> {
+        send_all_waiting_on(&self.shared, messages, on_wait)
     }
 
     /// Starts the close handshake; the [`WebSocket`]'s `recv` sees it end

@@ -525,6 +525,76 @@ pub fn connection_limit_holds_back_a_third_connection(addr: SocketAddr) {
     check_open_packet(&response.text(), &["websocket"]);
 }
 
+/// `ServerLimits::max_connections` at 1 (a Switchboard setting): a
+/// websocket session's client sends large messages (each echoed) and reads
+/// nothing, until the server's write to it waits and the server stops
+/// reading too. The client's pongs, sent blind after each message, keep the
+/// session alive until then; once they stop reaching it, the heartbeat times
+/// the session out while the server's write waits. The server then gives up
+/// on what it could not write within the WebSocket close timeout
+/// (`switchboard_core::ws::Config::close_timeout`, 5 s by default, which
+/// the server keeps) and releases the connection: a second connection,
+/// held back until then, is served. Not a Node case (no connection limit).
+pub fn a_websocket_whose_peer_stops_reading_is_released(addr: SocketAddr) {
+    let close_timeout = switchboard_core::ws::Config::default().close_timeout;
+    let (mut conn, _sid) = ws_session(addr);
+    let mut unit = frame(
+        1,
+        true,
+        0,
+        format!("4{}", "x".repeat(64 << 10)).as_bytes(),
+        true,
+    );
+    unit.extend_from_slice(&frame(1, true, 0, b"3", true));
+    flood_until_blocked(&mut conn, &unit);
+    let mut next = Http::new(addr);
+    next.send("GET", &format!("{PATH}?EIO=4&transport=polling"), &[], b"");
+    // Generous slack for a loaded machine; without the release the second
+    // connection is never served.
+    let limit = PAST_TIMEOUT + close_timeout + Duration::from_secs(5);
+    let response = next.recv(limit).unwrap_or_else(|e| {
+        panic!(
+            "the connection of a peer that reads nothing was not released within {limit:?} \
+             ({e:?})"
+        )
+    });
+    assert_eq!(response.status, 200, "{}", response.head);
+    drop(conn);
+}
+
+/// Writes `unit` (whole frames) over and over, reading nothing, until the
+/// server has surely stopped reading because its own writes wait: a write
+/// takes nothing for a second, or waits a second once more was written
+/// than the server can hold on its way out (its socket's send buffer, at
+/// most 4 MiB by default, the WebSocket's transmit bound, a burst of echoes
+/// queued, this side's receive buffer), or twice that was written.
+fn flood_until_blocked(conn: &mut RawConn, unit: &[u8]) {
+    use std::io::ErrorKind;
+    const MORE_THAN_THE_SERVER_HOLDS: usize = 12 << 20;
+    let wait = Duration::from_secs(1);
+    conn.stream
+        .set_write_timeout(Some(wait))
+        .expect("write timeout");
+    let until = Instant::now() + Duration::from_secs(60);
+    let (mut left, mut written) = (unit, 0);
+    while written < 2 * MORE_THAN_THE_SERVER_HOLDS {
+        assert!(Instant::now() < until, "the server never stopped reading");
+        if left.is_empty() {
+            left = unit;
+        }
+        let started = Instant::now();
+        match conn.stream.write(left) {
+            Ok(_) if started.elapsed() >= wait && written >= MORE_THAN_THE_SERVER_HOLDS => return,
+            Ok(n) => {
+                left = &left[n..];
+                written += n;
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return,
+            Err(e) => panic!("the server ended the connection while it still read: {e}"),
+        }
+    }
+}
+
 /// `ServerLimits::request_timeout` at 300 ms: a request head that stops
 /// half-way gets 408 and the connection is closed.
 pub fn a_stalled_request_gets_408(addr: SocketAddr) {

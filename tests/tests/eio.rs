@@ -245,6 +245,16 @@ macro_rules! our_server {
             }
 
             #[test]
+            fn a_websocket_whose_peer_stops_reading_is_released() {
+                let limits = ServerLimits {
+                    max_connections: 1,
+                    ..ServerLimits::default()
+                };
+                let addr = runtime::spawn_routes_with_limits($kind, limits);
+                eio_cases::a_websocket_whose_peer_stops_reading_is_released(addr);
+            }
+
+            #[test]
             fn a_stalled_request_gets_408() {
                 let limits = ServerLimits {
                     request_timeout: std::time::Duration::from_millis(300),

@@ -307,6 +307,51 @@ impl WsCommands {
         }
     }
 
+    /// Ready once the hub has let go of the connection (it closed the
+    /// session, or the endpoint is gone): no more commands come, though the
+    /// last ones may still be queued. Pending until then, with the task of
+    /// `cx` woken when it happens. A connection whose write waits (a peer
+    /// that reads nothing) watches this meanwhile, so it learns of the
+    /// session's close without taking the commands queued before it.
+    ///
+    /// ```
+    /// use std::task::{Context, Waker};
+    /// use switchboard_async::engineio::EngineIo;
+    /// use switchboard_core::engineio::ServerConfig;
+    /// # // An in-memory WebSocket client, no network: `connect` opens its session (connection, command queue, sid).
+    /// # fn connect(engine: &switchboard_async::engineio::EngineIo) -> (switchboard_core::engineio::ConnId, switchboard_async::engineio::WsCommands, String) {
+    /// #     use switchboard_async::engineio::{Routed, WsCommand};
+    /// #     let head = b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    /// #     let request = switchboard_core::http::Request::parse(head, &Default::default()).unwrap().unwrap().0;
+    /// #     let Routed::WebSocket(conn, mut queue) = engine.handle_request(&request, Default::default()) else { unreachable!() };
+    /// #     let Ok(WsCommand::Send(open)) = queue.try_recv() else { unreachable!() };
+    /// #     let open: serde_json::Value = serde_json::from_str(&open.as_text().unwrap()[1..]).unwrap();
+    /// #     (conn, queue, open["sid"].as_str().unwrap().to_owned())
+    /// # }
+    ///
+    /// let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+    /// let (_conn, mut queue, sid) = connect(&engine); // an in-memory WebSocket client
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// engine.send(&sid, "bye")?;
+    /// assert!(queue.poll_ended(&mut cx).is_pending());
+    /// engine.close(&sid);
+    /// assert!(queue.poll_ended(&mut cx).is_ready());
+    /// assert!(queue.try_recv().is_ok()); // "bye", still queued
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn poll_ended(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.closed {
+            return Poll::Ready(());
+        }
+        // Registered before looking: a sender dropped in between wakes it.
+        self.shared.waker.register(cx.waker());
+        if self.shared.lock().sender_gone {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
     /// The next command if one is queued, without waiting.
     ///
     /// ```
@@ -604,6 +649,29 @@ mod tests {
         let started = std::time::Instant::now();
         room.wait(Duration::from_secs(10));
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_task_watching_for_the_end_is_woken_when_the_sender_goes() {
+        struct CountWakes(std::sync::atomic::AtomicUsize);
+        impl std::task::Wake for CountWakes {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let (mut tx, mut rx) = ws_queue(4);
+        let wakes = Arc::new(CountWakes(0.into()));
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        tx.try_send(send(1)).unwrap();
+        assert!(rx.poll_ended(&mut cx).is_pending());
+        drop(tx);
+        assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(rx.poll_ended(&mut cx).is_ready());
+        // What was queued before is still there.
+        assert_eq!(number(rx.try_recv().unwrap()), 1);
+        assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Closed);
+        assert!(rx.poll_ended(&mut cx).is_ready());
     }
 
     #[test]

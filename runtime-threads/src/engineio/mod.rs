@@ -909,6 +909,16 @@ fn wait_until_none(mut wait: impl FnMut(Instant) -> Option<Instant>) {
 
 /// The writer thread of [`pump_engine_ws`]: blocks for the endpoint's next
 /// command, then writes it with every send queued behind it.
+///
+/// A peer that reads nothing holds a write up for good (an Engine.IO
+/// WebSocket has no WebSocket keep-alive of its own), and the session's
+/// heartbeat then closes it. So while a write waits, the writer looks at
+/// the queue between write slices: once the session is closed (its close
+/// taken, or the endpoint let go of the connection), what the endpoint
+/// queued before goes into the WebSocket, past its transmit bound (the
+/// queue's own bound holds it), and the WebSocket closes, so its close
+/// timeout gives the peer that long to take it all before the connection
+/// is given up on and its threads end.
 fn write_commands(sender: &ws::Sender, mut commands: switchboard_async::engineio::WsCommands) {
     let mut batch = Vec::new();
     loop {
@@ -926,8 +936,22 @@ fn write_commands(sender: &ws::Sender, mut commands: switchboard_async::engineio
                 Err(TryRecvError::Empty) => break,
             }
         }
-        if !batch.is_empty() && sender.send_all(batch.drain(..)).is_err() {
-            return;
+        if !batch.is_empty() {
+            let mut closed = false;
+            let sent = sender.send_all_waiting(batch.drain(..), |conn| {
+                let mut cx = Context::from_waker(Waker::noop());
+                if !closed && (closing || commands.poll_ended(&mut cx).is_ready()) {
+                    closed = true;
+                    while let Ok(WsCommand::Send(message)) = commands.try_recv() {
+                        let _ = conn.send(message);
+                    }
+                    let _ = conn.close(None);
+                }
+            });
+            if sent.is_err() {
+                return;
+            }
+            closing |= closed;
         }
         if closing {
             break;
