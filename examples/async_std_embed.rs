@@ -53,6 +53,8 @@ pub async fn run(listener: TcpListener, io: SocketIo) {
         .websocket(ws::echo);
     loop {
         let Ok((stream, _peer)) = listener.accept().await else {
+            // Out of file descriptors, say: wait a little, don't spin.
+            async_std::task::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let _ = stream.set_nodelay(true);

@@ -53,6 +53,8 @@ pub async fn run(listener: TcpListener, io: SocketIo) {
     routes.start_timers(&runtime);
     loop {
         let Ok((stream, _peer)) = listener.accept().await else {
+            // Out of file descriptors, say: wait a little, don't spin.
+            smol::Timer::after(std::time::Duration::from_millis(50)).await;
             continue;
         };
         let (runtime, routes, io) = (runtime.clone(), routes.clone(), io.clone());

@@ -50,6 +50,8 @@ pub fn run(listener: TcpListener, io: SocketIo) -> io::Result<()> {
     routes.start_timers()?;
     for stream in listener.incoming() {
         let Ok(stream) = stream else {
+            // Out of file descriptors, say: wait a little, don't spin.
+            std::thread::sleep(Duration::from_millis(50));
             continue;
         };
         let (routes, io) = (routes.clone(), io.clone());

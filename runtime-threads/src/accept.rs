@@ -20,6 +20,12 @@ pub(crate) fn accept_loop<F>(
 where
     F: Fn(TcpStream) + Send + Sync + 'static,
 {
+    // A listener handed over in non-blocking mode would fail every accept
+    // with `WouldBlock` (and on some systems pass the mode on to the
+    // connections, which are read with blocking calls).
+    if let Err(error) = listener.set_nonblocking(false) {
+        tracing::warn!(%error, "could not make the listener blocking");
+    }
     let serve = Arc::new(serve);
     let limit = ConnectionLimit::new(max_connections);
     let mut errors = AcceptErrors::default();

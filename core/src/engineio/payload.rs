@@ -47,7 +47,9 @@ pub enum PayloadKind {
 impl PayloadKind {
     /// The kind of a body with this `Content-Type` header (`None` when
     /// absent): binary for `application/octet-stream` (any case, any
-    /// parameters), text otherwise, as Node's engine.io reads it.
+    /// parameters, as media types compare), text otherwise. Node's
+    /// engine.io compares the header with that exact string, so a body
+    /// sent as `application/octet-stream; charset=...` is text to it.
     ///
     /// ```
     /// use switchboard_core::engineio::PayloadKind;
