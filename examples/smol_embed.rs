@@ -3,14 +3,17 @@
 //! REST route emits to a Socket.IO room), and hands every other
 //! connection, with the request it already read, to Switchboard
 //! (`serve_request`): Socket.IO at `/socket.io/`, a WebSocket echo on any
-//! other upgrade.
+//! other upgrade. A client has [`REQUEST_TIMEOUT`] to send that first
+//! request; Switchboard's own timeouts apply after it.
 //!
 //! ```sh
 //! cargo run --example smol_embed --features smol -- [127.0.0.1:3000]
 //! curl -d 'hello' http://127.0.0.1:3000/api/rooms/lobby/announce
 //! ```
 
+use std::future::Future;
 use std::io;
+use std::time::{Duration, Instant};
 
 use async_net::{TcpListener, TcpStream};
 use futures_util::{AsyncReadExt, AsyncWriteExt};
@@ -43,6 +46,10 @@ pub fn socket_io() -> SocketIo {
     io
 }
 
+/// How long a client has to send its first request (its head, and the
+/// body of an `/api/` request).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The app's accept loop, forever, one smol task per connection.
 pub async fn run(listener: TcpListener, io: SocketIo) {
     let runtime = Smol::new();
@@ -74,12 +81,18 @@ async fn connection(
     io: SocketIo,
 ) -> io::Result<()> {
     // The app reads the first request head itself (any parser will do; it
-    // only has to give Switchboard the head and the bytes read after it).
-    let (request, buffered) = ws::read_request(&mut stream, &Config::default())
-        .await
-        .map_err(io::Error::other)?;
+    // only has to give Switchboard the head and the bytes read after it),
+    // within a deadline: Switchboard's own timeouts start once it has the
+    // connection.
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    let head = async {
+        ws::read_request(&mut stream, &Config::default())
+            .await
+            .map_err(io::Error::other)
+    };
+    let (request, buffered) = before(deadline, head).await?;
     if request.path().starts_with("/api/") {
-        return api(stream, &request, buffered, &io).await;
+        return api(stream, &request, buffered, &io, deadline).await;
     }
     engineio::serve_request(runtime, stream, &request, &buffered, routes).await
 }
@@ -91,6 +104,7 @@ async fn api(
     request: &Request,
     buffered: Bytes,
     io: &SocketIo,
+    deadline: Instant,
 ) -> io::Result<()> {
     let length = request
         .headers
@@ -101,7 +115,7 @@ async fn api(
     let mut body = buffered[..buffered.len().min(length)].to_vec();
     let start = body.len();
     body.resize(length, 0);
-    stream.read_exact(&mut body[start..]).await?;
+    before(deadline, stream.read_exact(&mut body[start..])).await?;
     let room = request
         .path()
         .strip_prefix("/api/rooms/")
@@ -122,6 +136,18 @@ async fn api(
         .write_all(&encode_response(status, &headers, answer.as_bytes()))
         .await?;
     stream.close().await
+}
+
+/// `future`'s result, or a `TimedOut` error once `deadline` has passed.
+async fn before<T>(
+    deadline: Instant,
+    future: impl Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    let timeout = async {
+        smol::Timer::at(deadline).await;
+        Err(io::ErrorKind::TimedOut.into())
+    };
+    smol::future::or(future, timeout).await
 }
 
 fn main() -> io::Result<()> {

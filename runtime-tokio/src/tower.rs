@@ -8,13 +8,25 @@
 //! (Engine.IO's transport and plain WebSocket routes) are upgraded through
 //! hyper (`hyper::upgrade::on`), so the server must serve HTTP/1.1
 //! connections with upgrades enabled (`axum::serve` does; with hyper, use
-//! `serve_connection_with_upgrades` or `.with_upgrades()`).
+//! `serve_connection_with_upgrades` or `.with_upgrades()`). WebSockets over
+//! HTTP/2 (RFC 8441's extended `CONNECT`, which `axum::serve` offers with
+//! axum's `http2` feature) are not supported: an Engine.IO endpoint answers
+//! them 400, as a request that is no upgrade (clients stay on polling), and
+//! a WebSocket route leaves them to the inner service.
 //!
 //! With axum, the layer goes on the app's `Router`, and `axum::serve`
 //! serves both on the app's listener:
 //! `Router::new().route("/api/health", get(|| async { "ok" })).layer(SwitchboardLayer::new().socketio("/socket.io/", &io))`
 //! (the `switchboard` crate's docs run it, with its `tower` feature;
 //! `examples/axum.rs` adds a REST route that emits to a Socket.IO room).
+//! axum runs a router's layers after routing, on its routes and its
+//! fallback, so add the layer after them (a `fallback` set afterwards is
+//! not layered). `Router::nest` keeps the routes of the router it nests,
+//! not its fallback, so Switchboard's paths under a prefix need
+//! `Router::nest_service("/prefix", router)`, or
+//! [`into_service`](SwitchboardLayer::into_service) as the nested router's
+//! `fallback_service`: the layer then sees the paths without the prefix,
+//! and clients ask for `/prefix/socket.io/`.
 //!
 //! Below, the layer wraps `App`, standing for the application's service,
 //! and requests are handed to the service directly, as a server would:
@@ -90,6 +102,15 @@
 //! bytes, so an oversized polling body gets Engine.IO's 413. A held poll
 //! whose response future is dropped (the client went away and the server
 //! noticed) is reported to the endpoint, which closes that session.
+//!
+//! A graceful shutdown (axum's `with_graceful_shutdown`, hyper's
+//! `graceful_shutdown`) waits for the requests in flight, and a held poll
+//! is one until its session has something to send: its next ping at the
+//! latest (`ping_interval`, 25 s by default). To stop at once, disconnect
+//! the sockets when the signal comes (`io.of("/").disconnect()` for each
+//! namespace), which answers the held polls. Upgraded WebSockets are no
+//! longer the server's connections: they go on in tasks of their own
+//! until they close or the runtime ends.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -298,8 +319,10 @@ impl SwitchboardLayer {
     /// Hands WebSocket upgrades on exactly `path` to `handler`; other
     /// requests on that path go to the inner service.
     ///
-    /// The upgrade is hyper's: a request that hyper cannot upgrade (over
-    /// HTTP/2, or from a server without upgrades enabled) gets 501.
+    /// The upgrade is hyper's: a request that hyper offers no upgrade for
+    /// (one not from a hyper HTTP/1.1 connection) gets 501. A hyper server
+    /// without upgrades enabled still offers one, then closes the
+    /// connection after the 101 (see the [module](self) docs).
     ///
     /// ```
     /// use switchboard_tokio::tower::SwitchboardLayer;
@@ -419,11 +442,13 @@ impl SwitchboardLayer {
 
     /// Starts what a newly mounted endpoint needs (at once inside a tokio
     /// runtime, else with the first request).
+    ///
+    /// The mounts get a flag of their own: a clone of the layer made before
+    /// this endpoint was mounted shares the old one, and starting that
+    /// clone must not mark this endpoint started too.
     fn restart(&mut self) {
         let mounts = self.mounts();
-        if mounts.started.load(Ordering::Acquire) {
-            mounts.started = Arc::new(AtomicBool::new(false));
-        }
+        mounts.started = Arc::new(AtomicBool::new(false));
         mounts.start();
     }
 }
@@ -894,5 +919,118 @@ where
             BodyKind::Inner { body } => body.size_hint(),
             BodyKind::Ours { body } => body.size_hint(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+    use std::time::Duration;
+
+    use switchboard_core::engineio::ServerConfig;
+
+    use super::*;
+
+    /// `request` through `service`: the status and the body.
+    async fn send<S, B>(service: &mut S, request: http::Request<String>) -> (u16, String)
+    where
+        S: Service<http::Request<String>, Response = http::Response<B>>,
+        S::Error: std::fmt::Debug,
+        B: Body,
+        B::Error: std::fmt::Debug,
+    {
+        poll_fn(|cx| service.poll_ready(cx)).await.unwrap();
+        let response = service.call(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    /// A GET request through `service`: the status and the body.
+    async fn get<S, B>(service: &mut S, uri: &str) -> (u16, String)
+    where
+        S: Service<http::Request<String>, Response = http::Response<B>>,
+        S::Error: std::fmt::Debug,
+        B: Body,
+        B::Error: std::fmt::Debug,
+    {
+        send(
+            service,
+            http::Request::get(uri).body(String::new()).unwrap(),
+        )
+        .await
+    }
+
+    /// A WebSocket asked for over HTTP/2 (RFC 8441's extended `CONNECT`,
+    /// no `Upgrade` header): the Engine.IO endpoint answers it as a
+    /// request that is no upgrade, a WebSocket route leaves it to the inner
+    /// service, and polling works as over HTTP/1.1.
+    #[tokio::test]
+    async fn websockets_over_http2_are_refused_as_documented() {
+        let (engine, _sockets) = EngineIo::with_sockets(ServerConfig::default());
+        let mut service = SwitchboardLayer::new()
+            .engineio("/engine.io/", engine)
+            .websocket("/ws", crate::ws::echo)
+            .into_service();
+        let connect = |path: &str| {
+            http::Request::builder()
+                .method(http::Method::CONNECT)
+                .version(http::Version::HTTP_2)
+                .uri(format!("https://example.com{path}"))
+                .header("sec-websocket-version", "13")
+                .body(String::new())
+                .unwrap()
+        };
+        let (status, body) = send(
+            &mut service,
+            connect("/engine.io/?EIO=4&transport=websocket"),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.starts_with(r#"{"code":"#), "{body}");
+        assert_eq!(send(&mut service, connect("/ws")).await.0, 404); // the inner service's
+        let polling = http::Request::get("https://example.com/engine.io/?EIO=4&transport=polling")
+            .version(http::Version::HTTP_2)
+            .body(String::new())
+            .unwrap();
+        let (status, open) = send(&mut service, polling).await;
+        assert!(status == 200 && open.starts_with(r#"0{"sid":"#), "{open}");
+    }
+
+    /// A layer built outside any runtime, cloned, and the clone given one
+    /// more endpoint: once the first is started, the clone still starts
+    /// that endpoint's timer (its heartbeat answers a held poll).
+    #[test]
+    fn a_clone_given_another_endpoint_starts_its_timer() {
+        let heartbeat = ServerConfig {
+            ping_interval: Duration::from_millis(50),
+            ..ServerConfig::default()
+        };
+        let (first, _first_sockets) = EngineIo::with_sockets(ServerConfig::default());
+        let (second, _second_sockets) = EngineIo::with_sockets(heartbeat);
+        let base = SwitchboardLayer::new().engineio("/first/", first);
+        let more = base.clone().engineio("/second/", second);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let _first_service = base.into_service();
+            let mut service = more.into_service();
+            let (status, open) = get(&mut service, "/second/?EIO=4&transport=polling").await;
+            assert_eq!(status, 200, "{open}");
+            let sid = open
+                .split("\"sid\":\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap()
+                .to_owned();
+            let poll = format!("/second/?EIO=4&transport=polling&sid={sid}");
+            let answer = tokio::time::timeout(Duration::from_secs(5), get(&mut service, &poll))
+                .await
+                .expect("the heartbeat's ping answers the poll: the timer runs");
+            assert_eq!(answer, (200, "2".into()));
+        });
     }
 }

@@ -8,9 +8,10 @@
 //! WebSocket) exchanges an event, joins a room, and receives at once what a
 //! REST handler emits to that room; the plain WebSocket echo answers. For
 //! axum also: the official Node `socket.io-client` (polling, websocket, and
-//! polling upgraded to websocket), a held poll whose client goes away, and
-//! the layer as a service of its own on a plain hyper 1.x server (404,
-//! 413, WebSocket upgrade).
+//! polling upgraded to websocket), a held poll whose client goes away, the
+//! layer as a service of its own on a plain hyper 1.x server (404, 413,
+//! WebSocket upgrade), under a path prefix, and a graceful shutdown with
+//! held polls. For smol also: a client that stops mid-request is let go.
 
 #[allow(dead_code)]
 #[path = "../../examples/axum.rs"]
@@ -461,5 +462,110 @@ fn service_on_a_plain_hyper_server() {
         );
         // A plain GET on a WebSocket route is not Switchboard's.
         assert_eq!(http(addr, "GET", "/ws", "").await.0, 404);
+    });
+}
+
+/// `examples/smol_embed.rs` reads each connection's first request itself:
+/// a client that sends part of it and then nothing more (and keeps the
+/// connection open) must not hold that task and socket for good, as the
+/// standalone server's request timeout would not.
+#[test]
+fn smol_app_lets_go_of_a_client_that_stops_mid_request() {
+    let addr = start_smol();
+    let partials = [
+        "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n",
+        "POST /api/rooms/lobby/announce HTTP/1.1\r\nContent-Length: 5\r\n\r\nhi",
+    ];
+    client_runtime().block_on(async {
+        let clients = partials.map(|partial| async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            stream.write_all(partial.as_bytes()).await.expect("write");
+            let mut rest = Vec::new();
+            let read = tokio::time::timeout(
+                smol_app::REQUEST_TIMEOUT + Duration::from_secs(5),
+                stream.read_to_end(&mut rest),
+            )
+            .await;
+            assert!(
+                read.is_ok(),
+                "the example still holds the connection after {partial:?}"
+            );
+        });
+        futures_util::future::join_all(clients).await;
+    });
+}
+
+/// Under a prefix, as the tower module's docs say: an app nested with
+/// `Router::nest_service`, or the layer's service as a nested router's
+/// `fallback_service`, serves Socket.IO at `/rt/socket.io/` beside the
+/// nested routes.
+#[test]
+fn axum_serves_the_layer_under_a_prefix() {
+    use axum::Router;
+    use axum::routing::get;
+    use switchboard_tokio::tower::SwitchboardLayer;
+
+    let io = axum_app::socket_io();
+    let layer = SwitchboardLayer::new().socketio("/socket.io/", &io);
+    let health = || Router::new().route("/api/health", get(|| async { "ok" }));
+    let apps = [
+        Router::new().nest_service("/rt", health().layer(layer.clone())),
+        Router::new().nest("/rt", health().fallback_service(layer.into_service())),
+    ];
+    let rt = client_runtime();
+    for app in apps {
+        let (listener, addr) = bind();
+        rt.spawn(async move {
+            listener.set_nonblocking(true).expect("non-blocking");
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            axum::serve(listener, app).await.expect("serve");
+        });
+        rt.block_on(async {
+            assert_eq!(
+                http(addr, "GET", "/rt/api/health", "").await,
+                (200, "ok".into())
+            );
+            let handshake = "/rt/socket.io/?EIO=4&transport=polling";
+            let (status, open) = http(addr, "GET", handshake, "").await;
+            assert!(status == 200 && open.starts_with(r#"0{"sid":"#), "{open}");
+        });
+    }
+}
+
+/// A graceful shutdown, as the tower module's docs say: a held poll keeps
+/// `axum::serve` waiting until its session has something to send, and
+/// disconnecting the sockets when the signal comes answers it at once
+/// (rather than at the next ping, 25 s on).
+#[test]
+fn axum_graceful_shutdown_ends_held_polls_once_sockets_disconnect() {
+    let io = axum_app::socket_io();
+    let (listener, addr) = bind();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let rt = client_runtime();
+    let app = axum_app::app(io.clone());
+    let server = rt.spawn(async move {
+        listener.set_nonblocking(true).expect("non-blocking");
+        let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+        let signal = async move {
+            let _ = stopped.await;
+            io.of("/").disconnect();
+        };
+        axum::serve(listener, app)
+            .with_graceful_shutdown(signal)
+            .await
+            .expect("serve");
+    });
+    rt.block_on(async {
+        let _sio = Sio::connect(addr, Transport::Polling).await;
+        // The client's next poll is held.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        stop.send(()).expect("signal");
+        tokio::time::timeout(TIMEOUT, server)
+            .await
+            .expect("serve returns once the held poll is answered")
+            .expect("server task");
+        let elapsed = started.elapsed();
+        assert!(elapsed < AT_ONCE, "the shutdown took {elapsed:?}");
     });
 }
