@@ -772,7 +772,12 @@ pub fn spawn_timer<R: Runtime>(runtime: &R, timed: Arc<dyn Timed>) {
     let weak: WeakTimed = Arc::downgrade(&timed);
     drop(timed);
     let rt = runtime.clone();
+    // A task dropped unfinished, even before it first ran (its runtime shut
+    // down), gives the claim back, so serving the endpoint on another
+    // runtime starts a timer there.
+    let claim = ReleaseOnDrop(weak.clone());
     runtime.spawn(async move {
+        let _claim = claim;
         while let Some(next) = timer::run_once(&weak) {
             let woken = std::future::poll_fn(|cx| timer::poll_woken_or_gone(&weak, cx));
             match next {
@@ -784,6 +789,17 @@ pub fn spawn_timer<R: Runtime>(runtime: &R, timed: Arc<dyn Timed>) {
             }
         }
     });
+}
+
+/// Releases its endpoint's timer claim when dropped ([`spawn_timer`]).
+struct ReleaseOnDrop(WeakTimed);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        if let Some(timed) = self.0.upgrade() {
+            timed.timer_signal().release();
+        }
+    }
 }
 
 /// Accepts connections on `listener` forever and serves `routes` on each,
@@ -1504,4 +1520,54 @@ async fn write_status<S: AsyncWrite + Unpin>(
         let _ = io.close().await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::engineio::EngineIo;
+    use switchboard_core::engineio::ServerConfig;
+
+    /// A runtime shut down: what it is asked to spawn is dropped unrun.
+    #[derive(Clone, Default)]
+    struct ShutDown(Arc<AtomicUsize>);
+
+    impl Runtime for ShutDown {
+        type Sleep = std::future::Pending<()>;
+        type TcpStream = futures_util::io::Cursor<Vec<u8>>;
+        type TcpListener = ();
+
+        fn sleep_until(&self, _: Instant) -> Self::Sleep {
+            std::future::pending()
+        }
+
+        fn spawn<F>(&self, task: F)
+        where
+            F: Future<Output = ()> + Send + 'static,
+        {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            drop(task);
+        }
+
+        async fn connect(&self, _: &str, _: u16) -> io::Result<Self::TcpStream> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+
+        async fn accept(&self, _: &()) -> io::Result<(Self::TcpStream, std::net::SocketAddr)> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+    }
+
+    #[test]
+    fn a_timer_whose_runtime_shut_down_is_started_again() {
+        let engine = EngineIo::new(ServerConfig::default(), |_: &EngineIo, _| {});
+        let runtime = ShutDown::default();
+        spawn_timer(&runtime, engine.timed());
+        // The task was dropped with its runtime: the next runtime that
+        // serves the endpoint must get a timer, not find it claimed.
+        spawn_timer(&runtime, engine.timed());
+        assert_eq!(runtime.0.load(Ordering::SeqCst), 2);
+    }
 }

@@ -151,6 +151,21 @@ impl TimerSignal {
     pub fn claim(&self) -> bool {
         !self.claimed.swap(true, Ordering::SeqCst)
     }
+
+    /// Gives the claim up: the timer that held it will not run (its task
+    /// was dropped with its runtime), so the next [`claim`](Self::claim)
+    /// succeeds and starts another.
+    ///
+    /// ```
+    /// use switchboard_async::timer::TimerSignal;
+    /// let signal = TimerSignal::default();
+    /// assert!(signal.claim());
+    /// signal.release();
+    /// assert!(signal.claim());
+    /// ```
+    pub fn release(&self) {
+        self.claimed.store(false, Ordering::SeqCst);
+    }
 }
 
 /// A timer's hold on its owner, which does not keep the owner alive.
