@@ -301,7 +301,9 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
 
     /// Lets a paused key's events be delivered again (by the next
     /// [`deliver`](Self::deliver) call); `for_good`, without pausing it
-    /// again until its queue empties. Returns whether it was paused.
+    /// again until its queue empties, also when it is not paused now
+    /// (waiting, or being delivered by a caller that would pause it next).
+    /// Returns whether it was paused.
     pub(crate) fn resume<Q>(&self, key: &Q, for_good: bool) -> bool
     where
         K: Borrow<Q>,
@@ -315,6 +317,9 @@ impl<K: Hash + Eq + Clone, E> OrderedDispatch<K, E> {
             .filter(|(_, queue)| queue.paused.is_some())
             .map(|(key, _)| key.clone())
         else {
+            if for_good && let Some(queue) = keys.get_mut(key) {
+                queue.unpausable = true;
+            }
             return false;
         };
         let queue = keys.get_mut::<K>(&key).expect("just found");
@@ -451,7 +456,10 @@ impl<K: Hash + Eq + Clone, E> BusyKey<'_, K, E> {
             while let Some(event) = self.batch.pop_front() {
                 if self.pausable && pause(&event) {
                     self.batch.push_front(event);
-                    self.pause();
+                    if !self.pause() {
+                        // Resumed for good meanwhile: handled after all.
+                        continue;
+                    }
                     if self.only_this_key {
                         return;
                     }
@@ -462,20 +470,28 @@ impl<K: Hash + Eq + Clone, E> BusyKey<'_, K, E> {
         }
     }
 
-    /// Hands the key back paused, its batch first in its queue.
-    fn pause(&mut self) {
+    /// Hands the key back paused, its batch first in its queue; or, if it
+    /// was [resumed for good](OrderedDispatch::resume) since its batch was
+    /// taken (its session closed, say), keeps it and returns false.
+    fn pause(&mut self) -> bool {
         let Some(key) = self.key.take() else {
-            return;
+            return true;
         };
         let mut state = self.dispatch.lock(self.shard);
         let queue = state
             .keys
             .get_mut(&key)
             .expect("a busy key has a queue (see State::keys)");
+        if queue.unpausable {
+            self.pausable = false;
+            self.key = Some(key);
+            return false;
+        }
         hand_back(self.dispatch, &mut self.batch, queue);
         queue.busy = false;
         queue.paused = Some(Instant::now());
         self.dispatch.paused.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// Fills the (empty) batch with the key's newly queued events or, when

@@ -2611,6 +2611,8 @@ mod tests {
         room: std::sync::atomic::AtomicBool,
         handled: Mutex<Vec<String>>,
         no_room: Mutex<Vec<String>>,
+        /// The close reasons handled.
+        closed: Mutex<Vec<CloseReason>>,
     }
 
     impl EventHandler for Arc<Gated> {
@@ -2621,6 +2623,8 @@ mod tests {
             } = event
             {
                 lock(&self.handled).push(text.to_string());
+            } else if let ServerEvent::Close { reason, .. } = event {
+                lock(&self.closed).push(reason);
             }
         }
 
@@ -2672,6 +2676,82 @@ mod tests {
             "handed over after the wait"
         );
         assert_eq!(lock(&gated.no_room).len(), 1);
+    }
+
+    /// A session closed in the read that brought messages the handler has
+    /// no room for: its messages, then its close, reach the handler at
+    /// once, whatever its room (a close resumes at once), not when the
+    /// timer finds room or gives up waiting.
+    #[test]
+    fn a_close_read_with_messages_is_not_held_back_for_room() {
+        let gated = Arc::new(Gated::default());
+        let engine = EngineIo::new(timer_test_config(), gated.clone());
+        let (conn, _commands) = open_ws(&engine);
+        // A message, then the client's `close` packet, in one read.
+        engine.ws_messages(conn, [Message::text("4a"), Message::text("1")]);
+        assert_eq!(engine.session_count(), 0);
+        assert_eq!(*lock(&gated.handled), ["a"], "the closed session's message");
+        assert_eq!(*lock(&gated.closed), [CloseReason::TransportClose]);
+        assert!(lock(&gated.no_room).is_empty());
+    }
+
+    /// A session closed while a deliverer is inside one of its handlers,
+    /// before that deliverer finds no room for the next message: the close
+    /// still goes through at once, not after `HANDLERS_CATCH_UP`.
+    #[test]
+    fn a_close_during_a_delivery_is_not_held_back_for_room() {
+        struct Blocking {
+            gated: Arc<Gated>,
+            entered: std::sync::Barrier,
+            release: std::sync::Barrier,
+        }
+        impl EventHandler for Arc<Blocking> {
+            fn handle(&self, engine: &EngineIo, event: ServerEvent) {
+                let first = matches!(&event, ServerEvent::Message { data, .. }
+                    if *data == MessageData::Text("a".into()));
+                self.gated.handle(engine, event);
+                if first {
+                    self.entered.wait();
+                    self.release.wait();
+                }
+            }
+            fn has_room(&self, sid: &str) -> bool {
+                self.gated.has_room(sid)
+            }
+            fn may_lack_room(&self) -> bool {
+                true
+            }
+            fn no_room_made(&self, sid: &str) {
+                self.gated.no_room_made(sid);
+            }
+        }
+        let gated = Arc::new(Gated::default());
+        gated.room.store(true, Ordering::Relaxed);
+        let blocking = Arc::new(Blocking {
+            gated: gated.clone(),
+            entered: std::sync::Barrier::new(2),
+            release: std::sync::Barrier::new(2),
+        });
+        let engine = EngineIo::with_shards(timer_test_config(), blocking.clone(), 1);
+        let (conn, _commands) = open_ws(&engine);
+        let reader = {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                engine.ws_messages(conn, [Message::text("4a"), Message::text("4b")]);
+            })
+        };
+        // The reader's thread is inside the handler of "a".
+        blocking.entered.wait();
+        let sid = engine.conn_session(conn).expect("open");
+        engine.close(&sid);
+        assert_eq!(engine.session_count(), 0);
+        // The handler runs out of room before its deliverer looks at "b".
+        gated.room.store(false, Ordering::Relaxed);
+        blocking.release.wait();
+        reader.join().unwrap();
+        assert_eq!(*lock(&gated.handled), ["a", "b"]);
+        assert_eq!(*lock(&gated.closed), [CloseReason::ForcedClose]);
+        assert!(lock(&gated.no_room).is_empty());
     }
 
     /// A panicking handler loses only the event it was given: the
