@@ -1551,15 +1551,31 @@ impl Server {
     /// assert_eq!(server.members(&others), [b]);
     /// ```
     pub fn members(&self, target: &BroadcastTarget) -> Vec<SocketId> {
+        let mut members = self.reached(target);
+        members.retain(|socket| self.sockets.get(socket).is_some_and(|s| s.connected));
+        members
+    }
+
+    /// The sockets the [`Rooms`] say `target` reaches, among the
+    /// namespace's connected ones (a multi-node adapter's own included).
+    fn reached(&self, target: &BroadcastTarget) -> Vec<SocketId> {
         let mut all = self
             .by_namespace
             .get(&target.namespace)
             .into_iter()
             .flatten()
             .cloned();
-        let mut members = self.rooms.members(target, &mut all);
-        members.retain(|socket| self.sockets.get(socket).is_some_and(|s| s.connected));
-        members
+        self.rooms.members(target, &mut all)
+    }
+
+    /// Queues one `packet` for all of `sids` (none: nothing).
+    fn send_to_many(&mut self, sids: Vec<Arc<str>>, packet: &Encoded) {
+        if !sids.is_empty() {
+            self.transmits.push_back(Transmit::SendMany {
+                sids,
+                messages: packet.clone().into_messages().collect(),
+            });
+        }
     }
 
     /// Emits `event` with `args` to every socket `target` reaches, asking
@@ -1630,12 +1646,7 @@ impl Server {
                 sids.push(state.sid.clone());
             }
         }
-        if !sids.is_empty() {
-            self.transmits.push_back(Transmit::SendMany {
-                sids,
-                messages: packet.into_messages().collect(),
-            });
-        }
+        self.send_to_many(sids, &packet);
         Ok((id, members))
     }
 
@@ -1645,13 +1656,7 @@ impl Server {
         packet: &Encoded,
         volatile: bool,
     ) -> usize {
-        let mut all = self
-            .by_namespace
-            .get(&target.namespace)
-            .into_iter()
-            .flatten()
-            .cloned();
-        let members = self.rooms.members(target, &mut all);
+        let members = self.reached(target);
         let sids = members.iter().filter_map(|socket| {
             let state = self.sockets.get(socket).filter(|s| s.connected)?;
             Some(state.sid.clone())
@@ -1667,12 +1672,7 @@ impl Server {
         } else {
             let sids: Vec<Arc<str>> = sids.collect();
             let count = sids.len();
-            if count > 0 {
-                self.transmits.push_back(Transmit::SendMany {
-                    sids,
-                    messages: packet.clone().into_messages().collect(),
-                });
-            }
+            self.send_to_many(sids, packet);
             count
         };
         self.rooms.on_broadcast(target, packet);
