@@ -481,13 +481,18 @@ enum Engine {
     Open { sid: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 enum NsState {
     /// Not wanted (never connected, left, refused, or disconnected by the
     /// server).
     Inactive,
     /// Wanted: waiting for the session or the server's CONNECT.
-    Connecting,
+    Connecting {
+        /// Events from the server that came before its CONNECT, on this
+        /// session (python-socketio sends the CONNECT after its connect
+        /// handler, so what the handler emits comes first).
+        early: VecDeque<Packet>,
+    },
     Connected {
         sid: String,
         /// This connection's number (`Client::next_connection`).
@@ -501,15 +506,32 @@ struct Namespace {
     state: NsState,
     /// Packets waiting for the connection, with their ack ids.
     buffer: VecDeque<(Encoded, Option<u64>)>,
-    /// Events from the server that came before its CONNECT, on this
-    /// session.
-    received: VecDeque<Packet>,
 }
 
 impl Namespace {
     fn active(&self) -> bool {
-        self.state != NsState::Inactive
+        !matches!(self.state, NsState::Inactive)
     }
+
+    fn connecting(&self) -> bool {
+        matches!(self.state, NsState::Connecting { .. })
+    }
+}
+
+impl NsState {
+    fn connecting() -> Self {
+        NsState::Connecting {
+            early: VecDeque::new(),
+        }
+    }
+}
+
+/// What [`Client::handle_packet`] needs to know of a namespace's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Inactive,
+    Connecting,
+    Connected { connection: u64 },
 }
 
 #[derive(Debug)]
@@ -735,7 +757,7 @@ impl Client {
             self.ensure_engine();
             return;
         }
-        ns.state = NsState::Connecting;
+        ns.state = NsState::connecting();
         let connect = Packet::connect(text(namespace), ns.auth.clone());
         match self.engine {
             Engine::Open { .. } => self.send_encoded(connect.encode(version)),
@@ -778,7 +800,6 @@ impl Client {
             return;
         };
         let was = std::mem::replace(&mut ns.state, NsState::Inactive);
-        ns.received.clear();
         if let NsState::Connected { .. } = was {
             self.send_encoded(Packet::disconnect(text(namespace)).encode(version));
             self.events.push_back(ClientEvent::Disconnect {
@@ -1012,7 +1033,7 @@ impl Client {
             .namespaces
             .iter()
             .filter(|(name, ns)| {
-                ns.state == NsState::Connecting
+                ns.connecting()
                     && !(version.connects_implicitly() && name.as_str() == DEFAULT_NAMESPACE)
             })
             .map(|(name, ns)| Packet::connect(text(name), ns.auth.clone()).encode(version))
@@ -1052,7 +1073,7 @@ impl Client {
         self.engine = Engine::Idle;
         let error = error.into();
         for (name, ns) in &self.namespaces {
-            if ns.state == NsState::Connecting {
+            if ns.connecting() {
                 self.events.push_back(ClientEvent::ConnectError {
                     namespace: text(name),
                     error: ConnectError::Transport(error.clone()),
@@ -1237,7 +1258,6 @@ impl Client {
                 auth: None,
                 state: NsState::Inactive,
                 buffer: VecDeque::new(),
-                received: VecDeque::new(),
             })
     }
 
@@ -1288,7 +1308,6 @@ impl Client {
     fn set_state(&mut self, namespace: &str, state: NsState) {
         if let Some(ns) = self.namespaces.get_mut(namespace) {
             ns.state = state;
-            ns.received.clear();
         }
     }
 
@@ -1296,10 +1315,14 @@ impl Client {
         let namespace = packet.namespace.clone();
         let name = namespace.as_str();
         let version = self.config.version;
-        let state = self.namespaces.get(name).map(|ns| ns.state.clone());
+        let state = self.namespaces.get(name).map(|ns| match ns.state {
+            NsState::Inactive => Phase::Inactive,
+            NsState::Connecting { .. } => Phase::Connecting,
+            NsState::Connected { connection, .. } => Phase::Connected { connection },
+        });
         match packet.kind {
             PacketKind::Connect => match state {
-                Some(NsState::Connecting) => match self.connect_sid(&packet) {
+                Some(Phase::Connecting) => match self.connect_sid(&packet) {
                     Some(sid) => self.connected(name, sid),
                     None => self.refuse(
                         name,
@@ -1308,7 +1331,7 @@ impl Client {
                         None,
                     ),
                 },
-                Some(NsState::Connected { .. }) => {}
+                Some(Phase::Connected { .. }) => {}
                 _ if version.connects_implicitly() && name == DEFAULT_NAMESPACE => {}
                 _ => {
                     // Left while the CONNECT was on its way: leave again.
@@ -1316,7 +1339,7 @@ impl Client {
                 }
             },
             PacketKind::ConnectError => {
-                if state == Some(NsState::Connecting) {
+                if state == Some(Phase::Connecting) {
                     let data = packet
                         .connect_error_data(version)
                         .expect("a CONNECT_ERROR packet");
@@ -1329,7 +1352,7 @@ impl Client {
                 }
             }
             PacketKind::Disconnect => match state {
-                Some(NsState::Connected { .. }) => {
+                Some(Phase::Connected { .. }) => {
                     self.set_state(name, NsState::Inactive);
                     self.events.push_back(ClientEvent::Disconnect {
                         namespace: namespace.clone(),
@@ -1338,27 +1361,29 @@ impl Client {
                     self.fail_sent_acks(name);
                     self.close_if_unused();
                 }
-                Some(NsState::Connecting) => {
+                Some(Phase::Connecting) => {
                     self.set_state(name, NsState::Inactive);
                     self.close_if_unused();
                 }
                 _ => {}
             },
             PacketKind::Event | PacketKind::BinaryEvent => match state {
-                Some(NsState::Connected { connection, .. }) => {
+                Some(Phase::Connected { connection }) => {
                     self.events.push_back(ClientEvent::Event {
                         namespace: namespace.clone(),
                         connection,
                         packet,
                     });
                 }
-                Some(NsState::Connecting) => {
+                Some(Phase::Connecting) => {
                     // Before the server's CONNECT (python-socketio sends it
                     // after its connect handler): kept for the connection.
                     let limit = self.config.max_buffered_packets;
                     let ns = self.namespace_mut(name);
-                    if ns.received.len() < limit {
-                        ns.received.push_back(packet);
+                    if let NsState::Connecting { early } = &mut ns.state
+                        && early.len() < limit
+                    {
+                        early.push_back(packet);
                     } else {
                         tracing::debug!(
                             namespace = name,
@@ -1430,13 +1455,20 @@ impl Client {
         };
         let connection = self.next_connection;
         self.next_connection = self.next_connection.wrapping_add(1);
-        ns.state = NsState::Connected {
-            sid: sid.clone(),
-            connection,
-        };
+        let was = std::mem::replace(
+            &mut ns.state,
+            NsState::Connected {
+                sid: sid.clone(),
+                connection,
+            },
+        );
         let buffered = std::mem::take(&mut ns.buffer);
+        let early = match was {
+            NsState::Connecting { early } => early,
+            _ => VecDeque::new(),
+        };
         // As Node's client: the events that came first, then `connect`.
-        for packet in std::mem::take(&mut ns.received) {
+        for packet in early {
             self.events.push_back(ClientEvent::Event {
                 namespace: text(namespace),
                 connection,
@@ -1491,10 +1523,12 @@ impl Client {
         self.decoder.reset();
         let mut disconnected = Vec::new();
         for (name, ns) in &mut self.namespaces {
-            ns.received.clear();
-            if let NsState::Connected { .. } = ns.state {
-                ns.state = NsState::Connecting;
-                disconnected.push(name.clone());
+            // Connecting again: what came early on the lost session is stale.
+            if ns.active() {
+                if let NsState::Connected { .. } = ns.state {
+                    disconnected.push(name.clone());
+                }
+                ns.state = NsState::connecting();
             }
         }
         for namespace in disconnected {
@@ -1515,9 +1549,8 @@ impl Client {
     fn settle_without_engine(&mut self) {
         if self.engine == Engine::Idle && !self.reconnecting {
             for ns in self.namespaces.values_mut() {
-                if ns.state == NsState::Connecting {
+                if ns.connecting() {
                     ns.state = NsState::Inactive;
-                    ns.received.clear();
                 }
             }
         }
