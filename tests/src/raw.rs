@@ -135,6 +135,19 @@ impl RawConn {
         }
     }
 
+    /// Whether the peer closes the connection within `timeout` (what it
+    /// sends before is read and dropped).
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.fill(deadline) {
+                Some(true) => self.buf.clear(),
+                Some(false) => return true,
+                None => return false,
+            }
+        }
+    }
+
     /// Reads everything until the peer closes (or `timeout`).
     pub fn read_to_end(&mut self, timeout: Duration) -> Vec<u8> {
         let deadline = Instant::now() + timeout;
@@ -275,6 +288,11 @@ impl RawServer {
         Self {
             listener: TcpListener::bind("127.0.0.1:0").expect("bind"),
         }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.listener.local_addr().expect("addr")
     }
 
     /// The `ws://` URL of this server.

@@ -208,33 +208,21 @@ fn v3_polling_only(runtime: RuntimeKind, target: Target) {
 /// (`ping timeout`), the held request's connection must be let go too,
 /// within the close timeout (5 s), not left waiting for good.
 fn a_silent_server_is_let_go(runtime: RuntimeKind, _target: Target) {
-    use std::io::{Read, Write};
-
-    fn read_head(stream: &mut std::net::TcpStream) -> String {
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            assert_eq!(stream.read(&mut byte).expect("read"), 1, "request ended");
-            head.push(byte[0]);
-        }
-        String::from_utf8(head).expect("text")
-    }
-
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("its address");
+    let server = switchboard_conformance::raw::RawServer::bind();
+    let addr = server.addr();
     let (released_tx, released) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().expect("accept");
-        read_head(&mut stream);
+        let (mut conn, _handshake) = server.accept();
         let open = br#"0{"sid":"s","upgrades":[],"pingInterval":100,"pingTimeout":100,"maxPayload":1000000}"#;
         let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", open.len());
-        stream.write_all(head.as_bytes()).expect("write");
-        stream.write_all(open).expect("write");
-        assert!(read_head(&mut stream).starts_with("GET "), "the next poll");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
-        let _ = released_tx.send(matches!(stream.read(&mut [0u8; 64]), Ok(0)));
+        conn.write(head.as_bytes());
+        conn.write(open);
+        let poll = conn.read_head(Duration::from_secs(5));
+        assert!(
+            poll.is_some_and(|head| head.starts_with("GET ")),
+            "the next poll"
+        );
+        let _ = released_tx.send(conn.closed_within(Duration::from_secs(20)));
     });
     let target = Target { addr, _node: None };
     let client = EioTestClient::connect(runtime, config(&target, true, false)).expect("connect");
@@ -245,9 +233,35 @@ fn a_silent_server_is_let_go(runtime: RuntimeKind, _target: Target) {
         other => panic!("expected the ping timeout, got {other:?}"),
     }
     assert_eq!(
-        released.recv_timeout(Duration::from_secs(15)),
+        released.recv_timeout(Duration::from_secs(25)),
         Ok(true),
         "the held poll's connection is still open"
+    );
+}
+
+/// A server that accepts and never answers the handshake (a hung process,
+/// a proxy whose backend is gone): the connect timeout ends the attempt,
+/// and the handshake's connection is let go too, so a client reconnecting
+/// to it does not gain a blocked request per attempt.
+fn an_unanswered_handshake_is_let_go(runtime: RuntimeKind, _target: Target) {
+    let server = switchboard_conformance::raw::RawServer::bind();
+    let addr = server.addr();
+    let (released_tx, released) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut conn, _handshake) = server.accept();
+        let _ = released_tx.send(conn.closed_within(Duration::from_secs(20)));
+    });
+    let target = Target { addr, _node: None };
+    let mut config = config(&target, true, false);
+    config.connect_timeout = Some(Duration::from_millis(200));
+    match EioTestClient::connect(runtime, config) {
+        Ok(_) => panic!("connected to a server that never answered"),
+        Err(error) => assert!(error.contains("timed out"), "{error}"),
+    }
+    assert_eq!(
+        released.recv_timeout(Duration::from_secs(25)),
+        Ok(true),
+        "the handshake's connection is still open"
     );
 }
 
@@ -284,6 +298,11 @@ macro_rules! client_cases {
             case!(ours_heartbeat, heartbeat_keeps_the_session, ours());
             case!(refused, refused_names_its_cause, nobody());
             case!(silent_server, a_silent_server_is_let_go, nobody());
+            case!(
+                unanswered_handshake,
+                an_unanswered_handshake_is_let_go,
+                nobody()
+            );
         }
     };
 }
