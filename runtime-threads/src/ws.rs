@@ -135,8 +135,13 @@ impl Writer {
         peer_ended: &AtomicBool,
         mut on_wait: impl FnMut(&mut Connection),
     ) -> Result<(), Error> {
+        // The timeout holds until the timers run again, after a wait.
+        let mut bounded = false;
         while !self.transport_closed && !self.conn.transmit().is_empty() {
-            self.bound_write()?;
+            if !bounded {
+                self.bound_write()?;
+                bounded = true;
+            }
             let mut slices = [io::IoSlice::new(&[]); 8];
             let count = self.conn.transmit_vectored(&mut slices);
             match self.stream.write_vectored(&slices[..count]) {
@@ -148,6 +153,7 @@ impl Writer {
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
+                    bounded = false;
                     let now = Instant::now();
                     on_wait(&mut self.conn);
                     if peer_ended.load(Ordering::Acquire) {
