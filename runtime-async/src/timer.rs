@@ -166,6 +166,19 @@ impl TimerSignal {
     pub fn release(&self) {
         self.claimed.store(false, Ordering::SeqCst);
     }
+
+    /// Whether a timer holds the claim (runs, or is about to).
+    ///
+    /// ```
+    /// use switchboard_async::timer::TimerSignal;
+    /// let signal = TimerSignal::default();
+    /// assert!(!signal.is_claimed());
+    /// signal.claim();
+    /// assert!(signal.is_claimed());
+    /// ```
+    pub fn is_claimed(&self) -> bool {
+        self.claimed.load(Ordering::Acquire)
+    }
 }
 
 /// A timer's hold on its owner, which does not keep the owner alive.

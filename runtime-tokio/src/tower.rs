@@ -179,21 +179,29 @@ struct Mounts {
     ws_config: Arc<Config>,
     /// `ws_config` without permessage-deflate, for Engine.IO connections.
     engine_ws_config: Arc<Config>,
+    /// The Socket.IO spawners are set.
     started: Arc<AtomicBool>,
 }
 
 impl Mounts {
-    /// Starts the timers and sets the Socket.IO spawners, once, from
-    /// inside a tokio runtime.
+    /// From inside a tokio runtime: starts the timers that do not run (none
+    /// has yet, or the runtime that ran them shut down) and sets the
+    /// Socket.IO spawners, once.
     fn start(&self) {
-        if self.started.load(Ordering::Acquire) || tokio::runtime::Handle::try_current().is_err() {
-            return;
-        }
-        if self.started.swap(true, Ordering::AcqRel) {
+        let stopped = self
+            .timers
+            .iter()
+            .any(|timed| !timed.timer_signal().is_claimed());
+        if (self.started.load(Ordering::Acquire) && !stopped)
+            || tokio::runtime::Handle::try_current().is_err()
+        {
             return;
         }
         for timed in &self.timers {
             spawn_timer(&Tokio, timed.clone());
+        }
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
         }
         for io in &self.socketios {
             io.set_spawner(Arc::new(|future| {
@@ -1027,6 +1035,50 @@ mod tests {
                 .unwrap()
                 .to_owned();
             let poll = format!("/second/?EIO=4&transport=polling&sid={sid}");
+            let answer = tokio::time::timeout(Duration::from_secs(5), get(&mut service, &poll))
+                .await
+                .expect("the heartbeat's ping answers the poll: the timer runs");
+            assert_eq!(answer, (200, "2".into()));
+        });
+    }
+
+    /// A layer started on one runtime that then shut down (a test's
+    /// runtime, an app that rebuilt its runtime): serving it on the next
+    /// runtime starts its endpoint's timer there (its heartbeat answers a
+    /// held poll), as the timer of the first runtime is gone.
+    #[test]
+    fn a_layer_served_again_after_its_runtime_shut_down_starts_its_timer() {
+        let heartbeat = ServerConfig {
+            ping_interval: Duration::from_millis(50),
+            ..ServerConfig::default()
+        };
+        let (engine, _sockets) = EngineIo::with_sockets(heartbeat);
+        let layer = SwitchboardLayer::new().engineio("/engine.io/", engine);
+        let runtime = || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let first = runtime();
+        first.block_on(async {
+            let mut service = layer.clone().into_service();
+            let (status, _) = get(&mut service, "/engine.io/?EIO=4&transport=polling").await;
+            assert_eq!(status, 200);
+        });
+        drop(first);
+        runtime().block_on(async {
+            let mut service = layer.into_service();
+            let (status, open) = get(&mut service, "/engine.io/?EIO=4&transport=polling").await;
+            assert_eq!(status, 200, "{open}");
+            let sid = open
+                .split("\"sid\":\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap()
+                .to_owned();
+            let poll = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
             let answer = tokio::time::timeout(Duration::from_secs(5), get(&mut service, &poll))
                 .await
                 .expect("the heartbeat's ping answers the poll: the timer runs");
