@@ -29,6 +29,7 @@ pub fn echo_server() -> SocketIo {
     io
 }
 
+#[cfg(any(feature = "tokio", feature = "smol", feature = "threads"))]
 #[allow(dead_code)]
 fn main() -> std::io::Result<()> {
     let addr = std::env::args()
@@ -36,4 +37,11 @@ fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:3001".into());
     println!("Socket.IO echo on http://{addr}/socket.io/");
     switchboard::serve(addr, echo_server())
+}
+
+#[cfg(not(any(feature = "tokio", feature = "smol", feature = "threads")))]
+#[allow(dead_code)]
+fn main() {
+    eprintln!("the echo example needs a runtime: --features tokio, smol or threads");
+    std::process::exit(2);
 }

@@ -11,6 +11,9 @@ use switchboard_async::socketio::client::{ClientBuilder, Transport};
 use switchboard_conformance::RuntimeKind;
 use switchboard_core::socketio::Binary;
 
+// The example picks its `main` by the facade's runtime features, which
+// this crate does not have.
+#[allow(unexpected_cfgs)]
 #[path = "../../examples/echo.rs"]
 mod echo_example;
 
