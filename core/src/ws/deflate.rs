@@ -74,6 +74,11 @@ const MIN_WIRE_WINDOW_BITS: u8 = 8;
 const INFLATE_STEP: usize = 64 * 1024;
 /// Output space offered per deflate call at most.
 const DEFLATE_STEP: usize = 64 * 1024;
+/// Final (BFINAL) blocks accepted in one message. Each one restarts the
+/// inflater and primes it with up to a whole window (32 KB) of output, which
+/// two input bytes (an empty fixed-Huffman final block) could otherwise buy
+/// again and again. RFC 7692 §7.2.3.4 shows one per message.
+const MAX_FINAL_BLOCKS: u8 = 4;
 
 /// What an endpoint offers (client) or accepts (server) for permessage-deflate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -754,6 +759,8 @@ pub struct Deflate {
     /// Bytes inflated for the current message, used to prime a restarted
     /// inflater with the window after a final (BFINAL) block.
     message_out: usize,
+    /// Final (BFINAL) blocks seen in the current message.
+    final_blocks: u8,
 }
 
 impl std::fmt::Debug for Deflate {
@@ -815,6 +822,7 @@ impl Deflate {
             decompressor: None,
             fed: false,
             message_out: 0,
+            final_blocks: 0,
         }
     }
 
@@ -911,12 +919,14 @@ impl Deflate {
     /// message made of zero compressed bytes is read as empty. A message may
     /// end its DEFLATE stream with a final block (§7.2.3.4): bytes after it
     /// are inflated by a fresh stream primed with the message's output, so
-    /// the next messages keep decoding.
+    /// the next messages keep decoding. Each such restart copies up to a
+    /// window, so a message may hold at most four final blocks.
     ///
     /// # Errors
     ///
     /// [`InflateError::Corrupt`] for invalid DEFLATE data (including a
-    /// back-reference to before the start of the history), or
+    /// back-reference to before the start of the history, and more than
+    /// four final blocks in one message), or
     /// [`InflateError::TooLarge`]. Either way the decompressor state is
     /// dropped, the contents of `out` are unspecified and the connection
     /// should be failed (close codes 1007 / 1009 respectively).
@@ -961,6 +971,7 @@ impl Deflate {
     fn end_message(&mut self) {
         self.fed = false;
         self.message_out = 0;
+        self.final_blocks = 0;
     }
 
     /// Feeds `input` to the inflater in bounded output steps.
@@ -999,6 +1010,10 @@ impl Deflate {
             match status {
                 Err(_) => return Err(InflateError::Corrupt),
                 Ok(Status::StreamEnd) => {
+                    self.final_blocks += 1;
+                    if self.final_blocks > MAX_FINAL_BLOCKS {
+                        return Err(InflateError::Corrupt);
+                    }
                     self.restart_after_final_block(out);
                     if is_tail || input.is_empty() {
                         // Nothing of the sender's left: the rest of our tail
@@ -1339,6 +1354,48 @@ mod tests {
 
         // §7.2.3.6: an empty fragment / message.
         assert_eq!(inflate(&mut fresh(), &[0x00]).unwrap(), b"");
+    }
+
+    #[test]
+    fn a_flood_of_final_blocks_is_refused() {
+        // Every final block restarts the inflater and primes it with up to a
+        // whole window of the message's output. Two input bytes (an empty
+        // fixed-Huffman final block) must not buy a 32 KB copy each, over
+        // and over: past a few final blocks the message is refused.
+        let (mut server, _) = pair(&DeflateParams::default());
+        let mut wire = compress(&mut server, &sample(1, 40_000));
+        wire.extend_from_slice(&SYNC_TAIL);
+        let mut flood = wire.clone();
+        for _ in 0..1_000 {
+            flood.extend_from_slice(&hex("03 00"));
+        }
+        let (_, mut client) = pair(&DeflateParams::default());
+        let mut out = BytesMut::new();
+        assert_eq!(
+            client.decompress(&flood, true, &mut out, LIMIT),
+            Err(InflateError::Corrupt)
+        );
+        // Also when the blocks come a frame at a time.
+        let (_, mut client) = pair(&DeflateParams::default());
+        let mut out = BytesMut::new();
+        client.decompress(&wire, false, &mut out, LIMIT).unwrap();
+        let mut result = Ok(());
+        for _ in 0..1_000 {
+            result = client.decompress(&hex("03 00"), false, &mut out, LIMIT);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(InflateError::Corrupt));
+
+        // A final block or two per message (RFC 7692 §7.2.3.4) still reads,
+        // message after message.
+        let (_, mut client) = pair(&DeflateParams::default());
+        for _ in 0..10 {
+            let mut message = hex("f3 48 cd c9 c9 07 00");
+            message.extend_from_slice(&hex("03 00 03 00 00"));
+            assert_eq!(inflate(&mut client, &message).unwrap(), b"Hello");
+        }
     }
 
     #[test]

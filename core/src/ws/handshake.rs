@@ -16,6 +16,15 @@ use crate::http::{HttpError, Request, Response, encode_response};
 
 const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
+/// Decodes a `Sec-WebSocket-Key`: standard base64 with its padding, but
+/// ignoring the bits of the last character beyond the decoded bytes (RFC
+/// 4648 3.5 allows that), as Node's `ws` does: a client may fill its key
+/// with random base64 characters rather than encode random bytes.
+const KEY_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+);
+
 /// The `Sec-WebSocket-Accept` value for a `Sec-WebSocket-Key`.
 ///
 /// ```
@@ -121,14 +130,21 @@ pub fn accept(request: &Request, config: &Config) -> Result<Accepted, Rejection>
     if !headers.has_token("connection", "upgrade") {
         return Err(Rejection::new(400, "missing or invalid Connection header"));
     }
-    let key = headers.get("sec-websocket-key").unwrap_or_default();
-    if BASE64.decode(key).map(|k| k.len()) != Ok(16) {
-        return Err(Rejection::new(
-            400,
-            "missing or invalid Sec-WebSocket-Key header",
-        ));
+    // RFC 6455 11.3.1 and 11.3.5: neither header may appear more than once.
+    let key = match single(headers.get_all("sec-websocket-key")) {
+        Some(Some(key)) if KEY_BASE64.decode(key).map(|k| k.len()) == Ok(16) => key,
+        _ => {
+            return Err(Rejection::new(
+                400,
+                "missing or invalid Sec-WebSocket-Key header",
+            ));
+        }
+    };
+    let version = single(headers.get_all("sec-websocket-version"));
+    if version.is_none() {
+        return Err(Rejection::new(400, "repeated Sec-WebSocket-Version header"));
     }
-    if headers.get("sec-websocket-version") != Some("13") {
+    if version != Some(Some("13")) {
         let mut rejection = Rejection::new(426, "unsupported Sec-WebSocket-Version; use 13");
         rejection
             .headers
@@ -173,6 +189,13 @@ pub fn accept(request: &Request, config: &Config) -> Result<Accepted, Rejection>
         deflate,
         response,
     })
+}
+
+/// The only value of a header that must not be repeated: `Some(None)` when
+/// absent, `None` when repeated.
+fn single<'a>(mut values: impl Iterator<Item = &'a str>) -> Option<Option<&'a str>> {
+    let first = values.next();
+    values.next().is_none().then_some(first)
 }
 
 /// Why a client handshake failed.
@@ -235,6 +258,11 @@ impl WsUrl {
     /// ```
     pub fn parse(url: &str) -> Result<WsUrl, HandshakeError> {
         let invalid = || HandshakeError::InvalidUrl(url.to_string());
+        // The URL goes into the request line and the Host header as it is:
+        // a space or control character would split the request.
+        if url.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(invalid());
+        }
         let (scheme, rest) = url.split_once("://").ok_or_else(invalid)?;
         let secure = match scheme.to_ascii_lowercase().as_str() {
             "ws" | "http" => false,
@@ -269,7 +297,13 @@ impl WsUrl {
         };
         let port = match port {
             // An empty port is the scheme's default (RFC 3986, 3.2.3).
-            Some(p) if !p.is_empty() => p.parse().map_err(|_| invalid())?,
+            Some(p) if !p.is_empty() => {
+                // `u16::from_str` would also take a leading `+`.
+                if !p.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(invalid());
+                }
+                p.parse().map_err(|_| invalid())?
+            }
             _ if secure => 443,
             _ => 80,
         };
@@ -363,10 +397,19 @@ impl ClientHandshake {
         {
             return Err(HandshakeError::NotUpgrade);
         }
-        if headers.get("sec-websocket-accept") != Some(accept_key(&self.key).as_str()) {
+        // RFC 6455 11.3.3 and 11.3.4: neither header may appear more than
+        // once in a response.
+        let expected = accept_key(&self.key);
+        if single(headers.get_all("sec-websocket-accept")) != Some(Some(expected.as_str())) {
             return Err(HandshakeError::AcceptMismatch);
         }
-        let protocol = headers.get("sec-websocket-protocol").map(str::to_string);
+        let protocol = match single(headers.get_all("sec-websocket-protocol")) {
+            Some(protocol) => protocol.map(str::to_string),
+            None => {
+                let all: Vec<&str> = headers.get_all("sec-websocket-protocol").collect();
+                return Err(HandshakeError::UnexpectedProtocol(all.join(", ")));
+            }
+        };
         if let Some(p) = &protocol
             && !config.protocols.iter().any(|offered| offered == p)
         {
@@ -390,6 +433,156 @@ impl ClientHandshake {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::http::Limits;
+
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+    fn request(headers: &str) -> Request {
+        let raw = format!(
+            "GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\n{headers}\r\n"
+        );
+        Request::parse(raw.as_bytes(), &Limits::default())
+            .unwrap()
+            .unwrap()
+            .0
+    }
+
+    fn status(headers: &str) -> Result<(), u16> {
+        accept(&request(headers), &Config::default())
+            .map(|_| ())
+            .map_err(|rejection| rejection.status)
+    }
+
+    /// RFC 6455 11.3.1 and 11.3.5: `Sec-WebSocket-Key` and
+    /// `Sec-WebSocket-Version` must not appear more than once in a request.
+    /// A second key is not one the server may silently ignore (which key
+    /// would the client check the accept value against?).
+    #[test]
+    fn server_refuses_repeated_key_or_version_lines() {
+        let key = format!("Sec-WebSocket-Key: {KEY}\r\n");
+        let other = "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n";
+        let version = "Sec-WebSocket-Version: 13\r\n";
+        assert_eq!(status(&format!("{key}{version}")), Ok(()));
+        assert_eq!(status(&format!("{key}{other}{version}")), Err(400));
+        assert_eq!(status(&format!("{key}{key}{version}")), Err(400));
+        assert_eq!(status(&format!("{key}{version}{version}")), Err(400));
+        assert_eq!(
+            status(&format!("{key}{version}Sec-WebSocket-Version: 8\r\n")),
+            Err(400)
+        );
+    }
+
+    /// A key is 16 bytes in base64 (RFC 6455 4.1); the two bits the last
+    /// character carries beyond them are padding, which RFC 4648 3.5 lets a
+    /// decoder ignore. A client that fills its key with 22 random base64
+    /// characters (as Node's `ws` server accepts) must not fail 15 times out
+    /// of 16.
+    #[test]
+    fn keys_are_16_bytes_of_base64_whatever_their_padding_bits() {
+        let version = "Sec-WebSocket-Version: 13\r\n";
+        for key in [KEY, "dGhlIHNhbXBsZSBub25jZR==", "AAAAAAAAAAAAAAAAAAAAA/=="] {
+            let accepted = accept(
+                &request(&format!("Sec-WebSocket-Key: {key}\r\n{version}")),
+                &Config::default(),
+            )
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+            let expected = format!("Sec-WebSocket-Accept: {}\r\n", accept_key(key));
+            assert!(
+                String::from_utf8(accepted.response)
+                    .unwrap()
+                    .contains(&expected)
+            );
+        }
+        for key in [
+            "",
+            "c2hvcnQ=",
+            "dGhlIHNhbXBsZSBub25jZQ",
+            "dGhlIHNhbXBsZSBub25jZQ=",
+            "dGhlIHNhbXBsZSBub25jZQ===",
+            "dGhlIHNhbXBsZSBub25jZQAA",
+            "dGhlIHNhbXBsZSBub25jZ-==",
+            "dGhlIHNhbXBsZSBub25j ZQ==",
+        ] {
+            assert_eq!(
+                status(&format!("Sec-WebSocket-Key: {key}\r\n{version}")),
+                Err(400),
+                "{key:?}"
+            );
+        }
+    }
+
+    fn response(handshake: &ClientHandshake, headers: &str) -> Response {
+        let raw = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\n{headers}\r\n",
+            accept_key(handshake.key())
+        );
+        Response::parse(raw.as_bytes(), &Limits::default())
+            .unwrap()
+            .unwrap()
+            .0
+    }
+
+    /// RFC 6455 11.3.3 and 11.3.4: `Sec-WebSocket-Accept` and
+    /// `Sec-WebSocket-Protocol` must not appear more than once in a
+    /// response; a client that reads only the first line would accept a
+    /// second, contradicting, answer unseen.
+    #[test]
+    fn client_refuses_repeated_accept_or_protocol_lines() {
+        let config = Config {
+            protocols: vec!["chat".into(), "superchat".into()],
+            deflate: None,
+            ..Config::default()
+        };
+        let url = WsUrl::parse("ws://example.com/chat").unwrap();
+        let handshake = ClientHandshake::new(&url, &config, &[]);
+        let finish = |headers: &str| handshake.finish(&response(&handshake, headers), &config);
+        assert_eq!(
+            finish("Sec-WebSocket-Protocol: chat\r\n")
+                .unwrap()
+                .protocol
+                .as_deref(),
+            Some("chat")
+        );
+        assert!(matches!(
+            finish("Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: superchat\r\n"),
+            Err(HandshakeError::UnexpectedProtocol(_))
+        ));
+        assert!(matches!(
+            finish("Sec-WebSocket-Protocol: chat, superchat\r\n"),
+            Err(HandshakeError::UnexpectedProtocol(_))
+        ));
+        assert_eq!(
+            finish("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+            Err(HandshakeError::AcceptMismatch)
+        );
+    }
+
+    /// A URL is put into the request line and the `Host` header as it is:
+    /// whitespace or a control character there would split the request
+    /// (`ws://host/\r\nX-Injected: 1` adds a header), so such URLs are
+    /// refused, as is a port that is not plain digits.
+    #[test]
+    fn urls_that_would_break_the_request_are_refused() {
+        for bad in [
+            "ws://example.com/a b",
+            "ws://example.com/\r\nX-Injected: 1",
+            "ws://example.com/?q=\n",
+            "ws://exa mple.com/",
+            "ws://example.com\r\nX-Injected: 1/",
+            "ws://example.com/\t",
+            "ws://example.com/\u{7f}",
+            "ws://example.com:+80/",
+        ] {
+            assert!(
+                matches!(WsUrl::parse(bad), Err(HandshakeError::InvalidUrl(_))),
+                "{bad:?} was accepted"
+            );
+        }
+        assert_eq!(parts("ws://example.com/a%20b").3, "/a%20b");
+    }
 
     fn parts(url: &str) -> (String, u16, String, String) {
         let url = WsUrl::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
