@@ -24,8 +24,9 @@
 //!
 //! Behaviour follows Node's `engine.io-client` (v6) where the protocol
 //! documents leave room: the close reasons use its wording
-//! ([`ClientCloseReason::as_str`]), any packet from the server counts as a
-//! sign of life for the heartbeat, the probe waits for the in-flight poll and
+//! ([`ClientCloseReason::as_str`]), the v4 heartbeat waits for the server's
+//! pings (messages do not count, as the protocol says; in v3 any packet
+//! counts, as in `engine.io-client` 3), the probe waits for the in-flight poll and
 //! `POST` before sending `upgrade`, and the request target carries the same
 //! query parameters (`EIO`, `transport`, `sid`, `t`, `b64`).
 //!
@@ -1273,9 +1274,17 @@ impl Client {
             Phase::Closing | Phase::Closed => {}
             Phase::Opening => self.close_with(ClientCloseReason::ForcedClose, None, false),
             Phase::Open => {
-                if let Ws::Probe(_) = self.ws {
+                if let Ws::Probe(probe) = self.ws {
                     self.ws = Ws::None;
-                    self.transmits.push_back(ClientTransmit::WsClose);
+                    // A connect not taken yet is dropped: the abandoned
+                    // probe's WebSocket is never opened. Otherwise it is
+                    // closed.
+                    let pending = self.transmits.len();
+                    self.transmits
+                        .retain(|t| !matches!(t, ClientTransmit::WsConnect(_)));
+                    if probe != Probe::Connecting || self.transmits.len() == pending {
+                        self.transmits.push_back(ClientTransmit::WsClose);
+                    }
                 }
                 self.phase = Phase::Closing;
                 self.queue.push_back(Packet::Close);
@@ -1286,9 +1295,9 @@ impl Client {
     /// Runs the timers due at `now`: the connect timeout, the heartbeat
     /// deadline, and (v3) the client's ping.
     ///
-    /// In v4 the server pings; any packet from it is a sign of life, and
-    /// without one for its ping interval plus ping timeout the session
-    /// closes (`ping timeout`):
+    /// In v4 the server pings, and without a ping for its ping interval plus
+    /// ping timeout the session closes (`ping timeout`), whatever else the
+    /// server sends meanwhile:
     ///
     /// ```
     /// use std::time::{Duration, Instant};
@@ -1419,8 +1428,8 @@ impl Client {
         })
     }
 
-    /// Something arrived from the server: it is alive for another ping
-    /// interval and timeout.
+    /// The server showed it is alive (v4: pinged; v3: sent anything): its
+    /// next sign is due within another ping interval and timeout.
     fn heard(&mut self, now: Instant) {
         if let Some((interval, timeout)) = self.heartbeat() {
             self.liveness_deadline = now.checked_add(interval.saturating_add(timeout));
@@ -1579,8 +1588,10 @@ impl Client {
                 other => self.fail(ClientError::ExpectedOpen(other.packet_type())),
             };
         }
-        self.heard(now);
         let version = self.config.version;
+        if version == ProtocolVersion::V3 || matches!(packet, Packet::Ping(_)) {
+            self.heard(now);
+        }
         match packet {
             Packet::Message(data) => self.events.push_back(ClientEvent::Message(data)),
             Packet::Ping(_) if version == ProtocolVersion::V4 => {
@@ -2467,12 +2478,15 @@ mod tests {
         assert_eq!(client.poll_timeout(), Some(ms(t0, 800)));
         respond(&mut client, &pong, "ok", ms(t0, 301));
         assert_eq!(client.poll_transmit(), None);
-        // Any packet is a sign of life.
+        // Only a ping is a sign of life (the protocol, and Node's client):
+        // a server that sends messages but stopped pinging is timed out.
         respond(&mut client, &poll, "4x", ms(t0, 400));
-        assert_eq!(client.poll_timeout(), Some(ms(t0, 900)));
-        client.handle_timeout(ms(t0, 899));
+        assert!(matches!(client.poll_event(), Some(ClientEvent::Message(_))));
+        assert_eq!(client.poll_timeout(), Some(ms(t0, 800)));
+        client.handle_timeout(ms(t0, 799));
         assert!(client.is_open());
-        client.handle_timeout(ms(t0, 900));
+        let _poll = http(&mut client);
+        client.handle_timeout(ms(t0, 800));
         assert_eq!(closed(&mut client), (ClientCloseReason::PingTimeout, None));
         assert_eq!(client.poll_transmit(), None);
 
@@ -2579,6 +2593,37 @@ mod tests {
         assert_eq!(client.poll_transmit(), Some(ClientTransmit::WsClose));
         assert_eq!(body(&http(&mut client)), "1");
         assert_eq!(closed(&mut client), (ClientCloseReason::ForcedClose, None));
+    }
+
+    #[test]
+    fn close_before_the_probe_connects_opens_no_websocket() {
+        let t0 = Instant::now();
+        let mut client = Client::new(config(), t0).unwrap();
+        let handshake = http(&mut client);
+        respond(&mut client, &handshake, OPEN, t0);
+        // The probe's connect and the first poll wait to be taken; the
+        // application closes first: the upgrade is abandoned, so its
+        // WebSocket is never opened.
+        client.close();
+        let transmits: Vec<ClientTransmit> =
+            std::iter::from_fn(|| client.poll_transmit()).collect();
+        assert!(
+            !transmits
+                .iter()
+                .any(|t| matches!(t, ClientTransmit::WsConnect(_) | ClientTransmit::WsClose)),
+            "{transmits:?}"
+        );
+        let Some(ClientTransmit::Http(post)) = transmits.last() else {
+            panic!("{transmits:?}")
+        };
+        assert_eq!(body(post), "1");
+        assert_eq!(closed(&mut client), (ClientCloseReason::ForcedClose, None));
+
+        // Once the connect was taken, the probe's WebSocket is closed.
+        let (mut client, _poll) = upgrading_client(t0);
+        client.close();
+        assert_eq!(client.poll_transmit(), Some(ClientTransmit::WsClose));
+        assert_eq!(body(&http(&mut client)), "1");
     }
 
     #[test]
@@ -3149,6 +3194,275 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// A network that delivers in any order what may be reordered (HTTP
+    /// requests and answers on separate connections) and in order what may
+    /// not (one WebSocket's messages each way).
+    struct Sim {
+        server: Server,
+        client: Client,
+        now: Instant,
+        requests: Vec<HttpRequest>,
+        answers: Vec<(RequestId, u16, Bytes)>,
+        held: HashMap<PollId, RequestId>,
+        connects: Vec<WsConnect>,
+        /// The WebSocket: server conn, and messages each way.
+        conn: Option<ConnId>,
+        client_open: bool,
+        to_server: VecDeque<Option<Message>>,
+        to_client: VecDeque<Option<Message>>,
+        sid: Option<String>,
+        sent_by_client: usize,
+        sent_by_server: usize,
+        got_by_server: Vec<String>,
+        got_by_client: Vec<String>,
+        server_closed: bool,
+        client_closed: bool,
+    }
+
+    impl Sim {
+        fn take_transmits(&mut self) {
+            while let Some(t) = self.client.poll_transmit() {
+                match t {
+                    ClientTransmit::Http(req) => self.requests.push(req),
+                    ClientTransmit::WsConnect(c) => self.connects.push(c),
+                    ClientTransmit::WsSend(m) => self.to_server.push_back(Some(m)),
+                    ClientTransmit::WsClose => self.to_server.push_back(None),
+                }
+            }
+            while let Some(t) = self.server.poll_transmit() {
+                match t {
+                    Transmit::PollResponse { poll, response } => {
+                        let id = self.held.remove(&poll).unwrap();
+                        self.answers.push((id, response.status, response.body));
+                    }
+                    Transmit::WsSend { conn, message } => {
+                        if self.conn == Some(conn) {
+                            self.to_client.push_back(Some(message));
+                        }
+                    }
+                    Transmit::WsClose { conn } => {
+                        if self.conn == Some(conn) {
+                            self.to_client.push_back(None);
+                        }
+                    }
+                }
+            }
+            while let Some(e) = self.client.poll_event() {
+                match e {
+                    ClientEvent::Open { sid, .. } => self.sid = Some(sid),
+                    ClientEvent::Message(data) => self.got_by_client.push(sim_key(&data)),
+                    ClientEvent::Closed { .. } => self.client_closed = true,
+                    _ => {}
+                }
+            }
+            while let Some(e) = self.server.poll_event() {
+                match e {
+                    ServerEvent::Message { data, .. } => self.got_by_server.push(sim_key(&data)),
+                    ServerEvent::Close { .. } => self.server_closed = true,
+                    _ => {}
+                }
+            }
+        }
+
+        fn step(&mut self, choice: u8, pick: usize) {
+            let now = self.now;
+            match choice % 9 {
+                0 if !self.requests.is_empty() => {
+                    let req = self.requests.remove(pick % self.requests.len());
+                    let bytes = req.encode();
+                    let (head, len) = Request::parse(&bytes, &Limits::default()).unwrap().unwrap();
+                    let body = Bytes::copy_from_slice(&bytes[len..]);
+                    match self.server.handle_request(&head, body, now) {
+                        RequestOutcome::Respond(r) => self.answers.push((req.id, r.status, r.body)),
+                        RequestOutcome::Hold(poll) => {
+                            self.held.insert(poll, req.id);
+                        }
+                        other => panic!("{other:?}"),
+                    }
+                }
+                1 if !self.answers.is_empty() => {
+                    let (id, status, body) = self.answers.remove(pick % self.answers.len());
+                    self.client.handle_http_response(id, status, body, now);
+                }
+                2 if !self.connects.is_empty() && pick % 4 == 0 => {
+                    // Refused.
+                    self.connects.remove(0);
+                    self.client.ws_closed(now);
+                }
+                2 if !self.connects.is_empty() => {
+                    let connect = self.connects.remove(0);
+                    let head = Request {
+                        method: "GET".into(),
+                        target: connect.url.target,
+                        version: 1,
+                        headers: Headers(
+                            UPGRADE_HEADERS
+                                .iter()
+                                .map(|(n, v)| Header {
+                                    name: (*n).into(),
+                                    value: (*v).into(),
+                                })
+                                .collect(),
+                        ),
+                    };
+                    match self.server.handle_request(&head, Bytes::new(), now) {
+                        RequestOutcome::AcceptWebSocket { conn } => {
+                            self.conn = Some(conn);
+                            self.to_server.clear();
+                            self.to_client.clear();
+                            self.client_open = true;
+                            self.client.ws_opened(now);
+                        }
+                        _ => self.client.ws_closed(now),
+                    }
+                }
+                3 if !self.to_server.is_empty() => match self.to_server.pop_front().unwrap() {
+                    Some(m) => {
+                        if let Some(conn) = self.conn {
+                            self.server.ws_message(conn, m, now);
+                        }
+                    }
+                    None => {
+                        if let Some(conn) = self.conn.take() {
+                            self.server.ws_closed(conn, now);
+                            self.to_client.push_back(None);
+                        }
+                    }
+                },
+                4 if !self.to_client.is_empty() => match self.to_client.pop_front().unwrap() {
+                    Some(m) => self.client.ws_message(m, now),
+                    None => {
+                        if self.client_open {
+                            self.client_open = false;
+                            self.conn = None;
+                            self.client.ws_closed(now);
+                        }
+                    }
+                },
+                5 if self.client.is_open() => {
+                    let _ = self
+                        .client
+                        .send(sim_message('c', self.sent_by_client, pick))
+                        .map(|()| self.sent_by_client += 1);
+                }
+                6 => {
+                    if let Some(sid) = self.sid.clone() {
+                        if self
+                            .server
+                            .send(&sid, sim_message('s', self.sent_by_server, pick))
+                            .is_ok()
+                        {
+                            self.sent_by_server += 1;
+                        }
+                    }
+                }
+                7 => {
+                    self.now += Duration::from_millis(pick as u64 % 300);
+                    self.server.handle_timeout(self.now);
+                    self.client.handle_timeout(self.now);
+                }
+                8 if pick % 5 == 0 => {
+                    // The WebSocket breaks.
+                    if let Some(conn) = self.conn.take() {
+                        self.server.ws_closed(conn, now);
+                    }
+                    if self.client_open {
+                        self.client_open = false;
+                        self.to_server.clear();
+                        self.to_client.clear();
+                        self.client.ws_closed(now);
+                    }
+                }
+                8 if pick % 37 == 1 => self.client.close(),
+                8 if pick % 37 == 2 => {
+                    if let Some(sid) = self.sid.clone() {
+                        self.server.close(&sid);
+                    }
+                }
+                _ => {}
+            }
+            self.take_transmits();
+        }
+    }
+
+    /// Message `n` from `side`: text (with characters of 1 to 4 UTF-8
+    /// bytes, 1 or 2 UTF-16 units) or binary, of varying length.
+    fn sim_message(side: char, n: usize, pick: usize) -> MessageData {
+        let padding = "é€😀x".repeat(pick % 7);
+        let text = format!("{side}{n}:{padding}");
+        if pick % 3 == 0 {
+            MessageData::Binary(text.into_bytes().into())
+        } else {
+            MessageData::Text(text.into())
+        }
+    }
+
+    /// The `{side}{n}` a message starts with.
+    fn sim_key(data: &MessageData) -> String {
+        let text = match data {
+            MessageData::Text(t) => t.to_string(),
+            MessageData::Binary(b) => String::from_utf8(b.to_vec()).unwrap(),
+        };
+        text.split(':').next().unwrap().to_owned()
+    }
+
+    proptest! {
+        #[test]
+        fn any_delivery_order_keeps_messages_in_order(
+            steps in proptest::collection::vec((any::<u8>(), any::<usize>()), 0..200),
+            v3 in any::<bool>(),
+            force_base64 in any::<bool>(),
+            max_payload in 20usize..200,
+        ) {
+            let t0 = Instant::now();
+            let version = if v3 { ProtocolVersion::V3 } else { ProtocolVersion::V4 };
+            let mut sim = Sim {
+                server: Server::new(ServerConfig {
+                    ping_interval: Duration::from_secs(2),
+                    ping_timeout: Duration::from_secs(2),
+                    allow_eio3: true,
+                    max_payload,
+                    ..ServerConfig::default()
+                }),
+                client: Client::new(ClientConfig { version, force_base64, ..config() }, t0).unwrap(),
+                now: t0,
+                requests: Vec::new(),
+                answers: Vec::new(),
+                held: HashMap::new(),
+                connects: Vec::new(),
+                conn: None,
+                client_open: false,
+                to_server: VecDeque::new(),
+                to_client: VecDeque::new(),
+                sid: None,
+                sent_by_client: 0,
+                sent_by_server: 0,
+                got_by_server: Vec::new(),
+                got_by_client: Vec::new(),
+                server_closed: false,
+                client_closed: false,
+            };
+            sim.take_transmits();
+            for (choice, pick) in steps {
+                sim.step(choice, pick);
+            }
+            // Then deliver everything, in order.
+            for _ in 0..200 {
+                for choice in [0u8, 1, 2, 3, 4] {
+                    sim.step(choice, 0);
+                }
+            }
+            let expected_server: Vec<String> = (0..sim.got_by_server.len()).map(|i| format!("c{i}")).collect();
+            prop_assert_eq!(&sim.got_by_server, &expected_server, "client to server");
+            let expected_client: Vec<String> = (0..sim.got_by_client.len()).map(|i| format!("s{i}")).collect();
+            prop_assert_eq!(&sim.got_by_client, &expected_client, "server to client");
+            if !sim.server_closed && !sim.client_closed {
+                prop_assert_eq!(sim.got_by_server.len(), sim.sent_by_client, "lost client messages");
+                prop_assert_eq!(sim.got_by_client.len(), sim.sent_by_server, "lost server messages");
+            }
+        }
     }
 
     /// One input to a client.
