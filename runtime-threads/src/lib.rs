@@ -29,6 +29,8 @@
 mod accept;
 pub mod engineio;
 mod pool;
+#[cfg(test)]
+mod testing;
 pub mod ws;
 
 pub mod socketio {

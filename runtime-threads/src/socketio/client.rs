@@ -100,23 +100,51 @@ impl EngineLink for ClientSender {
 
 enum Input {
     Wake,
-    Opened(u64, ClientSender, String),
+    Opened(u64, OpenedLink, String),
     Failed(u64, String),
     Event(u64, ClientEvent),
 }
 
-/// Wakes the driver; dropped with the hub, it wakes the driver one last
-/// time so that it sees the hub gone.
-struct Waker(Mutex<SyncSender<Input>>);
+/// An opened session's sender on its way to the hub: closed if dropped
+/// before the hub takes it (the client went meanwhile, its driver with
+/// it), rather than left open until the server gives up on it.
+struct OpenedLink(Option<ClientSender>);
+
+impl OpenedLink {
+    fn new(sender: ClientSender) -> Self {
+        OpenedLink(Some(sender))
+    }
+
+    fn take(mut self) -> Option<ClientSender> {
+        self.0.take()
+    }
+}
+
+impl Drop for OpenedLink {
+    fn drop(&mut self) {
+        if let Some(sender) = self.0.take() {
+            sender.close();
+        }
+    }
+}
+
+/// Wakes the driver, whether it waits for inputs or for room among the
+/// handlers (the gate's nudge reaches it there); dropped with the hub, it
+/// wakes the driver one last time so that it sees the hub gone.
+struct Waker {
+    inputs: Mutex<SyncSender<Input>>,
+    gate: Arc<HandlerGate>,
+}
 
 impl Waker {
     fn wake(&self) {
         // A full channel means the driver has inputs and will look.
         let _ = self
-            .0
+            .inputs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .try_send(Input::Wake);
+        self.gate.nudge();
     }
 }
 
@@ -128,26 +156,36 @@ impl Drop for Waker {
 
 impl ClientDriver for Threads {
     fn start(self, hub: Arc<ClientHub>) {
-        let (inputs_tx, inputs) = sync_channel(64);
-        let waker = Waker(Mutex::new(inputs_tx.clone()));
-        // The driver may be blocked waiting for handler room rather than
-        // for inputs: the gate's nudge reaches it there.
-        let gate = hub.handler_gate().clone();
-        hub.set_wake(move || {
-            waker.wake();
-            gate.nudge();
-        });
-        let hub = Arc::downgrade(&hub);
-        let spawned = std::thread::Builder::new()
-            .name("switchboard-sio-client".into())
-            .spawn(move || drive(hub, inputs, inputs_tx));
-        if let Err(error) = spawned {
-            tracing::error!(%error, "cannot start the Socket.IO client thread");
-        }
+        start_driver(&hub);
     }
 }
 
-fn drive(hub: Weak<ClientHub>, inputs: Receiver<Input>, inputs_tx: SyncSender<Input>) {
+/// Starts the driver thread of `hub`; returns where its sessions report.
+fn start_driver(hub: &Arc<ClientHub>) -> SyncSender<Input> {
+    let (inputs_tx, inputs) = sync_channel(64);
+    let gate = hub.handler_gate().clone();
+    let waker = Waker {
+        inputs: Mutex::new(inputs_tx.clone()),
+        gate: gate.clone(),
+    };
+    hub.set_wake(move || waker.wake());
+    let hub = Arc::downgrade(hub);
+    let sessions = inputs_tx.clone();
+    let spawned = std::thread::Builder::new()
+        .name("switchboard-sio-client".into())
+        .spawn(move || drive(hub, gate, inputs, inputs_tx));
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start the Socket.IO client thread");
+    }
+    sessions
+}
+
+fn drive(
+    hub: Weak<ClientHub>,
+    gate: Arc<HandlerGate>,
+    inputs: Receiver<Input>,
+    inputs_tx: SyncSender<Input>,
+) {
     loop {
         let deadline = {
             let Some(hub) = hub.upgrade() else {
@@ -179,17 +217,19 @@ fn drive(hub: Weak<ClientHub>, inputs: Receiver<Input>, inputs_tx: SyncSender<In
                 Err(_) => return,
             },
         };
+        if !matches!(input, None | Some(Input::Wake)) && !wait_for_handler_room(&hub, &gate) {
+            return;
+        }
         let Some(hub) = hub.upgrade() else {
             return;
         };
-        if !matches!(input, None | Some(Input::Wake)) {
-            wait_for_handler_room(&hub);
-        }
         match input {
             None => hub.run_timers(),
             Some(Input::Wake) => {}
-            Some(Input::Opened(generation, sender, sid)) => {
-                hub.session_opened(generation, Box::new(sender), &sid)
+            Some(Input::Opened(generation, link, sid)) => {
+                if let Some(sender) = link.take() {
+                    hub.session_opened(generation, Box::new(sender), &sid)
+                }
             }
             Some(Input::Failed(generation, error)) => hub.session_failed(generation, error),
             Some(Input::Event(generation, ClientEvent::Message(message))) => {
@@ -210,12 +250,21 @@ fn drive(hub: Weak<ClientHub>, inputs: Receiver<Input>, inputs_tx: SyncSender<In
 /// Hands the hub nothing more while its async handlers have no room,
 /// running its timers meanwhile (an ack timeout may be what ends a
 /// handler; a handler asking for an ack nudges the gate, so the new
-/// deadline is seen).
-fn wait_for_handler_room(hub: &ClientHub) {
-    let gate = hub.handler_gate();
-    while !gate.wait_for_room(hub.poll_timeout()) {
-        if hub.poll_timeout().is_some_and(|due| due <= Instant::now()) {
-            hub.run_timers();
+/// deadline is seen). Holds the hub only to run them, so that a client
+/// dropped meanwhile goes (its [`Waker`] nudges the gate): false then.
+fn wait_for_handler_room(hub: &Weak<ClientHub>, gate: &HandlerGate) -> bool {
+    loop {
+        let deadline = {
+            let Some(hub) = hub.upgrade() else {
+                return false;
+            };
+            if hub.poll_timeout().is_some_and(|due| due <= Instant::now()) {
+                hub.run_timers();
+            }
+            hub.poll_timeout()
+        };
+        if gate.wait_for_room(deadline) {
+            return true;
         }
     }
 }
@@ -229,7 +278,8 @@ fn run_session(config: EngineConfig, generation: u64, inputs: SyncSender<Input>)
             return;
         }
     };
-    let opened = Input::Opened(generation, client.sender(), client.sid().to_owned());
+    let link = OpenedLink::new(client.sender());
+    let opened = Input::Opened(generation, link, client.sid().to_owned());
     if inputs.send(opened).is_err() {
         return;
     }
@@ -238,5 +288,182 @@ fn run_session(config: EngineConfig, generation: u64, inputs: SyncSender<Input>)
         if inputs.send(Input::Event(generation, event)).is_err() || closed {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The client on its driver thread: handlers that call back into the
+    //! client, and its session and threads ending with it.
+
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::socketio::{SocketIo, SocketIoConfig};
+    use crate::testing::{HANG, TRANSPORTS, bounded, connect_with, recv, serve, wait_until};
+
+    /// A server whose `ticks` event is answered with `n` numbered `tick`
+    /// events, and whose `silence` events are never answered.
+    fn ticker() -> (SocketIo, String) {
+        let io = SocketIo::new(SocketIoConfig::default());
+        io.ns("/", |socket| {
+            socket.on("ticks", |socket, event| {
+                let n: u64 = event.arg(0).unwrap_or_default();
+                for i in 0..n {
+                    let _ = socket.emit("tick", &i);
+                }
+            });
+            socket.on("silence", |_, _| {});
+        });
+        let url = serve(&io);
+        (io, url)
+    }
+
+    #[test]
+    fn handlers_call_back_into_the_client() {
+        let (io, url) = ticker();
+        for transport in TRANSPORTS {
+            let (tx, answers) = mpsc::channel::<Result<(), AckError>>();
+            let (left_tx, left) = mpsc::channel::<()>();
+            let socket = connect_with(
+                ClientBuilder::new(&url)
+                    .on("tick", move |socket, _| {
+                        // On the driver thread: emits, asks with a callback,
+                        // then leaves.
+                        let tx = tx.clone();
+                        let _ = socket.emit("silence", &());
+                        let _ = socket.emit_with_ack_callback(
+                            "silence",
+                            &(),
+                            Duration::from_millis(50),
+                            move |answer| {
+                                let _ = tx.send(answer.map(|_| ()));
+                            },
+                        );
+                    })
+                    .on_disconnect(move |_, _| {
+                        let _ = left_tx.send(());
+                    }),
+                transport,
+            );
+            socket.emit("ticks", &1).expect("emit");
+            assert_eq!(recv(&answers, "the callback"), Err(AckError::Timeout));
+            socket.disconnect();
+            recv(&left, "the disconnect");
+            // Joined again, by the same handle.
+            bounded("joining again", {
+                let socket = socket.clone();
+                move || socket.connect().wait()
+            })
+            .expect("joined again");
+            assert!(socket.connected());
+            socket.io().disconnect();
+            wait_until("the server sees it leave", || io.socket_count() == 0);
+        }
+    }
+
+    /// The threads of the process whose name starts with `prefix` (as
+    /// Linux keeps them: their first 15 bytes).
+    fn threads_named(prefix: &str) -> usize {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return 0;
+        };
+        tasks
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim_end().starts_with(prefix))
+            .count()
+    }
+
+    #[test]
+    fn a_dropped_client_closes_its_session_and_its_threads_end() {
+        let (io, url) = ticker();
+        for transport in TRANSPORTS {
+            let socket = connect_with(ClientBuilder::new(&url), transport);
+            wait_until("the server sees it", || io.socket_count() == 1);
+            drop(socket);
+            wait_until("the server sees it leave", || io.socket_count() == 0);
+        }
+        if std::path::Path::new("/proc/self/task").exists() {
+            // Other tests may run clients meanwhile; they end too.
+            wait_until("the client threads end", || {
+                threads_named("switchboard-sio") == 0
+            });
+        }
+    }
+
+    /// The client dropped while its driver waits for room among its async
+    /// handlers (one runs, without the socket, and another event waits
+    /// for its turn): the client goes, as on async runtimes, closing its
+    /// session, rather than living on until the handler ends.
+    #[test]
+    fn a_client_dropped_while_its_handlers_are_full_closes_its_session() {
+        let (io, url) = ticker();
+        for transport in TRANSPORTS {
+            let (started_tx, started) = mpsc::channel::<()>();
+            let (release_tx, release) = mpsc::channel::<()>();
+            let release = Arc::new(Mutex::new(release));
+            let socket = connect_with(
+                ClientBuilder::new(&url).max_running_handlers(1).on_async(
+                    "tick",
+                    move |socket, _| {
+                        let (started_tx, release) = (started_tx.clone(), release.clone());
+                        async move {
+                            drop(socket);
+                            let _ = started_tx.send(());
+                            // Its own thread: blocking is fine here.
+                            let _ = release.lock().unwrap().recv_timeout(HANG);
+                        }
+                    },
+                ),
+                transport,
+            );
+            socket.emit("ticks", &3).expect("emit");
+            recv(&started, "the first handler");
+            // Time for the next tick to reach the driver, which waits for
+            // room to hand it over.
+            std::thread::sleep(Duration::from_millis(200));
+            drop(socket);
+            wait_until("the server sees it leave", || io.socket_count() == 0);
+            drop(release_tx);
+        }
+    }
+
+    /// Hands over the hub a client is built with.
+    struct Keep(mpsc::Sender<Arc<ClientHub>>);
+
+    impl ClientDriver for Keep {
+        fn start(self, hub: Arc<ClientHub>) {
+            let _ = self.0.send(hub);
+        }
+    }
+
+    /// A session opened for a client that is dropped before its driver
+    /// takes it (the driver waits for room among the handlers with it):
+    /// the session is closed, not left open until the server gives up on
+    /// it.
+    #[test]
+    fn a_session_opened_for_a_dropped_client_is_closed() {
+        let (io, url) = ticker();
+        let (keep, kept) = mpsc::channel();
+        let socket = ClientBuilder::new(&url)
+            .max_running_handlers(1)
+            .reconnection(false)
+            .build(Keep(keep))
+            .expect("build");
+        let hub = recv(&kept, "the hub");
+        let generation = hub.take_open_request().expect("a session is asked for");
+        let sessions = start_driver(&hub);
+        // An async handler runs: no room for more.
+        let pass = hub.handler_gate().enter();
+        let config = hub.engine_config().clone();
+        let session = EngineIoClient::connect_with_config(config).expect("a session");
+        wait_until("the server sees it", || io.engine().session_count() == 1);
+        let link = OpenedLink::new(session.sender());
+        let opened = Input::Opened(generation, link, session.sid().to_owned());
+        sessions.send(opened).expect("the driver is there");
+        drop((socket, hub));
+        wait_until("the session closed", || io.engine().session_count() == 0);
+        drop((pass, session));
     }
 }
