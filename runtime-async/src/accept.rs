@@ -41,6 +41,14 @@ pub(crate) async fn accept_loop<R, F, Fut>(
         let slot = limit.acquire().await;
         match runtime.accept(listener).await {
             Ok((io, peer)) => runtime.spawn(serve(io, peer, slot)),
+            // One client's connection, gone before it was taken (a reset
+            // while queued, which BSD, macOS and Windows report): the error
+            // took it off the queue, so accepting again at once cannot
+            // spin, and a pause here would let any client that resets its
+            // connections hold every other one back.
+            Err(error) if is_connection_error(&error) => {
+                tracing::debug!(%error, "connection lost before its accept");
+            }
             Err(error) => {
                 drop(slot);
                 errors.failed(&error, Instant::now());
@@ -48,6 +56,18 @@ pub(crate) async fn accept_loop<R, F, Fut>(
             }
         }
     }
+}
+
+/// Whether a failed accept was about one queued connection (reset or
+/// aborted by its client before it was taken) rather than the listener or
+/// the process (out of file descriptors, of memory): the kinds hyper's and
+/// axum's accept loops skip without a pause.
+fn is_connection_error(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        error.kind(),
+        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::ConnectionRefused
+    )
 }
 
 /// The open connections of one accept loop, which is the only task that
@@ -146,5 +166,77 @@ mod tests {
         assert_eq!(limit.shared.count().open(), 2);
         drop(waiting);
         assert_eq!(limit.shared.count().open(), 1);
+    }
+
+    /// A runtime whose listener hands out the queued results, then waits
+    /// for good, and whose timers never fire: what the accept loop does
+    /// before its first pause.
+    #[derive(Clone, Default)]
+    struct Scripted {
+        accepts: Arc<Mutex<std::collections::VecDeque<std::io::Result<()>>>>,
+        spawned: Arc<Mutex<usize>>,
+        sleeps: Arc<Mutex<usize>>,
+    }
+
+    impl Runtime for Scripted {
+        type Sleep = std::future::Pending<()>;
+        type TcpStream = futures_util::io::Cursor<Vec<u8>>;
+        type TcpListener = ();
+
+        fn sleep_until(&self, _: Instant) -> Self::Sleep {
+            *self.sleeps.lock().unwrap() += 1;
+            std::future::pending()
+        }
+
+        fn spawn<F>(&self, _: F)
+        where
+            F: Future<Output = ()> + Send + 'static,
+        {
+            *self.spawned.lock().unwrap() += 1;
+        }
+
+        async fn connect(&self, _: &str, _: u16) -> std::io::Result<Self::TcpStream> {
+            unreachable!("nothing connects")
+        }
+
+        async fn accept(&self, _: &()) -> std::io::Result<(Self::TcpStream, SocketAddr)> {
+            let next = self.accepts.lock().unwrap().pop_front();
+            match next {
+                Some(result) => result.map(|()| (Default::default(), ([127, 0, 0, 1], 1).into())),
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    /// Runs the accept loop over `results` until it waits; returns how
+    /// many connections it spawned and how often it paused.
+    fn accept_all(results: Vec<std::io::Result<()>>) -> (usize, usize) {
+        let runtime = Scripted::default();
+        runtime.accepts.lock().unwrap().extend(results);
+        let accepting = accept_loop(&runtime, &(), 10, |_io, _peer, _slot| async {});
+        assert!(accepting.now_or_never().is_none(), "the accept loop ended");
+        let spawned = *runtime.spawned.lock().unwrap();
+        let sleeps = *runtime.sleeps.lock().unwrap();
+        (spawned, sleeps)
+    }
+
+    #[test]
+    fn a_connection_lost_before_its_accept_does_not_pause_the_accept_loop() {
+        use std::io::{Error, ErrorKind};
+        for kind in [
+            ErrorKind::ConnectionAborted,
+            ErrorKind::ConnectionReset,
+            ErrorKind::ConnectionRefused,
+        ] {
+            let results = vec![Err(Error::from(kind)), Ok(())];
+            assert_eq!(accept_all(results), (1, 0), "after {kind:?}");
+        }
+    }
+
+    #[test]
+    fn running_out_of_file_descriptors_pauses_the_accept_loop() {
+        let emfile = std::io::Error::from_raw_os_error(24);
+        let (spawned, sleeps) = accept_all(vec![Err(emfile), Ok(())]);
+        assert_eq!((spawned, sleeps), (0, 1), "retried without a pause");
     }
 }

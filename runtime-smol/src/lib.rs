@@ -1079,3 +1079,141 @@ pub mod socketio {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use smol::future::FutureExt;
+    use switchboard_async::Runtime;
+
+    use super::*;
+
+    /// The latest `Instant` there is (found by halving steps).
+    fn last_instant() -> Instant {
+        let mut last = Instant::now();
+        let mut step = Duration::from_secs(u64::MAX);
+        while step > Duration::ZERO {
+            match last.checked_add(step) {
+                Some(later) => last = later,
+                None => step /= 2,
+            }
+        }
+        last
+    }
+
+    #[test]
+    fn a_sleep_until_the_end_of_time_does_not_panic() {
+        smol::block_on(async {
+            for deadline in [
+                last_instant(),
+                last_instant() - Duration::from_micros(1),
+                Instant::now() + Duration::from_secs(100 * 365 * 86_400),
+            ] {
+                let sleep = async {
+                    Smol::new().sleep_until(deadline).await;
+                    true
+                };
+                let timeout = async {
+                    async_io::Timer::after(Duration::from_millis(20)).await;
+                    false
+                };
+                assert!(!sleep.or(timeout).await, "a far-future sleep ended");
+            }
+        });
+    }
+
+    /// Waits for `future` at most five seconds.
+    async fn within_5_s<T>(future: impl Future<Output = T>) -> T {
+        let timeout = async {
+            async_io::Timer::after(Duration::from_secs(5)).await;
+            panic!("not done within 5 s")
+        };
+        future.or(timeout).await
+    }
+
+    /// A WebSocket echo served on `addr` (a port of its own) by `runtime`,
+    /// and its port.
+    async fn echo_on(runtime: Smol, addr: &str) -> u16 {
+        let listener = async_net::TcpListener::bind(addr).await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let server = ws::serve_on(runtime.clone(), listener, ws::Config::default(), ws::echo);
+        runtime.spawn(server);
+        port
+    }
+
+    async fn echoes(url: &str) {
+        let mut client = within_5_s(ws::connect(url)).await.expect("connected");
+        client.send(ws::Message::text("hi")).await.expect("sent");
+        let echo = within_5_s(client.recv())
+            .await
+            .expect("open")
+            .expect("a message");
+        assert_eq!(echo, ws::Message::text("hi"));
+    }
+
+    #[test]
+    fn a_client_connects_to_an_ipv6_literal() {
+        smol::block_on(async {
+            let port = echo_on(Smol::new(), "[::1]:0").await;
+            echoes(&format!("ws://[::1]:{port}/")).await;
+        });
+    }
+
+    #[test]
+    fn a_client_connects_to_a_host_name() {
+        smol::block_on(async {
+            let port = echo_on(Smol::new(), "127.0.0.1:0").await;
+            echoes(&format!("ws://localhost:{port}/")).await;
+        });
+    }
+
+    #[test]
+    fn a_refused_connect_is_an_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        drop(listener);
+        let url = format!("ws://127.0.0.1:{port}/");
+        let result = smol::block_on(within_5_s(ws::connect(&url)));
+        assert!(matches!(result, Err(ws::Error::Io(_))), "{result:?}");
+    }
+
+    #[test]
+    fn everything_runs_on_one_thread_with_an_executor_of_its_own() {
+        let executor = Arc::new(smol::Executor::new());
+        let spawner = executor.clone();
+        let runtime = Smol::with_spawner(move |task| spawner.spawn(task).detach());
+        smol::block_on(executor.run(async {
+            let port = echo_on(runtime, "127.0.0.1:0").await;
+            echoes(&format!("ws://127.0.0.1:{port}/")).await;
+        }));
+    }
+
+    #[test]
+    fn a_panicking_connection_gives_its_slot_back() {
+        smol::block_on(async {
+            let listener = async_net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let url = format!("ws://{}/", listener.local_addr().expect("address"));
+            let config = ws::Config {
+                max_connections: 1,
+                ..ws::Config::default()
+            };
+            let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+            let server = ws::serve(listener, config, move |socket| {
+                let first = first.swap(false, std::sync::atomic::Ordering::Relaxed);
+                async move {
+                    if first {
+                        panic!("a handler's bug");
+                    }
+                    ws::echo(socket).await
+                }
+            });
+            smol::spawn(server).detach();
+            let panicked = within_5_s(ws::connect(&url)).await.expect("connected");
+            echoes(&url).await;
+            drop(panicked);
+        });
+    }
+}

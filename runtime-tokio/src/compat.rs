@@ -102,3 +102,70 @@ impl<T: tokio::io::AsyncWrite + Unpin> futures_io::AsyncWrite for TokioIo<T> {
         Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::AsyncWriteExt;
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    /// A tokio writer that takes whole vectored writes, recording each.
+    #[derive(Default)]
+    struct Writes(Vec<Vec<u8>>);
+
+    impl tokio::io::AsyncWrite for Writes {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.0.push(buf.to_vec());
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let write: Vec<u8> = bufs.iter().flat_map(|buf| buf.iter().copied()).collect();
+            let n = write.len();
+            self.0.push(write);
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_vectored_write_is_one_write() {
+        let mut io = TokioIo(Writes::default());
+        let bufs = [io::IoSlice::new(b"head"), io::IoSlice::new(b"payload")];
+        assert_eq!(io.write_vectored(&bufs).await.expect("written"), 11);
+        assert_eq!(io.0.0, [b"headpayload".to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn a_close_flushes_what_the_stream_buffers() {
+        let (end, mut other_end) = tokio::io::duplex(64);
+        let mut io = TokioIo(tokio::io::BufWriter::new(end));
+        io.write_all(b"last words").await.expect("written");
+        io.close().await.expect("closed");
+        let mut received = Vec::new();
+        let read = other_end.read_to_end(&mut received);
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), read).await;
+        read.expect("the end in time").expect("read");
+        assert_eq!(received, b"last words");
+    }
+}

@@ -70,7 +70,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 mod compat;
 #[cfg(feature = "tower")]
@@ -108,12 +108,23 @@ pub use compat::TokioIo;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Tokio;
 
+/// What a sleep until the end of `Instant`'s range waits instead: about 30
+/// years, as tokio's `sleep(Duration::MAX)` does.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
 impl switchboard_async::Runtime for Tokio {
     type Sleep = tokio::time::Sleep;
     type TcpStream = TokioIo<tokio::net::TcpStream>;
     type TcpListener = tokio::net::TcpListener;
 
     fn sleep_until(&self, deadline: Instant) -> Self::Sleep {
+        // tokio rounds a deadline up to the next millisecond by adding to
+        // it, which panics within a millisecond of `Instant`'s end: such a
+        // deadline is as good as never, as is tokio's own far future.
+        let deadline = match deadline.checked_add(Duration::from_millis(1)) {
+            Some(_) => deadline,
+            None => Instant::now() + FAR_FUTURE,
+        };
         tokio::time::sleep_until(deadline.into())
     }
 
@@ -685,5 +696,108 @@ pub mod socketio {
         let routes = crate::engineio::Routes::new().socketio("/socket.io/", &io);
         crate::engineio::serve(listener, routes).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use switchboard_async::Runtime;
+
+    use super::*;
+
+    /// The latest `Instant` there is (found by halving steps).
+    fn last_instant() -> Instant {
+        let mut last = Instant::now();
+        let mut step = Duration::from_secs(u64::MAX);
+        while step > Duration::ZERO {
+            match last.checked_add(step) {
+                Some(later) => last = later,
+                None => step /= 2,
+            }
+        }
+        last
+    }
+
+    #[tokio::test]
+    async fn a_sleep_until_the_end_of_time_does_not_panic() {
+        for deadline in [
+            last_instant(),
+            last_instant() - Duration::from_micros(1),
+            Instant::now() + Duration::from_secs(100 * 365 * 86_400),
+        ] {
+            let sleep = Tokio.sleep_until(deadline);
+            let waited = tokio::time::timeout(Duration::from_millis(20), sleep).await;
+            assert!(waited.is_err(), "a far-future sleep ended");
+        }
+    }
+
+    /// A WebSocket echo served on `addr` (a port of its own), and its port.
+    async fn echo_on(addr: &str) -> u16 {
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        tokio::spawn(ws::serve(listener, ws::Config::default(), ws::echo));
+        port
+    }
+
+    async fn echoes(url: &str) {
+        let five_s = Duration::from_secs(5);
+        let connecting = tokio::time::timeout(five_s, ws::connect(url)).await;
+        let mut client = connecting.expect("connected in time").expect("connected");
+        client.send(ws::Message::text("hi")).await.expect("sent");
+        let echo = tokio::time::timeout(five_s, client.recv()).await;
+        let echo = echo
+            .expect("an echo in time")
+            .expect("open")
+            .expect("a message");
+        assert_eq!(echo, ws::Message::text("hi"));
+    }
+
+    #[tokio::test]
+    async fn a_client_connects_to_an_ipv6_literal() {
+        let port = echo_on("[::1]:0").await;
+        echoes(&format!("ws://[::1]:{port}/")).await;
+    }
+
+    #[tokio::test]
+    async fn a_client_connects_to_a_host_name() {
+        let port = echo_on("127.0.0.1:0").await;
+        echoes(&format!("ws://localhost:{port}/")).await;
+    }
+
+    #[tokio::test]
+    async fn a_refused_connect_is_an_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        drop(listener);
+        let url = format!("ws://127.0.0.1:{port}/");
+        let result = tokio::time::timeout(Duration::from_secs(5), ws::connect(&url)).await;
+        assert!(matches!(result, Ok(Err(ws::Error::Io(_)))), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_connection_gives_its_slot_back() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("ws://{}/", listener.local_addr().expect("address"));
+        let config = ws::Config {
+            max_connections: 1,
+            ..ws::Config::default()
+        };
+        let first = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        tokio::spawn(ws::serve(listener, config, move |socket| {
+            let first = first.swap(false, std::sync::atomic::Ordering::Relaxed);
+            async move {
+                if first {
+                    panic!("a handler's bug");
+                }
+                ws::echo(socket).await
+            }
+        }));
+        let panicked = ws::connect(&url).await.expect("connected");
+        echoes(&url).await;
+        drop(panicked);
     }
 }
