@@ -55,6 +55,28 @@ impl WarningThrottle {
     }
 }
 
+/// Whether a failed accept was about one queued connection (reset or
+/// aborted by its client before it was taken, which BSD, macOS and Windows
+/// report) rather than the listener or the process (out of file
+/// descriptors, of memory). The error took that connection off the queue,
+/// so an accept loop accepts again at once, as hyper's does: pausing would
+/// let any client that resets its connections hold every other one back.
+///
+/// ```
+/// use std::io::{Error, ErrorKind};
+/// use switchboard_core::connections::is_lost_connection;
+///
+/// assert!(is_lost_connection(&Error::from(ErrorKind::ConnectionReset)));
+/// assert!(!is_lost_connection(&Error::from_raw_os_error(24))); // EMFILE: pause
+/// ```
+pub fn is_lost_connection(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        error.kind(),
+        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::ConnectionRefused
+    )
+}
+
 /// Failed accepts (a process out of file descriptors, say), logged at most
 /// once every [`WARNING_INTERVAL`] with how many failed since the last
 /// warning: an accept loop retries every few milliseconds and would

@@ -11,7 +11,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_util::task::AtomicWaker;
-use switchboard_core::connections::{AcceptErrors, ConnectionCount};
+use switchboard_core::connections::{AcceptErrors, ConnectionCount, is_lost_connection};
 
 use crate::Runtime;
 
@@ -41,12 +41,7 @@ pub(crate) async fn accept_loop<R, F, Fut>(
         let slot = limit.acquire().await;
         match runtime.accept(listener).await {
             Ok((io, peer)) => runtime.spawn(serve(io, peer, slot)),
-            // One client's connection, gone before it was taken (a reset
-            // while queued, which BSD, macOS and Windows report): the error
-            // took it off the queue, so accepting again at once cannot
-            // spin, and a pause here would let any client that resets its
-            // connections hold every other one back.
-            Err(error) if is_connection_error(&error) => {
+            Err(error) if is_lost_connection(&error) => {
                 tracing::debug!(%error, "connection lost before its accept");
             }
             Err(error) => {
@@ -56,18 +51,6 @@ pub(crate) async fn accept_loop<R, F, Fut>(
             }
         }
     }
-}
-
-/// Whether a failed accept was about one queued connection (reset or
-/// aborted by its client before it was taken) rather than the listener or
-/// the process (out of file descriptors, of memory): the kinds hyper's and
-/// axum's accept loops skip without a pause.
-fn is_connection_error(error: &std::io::Error) -> bool {
-    use std::io::ErrorKind;
-    matches!(
-        error.kind(),
-        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::ConnectionRefused
-    )
 }
 
 /// The open connections of one accept loop, which is the only task that

@@ -6,7 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 
 use switchboard_async::accept::{ACCEPT_RETRY, ConnectionLimit};
-use switchboard_core::connections::AcceptErrors;
+use switchboard_core::connections::{AcceptErrors, is_lost_connection};
 
 /// Accepts connections on `listener` forever, at most `max_connections`
 /// open at once, running `serve` for each on a thread of its own named
@@ -33,6 +33,10 @@ where
         let slot = futures_executor::block_on(limit.acquire());
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
+            Err(error) if is_lost_connection(&error) => {
+                tracing::debug!(%error, "connection lost before its accept");
+                continue;
+            }
             Err(error) => {
                 drop(slot);
                 errors.failed(&error, std::time::Instant::now());
