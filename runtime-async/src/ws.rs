@@ -647,7 +647,8 @@ fn limits(config: &Config) -> Limits {
     }
 }
 
-/// Runs `future` with the configured handshake timeout.
+/// Runs `future` with the configured handshake timeout (one too long to
+/// reach an `Instant` never expires).
 async fn with_deadline<R, T>(
     runtime: &R,
     config: &Config,
@@ -656,7 +657,10 @@ async fn with_deadline<R, T>(
 where
     R: Runtime,
 {
-    let sleep = runtime.sleep_until(Instant::now() + config.handshake_timeout);
+    let Some(deadline) = Instant::now().checked_add(config.handshake_timeout) else {
+        return future.await;
+    };
+    let sleep = runtime.sleep_until(deadline);
     let future = std::pin::pin!(future);
     let sleep = std::pin::pin!(sleep);
     match select(future, sleep).await {
@@ -910,8 +914,15 @@ pub async fn connect<R: Runtime>(
         )
         .into());
     }
-    let io = runtime.connect(&url.host, url.port).await?;
-    client_handshake(runtime, io, &url, config, &[]).await
+    // The TCP connect counts against the handshake timeout too: a host
+    // that drops packets would otherwise hold it for the system's connect
+    // timeout (minutes).
+    let rt = runtime.clone();
+    with_deadline(&rt, &config.clone(), async move {
+        let io = runtime.connect(&url.host, url.port).await?;
+        client_handshake(runtime, io, &url, config, &[]).await
+    })
+    .await
 }
 
 /// Accepts connections on `listener` forever, performing each handshake in
@@ -1100,6 +1111,55 @@ mod tests {
         async fn accept(&self, _: &()) -> io::Result<(Recorder, std::net::SocketAddr)> {
             unreachable!("nothing accepts")
         }
+    }
+
+    /// A runtime whose connects never complete (a host that drops
+    /// packets) and whose timers are due at once.
+    #[derive(Clone)]
+    struct Unreachable;
+
+    impl Runtime for Unreachable {
+        type Sleep = std::future::Ready<()>;
+        type TcpStream = Recorder;
+        type TcpListener = ();
+
+        fn sleep_until(&self, _: Instant) -> Self::Sleep {
+            std::future::ready(())
+        }
+
+        fn spawn<F>(&self, _: F)
+        where
+            F: Future<Output = ()> + Send + 'static,
+        {
+            unreachable!("nothing spawns")
+        }
+
+        async fn connect(&self, _: &str, _: u16) -> io::Result<Recorder> {
+            std::future::pending().await
+        }
+
+        async fn accept(&self, _: &()) -> io::Result<(Recorder, std::net::SocketAddr)> {
+            unreachable!("nothing accepts")
+        }
+    }
+
+    /// The handshake timeout bounds the TCP connect too, and one too long
+    /// for an `Instant` means no timeout rather than a panic.
+    #[test]
+    fn the_handshake_timeout_bounds_the_connect() {
+        use futures_util::FutureExt;
+        let config = Arc::new(Config::default());
+        let connecting = super::connect(Unreachable, "ws://example.com/", config);
+        assert!(matches!(
+            connecting.now_or_never(),
+            Some(Err(Error::HandshakeTimeout))
+        ));
+        let config = Arc::new(Config {
+            handshake_timeout: std::time::Duration::MAX,
+            ..Config::default()
+        });
+        let connecting = super::connect(Unreachable, "ws://example.com/", config);
+        assert!(connecting.now_or_never().is_none(), "still connecting");
     }
 
     /// Echoes `sizes` (binary messages, all arriving in one read) and

@@ -55,7 +55,8 @@ pub struct Config {
     /// take what is left to write (its close frame, say) before it drops
     /// that and closes the transport.
     pub close_timeout: Duration,
-    /// How long the opening handshake may take (default 10 s).
+    /// How long the opening handshake may take (default 10 s); a client's
+    /// TCP connect counts too. `Duration::MAX` waits for good.
     pub handshake_timeout: Duration,
     /// Largest accepted HTTP head in the opening handshake (default 8 KiB);
     /// larger is answered with 431.
