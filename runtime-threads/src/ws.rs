@@ -815,12 +815,27 @@ fn limits(config: &Config) -> Limits {
 
 /// Reads until `deadline` bounded blocking reads, mapping a timeout to
 /// [`Error::HandshakeTimeout`].
-fn read_before(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> Result<usize, Error> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(Error::HandshakeTimeout);
+/// When a handshake starting now must be done: `None` (never) for a
+/// timeout too long to reach an `Instant`.
+fn handshake_deadline(config: &Config) -> Option<Instant> {
+    Instant::now().checked_add(config.handshake_timeout)
+}
+
+/// The time left before `deadline`; a deadline passed is the handshake's
+/// timeout.
+fn left_before(deadline: Option<Instant>) -> Result<Option<Duration>, Error> {
+    match deadline.map(|at| at.saturating_duration_since(Instant::now())) {
+        Some(left) if left.is_zero() => Err(Error::HandshakeTimeout),
+        left => Ok(left),
     }
-    stream.set_read_timeout(Some(left))?;
+}
+
+fn read_before(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    deadline: Option<Instant>,
+) -> Result<usize, Error> {
+    stream.set_read_timeout(left_before(deadline)?)?;
     match stream.read(buf) {
         Ok(0) => Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
         Ok(n) => Ok(n),
@@ -876,7 +891,7 @@ fn refuse(stream: &mut TcpStream, rejection: Rejection) -> Error {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn read_request(stream: &mut TcpStream, config: &Config) -> Result<(Request, Vec<u8>), Error> {
-    let deadline = Instant::now() + config.handshake_timeout;
+    let deadline = handshake_deadline(config);
     let mut reader = HeadReader::new(limits(config));
     let mut buf = [0u8; 2048];
     loop {
@@ -1003,9 +1018,34 @@ pub fn connect_with_config(url: &str, config: Config) -> Result<WebSocket, Error
     if url.secure {
         return Err(HandshakeError::InvalidUrl("wss:// needs a TLS stream".into()).into());
     }
-    let stream = TcpStream::connect((url.host.as_str(), url.port))?;
+    let deadline = handshake_deadline(&config);
+    let stream = connect_before(&url.host, url.port, deadline)?;
     stream.set_nodelay(true)?;
-    client_handshake(stream, &url, Arc::new(config), &[])
+    client_handshake_before(stream, &url, Arc::new(config), &[], deadline)
+}
+
+/// Connects to the first of `host`'s addresses that answers, within the
+/// handshake's `deadline`: a host that drops packets would otherwise hold
+/// the caller for the system's connect timeout (minutes).
+fn connect_before(host: &str, port: u16, deadline: Option<Instant>) -> Result<TcpStream, Error> {
+    use std::net::ToSocketAddrs;
+    if deadline.is_none() {
+        return Ok(TcpStream::connect((host, port))?);
+    }
+    let mut failed = None;
+    for addr in (host, port).to_socket_addrs()? {
+        let Some(left) = left_before(deadline)? else {
+            break;
+        };
+        match TcpStream::connect_timeout(&addr, left) {
+            Ok(stream) => return Ok(stream),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(Error::HandshakeTimeout),
+            Err(e) => failed = Some(e),
+        }
+    }
+    Err(failed
+        .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the host has no address"))
+        .into())
 }
 
 /// Performs the client handshake on a connected stream, with
@@ -1036,12 +1076,22 @@ pub fn connect_with_config(url: &str, config: Config) -> Result<WebSocket, Error
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn client_handshake(
-    mut stream: TcpStream,
+    stream: TcpStream,
     url: &WsUrl,
     config: Arc<Config>,
     extra_headers: &[(&str, &str)],
 ) -> Result<WebSocket, Error> {
-    let deadline = Instant::now() + config.handshake_timeout;
+    let deadline = handshake_deadline(&config);
+    client_handshake_before(stream, url, config, extra_headers, deadline)
+}
+
+fn client_handshake_before(
+    mut stream: TcpStream,
+    url: &WsUrl,
+    config: Arc<Config>,
+    extra_headers: &[(&str, &str)],
+    deadline: Option<Instant>,
+) -> Result<WebSocket, Error> {
     let handshake = ClientHandshake::new(url, &config, extra_headers);
     stream.write_all(handshake.request())?;
     let mut reader = HeadReader::new(limits(&config));
@@ -1143,6 +1193,30 @@ pub fn echo(mut ws: WebSocket) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A handshake timeout too long for an `Instant` (a way to say "no
+    /// timeout") is no timeout, on both sides, rather than a panic.
+    #[test]
+    fn a_handshake_timeout_past_the_end_of_time_is_none() {
+        let forever = || Config {
+            handshake_timeout: Duration::MAX,
+            ..Config::default()
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            let mut ws = accept(stream, forever()).expect("handshake");
+            while let Some(Ok(message)) = ws.recv() {
+                if ws.send(message).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut ws = connect_with_config(&format!("ws://{addr}/"), forever()).expect("connect");
+        ws.send(Message::text("hi")).expect("send");
+        assert_eq!(ws.recv().expect("open").expect("echo"), Message::text("hi"));
+    }
 
     /// A [`Sender`] blocks writing to a peer that reads nothing (no
     /// keep-alive); the peer then shuts its side down. The reader meets the

@@ -163,6 +163,11 @@ impl Default for Cors {
 /// ```
 pub type AllowRequest = Arc<dyn Fn(&Request) -> Result<(), String> + Send + Sync>;
 
+/// The longest timeout a [`Server`] keeps (a century): longer ones, up to
+/// `Duration::MAX`, are held to it, so that they never expire rather than
+/// overflow an `Instant`.
+pub const LONGEST_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// The server's settings. Defaults are Node's engine.io defaults.
 ///
 /// The handshake announces the heartbeat and `max_payload`:
@@ -959,7 +964,17 @@ impl Server {
     /// let server = Server::with_shard(ServerConfig::default(), Shard::new(1, 4));
     /// assert_eq!(server.shard(), Shard::new(1, 4));
     /// ```
-    pub fn with_shard(config: ServerConfig, shard: Shard) -> Self {
+    pub fn with_shard(mut config: ServerConfig, shard: Shard) -> Self {
+        // Deadlines are `Instant`s: a timeout that could not be added to one
+        // (`Duration::MAX`, for "never") is held to a century, as good as
+        // never.
+        for timeout in [
+            &mut config.ping_interval,
+            &mut config.ping_timeout,
+            &mut config.upgrade_timeout,
+        ] {
+            *timeout = (*timeout).min(LONGEST_TIMEOUT);
+        }
         Server {
             shard,
             config,
@@ -3413,6 +3428,39 @@ mod tests {
         );
         assert_eq!(poll_response(&mut server), (id, "4news".into()));
         assert_eq!(server.poll_transmit(), None);
+    }
+
+    /// Timeouts too long to reach an `Instant` (`Duration::MAX`, a way to
+    /// say "never") never expire, on v4 and v3 sessions, through pings,
+    /// upgrades and closes, rather than panicking.
+    #[test]
+    fn timeouts_past_the_end_of_time_never_expire() {
+        let mut server = Server::new(ServerConfig {
+            ping_interval: Duration::MAX,
+            ping_timeout: Duration::MAX,
+            upgrade_timeout: Duration::MAX,
+            allow_eio3: true,
+            ..config()
+        });
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(1_000 * 86_400);
+        let v4 = handshake(&mut server, t0);
+        let req = request("GET", "/engine.io/?EIO=3&transport=polling", &[]);
+        let (status, _) = respond(server.handle_request(&req, Bytes::new(), t0));
+        assert_eq!(status, 200);
+        while server.poll_event().is_some() {}
+        let upgrade = request(
+            "GET",
+            &format!("/engine.io/?EIO=4&transport=websocket&sid={v4}"),
+            WS,
+        );
+        accepted(server.handle_request(&upgrade, Bytes::new(), t0));
+        server.handle_timeout(later);
+        assert_eq!(server.session_count(), 2);
+        assert_eq!(server.poll_event(), None);
+        server.close(&v4);
+        server.handle_timeout(later);
+        assert_eq!(server.session_count(), 1);
     }
 
     #[test]
