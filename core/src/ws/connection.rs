@@ -168,9 +168,15 @@ enum Timer {
 }
 
 impl Timer {
+    /// Due `after` from `now`; off when that is past the end of time (a
+    /// timeout of `Duration::MAX`, say).
+    fn after(now: Instant, after: std::time::Duration) -> Timer {
+        now.checked_add(after).map_or(Timer::Off, Timer::At)
+    }
+
     fn arm(&mut self, now: Instant) {
         if let Timer::Arm(after) = *self {
-            *self = Timer::At(now + after);
+            *self = Timer::after(now, after);
         }
     }
 
@@ -897,9 +903,9 @@ impl Connection {
         {
             self.queue_frame(OpCode::Ping, false, b"");
             if self.pong_deadline == Timer::Off {
-                self.pong_deadline = Timer::At(now + keepalive.timeout);
+                self.pong_deadline = Timer::after(now, keepalive.timeout);
             }
-            self.next_ping = Timer::At(now + keepalive.interval);
+            self.next_ping = Timer::after(now, keepalive.interval);
         }
     }
 
@@ -1284,6 +1290,29 @@ mod tests {
             rest = after;
         }
         events
+    }
+
+    /// Timeouts too long to reach an `Instant` (`Duration::MAX`, for
+    /// "never") never fire, rather than panicking when armed.
+    #[test]
+    fn timeouts_past_the_end_of_time_never_fire() {
+        let config = Config {
+            keepalive: Some(KeepAlive {
+                interval: Duration::MAX,
+                timeout: Duration::MAX,
+            }),
+            close_timeout: Duration::MAX,
+            ..Config::default()
+        };
+        let mut conn = server(config);
+        let t0 = Instant::now();
+        conn.handle_timeout(t0);
+        assert_eq!(conn.poll_timeout(), None);
+        conn.close(None).unwrap();
+        conn.handle_timeout(t0);
+        assert_eq!(conn.poll_timeout(), None);
+        conn.handle_timeout(t0 + Duration::from_secs(1_000 * 86_400));
+        assert_eq!(conn.state(), State::CloseSent);
     }
 
     #[test]
