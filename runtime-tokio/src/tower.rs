@@ -1026,20 +1026,27 @@ mod tests {
         runtime.block_on(async {
             let _first_service = base.into_service();
             let mut service = more.into_service();
-            let (status, open) = get(&mut service, "/second/?EIO=4&transport=polling").await;
-            assert_eq!(status, 200, "{open}");
-            let sid = open
-                .split("\"sid\":\"")
-                .nth(1)
-                .and_then(|rest| rest.split('"').next())
-                .unwrap()
-                .to_owned();
-            let poll = format!("/second/?EIO=4&transport=polling&sid={sid}");
-            let answer = tokio::time::timeout(Duration::from_secs(5), get(&mut service, &poll))
-                .await
-                .expect("the heartbeat's ping answers the poll: the timer runs");
-            assert_eq!(answer, (200, "2".into()));
+            a_ping_answers_a_held_poll(&mut service, "/second/").await;
         });
+    }
+
+    /// Opens a polling session at `path` and holds a poll, which the
+    /// endpoint's heartbeat (a short ping interval) must answer: its timer
+    /// runs.
+    async fn a_ping_answers_a_held_poll(service: &mut SwitchboardService, path: &str) {
+        let (status, open) = get(service, &format!("{path}?EIO=4&transport=polling")).await;
+        assert_eq!(status, 200, "{open}");
+        let sid = open
+            .split("\"sid\":\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_owned();
+        let poll = format!("{path}?EIO=4&transport=polling&sid={sid}");
+        let answer = tokio::time::timeout(Duration::from_secs(5), get(service, &poll))
+            .await
+            .expect("the heartbeat's ping answers the poll: the timer runs");
+        assert_eq!(answer, (200, "2".into()));
     }
 
     /// A layer started on one runtime that then shut down (a test's
@@ -1070,19 +1077,7 @@ mod tests {
         drop(first);
         runtime().block_on(async {
             let mut service = layer.into_service();
-            let (status, open) = get(&mut service, "/engine.io/?EIO=4&transport=polling").await;
-            assert_eq!(status, 200, "{open}");
-            let sid = open
-                .split("\"sid\":\"")
-                .nth(1)
-                .and_then(|rest| rest.split('"').next())
-                .unwrap()
-                .to_owned();
-            let poll = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
-            let answer = tokio::time::timeout(Duration::from_secs(5), get(&mut service, &poll))
-                .await
-                .expect("the heartbeat's ping answers the poll: the timer runs");
-            assert_eq!(answer, (200, "2".into()));
+            a_ping_answers_a_held_poll(&mut service, "/engine.io/").await;
         });
     }
 }
