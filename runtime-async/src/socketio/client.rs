@@ -287,39 +287,89 @@ pub trait ClientDriver {
 
 impl<R: Runtime> ClientDriver for R {
     fn start(self, hub: Arc<ClientHub>) {
-        let (wake_tx, wake_rx) = mpsc::channel::<()>(1);
-        let wake = Mutex::new(wake_tx);
-        hub.set_wake(move || {
-            // A full channel already holds a wake-up.
-            let _ = lock(&wake).try_send(());
+        let (inputs_tx, inputs) = mpsc::channel::<(u64, SessionInput)>(64);
+        let runtime = self.clone();
+        start_driver(self, &hub, inputs, move |config, generation| {
+            runtime.spawn(run_session(
+                runtime.clone(),
+                config,
+                generation,
+                inputs_tx.clone(),
+            ));
         });
-        let spawner = self.clone();
-        hub.set_spawner(Arc::new(move |future| spawner.spawn(future)));
-        self.spawn(drive(self.clone(), Arc::downgrade(&hub), wake_rx));
     }
 }
 
+/// What a session task reports to the driver task, with the session's
+/// generation.
+type SessionInputs = mpsc::Receiver<(u64, SessionInput)>;
+
 /// What a session task reports to the driver task.
 enum SessionInput {
-    Opened(ClientSender, String),
+    Opened(Box<dyn EngineLink>, String),
     Failed(String),
     Event(EngineEvent),
 }
 
-async fn drive<R: Runtime>(runtime: R, hub: Weak<ClientHub>, mut wake: mpsc::Receiver<()>) {
-    let (inputs_tx, mut inputs) = mpsc::channel::<(u64, SessionInput)>(64);
+/// Starts the driver task of `hub` on `runtime`: `open` starts the session
+/// of a generation, which reports on `inputs`.
+fn start_driver<R: Runtime>(
+    runtime: R,
+    hub: &Arc<ClientHub>,
+    inputs: SessionInputs,
+    open: impl FnMut(EngineConfig, u64) + Send + 'static,
+) {
+    let (wake_tx, wake_rx) = mpsc::channel::<()>(1);
+    let wake = Mutex::new(wake_tx);
+    hub.set_wake(move || {
+        // A full channel already holds a wake-up.
+        let _ = lock(&wake).try_send(());
+    });
+    let spawner = runtime.clone();
+    hub.set_spawner(Arc::new(move |future| spawner.spawn(future)));
+    runtime.spawn(drive(
+        runtime.clone(),
+        Arc::downgrade(hub),
+        wake_rx,
+        inputs,
+        open,
+    ));
+}
+
+async fn drive<R: Runtime>(
+    runtime: R,
+    hub: Weak<ClientHub>,
+    wake: mpsc::Receiver<()>,
+    mut inputs: SessionInputs,
+    open: impl FnMut(EngineConfig, u64) + Send + 'static,
+) {
+    drive_while_alive(runtime, hub, wake, &mut inputs, open).await;
+    // The client is gone. A session still opening finds the channel
+    // closed and ends itself; one whose handshake completed and waits in
+    // the queue is closed here (it would otherwise stay open, answering
+    // the server's pings, with nothing to report to).
+    inputs.close();
+    while let Ok((_, input)) = inputs.try_recv() {
+        if let SessionInput::Opened(link, _) = input {
+            link.close();
+        }
+    }
+}
+
+async fn drive_while_alive<R: Runtime>(
+    runtime: R,
+    hub: Weak<ClientHub>,
+    mut wake: mpsc::Receiver<()>,
+    inputs: &mut SessionInputs,
+    mut open: impl FnMut(EngineConfig, u64) + Send + 'static,
+) {
     loop {
         let (deadline, gate) = {
             let Some(hub) = hub.upgrade() else {
                 return;
             };
             if let Some(generation) = hub.take_open_request() {
-                runtime.spawn(run_session(
-                    runtime.clone(),
-                    hub.engine_config().clone(),
-                    generation,
-                    inputs_tx.clone(),
-                ));
+                open(hub.engine_config().clone(), generation);
             }
             (hub.poll_timeout(), hub.handler_gate().clone())
         };
@@ -346,9 +396,7 @@ async fn drive<R: Runtime>(runtime: R, hub: Weak<ClientHub>, mut wake: mpsc::Rec
         };
         match woke {
             Some(Some((generation, input))) => match input {
-                SessionInput::Opened(sender, sid) => {
-                    hub.session_opened(generation, Box::new(sender), &sid)
-                }
+                SessionInput::Opened(link, sid) => hub.session_opened(generation, link, &sid),
                 SessionInput::Failed(error) => hub.session_failed(generation, error),
                 SessionInput::Event(EngineEvent::Message(message)) => {
                     hub.session_message(generation, message)
@@ -360,6 +408,12 @@ async fn drive<R: Runtime>(runtime: R, hub: Weak<ClientHub>, mut wake: mpsc::Rec
             },
             Some(None) => {}
             None => hub.run_timers(),
+        }
+        // The session's inputs come first in the wait above: a server that
+        // keeps sending would otherwise hold the timers (ack timeouts)
+        // back for as long as it does.
+        if hub.poll_timeout().is_some_and(|due| due <= Instant::now()) {
+            hub.run_timers();
         }
     }
 }
@@ -381,7 +435,7 @@ async fn run_session<R: Runtime>(
             return;
         }
     };
-    let opened = SessionInput::Opened(client.sender(), client.sid().to_owned());
+    let opened = SessionInput::Opened(Box::new(client.sender()), client.sid().to_owned());
     if inputs.send((generation, opened)).await.is_err() {
         client.sender().close();
         return;
@@ -650,11 +704,24 @@ struct SocketHandlers {
     connect_error: Vec<Callback<(ClientSocket, ConnectError)>>,
 }
 
+/// A caller of [`ClientSocket::connect`] waiting for the answer.
+type Waiter = oneshot::Sender<Result<(), ConnectError>>;
+
 struct SocketEntry {
     namespace: String,
     handlers: RwLock<SocketHandlers>,
-    /// Callers of [`ClientSocket::connect`] waiting for the answer.
-    waiters: Mutex<Vec<oneshot::Sender<Result<(), ConnectError>>>>,
+    /// Callers of [`ClientSocket::connect`] waiting for the answer, added
+    /// and taken under the core's lock: the answer the core gives next
+    /// (a CONNECT, a refusal, the namespace left) is theirs, and one it
+    /// gave before they asked is not.
+    waiters: Mutex<Vec<Waiter>>,
+}
+
+/// An event of the core waiting for its handlers, with the joins it
+/// answers (those waiting when the core produced it).
+struct Queued {
+    event: ClientEvent,
+    waiters: Vec<Waiter>,
 }
 
 #[derive(Default)]
@@ -742,7 +809,7 @@ pub struct ClientHub {
     engine_config: EngineConfig,
     outbox: Mutex<VecDeque<ClientTransmit>>,
     flushing: Mutex<()>,
-    events: Mutex<VecDeque<ClientEvent>>,
+    events: Mutex<VecDeque<Queued>>,
     delivering: Mutex<()>,
     session: Mutex<Session>,
     wake: OnceLock<Box<dyn Fn() + Send + Sync>>,
@@ -1363,20 +1430,60 @@ impl ClientHub {
     /// Runs `f` on the core, then carries out what it produced and hands
     /// out its events, both outside the lock and in order.
     fn with_core<T>(&self, f: impl FnOnce(&mut Core) -> T) -> T {
-        let result = {
+        let (result, closed) = {
             let mut core = lock(&self.core);
             let before = core.poll_timeout();
             let result = f(&mut core);
             lock(&self.outbox).extend(std::iter::from_fn(|| core.poll_transmit()));
-            lock(&self.events).extend(std::iter::from_fn(|| core.poll_event()));
+            let closed = {
+                let mut events = lock(&self.events);
+                while let Some(event) = core.poll_event() {
+                    // The answer to the joins waiting now, and to no later
+                    // one (a join made after a refusal is a new attempt).
+                    let waiters = match &event {
+                        ClientEvent::Connect { namespace, .. }
+                        | ClientEvent::ConnectError { namespace, .. } => {
+                            self.take_waiters(namespace)
+                        }
+                        _ => Vec::new(),
+                    };
+                    events.push_back(Queued { event, waiters });
+                }
+                self.unanswered_waiters(&core)
+            };
             if core.poll_timeout() != before {
                 self.wake();
             }
-            result
+            (result, closed)
         };
+        for waiter in closed {
+            let _ = waiter.send(Err(ConnectError::Closed));
+        }
         self.flush();
         self.deliver();
         result
+    }
+
+    /// The joins waiting on `namespace` (under the core's lock).
+    fn take_waiters(&self, namespace: &str) -> Vec<Waiter> {
+        self.entry(namespace)
+            .map(|entry| std::mem::take(&mut *lock(&entry.waiters)))
+            .unwrap_or_default()
+    }
+
+    /// The joins of namespaces that no longer want to be connected, with no
+    /// answer coming (left, disconnected by the server while joining, or
+    /// given up on): they get [`ConnectError::Closed`]. Under the core's
+    /// lock, after the events that answered the others were queued.
+    fn unanswered_waiters(&self, core: &Core) -> Vec<Waiter> {
+        let mut closed = Vec::new();
+        for entry in read(&self.sockets).values() {
+            let mut waiters = lock(&entry.waiters);
+            if !waiters.is_empty() && !core.is_active(&entry.namespace) {
+                closed.append(&mut waiters);
+            }
+        }
+        closed
     }
 
     fn flush(&self) {
@@ -1429,12 +1536,11 @@ impl ClientHub {
                 return;
             };
             loop {
-                let Some(event) = lock(&self.events).pop_front() else {
+                let Some(Queued { event, waiters }) = lock(&self.events).pop_front() else {
                     break;
                 };
-                run_handler(|| hub.dispatch(event));
+                run_handler(|| hub.dispatch(event, waiters));
             }
-            hub.settle_waiters();
             drop(guard);
             if lock(&self.events).is_empty() {
                 return;
@@ -1467,27 +1573,27 @@ impl ClientHub {
         })
     }
 
-    fn dispatch(self: &Arc<Self>, event: ClientEvent) {
+    fn dispatch(self: &Arc<Self>, event: ClientEvent, waiters: Vec<Waiter>) {
         match event {
             ClientEvent::Connect { namespace, .. } => {
+                for waiter in waiters {
+                    let _ = waiter.send(Ok(()));
+                }
                 let Some(socket) = self.socket(&namespace) else {
                     return;
                 };
-                for waiter in std::mem::take(&mut *lock(&socket.entry.waiters)) {
-                    let _ = waiter.send(Ok(()));
-                }
                 let handlers = read(&socket.entry.handlers).connect.clone();
                 for handler in &handlers {
                     self.run(handler, socket.clone());
                 }
             }
             ClientEvent::ConnectError { namespace, error } => {
+                for waiter in waiters {
+                    let _ = waiter.send(Err(error.clone()));
+                }
                 let Some(socket) = self.socket(&namespace) else {
                     return;
                 };
-                for waiter in std::mem::take(&mut *lock(&socket.entry.waiters)) {
-                    let _ = waiter.send(Err(error.clone()));
-                }
                 let handlers = read(&socket.entry.handlers).connect_error.clone();
                 for handler in &handlers {
                     self.run(handler, (socket.clone(), error.clone()));
@@ -1561,24 +1667,6 @@ impl ClientHub {
                 let handlers = read(&self.manager).reconnect_failed.clone();
                 for handler in &handlers {
                     handler();
-                }
-            }
-        }
-    }
-
-    /// Callers waiting to join a namespace that no longer wants to be
-    /// connected get [`ConnectError::Closed`].
-    fn settle_waiters(&self) {
-        let waiting: Vec<Arc<SocketEntry>> = read(&self.sockets)
-            .values()
-            .filter(|entry| !lock(&entry.waiters).is_empty())
-            .cloned()
-            .collect();
-        for entry in waiting {
-            let active = lock(&self.core).is_active(&entry.namespace);
-            if !active {
-                for waiter in std::mem::take(&mut *lock(&entry.waiters)) {
-                    let _ = waiter.send(Err(ConnectError::Closed));
                 }
             }
         }
@@ -2052,9 +2140,12 @@ impl ClientSocket {
             if core.is_connected(namespace) {
                 let _ = tx.send(Ok(()));
             } else {
-                // Under the core's lock, once the namespace is active:
-                // waiters of inactive namespaces are answered `Closed`.
-                lock(&self.entry.waiters).push(tx);
+                // Under the core's lock: answered by the core's next word
+                // on the namespace (see `ClientHub::with_core`).
+                let mut waiters = lock(&self.entry.waiters);
+                // Joins given up on (their future dropped) need no answer.
+                waiters.retain(|waiter| !waiter.is_canceled());
+                waiters.push(tx);
             }
         });
         ConnectFuture { rx }
@@ -2389,11 +2480,10 @@ impl ClientSocket {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn disconnect(&self) {
+        // A join waiting for its answer is answered `Closed` under the
+        // core's lock; one a disconnect handler makes is a new one.
         self.hub
             .with_core(|core| core.disconnect(&self.entry.namespace));
-        for waiter in std::mem::take(&mut *lock(&self.entry.waiters)) {
-            let _ = waiter.send(Err(ConnectError::Closed));
-        }
     }
 }
 
@@ -3556,6 +3646,317 @@ mod tests {
         assert_eq!(wire.take(), ["0"]);
         hub.session_message(generation, r#"0{"sid":"s2"}"#.into());
         assert_eq!(socket.id().as_deref(), Some("s2"));
+    }
+
+    /// Polls `future` once: its output, if it has one already.
+    fn ready<F: Future + Unpin>(future: &mut F) -> Option<F::Output> {
+        futures_util::FutureExt::now_or_never(future)
+    }
+
+    #[test]
+    fn a_refusal_of_an_earlier_join_does_not_answer_a_later_one() {
+        let (socket, hub) = by_hand();
+        let (generation, wire) = open_session(&hub, "s1");
+        let admin = socket.io().socket("/admin");
+        let mut first = admin.connect();
+        assert_eq!(wire.take(), ["0/admin,"]);
+        // The refusal comes while another thread delivers events: it waits
+        // in the queue ...
+        let delivering = lock(&hub.delivering);
+        hub.session_message(generation, r#"4/admin,{"message":"not now"}"#.into());
+        assert!(!admin.active());
+        // ... when the application tries again.
+        let mut second = admin.connect();
+        assert_eq!(wire.take(), ["0/admin,"]);
+        drop(delivering);
+        hub.deliver();
+        assert!(matches!(
+            ready(&mut first),
+            Some(Err(ConnectError::Refused { .. }))
+        ));
+        // The second attempt is still waiting for its own answer.
+        assert_eq!(ready(&mut second), None);
+        hub.session_message(generation, r#"0/admin,{"sid":"a2"}"#.into());
+        assert_eq!(ready(&mut second), Some(Ok(())));
+        assert_eq!(admin.id().as_deref(), Some("a2"));
+    }
+
+    #[test]
+    fn a_connect_of_an_earlier_join_does_not_answer_a_later_one() {
+        let (socket, hub) = by_hand();
+        let (generation, wire) = open_session(&hub, "s1");
+        let admin = socket.io().socket("/admin");
+        let mut first = admin.connect();
+        assert_eq!(wire.take(), ["0/admin,"]);
+        let delivering = lock(&hub.delivering);
+        hub.session_message(generation, r#"0/admin,{"sid":"a1"}"#.into());
+        // Left and joined again before the CONNECT was delivered.
+        admin.disconnect();
+        let mut second = admin.connect();
+        drop(delivering);
+        hub.deliver();
+        // The first join was answered (it did connect, then left).
+        assert!(ready(&mut first).is_some());
+        assert!(!admin.connected());
+        assert_eq!(ready(&mut second), None, "not connected yet");
+        hub.session_message(generation, r#"4/admin,{"message":"no"}"#.into());
+        assert!(matches!(
+            ready(&mut second),
+            Some(Err(ConnectError::Refused { .. }))
+        ));
+    }
+
+    #[test]
+    fn a_join_made_by_a_disconnect_handler_is_not_closed() {
+        let (socket, hub) = by_hand();
+        let rejoin: Arc<Mutex<Option<ConnectFuture>>> = Arc::default();
+        let keep = rejoin.clone();
+        socket.on_disconnect(move |socket, _reason| {
+            *lock(&keep) = Some(socket.connect());
+        });
+        open_session(&hub, "s1");
+        socket.disconnect();
+        let mut joining = lock(&rejoin).take().expect("the handler joined again");
+        assert!(socket.active());
+        assert_eq!(ready(&mut joining), None, "waiting for the server");
+        let (_, _) = open_session(&hub, "s2");
+        assert_eq!(ready(&mut joining), Some(Ok(())));
+        assert_eq!(socket.id().as_deref(), Some("s2"));
+    }
+
+    #[test]
+    fn closing_while_another_thread_delivers_answers_the_joins() {
+        let (socket, hub) = by_hand();
+        let mut joining = socket.connect();
+        let admin = socket.io().socket("/admin");
+        let mut admin_joining = admin.connect();
+        // Another thread is at the end of a delivery (its queue empty) ...
+        let delivering = lock(&hub.delivering);
+        socket.io().disconnect();
+        // ... which it ends: nothing was queued since.
+        drop(delivering);
+        assert!(lock(&hub.events).is_empty());
+        assert_eq!(ready(&mut joining), Some(Err(ConnectError::Closed)));
+        assert_eq!(ready(&mut admin_joining), Some(Err(ConnectError::Closed)));
+    }
+
+    /// A runtime on plain threads: a thread per task, a thread per timer;
+    /// it connects nowhere (sessions come from the test).
+    #[derive(Clone)]
+    struct Threaded;
+
+    /// A timer of [`Threaded`].
+    struct Sleep {
+        deadline: Instant,
+        started: bool,
+    }
+
+    impl Future for Sleep {
+        type Output = ();
+
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            let deadline = self.deadline;
+            if Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
+            if !std::mem::replace(&mut self.started, true) {
+                let waker = cx.waker().clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                    waker.wake();
+                });
+            }
+            Poll::Pending
+        }
+    }
+
+    impl Runtime for Threaded {
+        type Sleep = Sleep;
+        type TcpStream = futures_util::io::Cursor<Vec<u8>>;
+        type TcpListener = ();
+
+        fn sleep_until(&self, deadline: Instant) -> Sleep {
+            Sleep {
+                deadline,
+                started: false,
+            }
+        }
+
+        fn spawn<F>(&self, future: F)
+        where
+            F: Future<Output = ()> + Send + 'static,
+        {
+            std::thread::spawn(move || block_on(future));
+        }
+
+        async fn connect(&self, _: &str, _: u16) -> std::io::Result<Self::TcpStream> {
+            Err(std::io::Error::other("no network in this test"))
+        }
+
+        async fn accept(&self, _: &()) -> std::io::Result<(Self::TcpStream, std::net::SocketAddr)> {
+            Err(std::io::Error::other("no network in this test"))
+        }
+    }
+
+    /// The async driver on [`Threaded`], its sessions played by the test:
+    /// each generation asked for goes to the test, which reports on the
+    /// session through `inputs`.
+    struct Scripted {
+        inputs: SessionInputs,
+        opens: std::sync::mpsc::Sender<u64>,
+    }
+
+    impl ClientDriver for Scripted {
+        fn start(self, hub: Arc<ClientHub>) {
+            let opens = self.opens;
+            start_driver(Threaded, &hub, self.inputs, move |_config, generation| {
+                let _ = opens.send(generation);
+            });
+        }
+    }
+
+    /// Where a test reports on its sessions to the driver.
+    type Reports = Arc<Mutex<mpsc::Sender<(u64, SessionInput)>>>;
+
+    /// A driver for [`Scripted`], what it reports sessions with, and the
+    /// generations it is asked to open.
+    fn scripted() -> (Scripted, Reports, std::sync::mpsc::Receiver<u64>) {
+        let (inputs_tx, inputs) = mpsc::channel(64);
+        let (opens, opened) = std::sync::mpsc::channel();
+        let driver = Scripted { inputs, opens };
+        (driver, Arc::new(Mutex::new(inputs_tx)), opened)
+    }
+
+    /// Long enough to mean "never" in a test.
+    const HANG: Duration = Duration::from_secs(30);
+
+    /// Reports `input` to the driver.
+    fn report(
+        inputs: &Mutex<mpsc::Sender<(u64, SessionInput)>>,
+        generation: u64,
+        input: SessionInput,
+    ) {
+        use futures_util::SinkExt;
+        let mut inputs = lock(inputs).clone();
+        block_on(inputs.send((generation, input))).expect("the driver is running");
+    }
+
+    fn message(text: &str) -> SessionInput {
+        SessionInput::Event(EngineEvent::Message(text.to_owned().into()))
+    }
+
+    /// `future`'s output, on a thread of its own; `None` if it takes
+    /// [`HANG`].
+    fn bounded<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> Option<T> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(block_on(future));
+        });
+        rx.recv_timeout(HANG).ok()
+    }
+
+    #[test]
+    fn timers_run_while_the_session_keeps_the_driver_busy() {
+        let (driver, inputs, opens) = scripted();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let generation: Arc<OnceLock<u64>> = Arc::default();
+        let (feed, flag, current) = (inputs.clone(), stop.clone(), generation.clone());
+        let socket = ClientBuilder::new("http://localhost:3000")
+            .on("tick", move |_socket, _event| {
+                // The server streams: the next tick is always there already.
+                if !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    let next = (
+                        current.get().copied().unwrap_or_default(),
+                        message(r#"2["tick"]"#),
+                    );
+                    let _ = lock(&feed).try_send(next);
+                }
+            })
+            .build(driver)
+            .unwrap();
+        let g = opens.recv_timeout(HANG).expect("a session is asked for");
+        generation.set(g).unwrap();
+        report(
+            &inputs,
+            g,
+            SessionInput::Opened(Box::new(Wire::default()), "e1".into()),
+        );
+        report(&inputs, g, message(r#"0{"sid":"s1"}"#));
+        let joined = socket.connect();
+        assert_eq!(bounded(joined), Some(Ok(())));
+        let answer = socket
+            .emit_with_ack("never answered", &(), Duration::from_millis(20))
+            .unwrap();
+        report(&inputs, g, message(r#"2["tick"]"#));
+        let outcome = bounded(answer);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(outcome, Some(Err(AckError::Timeout)));
+    }
+
+    #[test]
+    fn joins_given_up_on_are_not_kept() {
+        let (socket, hub) = by_hand();
+        let (_generation, wire) = open_session(&hub, "s1");
+        let admin = socket.io().socket("/admin");
+        // The server never answers; the application keeps trying, each
+        // time giving up on the join after a while.
+        for _ in 0..1000 {
+            drop(admin.connect());
+        }
+        assert_eq!(wire.take(), ["0/admin,"]);
+        let entry = hub.entry("/admin").unwrap();
+        assert!(lock(&entry.waiters).len() <= 1);
+    }
+
+    #[test]
+    fn a_session_handed_over_as_the_client_goes_is_closed() {
+        let (driver, inputs, opens) = scripted();
+        let (release_tx, release) = futures_channel::oneshot::channel::<()>();
+        let release = Arc::new(Mutex::new(Some(release)));
+        let socket = ClientBuilder::new("http://localhost:3000")
+            .max_running_handlers(1)
+            .on_async("work", move |socket, _event| {
+                let release = lock(&release).take();
+                async move {
+                    drop(socket);
+                    if let Some(release) = release {
+                        let _ = release.await;
+                    }
+                }
+            })
+            .build(driver)
+            .unwrap();
+        let g = opens.recv_timeout(HANG).expect("a session is asked for");
+        report(
+            &inputs,
+            g,
+            SessionInput::Opened(Box::new(Wire::default()), "e1".into()),
+        );
+        report(&inputs, g, message(r#"0{"sid":"s1"}"#));
+        assert_eq!(bounded(socket.connect()), Some(Ok(())));
+        // The handler runs: no room for more, the driver reads nothing.
+        report(&inputs, g, message(r#"2["work"]"#));
+        let gate = socket.hub.handler_gate().clone();
+        let start = Instant::now();
+        while gate.has_room() && start.elapsed() < HANG {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(!gate.has_room());
+        // A session's handshake completes (one asked for earlier, say), and
+        // waits in the queue as the application drops the client.
+        let late = Wire::default();
+        report(
+            &inputs,
+            g,
+            SessionInput::Opened(Box::new(late.clone()), "e2".into()),
+        );
+        drop(socket);
+        let start = Instant::now();
+        while !late.closed() && start.elapsed() < HANG {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let _ = release_tx.send(());
+        assert!(late.closed(), "the session would stay open for nothing");
     }
 
     #[test]
