@@ -1492,10 +1492,17 @@ impl ClientHub {
                 return;
             };
             loop {
+                // Taken off the queue under the session's lock: a session
+                // reported opened meanwhile ([`session_opened`], which looks
+                // for an open or close still queued) then waits for the
+                // generation this one moves on to, instead of finding
+                // neither and being taken for the current session.
+                //
+                // [`session_opened`]: Self::session_opened
+                let mut session = lock(&self.session);
                 let Some(transmit) = lock(&self.outbox).pop_front() else {
                     break;
                 };
-                let mut session = lock(&self.session);
                 match transmit {
                     ClientTransmit::Send(message) => {
                         if let Some(link) = &session.link {
