@@ -161,7 +161,9 @@ pub fn server_negotiates_subprotocol(rt: RuntimeKind) {
     assert_eq!(raw::header(&head, "sec-websocket-protocol"), None);
 }
 
-fn client_deflate() -> Deflate {
+/// A client's permessage-deflate, with context takeover and full windows
+/// both ways.
+pub fn client_deflate() -> Deflate {
     let params = DeflateParams {
         server_no_context_takeover: false,
         client_no_context_takeover: false,
