@@ -7,8 +7,8 @@
 //!   the v3 cases;
 //! - `conformance-server` on each runtime (`tokio`, `smol`, `async_std`,
 //!   `threads`): v4 on `/engine.io/`; v3 on an in-process server with the
-//!   same routes and `allow_eio3` (until the Socket.IO server takes v3
-//!   clients on `/socket.io/`, contract section 3).
+//!   same routes and `allow_eio3` (the contract keeps `/engine.io/` v4
+//!   only; its v3 clients are Socket.IO's, on `/socket.io/`, section 3).
 //!
 //! Where Node does not do what the contract demands, the case is still run
 //! against our server and is `#[ignore]`d for Node with the reason.

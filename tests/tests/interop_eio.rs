@@ -27,7 +27,8 @@ enum Server {
     Node(PeerProcess),
     Ours(ServerProcess),
     /// Our routes in-process with `allow_eio3` at `/engine.io/`, for the v3
-    /// client until the Socket.IO server takes v3 on `/socket.io/`.
+    /// client (the contract keeps `conformance-server`'s `/engine.io/` v4
+    /// only).
     OursEio3(SocketAddr),
 }
 
