@@ -11,6 +11,10 @@
 //!   placeholder read into a `serde_json::Value` stays an object).
 //! - [`Walk`] walks a payload once and checks that every placeholder points
 //!   at one of the attachments.
+//! - [`Reading`] puts the attachments of the packet being read where a
+//!   [`Binary`] finds them when its placeholder reaches it as a plain map:
+//!   serde reads `#[serde(flatten)]` fields, untagged and internally tagged
+//!   enums from a buffer of its own, past [`BinDe`].
 //!
 //! Serde moves bytes as `&[u8]`, which would make every attachment a copy.
 //! [`Binary`] avoids it: it leaves a clone of its [`Bytes`] (a reference
@@ -148,7 +152,46 @@ impl Serialize for Binary {
 
 impl<'de> de::Deserialize<'de> for Binary {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_byte_buf(BinaryVisitor)
+        if READING.with(|slot| slot.borrow().is_some()) {
+            // A packet's values: its placeholder may come as a plain map
+            // (serde buffers flattened fields and enums that are not
+            // externally tagged), read by `visit_map`.
+            deserializer.deserialize_any(BinaryVisitor)
+        } else {
+            deserializer.deserialize_byte_buf(BinaryVisitor)
+        }
+    }
+}
+
+thread_local! {
+    /// The attachments of the packet whose values are being read (see
+    /// [`Reading`]).
+    static READING: RefCell<Option<Vec<Bytes>>> = const { RefCell::new(None) };
+}
+
+/// Gives a [`Binary`] read as a map the attachments its placeholder points
+/// into, until dropped.
+///
+/// Serde reads `#[serde(flatten)]` fields, untagged and internally tagged
+/// enums from a buffer of its own, which knows nothing of [`BinDe`] and
+/// refuses to read bytes from a map: the placeholder reaches [`Binary`] as
+/// a map, and [`Binary`] finds its attachment here.
+pub(super) struct Reading {
+    previous: Option<Vec<Bytes>>,
+}
+
+impl Reading {
+    /// Reading the values of a packet with `attachments`.
+    pub(super) fn start(attachments: &[Bytes]) -> Reading {
+        let previous = READING.with(|slot| slot.replace(Some(attachments.to_vec())));
+        Reading { previous }
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        READING.with(|slot| *slot.borrow_mut() = previous);
     }
 }
 
@@ -179,6 +222,25 @@ impl<'de> Visitor<'de> for BinaryVisitor {
             out.push(byte);
         }
         Ok(Binary(out.into()))
+    }
+
+    /// A placeholder, while a packet's values are read ([`Reading`]).
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Binary, A::Error> {
+        let n = match read_placeholder(map)? {
+            MapKind::Placeholder(n) => n,
+            MapKind::BadPlaceholder => return Err(de::Error::custom("invalid binary placeholder")),
+            MapKind::Plain => return Err(de::Error::invalid_type(de::Unexpected::Map, &self)),
+        };
+        READING
+            .with(|slot| {
+                let slot = slot.borrow();
+                let attachments = slot.as_deref()?;
+                attachments.get(usize::try_from(n).ok()?).cloned()
+            })
+            .map(Binary)
+            .ok_or_else(|| {
+                de::Error::custom(format_args!("placeholder {n} points past the attachments"))
+            })
     }
 }
 
@@ -650,6 +712,23 @@ fn classify(placeholder: bool, num: Option<Scalar>) -> MapKind {
     }
 }
 
+/// Reads a map as far as placeholders care (later duplicate keys win, as
+/// with `JSON.parse`).
+fn read_placeholder<'de, A: MapAccess<'de>>(mut map: A) -> Result<MapKind, A::Error> {
+    let mut placeholder = false;
+    let mut num = None;
+    while let Some(key) = map.next_key::<Key>()? {
+        match key {
+            Key::Placeholder => placeholder = map.next_value_seed(ScalarSeed)? == Scalar::True,
+            Key::Num => num = Some(map.next_value_seed(ScalarSeed)?),
+            Key::Other => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+    }
+    Ok(classify(placeholder, num))
+}
+
 /// A placeholder that is malformed or points past the attachments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum PlaceholderError {
@@ -1069,19 +1148,8 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for BytesVisitor<'de, V> {
         self.pass().visit_seq(seq)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<V::Value, A::Error> {
-        let mut placeholder = false;
-        let mut num = None;
-        while let Some(key) = map.next_key::<Key>()? {
-            match key {
-                Key::Placeholder => placeholder = map.next_value_seed(ScalarSeed)? == Scalar::True,
-                Key::Num => num = Some(map.next_value_seed(ScalarSeed)?),
-                Key::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        match classify(placeholder, num) {
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        match read_placeholder(map)? {
             MapKind::Placeholder(n) => {
                 let attachment = usize::try_from(n)
                     .ok()

@@ -12,7 +12,7 @@
 //! | part | rule |
 //! | --- | --- |
 //! | kind | one digit, `0`-`6` ([`PacketKind`]) |
-//! | attachments | BINARY_EVENT and BINARY_ACK only: a positive count, then `-` |
+//! | attachments | BINARY_EVENT and BINARY_ACK only: a count, then `-` (socket.io 2.x sends `0` for data it was told is binary) |
 //! | namespace | only when not `/`: starts with `/`, runs to the first `,` (or the end of the message) |
 //! | ack id | decimal digits |
 //! | payload | JSON; binary values replaced by `{"_placeholder":true,"num":N}` |
@@ -30,7 +30,7 @@ use serde::de::value::SeqAccessDeserializer;
 use serde::de::{self, DeserializeSeed, Deserializer as _, IgnoredAny, SeqAccess, Visitor};
 
 use super::ProtocolVersion;
-use super::binary::{BinDe, BinSeed, BinSeq, BinSer, Collected, PlaceholderError, Walk};
+use super::binary::{BinDe, BinSeed, BinSeq, BinSer, Collected, PlaceholderError, Reading, Walk};
 use crate::engineio::MessageData;
 use crate::ws::Text;
 
@@ -189,7 +189,9 @@ impl RawJson {
 
     /// Serializes `value` as plain JSON (a binary value becomes an array of
     /// numbers; binary attachments are made by [`Packet::event`],
-    /// [`Packet::ack`] and [`encode_event`]).
+    /// [`Packet::ack`] and [`encode_event`]). A value nesting deeper than
+    /// [`MAX_JSON_DEPTH`] is an error, as with [`RawJson::new`], so that
+    /// [`RawJson::to_value`] can read it back.
     ///
     /// ```
     /// use switchboard_core::socketio::RawJson;
@@ -198,7 +200,11 @@ impl RawJson {
     /// ```
     pub fn from_serialize<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
         let json = serde_json::to_vec(value)?;
-        Ok(RawJson(Text::from_validated(json.into())))
+        let json = Text::from_validated(json.into());
+        if !nesting_within_limit(json.as_str()) {
+            return Err(de::Error::custom(TOO_DEEP));
+        }
+        Ok(RawJson(json))
     }
 
     /// Wraps text known to be one JSON value.
@@ -463,6 +469,7 @@ impl Packet {
     /// ```
     pub fn args<'a, T: de::Deserialize<'a>>(&'a self) -> Result<T, serde_json::Error> {
         let json = self.data.as_ref().map_or("[]", RawJson::as_str);
+        let _reading = Reading::start(&self.attachments);
         let mut de = serde_json::Deserializer::from_str(json);
         let value = de.deserialize_seq(AllArgs {
             skip: usize::from(self.kind.is_event()),
@@ -486,6 +493,7 @@ impl Packet {
     /// ```
     pub fn arg<'a, T: de::Deserialize<'a>>(&'a self, index: usize) -> Result<T, serde_json::Error> {
         let json = self.data.as_ref().map_or("[]", RawJson::as_str);
+        let _reading = Reading::start(&self.attachments);
         let mut de = serde_json::Deserializer::from_str(json);
         let value = de.deserialize_seq(NthArg {
             skip: usize::from(self.kind.is_event()).saturating_add(index),
@@ -505,6 +513,7 @@ impl Packet {
     /// event's array as a whole.
     pub fn data<'a, T: de::Deserialize<'a>>(&'a self) -> Result<T, serde_json::Error> {
         let json = self.data.as_ref().map_or("null", RawJson::as_str);
+        let _reading = Reading::start(&self.attachments);
         let mut de = serde_json::Deserializer::from_str(json);
         let value = T::deserialize(BinDe::new(&mut de, &self.attachments))?;
         de.end()?;
@@ -1109,13 +1118,17 @@ impl Default for DecoderConfig {
     }
 }
 
+/// How many attachments a pending packet has room for before they come,
+/// whatever its count (the default limit).
+const PREALLOCATED_ATTACHMENTS: usize = 10;
+
 /// Turns the Engine.IO messages of one session into Socket.IO packets.
 ///
-/// A text message is a packet, complete unless it is a binary event or ack:
-/// those wait for exactly as many binary messages as they announce, which
-/// become their [`attachments`](Packet::attachments) in order. Every
-/// placeholder in their payload is checked against that count as soon as
-/// the text arrives.
+/// A text message is a packet, complete unless it is a binary event or ack
+/// announcing attachments: those wait for exactly as many binary messages
+/// as they announce, which become their [`attachments`](Packet::attachments)
+/// in order. Every placeholder in their payload is checked against that
+/// count as soon as the text arrives.
 ///
 /// On an error the decoder drops any partial packet and expects a new one;
 /// a server closes the session (see [`DecodeError`]).
@@ -1186,7 +1199,9 @@ impl Decoder {
         if expected == 0 {
             return Ok(Some(packet));
         }
-        packet.attachments = Vec::with_capacity(expected);
+        // Room for what the default limit allows: the count is the peer's
+        // word, and the limit may be raised as far as `usize::MAX`.
+        packet.attachments = Vec::with_capacity(expected.min(PREALLOCATED_ATTACHMENTS));
         self.pending = Some((packet, expected));
         Ok(None)
     }
@@ -1235,8 +1250,9 @@ pub enum DecodeError {
     /// A first character other than `0`-`6`.
     #[error("unknown packet type {0:?}")]
     UnknownPacketType(char),
-    /// A binary packet whose attachment count is missing, not a number,
-    /// zero, or not followed by `-`.
+    /// A binary packet whose attachment count is missing, not a number, or
+    /// not followed by `-`. (A count of 0 is a complete packet, as the
+    /// official parsers read it.)
     #[error("invalid attachment count")]
     InvalidAttachmentCount,
     /// A binary packet announcing more attachments than
@@ -1338,10 +1354,10 @@ fn decode_text(
         if digits == 0 || bytes.get(i + digits) != Some(&b'-') {
             return Err(DecodeError::InvalidAttachmentCount);
         }
+        // A count of 0 is a packet "labeled binary but no binary data to
+        // follow", as socket.io 2.x sends an event forced binary: complete
+        // as it is (as the official parsers take it).
         let count = parse_u64(&bytes[i..i + digits]).unwrap_or(u64::MAX);
-        if count == 0 {
-            return Err(DecodeError::InvalidAttachmentCount);
-        }
         expected = usize::try_from(count)
             .ok()
             .filter(|&count| count <= config.max_attachments)
@@ -1435,8 +1451,9 @@ fn parse_u64(digits: &[u8]) -> Option<u64> {
 
 /// How deep the arrays and objects of a payload may nest: as deep as
 /// serde_json reads back (its recursion limit of 128 takes 127 levels), so
-/// that every payload the decoder or [`RawJson::new`] accepts can be read
-/// as a [`serde_json::Value`]. Deeper JSON is refused as invalid.
+/// that every payload the decoder, [`RawJson::new`] or
+/// [`RawJson::from_serialize`] accepts can be read as a
+/// [`serde_json::Value`]. Deeper JSON is refused as invalid.
 pub const MAX_JSON_DEPTH: usize = 127;
 
 const TOO_DEEP: &str = "arrays and objects nested deeper than 127 levels";
@@ -2510,7 +2527,6 @@ mod tests {
             // Attachment counts.
             (r#"5["a"]"#, InvalidAttachmentCount),
             (r#"5-["a"]"#, InvalidAttachmentCount),
-            (r#"50-["a"]"#, InvalidAttachmentCount),
             (r#"51["a"]"#, InvalidAttachmentCount),
             (r#"51e1-["a"]"#, InvalidAttachmentCount),
             ("5", InvalidAttachmentCount),
@@ -2660,6 +2676,201 @@ mod tests {
         assert_eq!(decoder.pending_attachments(), 11);
     }
 
+    /// A binary packet announcing no attachments (`50-`), as socket.io
+    /// 2.x writes an event forced binary without binary data
+    /// (`socket.binary(true).emit("x", "y")`): socket.io-parser (3.x and
+    /// 4.x) hands it out at once, "labeled binary but no binary data to
+    /// follow". It is complete, and the packet after it decodes.
+    #[test]
+    fn binary_packets_without_attachments_are_complete() {
+        for version in [V4, V5] {
+            let mut decoder = decoder(version);
+            let packet = decoder
+                .receive_text(Text::from(r#"50-/nsp,0["forced binary"]"#))
+                .unwrap()
+                .unwrap();
+            assert_eq!(packet.kind, PacketKind::BinaryEvent);
+            assert_eq!((packet.namespace.as_str(), packet.id), ("/nsp", Some(0)));
+            assert_eq!(packet.event_name().as_deref(), Some("forced binary"));
+            assert!(packet.attachments.is_empty());
+            assert_eq!(decoder.pending_attachments(), 0);
+            // Sent on as the plain event it is.
+            assert_eq!(packet.encode(version).text, r#"2/nsp,0["forced binary"]"#);
+            let ack = decoder
+                .receive_text(Text::from(r#"60-3["ok",1]"#))
+                .unwrap()
+                .unwrap();
+            assert_eq!((ack.kind, ack.id), (PacketKind::BinaryAck, Some(3)));
+            assert_eq!(ack.args::<(String, u8)>().unwrap(), ("ok".into(), 1));
+            // A placeholder still needs an attachment to point at.
+            assert_eq!(
+                decoder.receive_text(Text::from(r#"50-["a",{"_placeholder":true,"num":0}]"#)),
+                Err(DecodeError::PlaceholderOutOfRange {
+                    num: 0,
+                    attachments: 0
+                })
+            );
+            assert!(
+                decoder
+                    .receive_text(Text::from(r#"2["next"]"#))
+                    .unwrap()
+                    .is_some()
+            );
+            assert_eq!(
+                decoder.receive_binary(Bytes::from_static(b"x")),
+                Err(DecodeError::UnexpectedBinary)
+            );
+        }
+    }
+
+    /// However many attachments a packet announces, the decoder sets
+    /// nothing aside for them before they come: a limit raised as far as
+    /// it goes (`usize::MAX`, no limit) must not let one packet's count
+    /// make the decoder reserve memory for that many (a capacity overflow
+    /// panic, or an allocation failure that aborts the process).
+    #[test]
+    fn a_huge_attachment_count_reserves_nothing() {
+        let config = DecoderConfig {
+            max_attachments: usize::MAX,
+            ..DecoderConfig::default()
+        };
+        for count in [
+            "18446744073709551615",
+            "99999999999999",
+            "4611686018427387904",
+        ] {
+            let mut decoder = Decoder::new(V5, config);
+            let text = format!(r#"5{count}-["a",{{"_placeholder":true,"num":0}}]"#);
+            assert_eq!(decoder.receive_text(Text::from(text)), Ok(None));
+            assert_eq!(
+                decoder.pending_attachments(),
+                count.parse::<usize>().unwrap()
+            );
+            assert_eq!(decoder.receive_binary(Bytes::from_static(b"x")), Ok(None));
+            // The next text ends the partial packet; the one after decodes.
+            assert!(matches!(
+                decoder.receive_text(Text::from(r#"2["b"]"#)),
+                Err(DecodeError::UnexpectedText { .. })
+            ));
+            assert!(
+                decoder
+                    .receive_text(Text::from(r#"2["b"]"#))
+                    .unwrap()
+                    .is_some()
+            );
+        }
+    }
+
+    /// A [`Binary`] in a type serde reads through a buffer of its own
+    /// (`#[serde(flatten)]`, untagged and internally tagged enums) reads
+    /// back from the placeholder the encoder wrote for it, without a copy.
+    #[test]
+    fn binary_in_flattened_and_untagged_types_reads_back() {
+        #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+        struct File {
+            file: Binary,
+            thumb: Option<Binary>,
+        }
+        #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+        struct Upload {
+            name: String,
+            #[serde(flatten)]
+            file: File,
+        }
+        #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+        #[serde(untagged)]
+        enum Message {
+            Text { text: String },
+            Blob { blob: Binary },
+        }
+        #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+        #[serde(tag = "type")]
+        enum Chunk {
+            Data { index: u32, data: Vec<Binary> },
+            End,
+        }
+        type Args = (Upload, Vec<Message>, Chunk, Chunk);
+        let args: Args = (
+            Upload {
+                name: "a.png".into(),
+                file: File {
+                    file: Binary::from(vec![1, 2]),
+                    thumb: Some(Binary::from(vec![3])),
+                },
+            },
+            vec![
+                Message::Text { text: "hi".into() },
+                Message::Blob {
+                    blob: Binary::from(vec![4]),
+                },
+            ],
+            Chunk::Data {
+                index: 7,
+                data: vec![Binary::from(vec![5]), Binary::from(vec![])],
+            },
+            Chunk::End,
+        );
+        for version in [V4, V5] {
+            let encoded = encode_event("/up", "upload", &args, Some(1)).unwrap();
+            assert_eq!(encoded.attachments.len(), 5);
+            let attachments: Vec<&[u8]> = encoded.attachments.iter().map(|a| &a[..]).collect();
+            let packet = decode(encoded.text.as_str(), &attachments, version).unwrap();
+            let back: Args = packet.args().unwrap();
+            assert_eq!(back, args);
+            assert_eq!(back.0.file.file.as_ptr(), packet.attachments[0].as_ptr());
+            assert_eq!(packet.arg::<Upload>(0).unwrap(), args.0);
+            // An array is not one message.
+            assert!(packet.arg::<Message>(1).is_err());
+            assert_eq!(packet.arg::<Vec<Message>>(1).unwrap(), args.1);
+            let whole: (String, Upload, Vec<Message>, Chunk, Chunk) = packet.data().unwrap();
+            assert_eq!((whole.1, whole.2, whole.3, whole.4), args);
+            let ack = encode_ack(
+                "/up",
+                1,
+                &(Chunk::Data {
+                    index: 0,
+                    data: vec![Binary::from(vec![9])],
+                },),
+            )
+            .unwrap();
+            let packet = decode(ack.text.as_str(), &[&[9]], version).unwrap();
+            let (chunk,): (Chunk,) = packet.args().unwrap();
+            assert_eq!(
+                chunk,
+                Chunk::Data {
+                    index: 0,
+                    data: vec![Binary::from(vec![9])]
+                }
+            );
+        }
+        // A placeholder that points nowhere, or is malformed, is still an
+        // error there.
+        for text in [
+            r#"51-["e",{"name":"x","file":{"_placeholder":false,"num":0}}]"#,
+            r#"51-["e",{"name":"x","file":{"num":0}}]"#,
+        ] {
+            let decoded = decode(text, &[b"x"], V5).unwrap();
+            assert!(decoded.args::<(Upload,)>().is_err(), "{text}");
+        }
+        let plain = decode(
+            r#"2["e",{"name":"x","file":{"_placeholder":true,"num":0}}]"#,
+            &[],
+            V5,
+        )
+        .unwrap();
+        assert!(plain.args::<(Upload,)>().is_err());
+        let built = with_attachments(
+            packet(
+                PacketKind::BinaryEvent,
+                "/",
+                Some(r#"["e",{"name":"x","file":{"_placeholder":true,"num":1}}]"#),
+                None,
+            ),
+            &[b"x"],
+        );
+        assert!(built.args::<(Upload,)>().is_err());
+    }
+
     #[test]
     fn decoded_parts_share_the_message() {
         let text = Text::from(String::from(r#"2/admin,7["shared",1]"#));
@@ -2688,6 +2899,22 @@ mod tests {
     /// and an escaped quote (which must not count).
     fn nested(depth: usize) -> String {
         format!("{}\"[[{{\\\"\"{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    /// A value serialized into a [`RawJson`] nests no deeper than what
+    /// [`RawJson::new`] takes: one that does (a client's auth, 127 levels,
+    /// kept one level down) is an error, not a `RawJson` whose
+    /// [`to_value`](RawJson::to_value) panics.
+    #[test]
+    fn serialized_json_nested_too_deep_is_refused() {
+        let mut value = json!("x");
+        for _ in 0..MAX_JSON_DEPTH {
+            value = json!([value]);
+        }
+        let raw = RawJson::from_serialize(&value).unwrap();
+        assert_eq!(raw.to_value(), value);
+        let deeper = json!({ "auth": value });
+        assert!(RawJson::from_serialize(&deeper).is_err());
     }
 
     #[test]
@@ -2837,6 +3064,89 @@ mod tests {
             })
     }
 
+    /// A value with binary data anywhere, read back untagged (so through
+    /// serde's own buffer: see `Reading`).
+    #[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+    #[serde(untagged)]
+    enum Tree {
+        Leaf(i64),
+        List(Vec<Tree>),
+        Map(std::collections::BTreeMap<String, Tree>),
+        Blob(Binary),
+    }
+
+    fn arb_tree() -> impl Strategy<Value = Tree> {
+        let leaf = prop_oneof![
+            any::<i64>().prop_map(Tree::Leaf),
+            proptest::collection::vec(any::<u8>(), 0..6).prop_map(|b| Tree::Blob(b.into())),
+        ];
+        leaf.prop_recursive(6, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Tree::List),
+                proptest::collection::btree_map("[a-z_]{0,6}", inner, 0..4).prop_map(Tree::Map),
+            ]
+        })
+    }
+
+    /// The binary values of `tree`, in the order they are written.
+    fn blobs(tree: &Tree, out: &mut Vec<Binary>) {
+        match tree {
+            Tree::Leaf(_) => {}
+            Tree::Blob(blob) => out.push(blob.clone()),
+            Tree::List(items) => items.iter().for_each(|item| blobs(item, out)),
+            Tree::Map(map) => map.values().for_each(|item| blobs(item, out)),
+        }
+    }
+
+    /// The parts of a packet's text as socket.io-parser 4 (`decodeString`)
+    /// reads them: kind, attachments, namespace, ack id and payload text.
+    /// (Its JavaScript loose comparisons reduced to what they do on the
+    /// characters our encoder writes.)
+    fn node_parts(text: &str) -> (u8, Option<u64>, String, Option<u64>, String) {
+        let chars: Vec<char> = text.chars().collect();
+        let at = |i: usize| chars.get(i).copied();
+        let kind = at(0).and_then(|c| c.to_digit(10)).unwrap() as u8;
+        let mut i = 0;
+        let mut attachments = None;
+        if kind == 5 || kind == 6 {
+            let start = i + 1;
+            i += 1;
+            while at(i) != Some('-') && i != chars.len() {
+                i += 1;
+            }
+            let buf: String = chars[start..i].iter().collect();
+            attachments = Some(buf.parse().unwrap());
+        }
+        let mut nsp = "/".to_string();
+        if at(i + 1) == Some('/') {
+            let start = i + 1;
+            loop {
+                i += 1;
+                if at(i) == Some(',') || i == chars.len() {
+                    break;
+                }
+            }
+            nsp = chars[start..i].iter().collect();
+        }
+        let mut id = None;
+        if at(i + 1).is_some_and(|c| c.is_ascii_digit()) {
+            let start = i + 1;
+            loop {
+                i += 1;
+                if !at(i).is_some_and(|c| c.is_ascii_digit()) {
+                    i -= 1;
+                    break;
+                }
+            }
+            let digits: String = chars[start..=i].iter().collect();
+            id = Some(digits.parse().unwrap());
+        }
+        let payload: String = chars
+            .get(i + 1..)
+            .map_or(String::new(), |rest| rest.iter().collect());
+        (kind, attachments, nsp, id, payload)
+    }
+
     fn arb_version() -> impl Strategy<Value = ProtocolVersion> {
         prop_oneof![Just(V4), Just(V5)]
     }
@@ -2849,6 +3159,68 @@ mod tests {
             let attachments: Vec<&[u8]> = encoded.attachments.iter().map(|a| &a[..]).collect();
             let decoded = decode(encoded.text.as_str(), &attachments, version);
             prop_assert_eq!(decoded, Ok(packet));
+        }
+
+        /// What we write, Node's parser reads as we do: the same
+        /// namespace, ack id, attachment count and payload.
+        #[test]
+        fn node_reads_what_we_write(packet in arb_packet(), version in arb_version()) {
+            let encoded = packet.encode(version);
+            let (kind, attachments, nsp, id, payload) = node_parts(encoded.text.as_str());
+            let decoded = decode(
+                encoded.text.as_str(),
+                &encoded.attachments.iter().map(|a| &a[..]).collect::<Vec<_>>(),
+                version,
+            )
+            .unwrap();
+            prop_assert_eq!(kind, decoded.kind.as_u8());
+            prop_assert_eq!(attachments, decoded.kind.is_binary().then_some(encoded.attachments.len() as u64));
+            let namespace = if packet.namespace.is_empty() { "/" } else { packet.namespace.as_str() };
+            if version == V4 && packet.kind == PacketKind::Connect {
+                prop_assert!(nsp == namespace || nsp.starts_with(&format!("{namespace}?")), "{}", nsp);
+            } else {
+                prop_assert_eq!(nsp.as_str(), namespace);
+                prop_assert_eq!(payload.as_str(), packet.data.as_ref().map_or("", RawJson::as_str));
+            }
+            prop_assert_eq!(id, packet.id);
+        }
+
+        /// Binary values anywhere in nested arrays and objects, in events
+        /// and acks: one attachment each, in order, read back in place.
+        #[test]
+        fn binary_anywhere_round_trips(
+            tree in arb_tree(),
+            namespace in arb_namespace(),
+            id in any::<u64>(),
+            version in arb_version(),
+        ) {
+            let mut expected = Vec::new();
+            blobs(&tree, &mut expected);
+            for encoded in [
+                encode_event(&namespace, "tree", &(&tree, 1), Some(id)).unwrap(),
+                encode_ack(&namespace, id, &(&tree, 1)).unwrap(),
+            ] {
+                prop_assert_eq!(
+                    encoded.attachments.iter().map(|a| &a[..]).collect::<Vec<_>>(),
+                    expected.iter().map(|b| &b[..]).collect::<Vec<_>>()
+                );
+                let mut decoder = decoder(version);
+                let mut result = Ok(None);
+                for message in encoded.into_messages() {
+                    prop_assert_eq!(&result, &Ok(None));
+                    result = decoder.receive(message);
+                }
+                let packet = result.unwrap().unwrap();
+                prop_assert_eq!(packet.id, Some(id));
+                let (back, one): (Tree, u8) = packet.args().unwrap();
+                prop_assert_eq!(&back, &tree);
+                prop_assert_eq!(one, 1);
+                let mut found = Vec::new();
+                blobs(&back, &mut found);
+                for (blob, attachment) in found.iter().zip(&packet.attachments) {
+                    prop_assert_eq!(blob.as_ptr(), attachment.as_ptr());
+                }
+            }
         }
 
         #[test]
@@ -2919,7 +3291,14 @@ mod tests {
         ) {
             let mut decoder = decoder(V5);
             for message in messages {
-                if let Ok(Some(packet)) = decoder.receive(message) {
+                let result = decoder.receive(message);
+                if result.is_err() {
+                    // An error leaves nothing behind: the next packet decodes.
+                    prop_assert_eq!(decoder.pending_attachments(), 0);
+                    let next = decoder.clone().receive_text(Text::from(r#"2["next"]"#));
+                    prop_assert!(matches!(next, Ok(Some(_))), "{:?}", next);
+                }
+                if let Ok(Some(packet)) = result {
                     // Whatever decodes can be read and encoded again.
                     let _ = packet.event_name();
                     let _ = packet.args::<serde_json::Value>();
