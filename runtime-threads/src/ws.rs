@@ -118,11 +118,13 @@ impl Writer {
     /// run while it blocks: when one that is due leaves the connection
     /// done (a keep-alive that failed, a close that timed out), it gives up
     /// with [`Error::Closed`] and closes the transport. An end of stream
-    /// the reader met meanwhile (`peer_ended`) is the core's too. Once the
-    /// transport is closed nothing is written (its callers look at
+    /// the reader met meanwhile (`peer_ended`) is the core's too, and so is
+    /// a close another thread asked for meanwhile ([`close_on`]): it is
+    /// started behind what is queued, so its timeout bounds the wait. Once
+    /// the transport is closed nothing is written (its callers look at
     /// `transport_closed`).
-    fn flush(&mut self, peer_ended: &AtomicBool) -> Result<(), Error> {
-        self.flush_waiting(peer_ended, |_| {})
+    fn flush(&mut self, signals: &Signals) -> Result<(), Error> {
+        self.flush_waiting(signals, |_| {})
     }
 
     /// [`flush`](Self::flush), handing the connection to `on_wait` each
@@ -132,7 +134,7 @@ impl Writer {
     /// close timeout bounds the wait.
     fn flush_waiting(
         &mut self,
-        peer_ended: &AtomicBool,
+        signals: &Signals,
         mut on_wait: impl FnMut(&mut Connection),
     ) -> Result<(), Error> {
         // The timeout holds until the timers run again, after a wait.
@@ -156,7 +158,11 @@ impl Writer {
                     bounded = false;
                     let now = Instant::now();
                     on_wait(&mut self.conn);
-                    if peer_ended.load(Ordering::Acquire) {
+                    if let Some(frame) = signals.take_close_request() {
+                        // Refused only when already closing: nothing to do.
+                        let _ = self.conn.close(frame);
+                    }
+                    if signals.peer_ended.load(Ordering::Acquire) {
                         self.conn.handle_eof();
                     }
                     let due = self.conn.poll_timeout().is_some_and(|at| at <= now);
@@ -234,10 +240,37 @@ struct Shared {
     /// ([`hand_back_missed_deadline`]), so the watcher never blocks on a
     /// connection (a sender may hold the lock while the socket is full).
     deadline_missed: AtomicBool,
+    /// What other threads tell a writer that holds `writer`'s lock.
+    signals: Signals,
+}
+
+/// What a writer blocked on a full socket (holding the writer's lock)
+/// learns from other threads, between write slices.
+#[derive(Default)]
+struct Signals {
     /// Set by the reader when its read met the end of stream, before it
     /// waits for `writer`'s lock: a sender blocked writing to a peer that
     /// shut its side down and reads nothing learns it there.
     peer_ended: AtomicBool,
+    /// A close a [`Sender::close`] (or [`WebSocket::close`]) asked for
+    /// before it waits for `writer`'s lock ([`close_on`]): a sender blocked
+    /// writing to a peer that reads nothing starts it, so the close timeout
+    /// ends that write (without keep-alive, nothing else would) and the
+    /// close does not wait for the lock for good.
+    close_request: Mutex<Option<Option<CloseFrame>>>,
+}
+
+impl Signals {
+    fn close_request(&self) -> MutexGuard<'_, Option<Option<CloseFrame>>> {
+        self.close_request
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The close asked for, if any: the taker starts it.
+    fn take_close_request(&self) -> Option<Option<CloseFrame>> {
+        self.close_request().take()
+    }
 }
 
 /// The deadline watcher's call at a deadline it was handed: runs the
@@ -282,20 +315,26 @@ fn hand_back_missed_deadline(shared: &Arc<Shared>) {
 
 /// The next decoded event as the application gets it, once what decoding
 /// queued (automatic pongs, a failure's close frame) is written out; a
-/// failed write ends the connection (`finished`).
+/// failed write ends the connection (`finished`). With `hold_failure`, a
+/// failure is handed over first, its close frame going out with the next
+/// write ([`WebSocket::hold_failure_close`]).
 fn take_event(
     writer: &mut Writer,
-    peer_ended: &AtomicBool,
+    signals: &Signals,
     finished: &mut bool,
+    hold_failure: bool,
 ) -> Option<Result<Message, Error>> {
-    let event = writer.conn.poll_event()?;
-    let flushed = writer.flush(peer_ended);
+    let event = writer.conn.poll_event()?.into_result().map_err(Error::from);
+    if hold_failure && event.is_err() {
+        return Some(event);
+    }
+    let flushed = writer.flush(signals);
     writer.close_transport_if_due();
     if let Err(e) = flushed {
         *finished = true;
         return Some(Err(e));
     }
-    Some(event.into_result().map_err(Error::from))
+    Some(event)
 }
 
 fn lock(shared: &Shared) -> MutexGuard<'_, Writer> {
@@ -325,7 +364,36 @@ fn send_all_waiting_on(
     messages: impl IntoIterator<Item = Message>,
     on_wait: impl FnMut(&mut Connection),
 ) -> Result<(), Error> {
-    let mut writer = lock(shared);
+    send_locked(shared, lock(shared), messages, on_wait)
+}
+
+/// Starts the close handshake with `frame`. The close is asked for before
+/// the writer's lock is waited for: a sender that holds the lock, blocked
+/// on a peer that reads nothing, starts it itself (see [`Signals`]), and
+/// then this has nothing more to do.
+fn close_on(shared: &Arc<Shared>, frame: Option<CloseFrame>) -> Result<(), Error> {
+    *shared.signals.close_request() = Some(frame);
+    let writer = lock(shared);
+    let Some(frame) = shared.signals.take_close_request() else {
+        drop(writer);
+        hand_back_missed_deadline(shared);
+        return Ok(());
+    };
+    send_locked(
+        shared,
+        writer,
+        std::iter::once(Message::Close(frame)),
+        |_| {},
+    )
+}
+
+/// [`send_all_waiting_on`] with the writer's lock already taken.
+fn send_locked(
+    shared: &Arc<Shared>,
+    mut writer: MutexGuard<'_, Writer>,
+    messages: impl IntoIterator<Item = Message>,
+    on_wait: impl FnMut(&mut Connection),
+) -> Result<(), Error> {
     if writer.transport_closed {
         return Err(Error::Closed);
     }
@@ -339,7 +407,7 @@ fn send_all_waiting_on(
     }
     // Timers armed by what was sent (a close's timeout) start now.
     writer.conn.handle_timeout(Instant::now());
-    let flushed = writer.flush_waiting(&shared.peer_ended, on_wait);
+    let flushed = writer.flush_waiting(&shared.signals, on_wait);
     if flushed.is_ok() {
         writer.close_transport_if_due();
     }
@@ -455,7 +523,7 @@ impl Sender {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn close(&self, frame: Option<CloseFrame>) -> Result<(), Error> {
-        send_on(&self.shared, Message::Close(frame))
+        close_on(&self.shared, frame)
     }
 }
 
@@ -491,6 +559,8 @@ pub struct WebSocket {
     shared: Arc<Shared>,
     protocol: Option<String>,
     finished: bool,
+    /// See [`hold_failure_close`](Self::hold_failure_close).
+    hold_failure: bool,
     /// The read timeout last set on `reader`, to set it only when it changes.
     read_timeout: Option<Duration>,
 }
@@ -517,21 +587,31 @@ impl WebSocket {
             reading: Reading::No,
             write_timeout: None,
         };
-        let peer_ended = AtomicBool::new(false);
+        let signals = Signals::default();
         writer.conn.handle_timeout(Instant::now());
         writer.conn.receive(buffered);
-        writer.flush(&peer_ended)?;
+        writer.flush(&signals)?;
         Ok(Self {
             reader,
             shared: Arc::new(Shared {
                 writer: Mutex::new(writer),
                 deadline_missed: AtomicBool::new(false),
-                peer_ended,
+                signals,
             }),
             protocol,
             finished: false,
+            hold_failure: false,
             read_timeout: None,
         })
+    }
+
+    /// From now on a failure (the peer broke the protocol) is handed over
+    /// before its close frame (1002, 1007, 1009) is written: the frame goes
+    /// out with the next [`recv`](Self::recv) or send. The Engine.IO pump
+    /// closes the session in between, so a client that reads the close
+    /// frame finds its session closed.
+    pub(crate) fn hold_failure_close(&mut self) {
+        self.hold_failure = true;
     }
 
     /// The sub-protocol agreed in the handshake: the first one in the
@@ -666,8 +746,9 @@ impl WebSocket {
     pub fn next_buffered(&mut self) -> Option<Result<Message, Error>> {
         take_event(
             &mut lock(&self.shared),
-            &self.shared.peer_ended,
+            &self.shared.signals,
             &mut self.finished,
+            self.hold_failure,
         )
     }
 
@@ -687,7 +768,7 @@ impl WebSocket {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
-        send_on(&self.shared, Message::Close(frame))?;
+        close_on(&self.shared, frame)?;
         while let Some(item) = self.recv() {
             if let Err(error) = item {
                 tracing::debug!(%error, "error while closing");
@@ -720,8 +801,9 @@ impl WebSocket {
         loop {
             let timeout = {
                 let mut writer = lock(&self.shared);
-                let peer_ended = &self.shared.peer_ended;
-                if let Some(item) = take_event(&mut writer, peer_ended, &mut self.finished) {
+                let signals = &self.shared.signals;
+                let hold = self.hold_failure;
+                if let Some(item) = take_event(&mut writer, signals, &mut self.finished, hold) {
                     return Some(item);
                 }
                 if self.finished {
@@ -729,7 +811,7 @@ impl WebSocket {
                 }
                 let now = Instant::now();
                 writer.conn.handle_timeout(now);
-                if let Err(e) = writer.flush(peer_ended) {
+                if let Err(e) = writer.flush(signals) {
                     self.finished = true;
                     return Some(Err(e));
                 }
@@ -758,7 +840,10 @@ impl WebSocket {
                 if let Ok(0) = read {
                     // Before the lock, which a sender blocked on this peer
                     // may hold: it sees the end there.
-                    self.shared.peer_ended.store(true, Ordering::Release);
+                    self.shared
+                        .signals
+                        .peer_ended
+                        .store(true, Ordering::Release);
                 }
                 let mut writer = lock(&self.shared);
                 writer.reading = Reading::No;
@@ -1350,5 +1435,74 @@ mod tests {
                 && closing < close_timeout + Duration::from_secs(3),
             "recv ended {closing:?} after the close (close timeout {close_timeout:?})"
         );
+    }
+
+    /// A [`Sender`] blocks writing to a peer that reads nothing (no
+    /// keep-alive, the default), and another thread then gives up on the
+    /// peer with [`Sender::close`]: the close starts behind the blocked
+    /// write, so the close timeout ends the write, the close and `recv`,
+    /// instead of the close waiting for the writer's lock for good.
+    #[test]
+    fn a_close_while_a_send_is_blocked_on_a_peer_that_reads_nothing_ends_it() {
+        use std::sync::atomic::AtomicUsize;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let sent = Arc::new(AtomicUsize::new(0));
+        let counted = sent.clone();
+        let (closer_tx, closer_rx) = std::sync::mpsc::channel::<Sender>();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            let config = Config {
+                close_timeout: Duration::from_millis(300),
+                keepalive: None,
+                ..Config::default()
+            };
+            let mut ws = accept(stream, config).expect("handshake");
+            let sender = ws.sender();
+            closer_tx.send(ws.sender()).expect("closer");
+            let flooder = std::thread::spawn(move || {
+                loop {
+                    if let Err(error) = sender.send(Message::binary(vec![7u8; 64 << 10])) {
+                        return error;
+                    }
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            while ws.recv().is_some() {}
+            flooder.join().expect("flooder")
+        });
+
+        let mut client = TcpStream::connect(addr).expect("connect");
+        client
+            .write_all(
+                b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            )
+            .expect("request");
+        let closer = closer_rx.recv().expect("closer");
+        // Read nothing until the sender is stuck.
+        let mut last = usize::MAX;
+        let give_up = Instant::now() + Duration::from_secs(20);
+        while sent.load(Ordering::Relaxed) != last {
+            assert!(Instant::now() < give_up, "the sender never blocked");
+            last = sent.load(Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let closing = std::thread::spawn(move || closer.close(None));
+        let started = Instant::now();
+        while !(server.is_finished() && closing.is_finished()) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the close (and the blocked send, and recv) never ended"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let error = server.join().expect("server");
+        assert!(matches!(error, Error::Closed), "{error}");
+        closing
+            .join()
+            .expect("closing")
+            .expect("the close was started");
+        drop(client);
     }
 }

@@ -647,8 +647,16 @@ pub fn serve_connection(mut stream: TcpStream, routes: Routes) -> io::Result<()>
     loop {
         let incoming = match next_request(&mut stream, &mut reader, routes.table.limits(), first) {
             Ok(Some(incoming)) => incoming,
-            Ok(None) => return Ok(()),
-            Err(RequestError::Io(error)) => return Err(error),
+            // Shut down rather than only dropped: a held poll's watcher
+            // (`wait_for_poll`) may still hold the socket, waiting on it.
+            Ok(None) => {
+                let _ = stream.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+            Err(RequestError::Io(error)) => {
+                let _ = stream.shutdown(Shutdown::Both);
+                return Err(error);
+            }
             Err(RequestError::Http(error)) => {
                 let _ = stream.write_all(&Rejection::from(error).to_response());
                 let _ = stream.shutdown(Shutdown::Both);
@@ -806,7 +814,8 @@ fn wait_for_poll(
         .stack_size(32 << 10)
         .spawn(move || {
             // Returns when the client sends its next request (the usual
-            // case, after the response) or goes away.
+            // case, after the response), goes away, or the connection
+            // thread shuts the socket down (an idle keep-alive timeout).
             let mut byte = [0u8; 1];
             let gone = !matches!(watched.peek(&mut byte), Ok(1..));
             let _ = gone_tx.send(gone);
@@ -846,6 +855,9 @@ fn pump_engine_ws(
         engine.ws_closed(conn);
         return;
     }
+    // A failure's close frame goes out once the endpoint has closed the
+    // session (below), not when the failure is read.
+    ws.hold_failure_close();
     let mut burst = Vec::new();
     let mut protocol_error = false;
     'read: while let Some(item) = ws.recv() {
@@ -972,4 +984,333 @@ fn write_status(
         let _ = stream.shutdown(Shutdown::Both);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_core::http::{IncomingResponse, Limits, ResponseReader};
+
+    /// Long enough only to turn a hang into a failure.
+    const HANG: Duration = Duration::from_secs(30);
+
+    /// Serves `routes` on a fresh listener; its address.
+    fn start(routes: Routes) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || serve(listener, routes));
+        addr
+    }
+
+    /// A raw HTTP/1.1 client connection.
+    struct Raw {
+        stream: TcpStream,
+        reader: ResponseReader,
+    }
+
+    impl Raw {
+        fn connect(addr: std::net::SocketAddr) -> Raw {
+            let stream = TcpStream::connect(addr).expect("connect");
+            stream.set_read_timeout(Some(HANG)).expect("timeout");
+            Raw {
+                stream,
+                reader: ResponseReader::new(Limits::default(), 16 << 20),
+            }
+        }
+
+        fn send(&mut self, bytes: &[u8]) {
+            self.stream.write_all(bytes).expect("write");
+        }
+
+        fn get(&mut self, target: &str) {
+            self.send(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        }
+
+        /// The next response; panics if none comes within [`HANG`].
+        fn response(&mut self) -> IncomingResponse {
+            let mut buf = [0u8; 4096];
+            loop {
+                if let Some(response) = self.reader.next_response().expect("response") {
+                    return response;
+                }
+                let n = self.stream.read(&mut buf).expect("no response in time");
+                assert!(n > 0, "closed before a response");
+                self.reader.receive(&buf[..n]);
+            }
+        }
+
+        /// Whether the server closes the connection within [`HANG`] (no
+        /// more bytes arrive before).
+        fn closed_by_server(&mut self) -> bool {
+            let mut buf = [0u8; 1024];
+            match self.stream.read(&mut buf) {
+                Ok(0) => true,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => true,
+                Ok(_) => false,
+                Err(_) => false,
+            }
+        }
+    }
+
+    /// A polling handshake on `raw`: the session id.
+    fn open_session(raw: &mut Raw, path: &str) -> String {
+        raw.get(&format!("{path}?EIO=4&transport=polling"));
+        let open = raw.response();
+        assert_eq!(open.response.status, 200);
+        let body = String::from_utf8(open.body.to_vec()).expect("utf-8");
+        let start = body.find("\"sid\":\"").expect("sid") + 7;
+        let end = start + body[start..].find('"').expect("sid end");
+        body[start..end].to_owned()
+    }
+
+    /// A connection whose held poll was answered, then left idle past the
+    /// keep-alive timeout, is closed: the thread that watched the client
+    /// during the poll held a second handle on the socket and waited on it
+    /// without a timeout, so the connection stayed open (and that thread
+    /// alive) for as long as the client kept quiet.
+    #[test]
+    fn an_idle_connection_after_a_held_poll_is_closed() {
+        let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+        let limits = ServerLimits {
+            keep_alive_timeout: Duration::from_millis(200),
+            ..ServerLimits::default()
+        };
+        let addr = start(Routes::new().engineio("/engine.io/", engine).limits(limits));
+        let mut sessions = blocking(sockets);
+        let mut raw = Raw::connect(addr);
+        let sid = open_session(&mut raw, "/engine.io/");
+        let socket = sessions.next().expect("session");
+        raw.get(&format!("/engine.io/?EIO=4&transport=polling&sid={sid}"));
+        // The poll is held until there is something to send.
+        std::thread::sleep(Duration::from_millis(50));
+        socket.send("hello").expect("send");
+        let poll = raw.response();
+        assert_eq!(&poll.body[..], b"4hello");
+        assert!(
+            raw.closed_by_server(),
+            "the idle connection stayed open past the keep-alive timeout"
+        );
+    }
+
+    /// Reads and drops everything until the server closes the connection:
+    /// `false` if it is still open after [`HANG`].
+    fn drained_until_closed(stream: &mut TcpStream) -> bool {
+        stream.set_read_timeout(Some(HANG)).expect("timeout");
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    const WS_UPGRADE: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+
+    /// An Engine.IO WebSocket whose peer goes silent in the middle of a
+    /// frame (without closing TCP) is given up on: the heartbeat closes the
+    /// session, and the connection closes within the close timeout.
+    #[test]
+    fn an_engineio_websocket_whose_peer_vanishes_mid_frame_is_closed() {
+        let config = ServerConfig {
+            ping_interval: Duration::from_millis(100),
+            ping_timeout: Duration::from_millis(100),
+            ..ServerConfig::default()
+        };
+        let (engine, _sockets) = EngineIo::with_sockets(config);
+        let ws_config = Config {
+            close_timeout: Duration::from_millis(200),
+            ..Config::default()
+        };
+        let addr = start(
+            Routes::new()
+                .engineio("/engine.io/", engine)
+                .ws_config(ws_config),
+        );
+        let mut client = TcpStream::connect(addr).expect("connect");
+        client
+            .write_all(
+                format!(
+                    "GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n{WS_UPGRADE}\r\n"
+                )
+                .as_bytes(),
+            )
+            .expect("request");
+        // The start of a masked text frame of 100 bytes, and no more.
+        client.write_all(&[0x81, 0x80 | 100, 1, 2]).expect("frame");
+        assert!(
+            drained_until_closed(&mut client),
+            "the connection stayed open"
+        );
+    }
+
+    /// Messages a server thread sends without pause while the client opens
+    /// its session over polling and upgrades to WebSocket all arrive, in
+    /// order, whichever transport carries each.
+    #[test]
+    fn messages_keep_their_order_across_the_upgrade() {
+        use super::client::EngineIoClient;
+        const COUNT: usize = 3000;
+        let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+        let addr = start(Routes::new().engineio("/engine.io/", engine));
+        let sender = std::thread::spawn(move || {
+            let socket = blocking(sockets).next().expect("session");
+            for i in 0..COUNT {
+                if socket.send(i.to_string()).is_err() {
+                    return i;
+                }
+                // Spread over the upgrade.
+                if i % 20 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            COUNT
+        });
+        let mut client = EngineIoClient::connect(&format!("http://{addr}")).expect("connect");
+        let mut next = 0;
+        while next < COUNT {
+            let Some(message) = client.recv_message() else {
+                panic!("the session ended after {next} messages");
+            };
+            assert_eq!(message, MessageData::from(next.to_string()), "out of order");
+            next += 1;
+        }
+        assert_eq!(sender.join().expect("sender"), COUNT);
+        assert_eq!(client.transport(), super::client::TransportKind::WebSocket);
+    }
+
+    /// A client that goes away while its poll is held ends its session
+    /// (`transport close`, as in Node), and a held poll is answered when the
+    /// server closes the session.
+    #[test]
+    fn a_held_poll_ends_with_its_client_or_its_session() {
+        let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+        let addr = start(Routes::new().engineio("/engine.io/", engine));
+        let mut sessions = blocking(sockets);
+
+        let mut raw = Raw::connect(addr);
+        let sid = open_session(&mut raw, "/engine.io/");
+        let mut socket = sessions.next().expect("session");
+        raw.get(&format!("/engine.io/?EIO=4&transport=polling&sid={sid}"));
+        std::thread::sleep(Duration::from_millis(50));
+        drop(raw);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send((socket.recv(), socket.close_reason()));
+        });
+        let (message, reason) = rx
+            .recv_timeout(HANG)
+            .expect("the session outlived its client");
+        assert_eq!(message, None);
+        assert!(reason.is_some());
+
+        let mut raw = Raw::connect(addr);
+        let sid = open_session(&mut raw, "/engine.io/");
+        let socket = sessions.next().expect("session");
+        raw.get(&format!("/engine.io/?EIO=4&transport=polling&sid={sid}"));
+        std::thread::sleep(Duration::from_millis(50));
+        socket.close();
+        let answer = raw.response();
+        assert_eq!(answer.response.status, 200);
+        assert_eq!(&answer.body[..], b"1", "the close packet");
+    }
+
+    /// Reads one (unmasked) frame from the server: opcode and payload.
+    fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+        let mut head = [0u8; 2];
+        stream.read_exact(&mut head).expect("frame head");
+        let len = match head[1] & 0x7f {
+            126 => {
+                let mut ext = [0u8; 2];
+                stream.read_exact(&mut ext).expect("length");
+                usize::from(u16::from_be_bytes(ext))
+            }
+            127 => {
+                let mut ext = [0u8; 8];
+                stream.read_exact(&mut ext).expect("length");
+                usize::try_from(u64::from_be_bytes(ext)).expect("length")
+            }
+            len => usize::from(len),
+        };
+        let mut payload = vec![0u8; len];
+        stream.read_exact(&mut payload).expect("payload");
+        (head[0] & 0x0f, payload)
+    }
+
+    /// A text frame from the client, masked with a zero key.
+    fn text_frame(payload: &[u8]) -> Vec<u8> {
+        assert!(payload.len() < 126);
+        let mut frame = vec![0x81, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    /// A client that breaks the WebSocket protocol (invalid UTF-8) after a
+    /// good message whose handler is still running: by the time it reads
+    /// the close frame (1007) its session is closed, even though the
+    /// handler held the connection's thread meanwhile. The close frame
+    /// went out as soon as the failure was decoded, before the endpoint
+    /// was told, so a client that looked at once found its session open.
+    #[test]
+    fn an_engineio_websocket_failure_closes_the_session_before_the_close_frame() {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let released = std::sync::Mutex::new(released);
+        let engine = EngineIo::new(ServerConfig::default(), move |_: &EngineIo, event| {
+            if let ServerEvent::Message { data, .. } = event
+                && data == MessageData::from("slow")
+            {
+                let _ = released
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(2));
+            }
+        });
+        let addr = start(Routes::new().engineio("/engine.io/", engine));
+        let mut client = TcpStream::connect(addr).expect("connect");
+        client.set_read_timeout(Some(HANG)).expect("timeout");
+        client
+            .write_all(
+                format!(
+                    "GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n{WS_UPGRADE}\r\n"
+                )
+                .as_bytes(),
+            )
+            .expect("request");
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8];
+            client.read_exact(&mut byte).expect("response head");
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101 "));
+        let (opcode, open) = read_frame(&mut client);
+        assert_eq!(opcode, 1);
+        let open = String::from_utf8(open).expect("open packet");
+        let start = open.find("\"sid\":\"").expect("sid") + 7;
+        let sid = &open[start..start + open[start..].find('"').expect("sid end")];
+
+        let mut bytes = text_frame(b"4slow");
+        bytes.extend(text_frame(b"4\xff"));
+        client.write_all(&bytes).expect("frames");
+        loop {
+            let (opcode, payload) = read_frame(&mut client);
+            if opcode == 8 {
+                assert_eq!(&payload[..2], &1007u16.to_be_bytes());
+                break;
+            }
+        }
+        let mut raw = Raw::connect(addr);
+        raw.get(&format!("/engine.io/?EIO=4&transport=polling&sid={sid}"));
+        let answer = raw.response();
+        let _ = release.send(());
+        assert_eq!(answer.response.status, 400);
+        let body = String::from_utf8_lossy(&answer.body);
+        assert!(
+            body.contains("\"code\":1"),
+            "the session was still open: {body}"
+        );
+    }
 }
