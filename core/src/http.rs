@@ -866,13 +866,15 @@ impl RequestWait {
         }
     }
 
-    /// When the wait ends.
+    /// When the wait ends (a timeout of `Duration::MAX` a century on, as
+    /// good as never: [`LONGEST_TIMEOUT`](crate::LONGEST_TIMEOUT)).
     pub fn deadline(&self, limits: &ServerLimits) -> std::time::Instant {
-        match self.began {
-            Some(at) => at + limits.request_timeout,
-            None if self.first => self.started + limits.request_timeout,
-            None => self.started + limits.keep_alive_timeout,
-        }
+        let (from, timeout) = match self.began {
+            Some(at) => (at, limits.request_timeout),
+            None if self.first => (self.started, limits.request_timeout),
+            None => (self.started, limits.keep_alive_timeout),
+        };
+        from + timeout.min(crate::LONGEST_TIMEOUT)
     }
 
     /// What the deadline passing means: a request that did not arrive in
@@ -981,6 +983,26 @@ fn encode_head(status: u16, headers: &[(&str, &str)], body_len: usize) -> Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Server timeouts of `Duration::MAX` (a way to say "never") give a
+    /// deadline a century on, rather than panicking.
+    #[test]
+    fn request_timeouts_past_the_end_of_time_do_not_panic() {
+        let limits = ServerLimits {
+            request_timeout: std::time::Duration::MAX,
+            keep_alive_timeout: std::time::Duration::MAX,
+            ..ServerLimits::default()
+        };
+        let mut reader = RequestReader::new(limits.head, 1 << 20);
+        let t0 = std::time::Instant::now();
+        let century = t0 + crate::LONGEST_TIMEOUT;
+        assert_eq!(RequestWait::new(&reader, true, t0).deadline(&limits), century);
+        let mut wait = RequestWait::new(&reader, false, t0);
+        assert_eq!(wait.deadline(&limits), century);
+        reader.receive(b"GET / HTTP/1.1\r\n");
+        wait.received(&reader, t0);
+        assert_eq!(wait.deadline(&limits), century);
+    }
 
     #[test]
     fn oversize_heads_are_431() {

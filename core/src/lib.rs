@@ -22,3 +22,16 @@ pub mod http;
 pub mod ids;
 pub mod socketio;
 pub mod ws;
+
+/// The longest timeout kept as a deadline (a century): a longer one, up to
+/// `Duration::MAX` (a way to say "never"), is held to it, so that it never
+/// expires rather than overflow an `Instant`.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use switchboard_core::LONGEST_TIMEOUT;
+///
+/// let never = Instant::now() + Duration::MAX.min(LONGEST_TIMEOUT); // no panic
+/// assert!(never > Instant::now() + Duration::from_secs(50 * 365 * 86_400));
+/// ```
+pub const LONGEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);

@@ -61,8 +61,8 @@ pub use payload::{
     encode_payload,
 };
 pub use server::{
-    AllowRequest, AllowedOrigins, CloseReason, ConnId, Cors, HttpResponse, LONGEST_TIMEOUT, PollId,
-    RequestOutcome, SendError, Server, ServerConfig, ServerEvent, Transmit, TransportKind,
+    AllowRequest, AllowedOrigins, CloseReason, ConnId, Cors, HttpResponse, PollId, RequestOutcome,
+    SendError, Server, ServerConfig, ServerEvent, Transmit, TransportKind,
 };
 pub use shard::{MAX_SHARDS, Shard};
 pub use sid::new_sid;

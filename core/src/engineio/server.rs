@@ -163,11 +163,6 @@ impl Default for Cors {
 /// ```
 pub type AllowRequest = Arc<dyn Fn(&Request) -> Result<(), String> + Send + Sync>;
 
-/// The longest timeout a [`Server`] keeps (a century): longer ones, up to
-/// `Duration::MAX`, are held to it, so that they never expire rather than
-/// overflow an `Instant`.
-pub const LONGEST_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 86_400);
-
 /// The server's settings. Defaults are Node's engine.io defaults.
 ///
 /// The handshake announces the heartbeat and `max_payload`:
@@ -973,7 +968,7 @@ impl Server {
             &mut config.ping_timeout,
             &mut config.upgrade_timeout,
         ] {
-            *timeout = (*timeout).min(LONGEST_TIMEOUT);
+            *timeout = (*timeout).min(crate::LONGEST_TIMEOUT);
         }
         Server {
             shard,
