@@ -974,20 +974,26 @@ where
 {
     let mut idle = true;
     let mut timer = LazyTimer::default();
+    // A request read while a poll was held, not answered early.
+    let mut next = None;
     loop {
         let limits = routes.table.limits();
-        let incoming =
-            match next_request(&runtime, &mut io, &mut reader, limits, idle, &mut timer).await {
-                Ok(Some(incoming)) => incoming,
-                Ok(None) => return Ok(None),
-                Err(RequestError::Io(error)) => return Err(error),
-                Err(RequestError::Http(error)) => {
-                    let rejection = Rejection::from(error);
-                    let _ = io.write_all(&rejection.to_response()).await;
-                    let _ = io.close().await;
-                    return Ok(None);
+        let incoming = match next.take() {
+            Some(incoming) => incoming,
+            None => {
+                match next_request(&runtime, &mut io, &mut reader, limits, idle, &mut timer).await {
+                    Ok(Some(incoming)) => incoming,
+                    Ok(None) => return Ok(None),
+                    Err(RequestError::Io(error)) => return Err(error),
+                    Err(RequestError::Http(error)) => {
+                        let rejection = Rejection::from(error);
+                        let _ = io.write_all(&rejection.to_response()).await;
+                        let _ = io.close().await;
+                        return Ok(None);
+                    }
                 }
-            };
+            }
+        };
         idle = false;
         let IncomingRequest {
             request,
@@ -1008,28 +1014,57 @@ where
                     response
                 }
                 Routed::Hold(poll, rx) => {
-                    match wait_for_poll(&mut io, &mut reader, rx, routes.table.limits()).await {
-                        Some(response) => response,
-                        None => {
-                            engine.poll_aborted(poll);
-                            return Ok(None);
-                        }
+                    let table = &routes.table;
+                    // (Nothing is read as a request behind a last one.)
+                    let mut pipelined = Pipelined {
+                        answered: Vec::new(),
+                        next: None,
+                        stop: !keep_alive,
+                    };
+                    let Some(response) =
+                        wait_for_poll(&mut io, &mut reader, rx, table, &mut pipelined).await
+                    else {
+                        engine.poll_aborted(poll);
+                        return Ok(None);
+                    };
+                    let mut response = response;
+                    if !keep_alive {
+                        response.headers.push(("Connection".into(), "close".into()));
                     }
+                    io.write_all(&response.encode_for(&request.method)).await?;
+                    if !keep_alive {
+                        io.flush().await?;
+                        let _ = io.close().await;
+                        return Ok(None);
+                    }
+                    // Then the answers to the requests that came behind it,
+                    // in order.
+                    for (engine, request, response) in pipelined.answered {
+                        if let Some(mut answer) = engine.answer_wait(&request) {
+                            while let Some(again) = answer.wait_until() {
+                                runtime.sleep_until(again).await;
+                            }
+                        }
+                        io.write_all(&response.encode_for(&request.method)).await?;
+                    }
+                    io.flush().await?;
+                    next = pipelined.next;
+                    continue;
                 }
                 Routed::WebSocket(conn, commands) => {
                     let buffered = reader.take_buffered();
                     let config = routes.table.engine_ws_config(engine);
+                    // Dropped during the handshake, or before the pump ran:
+                    // the endpoint is told.
+                    let closes = ClosesOnDrop(engine.clone(), conn);
                     return Ok(
                         match accept_request(runtime, io, &request, &buffered, config).await {
-                            Ok(ws) => {
-                                let engine = engine.clone();
-                                Some(Box::pin(async move {
-                                    pump_engine_ws(&engine, conn, ws, commands).await;
-                                }) as BoxFuture)
-                            }
+                            Ok(ws) => Some(Box::pin(async move {
+                                pump_engine_ws(&closes.0, conn, ws, commands).await;
+                            }) as BoxFuture),
                             Err(error) => {
                                 tracing::debug!(%error, "Engine.IO WebSocket handshake failed");
-                                engine.ws_closed(conn);
+                                drop(closes);
                                 None
                             }
                         },
@@ -1136,20 +1171,44 @@ where
     }
 }
 
+/// The most pipelined `POST`s answered behind a held poll; the rest wait
+/// unread, up to a request's worth of bytes (see [`wait_for_poll`]).
+const MAX_ANSWERED_EARLY: usize = 16;
+
+/// The requests a client sent behind a held poll (HTTP/1.1 pipelining),
+/// read while the poll waited.
+struct Pipelined {
+    /// Take none: the poll's request is the connection's last.
+    stop: bool,
+    /// Engine.IO `POST`s, handed to their endpoint at once (as Node's HTTP
+    /// server emits pipelined requests), their answers written after the
+    /// poll's: a message they carry may be what the poll waits for.
+    answered: Vec<(EngineIo, Request, HttpResponse)>,
+    /// The first request that is not such a `POST`, handled once the
+    /// poll's response (and the answers before it) are written.
+    next: Option<IncomingRequest>,
+}
+
 /// Waits for a held poll's response while watching the connection: `None`
 /// if the client went away (or sent more than a request's worth of bytes
-/// while waiting).
+/// while waiting). Requests that come behind the poll go to `pipelined`.
 async fn wait_for_poll<S>(
     io: &mut S,
     reader: &mut RequestReader,
     mut rx: crate::engineio::HeldPoll,
-    limits: &ServerLimits,
+    table: &RouteTable,
+    pipelined: &mut Pipelined,
 ) -> Option<switchboard_core::engineio::HttpResponse>
 where
     S: AsyncRead + Unpin,
 {
-    let max_buffered = limits.head.max_head_size;
+    let max_buffered = table.limits().head.max_head_size + table.engines().max_body();
     loop {
+        // What was read with the poll, or since.
+        answer_pipelined(reader, table, pipelined);
+        if reader.buffered_len() > max_buffered {
+            return None;
+        }
         let read = std::future::poll_fn(|cx| {
             poll_read_with(io, cx, |data| {
                 reader.receive(data);
@@ -1161,9 +1220,52 @@ where
             Either::Right((read, _)) => read,
         };
         match read {
-            Ok(n) if n > 0 && reader.buffered_len() <= max_buffered => {}
+            Ok(n) if n > 0 => {}
             _ => return None,
         }
+    }
+}
+
+/// Hands the Engine.IO `POST`s buffered behind a held poll to their
+/// endpoints, up to the first other request (see [`Pipelined`]).
+fn answer_pipelined(reader: &mut RequestReader, table: &RouteTable, pipelined: &mut Pipelined) {
+    while !pipelined.stop
+        && pipelined.next.is_none()
+        && pipelined.answered.len() < MAX_ANSWERED_EARLY
+    {
+        // A framing error shows again when the request is read next.
+        let Ok(Some(incoming)) = reader.next_request() else {
+            return;
+        };
+        let engine = table
+            .engines()
+            .engine_for(incoming.request.path())
+            .filter(|_| {
+                incoming.request.method == "POST"
+                    && !incoming.truncated
+                    && incoming.request.keep_alive()
+                    && !handshake::is_upgrade_request(&incoming.request)
+            });
+        let Some(engine) = engine else {
+            pipelined.next = Some(incoming);
+            return;
+        };
+        let IncomingRequest { request, body, .. } = incoming;
+        let response = match engine.handle_request(&request, body) {
+            Routed::Respond(response) => response,
+            // Not for a `POST`; refused all the same.
+            other => {
+                if let Routed::WebSocket(conn, _) = other {
+                    engine.ws_closed(conn);
+                }
+                HttpResponse {
+                    status: 400,
+                    headers: Vec::new(),
+                    body: Bytes::new(),
+                }
+            }
+        };
+        pipelined.answered.push((engine.clone(), request, response));
     }
 }
 
@@ -1223,6 +1325,9 @@ pub async fn pump_engine_ws<S, R>(
         Endpoint,
         EndpointAfterSends,
     }
+    // However the pump ends, dropped unfinished too (its task cancelled),
+    // the endpoint is told (again, harmlessly, after the calls below).
+    let _closes = ClosesOnDrop(engine.clone(), conn);
     let mut burst = Vec::new();
     let burst_limit = commands.burst_limit();
     let end = loop {
@@ -1348,6 +1453,16 @@ pub async fn pump_engine_ws<S, R>(
             engine.ws_closed(conn);
             close_ws(&mut ws).await;
         }
+    }
+}
+
+/// Tells the endpoint its WebSocket connection is gone
+/// ([`EngineIo::ws_closed`]) when dropped.
+struct ClosesOnDrop(EngineIo, switchboard_core::engineio::ConnId);
+
+impl Drop for ClosesOnDrop {
+    fn drop(&mut self) {
+        self.0.ws_closed(self.1);
     }
 }
 
@@ -1569,5 +1684,395 @@ mod tests {
         // serves the endpoint must get a timer, not find it claimed.
         spawn_timer(&runtime, engine.timed());
         assert_eq!(runtime.0.load(Ordering::SeqCst), 2);
+    }
+
+    // ---- A connection served over an in-memory pipe, on plain threads ----
+
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+    use std::task::Waker;
+    use std::time::Duration;
+
+    use futures_executor::block_on;
+    use futures_util::AsyncReadExt;
+    use switchboard_core::engineio::ServerEvent;
+    use switchboard_core::http::{IncomingResponse, Limits, ResponseReader};
+
+    /// Long enough to mean "never" in a test.
+    const HANG: Duration = Duration::from_secs(20);
+
+    /// One direction of a [`Duplex`]: bounded, so a side that does not
+    /// read holds the other's writes up.
+    #[derive(Default)]
+    struct Pipe {
+        buf: VecDeque<u8>,
+        capacity: usize,
+        /// The writer closed (or dropped) its end.
+        eof: bool,
+        /// The reader dropped its end.
+        reader_gone: bool,
+        read_waker: Option<Waker>,
+        write_waker: Option<Waker>,
+    }
+
+    fn pipe(capacity: usize) -> Arc<Mutex<Pipe>> {
+        Arc::new(Mutex::new(Pipe {
+            capacity,
+            ..Pipe::default()
+        }))
+    }
+
+    /// One end of an in-memory connection.
+    struct Duplex {
+        rx: Arc<Mutex<Pipe>>,
+        tx: Arc<Mutex<Pipe>>,
+    }
+
+    fn duplex(capacity: usize) -> (Duplex, Duplex) {
+        let (a, b) = (pipe(capacity), pipe(capacity));
+        (
+            Duplex {
+                rx: a.clone(),
+                tx: b.clone(),
+            },
+            Duplex { rx: b, tx: a },
+        )
+    }
+
+    impl Duplex {
+        fn shutdown_write(&self) {
+            let mut tx = self.tx.lock().unwrap();
+            tx.eof = true;
+            if let Some(waker) = tx.read_waker.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    impl Drop for Duplex {
+        fn drop(&mut self) {
+            self.shutdown_write();
+            let mut rx = self.rx.lock().unwrap();
+            rx.reader_gone = true;
+            rx.buf.clear();
+            if let Some(waker) = rx.write_waker.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    impl AsyncRead for Duplex {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            let mut rx = self.rx.lock().unwrap();
+            if rx.buf.is_empty() {
+                if rx.eof {
+                    return Poll::Ready(Ok(0));
+                }
+                rx.read_waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            let n = buf.len().min(rx.buf.len());
+            for (slot, byte) in buf.iter_mut().zip(rx.buf.drain(..n)) {
+                *slot = byte;
+            }
+            if let Some(waker) = rx.write_waker.take() {
+                waker.wake();
+            }
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    impl AsyncWrite for Duplex {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let mut tx = self.tx.lock().unwrap();
+            if tx.reader_gone || tx.eof {
+                return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+            }
+            let room = tx.capacity - tx.buf.len();
+            if room == 0 {
+                tx.write_waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            let n = room.min(buf.len());
+            tx.buf.extend(&buf[..n]);
+            if let Some(waker) = tx.read_waker.take() {
+                waker.wake();
+            }
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.shutdown_write();
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A runtime on plain threads: a thread per task and per timer.
+    #[derive(Clone)]
+    struct Threaded;
+
+    struct Sleep {
+        deadline: Instant,
+        started: bool,
+    }
+
+    impl Future for Sleep {
+        type Output = ();
+
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            let deadline = self.deadline;
+            if Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
+            if !std::mem::replace(&mut self.started, true) {
+                let waker = cx.waker().clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                    waker.wake();
+                });
+            }
+            Poll::Pending
+        }
+    }
+
+    impl Runtime for Threaded {
+        type Sleep = Sleep;
+        type TcpStream = Duplex;
+        type TcpListener = ();
+
+        fn sleep_until(&self, deadline: Instant) -> Sleep {
+            Sleep {
+                deadline: deadline.min(Instant::now() + Duration::from_secs(3600)),
+                started: false,
+            }
+        }
+
+        fn spawn<F>(&self, future: F)
+        where
+            F: Future<Output = ()> + Send + 'static,
+        {
+            std::thread::spawn(move || block_on(future));
+        }
+
+        async fn connect(&self, _: &str, _: u16) -> io::Result<Duplex> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+
+        async fn accept(&self, _: &()) -> io::Result<(Duplex, std::net::SocketAddr)> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+    }
+
+    /// A connection being served, and the end of it the test plays the
+    /// client with.
+    struct Served {
+        client: Duplex,
+        reader: ResponseReader,
+    }
+
+    fn serve_on_pipe(routes: Routes<Duplex, Threaded>, capacity: usize) -> Served {
+        routes.start_timers(&Threaded);
+        let (client, server) = duplex(capacity);
+        Threaded.spawn(async move {
+            let _ = serve_connection(Threaded, server, routes).await;
+        });
+        Served {
+            client,
+            reader: ResponseReader::new(Limits::default(), 1 << 24),
+        }
+    }
+
+    impl Served {
+        fn write(&mut self, bytes: &[u8]) {
+            block_on(self.client.write_all(bytes)).expect("the server reads");
+        }
+
+        /// Whatever comes next from the server, within [`HANG`]: `None`
+        /// at its end.
+        fn read_some(&mut self) -> Option<Vec<u8>> {
+            let mut buf = vec![0; 64 << 10];
+            let client = &mut self.client;
+            let read = async {
+                let read = std::pin::pin!(client.read(&mut buf));
+                let sleep = Threaded.sleep_until(Instant::now() + HANG);
+                match select(read, sleep).await {
+                    Either::Left((read, _)) => read.ok(),
+                    Either::Right(_) => panic!("nothing from the server in {HANG:?}"),
+                }
+            };
+            let n = block_on(read)?;
+            (n > 0).then(|| buf[..n].to_vec())
+        }
+
+        fn response(&mut self) -> IncomingResponse {
+            loop {
+                if let Some(response) = self.reader.next_response().unwrap() {
+                    return response;
+                }
+                let bytes = self.read_some().expect("a response before the end");
+                self.reader.receive(&bytes);
+            }
+        }
+
+        fn body(&mut self) -> String {
+            let response = self.response();
+            assert_eq!(response.response.status, 200, "{response:?}");
+            String::from_utf8(response.body.to_vec()).unwrap()
+        }
+    }
+
+    /// An endpoint that echoes every message.
+    fn echo_engine() -> EngineIo {
+        EngineIo::new(
+            ServerConfig::default(),
+            |engine: &EngineIo, event: ServerEvent| {
+                if let ServerEvent::Message { sid, data } = event {
+                    let _ = engine.send(&sid, data);
+                }
+            },
+        )
+    }
+
+    /// Serves `engine` on a connection whose future the test drops when
+    /// it sends on the channel: the client's end, the channel, the thread.
+    fn stoppable(
+        engine: &EngineIo,
+    ) -> (
+        Duplex,
+        futures_channel::oneshot::Sender<()>,
+        std::thread::JoinHandle<()>,
+    ) {
+        let routes = Routes::new().engineio("/engine.io/", engine.clone());
+        routes.start_timers(&Threaded);
+        let (client, server) = duplex(1 << 20);
+        let (stop, stopped) = futures_channel::oneshot::channel::<()>();
+        let connection = std::thread::spawn(move || {
+            let serve = std::pin::pin!(serve_connection(Threaded, server, routes));
+            block_on(select(serve, stopped));
+        });
+        (client, stop, connection)
+    }
+
+    fn get(target: &str) -> Vec<u8> {
+        format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()
+    }
+
+    fn post(target: &str, body: &str) -> Vec<u8> {
+        format!(
+            "POST {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    const POLLING: &str = "/engine.io/?EIO=4&transport=polling";
+
+    /// Opens a polling session on `served`: its sid.
+    fn polling_handshake(served: &mut Served) -> String {
+        served.write(&get(POLLING));
+        let open = served.body();
+        let open: serde_json::Value = serde_json::from_str(&open[1..]).unwrap();
+        open["sid"].as_str().unwrap().to_owned()
+    }
+
+    fn session_target(sid: &str) -> String {
+        format!("{POLLING}&sid={sid}")
+    }
+
+    /// A `POST` pipelined behind a held poll (in the same write) is handed
+    /// to the endpoint while the poll waits, as Node's HTTP server emits
+    /// pipelined requests: the echo it causes answers the poll, instead of
+    /// both waiting for the next heartbeat; the answers go out in order.
+    #[test]
+    fn a_post_pipelined_behind_a_held_poll_is_handled_while_it_waits() {
+        let engine = echo_engine();
+        let mut served = serve_on_pipe(Routes::new().engineio("/engine.io/", engine), 1 << 20);
+        let sid = polling_handshake(&mut served);
+        let mut requests = get(&session_target(&sid));
+        requests.extend(post(&session_target(&sid), "4hi"));
+        requests.extend(post(&session_target(&sid), "4again"));
+        requests.extend(get("/elsewhere"));
+        served.write(&requests);
+        // Both echoes: the second is queued before the poll's response is
+        // written, and goes along.
+        assert_eq!(served.body(), "4hi\x1e4again");
+        assert_eq!(served.body(), "ok");
+        assert_eq!(served.body(), "ok");
+        // The request behind them is handled after them.
+        assert_eq!(served.response().response.status, 404);
+    }
+
+    type Client = WebSocket<Duplex, Threaded>;
+
+    fn ws_client(io: Duplex, target: &str) -> Client {
+        let url =
+            switchboard_core::ws::handshake::WsUrl::parse(&format!("ws://x{target}")).unwrap();
+        let config = Arc::new(Config {
+            deflate: None,
+            ..Config::default()
+        });
+        block_on(crate::ws::client_handshake(Threaded, io, &url, config, &[])).expect("handshake")
+    }
+
+    /// The next text message within [`HANG`]; `None` at the end.
+    fn recv_text(ws: &mut Client) -> Option<String> {
+        block_on(async {
+            let next = std::pin::pin!(ws.next());
+            match select(next, Threaded.sleep_until(Instant::now() + HANG)).await {
+                Either::Left((Some(Ok(message)), _)) => Some(message.as_text().unwrap().to_owned()),
+                Either::Left(_) => None,
+                Either::Right(_) => panic!("nothing in {HANG:?}"),
+            }
+        })
+    }
+
+    /// A connection's future dropped while its poll waits (its task
+    /// cancelled, its runtime shut down, a timeout around it) aborts the
+    /// poll as a client that hangs up does: the session closes at once
+    /// instead of living on with messages answering a poll nobody writes.
+    #[test]
+    fn a_connection_dropped_while_its_poll_waits_aborts_the_poll() {
+        let engine = echo_engine();
+        let (client, stop, connection) = stoppable(&engine);
+        let mut served = Served {
+            client,
+            reader: ResponseReader::new(Limits::default(), 1 << 20),
+        };
+        let sid = polling_handshake(&mut served);
+        served.write(&get(&session_target(&sid)));
+        // (The server takes the poll and holds it: nothing is queued.)
+        std::thread::sleep(Duration::from_millis(50));
+        stop.send(()).unwrap();
+        connection.join().unwrap();
+        assert_eq!(engine.session_count(), 0, "the session outlived its poll");
+        assert!(engine.send(&sid, "lost").is_err());
+    }
+
+    /// An Engine.IO WebSocket's pump dropped (its task cancelled, its
+    /// runtime shut down) tells the endpoint, as a transport that closes
+    /// does: the session does not live on until something is next sent.
+    #[test]
+    fn a_dropped_websocket_pump_closes_its_session() {
+        let engine = echo_engine();
+        let (client, stop, connection) = stoppable(&engine);
+        let mut ws = ws_client(client, "/engine.io/?EIO=4&transport=websocket");
+        assert!(recv_text(&mut ws).unwrap().starts_with("0{"));
+        block_on(ws.send(Message::text("4hi"))).unwrap();
+        assert_eq!(recv_text(&mut ws).unwrap(), "4hi");
+        stop.send(()).unwrap();
+        connection.join().unwrap();
+        assert_eq!(engine.session_count(), 0, "the session outlived its pump");
     }
 }

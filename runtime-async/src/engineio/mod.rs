@@ -394,26 +394,48 @@ pub enum WsCommand {
 /// assert_eq!(response.body, "4one\x1e4two");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// Dropped before it resolved (the connection's task cancelled, its
+/// runtime shut down), it aborts the poll as
+/// [`EngineIo::poll_aborted`] does: the session closes at once (`transport
+/// error`) rather than answer a poll that is never written, losing what it
+/// sends meanwhile.
 #[derive(Debug)]
 pub struct HeldPoll {
     rx: oneshot::Receiver<HttpResponse>,
-    top_up: Option<(std::sync::Weak<Hub>, Arc<str>)>,
+    hub: std::sync::Weak<Hub>,
+    /// The session, to top the response up.
+    sid: Option<Arc<str>>,
     poll: PollId,
+    /// Resolved: nothing to abort when dropped.
+    done: bool,
 }
 
 impl std::future::Future for HeldPoll {
     type Output = Result<HttpResponse, oneshot::Canceled>;
 
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut response = std::task::ready!(std::pin::Pin::new(&mut self.rx).poll(cx))?;
-        if let Some((hub, sid)) = &self.top_up
-            && let Some(hub) = hub.upgrade()
+        let received = std::task::ready!(std::pin::Pin::new(&mut self.rx).poll(cx));
+        self.done = true;
+        let mut response = received?;
+        if let Some(sid) = &self.sid
+            && let Some(hub) = self.hub.upgrade()
         {
             lock(&hub.shards[self.poll.shard()])
                 .server
                 .top_up_poll_response(sid, &mut response);
         }
         Poll::Ready(Ok(response))
+    }
+}
+
+impl Drop for HeldPoll {
+    fn drop(&mut self) {
+        if !self.done
+            && let Some(hub) = self.hub.upgrade()
+        {
+            EngineIo { hub }.poll_aborted(self.poll);
+        }
     }
 }
 
@@ -1114,8 +1136,10 @@ impl EngineIo {
                         poll,
                         HeldPoll {
                             rx,
-                            top_up: sid.map(|sid| (Arc::downgrade(&self.hub), sid)),
+                            hub: Arc::downgrade(&self.hub),
+                            sid,
                             poll,
+                            done: false,
                         },
                     )
                 }
@@ -1841,6 +1865,15 @@ impl<'a> Batch<'a> {
         if let Some((_, mut state)) = self.held.take() {
             EngineIo::route(self.hub, &mut state);
         }
+    }
+}
+
+impl Drop for Batch<'_> {
+    /// Routes what was sent also when the batch's closure panics: it would
+    /// otherwise wait in its shard until something else touched it (the
+    /// next heartbeat).
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -2752,6 +2785,24 @@ mod tests {
         assert_eq!(*lock(&gated.handled), ["a", "b"]);
         assert_eq!(*lock(&gated.closed), [CloseReason::ForcedClose]);
         assert!(lock(&gated.no_room).is_empty());
+    }
+
+    /// A batch whose closure panics after a send still routes what it
+    /// sent: the message goes out now, not whenever something else next
+    /// touches its shard (the next heartbeat).
+    #[test]
+    fn a_panicking_batch_still_routes_its_sends() {
+        let engine = EngineIo::with_shards(ServerConfig::default(), |_: &EngineIo, _| {}, 1);
+        let (conn, mut commands) = open_ws(&engine);
+        let sid: String = engine.conn_session(conn).unwrap().to_string();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            engine.batch(|batch| {
+                batch.send(&sid, "sent").unwrap();
+                panic!("the application failed mid-batch");
+            })
+        }));
+        assert!(caught.is_err());
+        assert_eq!(texts(&mut commands), ["4sent"]);
     }
 
     /// A panicking handler loses only the event it was given: the
