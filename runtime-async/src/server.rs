@@ -1016,11 +1016,7 @@ where
                 Routed::Hold(poll, rx) => {
                     let table = &routes.table;
                     // (Nothing is read as a request behind a last one.)
-                    let mut pipelined = Pipelined {
-                        answered: Vec::new(),
-                        next: None,
-                        stop: !keep_alive,
-                    };
+                    let mut pipelined = Pipelined::new(!keep_alive);
                     let Some(response) =
                         wait_for_poll(&mut io, &mut reader, rx, table, &mut pipelined).await
                     else {
@@ -1039,7 +1035,8 @@ where
                     }
                     // Then the answers to the requests that came behind it,
                     // in order.
-                    for (engine, request, response) in pipelined.answered {
+                    let (answered, after) = pipelined.finish();
+                    for (engine, request, response) in answered {
                         if let Some(mut answer) = engine.answer_wait(&request) {
                             while let Some(again) = answer.wait_until() {
                                 runtime.sleep_until(again).await;
@@ -1048,7 +1045,7 @@ where
                         io.write_all(&response.encode_for(&request.method)).await?;
                     }
                     io.flush().await?;
-                    next = pipelined.next;
+                    next = after;
                     continue;
                 }
                 Routed::WebSocket(conn, commands) => {
@@ -1172,21 +1169,106 @@ where
 }
 
 /// The most pipelined `POST`s answered behind a held poll; the rest wait
-/// unread, up to a request's worth of bytes (see [`wait_for_poll`]).
-const MAX_ANSWERED_EARLY: usize = 16;
+/// unread, up to [`Pipelined::max_buffered`] bytes.
+pub const MAX_ANSWERED_EARLY: usize = 16;
 
-/// The requests a client sent behind a held poll (HTTP/1.1 pipelining),
-/// read while the poll waited.
-struct Pipelined {
+/// A pipelined `POST` answered while a poll was held: its endpoint, its
+/// request and the answer to write after the poll's response.
+pub type EarlyAnswer = (EngineIo, Request, HttpResponse);
+
+/// The requests a client sends (HTTP/1.1 pipelining) behind a held poll on
+/// the same connection, read while the poll waits, on every runtime.
+/// Engine.IO `POST`s are handed to their endpoint at once, as Node's HTTP
+/// server emits pipelined requests (a message they carry may be what the
+/// poll waits for), at most [`MAX_ANSWERED_EARLY`]; their answers are
+/// written after the poll's. The first other request is kept, to be
+/// handled once those are written.
+///
+/// ```
+/// use switchboard_async::server::{Pipelined, RouteTable};
+/// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
+/// use switchboard_core::http::{Limits, RequestReader};
+///
+/// let mut table = RouteTable::default();
+/// table.mount_socketio("/socket.io", &SocketIo::new(SocketIoConfig::default()));
+/// let mut reader = RequestReader::new(Limits::default(), 1 << 20);
+/// reader.receive(b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n"); // behind the poll
+/// let mut pipelined = Pipelined::new(false);
+/// pipelined.answer(&mut reader, &table);
+/// let (answered, next) = pipelined.finish();
+/// assert!(answered.is_empty()); // not an Engine.IO POST: kept for later
+/// assert_eq!(next.map(|incoming| incoming.request.path().to_owned()).as_deref(), Some("/page"));
+/// ```
+pub struct Pipelined {
     /// Take none: the poll's request is the connection's last.
     stop: bool,
-    /// Engine.IO `POST`s, handed to their endpoint at once (as Node's HTTP
-    /// server emits pipelined requests), their answers written after the
-    /// poll's: a message they carry may be what the poll waits for.
-    answered: Vec<(EngineIo, Request, HttpResponse)>,
-    /// The first request that is not such a `POST`, handled once the
-    /// poll's response (and the answers before it) are written.
+    answered: Vec<EarlyAnswer>,
     next: Option<IncomingRequest>,
+}
+
+impl Pipelined {
+    /// For a poll whose request is the connection's `last` (then nothing
+    /// behind it is taken).
+    pub fn new(last: bool) -> Self {
+        Pipelined {
+            stop: last,
+            answered: Vec::new(),
+            next: None,
+        }
+    }
+
+    /// The most bytes a connection may buffer while its poll waits: a
+    /// head and the largest body an endpoint takes. Past it the client is
+    /// let go (the poll aborted).
+    pub fn max_buffered(table: &RouteTable) -> usize {
+        table.limits().head.max_head_size + table.engines().max_body()
+    }
+
+    /// Hands the Engine.IO `POST`s that `reader` holds to their endpoints,
+    /// up to the first other request.
+    pub fn answer(&mut self, reader: &mut RequestReader, table: &RouteTable) {
+        while !self.stop && self.next.is_none() && self.answered.len() < MAX_ANSWERED_EARLY {
+            // A framing error shows again when the request is read next.
+            let Ok(Some(incoming)) = reader.next_request() else {
+                return;
+            };
+            let engine = table
+                .engines()
+                .engine_for(incoming.request.path())
+                .filter(|_| {
+                    incoming.request.method == "POST"
+                        && !incoming.truncated
+                        && incoming.request.keep_alive()
+                        && !handshake::is_upgrade_request(&incoming.request)
+                });
+            let Some(engine) = engine else {
+                self.next = Some(incoming);
+                return;
+            };
+            let IncomingRequest { request, body, .. } = incoming;
+            let response = match engine.handle_request(&request, body) {
+                Routed::Respond(response) => response,
+                // Not for a `POST`; refused all the same.
+                other => {
+                    if let Routed::WebSocket(conn, _) = other {
+                        engine.ws_closed(conn);
+                    }
+                    HttpResponse {
+                        status: 400,
+                        headers: Vec::new(),
+                        body: Bytes::new(),
+                    }
+                }
+            };
+            self.answered.push((engine.clone(), request, response));
+        }
+    }
+
+    /// The answers to write after the poll's response, in order, and the
+    /// request to handle next.
+    pub fn finish(self) -> (Vec<EarlyAnswer>, Option<IncomingRequest>) {
+        (self.answered, self.next)
+    }
 }
 
 /// Waits for a held poll's response while watching the connection: `None`
@@ -1202,10 +1284,10 @@ async fn wait_for_poll<S>(
 where
     S: AsyncRead + Unpin,
 {
-    let max_buffered = table.limits().head.max_head_size + table.engines().max_body();
+    let max_buffered = Pipelined::max_buffered(table);
     loop {
         // What was read with the poll, or since.
-        answer_pipelined(reader, table, pipelined);
+        pipelined.answer(reader, table);
         if reader.buffered_len() > max_buffered {
             return None;
         }
@@ -1223,49 +1305,6 @@ where
             Ok(n) if n > 0 => {}
             _ => return None,
         }
-    }
-}
-
-/// Hands the Engine.IO `POST`s buffered behind a held poll to their
-/// endpoints, up to the first other request (see [`Pipelined`]).
-fn answer_pipelined(reader: &mut RequestReader, table: &RouteTable, pipelined: &mut Pipelined) {
-    while !pipelined.stop
-        && pipelined.next.is_none()
-        && pipelined.answered.len() < MAX_ANSWERED_EARLY
-    {
-        // A framing error shows again when the request is read next.
-        let Ok(Some(incoming)) = reader.next_request() else {
-            return;
-        };
-        let engine = table
-            .engines()
-            .engine_for(incoming.request.path())
-            .filter(|_| {
-                incoming.request.method == "POST"
-                    && !incoming.truncated
-                    && incoming.request.keep_alive()
-                    && !handshake::is_upgrade_request(&incoming.request)
-            });
-        let Some(engine) = engine else {
-            pipelined.next = Some(incoming);
-            return;
-        };
-        let IncomingRequest { request, body, .. } = incoming;
-        let response = match engine.handle_request(&request, body) {
-            Routed::Respond(response) => response,
-            // Not for a `POST`; refused all the same.
-            other => {
-                if let Routed::WebSocket(conn, _) = other {
-                    engine.ws_closed(conn);
-                }
-                HttpResponse {
-                    status: 400,
-                    headers: Vec::new(),
-                    body: Bytes::new(),
-                }
-            }
-        };
-        pipelined.answered.push((engine.clone(), request, response));
     }
 }
 

@@ -34,7 +34,8 @@
 //! One deviation from the async adapters: a blocking thread cannot wait for
 //! a poll's response and for its socket at once, so while a poll is held a
 //! short-lived watcher thread waits on the socket to notice a client that
-//! goes away.
+//! goes away, or requests it pipelines behind the poll (read and handled
+//! by the connection's thread, as the async adapters do).
 
 pub mod client;
 
@@ -51,7 +52,7 @@ pub use switchboard_async::engineio::{
     EngineIo, EventHandler, SocketSender, Sockets, WeakEngineIo, WsCommand,
 };
 use switchboard_async::engineio::{Routed, Socket as AsyncSocket, TryRecvError};
-use switchboard_async::server::RouteTable;
+use switchboard_async::server::{Pipelined, RouteTable};
 use switchboard_async::socketio::SocketIo;
 use switchboard_async::timer::{self, Timed, WeakTimed};
 pub use switchboard_core::engineio::HttpResponse;
@@ -559,10 +560,12 @@ pub fn spawn_timer(timed: Arc<dyn Timed>) -> io::Result<()> {
         return Ok(());
     }
     let weak: WeakTimed = Arc::downgrade(&timed);
-    drop(timed);
-    std::thread::Builder::new()
-        .name("switchboard-timer".into())
-        .spawn(move || {
+    let run = {
+        let weak = weak.clone();
+        move || {
+            // A timer thread that ends early (a panic) gives the claim
+            // back too, so the endpoint's next `serve` starts another.
+            let _claim = ReleaseOnDrop(weak.clone());
             let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
             let mut cx = Context::from_waker(&waker);
             while let Some(next) = timer::run_once(&weak) {
@@ -576,8 +579,34 @@ pub fn spawn_timer(timed: Arc<dyn Timed>) -> io::Result<()> {
                     None => std::thread::park(),
                 }
             }
-        })?;
-    Ok(())
+        }
+    };
+    let started = if faults().timer_start {
+        Err(io::Error::other("cannot start a thread (test)"))
+    } else {
+        std::thread::Builder::new()
+            .name("switchboard-timer".into())
+            .spawn(run)
+            .map(drop)
+    };
+    if started.is_err() {
+        // No timer runs: the claim goes back, so a later `serve` (or
+        // `start_timers`) starts one instead of running without
+        // heartbeats or session timeouts.
+        timed.timer_signal().release();
+    }
+    started
+}
+
+/// Releases its endpoint's timer claim when dropped ([`spawn_timer`]).
+struct ReleaseOnDrop(WeakTimed);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        if let Some(timed) = self.0.upgrade() {
+            timed.timer_signal().release();
+        }
+    }
 }
 
 /// Accepts connections on `listener` forever, one thread each, serving
@@ -644,8 +673,14 @@ pub fn serve_connection(mut stream: TcpStream, routes: Routes) -> io::Result<()>
     stream.set_nodelay(true)?;
     let mut reader = routes.table.request_reader();
     let mut first = true;
+    // A request read while a poll was held, not answered early.
+    let mut next = None;
     loop {
-        let incoming = match next_request(&mut stream, &mut reader, routes.table.limits(), first) {
+        let read = match next.take() {
+            Some(incoming) => Ok(Some(incoming)),
+            None => next_request(&mut stream, &mut reader, routes.table.limits(), first),
+        };
+        let incoming = match read {
             Ok(Some(incoming)) => incoming,
             // Shut down rather than only dropped: a held poll's watcher
             // (`wait_for_poll`) may still hold the socket, waiting on it.
@@ -680,13 +715,42 @@ pub fn serve_connection(mut stream: TcpStream, routes: Routes) -> io::Result<()>
                     }
                     response
                 }
-                Routed::Hold(poll, rx) => match wait_for_poll(&stream, rx)? {
-                    Some(response) => response,
-                    None => {
-                        engine.poll_aborted(poll);
+                Routed::Hold(poll, rx) => {
+                    // (Nothing is read as a request behind a last one.)
+                    let mut pipelined = Pipelined::new(!keep_alive);
+                    let table = &routes.table;
+                    let mut response =
+                        match wait_for_poll(&stream, &mut reader, rx, table, &mut pipelined) {
+                            Ok(Some(response)) => response,
+                            // The client went away, flooded the connection,
+                            // or the wait could not start: the poll is
+                            // never answered.
+                            waited => {
+                                engine.poll_aborted(poll);
+                                let _ = stream.shutdown(Shutdown::Both);
+                                return waited.map(drop);
+                            }
+                        };
+                    if !keep_alive {
+                        response.headers.push(("Connection".into(), "close".into()));
+                    }
+                    stream.write_all(&response.encode_for(&request.method))?;
+                    if !keep_alive {
+                        let _ = stream.shutdown(Shutdown::Both);
                         return Ok(());
                     }
-                },
+                    // Then the answers to the requests that came behind it,
+                    // in order.
+                    let (answered, after) = pipelined.finish();
+                    for (engine, request, response) in answered {
+                        if let Some(mut answer) = engine.answer_wait(&request) {
+                            wait_until_none(|_| answer.wait_until());
+                        }
+                        stream.write_all(&response.encode_for(&request.method))?;
+                    }
+                    next = after;
+                    continue;
+                }
                 Routed::WebSocket(conn, commands) => {
                     let buffered = reader.take_buffered();
                     let config = routes.table.engine_ws_config(engine);
@@ -800,35 +864,146 @@ fn next_request(
     }
 }
 
-/// Waits for a held poll's response while a watcher thread waits on the
-/// socket: `None` if the client went away first.
+/// What a held poll's watcher thread saw on the socket.
+enum Watched {
+    /// Bytes to read: the watcher waits to be told to look again.
+    Readable,
+    /// The client went away (or the socket failed).
+    Gone,
+}
+
+/// Waits for a held poll's response while watching the connection: `None`
+/// if the client went away (or sent more than a request's worth of bytes
+/// while waiting). Requests that come behind the poll go to `pipelined`.
+///
+/// A blocking thread cannot wait for the response and for its socket at
+/// once, so a watcher thread waits on the socket (a `peek`, reading
+/// nothing) and says when bytes came; this thread then reads them.
 fn wait_for_poll(
-    stream: &TcpStream,
-    rx: switchboard_async::engineio::HeldPoll,
-) -> io::Result<Option<switchboard_core::engineio::HttpResponse>> {
+    mut stream: &TcpStream,
+    reader: &mut RequestReader,
+    mut rx: switchboard_async::engineio::HeldPoll,
+    table: &RouteTable,
+    pipelined: &mut Pipelined,
+) -> io::Result<Option<HttpResponse>> {
+    let max_buffered = Pipelined::max_buffered(table);
+    // What was read with the poll.
+    pipelined.answer(reader, table);
+    if reader.buffered_len() > max_buffered {
+        return Ok(None);
+    }
     let watched = stream.try_clone()?;
     watched.set_read_timeout(None)?;
-    let (gone_tx, gone_rx) = futures_channel::oneshot::channel();
+    let (events_tx, mut events) = futures_channel::mpsc::unbounded();
+    let (again_tx, again) = std::sync::mpsc::channel::<()>();
+    let mut interrupts = faults().peek_interrupts;
+    let watch = move || {
+        // Ends when the client goes away, or once this thread no longer
+        // listens and the client sends its next request (the usual case,
+        // after the response) or the connection thread shuts the socket
+        // down (an idle keep-alive timeout).
+        let mut byte = [0u8; 1];
+        loop {
+            let peeked = if interrupts > 0 {
+                interrupts -= 1;
+                Err(io::ErrorKind::Interrupted.into())
+            } else {
+                watched.peek(&mut byte)
+            };
+            let event = match peeked {
+                Ok(1..) => Watched::Readable,
+                // A signal, not the client: wait on.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(0) | Err(_) => Watched::Gone,
+            };
+            let gone = matches!(event, Watched::Gone);
+            if events_tx.unbounded_send(event).is_err() || gone || again.recv().is_err() {
+                return;
+            }
+        }
+    };
+    if faults().watcher_start {
+        return Err(io::Error::other("cannot start a thread (test)"));
+    }
     std::thread::Builder::new()
         .name("switchboard-poll-watch".into())
         .stack_size(32 << 10)
-        .spawn(move || {
-            // Returns when the client sends its next request (the usual
-            // case, after the response), goes away, or the connection
-            // thread shuts the socket down (an idle keep-alive timeout).
-            let mut byte = [0u8; 1];
-            let gone = !matches!(watched.peek(&mut byte), Ok(1..));
-            let _ = gone_tx.send(gone);
-        })?;
-    Ok(futures_executor::block_on(async move {
-        match select(rx, gone_rx).await {
-            Either::Left((response, _)) => response.ok(),
-            Either::Right((Ok(true), _)) => None,
-            // Bytes arrived early (a pipelined request): the client is
-            // still there, so only the response matters now.
-            Either::Right((_, rx)) => rx.await.ok(),
+        .spawn(watch)?;
+    loop {
+        let watched = futures_executor::block_on(async {
+            match select(&mut rx, events.next()).await {
+                Either::Left((response, _)) => Err(response.ok()),
+                Either::Right((watched, _)) => Ok(watched),
+            }
+        });
+        match watched {
+            Err(response) => return Ok(response),
+            Ok(Some(Watched::Readable)) => {}
+            Ok(Some(Watched::Gone) | None) => return Ok(None),
         }
-    }))
+        // Bytes are there: this read does not block.
+        let read = READ_BUF.with_borrow_mut(|buf| {
+            let read = stream.read(buf);
+            if let Ok(n) = read {
+                reader.receive(&buf[..n]);
+            }
+            read
+        });
+        match read {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted
+                        | io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        pipelined.answer(reader, table);
+        if reader.buffered_len() > max_buffered {
+            return Ok(None);
+        }
+        if again_tx.send(()).is_err() {
+            // The watcher is gone (it cannot be, short of a panic).
+            return Ok(None);
+        }
+    }
+}
+
+/// Faults a test injects on its own thread, as `pool.rs` starves one:
+/// none outside tests.
+#[derive(Clone, Copy, Default)]
+struct Faults {
+    /// [`spawn_timer`] cannot start its thread.
+    timer_start: bool,
+    /// A held poll's watcher thread cannot start.
+    watcher_start: bool,
+    /// A held poll's watcher finds its socket's first this many waits
+    /// interrupted (`EINTR`, a signal).
+    peek_interrupts: u32,
+}
+
+#[cfg(test)]
+thread_local! {
+    static FAULTS: std::cell::Cell<Faults> = const {
+        std::cell::Cell::new(Faults {
+            timer_start: false,
+            watcher_start: false,
+            peek_interrupts: 0,
+        })
+    };
+}
+
+#[cfg(test)]
+fn faults() -> Faults {
+    FAULTS.get()
+}
+
+#[cfg(not(test))]
+fn faults() -> Faults {
+    Faults::default()
 }
 
 /// How long a reader waits for its writer to make room in the queue before
@@ -989,6 +1164,7 @@ fn write_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchboard_async::server::MAX_ANSWERED_EARLY;
     use switchboard_core::http::{IncomingResponse, Limits, ResponseReader};
 
     /// Long enough only to turn a hang into a failure.
@@ -1312,5 +1488,221 @@ mod tests {
             body.contains("\"code\":1"),
             "the session was still open: {body}"
         );
+    }
+
+    /// Serves `routes` with its connections one after another on a thread
+    /// that has `faults`; its address.
+    fn start_with(routes: Routes, faults: Faults) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        routes.start_timers().expect("timers");
+        std::thread::spawn(move || {
+            FAULTS.set(faults);
+            for stream in listener.incoming().flatten() {
+                let _ = serve_connection(stream, routes.clone());
+            }
+        });
+        addr
+    }
+
+    fn post_bytes(target: &str, body: &str) -> Vec<u8> {
+        format!(
+            "POST {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    /// An endpoint that echoes every message.
+    fn echo_engine() -> EngineIo {
+        EngineIo::new(ServerConfig::default(), |engine: &EngineIo, event| {
+            if let ServerEvent::Message { sid, data } = event {
+                let _ = engine.send(&sid, data);
+            }
+        })
+    }
+
+    /// The body of the next response, which must be a 200.
+    fn ok_body(raw: &mut Raw) -> String {
+        let response = raw.response();
+        assert_eq!(response.response.status, 200, "{response:?}");
+        String::from_utf8(response.body.to_vec()).expect("utf-8")
+    }
+
+    /// `POST`s pipelined behind a held poll (in the same write, or once
+    /// it waits) are handed to the endpoint while the poll waits, as the
+    /// async server does: the echo the first causes answers the poll (the
+    /// second's goes along), instead of both waiting for the next
+    /// heartbeat; their answers follow the poll's, in order, and the
+    /// request behind them is handled after.
+    #[test]
+    fn a_post_pipelined_behind_a_held_poll_is_handled_while_it_waits() {
+        let addr = start(Routes::new().engineio("/engine.io/", echo_engine()));
+        for later in [false, true] {
+            let mut raw = Raw::connect(addr);
+            let sid = open_session(&mut raw, "/engine.io/");
+            let target = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+            let poll = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+            let mut requests = Vec::new();
+            if later {
+                // Read with the poll, or (here) by its watcher's turn.
+                raw.send(poll.as_bytes());
+                std::thread::sleep(Duration::from_millis(50));
+            } else {
+                requests.extend(poll.as_bytes());
+            }
+            requests.extend(post_bytes(&target, "4hi"));
+            requests.extend(post_bytes(&target, "4again"));
+            requests.extend(b"GET /elsewhere HTTP/1.1\r\nHost: x\r\n\r\n");
+            raw.send(&requests);
+            assert_eq!(ok_body(&mut raw), "4hi\x1e4again", "later: {later}");
+            assert_eq!(ok_body(&mut raw), "ok");
+            assert_eq!(ok_body(&mut raw), "ok");
+            assert_eq!(raw.response().response.status, 404);
+        }
+    }
+
+    /// Only [`MAX_ANSWERED_EARLY`] pipelined `POST`s are handled while a
+    /// poll waits: the poll carries their echoes, and the rest are handled
+    /// once it is answered, their echoes left for the next poll.
+    #[test]
+    fn pipelined_posts_handled_while_a_poll_waits_are_bounded() {
+        let addr = start(Routes::new().engineio("/engine.io/", echo_engine()));
+        let mut raw = Raw::connect(addr);
+        let sid = open_session(&mut raw, "/engine.io/");
+        let target = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+        let poll = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let count = MAX_ANSWERED_EARLY + 4;
+        let mut requests = poll.clone().into_bytes();
+        for i in 0..count {
+            requests.extend(post_bytes(&target, &format!("4m{i}")));
+        }
+        raw.send(&requests);
+        let echoes = |range: std::ops::Range<usize>| {
+            range
+                .map(|i| format!("4m{i}"))
+                .collect::<Vec<_>>()
+                .join("\x1e")
+        };
+        assert_eq!(ok_body(&mut raw), echoes(0..MAX_ANSWERED_EARLY));
+        for _ in 0..count {
+            assert_eq!(ok_body(&mut raw), "ok");
+        }
+        raw.send(poll.as_bytes());
+        assert_eq!(ok_body(&mut raw), echoes(MAX_ANSWERED_EARLY..count));
+    }
+
+    /// A client that sends more than a request's worth of bytes behind a
+    /// held poll (not taken early: behind another request) loses its
+    /// connection, and its poll is aborted (the session closes at once,
+    /// `transport error`), rather than the server buffering without bound.
+    #[test]
+    fn a_client_flooding_behind_a_held_poll_is_let_go() {
+        let config = ServerConfig {
+            max_payload: 1 << 10,
+            ..ServerConfig::default()
+        };
+        let (engine, sockets) = EngineIo::with_sockets(config);
+        let addr = start(Routes::new().engineio("/engine.io/", engine));
+        let mut sessions = blocking(sockets);
+        for later in [false, true] {
+            let mut raw = Raw::connect(addr);
+            let sid = open_session(&mut raw, "/engine.io/");
+            let mut socket = sessions.next().expect("session");
+            let poll = format!(
+                "GET /engine.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n\r\n"
+            );
+            let mut requests = Vec::new();
+            if later {
+                raw.send(poll.as_bytes());
+                std::thread::sleep(Duration::from_millis(50));
+            } else {
+                requests.extend(poll.as_bytes());
+            }
+            requests.extend(b"GET /elsewhere HTTP/1.1\r\nHost: x\r\n\r\n");
+            requests.extend(vec![b'x'; 64 << 10]);
+            raw.send(&requests);
+            assert!(
+                drained_until_closed(&mut raw.stream),
+                "the connection stayed open (later: {later})"
+            );
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send((socket.recv(), socket.close_reason()));
+            });
+            let (message, reason) = rx.recv_timeout(HANG).expect("the session stayed open");
+            assert_eq!(message, None);
+            assert_eq!(reason, Some(CloseReason::TransportError), "later: {later}");
+        }
+    }
+
+    /// A signal that interrupts the wait of a held poll's watcher (`EINTR`)
+    /// does not end the session: the poll is answered.
+    #[test]
+    fn an_interrupted_poll_watch_does_not_end_the_session() {
+        let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+        let faults = Faults {
+            peek_interrupts: 2,
+            ..Faults::default()
+        };
+        let addr = start_with(Routes::new().engineio("/engine.io/", engine), faults);
+        let mut sessions = blocking(sockets);
+        let mut raw = Raw::connect(addr);
+        let sid = open_session(&mut raw, "/engine.io/");
+        let socket = sessions.next().expect("session");
+        raw.get(&format!("/engine.io/?EIO=4&transport=polling&sid={sid}"));
+        // The poll is held until there is something to send.
+        std::thread::sleep(Duration::from_millis(50));
+        socket.send("hello").expect("the session is open");
+        assert_eq!(ok_body(&mut raw), "4hello");
+    }
+
+    /// A held poll whose watcher cannot start is aborted: the session
+    /// closes at once (`transport error`), and so does the connection.
+    #[test]
+    fn a_held_poll_whose_watch_cannot_start_is_aborted() {
+        let (engine, sockets) = EngineIo::with_sockets(ServerConfig::default());
+        let faults = Faults {
+            watcher_start: true,
+            ..Faults::default()
+        };
+        let addr = start_with(Routes::new().engineio("/engine.io/", engine), faults);
+        let mut sessions = blocking(sockets);
+        let mut raw = Raw::connect(addr);
+        let sid = open_session(&mut raw, "/engine.io/");
+        let mut socket = sessions.next().expect("session");
+        raw.get(&format!("/engine.io/?EIO=4&transport=polling&sid={sid}"));
+        assert!(raw.closed_by_server(), "the connection stayed open");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send((socket.recv(), socket.close_reason()));
+        });
+        let (message, reason) = rx.recv_timeout(HANG).expect("the session stayed open");
+        assert_eq!(message, None);
+        assert_eq!(reason, Some(CloseReason::TransportError));
+    }
+
+    /// A timer thread that cannot be started gives the endpoint's timer
+    /// claim back, so serving it later starts one: its heartbeat answers a
+    /// held poll with a ping.
+    #[test]
+    fn a_timer_thread_that_cannot_start_gives_its_claim_back() {
+        let config = ServerConfig {
+            ping_interval: Duration::from_millis(100),
+            ..ServerConfig::default()
+        };
+        let (engine, _sockets) = EngineIo::with_sockets(config);
+        FAULTS.set(Faults {
+            timer_start: true,
+            ..Faults::default()
+        });
+        assert!(spawn_timer(engine.timed()).is_err());
+        FAULTS.set(Faults::default());
+        assert!(!engine.timed().timer_signal().is_claimed());
+        let addr = start(Routes::new().engineio("/engine.io/", engine));
+        let mut raw = Raw::connect(addr);
+        let sid = open_session(&mut raw, "/engine.io/");
+        raw.get(&format!("/engine.io/?EIO=4&transport=polling&sid={sid}"));
+        assert_eq!(ok_body(&mut raw), "2", "a ping");
     }
 }
