@@ -242,6 +242,9 @@ pub struct Handshake {
 
 type Middleware = Arc<dyn Fn(&Handshake) -> Result<(), ConnectError> + Send + Sync>;
 
+/// The refusal a client gets when a middleware panics.
+const MIDDLEWARE_PANICKED: &str = "server error";
+
 enum Callback<A> {
     Sync(Arc<dyn Fn(A) + Send + Sync>),
     Async(Arc<dyn Fn(A) -> BoxFuture + Send + Sync>),
@@ -308,8 +311,10 @@ pub struct Namespace {
 
 impl Namespace {
     /// Adds a middleware, run after those added before it: `Ok(())` lets the
-    /// client through, a [`ConnectError`] refuses it. It runs where the
-    /// client's CONNECT is handled, so keep it quick. It may hold state:
+    /// client through, a [`ConnectError`] refuses it (one that panics
+    /// refuses it with `server error`, and the panic is logged). It runs
+    /// where the client's CONNECT is handled, so keep it quick. It may hold
+    /// state:
     ///
     /// ```
     /// use std::collections::HashSet;
@@ -348,6 +353,10 @@ struct SocketHandlers {
     events: HashMap<String, Callback<(Socket, Event)>>,
     any: Option<Callback<(Socket, Event)>>,
     disconnect: Vec<Callback<(Socket, DisconnectReason)>>,
+    /// The socket has disconnected and its handlers are gone: none
+    /// registered from now on would ever run, so none is kept (it would
+    /// keep the socket it may hold alive for ever).
+    closed: bool,
 }
 
 struct SocketEntry {
@@ -1238,11 +1247,20 @@ impl Hub {
                     auth: auth.to_value(),
                     sid,
                 };
-                if let Some(refusal) = handlers
-                    .middlewares
-                    .iter()
-                    .find_map(|check| check(&handshake).err())
-                {
+                // A middleware that panics refuses the client: it must hear
+                // a verdict, or it waits for one (and its CONNECTs are
+                // ignored) for as long as its connection lasts.
+                let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    handlers
+                        .middlewares
+                        .iter()
+                        .find_map(|check| check(&handshake).err())
+                }));
+                let refusal = verdict.unwrap_or_else(|panic| {
+                    log_handler_panic(&*panic);
+                    Some(ConnectError::new(MIDDLEWARE_PANICKED))
+                });
+                if let Some(refusal) = refusal {
                     let data = refusal
                         .data
                         .as_ref()
@@ -1350,11 +1368,15 @@ impl Hub {
                 // them the clones of the socket they may hold, which would
                 // otherwise keep it (and all they hold) alive for ever.
                 // (Dropped after the lock is let go.)
-                let handlers = std::mem::take(
+                let handlers = std::mem::replace(
                     &mut *entry
                         .handlers
                         .write()
                         .unwrap_or_else(PoisonError::into_inner),
+                    SocketHandlers {
+                        closed: true,
+                        ..SocketHandlers::default()
+                    },
                 );
                 let callbacks = handlers.disconnect;
                 let _ = entry.rooms_left.set(rooms);
@@ -1363,8 +1385,9 @@ impl Hub {
                     entry,
                     hub: self.clone(),
                 };
+                // Each on its own: one that panics skips none of the others.
                 for callback in &callbacks {
-                    self.run(callback, (socket.clone(), reason));
+                    run_handler(|| self.run(callback, (socket.clone(), reason)));
                 }
             }
         }
@@ -1651,11 +1674,14 @@ impl Socket {
     /// # assert_eq!(recv(&mut qa), [r#"42["error","unknown event: dance"]"#]);
     /// ```
     pub fn on_any(&self, handler: impl Fn(Socket, Event) + Send + Sync + 'static) {
-        self.entry
+        let mut handlers = self
+            .entry
             .handlers
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .any = Some(Callback::Sync(Arc::new(move |(s, e)| handler(s, e))));
+            .unwrap_or_else(PoisonError::into_inner);
+        if !handlers.closed {
+            handlers.any = Some(Callback::Sync(Arc::new(move |(s, e)| handler(s, e))));
+        }
     }
 
     /// Runs `handler` when the socket leaves its namespace, with the
@@ -1664,7 +1690,9 @@ impl Socket {
     /// names the rooms it was in (as in Node's `disconnecting` listener and
     /// python-socketio's disconnect handler), so a broadcast to them
     /// reaches the others, and its [`extension`](Self::extension)s are
-    /// still there.
+    /// still there. One that panics skips none of the others. A handler
+    /// registered (with this or [`on`](Self::on)) once the socket has
+    /// disconnected would never run, and is not kept.
     ///
     /// ```
     /// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
@@ -1706,21 +1734,27 @@ impl Socket {
         &self,
         handler: impl Fn(Socket, DisconnectReason) + Send + Sync + 'static,
     ) {
-        self.entry
+        let mut handlers = self
+            .entry
             .handlers
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .disconnect
-            .push(Callback::Sync(Arc::new(move |(s, r)| handler(s, r))));
+            .unwrap_or_else(PoisonError::into_inner);
+        if !handlers.closed {
+            handlers
+                .disconnect
+                .push(Callback::Sync(Arc::new(move |(s, r)| handler(s, r))));
+        }
     }
 
     fn set_handler(&self, event: &str, callback: Callback<(Socket, Event)>) {
-        self.entry
+        let mut handlers = self
+            .entry
             .handlers
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .events
-            .insert(event.to_owned(), callback);
+            .unwrap_or_else(PoisonError::into_inner);
+        if !handlers.closed {
+            handlers.events.insert(event.to_owned(), callback);
+        }
     }
 
     /// Emits `event` with `args` to this client (see
@@ -2093,7 +2127,8 @@ impl Socket {
     /// Closes the client's whole connection without DISCONNECT packets, as
     /// a lost connection looks to it (it will reconnect on its own). Every
     /// socket of that connection leaves with
-    /// [`DisconnectReason::ForcedClose`].
+    /// [`DisconnectReason::ForcedClose`]. Once this socket has disconnected
+    /// it does nothing (as Node's `socket.disconnect(true)`).
     ///
     /// ```
     /// # use switchboard_async::socketio::{SocketIo, SocketIoConfig};
@@ -2105,7 +2140,13 @@ impl Socket {
     /// ```
     pub fn close_connection(&self) {
         let sid = self.entry.handshake.sid.clone();
-        self.hub.with_core(|core| core.close_session(&sid));
+        self.hub.with_core(|core| {
+            // Once the socket is gone, the connection is none of its
+            // business (it may carry the client's other namespaces).
+            if core.socket_info(&self.id).is_some() {
+                core.close_session(&sid);
+            }
+        });
     }
 
     /// Whether the socket is still connected. A clone kept elsewhere (a
@@ -2952,6 +2993,56 @@ mod tests {
         socket.expect("connected")
     }
 
+    /// An in-memory client over WebSocket: what it sends goes to the
+    /// server's Engine.IO endpoint, what the server sends it waits in its
+    /// queue.
+    struct Client {
+        io: SocketIo,
+        conn: switchboard_core::engineio::ConnId,
+        queue: crate::engineio::WsCommands,
+    }
+
+    impl Client {
+        fn open(io: &SocketIo) -> Client {
+            use switchboard_core::http::{Limits, Request};
+            let request = Request::parse(
+                b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+                &Limits::default(),
+            )
+            .unwrap()
+            .unwrap()
+            .0;
+            match io.engine().handle_request(&request, Default::default()) {
+                crate::engineio::Routed::WebSocket(conn, queue) => {
+                    let mut client = Client {
+                        io: io.clone(),
+                        conn,
+                        queue,
+                    };
+                    client.recv(); // Engine.IO's open
+                    client
+                }
+                _ => panic!("not a WebSocket"),
+            }
+        }
+
+        fn send(&self, packet: &str) {
+            self.io.engine().ws_message(
+                self.conn,
+                switchboard_core::ws::Message::text(packet.to_owned()),
+            );
+        }
+
+        /// What the server sent it since the last look.
+        fn recv(&mut self) -> Vec<String> {
+            std::iter::from_fn(|| match self.queue.try_recv() {
+                Ok(crate::engineio::WsCommand::Send(m)) => m.as_text().map(str::to_owned),
+                _ => None,
+            })
+            .collect()
+        }
+    }
+
     #[test]
     fn a_disconnected_socket_is_freed_though_its_handlers_hold_it() {
         let io = SocketIo::new(SocketIoConfig::default());
@@ -2979,6 +3070,165 @@ mod tests {
         let entries = lock(&entries);
         assert_eq!(entries.len(), 1);
         assert!(entries[0].upgrade().is_none(), "the socket is leaked");
+    }
+
+    /// A middleware that panics must still answer the client: left
+    /// waiting for a verdict, its CONNECTs are ignored for good (and on a
+    /// session already in another namespace no connect timeout ends it).
+    #[test]
+    fn a_middleware_that_panics_refuses_the_client() {
+        let io = SocketIo::new(SocketIoConfig::default());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        io.ns_with(
+            "/",
+            move |ns| {
+                ns.middleware(move |_| {
+                    if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                        panic!("the user database is down");
+                    }
+                    Ok(())
+                })
+            },
+            |_| {},
+        );
+        io.ns("/other", |_| {});
+        let mut client = Client::open(&io);
+        client.send("40/other,");
+        assert!(client.recv()[0].starts_with(r#"40/other,{"sid":"#));
+        client.send("40");
+        let refused = client.recv();
+        assert_eq!(refused.len(), 1, "no answer: {refused:?}");
+        assert!(refused[0].starts_with(r#"44{"message":"#), "{refused:?}");
+        // Asking again goes through the middlewares again.
+        client.send("40");
+        let accepted = client.recv();
+        assert!(
+            accepted
+                .first()
+                .is_some_and(|p| p.starts_with(r#"40{"sid":"#)),
+            "{accepted:?}"
+        );
+        assert_eq!(io.sockets("/").len(), 1);
+    }
+
+    /// One disconnect handler that panics does not keep the socket's other
+    /// disconnect handlers from running (they may free what the
+    /// application keeps for the socket).
+    #[test]
+    fn a_panicking_disconnect_handler_does_not_skip_the_others() {
+        let io = SocketIo::new(SocketIoConfig::default());
+        let ran = Arc::new(AtomicUsize::new(0));
+        let counted = ran.clone();
+        io.ns("/", move |socket| {
+            socket.on_disconnect(|_, _| panic!("a bug in a logger"));
+            let counted = counted.clone();
+            socket.on_disconnect(move |_, _| {
+                counted.fetch_add(1, Ordering::SeqCst);
+            });
+        });
+        let mut client = Client::open(&io);
+        client.send("40");
+        client.recv();
+        client.send("41");
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+    }
+
+    /// Handlers registered on a socket once it has disconnected (by an
+    /// async connection handler that waited, by a task keeping a clone)
+    /// can never run: kept, the clones of the socket they hold would keep
+    /// it, and all they hold, alive for ever.
+    #[test]
+    fn handlers_registered_after_the_disconnect_are_not_kept() {
+        let io = SocketIo::new(SocketIoConfig::default());
+        let kept: Arc<Mutex<Option<Socket>>> = Arc::default();
+        let keep = kept.clone();
+        io.ns("/", move |socket| *lock(&keep) = Some(socket));
+        let mut client = Client::open(&io);
+        client.send("40");
+        client.send("41");
+        client.recv();
+        let socket = lock(&kept).take().expect("connected");
+        assert!(!socket.connected());
+        let entry = Arc::downgrade(&socket.entry);
+        let me = socket.clone();
+        socket.on("ping", move |_, _| {
+            let _ = me.emit("pong", &());
+        });
+        let me = socket.clone();
+        socket.on_any(move |_, _| {
+            let _ = me.emit("what", &());
+        });
+        let me = socket.clone();
+        socket.on_disconnect(move |_, _| {
+            let _ = me.connected();
+        });
+        drop(socket);
+        assert!(entry.upgrade().is_none(), "the socket is leaked");
+    }
+
+    /// A clone of a socket that has left its namespace closes nothing (as
+    /// Node's `socket.disconnect(true)` once disconnected): the client's
+    /// connection may carry its other namespaces still.
+    #[test]
+    fn closing_the_connection_of_a_gone_socket_leaves_the_connection_alone() {
+        let io = SocketIo::new(SocketIoConfig::default());
+        io.ns("/", |_| {});
+        io.ns("/chat", |_| {});
+        let mut client = Client::open(&io);
+        client.send("40");
+        client.send("40/chat,");
+        client.recv();
+        let chat = io.sockets("/chat").pop().expect("in /chat");
+        client.send("41/chat,"); // leaves /chat, stays in /
+        assert!(!chat.connected());
+        chat.close_connection();
+        assert_eq!(io.sockets("/").len(), 1, "the connection was closed");
+        assert!(client.recv().is_empty());
+    }
+
+    /// A connection handler that lets its socket go at once: the client
+    /// learns it was connected, then that it is not, and the disconnect
+    /// handlers the connection handler registered run, once.
+    #[test]
+    fn disconnecting_in_the_connection_handler() {
+        for close in [false, true] {
+            let io = SocketIo::new(SocketIoConfig::default());
+            let reasons: Arc<Mutex<Vec<DisconnectReason>>> = Arc::default();
+            let seen = reasons.clone();
+            io.ns("/", move |socket| {
+                let seen = seen.clone();
+                socket.on_disconnect(move |socket, reason| {
+                    assert!(!socket.connected());
+                    lock(&seen).push(reason);
+                });
+                let _ = socket.emit("hello", &());
+                if close {
+                    socket.close_connection();
+                    socket.close_connection();
+                } else {
+                    socket.disconnect();
+                    socket.disconnect();
+                }
+                assert!(socket.emit("hello", &()).is_err());
+            });
+            let mut client = Client::open(&io);
+            client.send("40");
+            let got = client.recv();
+            assert!(got[0].starts_with(r#"40{"sid":"#), "{got:?}");
+            assert_eq!(got[1], r#"42["hello"]"#);
+            if close {
+                assert_eq!(got.len(), 2, "{got:?}");
+                assert_eq!(*lock(&reasons), [DisconnectReason::ForcedClose]);
+            } else {
+                assert_eq!(got[2..], ["41"]);
+                assert_eq!(
+                    *lock(&reasons),
+                    [DisconnectReason::ServerNamespaceDisconnect]
+                );
+            }
+            assert_eq!(io.socket_count(), 0);
+        }
     }
 
     #[test]

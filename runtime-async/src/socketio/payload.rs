@@ -220,9 +220,12 @@ impl Serialize for Payload {
 /// A value whose placeholder objects serialize as their attachments.
 struct WithBinary<'a>(&'a Value, &'a [Bytes]);
 
+/// The attachment `value` stands for: an object with `_placeholder: true`
+/// and an integer `num`, whatever else it holds, as the packet decoder
+/// (and Node's parser) reads one.
 fn placeholder(value: &Value, attachments: &[Bytes]) -> Option<Bytes> {
     let object = value.as_object()?;
-    if object.len() != 2 || object.get("_placeholder") != Some(&Value::Bool(true)) {
+    if object.get("_placeholder") != Some(&Value::Bool(true)) {
         return None;
     }
     let num = usize::try_from(object.get("num")?.as_u64()?).ok()?;
@@ -272,5 +275,24 @@ mod tests {
             payload.arg::<String>(2).is_err(),
             "missing, and not an Option"
         );
+    }
+
+    /// A placeholder is what the packet decoder takes for one (Node's
+    /// parser too): `_placeholder: true` and a `num`, whatever else the
+    /// object holds. A payload sent on unchanged keeps each such binary,
+    /// as a typed read of it finds it.
+    #[test]
+    fn a_relayed_payload_keeps_every_binary_the_decoder_saw() {
+        let mut packet = Packet::new(PacketKind::BinaryEvent, DEFAULT_NAMESPACE);
+        packet.data = Some(
+            RawJson::new(r#"["file",{"num":0,"_placeholder":true,"name":"a.png"}]"#.to_owned())
+                .expect("JSON"),
+        );
+        packet.attachments = vec![Bytes::from_static(&[1, 2])];
+        let payload = Payload::from_packet(&packet).expect("its arguments");
+        assert_eq!(payload.arg::<Binary>(0).expect("a binary").0, vec![1u8, 2]);
+        let relayed =
+            switchboard_core::socketio::encode_event("/", "file", &payload, None).expect("encoded");
+        assert_eq!(relayed.attachments, [vec![1u8, 2]], "{}", relayed.text);
     }
 }
