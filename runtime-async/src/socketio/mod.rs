@@ -46,7 +46,7 @@ pub use switchboard_core::socketio::server::{
     ServerConfig as CoreConfig, SocketId,
 };
 use switchboard_core::socketio::server::{Server as Core, ServerEvent, Transmit};
-use switchboard_core::socketio::{Packet, RawJson, encode_event};
+use switchboard_core::socketio::{Packet, RawJson, encode_event, is_reserved_event};
 
 pub use payload::Payload;
 
@@ -1569,6 +1569,12 @@ impl Socket {
     /// [`on_async`](Self::on_async) for slow work (see
     /// [`SocketIo::set_handler_runner`]).
     ///
+    /// The reserved names (`disconnect`, `connect`, ...:
+    /// [`RESERVED_EVENTS`](switchboard_core::socketio::RESERVED_EVENTS)) never
+    /// come from a client, as in Node: the disconnection has
+    /// [`on_disconnect`](Self::on_disconnect), and registering a reserved
+    /// name logs a warning.
+    ///
     /// ```
     /// use serde::Deserialize;
     /// use switchboard_async::socketio::{SocketIo, SocketIoConfig};
@@ -1747,6 +1753,14 @@ impl Socket {
     }
 
     fn set_handler(&self, event: &str, callback: Callback<(Socket, Event)>) {
+        if is_reserved_event(event) {
+            // Node's `socket.on("disconnect", ...)` habit: never called here.
+            tracing::warn!(
+                event,
+                "a handler for a reserved event name never runs: clients cannot send it; \
+                 use on_disconnect for the disconnection"
+            );
+        }
         let mut handlers = self
             .entry
             .handlers
