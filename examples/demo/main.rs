@@ -14,6 +14,8 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
@@ -23,60 +25,135 @@ use switchboard::core::http::Request;
 use switchboard::socketio::{Socket, SocketIo, SocketIoConfig};
 
 const PAGE: &str = include_str!("index.html");
+const USAGE: &str =
+    "usage: demo [--listen 127.0.0.1:3000] [--runtime tokio|smol|async-std|threads]";
 const JOB_STEPS: u32 = 10;
 const JOB_STEP_TIME: Duration = Duration::from_millis(400);
+/// Longer chat lines are cut to this many characters.
+const MAX_CHAT_CHARS: usize = 500;
+/// Room names are 1 to this many characters (after trimming spaces).
+const MAX_ROOM_CHARS: usize = 50;
 
 /// The room a socket chats in.
 #[derive(Clone)]
 struct Room(String);
 
+/// Set while the socket's job runs: one job at a time per socket.
+#[derive(Clone, Default)]
+struct JobRunning(Arc<AtomicBool>);
+
+/// Clears [`JobRunning`] when the job's thread ends, however it ends.
+struct JobDone(JobRunning);
+
+impl Drop for JobDone {
+    fn drop(&mut self) {
+        self.0.0.store(false, Ordering::Release);
+    }
+}
+
+/// `name` trimmed, if it makes a room name.
+fn room_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    if name.is_empty() {
+        Err("a room needs a name".into())
+    } else if name.chars().count() > MAX_ROOM_CHARS {
+        Err(format!(
+            "room names have at most {MAX_ROOM_CHARS} characters"
+        ))
+    } else {
+        Ok(name.to_string())
+    }
+}
+
+/// Moves `socket` to `room` (leaving the room it was in) and tells the room.
+fn join_room(socket: &Socket, room: &str, verb: &str) -> Result<(), String> {
+    socket
+        .join(room)
+        .map_err(|error| format!("cannot join {room:?}: {error}"))?;
+    match socket.extension::<Room>() {
+        Some(Room(previous)) if previous != room => {
+            let _ = socket.leave(&previous);
+        }
+        _ => {}
+    }
+    socket.insert_extension(Room(room.to_string()));
+    let text = format!("{} {verb} {room}", short_id(socket));
+    let _ = socket
+        .io()
+        .to(room)
+        .emit("chat", &json!({ "from": "server", "text": text }));
+    Ok(())
+}
+
 /// The demo's Socket.IO handlers, the same on every runtime.
 fn socket_io(runtime: &'static str) -> SocketIo {
     let io = SocketIo::new(SocketIoConfig::default());
     io.ns("/", move |socket| {
-        let _ = socket.emit("welcome", &json!({ "runtime": runtime }));
+        socket.insert_extension(JobRunning::default());
+        // A page that reconnects (after the server restarted, say) names the
+        // room it was in, and is back in it before its first chat line.
+        let room = socket.handshake().auth["room"]
+            .as_str()
+            .and_then(|room| room_name(room).ok())
+            .filter(|room| join_room(&socket, room, "rejoined").is_ok());
+        let _ = socket.emit("welcome", &json!({ "runtime": runtime, "room": room }));
         broadcast_client_count(&socket.io());
         socket.on_disconnect(|socket, _| broadcast_client_count(&socket.io()));
 
+        // Answers `{ room }` once joined, or `{ error }`.
         socket.on("join", |socket, mut event| {
-            let Ok(room) = event.arg::<String>(0) else {
-                return;
-            };
-            if let Some(Room(previous)) = socket.extension::<Room>() {
-                let _ = socket.leave(&previous);
-            }
-            let _ = socket.join(&room);
-            socket.insert_extension(Room(room.clone()));
-            let _ = socket.io().to(room.clone()).emit(
-                "chat",
-                &json!({ "from": "server", "text": format!("{} joined {room}", short_id(&socket)) }),
-            );
+            let joined = event
+                .arg::<String>(0)
+                .map_err(|_| "a room name is a string".to_string())
+                .and_then(|name| room_name(&name))
+                .and_then(|room| join_room(&socket, &room, "joined").map(|()| room));
             if let Some(ack) = event.take_ack() {
-                let _ = ack.send(&room);
+                let _ = match joined {
+                    Ok(room) => ack.send(&json!({ "room": room })),
+                    Err(error) => ack.send(&json!({ "error": error })),
+                };
             }
         });
 
         socket.on("chat", |socket, event| {
-            let (Ok(text), Some(Room(room))) = (event.arg::<String>(0), socket.extension::<Room>())
-            else {
+            let Ok(text) = event.arg::<String>(0) else {
                 return;
+            };
+            let Some(Room(room)) = socket.extension::<Room>() else {
+                let note = json!({ "from": "server", "text": "join a room first" });
+                let _ = socket.emit("chat", &note);
+                return;
+            };
+            let text = match text.char_indices().nth(MAX_CHAT_CHARS) {
+                Some((end, _)) => format!("{}…", &text[..end]),
+                None => text,
             };
             let message = json!({ "from": short_id(&socket), "text": text });
             let _ = socket.io().to(room).emit("chat", &message);
         });
 
         // The job runs on a thread of its own and emits from there: each
-        // step reaches the page as it happens, whatever the runtime.
-        socket.on("start-job", |socket, _| {
-            std::thread::spawn(move || {
-                for step in 1..=JOB_STEPS {
-                    std::thread::sleep(JOB_STEP_TIME);
-                    let progress = json!({ "step": step, "total": JOB_STEPS });
-                    if socket.emit("progress", &progress).is_err() {
-                        return;
+        // step reaches the page as it happens, whatever the runtime. Answers
+        // whether it started (a socket runs one job at a time).
+        socket.on("start-job", |socket, mut event| {
+            let running = socket.extension::<JobRunning>().unwrap_or_default();
+            let started = !running.0.swap(true, Ordering::AcqRel);
+            if started {
+                let done = JobDone(running);
+                std::thread::spawn(move || {
+                    let _done = done;
+                    for step in 1..=JOB_STEPS {
+                        std::thread::sleep(JOB_STEP_TIME);
+                        let progress = json!({ "step": step, "total": JOB_STEPS });
+                        if socket.emit("progress", &progress).is_err() {
+                            return;
+                        }
                     }
-                }
-            });
+                });
+            }
+            if let Some(ack) = event.take_ack() {
+                let _ = ack.send(&json!({ "started": started }));
+            }
         });
     });
     io
@@ -150,10 +227,12 @@ fn main() -> ExitCode {
         match (arg.as_str(), args.next()) {
             ("--listen", Some(value)) => listen = value,
             ("--runtime", Some(value)) => runtime = value,
+            ("-h" | "--help", _) => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
             _ => {
-                eprintln!(
-                    "usage: demo [--listen 127.0.0.1:3000] [--runtime tokio|smol|async-std|threads]"
-                );
+                eprintln!("{USAGE}");
                 return ExitCode::from(2);
             }
         }

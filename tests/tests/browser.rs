@@ -10,6 +10,13 @@
 //! count) and kills the demo. Screenshots land in
 //! `artifacts/browser/<runtime>-<transport>-<a|b>.png`.
 //!
+//! `bad_input_and_restart` (per runtime) drives one page with a script of
+//! its own (`RESTART_SCRIPT`): HTML in room names and chat lines stays text,
+//! an overlong chat line is cut, bad room names are refused, a socket runs
+//! one job at a time; then the demo is killed mid-job and started again on
+//! the same address, and the page must get back to its room, its chat and
+//! its echo, with no error in its console.
+//!
 //! The demo binary is built by `scripts/test.sh` before the tests run
 //! (`cargo build --example demo --all-features`, `--release` works too); this
 //! test runs the newest of `target/{release,debug}/examples/demo` (or
@@ -17,7 +24,7 @@
 //! Under `CI=true` anything missing (the binary, node, playwright-core,
 //! chromium) is a failure; elsewhere the test is skipped loudly.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -174,10 +181,11 @@ struct Demo {
 }
 
 impl Demo {
-    fn start(binary: &Path, runtime: &str) -> Demo {
+    /// Starts the demo on `listen` (`127.0.0.1:0` for a free port).
+    fn start(binary: &Path, runtime: &str, listen: &str) -> Demo {
         let _lock = StartLock::acquire();
         let mut child = Command::new(binary)
-            .args(["--listen", "127.0.0.1:0", "--runtime", runtime])
+            .args(["--listen", listen, "--runtime", runtime])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -267,7 +275,7 @@ fn browser_run(runtime: &str, transport: &str) {
         return;
     };
     let started = Instant::now();
-    let mut demo = Demo::start(&binary, runtime);
+    let mut demo = Demo::start(&binary, runtime, "127.0.0.1:0");
     let artifacts = peers::workspace_root().join("artifacts").join("browser");
     let mut cmd = Command::new("node");
     cmd.arg(
@@ -303,6 +311,265 @@ fn browser_run(runtime: &str, transport: &str) {
     );
 }
 
+/// The script of [`restart_run`], run by node in `tests/interop` (where
+/// playwright-core is): one page, in the default transport mode, through
+/// what a user may throw at the demo, then a restart of the server.
+///
+/// Arguments: the page's URL, the chromium binary, a timeout in ms for each
+/// wait. It prints one JSON line per check and a last `result` line; it
+/// prints `{"restart":true}` when the server is to be restarted, and reads
+/// a line on stdin once it has been.
+const RESTART_SCRIPT: &str = r##"
+import { createRequire } from "node:module";
+import { createInterface } from "node:readline";
+
+const require = createRequire(`${process.cwd()}/package.json`);
+const { chromium } = require("playwright-core");
+const [url, chromiumPath, timeoutArg] = process.argv.slice(1);
+const timeoutMs = Number(timeoutArg);
+const stdin = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const emit = (fields) => console.log(JSON.stringify(fields));
+const nonce = Math.random().toString(36).slice(2, 8);
+
+class CheckFailed extends Error {}
+const expect = (condition, message) => {
+  if (!condition) throw new CheckFailed(message);
+};
+async function check(name, body) {
+  try {
+    emit({ check: name, ok: true, ...((await body()) ?? {}) });
+  } catch (error) {
+    emit({ check: name, ok: false, error: String(error?.message ?? error) });
+    throw error;
+  }
+}
+
+let page;
+// Waits until `#id`'s text satisfies `predicate`, failing with the last text.
+async function waitText(id, predicate, what) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const text = await page.locator(`#${id}`).textContent();
+    if (predicate(text)) return text;
+    if (Date.now() > deadline) {
+      throw new CheckFailed(`${what}: #${id} is ${JSON.stringify(text.slice(-300))} after ${timeoutMs} ms`);
+    }
+    await page.waitForTimeout(50);
+  }
+}
+const lines = (id) => page.$$eval(`#${id} div`, (divs) => divs.map((d) => d.textContent));
+
+// Console errors and uncaught exceptions, all but the refused connections
+// the page meets while the server is down.
+const errors = [];
+let serverDown = false;
+const refused = /net::ERR_|WebSocket connection to .* failed/;
+
+let browser;
+let failure = null;
+try {
+  browser = await chromium.launch({
+    executablePath: chromiumPath,
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
+    timeout: timeoutMs,
+  });
+  page = await browser.newPage();
+  page.setDefaultTimeout(timeoutMs);
+  page.on("console", (message) => {
+    if (message.type() === "error" && !(serverDown && refused.test(message.text()))) {
+      errors.push(`console: ${message.text()} (${message.location()?.url ?? "?"})`);
+    }
+  });
+  page.on("pageerror", (error) => errors.push(`uncaught: ${error.message}`));
+
+  await check("load", async () => {
+    const response = await page.goto(url, { waitUntil: "load" });
+    expect(response?.ok(), `GET ${url} answered ${response?.status()}`);
+    await waitText("transport", (t) => t === "websocket", "connecting");
+    await waitText("runtime", (t) => t !== "?", "the welcome");
+    await waitText("echo-log", (t) => t.includes("(open)"), "the raw WebSocket opening");
+  });
+
+  await check("html-is-text", async () => {
+    const room = "<b>room</b>";
+    await page.locator("#room").fill(room);
+    await page.locator("#join").click();
+    await waitText("current-room", (t) => t === room, "joining a room named with HTML");
+    const line = `<img src=x onerror="window.injected=1"> ${nonce}`;
+    await page.locator("#text").fill(line);
+    await page.locator("#send").click();
+    await waitText("messages", (t) => t.includes(line), "a chat line of HTML");
+    const elements = await page.$$eval("#current-room *, #messages div *", (e) => e.length);
+    expect(elements === 0, `${elements} elements made of the room name or the chat line`);
+    expect(await page.evaluate(() => window.injected === undefined), "the chat line's script ran");
+  });
+
+  await check("long-chat-line", async () => {
+    // Past the input's maxlength, as a script or devtools would.
+    await page.evaluate(() => { document.getElementById("text").value = "y".repeat(100000); });
+    await page.locator("#send").click();
+    await waitText("messages", (t) => t.includes("yyyy"), "the long chat line");
+    const line = (await lines("messages")).find((l) => l.includes("yyyy"));
+    expect(line.endsWith(`: ${"y".repeat(500)}…`), `the line is ${line.length} characters long, want 500 and an ellipsis`);
+  });
+
+  await check("bad-room-names", async () => {
+    for (const [name, want] of [["   ", "needs a name"], ["r".repeat(5000), "at most"]]) {
+      // The long one past the input's maxlength, as a script would.
+      await page.evaluate((name) => { document.getElementById("room").value = name; }, name);
+      await page.locator("#join").click();
+      await waitText("join-error", (t) => t.includes(want), `joining a room named ${name.length} characters`);
+      const room = await page.locator("#current-room").textContent();
+      expect(room === "<b>room</b>", `a refused join moved the page to ${JSON.stringify(room.slice(0, 40))}`);
+    }
+    await page.locator("#room").fill("r2");
+    await page.locator("#join").click();
+    await waitText("current-room", (t) => t === "r2", "joining r2");
+    await waitText("join-error", (t) => t === "", "the error going away");
+  });
+
+  await check("one-job-at-a-time", async () => {
+    await page.locator("#start-job").click();
+    expect(await page.locator("#start-job").isDisabled(), "the start button is enabled while the job runs");
+    await page.waitForFunction(() => window.progressLog.length > 0, null, { timeout: timeoutMs });
+    // The page's own Socket.IO client, as a second click would send it.
+    const answer = await page.evaluate(() => socket.timeout(5000).emitWithAck("start-job"));
+    expect(answer?.started === false, `a second job while one runs: ${JSON.stringify(answer)}`);
+  });
+
+  // The server goes away mid-job and comes back on the same address.
+  serverDown = true;
+  emit({ restart: true });
+  const restarted = await stdin.next();
+  expect(!restarted.done, "no answer to the restart");
+
+  await check("reconnect-after-restart", async () => {
+    await waitText("messages", (t) => t.includes("rejoined r2"), "the page back in room r2");
+    await waitText("transport", (t) => t === "websocket", "reconnecting");
+    await waitText("current-room", (t) => t === "r2", "the room shown after reconnecting");
+    const job = await page.locator("#job-state").textContent();
+    expect(job.startsWith("interrupted"), `the job cut short by the restart shows ${JSON.stringify(job)}`);
+    expect(!(await page.locator("#start-job").isDisabled()), "the start button stays disabled");
+    await waitText("echo-log", (t) => t.split("(open)").length > 2, "the raw WebSocket opening again");
+    serverDown = false;
+    const line = `back ${nonce}`;
+    await page.locator("#text").fill(line);
+    await page.locator("#send").click();
+    await waitText("messages", (t) => t.includes(line), "a chat line after the restart");
+    await page.locator("#echo-text").fill(`echo ${nonce}`);
+    await page.locator("#echo-send").click();
+    await waitText("echo-log", (t) => t.includes(`echo: echo ${nonce}`), "the echo after the restart");
+  });
+
+  await check("console-errors", async () => {
+    expect(errors.length === 0, errors.join("; "));
+  });
+} catch (error) {
+  failure = String(error?.message ?? error);
+}
+await browser?.close().catch(() => {});
+emit({ result: failure ? "fail" : "pass", ...(failure ? { error: failure } : {}) });
+process.exit(failure ? 1 : 0);
+"##;
+
+/// The script's node process, killed on drop (with its browser) should the
+/// test panic while it runs.
+struct Script(Child);
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The demo on `runtime` in a real browser through bad input (HTML, an
+/// overlong chat line, bad room names, a second job), then restarted under
+/// a connected page: the page must be back in its room, chatting, echoing
+/// and not showing a job that died with the old server as running, with no
+/// error in its console (the refused connections while the server is down
+/// aside).
+fn restart_run(runtime: &str) {
+    let Some(binary) = prerequisites() else {
+        return;
+    };
+    let mut demo = Demo::start(&binary, runtime, "127.0.0.1:0");
+    let url = demo.url.clone();
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut node = Command::new("node")
+        .args(["--input-type=module", "-e", RESTART_SCRIPT, "--", &url])
+        .arg(chromium())
+        .arg("30000")
+        .current_dir(peers::interop_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Script)
+        .expect("spawn node");
+    let node = &mut node.0;
+    let output = Arc::new(Mutex::new(String::new()));
+    let (lines, script_lines) = mpsc::channel();
+    let stdout = node.stdout.take().expect("stdout");
+    let out = Arc::clone(&output);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            out.lock().unwrap().push_str(&format!("{line}\n"));
+            let _ = lines.send(line);
+        }
+    });
+    let mut stderr = node.stderr.take().expect("stderr");
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let mut stdin = node.stdin.take();
+    let deadline = Instant::now() + SCRIPT_TIMEOUT;
+    let mut restarts = 0;
+    let finished = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match script_lines.recv_timeout(left) {
+            Ok(line) if line == r#"{"restart":true}"# => {
+                drop(demo);
+                demo = Demo::start(&binary, runtime, &addr);
+                restarts += 1;
+                if let Some(stdin) = stdin.as_mut() {
+                    let _ = stdin.write_all(b"restarted\n");
+                }
+            }
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break true,
+            Err(mpsc::RecvTimeoutError::Timeout) => break false,
+        }
+    };
+    drop(stdin);
+    if !finished {
+        let _ = node.kill();
+    }
+    let status = node.wait().expect("wait for node");
+    let output = format!(
+        "{}{}",
+        output.lock().unwrap(),
+        errors.join().unwrap_or_default()
+    );
+    println!("{output}");
+    assert!(
+        finished && status.success() && output.contains(r#""result":"pass""#),
+        "browser restart run {runtime} failed ({}, {status}, {restarts} restart(s)):\n{output}\n\
+         --- demo output (since the last start) ---\n{}",
+        if finished { "finished" } else { "timed out" },
+        demo.output()
+    );
+    assert_eq!(restarts, 1, "the script asked for {restarts} restarts");
+}
+
 macro_rules! per_runtime {
     ($($module:ident => $runtime:literal),* $(,)?) => {
         $(
@@ -320,6 +587,11 @@ macro_rules! per_runtime {
                 #[test]
                 fn polling_only() {
                     super::browser_run($runtime, "polling")
+                }
+
+                #[test]
+                fn bad_input_and_restart() {
+                    super::restart_run($runtime)
                 }
             }
         )*
