@@ -996,7 +996,10 @@ mod tests {
         let mut reader = RequestReader::new(limits.head, 1 << 20);
         let t0 = std::time::Instant::now();
         let century = t0 + crate::LONGEST_TIMEOUT;
-        assert_eq!(RequestWait::new(&reader, true, t0).deadline(&limits), century);
+        assert_eq!(
+            RequestWait::new(&reader, true, t0).deadline(&limits),
+            century
+        );
         let mut wait = RequestWait::new(&reader, false, t0);
         assert_eq!(wait.deadline(&limits), century);
         reader.receive(b"GET / HTTP/1.1\r\n");
