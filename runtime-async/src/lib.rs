@@ -18,6 +18,8 @@ mod io;
 mod runtime;
 pub mod server;
 pub mod socketio;
+#[cfg(test)]
+mod testing;
 pub mod timer;
 pub mod ws;
 

@@ -1862,40 +1862,15 @@ mod tests {
     #[derive(Clone)]
     struct Threaded;
 
-    struct Sleep {
-        deadline: Instant,
-        started: bool,
-    }
-
-    impl Future for Sleep {
-        type Output = ();
-
-        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-            let deadline = self.deadline;
-            if Instant::now() >= deadline {
-                return Poll::Ready(());
-            }
-            if !std::mem::replace(&mut self.started, true) {
-                let waker = cx.waker().clone();
-                std::thread::spawn(move || {
-                    std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
-                    waker.wake();
-                });
-            }
-            Poll::Pending
-        }
-    }
+    use crate::testing::ThreadSleep;
 
     impl Runtime for Threaded {
-        type Sleep = Sleep;
+        type Sleep = ThreadSleep;
         type TcpStream = Duplex;
         type TcpListener = ();
 
-        fn sleep_until(&self, deadline: Instant) -> Sleep {
-            Sleep {
-                deadline: deadline.min(Instant::now() + Duration::from_secs(3600)),
-                started: false,
-            }
+        fn sleep_until(&self, deadline: Instant) -> ThreadSleep {
+            ThreadSleep::until(deadline.min(Instant::now() + Duration::from_secs(3600)))
         }
 
         fn spawn<F>(&self, future: F)

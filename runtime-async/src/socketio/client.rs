@@ -3752,41 +3752,15 @@ mod tests {
     #[derive(Clone)]
     struct Threaded;
 
-    /// A timer of [`Threaded`].
-    struct Sleep {
-        deadline: Instant,
-        started: bool,
-    }
-
-    impl Future for Sleep {
-        type Output = ();
-
-        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-            let deadline = self.deadline;
-            if Instant::now() >= deadline {
-                return Poll::Ready(());
-            }
-            if !std::mem::replace(&mut self.started, true) {
-                let waker = cx.waker().clone();
-                std::thread::spawn(move || {
-                    std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
-                    waker.wake();
-                });
-            }
-            Poll::Pending
-        }
-    }
+    use crate::testing::ThreadSleep;
 
     impl Runtime for Threaded {
-        type Sleep = Sleep;
+        type Sleep = ThreadSleep;
         type TcpStream = futures_util::io::Cursor<Vec<u8>>;
         type TcpListener = ();
 
-        fn sleep_until(&self, deadline: Instant) -> Sleep {
-            Sleep {
-                deadline,
-                started: false,
-            }
+        fn sleep_until(&self, deadline: Instant) -> ThreadSleep {
+            ThreadSleep::until(deadline)
         }
 
         fn spawn<F>(&self, future: F)

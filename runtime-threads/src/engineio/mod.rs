@@ -840,13 +840,7 @@ fn next_request(
         stream
             .set_read_timeout(Some(left))
             .map_err(RequestError::Io)?;
-        let read = READ_BUF.with_borrow_mut(|buf| {
-            let read = stream.read(buf);
-            if let Ok(n) = read {
-                reader.receive(&buf[..n]);
-            }
-            read
-        });
+        let read = read_into(stream, reader);
         match read {
             Ok(0) if reader.has_partial_request() => {
                 return Err(RequestError::Io(io::ErrorKind::UnexpectedEof.into()));
@@ -862,6 +856,17 @@ fn next_request(
             Err(e) => return Err(RequestError::Io(e)),
         }
     }
+}
+
+/// One read from `stream` into `reader`, through the thread's read buffer.
+fn read_into(mut stream: &TcpStream, reader: &mut RequestReader) -> io::Result<usize> {
+    READ_BUF.with_borrow_mut(|buf| {
+        let read = stream.read(buf);
+        if let Ok(n) = read {
+            reader.receive(&buf[..n]);
+        }
+        read
+    })
 }
 
 /// What a held poll's watcher thread saw on the socket.
@@ -880,7 +885,7 @@ enum Watched {
 /// once, so a watcher thread waits on the socket (a `peek`, reading
 /// nothing) and says when bytes came; this thread then reads them.
 fn wait_for_poll(
-    mut stream: &TcpStream,
+    stream: &TcpStream,
     reader: &mut RequestReader,
     mut rx: switchboard_async::engineio::HeldPoll,
     table: &RouteTable,
@@ -942,13 +947,7 @@ fn wait_for_poll(
             Ok(Some(Watched::Gone) | None) => return Ok(None),
         }
         // Bytes are there: this read does not block.
-        let read = READ_BUF.with_borrow_mut(|buf| {
-            let read = stream.read(buf);
-            if let Ok(n) = read {
-                reader.receive(&buf[..n]);
-            }
-            read
-        });
+        let read = read_into(stream, reader);
         match read {
             Ok(0) => return Ok(None),
             Ok(_) => {}
