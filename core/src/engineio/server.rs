@@ -924,8 +924,9 @@ pub struct Server {
 struct Closing {
     version: ProtocolVersion,
     supports_binary: bool,
-    /// Queued packets, then `close`.
-    packets: Vec<Packet>,
+    /// Queued packets, then `close` (a poll takes what fits in
+    /// `max_payload`; the entry goes when the `close` is taken).
+    packets: PollQueue,
     expires: Instant,
     /// The WebSocket the client was upgrading to, kept open: a client that
     /// completes the upgrade (`5`) polls no more, so the packets go out
@@ -1096,12 +1097,19 @@ impl Server {
         };
         let Some(session) = self.sessions.get_mut(sid.as_ref()) else {
             if transport == TransportKind::Polling && req.method == "GET" {
-                if let Some(closing) = self.closing.remove(sid.as_ref()) {
-                    if let Some(conn) = closing.upgrade {
+                if let Some(closing) = self.closing.get_mut(sid.as_ref()) {
+                    let upgrade = closing.upgrade.take();
+                    let packets = closing
+                        .packets
+                        .take_batch(self.config.max_payload, closing.version);
+                    let payload =
+                        encode_payload(&packets, closing.version, closing.supports_binary);
+                    if closing.packets.is_empty() {
+                        self.closing.remove(sid.as_ref());
+                    }
+                    if let Some(conn) = upgrade {
                         self.drop_ws(conn);
                     }
-                    let payload =
-                        encode_payload(&closing.packets, closing.version, closing.supports_binary);
                     return RequestOutcome::Respond(polling_response(payload, cors));
                 }
             }
@@ -1448,7 +1456,7 @@ impl Server {
             .config
             .max_payload
             .saturating_sub(response.body.len() + 1);
-        let packets = session.queue.take_within(budget);
+        let packets = session.queue.take_within(budget, session.version);
         if packets.is_empty() {
             return false;
         }
@@ -2025,7 +2033,9 @@ impl Server {
                 continue;
             };
             self.polls.remove(&poll.id);
-            let packets = session.queue.take_batch(self.config.max_payload);
+            let packets = session
+                .queue
+                .take_batch(self.config.max_payload, session.version);
             let response = payload_response(session, &packets, poll.headers);
             return Some(Transmit::PollResponse {
                 poll: poll.id,
@@ -2148,7 +2158,9 @@ impl Server {
             return error(ErrorCode::BadRequest, cors);
         }
         if !session.queue.is_empty() {
-            let packets = session.queue.take_batch(self.config.max_payload);
+            let packets = session
+                .queue
+                .take_batch(self.config.max_payload, session.version);
             return RequestOutcome::Respond(payload_response(session, &packets, cors));
         }
         if session.upgrade.is_some_and(|u| u.probed) {
@@ -2286,13 +2298,23 @@ impl Server {
                 if let Some(upgrade) = &mut session.upgrade {
                     upgrade.probed = true;
                 }
-                release_with_noop(session, &mut self.polls, &mut self.transmits);
+                release_with_noop(
+                    session,
+                    self.config.max_payload,
+                    &mut self.polls,
+                    &mut self.transmits,
+                );
             }
             Packet::Upgrade => {
                 if let Some(upgrade) = session.upgrade.take() {
                     session.ws_binary = upgrade.binary;
                 }
-                release_with_noop(session, &mut self.polls, &mut self.transmits);
+                release_with_noop(
+                    session,
+                    self.config.max_payload,
+                    &mut self.polls,
+                    &mut self.transmits,
+                );
                 session.transport = Transport::WebSocket(conn);
                 send_ws(
                     &mut self.transmits,
@@ -2338,8 +2360,14 @@ impl Server {
                 send_ws(&mut self.transmits, conn, version, true, [probe_answer()]);
             }
             Some(Packet::Upgrade) => {
-                let closing = self.closing.remove(sid).expect("looked up above");
-                send_ws(&mut self.transmits, conn, version, binary, closing.packets);
+                let mut closing = self.closing.remove(sid).expect("looked up above");
+                send_ws(
+                    &mut self.transmits,
+                    conn,
+                    version,
+                    binary,
+                    closing.packets.drain(),
+                );
                 self.drop_ws(conn);
             }
             // Anything else: the upgrade is given up, as for an open session;
@@ -2398,32 +2426,41 @@ impl Server {
         let Some(mut session) = self.sessions.remove(sid) else {
             return;
         };
+        // On a forced close a polling client is owed what was queued, then
+        // the `close`.
+        let owes_queue =
+            reason == CloseReason::ForcedClose && session.transport == Transport::Polling;
+        if owes_queue {
+            session.queue.push_back(Packet::Close);
+        }
         if let Some(poll) = session.poll.take() {
             self.polls.remove(&poll.id);
-            let mut packets: Vec<Packet> = if reason == CloseReason::ForcedClose {
-                session.queue.drain().collect()
+            let packets = if owes_queue {
+                // What fits in one response; the next poll gets the rest.
+                session
+                    .queue
+                    .take_batch(self.config.max_payload, session.version)
+            } else if reason == CloseReason::TransportClose {
+                // As Node's polling transport: when the client itself
+                // closed (a `close` packet), its pending poll just ends
+                // with a noop.
+                vec![Packet::Noop]
             } else {
-                Vec::new()
+                vec![Packet::Close]
             };
-            // As Node's polling transport: when the client itself closed
-            // (a `close` packet), its pending poll just ends with a noop.
-            packets.push(if reason == CloseReason::TransportClose {
-                Packet::Noop
-            } else {
-                Packet::Close
-            });
             let response = payload_response(&session, &packets, poll.headers);
             self.transmits.push_back(Transmit::PollResponse {
                 poll: poll.id,
                 response,
             });
-        } else if reason == CloseReason::ForcedClose
-            && session.transport == Transport::Polling
+        }
+        if owes_queue
+            && !session.queue.is_empty()
             && let Some(now) = self.last_now
         {
-            // No poll to answer now: the client's next one gets the close.
-            let mut packets: Vec<Packet> = session.queue.drain().collect();
-            packets.push(Packet::Close);
+            // No poll to answer now (or more than one response holds): the
+            // client's next poll gets the rest and the close.
+            let packets = std::mem::take(&mut session.queue);
             let expires = now + self.config.ping_interval + self.config.ping_timeout;
             // In the deadline index like the sessions' own deadlines, so
             // that `poll_timeout` never scans the closing sessions.
@@ -2534,6 +2571,7 @@ fn ws_form(packet: &Packet, version: ProtocolVersion, binary: bool) -> Message {
 
 fn release_with_noop(
     session: &mut Session,
+    max_payload: usize,
     polls: &mut IdMap<PollId, Arc<str>>,
     transmits: &mut VecDeque<Transmit>,
 ) {
@@ -2542,7 +2580,7 @@ fn release_with_noop(
         let packets = if session.queue.is_empty() {
             vec![Packet::Noop]
         } else {
-            session.queue.drain().collect()
+            session.queue.take_batch(max_payload, session.version)
         };
         let response = payload_response(session, &packets, poll.headers);
         transmits.push_back(Transmit::PollResponse {
@@ -2585,21 +2623,34 @@ impl PollQueue {
 
     /// Takes packets for one poll response: at least one, then more while
     /// their estimated encoded size stays within `max_bytes`.
-    fn take_batch(&mut self, max_bytes: usize) -> Vec<Packet> {
-        self.take(max_bytes, true)
+    fn take_batch(&mut self, max_bytes: usize, version: ProtocolVersion) -> Vec<Packet> {
+        self.take(max_bytes, true, version)
     }
 
     /// Takes packets while their estimated encoded size (with separators
     /// before each) stays within `max_bytes`; maybe none.
-    fn take_within(&mut self, max_bytes: usize) -> Vec<Packet> {
-        self.take(max_bytes, false)
+    fn take_within(&mut self, max_bytes: usize, version: ProtocolVersion) -> Vec<Packet> {
+        self.take(max_bytes, false, version)
     }
 
-    fn take(&mut self, max_bytes: usize, at_least_one: bool) -> Vec<Packet> {
+    fn take(
+        &mut self,
+        max_bytes: usize,
+        at_least_one: bool,
+        version: ProtocolVersion,
+    ) -> Vec<Packet> {
         let mut batch = Vec::new();
         let mut size = 0;
         while let Some(packet) = self.packets.front() {
-            let len = packet.text_len_hint() + usize::from(!batch.is_empty() || !at_least_one);
+            let hint = packet.text_len_hint();
+            let len = match version {
+                // The record separator before each but the first.
+                ProtocolVersion::V4 => hint + usize::from(!batch.is_empty() || !at_least_one),
+                // Each framed: `<length>:` (string payloads), or a kind
+                // byte, length digits and `0xFF` (binary payloads, whose
+                // binary packets are shorter than their base64 hint).
+                ProtocolVersion::V3 => hint + 2 + decimal_digits(hint),
+            };
             if (!batch.is_empty() || !at_least_one) && size + len > max_bytes {
                 break;
             }
@@ -2609,6 +2660,11 @@ impl PollQueue {
         }
         batch
     }
+}
+
+/// How many decimal digits `n` is written with.
+fn decimal_digits(n: usize) -> usize {
+    n.checked_ilog10().map_or(1, |digits| digits as usize + 1)
 }
 
 fn payload_response(session: &Session, packets: &[Packet], headers: HeaderList) -> HttpResponse {
@@ -3914,6 +3970,356 @@ mod tests {
         assert_eq!(query_param("a", "a").as_deref(), Some(""));
         assert_eq!(query_param("ab=1", "a"), None);
         assert_eq!(query_param("a=%ff", "a").as_deref(), Some("%ff"));
+    }
+
+    /// v3 payloads frame each packet with its length (`<len>:`), more than
+    /// v4's one separator: the bound counts that framing too.
+    #[test]
+    fn v3_poll_responses_are_bounded_by_max_payload() {
+        let mut server = Server::new(ServerConfig {
+            allow_eio3: true,
+            max_payload: 11,
+            ..config()
+        });
+        let t0 = Instant::now();
+        let (_, body) = respond(get(&mut server, "/engine.io/?EIO=3&transport=polling", t0));
+        let packet = body.split_once(':').unwrap().1;
+        let sid = OpenPacket::from_json(&packet[1..]).unwrap().sid;
+        for m in ["aa", "bb", "cc", "dd"] {
+            server.send(&sid, MessageData::Text(m.into())).unwrap();
+        }
+        let v3 = format!("/engine.io/?EIO=3&transport=polling&sid={sid}");
+        let mut bodies = Vec::new();
+        while bodies.len() < 4 {
+            let (status, body) = respond(get(&mut server, &v3, t0));
+            assert_eq!(status, 200);
+            assert!(body.len() <= 11, "{body:?} is over max_payload");
+            bodies.push(body);
+            if bodies.concat().ends_with("3:4dd") {
+                break;
+            }
+        }
+        assert_eq!(bodies.concat(), "3:4aa3:4bb3:4cc3:4dd");
+    }
+
+    /// A held poll released by a successful probe takes what is queued
+    /// within `max_payload`, like any poll response; the rest waits (and
+    /// goes over the WebSocket if the upgrade completes).
+    #[test]
+    fn a_poll_released_by_a_probe_is_bounded_by_max_payload() {
+        let mut server = Server::new(ServerConfig {
+            max_payload: 11,
+            ..config()
+        });
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        let ws_target = format!("/engine.io/?EIO=4&transport=websocket&sid={sid}");
+        let conn =
+            accepted(server.handle_request(&request("GET", &ws_target, WS), Bytes::new(), t0));
+        let id = held(poll(&mut server, &sid, t0));
+        for m in ["aaaa", "bbbb", "cccc"] {
+            server.send(&sid, MessageData::Text(m.into())).unwrap();
+        }
+        server.ws_message(conn, Message::text("2probe"), t0);
+        assert_eq!(ws_send(&mut server), (conn, Message::text("3probe")));
+        assert_eq!(poll_response(&mut server), (id, "4aaaa\u{1e}4bbbb".into()));
+        assert_eq!(server.poll_transmit(), None);
+        server.ws_message(conn, Message::text("5"), t0);
+        assert_eq!(ws_send(&mut server), (conn, Message::text("4cccc")));
+        assert_eq!(server.poll_transmit(), None);
+    }
+
+    /// A forced close with a held poll and more queued than one response
+    /// may hold: the poll gets what fits, the next poll the rest and the
+    /// `close`.
+    #[test]
+    fn a_forced_close_with_a_held_poll_is_bounded_by_max_payload() {
+        let mut server = Server::new(ServerConfig {
+            max_payload: 11,
+            ..config()
+        });
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        let id = held(poll(&mut server, &sid, t0));
+        for m in ["aaaa", "bbbb", "cccc"] {
+            server.send(&sid, MessageData::Text(m.into())).unwrap();
+        }
+        server.close(&sid);
+        assert_eq!(closed(&mut server), CloseReason::ForcedClose);
+        assert_eq!(poll_response(&mut server), (id, "4aaaa\u{1e}4bbbb".into()));
+        assert_eq!(server.poll_transmit(), None);
+        assert_eq!(
+            respond(poll(&mut server, &sid, t0)),
+            (200, "4cccc\u{1e}1".into())
+        );
+        assert_error(poll(&mut server, &sid, t0), 400, 1);
+    }
+
+    /// What a closed session still owes its client goes out one bounded
+    /// response per poll.
+    #[test]
+    fn a_closing_sessions_packets_are_bounded_by_max_payload() {
+        let mut server = Server::new(ServerConfig {
+            max_payload: 11,
+            ..config()
+        });
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        for m in ["aaaa", "bbbb", "cccc"] {
+            server.send(&sid, MessageData::Text(m.into())).unwrap();
+        }
+        server.close(&sid);
+        assert_eq!(closed(&mut server), CloseReason::ForcedClose);
+        assert_eq!(
+            respond(poll(&mut server, &sid, t0)),
+            (200, "4aaaa\u{1e}4bbbb".into())
+        );
+        assert_eq!(
+            respond(poll(&mut server, &sid, t0)),
+            (200, "4cccc\u{1e}1".into())
+        );
+        assert_error(poll(&mut server, &sid, t0), 400, 1);
+    }
+
+    /// The server's bookkeeping agrees with itself: every held poll and
+    /// WebSocket maps to what holds it, a queue's byte count is its
+    /// packets' cost, and every session and closing session has an entry
+    /// in the deadline index at or before its next deadline.
+    fn check_invariants(server: &Server) {
+        let indexed = |sid: &Arc<str>, deadline: Instant| {
+            server
+                .deadlines
+                .range(..=(deadline, sid.clone()))
+                .any(|(_, s)| s == sid)
+        };
+        for (sid, session) in &server.sessions {
+            if let Some(poll) = &session.poll {
+                assert_eq!(server.polls.get(&poll.id), Some(sid));
+            }
+            let cost: usize = session.queue.packets.iter().map(PollQueue::cost).sum();
+            assert_eq!(session.queue.bytes, cost);
+            if let Some(deadline) = session.next_deadline() {
+                assert!(indexed(sid, deadline), "{sid}'s deadline is not indexed");
+            }
+        }
+        for (poll, sid) in &server.polls {
+            let session = server.sessions.get(sid).expect("a held poll's session");
+            assert_eq!(session.poll.as_ref().map(|p| p.id), Some(*poll));
+        }
+        for (conn, sid) in &server.conns {
+            let known = server.sessions.get(sid).is_some_and(|s| {
+                s.transport == Transport::WebSocket(*conn)
+                    || s.upgrade.is_some_and(|u| u.conn == *conn)
+            }) || server
+                .closing
+                .get(sid)
+                .is_some_and(|c| c.upgrade == Some(*conn));
+            assert!(known, "{conn:?} maps to {sid}, which does not hold it");
+        }
+        for (sid, closing) in &server.closing {
+            assert!(!closing.packets.is_empty());
+            assert!(
+                indexed(sid, closing.expires),
+                "{sid}'s expiry is not indexed"
+            );
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Handshake {
+            websocket: bool,
+            v3: bool,
+            b64: bool,
+        },
+        Poll(usize),
+        Post(usize, &'static str),
+        Upgrade(usize, bool),
+        WsMessage(usize, &'static str, bool),
+        WsClosed(usize),
+        WsBacklogged(usize),
+        PollAborted(usize),
+        PostAborted(usize),
+        Send(usize, usize, bool),
+        SendVolatile(usize),
+        Close(usize),
+        Advance(u64),
+        Transmit(bool),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        const POSTS: &[&str] = &[
+            "4hi",
+            "2",
+            "3",
+            "1",
+            "6",
+            "5",
+            "4a\u{1e}4b",
+            "x",
+            "1:2",
+            "3:4hi",
+            "",
+        ];
+        const WS_TEXT: &[&str] = &["2probe", "3probe", "5", "4hi", "2", "3", "1", "6", "x", ""];
+        prop_oneof![
+            (any::<bool>(), any::<bool>(), any::<bool>())
+                .prop_map(|(websocket, v3, b64)| Step::Handshake { websocket, v3, b64 }),
+            any::<usize>().prop_map(Step::Poll),
+            (any::<usize>(), proptest::sample::select(POSTS)).prop_map(|(i, b)| Step::Post(i, b)),
+            (any::<usize>(), any::<bool>()).prop_map(|(i, b64)| Step::Upgrade(i, b64)),
+            (
+                any::<usize>(),
+                proptest::sample::select(WS_TEXT),
+                any::<bool>()
+            )
+                .prop_map(|(i, m, binary)| Step::WsMessage(i, m, binary)),
+            any::<usize>().prop_map(Step::WsClosed),
+            any::<usize>().prop_map(Step::WsBacklogged),
+            any::<usize>().prop_map(Step::PollAborted),
+            any::<usize>().prop_map(Step::PostAborted),
+            (any::<usize>(), 0..20usize, any::<bool>()).prop_map(|(i, n, b)| Step::Send(i, n, b)),
+            any::<usize>().prop_map(Step::SendVolatile),
+            any::<usize>().prop_map(Step::Close),
+            (0..700u64).prop_map(Step::Advance),
+            any::<bool>().prop_map(Step::Transmit),
+        ]
+    }
+
+    fn pick<T: Clone>(items: &[T], i: usize) -> Option<T> {
+        (!items.is_empty()).then(|| items[i % items.len()].clone())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Random sequences of requests, WebSocket messages, commands and
+        /// time never panic, keep the bookkeeping consistent, answer polls
+        /// within `max_payload` (no one packet here is larger), and leave
+        /// no deadline in the past after `handle_timeout`.
+        #[test]
+        fn random_sequences_keep_the_server_consistent(
+            steps in proptest::collection::vec(step(), 0..60),
+        ) {
+            const MAX_PAYLOAD: usize = 64;
+            let mut server = Server::new(ServerConfig {
+                allow_eio3: true,
+                max_payload: MAX_PAYLOAD,
+                max_buffered_bytes: 1000,
+                upgrade_timeout: Duration::from_millis(250),
+                ..config()
+            });
+            let mut now = Instant::now();
+            let (mut sids, mut conns, mut polls) = (Vec::<(String, u8)>::new(), Vec::new(), Vec::new());
+            let check_body = |response: &HttpResponse| {
+                assert!(
+                    response.body.len() <= MAX_PAYLOAD,
+                    "{} bytes over max_payload", response.body.len()
+                );
+            };
+            for step in steps {
+                let mut outcome = None;
+                match step {
+                    Step::Handshake { websocket, v3, b64 } => {
+                        let target = format!(
+                            "/engine.io/?EIO={}&transport={}{}",
+                            if v3 { 3 } else { 4 },
+                            if websocket { "websocket" } else { "polling" },
+                            if b64 { "&b64=1" } else { "" },
+                        );
+                        let headers = if websocket { WS } else { &[] };
+                        outcome = Some(server.handle_request(&request("GET", &target, headers), Bytes::new(), now));
+                    }
+                    Step::Poll(i) => if let Some((sid, eio)) = pick(&sids, i) {
+                        let target = format!("/engine.io/?EIO={eio}&transport=polling&sid={sid}");
+                        outcome = Some(server.handle_request(&request("GET", &target, &[]), Bytes::new(), now));
+                    },
+                    Step::Post(i, body) => if let Some((sid, eio)) = pick(&sids, i) {
+                        let target = format!("/engine.io/?EIO={eio}&transport=polling&sid={sid}");
+                        let body = Bytes::from_static(body.as_bytes());
+                        outcome = Some(server.handle_request(&request("POST", &target, &[]), body, now));
+                    },
+                    Step::Upgrade(i, b64) => if let Some((sid, eio)) = pick(&sids, i) {
+                        let b64 = if b64 { "&b64=1" } else { "" };
+                        let target = format!("/engine.io/?EIO={eio}&transport=websocket&sid={sid}{b64}");
+                        outcome = Some(server.handle_request(&request("GET", &target, WS), Bytes::new(), now));
+                    },
+                    Step::WsMessage(i, text, binary) => if let Some(conn) = pick(&conns, i) {
+                        let message = if binary {
+                            Message::binary(text.as_bytes().to_vec())
+                        } else {
+                            Message::text(text)
+                        };
+                        server.ws_message(conn, message, now);
+                    },
+                    Step::WsClosed(i) => if let Some(conn) = pick(&conns, i) {
+                        server.ws_closed(conn, now);
+                    },
+                    Step::WsBacklogged(i) => if let Some(conn) = pick(&conns, i) {
+                        server.ws_backlogged(conn, now);
+                    },
+                    Step::PollAborted(i) => if let Some(poll) = pick(&polls, i) {
+                        server.poll_aborted(poll, now);
+                    },
+                    Step::PostAborted(i) => if let Some((sid, _)) = pick(&sids, i) {
+                        server.post_aborted(&sid, now);
+                    },
+                    Step::Send(i, n, binary) => if let Some((sid, _)) = pick(&sids, i) {
+                        let data = if binary {
+                            MessageData::Binary(vec![7; n / 2].into())
+                        } else {
+                            MessageData::from("y".repeat(n))
+                        };
+                        let _ = server.send(&sid, data);
+                    },
+                    Step::SendVolatile(i) => if let Some((sid, _)) = pick(&sids, i) {
+                        let _ = server.send_volatile(&sid, [MessageData::from("v")]);
+                    },
+                    Step::Close(i) => if let Some((sid, _)) = pick(&sids, i) {
+                        server.close(&sid);
+                    },
+                    Step::Advance(ms) => {
+                        now += Duration::from_millis(ms);
+                        server.handle_timeout(now);
+                        if let Some(at) = server.poll_timeout() {
+                            prop_assert!(at > now, "a deadline left in the past");
+                        }
+                    }
+                    Step::Transmit(top_up) => {
+                        while let Some(transmit) = server.poll_transmit() {
+                            if let Transmit::PollResponse { mut response, poll } = transmit {
+                                check_body(&response);
+                                if top_up && let Some(sid) = sids.iter().find(|(s, _)| {
+                                    server.sessions.get(s.as_str()).is_some_and(|s| s.poll.is_none())
+                                }).map(|(s, _)| s.clone()) {
+                                    server.top_up_poll_response(&sid, &mut response);
+                                    check_body(&response);
+                                }
+                                prop_assert!(server.held_poll_session(poll).is_none());
+                            }
+                        }
+                    }
+                }
+                match outcome {
+                    // (A handshake's `open` alone is over this bound.)
+                    Some(RequestOutcome::Respond(response))
+                        if response.status == 200 && !response.body.contains(&b'{') =>
+                    {
+                        check_body(&response);
+                    }
+                    Some(RequestOutcome::Hold(poll)) => polls.push(poll),
+                    Some(RequestOutcome::AcceptWebSocket { conn }) => conns.push(conn),
+                    Some(RequestOutcome::Respond(_)) | None => {}
+                }
+                while let Some(event) = server.poll_event() {
+                    if let ServerEvent::Open { sid, version, .. } = event {
+                        let eio = if version == ProtocolVersion::V3 { 3 } else { 4 };
+                        sids.push((sid.to_string(), eio));
+                    }
+                }
+                check_invariants(&server);
+            }
+        }
     }
 
     proptest! {
