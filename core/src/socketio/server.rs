@@ -1019,7 +1019,9 @@ impl Server {
 
     /// A new Engine.IO session opened, speaking Engine.IO `version`: its
     /// connect timeout starts. An Engine.IO v3 session (a Socket.IO v2
-    /// client) asks for `/` at once, without a CONNECT.
+    /// client) asks for `/` at once, without a CONNECT. A session already
+    /// open under `sid` (its close never reported) ends first: its sockets
+    /// disconnect with `transport close`.
     ///
     /// ```
     /// # use std::time::{Duration, Instant};
@@ -1050,11 +1052,14 @@ impl Server {
     /// ```
     pub fn handle_open(&mut self, sid: &str, version: engineio::ProtocolVersion, now: Instant) {
         let version = ProtocolVersion::from_engineio(version);
+        // A session opened again under its id (its close never reported)
+        // ends first: its sockets must not outlive it unlisted.
+        self.end_session(sid, DisconnectReason::TransportClose);
         // A timeout too long to be an instant never expires.
         let connect_deadline = now
             .checked_add(self.config.connect_timeout)
             .map(|at| self.add_deadline(at, Deadline::Connect(sid.to_owned())));
-        let replaced = self.sessions.insert(
+        self.sessions.insert(
             sid.to_owned(),
             Session {
                 version,
@@ -1063,9 +1068,6 @@ impl Server {
                 connect_deadline,
             },
         );
-        if let Some(key) = replaced.and_then(|old| old.connect_deadline) {
-            self.deadlines.remove(&key);
-        }
         if version.connects_implicitly() {
             // Socket.IO v2 clients are in `/` from the start.
             let empty = RawJson::new("{}").expect("valid JSON");
@@ -2758,6 +2760,40 @@ mod tests {
     }
 
     #[test]
+    fn a_session_opened_again_under_its_sid_leaves_no_socket_behind() {
+        let mut server = server();
+        let t0 = Instant::now();
+        server.handle_open("s1", Eio::V4, t0);
+        let old = connect(&mut server, "s1", "/", t0);
+        server.handle_message("s1", text("0/admin,"), t0);
+        let Some(ServerEvent::Connect {
+            socket: pending, ..
+        }) = server.poll_event()
+        else {
+            panic!()
+        };
+        // The adapter reports a new session under the same id (its close
+        // never came): the old one's sockets are gone with it.
+        server.handle_open("s1", Eio::V4, t0);
+        assert!(matches!(
+            server.poll_event(),
+            Some(ServerEvent::Disconnect { socket, reason: DisconnectReason::TransportClose, .. })
+                if socket == old
+        ));
+        assert_eq!(server.socket_count(), 0);
+        assert_eq!(server.room_size("/", &old), 0);
+        assert!(server.accept(&pending).is_err());
+        // The new session connects afresh, and leaves nothing when it closes.
+        let new = connect(&mut server, "s1", "/", t0);
+        server.handle_close("s1", engineio::CloseReason::TransportClose);
+        assert!(matches!(
+            server.poll_event(),
+            Some(ServerEvent::Disconnect { socket, .. }) if socket == new
+        ));
+        assert_eq!((server.sockets.len(), server.deadlines.len()), (0, 0));
+    }
+
+    #[test]
     fn namespaces_per_session_are_bounded() {
         let mut server = Server::new(ServerConfig {
             max_namespaces_per_session: 2,
@@ -2770,5 +2806,381 @@ mod tests {
             server.handle_message("s1", text(&format!("0{ns},")), t0);
         }
         assert_eq!(sent(&mut server), [("s1".into(), "CLOSE".into())]);
+    }
+}
+
+#[cfg(test)]
+mod sequences {
+    //! Random sequences of sessions, packets, application commands and
+    //! time: nothing panics, and every table agrees with every other.
+    use super::*;
+    use crate::engineio::ProtocolVersion as Eio;
+    use proptest::prelude::*;
+    use std::sync::Mutex;
+
+    /// The in-memory rooms, shared with the test to look inside.
+    #[derive(Debug, Clone, Default)]
+    struct Shared(Arc<Mutex<LocalRooms>>);
+
+    impl Rooms for Shared {
+        fn join(&mut self, ns: &str, room: &str, s: &SocketId) {
+            self.0.lock().unwrap().join(ns, room, s)
+        }
+        fn leave(&mut self, ns: &str, room: &str, s: &SocketId) {
+            self.0.lock().unwrap().leave(ns, room, s)
+        }
+        fn leave_all(&mut self, ns: &str, s: &SocketId) {
+            self.0.lock().unwrap().leave_all(ns, s)
+        }
+        fn rooms_of(&self, ns: &str, s: &SocketId) -> Vec<String> {
+            self.0.lock().unwrap().rooms_of(ns, s)
+        }
+        fn room_count(&self, ns: &str, s: &SocketId) -> usize {
+            self.0.lock().unwrap().room_count(ns, s)
+        }
+        fn is_in(&self, ns: &str, room: &str, s: &SocketId) -> bool {
+            self.0.lock().unwrap().is_in(ns, room, s)
+        }
+        fn room_size(&self, ns: &str, room: &str) -> usize {
+            self.0.lock().unwrap().room_size(ns, room)
+        }
+        fn members(
+            &self,
+            target: &BroadcastTarget,
+            all: &mut dyn Iterator<Item = SocketId>,
+        ) -> Vec<SocketId> {
+            self.0.lock().unwrap().members(target, all)
+        }
+    }
+
+    const SIDS: [&str; 3] = ["s0", "s1", "s2"];
+    const NAMESPACES: [&str; 4] = ["/", "/admin", "/room-1", "/room-2"];
+    const ROOMS: [&str; 3] = ["lobby", "vip", "/admin"];
+    const PACKETS: &[&str] = &[
+        "0",
+        "0/admin,",
+        "0/room-1,",
+        "0/room-2,{\"a\":1}",
+        "0/nope,",
+        "1",
+        "1/admin,",
+        "1/room-1,",
+        "2[\"e\"]",
+        "2/admin,5[\"e\",1]",
+        "2/room-2,[\"e\"]",
+        "30[]",
+        "31[]",
+        "3/admin,0[]",
+        "3/room-1,1[]",
+        "3/room-2,2[]",
+        "4/admin,{\"message\":\"x\"}",
+        "51-[\"e\",{\"_placeholder\":true,\"num\":0}]",
+        "61-/admin,0[{\"_placeholder\":true,\"num\":0}]",
+        "9 garbage",
+        "",
+    ];
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Open(usize, bool),
+        Close(usize),
+        Text(usize, usize),
+        Binary(usize),
+        Accept(usize),
+        Reject(usize),
+        Join(usize, usize),
+        Leave(usize, usize),
+        Disconnect(usize),
+        EmitAck(usize, u64),
+        BroadcastAck(usize, Option<usize>, Option<usize>, bool),
+        Broadcast(usize, Option<usize>, Option<usize>),
+        CloseSession(usize),
+        Advance(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let sid = 0..SIDS.len();
+        let any_socket = 0..16usize;
+        let room = 0..ROOMS.len();
+        let ns = 0..NAMESPACES.len();
+        prop_oneof![
+            1 => (sid.clone(), any::<bool>()).prop_map(|(s, v3)| Op::Open(s, v3)),
+            1 => sid.clone().prop_map(Op::Close),
+            6 => (sid.clone(), 0..PACKETS.len()).prop_map(|(s, p)| Op::Text(s, p)),
+            1 => sid.clone().prop_map(Op::Binary),
+            3 => any_socket.clone().prop_map(Op::Accept),
+            1 => any_socket.clone().prop_map(Op::Reject),
+            2 => (any_socket.clone(), room.clone()).prop_map(|(s, r)| Op::Join(s, r)),
+            1 => (any_socket.clone(), room.clone()).prop_map(|(s, r)| Op::Leave(s, r)),
+            1 => any_socket.clone().prop_map(Op::Disconnect),
+            2 => (any_socket.clone(), 0..4u64).prop_map(|(s, t)| Op::EmitAck(s, t)),
+            1 => (
+                ns.clone(),
+                proptest::option::of(room.clone()),
+                proptest::option::of(room.clone()),
+                any::<bool>()
+            )
+                .prop_map(|(n, to, except, forever)| Op::BroadcastAck(n, to, except, forever)),
+            1 => (ns, proptest::option::of(room.clone()), proptest::option::of(room))
+                .prop_map(|(n, to, except)| Op::Broadcast(n, to, except)),
+            1 => sid.prop_map(Op::CloseSession),
+            1 => (0..3u64).prop_map(Op::Advance),
+        ]
+    }
+
+    /// Every table agrees with every other.
+    fn check(server: &Server, rooms: &Shared) {
+        for (socket, state) in server.sockets.iter() {
+            let session = server
+                .sessions
+                .get(&*state.sid)
+                .expect("a socket outlived its session");
+            assert_eq!(session.sockets.get(&state.namespace), Some(socket));
+            let listed = server
+                .by_namespace
+                .get(&*state.namespace)
+                .is_some_and(|sockets| sockets.contains(socket));
+            assert_eq!(
+                listed, state.connected,
+                "by_namespace and the socket disagree"
+            );
+            assert!(
+                state.next_ack > state.acks.keys().copied().max().unwrap_or(0)
+                    || state.acks.is_empty()
+            );
+            if !state.connected {
+                assert!(state.acks.is_empty());
+            }
+            for (id, key) in &state.acks {
+                if let Some(key) = key {
+                    assert!(
+                        matches!(server.deadlines.get(key), Some(Deadline::Ack(s, i)) if s == socket && i == id)
+                    );
+                }
+            }
+        }
+        for (sid, session) in server.sessions.iter() {
+            for (namespace, socket) in &session.sockets {
+                let state = server
+                    .sockets
+                    .get(socket)
+                    .expect("a session lists a gone socket");
+                assert_eq!((&*state.sid, &state.namespace), (&**sid, namespace));
+            }
+            if let Some(key) = session.connect_deadline {
+                assert!(
+                    matches!(server.deadlines.get(&key), Some(Deadline::Connect(s)) if s == sid)
+                );
+            }
+        }
+        for (namespace, sockets) in &server.by_namespace {
+            assert!(!sockets.is_empty(), "an empty namespace table");
+            for socket in sockets.iter() {
+                let state = server.sockets.get(socket).expect("a gone socket listed");
+                assert_eq!(&*state.namespace, namespace);
+            }
+        }
+        for (key, deadline) in &server.deadlines {
+            match deadline {
+                Deadline::Connect(sid) => {
+                    let session = server
+                        .sessions
+                        .get(sid)
+                        .expect("a deadline of a gone session");
+                    assert_eq!(session.connect_deadline, Some(*key));
+                }
+                Deadline::Ack(socket, id) => {
+                    let state = server
+                        .sockets
+                        .get(socket)
+                        .expect("a deadline of a gone socket");
+                    assert_eq!(state.acks.get(id), Some(&Some(*key)));
+                }
+            }
+        }
+        let local = rooms.0.lock().unwrap();
+        for (namespace, sockets) in &local.by_socket {
+            assert!(!sockets.is_empty());
+            for (socket, joined) in sockets.iter() {
+                assert!(!joined.is_empty());
+                let state = server.sockets.get(socket).expect("a gone socket in a room");
+                assert!(state.connected && &*state.namespace == namespace);
+                for room in joined {
+                    assert!(local.rooms[namespace][room].contains(socket));
+                }
+            }
+        }
+        for (namespace, rooms) in &local.rooms {
+            assert!(!rooms.is_empty());
+            for (room, members) in rooms {
+                assert!(!members.is_empty());
+                for socket in members.iter() {
+                    assert!(local.by_socket[namespace][socket].contains(room));
+                }
+            }
+        }
+    }
+
+    fn target(ns: usize, to: Option<usize>, except: Option<usize>) -> BroadcastTarget {
+        BroadcastTarget {
+            rooms: to.map(|r| ROOMS[r].to_owned()).into_iter().collect(),
+            except: except.map(|r| ROOMS[r].to_owned()).into_iter().collect(),
+            ..BroadcastTarget::namespace(NAMESPACES[ns])
+        }
+    }
+
+    fn run(ops: Vec<Op>) {
+        let rooms = Shared::default();
+        let mut server = Server::with_rooms(
+            ServerConfig {
+                connect_timeout: Duration::from_secs(2),
+                max_namespaces_per_session: 3,
+                max_rooms_per_socket: 3,
+                ..ServerConfig::default()
+            },
+            Box::new(rooms.clone()),
+        );
+        server.add_namespace("/");
+        server.add_namespace("/admin");
+        server.add_dynamic_namespace(Box::new(|ns: &str| ns.starts_with("/room-")));
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut seen: Vec<SocketId> = Vec::new();
+        // Accepted sockets, those that left, and the acks asked, open.
+        let mut accepted = HashSet::new();
+        let mut left = HashSet::new();
+        let mut asked: HashSet<(SocketId, u64)> = HashSet::new();
+        let pick = |seen: &Vec<SocketId>, i: usize| seen.get(i % seen.len().max(1)).cloned();
+        for op in ops {
+            match op {
+                Op::Open(s, v3) => {
+                    server.handle_open(SIDS[s], if v3 { Eio::V3 } else { Eio::V4 }, now)
+                }
+                Op::Close(s) => server.handle_close(SIDS[s], engineio::CloseReason::TransportClose),
+                Op::Text(s, p) => {
+                    server.handle_message(SIDS[s], MessageData::Text(PACKETS[p].into()), now)
+                }
+                Op::Binary(s) => server.handle_message(
+                    SIDS[s],
+                    MessageData::Binary(bytes::Bytes::from_static(&[1, 2])),
+                    now,
+                ),
+                Op::Accept(i) => {
+                    if let Some(socket) = pick(&seen, i)
+                        && server.accept(&socket).is_ok()
+                    {
+                        accepted.insert(socket);
+                    }
+                }
+                Op::Reject(i) => {
+                    if let Some(socket) = pick(&seen, i) {
+                        server.reject(&socket, "no", None);
+                    }
+                }
+                Op::Join(i, r) => {
+                    if let Some(socket) = pick(&seen, i) {
+                        let _ = server.join(&socket, ROOMS[r]);
+                    }
+                }
+                Op::Leave(i, r) => {
+                    if let Some(socket) = pick(&seen, i) {
+                        let _ = server.leave(&socket, ROOMS[r]);
+                    }
+                }
+                Op::Disconnect(i) => {
+                    if let Some(socket) = pick(&seen, i) {
+                        server.disconnect(&socket);
+                    }
+                }
+                Op::EmitAck(i, t) => {
+                    if let Some(socket) = pick(&seen, i) {
+                        let timeout = Duration::from_secs(t);
+                        if let Ok(id) = server.emit_with_ack(&socket, "e", &(), timeout, now) {
+                            assert!(asked.insert((socket, id)), "an ack id in use given again");
+                        }
+                    }
+                }
+                Op::BroadcastAck(n, to, except, forever) => {
+                    let timeout = if forever {
+                        Duration::MAX
+                    } else {
+                        Duration::from_secs(1)
+                    };
+                    let target = target(n, to, except);
+                    let expected = server.members(&target);
+                    let (id, members) = server
+                        .broadcast_with_ack(&target, "e", &(), timeout, now)
+                        .unwrap();
+                    assert_eq!(members, expected);
+                    for socket in members {
+                        assert!(asked.insert((socket, id)), "an ack id in use given again");
+                    }
+                }
+                Op::Broadcast(n, to, except) => {
+                    let target = target(n, to, except);
+                    let packet = encode_event(NAMESPACES[n], "e", &(), None).unwrap();
+                    let expected = server.members(&target).len();
+                    assert_eq!(server.broadcast(&target, &packet), expected);
+                }
+                Op::CloseSession(s) => server.close_session(SIDS[s]),
+                Op::Advance(secs) => {
+                    now += Duration::from_secs(secs);
+                    server.handle_timeout(now);
+                }
+            }
+            while let Some(event) = server.poll_event() {
+                match event {
+                    ServerEvent::Connect { socket, .. } => seen.push(socket),
+                    ServerEvent::Disconnect { socket, .. } => {
+                        assert!(accepted.contains(&socket), "a Disconnect for no connection");
+                        assert!(left.insert(socket.clone()), "two Disconnects");
+                        assert!(!asked.iter().any(|(s, _)| *s == socket), "an ack left open");
+                    }
+                    ServerEvent::Ack { socket, id, .. }
+                    | ServerEvent::AckFailed { socket, id, .. } => {
+                        assert!(
+                            asked.remove(&(socket, id)),
+                            "an ack settled twice, or unasked"
+                        );
+                    }
+                    ServerEvent::Event { socket, .. } => {
+                        assert!(accepted.contains(&socket) && !left.contains(&socket));
+                    }
+                }
+            }
+            while server.poll_transmit().is_some() {}
+            check(&server, &rooms);
+        }
+        // Everything closed: nothing left behind.
+        for sid in SIDS {
+            server.handle_close(sid, engineio::CloseReason::TransportClose);
+        }
+        while let Some(event) = server.poll_event() {
+            match event {
+                ServerEvent::Disconnect { socket, .. } => assert!(left.insert(socket)),
+                ServerEvent::AckFailed { socket, id, .. } => assert!(asked.remove(&(socket, id))),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(asked.is_empty(), "acks never settled");
+        assert_eq!(accepted, left, "accepted sockets that never left");
+        check(&server, &rooms);
+        assert_eq!(server.sockets.len(), 0);
+        assert_eq!(server.deadlines.len(), 0);
+        assert!(server.by_namespace.is_empty());
+        let local = rooms.0.lock().unwrap();
+        assert!(local.rooms.is_empty() && local.by_socket.is_empty());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 512,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+        #[test]
+        fn any_sequence_keeps_every_table_consistent(ops in proptest::collection::vec(op(), 0..60)) {
+            run(ops);
+        }
     }
 }
