@@ -1513,7 +1513,8 @@ impl Server {
     /// Another data request (`POST`) of session `sid` came while the
     /// driver still holds the answer to the last one. As in Node ("data
     /// request overlap from client"), the session closes (`transport
-    /// error`) and the request gets a `400`.
+    /// error`) and `request` gets a `400`, with its CORS headers (as Node's
+    /// CORS middleware adds them first), so a browser can read it.
     ///
     /// ```
     /// # use std::time::{Duration, Instant};
@@ -1536,16 +1537,16 @@ impl Server {
     /// # let Some(ServerEvent::Open { sid, .. }) = server.poll_event() else { panic!() };
     /// # let polling = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
     /// // The driver holds the answer to a `POST` of session `sid` when another comes.
-    /// let response = server.post_overlapped(&sid, now);
+    /// let response = server.post_overlapped(&post(&polling), &sid, now);
     /// assert_eq!(response.status, 400);
     /// let Some(ServerEvent::Close { reason, .. }) = server.poll_event() else { panic!() };
     /// assert_eq!(reason, CloseReason::TransportError);
     /// ```
-    pub fn post_overlapped(&mut self, sid: &str, now: Instant) -> HttpResponse {
+    pub fn post_overlapped(&mut self, request: &Request, sid: &str, now: Instant) -> HttpResponse {
         self.post_aborted(sid, now);
         HttpResponse {
             status: 400,
-            headers: Vec::new(),
+            headers: self.cors_headers(request),
             body: Bytes::new(),
         }
     }
@@ -3174,6 +3175,33 @@ mod tests {
         assert_eq!(r.header("Access-Control-Allow-Origin"), None);
     }
 
+    /// The `400` for an overlapping `POST` carries the request's CORS
+    /// headers, as every other answer does, so a browser can read it.
+    #[test]
+    fn an_overlapping_post_is_refused_with_its_cors_headers() {
+        let mut server = Server::new(ServerConfig {
+            cors: Cors {
+                origins: AllowedOrigins::List(vec!["https://a.example".into()]),
+                credentials: true,
+            },
+            ..config()
+        });
+        let t0 = Instant::now();
+        let sid = handshake(&mut server, t0);
+        let post = request(
+            "POST",
+            &format!("/engine.io/?EIO=4&transport=polling&sid={sid}"),
+            &[("Origin", "https://a.example")],
+        );
+        let r = server.post_overlapped(&post, &sid, t0);
+        assert_eq!(r.status, 400);
+        assert_eq!(
+            r.header("Access-Control-Allow-Origin"),
+            Some("https://a.example")
+        );
+        assert_eq!(r.header("Access-Control-Allow-Credentials"), Some("true"));
+    }
+
     #[test]
     fn first_poll_gets_the_first_ping_and_pongs_keep_the_session() {
         let mut server = Server::new(config());
@@ -3318,7 +3346,12 @@ mod tests {
         let mut server = Server::new(config());
         let t0 = Instant::now();
         let sid = handshake(&mut server, t0);
-        assert_eq!(server.post_overlapped(&sid, t0).status, 400);
+        let post = request(
+            "POST",
+            &format!("/engine.io/?EIO=4&transport=polling&sid={sid}"),
+            &[],
+        );
+        assert_eq!(server.post_overlapped(&post, &sid, t0).status, 400);
         assert_eq!(closed(&mut server), CloseReason::TransportError);
         server.post_aborted(&sid, t0);
         assert_eq!(server.poll_event(), None, "closed once");

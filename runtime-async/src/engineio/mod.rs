@@ -1124,7 +1124,8 @@ impl EngineIo {
                 && let Some(sid) = request.query_param("sid")
                 && state.answering.contains(&*sid)
             {
-                return Routed::Respond(state.server.post_overlapped(&sid, Instant::now()));
+                let now = Instant::now();
+                return Routed::Respond(state.server.post_overlapped(request, &sid, now));
             }
             match state.server.handle_request(request, body, Instant::now()) {
                 RequestOutcome::Respond(response) => Routed::Respond(response),
