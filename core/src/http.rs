@@ -185,14 +185,37 @@ impl Request {
         }
     }
 
-    /// The target's path, without the query.
+    /// The target's path, without the query. A target in absolute form
+    /// (`http://host/path`, which a server must accept, RFC 9112, 3.2.2)
+    /// gives its URI's path, `/` when it has none.
     pub fn path(&self) -> &str {
-        self.target.split_once('?').map_or(&self.target, |(p, _)| p)
+        self.path_and_query().0
     }
 
     /// The target's query string, if any.
     pub fn query(&self) -> Option<&str> {
-        self.target.split_once('?').map(|(_, q)| q)
+        self.path_and_query().1
+    }
+
+    fn path_and_query(&self) -> (&str, Option<&str>) {
+        let target = self.target.as_str();
+        let scheme = ["http://", "https://"].into_iter().find(|scheme| {
+            target
+                .get(..scheme.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(scheme))
+        });
+        let Some(scheme) = scheme else {
+            return target
+                .split_once('?')
+                .map_or((target, None), |(p, q)| (p, Some(q)));
+        };
+        let after = &target[scheme.len()..];
+        let rest = &after[after.find(['/', '?', '#']).unwrap_or(after.len())..];
+        let rest = rest.split_once('#').map_or(rest, |(r, _)| r);
+        let (path, query) = rest
+            .split_once('?')
+            .map_or((rest, None), |(p, q)| (p, Some(q)));
+        (if path.is_empty() { "/" } else { path }, query)
     }
 
     /// Whether the connection stays open after this request's response:
@@ -292,6 +315,9 @@ impl Response {
                 }
                 Ok(None)
             }
+            httparse::Status::Complete(len) if len > limits.max_head_size => {
+                Err(HttpError::HeadTooLarge(limits.max_head_size))
+            }
             httparse::Status::Complete(len) => Ok(Some((
                 Response {
                     status: res.code.unwrap_or_default(),
@@ -380,6 +406,8 @@ struct BodyReader {
     max: usize,
     body: BytesMut,
     truncated: bool,
+    /// Chunk extension and trailer bytes read so far.
+    overhead: usize,
 }
 
 impl BodyReader {
@@ -420,16 +448,41 @@ impl BodyReader {
             max,
             body: BytesMut::new(),
             truncated: false,
+            overhead: 0,
         })
     }
 
     /// Keeps body bytes, cutting at `max + 1`.
     fn keep(&mut self, data: &[u8]) {
-        let room = (self.max + 1).saturating_sub(self.body.len());
+        let room = self.max.saturating_add(1).saturating_sub(self.body.len());
         if data.len() > room {
             self.truncated = true;
         }
         self.body.extend_from_slice(&data[..data.len().min(room)]);
+    }
+
+    /// A body of no bytes, whatever its head says (a response that has
+    /// none: 1xx, 204, 304).
+    fn empty(max: usize) -> Self {
+        BodyReader {
+            framing: Framing::Length(0),
+            max,
+            body: BytesMut::new(),
+            truncated: false,
+            overhead: 0,
+        }
+    }
+
+    /// Counts chunk extension and trailer bytes against
+    /// [`MAX_CHUNK_OVERHEAD`].
+    fn add_overhead(&mut self, bytes: usize) -> Result<(), HttpError> {
+        self.overhead = self.overhead.saturating_add(bytes);
+        if self.overhead > MAX_CHUNK_OVERHEAD {
+            return Err(HttpError::MalformedBody(
+                "chunk extensions and trailers too large".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn over_limit(&self) -> bool {
@@ -462,6 +515,16 @@ impl BodyReader {
                 }
                 Framing::Chunked(ChunkStep::Size) => match httparse::parse_chunk_size(buf) {
                     Ok(httparse::Status::Complete((used, size))) => {
+                        // httparse reads a line without digits as size 0
+                        // and lets a bare LF into an extension.
+                        let line = &buf[..used - 2];
+                        if !line.first().is_some_and(u8::is_ascii_hexdigit) || line.contains(&b'\n')
+                        {
+                            return Err(chunk_error());
+                        }
+                        if let Some(semicolon) = line.iter().position(|&b| b == b';') {
+                            self.add_overhead(line.len() - semicolon)?;
+                        }
                         let _ = buf.split_to(used);
                         let size = usize::try_from(size).map_err(|_| chunk_error())?;
                         self.framing = Framing::Chunked(if size == 0 {
@@ -470,7 +533,9 @@ impl BodyReader {
                             ChunkStep::Data(size)
                         });
                     }
-                    Ok(httparse::Status::Partial) if buf.len() <= MAX_CHUNK_LINE => {
+                    Ok(httparse::Status::Partial)
+                        if buf.len() <= MAX_CHUNK_LINE && !buf.contains(&b'\n') =>
+                    {
                         return Ok(false);
                     }
                     _ => return Err(chunk_error()),
@@ -500,11 +565,16 @@ impl BodyReader {
                 }
                 Framing::Chunked(ChunkStep::Trailers) => {
                     let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
-                        if buf.len() > MAX_CHUNK_LINE {
+                        if buf.len() > MAX_CHUNK_LINE || buf.contains(&b'\n') {
                             return Err(chunk_error());
                         }
                         return Ok(false);
                     };
+                    // A bare CR or LF within a trailer line.
+                    if buf[..end].iter().any(|&b| b == b'\r' || b == b'\n') {
+                        return Err(chunk_error());
+                    }
+                    self.add_overhead(end + 2)?;
                     let _ = buf.split_to(end + 2);
                     if end == 0 {
                         return Ok(true);
@@ -521,6 +591,11 @@ impl BodyReader {
 
 /// Longest chunk-size or trailer line accepted.
 const MAX_CHUNK_LINE: usize = 4096;
+
+/// Most chunk extension and trailer bytes in one body (16 KiB, as hyper
+/// and Node): they are not body bytes, so the body limit does not bound
+/// them.
+const MAX_CHUNK_OVERHEAD: usize = 16 << 10;
 
 fn chunk_error() -> HttpError {
     HttpError::MalformedBody("invalid chunked encoding".into())
@@ -731,11 +806,13 @@ impl ResponseReader {
                 return Ok(None);
             };
             let _ = self.buf.split_to(len);
-            let bodyless = matches!(response.status, 100..=199 | 204 | 304);
-            let mut body = BodyReader::new(&response.headers, self.max_body, !bodyless)?;
-            if bodyless {
-                body.framing = Framing::Length(0);
-            }
+            // No body, whatever framing the head names (a 304 may name
+            // the one the full response would have had, RFC 9112, 6.1).
+            let body = if matches!(response.status, 100..=199 | 204 | 304) {
+                BodyReader::empty(self.max_body)
+            } else {
+                BodyReader::new(&response.headers, self.max_body, true)?
+            };
             self.pending = Some((response, body));
         }
         let (_, body) = self.pending.as_mut().expect("set above");
@@ -973,7 +1050,8 @@ fn encode_head(status: u16, headers: &[(&str, &str)], body_len: usize) -> Vec<u8
     for (name, value) in headers {
         let _ = write!(out, "{name}: {value}\r\n");
     }
-    if status != 101 && status != 204 {
+    // Never on a 1xx or 204 (RFC 9110, 8.6).
+    if !(100..200).contains(&status) && status != 204 {
         let _ = write!(out, "Content-Length: {body_len}\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -1183,5 +1261,251 @@ mod tests {
         reader.receive(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok");
         assert!(reader.next_response().unwrap().is_none());
         assert!(reader.handle_eof().is_err());
+    }
+
+    /// A chunk-size line needs at least one hex digit (RFC 9112, 7.1):
+    /// an empty line, or an extension alone, is not a last chunk.
+    /// httparse reads both as size 0, which would end the body early.
+    #[test]
+    fn chunk_size_lines_without_digits_are_400() {
+        for body in ["\r\n\r\n", ";x\r\n\r\n", "3\r\nabc\r\n\r\n\r\n"] {
+            let mut reader = RequestReader::new(Limits::default(), 100);
+            reader.receive(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+            reader.receive(body.as_bytes());
+            assert_eq!(reader.next_request().unwrap_err().status(), 400, "{body:?}");
+        }
+    }
+
+    /// A bare LF inside a chunk extension or a trailer section is refused
+    /// (as hyper and Node do): a peer that ends lines at LF would frame the
+    /// body differently, and read what follows as a smuggled request.
+    #[test]
+    fn bare_lf_in_chunk_lines_and_trailers_is_400() {
+        for body in [
+            "1;a\nb\r\nx\r\n0\r\n\r\n",
+            "0\r\n\nGET /smuggled HTTP/1.1\r\n\r\n",
+            "0\r\nX: 1\nY: 2\r\n\r\n",
+        ] {
+            let mut reader = RequestReader::new(Limits::default(), 100);
+            reader.receive(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+            reader.receive(body.as_bytes());
+            assert_eq!(reader.next_request().unwrap_err().status(), 400, "{body:?}");
+        }
+    }
+
+    /// Chunk extensions and trailers do not count toward the body limit,
+    /// so they have their own (16 KiB a body, as hyper and Node since
+    /// CVE-2024-22019): otherwise a request could stream them forever.
+    #[test]
+    fn chunk_extensions_and_trailers_are_bounded() {
+        let mut reader = RequestReader::new(Limits::default(), 1 << 20);
+        reader.receive(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let chunk = format!("1;{}\r\nx\r\n", "e".repeat(1000));
+        let mut result = Ok(None);
+        for _ in 0..100 {
+            reader.receive(chunk.as_bytes());
+            result = reader.next_request();
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result.unwrap_err().status(), 400);
+
+        let mut reader = RequestReader::new(Limits::default(), 1 << 20);
+        reader.receive(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n");
+        let trailer = format!("X: {}\r\n", "t".repeat(1000));
+        let mut result = Ok(None);
+        for _ in 0..100 {
+            reader.receive(trailer.as_bytes());
+            result = reader.next_request();
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result.unwrap_err().status(), 400);
+
+        // Modest ones are fine.
+        let mut reader = RequestReader::new(Limits::default(), 100);
+        reader.receive(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1;a=b\r\nx\r\n0\r\nT: 1\r\n\r\n",
+        );
+        assert_eq!(&reader.next_request().unwrap().unwrap().body[..], b"x");
+    }
+
+    /// A response without a body (1xx, 204, 304) has no framing to read:
+    /// a 304 may say the `Transfer-Encoding` the full response would have
+    /// had (RFC 9112, 6.1), and is not an error.
+    #[test]
+    fn bodyless_responses_ignore_their_framing_headers() {
+        let mut reader = ResponseReader::new(Limits::default(), 100);
+        reader.receive(
+            b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\
+              HTTP/1.1 204 No Content\r\nContent-Length: 5, 5\r\n\r\n\
+              HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        );
+        assert_eq!(
+            reader.next_response().unwrap().unwrap().response.status,
+            304
+        );
+        assert_eq!(
+            reader.next_response().unwrap().unwrap().response.status,
+            204
+        );
+        assert_eq!(&reader.next_response().unwrap().unwrap().body[..], b"ok");
+    }
+
+    /// A body limit of `usize::MAX` (no limit) neither panics nor cuts
+    /// every body to nothing.
+    #[test]
+    fn a_body_limit_of_usize_max_is_no_limit() {
+        let mut reader = RequestReader::new(Limits::default(), usize::MAX);
+        reader.receive(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc");
+        let request = reader.next_request().unwrap().unwrap();
+        assert_eq!((&request.body[..], request.truncated), (&b"abc"[..], false));
+        let mut reader = ResponseReader::new(Limits::default(), usize::MAX);
+        reader
+            .receive(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n");
+        let response = reader.next_response().unwrap().unwrap();
+        assert_eq!(
+            (&response.body[..], response.truncated),
+            (&b"ok"[..], false)
+        );
+    }
+
+    /// A server must accept a target in absolute form (RFC 9112, 3.2.2):
+    /// its path and query are those of the URI, so it routes as the
+    /// origin form would.
+    #[test]
+    fn absolute_form_targets_route_by_their_path() {
+        let parse = |head: &str| {
+            Request::parse(head.as_bytes(), &Limits::default())
+                .unwrap()
+                .unwrap()
+                .0
+        };
+        let request = parse("GET http://example.com:8080/engine.io/?EIO=4 HTTP/1.1\r\n\r\n");
+        assert_eq!(request.path(), "/engine.io/");
+        assert_eq!(request.query(), Some("EIO=4"));
+        assert_eq!(request.query_param("EIO").as_deref(), Some("4"));
+        let request = parse("GET HTTPS://example.com?x=1 HTTP/1.1\r\n\r\n");
+        assert_eq!((request.path(), request.query()), ("/", Some("x=1")));
+        let request = parse("GET /a?u=http://b/c HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            (request.path(), request.query()),
+            ("/a", Some("u=http://b/c"))
+        );
+    }
+
+    /// A response head is held to the head size limit whether it arrives
+    /// in pieces or at once, as a request head is.
+    #[test]
+    fn oversize_response_heads_are_refused_whole_too() {
+        let limits = Limits {
+            max_head_size: 64,
+            max_headers: 4,
+        };
+        let head = format!("HTTP/1.1 200 OK\r\nX: {}\r\n\r\n", "a".repeat(100));
+        assert!(matches!(
+            Response::parse(head.as_bytes(), &limits),
+            Err(HttpError::HeadTooLarge(64))
+        ));
+    }
+
+    /// Percent-decoding of query values: `+` is a space, an invalid or
+    /// cut-short escape is kept as is, a decoding that is not UTF-8
+    /// leaves the value raw; the first of duplicates wins.
+    #[test]
+    fn query_values_are_decoded_leniently() {
+        assert_eq!(query_param("a=x+y%20z", "a").as_deref(), Some("x y z"));
+        assert_eq!(query_param("a=%zz%4", "a").as_deref(), Some("%zz%4"));
+        assert_eq!(query_param("a=%4", "a").as_deref(), Some("%4"));
+        assert_eq!(query_param("a=%41", "a").as_deref(), Some("A"));
+        assert_eq!(query_param("a=%ff", "a").as_deref(), Some("%ff"));
+        assert_eq!(query_param("a=1&a=2", "a").as_deref(), Some("1"));
+        assert_eq!(query_param("a", "a").as_deref(), Some(""));
+    }
+
+    /// No `Content-Length` on a 1xx or 204 response (RFC 9110, 8.6: a
+    /// server must not send one there).
+    #[test]
+    fn informational_responses_have_no_content_length() {
+        for status in [100, 101, 103, 204] {
+            let bytes = encode_response(status, &[("X", "y")], b"");
+            let text = String::from_utf8(bytes).unwrap();
+            assert!(!text.contains("Content-Length"), "{text:?}");
+            assert!(text.ends_with("X: y\r\n\r\n"), "{text:?}");
+        }
+        let bytes = encode_response(200, &[], b"");
+        assert!(bytes.ends_with(b"Content-Length: 0\r\n\r\n"));
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn wire() -> impl Strategy<Value = Vec<u8>> {
+            let request = prop_oneof![
+                Just(&b"GET /a?x=1 HTTP/1.1\r\nHost: h\r\n\r\n"[..]),
+                Just(&b"POST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"[..]),
+                Just(&b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2;e=1\r\nab\r\n0\r\nT: v\r\n\r\n"[..]),
+                Just(&b"GET /d HTTP/1.1\nHost: h\n\n"[..]),
+                Just(&b"POST /e HTTP/1.1\r\nContent-Length: 0005\r\nExpect: 100-continue\r\n\r\nhello"[..]),
+            ];
+            proptest::collection::vec(request, 1..5).prop_map(|parts| parts.concat())
+        }
+
+        fn summary(reader: &mut RequestReader, pieces: &[&[u8]]) -> Vec<(String, Bytes, bool)> {
+            let mut got = Vec::new();
+            for piece in pieces {
+                reader.receive(piece);
+                let _ = reader.take_interim();
+                while let Some(r) = reader.next_request().unwrap() {
+                    got.push((r.request.target.clone(), r.body, r.truncated));
+                }
+            }
+            got
+        }
+
+        proptest! {
+            /// Pipelined requests come out the same however the bytes are split.
+            #[test]
+            fn any_split_gives_the_same_requests(wire in wire(), cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8)) {
+                let whole = summary(&mut RequestReader::new(Limits::default(), 4), &[&wire]);
+                let mut at: Vec<usize> = cuts.iter().map(|i| i.index(wire.len() + 1)).collect();
+                at.push(0);
+                at.push(wire.len());
+                at.sort_unstable();
+                let pieces: Vec<&[u8]> = at.windows(2).map(|w| &wire[w[0]..w[1]]).collect();
+                let mut reader = RequestReader::new(Limits::default(), 4);
+                prop_assert_eq!(summary(&mut reader, &pieces), whole);
+                prop_assert!(!reader.has_partial_request());
+            }
+
+            /// Any bytes, in any pieces: an answer or an error, never a panic.
+            #[test]
+            fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512), split in 1usize..64, max in 0usize..16) {
+                let mut reader = RequestReader::new(Limits { max_head_size: 256, max_headers: 8 }, max);
+                let mut responses = ResponseReader::new(Limits { max_head_size: 256, max_headers: 8 }, max);
+                for piece in data.chunks(split) {
+                    reader.receive(piece);
+                    responses.receive(piece);
+                    let _ = reader.take_interim();
+                    while let Ok(Some(r)) = reader.next_request() {
+                        let _ = (r.request.path(), r.request.query(), r.request.keep_alive(), r.request.query_param("a"));
+                    }
+                    while let Ok(Some(_)) = responses.next_response() {}
+                }
+                let _ = responses.handle_eof();
+            }
+
+            /// Chunked bodies with random prefixes of valid-looking lines do not panic either.
+            #[test]
+            fn random_chunked_bodies_never_panic(body in "[0-9a-fA-F;= \r\nxT:]{0,200}") {
+                let mut reader = RequestReader::new(Limits::default(), 8);
+                reader.receive(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+                reader.receive(body.as_bytes());
+                let _ = reader.next_request();
+            }
+        }
     }
 }
