@@ -77,6 +77,30 @@ pub fn is_lost_connection(error: &std::io::Error) -> bool {
     )
 }
 
+/// Whether `error` says the peer closed or reset the connection (an end of
+/// stream, a reset, an abort, a broken pipe). A client that sent a request
+/// on a pooled connection and got nothing of an answer sends it again on
+/// another, as browsers do: the server closed the idle connection as the
+/// request came.
+///
+/// ```
+/// use std::io::{Error, ErrorKind};
+/// use switchboard_core::connections::is_closed_by_peer;
+///
+/// assert!(is_closed_by_peer(&Error::from(ErrorKind::ConnectionReset)));
+/// assert!(!is_closed_by_peer(&Error::from(ErrorKind::TimedOut)));
+/// ```
+pub fn is_closed_by_peer(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        error.kind(),
+        ErrorKind::UnexpectedEof
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+    )
+}
+
 /// Failed accepts (a process out of file descriptors, say), logged at most
 /// once every [`WARNING_INTERVAL`] with how many failed since the last
 /// warning: an accept loop retries every few milliseconds and would

@@ -963,6 +963,20 @@ impl RequestWait {
     }
 }
 
+/// Whether `status` is an interim answer (`100 Continue`, `103 Early
+/// Hints`, ...) that a final one follows: a client reads on (RFC 9110
+/// 15.2). `101 Switching Protocols` is final.
+///
+/// ```
+/// use switchboard_core::http::is_interim;
+///
+/// assert!(is_interim(100) && is_interim(103));
+/// assert!(!is_interim(101) && !is_interim(200));
+/// ```
+pub fn is_interim(status: u16) -> bool {
+    (100..200).contains(&status) && status != 101
+}
+
 /// The standard reason phrase of `status`.
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {

@@ -265,6 +265,79 @@ fn an_unanswered_handshake_is_let_go(runtime: RuntimeKind, _target: Target) {
     );
 }
 
+/// An open packet for a polling-only session with a long heartbeat.
+const POLLING_OPEN: &[u8] =
+    br#"0{"sid":"s","upgrades":[],"pingInterval":25000,"pingTimeout":20000}"#;
+
+/// Answers 200 with `body` on `conn`.
+fn respond(conn: &mut switchboard_conformance::raw::RawConn, body: &[u8]) {
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+    conn.write(head.as_bytes());
+    conn.write(body);
+}
+
+/// The server resets a keep-alive connection just as the client's next
+/// request on it arrives (an idle connection closed as it is reused):
+/// nothing of an answer came, so the request goes again on a new
+/// connection, and the session goes on, as in a browser.
+fn a_reset_reused_connection_is_retried(runtime: RuntimeKind, _target: Target) {
+    let server = switchboard_conformance::raw::RawServer::bind();
+    let addr = server.addr();
+    let (done_tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut first, _handshake) = server.accept();
+        respond(&mut first, POLLING_OPEN);
+        let poll = first.read_head(Duration::from_secs(5));
+        assert!(
+            poll.is_some_and(|head| head.starts_with("GET ")),
+            "the first poll"
+        );
+        respond(&mut first, b"6");
+        // The next poll comes on the same connection: closed unread, which
+        // resets it.
+        first.stream.peek(&mut [0u8; 1]).expect("the next poll");
+        drop(first);
+        let (mut second, head) = server.accept();
+        assert!(head.starts_with("GET "), "the poll again: {head}");
+        respond(&mut second, b"4hello");
+        let _ = done_tx.send(second); // kept open until the test ends
+    });
+    let target = Target { addr, _node: None };
+    let client = EioTestClient::connect(runtime, config(&target, true, false)).expect("connect");
+    assert_eq!(
+        client.event(WAIT),
+        Some(ClientEvent::Message(MessageData::Text("hello".into())))
+    );
+    drop(done.recv_timeout(WAIT));
+}
+
+/// An interim `1xx` answer is skipped: the request's answer is the final
+/// one after it (RFC 9110 15.2).
+fn an_interim_answer_is_skipped(runtime: RuntimeKind, _target: Target) {
+    let server = switchboard_conformance::raw::RawServer::bind();
+    let addr = server.addr();
+    let (done_tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut conn, _handshake) = server.accept();
+        respond(&mut conn, POLLING_OPEN);
+        let poll = conn.read_head(Duration::from_secs(5));
+        assert!(
+            poll.is_some_and(|head| head.starts_with("GET ")),
+            "the first poll"
+        );
+        conn.write(b"HTTP/1.1 100 Continue\r\n\r\n");
+        respond(&mut conn, b"4hello");
+        let _ = done_tx.send(conn);
+    });
+    let target = Target { addr, _node: None };
+    let client = EioTestClient::connect(runtime, config(&target, true, false)).expect("connect");
+    assert_eq!(
+        client.event(WAIT),
+        Some(ClientEvent::Message(MessageData::Text("hello".into())))
+    );
+    drop(done.recv_timeout(WAIT));
+}
+
 macro_rules! client_cases {
     ($runtime:ident, $kind:expr) => {
         mod $runtime {
@@ -303,6 +376,12 @@ macro_rules! client_cases {
                 an_unanswered_handshake_is_let_go,
                 nobody()
             );
+            case!(
+                reset_reused_connection,
+                a_reset_reused_connection_is_retried,
+                nobody()
+            );
+            case!(interim_answer, an_interim_answer_is_skipped, nobody());
         }
     };
 }

@@ -22,12 +22,13 @@ use futures_channel::{mpsc, oneshot};
 use futures_util::future::{Either, select};
 use futures_util::stream::SplitSink;
 use futures_util::{AsyncReadExt, AsyncWriteExt, FutureExt, SinkExt, StreamExt};
+use switchboard_core::connections::is_closed_by_peer;
 use switchboard_core::engineio::client::{
     Client, ClientCloseReason, ClientConfig, ClientError, ClientEvent, ClientSendError,
     ClientTransmit, ConfigError, HttpRequest, RequestId, WsConnect,
 };
 use switchboard_core::engineio::{MessageData, OpenPacket, TransportKind};
-use switchboard_core::http::{Limits, ResponseReader};
+use switchboard_core::http::{Limits, ResponseReader, is_interim};
 use switchboard_core::ws::{Config, Message};
 
 use crate::Runtime;
@@ -686,43 +687,68 @@ async fn http_exchange<R: Runtime>(
                 }
                 return Ok((status, body));
             }
-            // A pooled connection the server closed meanwhile: try a new one.
-            Err(error) if reused && error.kind() == std::io::ErrorKind::UnexpectedEof => {}
-            Err(error) => return Err(error),
+            // A pooled connection the server closed meanwhile (nothing of
+            // an answer came): again on another one.
+            Err(Failure {
+                error,
+                answered: false,
+            }) if reused && is_closed_by_peer(&error) => {
+                tracing::debug!(%error, "a pooled connection was closed; retrying");
+            }
+            Err(Failure { error, .. }) => return Err(error),
         }
     }
 }
 
+/// An exchange failed with `error`; `answered` if bytes of an answer had
+/// arrived.
+struct Failure {
+    error: std::io::Error,
+    answered: bool,
+}
+
+/// Sends `request` and reads its answer (interim `1xx` answers skipped):
+/// the status, the body, and whether the connection can be reused.
 async fn exchange_on<S>(
     io: &mut S,
     request: &[u8],
     max_body: usize,
-) -> std::io::Result<(u16, Bytes, bool)>
+) -> Result<(u16, Bytes, bool), Failure>
 where
     S: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin,
 {
-    io.write_all(request).await?;
-    io.flush().await?;
+    let mut answered = false;
+    let fail = |error, answered| Failure { error, answered };
+    io.write_all(request).await.map_err(|e| fail(e, false))?;
+    io.flush().await.map_err(|e| fail(e, false))?;
     let mut reader = ResponseReader::new(Limits::default(), max_body);
     let mut buf = vec![0u8; 16 << 10];
-    let invalid = |e| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    let invalid = |e| {
+        fail(
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            true,
+        )
+    };
     loop {
-        let n = io.read(&mut buf).await?;
-        let response = if n == 0 {
-            match reader.handle_eof().map_err(invalid)? {
-                Some(response) => response,
-                None => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            }
-        } else {
-            reader.receive(&buf[..n]);
+        if answered {
             match reader.next_response().map_err(invalid)? {
-                Some(response) => response,
-                None => continue,
+                Some(response) if is_interim(response.response.status) => continue,
+                Some(response) => {
+                    let keep_alive = !response.truncated
+                        && !response.response.headers.has_token("connection", "close");
+                    return Ok((response.response.status, response.body, keep_alive));
+                }
+                None => {}
             }
-        };
-        let keep_alive = n != 0
-            && !response.truncated
-            && !response.response.headers.has_token("connection", "close");
-        return Ok((response.response.status, response.body, keep_alive));
+        }
+        let n = io.read(&mut buf).await.map_err(|e| fail(e, answered))?;
+        if n == 0 {
+            return match reader.handle_eof().map_err(invalid)? {
+                Some(response) => Ok((response.response.status, response.body, false)),
+                None => Err(fail(std::io::ErrorKind::UnexpectedEof.into(), answered)),
+            };
+        }
+        answered = true;
+        reader.receive(&buf[..n]);
     }
 }

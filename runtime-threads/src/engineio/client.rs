@@ -51,6 +51,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use switchboard_core::connections::is_closed_by_peer;
 use switchboard_core::engineio::MessageData;
 use switchboard_core::engineio::client::{
     Client, ClientTransmit, HttpRequest, RequestId, WsConnect,
@@ -59,7 +60,7 @@ pub use switchboard_core::engineio::client::{
     ClientCloseReason, ClientConfig, ClientError, ClientEvent, ClientSendError, ConfigError,
 };
 pub use switchboard_core::engineio::{OpenPacket, TransportKind};
-use switchboard_core::http::{Limits, ResponseReader};
+use switchboard_core::http::{Limits, ResponseReader, is_interim};
 
 use crate::ws::{self, Config, Message, Sender as WsSender};
 
@@ -764,7 +765,10 @@ impl Driver {
                     .spawn(move || run_ws(connect, max_payload, generation, inputs));
                 if let Err(error) = spawned {
                     tracing::warn!(%error, "cannot start a WebSocket thread");
-                    lock(&self.client).ws_closed(Instant::now());
+                    lock(&self.client).ws_failed(
+                        format_args!("cannot start a thread: {error}"),
+                        Instant::now(),
+                    );
                 }
             }
             ClientTransmit::WsSend(message) => {
@@ -863,38 +867,59 @@ fn http_exchange(
         requests.leave(busy, keep.then_some(stream));
         match exchanged {
             Ok((status, body, _)) => return Ok((status, body)),
-            Err(error) if reused && error.kind() == io::ErrorKind::UnexpectedEof => {}
-            Err(error) => return Err(error),
+            // A pooled connection the server closed meanwhile (nothing of
+            // an answer came): again on another one.
+            Err(Failure {
+                error,
+                answered: false,
+            }) if reused && is_closed_by_peer(&error) => {
+                tracing::debug!(%error, "a pooled connection was closed; retrying");
+            }
+            Err(Failure { error, .. }) => return Err(error),
         }
     }
 }
 
+/// An exchange failed with `error`; `answered` if bytes of an answer had
+/// arrived.
+struct Failure {
+    error: io::Error,
+    answered: bool,
+}
+
+/// Sends `request` and reads its answer (interim `1xx` answers skipped):
+/// the status, the body, and whether the connection can be reused.
 fn exchange_on(
     stream: &mut TcpStream,
     request: &[u8],
     max_body: usize,
-) -> io::Result<(u16, Bytes, bool)> {
-    stream.write_all(request)?;
+) -> Result<(u16, Bytes, bool), Failure> {
+    let mut answered = false;
+    let fail = |error, answered| Failure { error, answered };
+    stream.write_all(request).map_err(|e| fail(e, false))?;
     let mut reader = ResponseReader::new(Limits::default(), max_body);
     let mut buf = vec![0u8; 16 << 10];
-    let invalid = |e| io::Error::new(io::ErrorKind::InvalidData, e);
+    let invalid = |e| fail(io::Error::new(io::ErrorKind::InvalidData, e), true);
     loop {
-        let n = stream.read(&mut buf)?;
-        let response = if n == 0 {
-            match reader.handle_eof().map_err(invalid)? {
-                Some(response) => response,
-                None => return Err(io::ErrorKind::UnexpectedEof.into()),
-            }
-        } else {
-            reader.receive(&buf[..n]);
+        if answered {
             match reader.next_response().map_err(invalid)? {
-                Some(response) => response,
-                None => continue,
+                Some(response) if is_interim(response.response.status) => continue,
+                Some(response) => {
+                    let keep_alive = !response.truncated
+                        && !response.response.headers.has_token("connection", "close");
+                    return Ok((response.response.status, response.body, keep_alive));
+                }
+                None => {}
             }
-        };
-        let keep_alive = n != 0
-            && !response.truncated
-            && !response.response.headers.has_token("connection", "close");
-        return Ok((response.response.status, response.body, keep_alive));
+        }
+        let n = stream.read(&mut buf).map_err(|e| fail(e, answered))?;
+        if n == 0 {
+            return match reader.handle_eof().map_err(invalid)? {
+                Some(response) => Ok((response.response.status, response.body, false)),
+                None => Err(fail(io::ErrorKind::UnexpectedEof.into(), answered)),
+            };
+        }
+        answered = true;
+        reader.receive(&buf[..n]);
     }
 }
