@@ -19,8 +19,9 @@
 //! [`Server::poll_transmit`]. It is released as soon as something is queued
 //! for the session (a message from [`Server::send`], a heartbeat ping), when
 //! an upgrade probe succeeds (with a `noop`), or when the session closes
-//! (with a `close` packet). Everything queued before the adapter next calls
-//! `poll_transmit` goes out in that one response.
+//! (with a `close` packet). What was queued before the adapter next calls
+//! `poll_transmit` goes out in that one response, up to `max_payload`
+//! (at least one packet); the rest waits for the next poll.
 //!
 //! # WebSockets
 //!
