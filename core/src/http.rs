@@ -1056,14 +1056,46 @@ pub fn encode_response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Ve
     out
 }
 
+/// Whether a header line `name: value` may be written as it is: `name` a
+/// token (RFC 9110 5.1), `value` without CR, LF or NUL (5.5). A value an
+/// application builds from a peer's input could otherwise split the head
+/// (response splitting, header injection).
+///
+/// ```
+/// use switchboard_core::http::is_valid_header;
+///
+/// assert!(is_valid_header("Location", "/chat?room=a%20b"));
+/// assert!(!is_valid_header("Location", "/\r\nSet-Cookie: x=1"));
+/// assert!(!is_valid_header("Bad Name", "v"));
+/// ```
+pub fn is_valid_header(name: &str, value: &str) -> bool {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    !name.is_empty()
+        && name.bytes().all(token)
+        && !value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0))
+}
+
+/// Writes the header lines of `headers` to `out`, leaving out (with a
+/// warning) any that [`is_valid_header`] refuses.
+pub fn write_headers<'a>(out: &mut Vec<u8>, headers: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    for (name, value) in headers {
+        if is_valid_header(name, value) {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        } else {
+            tracing::warn!(name, "a header line that would split the head; left out");
+        }
+    }
+}
+
 /// A response head, with room for a body of `body_len` bytes after it.
 fn encode_head(status: u16, headers: &[(&str, &str)], body_len: usize) -> Vec<u8> {
     use std::io::Write;
     let mut out = Vec::with_capacity(128 + body_len);
     let _ = write!(out, "HTTP/1.1 {} {}\r\n", status, reason_phrase(status));
-    for (name, value) in headers {
-        let _ = write!(out, "{name}: {value}\r\n");
-    }
+    write_headers(&mut out, headers.iter().copied());
     // Never on a 1xx or 204 (RFC 9110, 8.6).
     if !(100..200).contains(&status) && status != 204 {
         let _ = write!(out, "Content-Length: {body_len}\r\n");
@@ -1075,6 +1107,25 @@ fn encode_head(status: u16, headers: &[(&str, &str)], body_len: usize) -> Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A header value with a line break (an application echoing a peer's
+    /// input into a header) does not split the response.
+    #[test]
+    fn header_lines_that_would_split_the_head_are_left_out() {
+        let bytes = encode_response(
+            302,
+            &[
+                ("Location", "/a\r\nSet-Cookie: stolen=1"),
+                ("X-Ok", "fine"),
+                ("Bad:Name", "v"),
+            ],
+            b"",
+        );
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(!text.contains("Set-Cookie"), "{text:?}");
+        assert!(!text.contains("Bad"), "{text:?}");
+        assert!(text.contains("\r\nX-Ok: fine\r\n"), "{text:?}");
+    }
 
     /// Server timeouts of `Duration::MAX` (a way to say "never") give a
     /// deadline a century on, rather than panicking.

@@ -423,15 +423,13 @@ impl HttpRequest {
     /// `Content-Length` for a `POST`, the body. Nothing asks to close the
     /// connection, so it may be kept alive for the next request.
     pub fn encode(&self) -> Vec<u8> {
-        let mut head = format!("{} {} HTTP/1.1\r\n", self.method, self.target);
-        for (name, value) in &self.headers {
-            let _ = write!(head, "{name}: {value}\r\n");
-        }
+        let mut out = format!("{} {} HTTP/1.1\r\n", self.method, self.target).into_bytes();
+        let headers = self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+        crate::http::write_headers(&mut out, headers);
         if self.method == HttpMethod::Post || !self.body.is_empty() {
-            let _ = write!(head, "Content-Length: {}\r\n", self.body.len());
+            out.extend_from_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());
         }
-        head.push_str("\r\n");
-        let mut out = head.into_bytes();
+        out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&self.body);
         out
     }
@@ -2593,6 +2591,23 @@ mod tests {
         assert_eq!(client.poll_transmit(), Some(ClientTransmit::WsClose));
         assert_eq!(body(&http(&mut client)), "1");
         assert_eq!(closed(&mut client), (ClientCloseReason::ForcedClose, None));
+    }
+
+    /// An extra header with a line break does not split the requests.
+    #[test]
+    fn extra_headers_that_would_split_a_request_are_left_out() {
+        let t0 = Instant::now();
+        let mut config = config();
+        config
+            .extra_headers
+            .push(("Cookie".into(), "a=b\r\nX-Injected: 1".into()));
+        config.extra_headers.push(("X-Ok".into(), "yes".into()));
+        let mut client = Client::new(config, t0).unwrap();
+        let handshake = http(&mut client);
+        let bytes = handshake.encode();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(!text.contains("X-Injected"), "{text:?}");
+        assert!(text.contains("\r\nX-Ok: yes\r\n"), "{text:?}");
     }
 
     #[test]

@@ -339,7 +339,9 @@ pub struct ClientHandshake {
 impl ClientHandshake {
     /// Builds the request for `url` with a fresh random key from the OS
     /// CSPRNG, offering `config`'s sub-protocols and permessage-deflate.
-    /// `extra_headers` are added as they are (e.g. `Origin`, cookies).
+    /// `extra_headers` are added as they are (e.g. `Origin`, cookies),
+    /// except a line that would split the request
+    /// ([`is_valid_header`](crate::http::is_valid_header)), left out.
     pub fn new(url: &WsUrl, config: &Config, extra_headers: &[(&str, &str)]) -> Self {
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).expect("the OS random source failed");
@@ -361,14 +363,10 @@ impl ClientHandshake {
                 deflate::client_offer(deflate_config)
             ));
         }
-        for (name, value) in extra_headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
-        Self {
-            key,
-            request: request.into_bytes(),
-        }
+        let mut request = request.into_bytes();
+        crate::http::write_headers(&mut request, extra_headers.iter().copied());
+        request.extend_from_slice(b"\r\n");
+        Self { key, request }
     }
 
     /// The request bytes to send.
@@ -558,6 +556,25 @@ mod tests {
             finish("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
             Err(HandshakeError::AcceptMismatch)
         );
+    }
+
+    /// An extra header line with a line break (an application passing a
+    /// peer's input on) does not split the request.
+    #[test]
+    fn extra_headers_that_would_split_the_request_are_left_out() {
+        let url = WsUrl::parse("ws://example.com/chat").unwrap();
+        let headers = [
+            ("Cookie", "a=b\r\nX-Injected: 1"),
+            ("Origin", "https://app"),
+        ];
+        let handshake = ClientHandshake::new(&url, &Config::default(), &headers);
+        let request = std::str::from_utf8(handshake.request()).unwrap();
+        assert!(!request.contains("X-Injected"), "{request:?}");
+        assert!(
+            request.contains("\r\nOrigin: https://app\r\n"),
+            "{request:?}"
+        );
+        assert!(request.ends_with("\r\n\r\n"));
     }
 
     /// A URL is put into the request line and the `Host` header as it is:
