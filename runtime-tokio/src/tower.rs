@@ -126,7 +126,7 @@ use switchboard_async::engineio::{EngineIo, EngineMounts, Routed};
 use switchboard_async::server::{WsRoutes, pump_engine_ws, spawn_timer};
 use switchboard_async::socketio::SocketIo;
 use switchboard_async::timer::Timed;
-use switchboard_core::engineio::{HttpResponse, PollId};
+use switchboard_core::engineio::HttpResponse;
 use switchboard_core::http::{Header, Headers, Limits, Request};
 use switchboard_core::ws::handshake::{self, Accepted, Rejection};
 use switchboard_core::ws::{Config, Connection, Role};
@@ -578,14 +578,10 @@ where
             }
             to_http(response)
         }
-        Routed::Hold(poll, rx) => {
-            let mut guard = AbortedPoll {
-                engine: &engine,
-                poll: Some(poll),
-            };
-            let response = rx.await;
-            guard.poll = None;
-            match response {
+        // A request dropped while its poll waits (the client went away)
+        // drops the `HeldPoll`, which aborts the poll.
+        Routed::Hold(_poll, rx) => {
+            match rx.await {
                 Ok(response) => to_http(response),
                 // The endpoint is gone.
                 Err(_) => text_response(503, "the Engine.IO endpoint is gone"),
@@ -603,20 +599,6 @@ where
                 engine.ws_closed(conn);
             }
             response
-        }
-    }
-}
-
-/// Reports a held poll whose response future was dropped.
-struct AbortedPoll<'a> {
-    engine: &'a EngineIo,
-    poll: Option<PollId>,
-}
-
-impl Drop for AbortedPoll<'_> {
-    fn drop(&mut self) {
-        if let Some(poll) = self.poll.take() {
-            self.engine.poll_aborted(poll);
         }
     }
 }
