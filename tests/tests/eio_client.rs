@@ -11,6 +11,7 @@ use std::time::Duration;
 use switchboard_conformance::RuntimeKind;
 use switchboard_conformance::eio_client::EioTestClient;
 use switchboard_conformance::peers::{PeerProcess, interop_dir, node_ready, require};
+use switchboard_conformance::raw::{RawConn, RawServer};
 use switchboard_conformance::runtime::{conformance_engineio_config, spawn_engineio_echo};
 use switchboard_core::engineio::client::{ClientCloseReason, ClientConfig, ClientEvent};
 use switchboard_core::engineio::{MessageData, ProtocolVersion};
@@ -203,28 +204,67 @@ fn v3_polling_only(runtime: RuntimeKind, target: Target) {
     close_from_client(&client);
 }
 
+/// Runs `script` on a thread of its own as the server behind the target it
+/// returns, with a receiver of what the script returns when it is done.
+fn scripted_server<T: Send + 'static>(
+    script: impl FnOnce(RawServer) -> T + Send + 'static,
+) -> (Target, std::sync::mpsc::Receiver<T>) {
+    let server = RawServer::bind();
+    let target = Target {
+        addr: server.addr(),
+        _node: None,
+    };
+    let (done_tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(script(server));
+    });
+    (target, done)
+}
+
+/// Answers 200 with `body` on `conn`.
+fn respond(conn: &mut RawConn, body: &[u8]) {
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+    conn.write(head.as_bytes());
+    conn.write(body);
+}
+
+/// Accepts the client's handshake, answers it with `open`, and reads the
+/// first poll on the same connection.
+fn open_polling_session(server: &RawServer, open: &[u8]) -> RawConn {
+    let (mut conn, _handshake) = server.accept();
+    respond(&mut conn, open);
+    let poll = conn.read_head(Duration::from_secs(5));
+    assert!(
+        poll.is_some_and(|head| head.starts_with("GET ")),
+        "the first poll"
+    );
+    conn
+}
+
+/// An open packet for a polling-only session with a long heartbeat.
+const POLLING_OPEN: &[u8] =
+    br#"0{"sid":"s","upgrades":[],"pingInterval":25000,"pingTimeout":20000}"#;
+
+/// A polling-only client connects to `target` and gets the message
+/// `hello`.
+fn hears_hello(runtime: RuntimeKind, target: &Target) {
+    let client = EioTestClient::connect(runtime, config(target, true, false)).expect("connect");
+    assert_eq!(
+        client.event(WAIT),
+        Some(ClientEvent::Message(MessageData::Text("hello".into())))
+    );
+}
+
 /// A server that opens a polling session (100 ms heartbeat), then holds
 /// the next poll and never answers: once the client gives the session up
 /// (`ping timeout`), the held request's connection must be let go too,
 /// within the close timeout (5 s), not left waiting for good.
 fn a_silent_server_is_let_go(runtime: RuntimeKind, _target: Target) {
-    let server = switchboard_conformance::raw::RawServer::bind();
-    let addr = server.addr();
-    let (released_tx, released) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let (mut conn, _handshake) = server.accept();
+    let (target, released) = scripted_server(|server| {
         let open = br#"0{"sid":"s","upgrades":[],"pingInterval":100,"pingTimeout":100,"maxPayload":1000000}"#;
-        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", open.len());
-        conn.write(head.as_bytes());
-        conn.write(open);
-        let poll = conn.read_head(Duration::from_secs(5));
-        assert!(
-            poll.is_some_and(|head| head.starts_with("GET ")),
-            "the next poll"
-        );
-        let _ = released_tx.send(conn.closed_within(Duration::from_secs(20)));
+        let mut conn = open_polling_session(&server, open);
+        conn.closed_within(Duration::from_secs(20))
     });
-    let target = Target { addr, _node: None };
     let client = EioTestClient::connect(runtime, config(&target, true, false)).expect("connect");
     match client.event(WAIT) {
         Some(ClientEvent::Closed { reason, .. }) => {
@@ -244,14 +284,10 @@ fn a_silent_server_is_let_go(runtime: RuntimeKind, _target: Target) {
 /// and the handshake's connection is let go too, so a client reconnecting
 /// to it does not gain a blocked request per attempt.
 fn an_unanswered_handshake_is_let_go(runtime: RuntimeKind, _target: Target) {
-    let server = switchboard_conformance::raw::RawServer::bind();
-    let addr = server.addr();
-    let (released_tx, released) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let (target, released) = scripted_server(|server| {
         let (mut conn, _handshake) = server.accept();
-        let _ = released_tx.send(conn.closed_within(Duration::from_secs(20)));
+        conn.closed_within(Duration::from_secs(20))
     });
-    let target = Target { addr, _node: None };
     let mut config = config(&target, true, false);
     config.connect_timeout = Some(Duration::from_millis(200));
     match EioTestClient::connect(runtime, config) {
@@ -265,33 +301,13 @@ fn an_unanswered_handshake_is_let_go(runtime: RuntimeKind, _target: Target) {
     );
 }
 
-/// An open packet for a polling-only session with a long heartbeat.
-const POLLING_OPEN: &[u8] =
-    br#"0{"sid":"s","upgrades":[],"pingInterval":25000,"pingTimeout":20000}"#;
-
-/// Answers 200 with `body` on `conn`.
-fn respond(conn: &mut switchboard_conformance::raw::RawConn, body: &[u8]) {
-    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
-    conn.write(head.as_bytes());
-    conn.write(body);
-}
-
 /// The server resets a keep-alive connection just as the client's next
 /// request on it arrives (an idle connection closed as it is reused):
 /// nothing of an answer came, so the request goes again on a new
 /// connection, and the session goes on, as in a browser.
 fn a_reset_reused_connection_is_retried(runtime: RuntimeKind, _target: Target) {
-    let server = switchboard_conformance::raw::RawServer::bind();
-    let addr = server.addr();
-    let (done_tx, done) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let (mut first, _handshake) = server.accept();
-        respond(&mut first, POLLING_OPEN);
-        let poll = first.read_head(Duration::from_secs(5));
-        assert!(
-            poll.is_some_and(|head| head.starts_with("GET ")),
-            "the first poll"
-        );
+    let (target, done) = scripted_server(|server| {
+        let mut first = open_polling_session(&server, POLLING_OPEN);
         respond(&mut first, b"6");
         // The next poll comes on the same connection: closed unread, which
         // resets it.
@@ -300,41 +316,22 @@ fn a_reset_reused_connection_is_retried(runtime: RuntimeKind, _target: Target) {
         let (mut second, head) = server.accept();
         assert!(head.starts_with("GET "), "the poll again: {head}");
         respond(&mut second, b"4hello");
-        let _ = done_tx.send(second); // kept open until the test ends
+        second // kept open until the test ends
     });
-    let target = Target { addr, _node: None };
-    let client = EioTestClient::connect(runtime, config(&target, true, false)).expect("connect");
-    assert_eq!(
-        client.event(WAIT),
-        Some(ClientEvent::Message(MessageData::Text("hello".into())))
-    );
+    hears_hello(runtime, &target);
     drop(done.recv_timeout(WAIT));
 }
 
 /// An interim `1xx` answer is skipped: the request's answer is the final
 /// one after it (RFC 9110 15.2).
 fn an_interim_answer_is_skipped(runtime: RuntimeKind, _target: Target) {
-    let server = switchboard_conformance::raw::RawServer::bind();
-    let addr = server.addr();
-    let (done_tx, done) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let (mut conn, _handshake) = server.accept();
-        respond(&mut conn, POLLING_OPEN);
-        let poll = conn.read_head(Duration::from_secs(5));
-        assert!(
-            poll.is_some_and(|head| head.starts_with("GET ")),
-            "the first poll"
-        );
+    let (target, done) = scripted_server(|server| {
+        let mut conn = open_polling_session(&server, POLLING_OPEN);
         conn.write(b"HTTP/1.1 100 Continue\r\n\r\n");
         respond(&mut conn, b"4hello");
-        let _ = done_tx.send(conn);
+        conn // kept open until the test ends
     });
-    let target = Target { addr, _node: None };
-    let client = EioTestClient::connect(runtime, config(&target, true, false)).expect("connect");
-    assert_eq!(
-        client.event(WAIT),
-        Some(ClientEvent::Message(MessageData::Text("hello".into())))
-    );
+    hears_hello(runtime, &target);
     drop(done.recv_timeout(WAIT));
 }
 
